@@ -1,0 +1,372 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Splitting a cached frame into pieces that each fit one outer packet.
+ *
+ * The frame sits in the per-CPU scratch cache. Piece k is
+ *
+ *   outer headers | header prefix (the frame's own L2+L3 headers, adjusted)
+ *                 | chunk k: frame bytes [data_start + k * chunk, ...)
+ *
+ * For IP frames the adjusted prefix makes every piece a valid inner IP
+ * fragment (RFC 791 / RFC 8200 §4.5), so Wireshark, Zeek or Suricata
+ * reassemble the tunnel on their own; pt_meta tells our collector how to undo
+ * the adjustment byte for byte.
+ */
+#ifndef PODTAP_FRAG_H
+#define PODTAP_FRAG_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "consts.h"
+#include "csum.h"
+#include "encap.h"
+#include "maps.h"
+#include "parse.h"
+#include "wire.h"
+
+/* How the outer UDP checksum is produced. */
+enum pt_csum_mode {
+	PT_CSUM_ZERO = 0,       /* IPv4 outer: no UDP checksum (RFC 768) */
+	PT_CSUM_STEER = 1,      /* the device computes it (CHECKSUM_PARTIAL copy) */
+	PT_CSUM_SOFT = 2,       /* IPv6 outer: computed here over each piece */
+};
+
+struct pt_plan {
+	__u32 cap;              /* frame bytes carried by all pieces */
+	__u32 data_start;       /* first frame byte carried in chunks */
+	__u32 chunk;            /* chunk bytes per piece (a multiple of 8 for IP) */
+	__u32 npieces;
+	__u32 prefix;           /* prefix bytes copied from the cache into each piece */
+	__u32 hdr;              /* prefix bytes in each piece (prefix + added header) */
+	__u32 nh_off;           /* IPv6 new: frame byte holding the next header we set to 44 */
+	__u32 fh_off;           /* IPv6: offset of the Fragment header (ours or the pod's) */
+	__u32 frag_base;        /* original fragment offset in bytes (pod-made fragments) */
+	__u32 frag_id;          /* IPv6 new: identification of our Fragment header */
+	__u16 ip_id;            /* IPv4: identification written in the pieces */
+	__u8 frag_more;         /* the original was not the last fragment (MF / M) */
+	__u8 kind;              /* PT_K_* */
+	__u16 fix[4];           /* pt_meta.fix */
+	__u16 geneve_proto;
+	__u16 pad;
+};
+
+/* Everything a piece needs. Too big for the 512-byte stack shared with the
+ * bpf_loop() callback, so it lives in a per-CPU map (pt_work in maps.h would
+ * be its natural home, but it needs the types above). */
+struct pt_work {
+	struct pt_plan plan;
+	struct pt_outer outer;
+	__u32 csum_mode;
+	__u32 csum_off;         /* PT_CSUM_STEER: the copy's csum_offset */
+	__u32 out_ifindex;
+	__s32 err;              /* PT_C_* reason of the first failure, or 0 */
+	__u8 ip4[PT_IPV4_HLEN_MAX]; /* scratch: a piece's IPv4 header */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pt_work);
+} pt_work SEC(".maps");
+
+/* The bpf_loop() context, on the tunnel program's stack. */
+struct pt_loop {
+	struct __sk_buff *skb;
+	struct pt_cache *cache;
+	struct pt_work *w;
+};
+
+static __always_inline __u8 pt_c8(const struct pt_cache *c, __u32 off)
+{
+	if (off >= PT_PREFIX_MAX + 8)
+		return 0;
+	return c->data[off];
+}
+
+static __always_inline __u16 pt_c16(const struct pt_cache *c, __u32 off)
+{
+	return (pt_c8(c, off) << 8) | pt_c8(c, off + 1);
+}
+
+/* Decide how to cut the cached frame of @cap bytes. Returns 0 or a reason. */
+static __always_inline int pt_plan_make(const struct pt_cache *c, struct pt_plan *p,
+					__u32 cap, __u32 seq, __u32 cpu)
+{
+	__u16 proto;
+
+	__builtin_memset(p, 0, sizeof(*p));
+	p->cap = cap;
+	p->kind = PT_K_RAW;
+	p->geneve_proto = PT_GENEVE_PROTO_ETH;
+	proto = cap >= PT_ETH_HLEN ? pt_c16(c, 12) : 0;
+
+	if (cap <= PT_PIECE_MAX) {
+		/* One piece, the frame unchanged. Copied as a short prefix and a
+		 * chunk so that no copy exceeds PT_CHUNK_MAX. */
+		p->kind = PT_K_WHOLE;
+		p->prefix = cap > PT_CHUNK_MAX ? cap - PT_CHUNK_MAX : 0;
+		p->hdr = p->prefix;
+		p->data_start = p->prefix;
+		p->chunk = cap - p->prefix;
+		p->npieces = 1;
+		return 0;
+	}
+
+	if (proto == ETH_P_IP && cap >= PT_ETH_HLEN + 20) {
+		__u32 ihl = (pt_c8(c, PT_ETH_HLEN) & 0xf) * 4;
+		__u16 frag = pt_c16(c, PT_ETH_HLEN + 6);
+
+		if ((pt_c8(c, PT_ETH_HLEN) >> 4) == 4 && ihl >= 20 && cap >= PT_ETH_HLEN + ihl) {
+			p->kind = PT_K_IPV4;
+			p->prefix = PT_ETH_HLEN + ihl;
+			p->hdr = p->prefix;
+			p->fix[0] = pt_c16(c, PT_ETH_HLEN + 2);         /* total length */
+			p->fix[1] = pt_c16(c, PT_ETH_HLEN + 4);         /* identification */
+			p->fix[2] = frag;                               /* flags + offset */
+			p->fix[3] = pt_c16(c, PT_ETH_HLEN + 10);        /* header checksum */
+			p->frag_base = (frag & 0x1fff) * 8;
+			p->frag_more = (frag & 0x2000) != 0;
+			p->ip_id = p->fix[1];
+#if PT_TUNNEL == PT_TUN_GENEVE
+			/* A fresh identification for a frame we split (our collector
+			 * restores the original), so a standard receiver does not join
+			 * pieces of two frames that had the same one (RFC 4963). The
+			 * pod's own fragments keep theirs: they belong together. */
+			if (!p->frag_base && !p->frag_more)
+				p->ip_id = (__u16)(seq ^ (cpu << 12));
+#endif
+		}
+	} else if (proto == ETH_P_IPV6 && cap >= PT_ETH_HLEN + 40) {
+		__u32 off = PT_ETH_HLEN + 40;
+		__u32 nh_off = PT_ETH_HLEN + 6;
+		__u8 nh = pt_c8(c, nh_off);
+		int i, refrag = 0;
+
+		/* walk the unfragmentable part: Hop-by-Hop, Routing, and
+		 * Destination Options that precede a Routing header */
+#pragma unroll
+		for (i = 0; i < PT_IPV6_EXT_MAX; i++) {
+			if (nh == PT_NH_FRAGMENT) {
+				refrag = 1;
+				break;
+			}
+			if (nh != PT_NH_HOPOPTS && nh != PT_NH_ROUTING &&
+			    !(nh == PT_NH_DSTOPTS && pt_c8(c, off) == PT_NH_ROUTING))
+				break;
+			if (off + 8 > cap)
+				break;
+			nh_off = off;
+			nh = pt_c8(c, off);
+			off += (pt_c8(c, off + 1) + 1) * 8;
+		}
+		if (refrag && off + 8 <= cap && off <= PT_PREFIX_MAX - 8) {
+			__u16 field = pt_c16(c, off + 2);
+
+			p->kind = PT_K_IPV6_REFRAG;
+			p->fh_off = off;
+			p->prefix = off + 8;
+			p->hdr = p->prefix;
+			p->fix[0] = pt_c16(c, PT_ETH_HLEN + 4);         /* payload length */
+			p->fix[1] = field;                              /* offset + M */
+			p->frag_base = field & 0xfff8;
+			p->frag_more = field & 1;
+		} else if (!refrag && off <= cap && off <= PT_PREFIX_MAX - 8) {
+			p->kind = PT_K_IPV6_NEW;
+			p->fh_off = off;
+			p->nh_off = nh_off;
+			p->prefix = off;
+			p->hdr = off + 8;
+			p->fix[0] = pt_c16(c, PT_ETH_HLEN + 4);         /* payload length */
+			p->fix[1] = nh_off;
+			p->fix[2] = pt_c8(c, nh_off);                   /* next header */
+			p->frag_id = (cpu << 24) ^ seq;
+		}
+	}
+
+	if (p->kind == PT_K_RAW) {
+#if PT_TUNNEL == PT_TUN_VXLAN
+		/* VXLAN carries Ethernet frames only: send what fits, cut. */
+		p->kind = PT_K_WHOLE;
+		p->cap = PT_PIECE_MAX;
+		p->prefix = PT_PIECE_MAX - PT_CHUNK_MAX;
+		p->hdr = p->prefix;
+		p->data_start = p->prefix;
+		p->chunk = PT_CHUNK_MAX;
+		p->npieces = 1;
+		return 0;
+#else
+		p->geneve_proto = PT_GENEVE_PROTO_RAW;
+		p->chunk = PT_CHUNK_MAX;
+#endif
+	} else {
+		p->data_start = p->prefix;
+		p->chunk = (PT_PIECE_MAX - p->hdr) & ~7u;
+	}
+	if (p->chunk < 8 || p->chunk > PT_CHUNK_MAX)
+		return PT_C_SHAPE_ERR;
+	p->npieces = (p->cap - p->data_start + p->chunk - 1) / p->chunk;
+	if (p->npieces < 1 || p->npieces > PT_PIECES_MAX)
+		return PT_C_SHAPE_ERR;
+	return 0;
+}
+
+/* Write the adjusted IP header(s) of piece @k (chunk of @n bytes) at @at. */
+static __always_inline int pt_piece_ip(struct pt_loop *l, __u32 k, __u32 n, __u32 last)
+{
+	struct __sk_buff *skb = l->skb;
+	struct pt_plan *p = &l->w->plan;
+	__u32 at = PT_OUTER_LEN;
+	__u32 off = k * p->chunk;                       /* fragment offset of this chunk */
+	__u32 more = !last || p->frag_more;
+
+	if (p->kind == PT_K_IPV4) {
+		__u8 *ip = l->w->ip4;
+		__u64 ihl = p->prefix - PT_ETH_HLEN;
+		__u16 v;
+
+		barrier_var(ihl);
+		if (ihl < 20 || ihl > PT_IPV4_HLEN_MAX)
+			return -1;
+		__builtin_memcpy(ip, &l->cache->data[PT_ETH_HLEN], PT_IPV4_HLEN_MAX);
+		v = bpf_htons(ihl + n);
+		__builtin_memcpy(&ip[2], &v, 2);
+		v = bpf_htons(p->ip_id);
+		__builtin_memcpy(&ip[4], &v, 2);
+		/* keep the reserved bit, drop DF, offset in 8-byte units, MF */
+		v = (p->fix[2] & 0x8000) | (((p->frag_base + off) >> 3) & 0x1fff) |
+		    (more ? 0x2000 : 0);
+		v = bpf_htons(v);
+		__builtin_memcpy(&ip[6], &v, 2);
+		ip[10] = 0;
+		ip[11] = 0;
+		v = pt_csum_fold(pt_csum_add(ip, ihl, 0));
+		__builtin_memcpy(&ip[10], &v, 2);
+		return bpf_skb_store_bytes(skb, at + PT_ETH_HLEN, ip, ihl, BPF_F_RECOMPUTE_CSUM);
+	}
+	if (p->kind == PT_K_IPV6_NEW) {
+		__u8 fh[8];
+		__u16 plen = bpf_htons(p->hdr - PT_ETH_HLEN - 40 + n);
+		__u8 nh = PT_NH_FRAGMENT;
+		__u16 field = bpf_htons((off & 0xfff8) | (more ? 1 : 0));
+		__u32 id = bpf_htonl(p->frag_id);
+
+		if (bpf_skb_store_bytes(skb, at + PT_ETH_HLEN + 4, &plen, 2, BPF_F_RECOMPUTE_CSUM))
+			return -1;
+		if (p->nh_off > PT_PREFIX_MAX)
+			return -1;
+		if (bpf_skb_store_bytes(skb, at + p->nh_off, &nh, 1, BPF_F_RECOMPUTE_CSUM))
+			return -1;
+		fh[0] = (__u8)p->fix[2];                /* what followed the unfragmentable part */
+		fh[1] = 0;
+		__builtin_memcpy(&fh[2], &field, 2);
+		__builtin_memcpy(&fh[4], &id, 4);
+		if (p->fh_off > PT_PREFIX_MAX)
+			return -1;
+		return bpf_skb_store_bytes(skb, at + p->fh_off, fh, 8, BPF_F_RECOMPUTE_CSUM);
+	}
+	if (p->kind == PT_K_IPV6_REFRAG) {
+		__u16 plen = bpf_htons(p->hdr - PT_ETH_HLEN - 40 + n);
+		__u16 field = bpf_htons(((p->frag_base + off) & 0xfff8) | (more ? 1 : 0));
+
+		if (bpf_skb_store_bytes(skb, at + PT_ETH_HLEN + 4, &plen, 2, BPF_F_RECOMPUTE_CSUM))
+			return -1;
+		if (p->fh_off > PT_PREFIX_MAX)
+			return -1;
+		return bpf_skb_store_bytes(skb, at + p->fh_off + 2, &field, 2, BPF_F_RECOMPUTE_CSUM);
+	}
+	return 0;
+}
+
+/*
+ * Build piece @k in the skb, whose length is already right for it when
+ * @shaped, else resized here (pieces never grow: only the last is shorter).
+ * Returns 0 or a PT_C_* reason. A subprogram, not inlined: its stack frame
+ * then counts once per call chain instead of swelling the main program's.
+ */
+static __noinline int pt_piece(struct pt_loop *l, __u32 k, int shaped)
+{
+	struct __sk_buff *skb = l->skb;
+	struct pt_plan *p = &l->w->plan;
+	struct pt_outer *o = &l->w->outer;
+	__u32 src, n, len, last;
+
+	if (k >= PT_PIECES_MAX)
+		return PT_C_SHAPE_ERR;
+	src = p->data_start + k * p->chunk;
+	if (src >= p->cap)
+		return PT_C_SHAPE_ERR;
+	n = p->cap - src;
+	if (n > p->chunk)
+		n = p->chunk;
+	last = k + 1 == p->npieces;
+	len = PT_OUTER_LEN + p->hdr + n;
+
+	if (!shaped && bpf_skb_change_tail(skb, len, 0))
+		return PT_C_SHAPE_ERR;
+
+	pt_outer_lengths(o, p->hdr + n);
+#if PT_TUNNEL == PT_TUN_GENEVE
+	o->meta.flags = (o->meta.flags & ~(PT_F_FRAG | PT_F_LAST)) |
+			(p->npieces > 1 ? PT_F_FRAG : 0) | (last ? PT_F_LAST : 0);
+	o->meta.piece_off = bpf_htonl(src);
+	o->meta.hdr_len = bpf_htons(p->hdr);
+#endif
+	if (l->w->csum_mode == PT_CSUM_STEER)
+		o->udp.check = pt_udp_csum_seed(o, l->w->csum_off);
+	if (bpf_skb_store_bytes(skb, 0, o, sizeof(*o), BPF_F_RECOMPUTE_CSUM))
+		return PT_C_SHAPE_ERR;
+
+	if (p->prefix) {
+		__u64 pre = p->prefix;
+
+		barrier_var(pre);
+		if (pre > PT_PREFIX_MAX)
+			return PT_C_SHAPE_ERR;
+		if (bpf_skb_store_bytes(skb, PT_OUTER_LEN, l->cache->data, pre,
+					BPF_F_RECOMPUTE_CSUM))
+			return PT_C_SHAPE_ERR;
+		if (pt_piece_ip(l, k, n, last))
+			return PT_C_SHAPE_ERR;
+	}
+
+	/* The copy the verifier sizes the cache for: offset < PT_FRAME_MAX and
+	 * 1 <= n <= PT_CHUNK_MAX, hence PT_CACHE_SIZE. */
+	{
+		__u64 from = src, size = n;
+
+		/* bounds checked on the very registers passed to the helper */
+		barrier_var(from);
+		barrier_var(size);
+		if (from >= PT_FRAME_MAX || size < 1 || size > PT_CHUNK_MAX ||
+		    p->hdr > PT_PREFIX_MAX + 8)
+			return PT_C_SHAPE_ERR;
+		if (bpf_skb_store_bytes(skb, PT_OUTER_LEN + p->hdr, &l->cache->data[from],
+					size, BPF_F_RECOMPUTE_CSUM))
+			return PT_C_SHAPE_ERR;
+	}
+
+	if (PT_OUTER_V6 && l->w->csum_mode == PT_CSUM_SOFT && pt_udp_csum_soft(skb, o, len))
+		return PT_C_SHAPE_ERR;
+	return 0;
+}
+
+/* bpf_loop() callback: pieces 1 .. npieces-2, each sent as a clone. */
+static long pt_piece_cb(__u64 i, void *ctx)
+{
+	struct pt_loop *l = ctx;
+	__u32 k = (__u32)i + 1;
+	int rc;
+
+	rc = pt_piece(l, k, 0);
+	if (!rc && bpf_clone_redirect(l->skb, l->w->out_ifindex, 0) < 0)
+		rc = PT_C_REDIRECT_ERR;
+	if (rc) {
+		l->w->err = rc;
+		return 1;
+	}
+	return 0;
+}
+
+#endif /* PODTAP_FRAG_H */

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Read-only view of the kernel's struct sk_buff checksum state through
+ * bpf_cast_to_kern_ctx() (kernel 6.3+) and CO-RE, resolved at load time
+ * against /sys/kernel/btf/vmlinux. Only the fields named here are used.
+ *
+ * Why: a copy whose L4 checksum is still to be computed by the device
+ * (CHECKSUM_PARTIAL, the normal state of a pod's own TCP/UDP traffic on a
+ * veth) keeps that state through bpf_clone_redirect(). A NIC, or
+ * skb_checksum_help(), would then write a checksum at csum_start +
+ * csum_offset of every piece we send, in the middle of the captured bytes. The
+ * tunnel program steers that write onto the outer UDP checksum instead (see
+ * pt_steer_csum() in frag.h).
+ */
+#ifndef PODTAP_KERN_H
+#define PODTAP_KERN_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#define PT_CHECKSUM_PARTIAL 3   /* include/linux/skbuff.h */
+
+struct sk_buff {
+	unsigned char *head;
+	unsigned char *data;
+	__u16 csum_start;
+	__u16 csum_offset;
+	__u8 ip_summed : 2;
+	__u8 csum_not_inet : 1;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+struct pt_csum_state {
+	__u32 partial;          /* CHECKSUM_PARTIAL with an Internet checksum */
+	__u32 not_inet;         /* CHECKSUM_PARTIAL with CRC32c (SCTP) */
+	__s32 start;            /* csum_start relative to skb->data */
+	__u32 offset;           /* csum_offset */
+};
+
+static __always_inline void pt_csum_state(struct __sk_buff *ctx, struct pt_csum_state *st)
+{
+	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
+	__u32 summed = BPF_CORE_READ_BITFIELD(skb, ip_summed);
+
+	st->partial = 0;
+	st->not_inet = 0;
+	st->start = 0;
+	st->offset = 0;
+	if (summed != PT_CHECKSUM_PARTIAL)
+		return;
+	/* csum_not_inet exists only in kernels built with SCTP */
+	if (bpf_core_field_exists(skb->csum_not_inet) &&
+	    BPF_CORE_READ_BITFIELD(skb, csum_not_inet)) {
+		st->not_inet = 1;
+		return;
+	}
+	st->partial = 1;
+	st->start = (__s32)skb->csum_start - (__s32)(skb->data - skb->head);
+	st->offset = skb->csum_offset;
+}
+
+#endif /* PODTAP_KERN_H */

@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Maps of one podtap object. The agent loads the object once, pins the maps
+ * under /sys/fs/bpf/podtap/<object>/maps/ and shares them between every
+ * interface the tap is attached to.
+ */
+#ifndef PODTAP_MAPS_H
+#define PODTAP_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "consts.h"
+
+/* Runtime configuration written by the agent after load, before attach: node
+ * facts that do not bound anything (so they need no recompile). */
+struct pt_config {
+	__u32 enabled;          /* 0: the tap passes everything untouched */
+	__u32 capture_ifindex;  /* device whose egress runs the tunnel program */
+	__u32 instance;         /* object id carried in pt_meta (low 16 bits) */
+	__u32 route_ifindex;    /* device of the route to the collector (FIB lookup) */
+	__u8 src[16];           /* outer source address (IPv4 in the first 4 bytes) */
+	__u8 dst[16];           /* collector address (IPv4 in the first 4 bytes) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pt_config);
+} pt_config SEC(".maps");
+
+/* Counters by reason; the numbers are part of the interface with userspace
+ * (src/datapath/counters.ts) and never change meaning. */
+enum pt_reason {
+	PT_C_SEEN = 0,          /* tap: packets that reached an attached hook */
+	PT_C_SKIP_OWN = 1,      /* tap: podtap's own traffic, never mirrored */
+	PT_C_FILTERED = 2,      /* tap: did not match the policy's filter */
+	PT_C_MATCHED = 3,       /* tap: matched the filter */
+	PT_C_SAMPLED_OUT = 4,   /* tap: matched, skipped by 1-in-N sampling */
+	PT_C_RATE_LIMITED = 5,  /* tap: matched, over the rate limit (lost) */
+	PT_C_CLONE_ERR = 6,     /* tap: clone to the capture device failed (lost) */
+	PT_C_TUNNEL_IN = 7,     /* tunnel: copies received */
+	PT_C_MIRRORED = 8,      /* tunnel: copies sent (all pieces left) */
+	PT_C_FRAGMENTED = 9,    /* tunnel: copies that needed more than one piece */
+	PT_C_PIECES = 10,       /* tunnel: pieces sent */
+	PT_C_TRUNCATED = 11,    /* tunnel: copies cut to the snap length */
+	PT_C_OVERSIZE = 12,     /* tunnel: frames larger than the cache, sent cut */
+	PT_C_NO_ROUTE = 13,     /* tunnel: no route or neighbour to the collector (lost) */
+	PT_C_REDIRECT_ERR = 14, /* tunnel: a piece could not be sent (lost) */
+	PT_C_BUSY = 15,         /* tunnel: nested run on a busy CPU slot (lost) */
+	PT_C_FOREIGN = 16,      /* tunnel: untagged packet on the capture device, dropped */
+	PT_C_SHAPE_ERR = 17,    /* tunnel: resizing the copy failed (lost) */
+	PT_C_MTU = 18,          /* tunnel: route MTU below the compiled MTU (lost) */
+	PT_C_CSUM_UNSUPP = 19,  /* tunnel: non-inet offloaded checksum left as is */
+	PT_C_MAX = 20,
+};
+
+struct pt_count {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PT_C_MAX);
+	__type(key, __u32);
+	__type(value, struct pt_count);
+} pt_counters SEC(".maps");
+
+/* Per-CPU tunnel state. BH is off while tc programs run, so the only way to
+ * re-enter on the same CPU is through our own redirects: busy guards it. */
+struct pt_cpu {
+	__u32 busy;
+	__u32 seq;              /* next frame sequence number of this CPU's stream */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pt_cpu);
+} pt_cpu SEC(".maps");
+
+/* Scratch cache: one entry per CPU, indexed by bpf_get_smp_processor_id(). An
+ * ARRAY, not a PERCPU_ARRAY: per-CPU values are limited to 32 KB. */
+struct pt_cache {
+	__u8 data[PT_CACHE_SIZE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PT_NR_CPUS);
+	__type(key, __u32);
+	__type(value, struct pt_cache);
+} pt_cache SEC(".maps");
+
+/* Sampling counter and token bucket, global so the policy's figures hold for
+ * the node as a whole, not per CPU. */
+struct pt_limit {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 sample;           /* matched packets, for 1-in-N */
+	__u64 last_ns;          /* last refill */
+	__u64 pkt_tokens;       /* in packets * 1e9 (ns units) */
+	__u64 byte_tokens;      /* in bytes * 1e9 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pt_limit);
+} pt_limit SEC(".maps");
+
+/* Peer CIDR filter (PT_CIDR_FILTER): LPM tries filled by the agent. */
+struct pt_lpm4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct pt_lpm6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pt_lpm4);
+	__type(value, __u8);
+} pt_cidr4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pt_lpm6);
+	__type(value, __u8);
+} pt_cidr6 SEC(".maps");
+
+static __always_inline void pt_count_n(__u32 reason, __u64 packets, __u64 bytes)
+{
+	struct pt_count *c = bpf_map_lookup_elem(&pt_counters, &reason);
+
+	if (c) {
+		c->packets += packets;
+		c->bytes += bytes;
+	}
+}
+
+static __always_inline void pt_count(__u32 reason, __u64 bytes)
+{
+	pt_count_n(reason, 1, bytes);
+}
+
+#endif /* PODTAP_MAPS_H */

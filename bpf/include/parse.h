@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Header parsing for the tap's filter: just what the policy can match on. */
+#ifndef PODTAP_PARSE_H
+#define PODTAP_PARSE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "consts.h"
+
+#define PT_NH_HOPOPTS 0
+#define PT_NH_ROUTING 43
+#define PT_NH_FRAGMENT 44
+#define PT_NH_DSTOPTS 60
+#define PT_NH_ICMPV6 58
+#define PT_NH_SCTP 132
+
+struct pt_pkt {
+	__u8 family;            /* 4, 6, or 0 for non-IP */
+	__u8 l4proto;           /* IP protocol / last next header */
+	__u8 has_ports;         /* sport/dport are valid */
+	__u8 tcp_flags;
+	__u16 sport;            /* host order */
+	__u16 dport;
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+/* Fill @p from the frame; returns 0, or -1 if the frame is too short to say. */
+static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
+{
+	struct ethhdr eth;
+	__u32 l4off;
+	int frag_later = 0;
+
+	__builtin_memset(p, 0, sizeof(*p));
+	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0)
+		return -1;
+
+	if (eth.h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, PT_ETH_HLEN, &ip, sizeof(ip)) < 0)
+			return -1;
+		p->family = 4;
+		p->l4proto = ip.protocol;
+		__builtin_memcpy(p->src, &ip.saddr, 4);
+		__builtin_memcpy(p->dst, &ip.daddr, 4);
+		/* fragments other than the first carry no L4 header */
+		frag_later = (ip.frag_off & bpf_htons(0x1fff)) != 0;
+		l4off = PT_ETH_HLEN + ip.ihl * 4;
+	} else if (eth.h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+		__u8 nh;
+		int i;
+
+		if (bpf_skb_load_bytes(skb, PT_ETH_HLEN, &ip6, sizeof(ip6)) < 0)
+			return -1;
+		p->family = 6;
+		__builtin_memcpy(p->src, &ip6.saddr, 16);
+		__builtin_memcpy(p->dst, &ip6.daddr, 16);
+		nh = ip6.nexthdr;
+		l4off = PT_ETH_HLEN + sizeof(ip6);
+#pragma unroll
+		for (i = 0; i < PT_IPV6_EXT_MAX; i++) {
+			__u8 ext[4];
+
+			if (nh != PT_NH_HOPOPTS && nh != PT_NH_ROUTING &&
+			    nh != PT_NH_DSTOPTS && nh != PT_NH_FRAGMENT)
+				break;
+			if (bpf_skb_load_bytes(skb, l4off, ext, sizeof(ext)) < 0)
+				return -1;
+			if (nh == PT_NH_FRAGMENT) {
+				frag_later = ((ext[2] << 8 | ext[3]) & 0xfff8) != 0;
+				l4off += 8;
+			} else {
+				l4off += (ext[1] + 1) * 8;
+			}
+			nh = ext[0];
+		}
+		p->l4proto = nh;
+	} else {
+		return 0;
+	}
+
+	if (frag_later)
+		return 0;
+	if (p->l4proto == IPPROTO_TCP || p->l4proto == IPPROTO_UDP ||
+	    p->l4proto == PT_NH_SCTP) {
+		__u16 ports[2];
+
+		if (bpf_skb_load_bytes(skb, l4off, ports, sizeof(ports)) < 0)
+			return 0;
+		p->has_ports = 1;
+		p->sport = bpf_ntohs(ports[0]);
+		p->dport = bpf_ntohs(ports[1]);
+		if (p->l4proto == IPPROTO_TCP &&
+		    bpf_skb_load_bytes(skb, l4off + 13, &p->tcp_flags, 1) < 0)
+			return 0;
+	}
+	return 0;
+}
+
+#endif /* PODTAP_PARSE_H */

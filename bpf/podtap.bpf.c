@@ -1,0 +1,358 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * podtap data plane: the entry programs.
+ *
+ *   pt_tap_ingress / pt_tap_egress   clsact ingress / egress of a pod's
+ *       host-side veth. Filter, sample, rate-limit; clone the frame to the
+ *       capture device; leave the pod's packet untouched (TC_ACT_UNSPEC, so the
+ *       next filter, e.g. the CNI's, still runs).
+ *
+ *   pt_tunnel   clsact egress of the capture device. Owns the clone: wraps it
+ *       in Geneve (or VXLAN) towards the collector, cut into pieces when it does
+ *       not fit the MTU, and never lets it reach the device itself.
+ *
+ * Constants: include/consts.h. Wire format: include/wire.h.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "include/consts.h"
+#include "include/maps.h"
+#include "include/parse.h"
+#include "include/filter.h"
+#include "include/csum.h"
+#include "include/encap.h"
+#include "include/frag.h"
+#include "include/kern.h"
+#include "include/wire.h"
+
+#define PT_NS 1000000000ull     /* token units per packet / byte (ns resolution) */
+
+/* 1-in-N sampling and the token bucket; 1 = mirror this packet. */
+static __always_inline int pt_admit(__u32 bytes, __u32 *reason)
+{
+	__u32 zero = 0;
+	struct pt_limit *lim;
+
+	if (PT_SAMPLE_ONE_IN <= 1 && !PT_RATE_PPS && !PT_RATE_BPS)
+		return 1;
+	lim = bpf_map_lookup_elem(&pt_limit, &zero);
+	if (!lim)
+		return 1;
+	if (PT_SAMPLE_ONE_IN > 1 &&
+	    __sync_fetch_and_add(&lim->sample, 1) % PT_SAMPLE_ONE_IN != 0) {
+		*reason = PT_C_SAMPLED_OUT;
+		return 0;
+	}
+	if (PT_RATE_PPS || PT_RATE_BPS) {
+		__u64 now = bpf_ktime_get_ns(), elapsed;
+		int ok = 1;
+
+		bpf_spin_lock(&lim->lock);
+		elapsed = now - lim->last_ns;
+		if (elapsed > PT_NS)
+			elapsed = PT_NS;        /* the bucket holds one second */
+		lim->last_ns = now;
+		if (PT_RATE_PPS) {
+			lim->pkt_tokens += elapsed * PT_RATE_PPS;
+			if (lim->pkt_tokens > PT_NS * PT_RATE_PPS)
+				lim->pkt_tokens = PT_NS * PT_RATE_PPS;
+			ok = lim->pkt_tokens >= PT_NS;
+		}
+		if (PT_RATE_BPS) {
+			lim->byte_tokens += elapsed * PT_RATE_BPS;
+			if (lim->byte_tokens > PT_NS * PT_RATE_BPS)
+				lim->byte_tokens = PT_NS * PT_RATE_BPS;
+			ok = ok && lim->byte_tokens >= PT_NS * bytes;
+		}
+		if (ok) {
+			if (PT_RATE_PPS)
+				lim->pkt_tokens -= PT_NS;
+			if (PT_RATE_BPS)
+				lim->byte_tokens -= PT_NS * bytes;
+		}
+		bpf_spin_unlock(&lim->lock);
+		if (!ok) {
+			*reason = PT_C_RATE_LIMITED;
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static __always_inline int pt_tap(struct __sk_buff *skb, const __u32 to_pod)
+{
+	__u32 zero = 0, reason = 0, len = skb->len;
+	struct pt_config *cfg;
+	struct pt_pkt pkt;
+	__u32 mark, prio;
+	long rc;
+
+	if ((skb->mark & PT_MARK_MASK) == PT_MARK_MAGIC) {
+		pt_count(PT_C_SKIP_OWN, len);
+		return TC_ACT_UNSPEC;
+	}
+	cfg = bpf_map_lookup_elem(&pt_config, &zero);
+	if (!cfg || !cfg->enabled)
+		return TC_ACT_UNSPEC;
+	pt_count(PT_C_SEEN, len);
+	if (pt_parse(skb, &pkt) < 0) {
+		pt_count(PT_C_FILTERED, len);
+		return TC_ACT_UNSPEC;
+	}
+	if (pt_is_own_tunnel(&pkt, cfg)) {
+		pt_count(PT_C_SKIP_OWN, len);
+		return TC_ACT_UNSPEC;
+	}
+	if (!pt_match(&pkt, to_pod)) {
+		pt_count(PT_C_FILTERED, len);
+		return TC_ACT_UNSPEC;
+	}
+	pt_count(PT_C_MATCHED, len);
+	if (!pt_admit(len, &reason)) {
+		pt_count(reason, len);
+		return TC_ACT_UNSPEC;
+	}
+
+	/* The copy carries its origin to the tunnel program in mark (tag and
+	 * direction) and priority (interface); both are restored at once. */
+	mark = skb->mark;
+	prio = skb->priority;
+	skb->mark = PT_MARK_MAGIC | (to_pod ? PT_MARK_TO_POD : 0);
+	skb->priority = skb->ifindex;
+	rc = bpf_clone_redirect(skb, cfg->capture_ifindex, 0);
+	skb->mark = mark;
+	skb->priority = prio;
+	/* a positive NET_XMIT code only says the tunnel consumed the clone */
+	if (rc < 0)
+		pt_count(PT_C_CLONE_ERR, len);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int pt_tap_ingress(struct __sk_buff *skb)
+{
+	return pt_tap(skb, 0);          /* host-side ingress: sent by the pod */
+}
+
+SEC("tc")
+int pt_tap_egress(struct __sk_buff *skb)
+{
+	return pt_tap(skb, 1);          /* host-side egress: to the pod */
+}
+
+/* Resize the full copy to piece 0's length; for a CHECKSUM_PARTIAL copy also
+ * move csum_start so the device's checksum lands on the outer UDP checksum
+ * (see kern.h). Returns 0 or a reason. */
+static __always_inline int pt_shape_first(struct pt_loop *l, const struct pt_csum_state *st)
+{
+	struct __sk_buff *skb = l->skb;
+	struct pt_plan *p = &l->w->plan;
+	__u32 n = p->cap - p->data_start;
+	__u32 len;
+	__s32 delta;
+
+	if (n > p->chunk)
+		n = p->chunk;
+	len = PT_OUTER_LEN + p->hdr + n;
+	if (l->w->csum_mode != PT_CSUM_STEER)
+		return bpf_skb_change_tail(skb, len, 0) ? PT_C_SHAPE_ERR : 0;
+
+	delta = (__s32)(PT_UDP_OFF + 6 - st->offset) - st->start;
+	if (delta < -0xfff || delta > 0xfff)
+		return PT_C_SHAPE_ERR;
+	if (delta >= 0) {
+		if (bpf_skb_change_tail(skb, len - delta, 0))
+			return PT_C_SHAPE_ERR;
+		if (delta && bpf_skb_change_head(skb, delta, 0))
+			return PT_C_SHAPE_ERR;
+	} else {
+		if (bpf_skb_change_tail(skb, len - delta, 0))
+			return PT_C_SHAPE_ERR;
+		if (bpf_skb_adjust_room(skb, delta, BPF_ADJ_ROOM_MAC, 0))
+			return PT_C_SHAPE_ERR;
+	}
+	return 0;
+}
+
+SEC("tc")
+int pt_tunnel(struct __sk_buff *skb)
+{
+	__u32 zero = 0, mark = skb->mark, len = skb->len, cpu;
+	struct pt_csum_state st;
+	struct pt_config *cfg;
+	struct pt_cpu *state;
+	struct pt_loop l = {};
+	struct pt_work *w;
+	__u32 seq, cap, flags = 0, reason = 0;
+	int rc = TC_ACT_SHOT;
+
+	if ((mark & PT_MARK_MASK) != PT_MARK_MAGIC || (mark & PT_MARK_PIECE)) {
+		pt_count(PT_C_FOREIGN, len);
+		return TC_ACT_SHOT;
+	}
+	pt_count(PT_C_TUNNEL_IN, len);
+	cfg = bpf_map_lookup_elem(&pt_config, &zero);
+	state = bpf_map_lookup_elem(&pt_cpu, &zero);
+	w = bpf_map_lookup_elem(&pt_work, &zero);
+	if (!cfg || !state || !w)
+		return TC_ACT_SHOT;
+	if (state->busy) {
+		pt_count(PT_C_BUSY, len);
+		return TC_ACT_SHOT;
+	}
+	state->busy = 1;
+	seq = state->seq++;
+	cpu = bpf_get_smp_processor_id();
+
+	/* what we carry: at most the cache, at most the snap length */
+	cap = len;
+	if (cap > PT_FRAME_MAX) {
+		cap = PT_FRAME_MAX;
+		flags |= PT_F_OVERSIZE | PT_F_TRUNC;
+		pt_count(PT_C_OVERSIZE, len);
+	}
+	if (PT_SNAPLEN && cap > PT_SNAPLEN) {
+		cap = PT_SNAPLEN;
+		flags |= PT_F_TRUNC;
+		pt_count(PT_C_TRUNCATED, len);
+	}
+	if (mark & PT_MARK_TO_POD)
+		flags |= PT_F_TO_POD;
+
+	__builtin_memset(w, 0, sizeof(*w));
+	l.skb = skb;
+	l.w = w;
+	pt_csum_state(skb, &st);
+	if (st.not_inet)
+		pt_count(PT_C_CSUM_UNSUPP, len);
+	if (st.partial && ((st.offset != 6 && st.offset != 16) || st.start < 0)) {
+		/* only UDP (6) and TCP (16) checksum offsets are steered */
+		pt_count(PT_C_CSUM_UNSUPP, len);
+		st.partial = 0;
+	}
+
+	pt_outer_init(&w->outer, cfg, PT_SPORT_BASE | ((cfg->instance ^ cpu) & 0x3fff),
+		      PT_GENEVE_PROTO_ETH);
+	reason = pt_route(skb, cfg, &w->outer, &w->out_ifindex, PT_MTU);
+	if (reason)
+		goto out;
+#if PT_TUNNEL == PT_TUN_GENEVE
+	w->outer.meta.flags = flags;
+	w->outer.meta.cpu = bpf_htons(cpu);
+	w->outer.meta.instance = bpf_htons(cfg->instance);
+	w->outer.meta.seq = bpf_htonl(seq);
+	w->outer.meta.ifindex = bpf_htonl(skb->priority);
+	w->outer.meta.orig_len = bpf_htonl(len);
+	w->outer.meta.cap_len = bpf_htonl(cap);
+	w->outer.meta.l3_off = bpf_htons(PT_ETH_HLEN);
+	w->outer.meta.tstamp = bpf_cpu_to_be64(bpf_ktime_get_ns());
+#endif
+	skb->mark = PT_MARK_MAGIC | PT_MARK_PIECE;
+	skb->priority = 0;
+
+	/* Fast path: a small, complete, unoffloaded frame is wrapped in place. */
+	if (!PT_OUTER_V6 && !st.partial && !st.not_inet && cap == len &&
+	    len <= PT_PIECE_MAX) {
+		__u32 gso = skb->gso_size;
+
+		if (!gso) {
+			pt_outer_lengths(&w->outer, len);
+#if PT_TUNNEL == PT_TUN_GENEVE
+			w->outer.meta.flags = flags | PT_F_LAST;
+			w->outer.meta.kind = PT_K_WHOLE;
+#endif
+			if (bpf_skb_change_head(skb, PT_OUTER_LEN, 0) ||
+			    bpf_skb_store_bytes(skb, 0, &w->outer, sizeof(w->outer),
+						BPF_F_RECOMPUTE_CSUM)) {
+				reason = PT_C_SHAPE_ERR;
+				goto out;
+			}
+			pt_count(PT_C_PIECES, 0);
+			pt_count(PT_C_MIRRORED, len);
+			rc = bpf_redirect(w->out_ifindex, 0);
+			goto out;
+		}
+	}
+
+	/* General path: copy the frame into this CPU's cache, then send it as
+	 * one or more pieces built from the cache. */
+	l.cache = bpf_map_lookup_elem(&pt_cache, &cpu);
+	{
+		__u64 size = cap;
+
+		barrier_var(size);
+		if (!l.cache || size < 1 || size > PT_FRAME_MAX ||
+		    bpf_skb_load_bytes(skb, 0, l.cache->data, size)) {
+			reason = PT_C_SHAPE_ERR;
+			goto out;
+		}
+	}
+	if (0) {
+		reason = PT_C_SHAPE_ERR;
+		goto out;
+	}
+	reason = pt_plan_make(l.cache, &w->plan, cap, seq, cpu);
+	if (reason)
+		goto out;
+#if PT_TUNNEL == PT_TUN_GENEVE
+	w->outer.meta.kind = w->plan.kind;
+	w->outer.meta.cap_len = bpf_htonl(w->plan.cap);
+	w->outer.meta.fix[0] = bpf_htons(w->plan.fix[0]);
+	w->outer.meta.fix[1] = bpf_htons(w->plan.fix[1]);
+	w->outer.meta.fix[2] = bpf_htons(w->plan.fix[2]);
+	w->outer.meta.fix[3] = bpf_htons(w->plan.fix[3]);
+	w->outer.tun[2] = w->plan.geneve_proto >> 8;
+	w->outer.tun[3] = w->plan.geneve_proto & 0xff;
+#endif
+	if (st.partial) {
+		w->csum_mode = PT_CSUM_STEER;
+		w->csum_off = st.offset;
+	} else {
+		w->csum_mode = PT_OUTER_V6 ? PT_CSUM_SOFT : PT_CSUM_ZERO;
+	}
+
+	reason = pt_shape_first(&l, &st);
+	if (reason)
+		goto out;
+	if (w->csum_mode == PT_CSUM_STEER) {
+		struct pt_csum_state now;
+
+		pt_csum_state(skb, &now);
+		if (!now.partial || now.start != (__s32)(PT_UDP_OFF + 6 - st.offset)) {
+			reason = PT_C_SHAPE_ERR;
+			goto out;
+		}
+	}
+	reason = pt_piece(&l, 0, 1);
+	if (reason)
+		goto out;
+	if (w->plan.npieces > 1) {
+		if (bpf_clone_redirect(skb, w->out_ifindex, 0) < 0) {
+			reason = PT_C_REDIRECT_ERR;
+			goto out;
+		}
+		if (w->plan.npieces > 2)
+			bpf_loop(w->plan.npieces - 2, pt_piece_cb, &l, 0);
+		if (w->err) {
+			reason = w->err;
+			goto out;
+		}
+		reason = pt_piece(&l, w->plan.npieces - 1, 0);
+		if (reason)
+			goto out;
+		pt_count(PT_C_FRAGMENTED, len);
+	}
+	pt_count_n(PT_C_PIECES, w->plan.npieces, 0);
+	pt_count(PT_C_MIRRORED, len);
+	rc = bpf_redirect(w->out_ifindex, 0);
+out:
+	if (reason)
+		pt_count(reason, len);
+	state->busy = 0;
+	return rc;
+}
+
+char _license[] SEC("license") = "GPL";

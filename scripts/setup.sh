@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install everything podtap needs on a Debian 12 host (run as root), then the npm
+# dependencies (which bring Node.js 24 for every npm script via the `node` package).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(
+  clang llvm           # compiles bpf/*.c to BPF objects (agent, sniff)
+  libbpf-dev           # bpf_helpers.h & co. for the BPF C sources
+  linux-libc-dev       # uapi headers: linux/bpf.h, linux/pkt_cls.h, ...
+  iproute2             # tc, ip: clsact qdisc, cls_bpf filters, veth, netns
+  bpftool              # load/pin programs and maps, prog run (BPF_PROG_TEST_RUN)
+  tcpdump              # tests: ground-truth capture on the veth
+  tshark               # tests: independent pcapng reader and decoder
+  iperf3               # tests and bench: TCP bulk traffic
+  ethtool              # tests and bench: offload settings
+  iputils-ping         # tests and demo: ICMP traffic inside the namespaces
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to install: ${missing[*]}" >&2; exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# bpffs for pinned programs and maps
+if ! mount | grep -q ' /sys/fs/bpf type bpf'; then
+  mount -t bpf bpf /sys/fs/bpf 2>/dev/null || echo "setup: warning: could not mount bpffs on /sys/fs/bpf" >&2
+fi
+
+if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+echo "setup: ok (node $(npm exec -- node --version))"
