@@ -29,6 +29,7 @@
 #include "include/wire.h"
 
 #define PT_NS 1000000000ull     /* token units per packet / byte (ns resolution) */
+#define PT_RATE_LIMITED ((PT_RATE_PPS) != 0 || (PT_RATE_BPS) != 0)
 
 /* 1-in-N sampling and the token bucket; 1 = mirror this packet. */
 static __always_inline int pt_admit(__u32 bytes, __u32 *reason)
@@ -36,7 +37,7 @@ static __always_inline int pt_admit(__u32 bytes, __u32 *reason)
 	__u32 zero = 0;
 	struct pt_limit *lim;
 
-	if (PT_SAMPLE_ONE_IN <= 1 && !PT_RATE_PPS && !PT_RATE_BPS)
+	if (PT_SAMPLE_ONE_IN <= 1 && !PT_RATE_LIMITED)
 		return 1;
 	lim = bpf_map_lookup_elem(&pt_limit, &zero);
 	if (!lim)
@@ -46,7 +47,7 @@ static __always_inline int pt_admit(__u32 bytes, __u32 *reason)
 		*reason = PT_C_SAMPLED_OUT;
 		return 0;
 	}
-	if (PT_RATE_PPS || PT_RATE_BPS) {
+	if (PT_RATE_LIMITED) {
 		__u64 now = bpf_ktime_get_ns(), elapsed;
 		int ok = 1;
 
@@ -221,6 +222,7 @@ int pt_tunnel(struct __sk_buff *skb)
 	}
 	if (mark & PT_MARK_TO_POD)
 		flags |= PT_F_TO_POD;
+	(void)flags;            /* VXLAN carries no metadata */
 
 	__builtin_memset(w, 0, sizeof(*w));
 	l.skb = skb;

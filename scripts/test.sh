@@ -9,4 +9,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 scripts/setup.sh
 npm exec -- tsc -p tsconfig.json --noEmit
-npm exec -- vitest run "$@"
+
+# Run the tests inside a private network namespace: every listener they open
+# (the embedded API, collectors, HTTP endpoints) is then invisible from the
+# machine's own interfaces. nsenter --net keeps the mount namespace, so
+# /sys/fs/bpf stays the host's bpffs.
+ns="podtap-test-$$"
+ip netns add "$ns"
+trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
+ip -n "$ns" link set lo up
+nsenter --net="/run/netns/$ns" npm exec -- vitest run "$@"

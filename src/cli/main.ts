@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+/**
+ * podtap — one binary, several roles. Each subcommand lives in its own module
+ * and is imported only when used.
+ */
+import { readFileSync } from 'node:fs';
+import { errorMessage, ExitCode, UserError } from '../util/errors.ts';
+
+type Command = { summary: string; run: (argv: string[]) => Promise<number> };
+
+const commands: Record<string, Command> = {
+  sniff: {
+    summary: 'capture on this Linux host, without Kubernetes (root)',
+    run: async (a) => (await import('../sniff/sniff.ts')).sniffCommand(a),
+  },
+  collector: {
+    summary: 'receive the tunnel and write pcapng files',
+    run: async (a) => (await import('../collector/cli.ts')).collectorCommand(a),
+  },
+  controller: {
+    summary: 'reconcile SniffPolicies into per-node assignments (in-cluster)',
+    run: async (a) => (await import('../controller/cli.ts')).controllerCommand(a),
+  },
+  agent: {
+    summary: "drive this node's data plane from its assignments (in-cluster, root)",
+    run: async (a) => (await import('../agent/cli.ts')).agentCommand(a),
+  },
+  devcluster: {
+    summary: 'embedded Kubernetes API for development (a stand-in, not a cluster)',
+    run: async (a) => (await import('../devcluster/cli.ts')).devclusterCommand(a),
+  },
+  demo: {
+    summary: 'the whole thing on this machine, in network namespaces (root)',
+    run: async (a) => (await import('../demo/demo.ts')).demoCommand(a),
+  },
+  cleanup: {
+    summary: 'remove every podtap program, pin and capture device from this host (root)',
+    run: async (a) => (await import('./cleanup.ts')).cleanupCommand(a),
+  },
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  return [
+    'Usage: podtap <command> [options]',
+    '',
+    'Mirror pod traffic, whole, through an eBPF tunnel into pcapng.',
+    '',
+    'Commands:',
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Run "podtap <command> --help" for the options of a command.',
+    'Options: --version, --help',
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return name ? ExitCode.ok : ExitCode.usage;
+  }
+  if (name === '--version' || name === 'version') {
+    console.log(`podtap ${version()}`);
+    return ExitCode.ok;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    console.error(`podtap: unknown command "${name}"\n\n${usage()}`);
+    return ExitCode.usage;
+  }
+  return cmd.run(rest);
+}
+
+export function reportError(err: unknown): number {
+  if (err instanceof UserError) {
+    console.error(`podtap: error: ${err.message}`);
+    if (err.hint) console.error(`  ${err.hint}`);
+    return err.exitCode;
+  }
+  console.error(`podtap: unexpected error: ${errorMessage(err)}`);
+  if (err instanceof Error && err.cause) console.error(`  caused by: ${errorMessage(err.cause)}`);
+  if (process.env.PODTAP_DEBUG && err instanceof Error) console.error(err.stack);
+  return ExitCode.failure;
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.exitCode = reportError(err);
+    },
+  );
+}

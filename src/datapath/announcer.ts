@@ -1,0 +1,148 @@
+/**
+ * In-band announcements to the collector: which interface each ifindex is
+ * (namespace/pod when known), the node's clock pair for timestamps, and the
+ * per-install token. Sent from the node's own address on the tunnel port when
+ * a session starts, whenever the interfaces change, and periodically (so a
+ * restarted collector learns them again). Large lists are split.
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import { isIPv6 } from 'node:net';
+import { encodeAnnouncement, monotonicRealtimePair, type Announcement, type AnnouncedInterface } from '../wire/announce.ts';
+import { ExitCode, UserError } from '../util/errors.ts';
+import { silentLogger, type Logger } from '../util/log.ts';
+
+export type { AnnouncedInterface };
+
+export interface AnnouncerOptions {
+  collector: { address: string; port: number };
+  node: string;
+  sender: 'agent' | 'sniff';
+  tunnel: 'Geneve' | 'VXLAN';
+  token?: string | undefined;
+  /** The loaded object's instance id (changes when the object is swapped). */
+  instance: () => number;
+  policy: { namespace: string; name: string; uid: string } | null;
+  interfaces: () => Promise<AnnouncedInterface[]>;
+  intervalMs?: number;
+  logger?: Logger;
+}
+
+/** Largest JSON payload per datagram; longer interface lists are split. */
+const MAX_PAYLOAD = 8000;
+
+export class Announcer {
+  private readonly opts: AnnouncerOptions;
+  private readonly senderId = randomBytes(8).toString('hex');
+  private socket: Socket | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+  sent = 0;
+
+  constructor(opts: AnnouncerOptions) {
+    this.opts = opts;
+    this.log = opts.logger ?? silentLogger;
+  }
+
+  async start(): Promise<void> {
+    const { address, port } = this.opts.collector;
+    const socket = createSocket(isIPv6(address) ? 'udp6' : 'udp4');
+    socket.on('error', (err) => this.log.warn({ err }, 'announcement socket error'));
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.connect(port, address, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    this.socket = socket;
+    await this.announceNow();
+    this.timer = setInterval(() => void this.announceNow(), this.opts.intervalMs ?? 5000);
+    this.timer.unref();
+  }
+
+  /** Build the announcements for the current state (split to fit a datagram). */
+  async build(): Promise<Buffer[]> {
+    const ifaces = await this.opts.interfaces();
+    const clock = monotonicRealtimePair();
+    const base: Omit<Announcement, 'interfaces'> = {
+      v: 1,
+      token: this.opts.token ?? '',
+      node: this.opts.node,
+      sender: this.opts.sender,
+      senderId: this.senderId,
+      instance: this.opts.instance(),
+      tunnel: this.opts.tunnel,
+      policy: this.opts.policy,
+      clock,
+    };
+    const out: Buffer[] = [];
+    let batch: AnnouncedInterface[] = [];
+    const flush = () => {
+      out.push(encodeAnnouncement({ ...base, interfaces: batch }));
+      batch = [];
+    };
+    for (const i of ifaces) {
+      batch.push(i);
+      if (JSON.stringify(batch).length > MAX_PAYLOAD) {
+        batch.pop();
+        flush();
+        batch.push(i);
+      }
+    }
+    flush();
+    return out;
+  }
+
+  async announceNow(): Promise<void> {
+    const socket = this.socket;
+    if (!socket) return;
+    try {
+      for (const msg of await this.build()) {
+        await new Promise<void>((resolve) => socket.send(msg, () => resolve()));
+        this.sent++;
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'announcement failed');
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    const s = this.socket;
+    this.socket = undefined;
+    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+}
+
+/**
+ * Best-effort reachability check of a UDP collector: a datagram to a port
+ * nobody listens on comes back as ICMP port unreachable (ECONNREFUSED on the
+ * next operation of a connected socket); no route fails at once.
+ */
+export async function probeCollector(collector: { address: string; port: number }, _src?: string, waitMs = 300): Promise<void> {
+  const socket = createSocket(isIPv6(collector.address) ? 'udp6' : 'udp4');
+  const fail = (why: string) =>
+    new UserError(`collector ${collector.address}:${collector.port} is unreachable: ${why}`, {
+      exitCode: ExitCode.unreachable,
+      hint: 'start it (podtap collector --listen ADDR:PORT --out DIR) or fix --collector',
+    });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', (err: NodeJS.ErrnoException) => reject(fail(err.code ?? err.message)));
+      socket.connect(collector.port, collector.address, () => {
+        const probe = encodeAnnouncement({
+          v: 1, token: '', node: '', sender: 'sniff', senderId: 'probe', instance: 0, tunnel: 'Geneve',
+          policy: null, clock: monotonicRealtimePair(), interfaces: [],
+        });
+        socket.send(probe, (err) => {
+          if (err) return reject(fail((err as NodeJS.ErrnoException).code ?? err.message));
+          // a second send surfaces a pending ICMP error as ECONNREFUSED
+          setTimeout(() => socket.send(probe, (e2) => (e2 ? reject(fail((e2 as NodeJS.ErrnoException).code ?? e2.message)) : setTimeout(resolve, 50))), waitMs);
+        });
+      });
+    });
+  } finally {
+    socket.close();
+  }
+}

@@ -1,0 +1,329 @@
+/**
+ * A capture session: one data-plane object (tap + tunnel programs, maps) with
+ * its capture device, attached to any number of interfaces. One per policy on
+ * a node (agent) or per `podtap sniff` policy (standalone).
+ *
+ * Kernel state is the source of truth, so a restarted process adopts what a
+ * previous one attached:
+ *   /sys/fs/bpf/podtap/<session>/<object key>/{pt_tap_ingress,pt_tap_egress,pt_tunnel,maps/}
+ *   capture device ptc<id> (peer ptp<id>), tunnel program at its egress
+ *   tc filters on each tapped interface whose program id is one of the session's
+ * A configuration change loads a new object and swaps every filter in place
+ * (`tc filter replace` at the same preference): no moment without a tap, never
+ * two taps of the same session on one hook.
+ */
+import { randomInt } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ExitCode, UserError } from '../util/errors.ts';
+import { silentLogger, type Logger } from '../util/log.ts';
+import {
+  describePinned, loadAndPin, readConfig, readCounters, writeCidrs, writeConfig, type PinnedObject,
+} from './bpftool.ts';
+import { compileObject } from './compile.ts';
+import { compileDefines, hooksFor, type DataplaneConfig, type Direction, type NodeParams } from './config.ts';
+import { addCounters, emptyCounters, type Counters } from './counters.ts';
+import { createRunner, type Runner } from './exec.ts';
+import { captureDeviceNames, deleteLink, ensureCaptureDevice, getLink, listLinks, routeTo, type Route } from './netdev.ts';
+import { choosePref, deleteFilter, ensureClsact, listFilters, replaceFilter, type Hook } from './tc.ts';
+import { possibleCpus } from './tools.ts';
+
+export const PIN_ROOT = process.env.PODTAP_PIN_ROOT ?? '/sys/fs/bpf/podtap';
+export const STATE_DIR = process.env.PODTAP_STATE_DIR ?? '/run/podtap';
+
+export interface SessionOptions {
+  /** Session id: [a-z0-9-], stable across restarts of the same capture. */
+  id: string;
+  runner?: Runner;
+  cacheDir?: string;
+  pinRoot?: string;
+  stateDir?: string;
+  logger?: Logger;
+}
+
+export interface ApplyResult {
+  /** true when a new object was loaded (first time or configuration change). */
+  loaded: boolean;
+  /** true when the object came from the compile cache. */
+  cached: boolean;
+  compileMs: number;
+  key: string;
+  route: Route;
+  mtu: number;
+  instance: number;
+}
+
+interface Attachment {
+  dev: string;
+  direction: Direction;
+}
+
+export class Session {
+  readonly id: string;
+  readonly runner: Runner;
+  private readonly log: Logger;
+  private readonly cacheDir: string | undefined;
+  private readonly pinRoot: string;
+  private readonly stateDir: string;
+  private object: PinnedObject | undefined;
+  private objectKey: string | undefined;
+  private config: DataplaneConfig | undefined;
+  private instance = 0;
+  private route: Route | undefined;
+  /** Counters of objects this session replaced (maps die with their object). */
+  private baseline: Counters = emptyCounters();
+  private readonly attachments = new Map<string, Attachment>();
+  /** Program ids of objects adopted at open() that are not the current one. */
+  private staleIds = new Set<number>();
+
+  private constructor(opts: SessionOptions) {
+    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(opts.id)) throw new Error(`invalid session id "${opts.id}"`);
+    this.id = opts.id;
+    this.runner = opts.runner ?? createRunner();
+    this.log = (opts.logger ?? silentLogger).child({ session: opts.id });
+    this.cacheDir = opts.cacheDir;
+    this.pinRoot = opts.pinRoot ?? PIN_ROOT;
+    this.stateDir = opts.stateDir ?? STATE_DIR;
+  }
+
+  get dir(): string {
+    return join(this.pinRoot, this.id);
+  }
+
+  get capture(): { dev: string; peer: string } {
+    return captureDeviceNames(this.id);
+  }
+
+  /** Open a session, adopting whatever a previous process left attached. */
+  static async open(opts: SessionOptions): Promise<Session> {
+    const s = new Session(opts);
+    await ensureBpffs(s.runner, s.pinRoot);
+    await s.adopt();
+    return s;
+  }
+
+  private async pinnedObjects(): Promise<string[]> {
+    if (!existsSync(this.dir)) return [];
+    return (await readdir(this.dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
+  }
+
+  private async adopt(): Promise<void> {
+    const keys = await this.pinnedObjects();
+    if (!keys.length) return;
+    const objects = new Map<string, PinnedObject>();
+    for (const key of keys) {
+      try {
+        objects.set(key, await describePinned(join(this.dir, key), this.runner));
+      } catch (err) {
+        this.log.warn({ key, err }, 'unusable pinned object removed');
+        await rm(join(this.dir, key), { recursive: true, force: true });
+      }
+    }
+    // The current object is the one the capture device's tunnel filter runs.
+    const tunnel = (await listFilters(this.runner, this.capture.dev, 'egress'))[0];
+    let current = [...objects.entries()].find(([, o]) => o.progs.pt_tunnel.id === tunnel?.progId);
+    current ??= [...objects.entries()][0];
+    if (!current) return;
+    const [key, obj] = current;
+    this.object = obj;
+    this.objectKey = key;
+    this.instance = (await readConfig(obj.maps, this.runner)).instance;
+    // Interfaces tapped by any of this session's objects.
+    const ids = new Map<number, string>();
+    for (const o of objects.values()) for (const p of Object.values(o.progs)) ids.set(p.id, p.path);
+    for (const [k, o] of objects) if (k !== key) for (const p of Object.values(o.progs)) this.staleIds.add(p.id);
+    for (const link of await listLinks(this.runner)) {
+      const hooks: Hook[] = [];
+      for (const hook of ['ingress', 'egress'] as const) {
+        if ((await listFilters(this.runner, link.ifname, hook)).some((f) => ids.has(f.progId) && f.progName.startsWith('pt_tap'))) hooks.push(hook);
+      }
+      if (hooks.length && link.ifname !== this.capture.dev) {
+        this.attachments.set(link.ifname, { dev: link.ifname, direction: hooks.length === 2 ? 'Both' : hooks[0] === 'ingress' ? 'Ingress' : 'Egress' });
+      }
+    }
+    this.log.info({ key, interfaces: [...this.attachments.keys()], stale: keys.length - 1 }, 'adopted existing session');
+  }
+
+  /** Interfaces currently tapped, with their direction. */
+  interfaces(): Attachment[] {
+    return [...this.attachments.values()];
+  }
+
+  get loadedKey(): string | undefined {
+    return this.objectKey;
+  }
+
+  get pinned(): PinnedObject | undefined {
+    return this.object;
+  }
+
+  get currentInstance(): number {
+    return this.instance;
+  }
+
+  /**
+   * Make the session run @cfg: resolve the route to the collector, compile
+   * (cached), load and pin if the object changed, configure it, and move the
+   * tunnel and every tapped interface to it.
+   */
+  async apply(cfg: DataplaneConfig, node: Partial<NodeParams> = {}): Promise<ApplyResult> {
+    const route = await routeTo(this.runner, cfg.collector.address);
+    if (!route) {
+      throw new UserError(`no route to the collector ${cfg.collector.address}`, {
+        exitCode: ExitCode.unreachable,
+        hint: 'check the collector address and the node routing table (ip route get ADDRESS)',
+      });
+    }
+    const mtu = node.mtu || route.mtu;
+    const params: NodeParams = { mtu, nrCpus: node.nrCpus ?? (await possibleCpus()) };
+    const defines = compileDefines(cfg, params);
+    const compiled = await compileObject(defines, { runner: this.runner, ...(this.cacheDir ? { cacheDir: this.cacheDir } : {}) });
+    const capture = await ensureCaptureDevice(this.runner, this.id);
+    const loaded = compiled.key !== this.objectKey;
+    const previous = this.object;
+
+    if (loaded) {
+      const dir = join(this.dir, compiled.key);
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(this.dir, { recursive: true });
+      const obj = await loadAndPin(compiled.path, dir, { runner: this.runner, logDir: this.stateDir, key: compiled.key });
+      let instance = randomInt(1, 0x10000);
+      while (instance === this.instance) instance = randomInt(1, 0x10000);
+      await writeCidrs(obj.maps, cfg.cidrs, this.runner);
+      await writeConfig(obj.maps, {
+        enabled: true, captureIfindex: capture.ifindex, instance, routeIfindex: route.ifindex,
+        src: route.src, dst: cfg.collector.address,
+      }, this.runner);
+      const oldIds = previous ? new Set(Object.values(previous.progs).map((p) => p.id)) : new Set<number>();
+      // Tunnel first: the old taps' copies are then already handled by the new tunnel.
+      await this.attachProgram(this.capture.dev, 'egress', obj.progs.pt_tunnel.path, oldIds);
+      this.object = obj;
+      this.objectKey = compiled.key;
+      this.instance = instance;
+      this.config = cfg;
+      for (const a of this.attachments.values()) await this.attachHooks(a.dev, a.direction, oldIds);
+      if (previous) {
+        try {
+          this.baseline = addCounters(this.baseline, await readCounters(previous.maps, this.runner));
+        } catch (err) {
+          this.log.warn({ err }, 'counters of the replaced object could not be read');
+        }
+        await rm(previous.dir, { recursive: true, force: true });
+      }
+      await this.removeStaleObjects();
+      this.log.info({ key: compiled.key, cached: compiled.cached, compileMs: compiled.ms, mtu, instance }, 'object loaded');
+    } else {
+      // Same object: refresh what may have changed on the node.
+      await writeConfig(this.object!.maps, {
+        enabled: true, captureIfindex: capture.ifindex, instance: this.instance, routeIfindex: route.ifindex,
+        src: route.src, dst: cfg.collector.address,
+      }, this.runner);
+      await this.attachProgram(this.capture.dev, 'egress', this.object!.progs.pt_tunnel.path, new Set());
+      this.config = cfg;
+      if (this.staleIds.size) {
+        // a previous process died mid-swap: finish it
+        for (const a of this.attachments.values()) await this.attachHooks(a.dev, a.direction, new Set());
+        await this.removeStaleObjects();
+      }
+    }
+    this.staleIds.clear();
+    this.route = route;
+    return { loaded, cached: compiled.cached, compileMs: compiled.ms, key: compiled.key, route, mtu, instance: this.instance };
+  }
+
+  private ownIds(extra: Set<number>): Set<number> {
+    const ids = new Set([...extra, ...this.staleIds]);
+    if (this.object) for (const p of Object.values(this.object.progs)) ids.add(p.id);
+    return ids;
+  }
+
+  private async attachProgram(dev: string, hook: Hook, progPath: string, oldIds: Set<number>): Promise<void> {
+    await ensureClsact(this.runner, dev);
+    const existing = await listFilters(this.runner, dev, hook);
+    const pref = choosePref(existing, this.ownIds(oldIds));
+    await replaceFilter(this.runner, dev, hook, pref, progPath);
+  }
+
+  private async attachHooks(dev: string, direction: Direction, oldIds: Set<number>): Promise<void> {
+    const obj = this.object;
+    if (!obj) throw new Error('session has no object loaded: call apply() first');
+    const want = hooksFor(direction);
+    for (const hook of ['ingress', 'egress'] as const) {
+      if (want.includes(hook)) {
+        await this.attachProgram(dev, hook, hook === 'ingress' ? obj.progs.pt_tap_ingress.path : obj.progs.pt_tap_egress.path, oldIds);
+      } else {
+        await this.removeFilters(dev, hook, oldIds);
+      }
+    }
+  }
+
+  private async removeFilters(dev: string, hook: Hook, extra: Set<number> = new Set()): Promise<void> {
+    const ids = this.ownIds(extra);
+    for (const f of await listFilters(this.runner, dev, hook)) {
+      if (ids.has(f.progId)) await deleteFilter(this.runner, f);
+    }
+  }
+
+  /** Tap @dev in @direction (idempotent; changes the direction in place). */
+  async attach(dev: string, direction: Direction = this.config?.direction ?? 'Both'): Promise<void> {
+    if (!(await getLink(this.runner, dev))) {
+      throw new UserError(`unknown interface "${dev}"`, { exitCode: ExitCode.badInput, hint: 'list interfaces with: ip link' });
+    }
+    if (dev === this.capture.dev || dev === this.capture.peer) throw new UserError(`refusing to tap podtap's own capture device ${dev}`, { exitCode: ExitCode.badInput });
+    await this.attachHooks(dev, direction, new Set());
+    this.attachments.set(dev, { dev, direction });
+  }
+
+  /** Stop tapping @dev (idempotent; a vanished interface is fine). */
+  async detach(dev: string): Promise<void> {
+    for (const hook of ['ingress', 'egress'] as const) await this.removeFilters(dev, hook);
+    this.attachments.delete(dev);
+  }
+
+  /** Counters since the session started (across object swaps in this process). */
+  async counters(): Promise<Counters> {
+    if (!this.object) return this.baseline;
+    return addCounters(this.baseline, await readCounters(this.object.maps, this.runner));
+  }
+
+  get collectorRoute(): Route | undefined {
+    return this.route;
+  }
+
+  private async removeStaleObjects(): Promise<void> {
+    for (const key of await this.pinnedObjects()) {
+      if (key !== this.objectKey) await rm(join(this.dir, key), { recursive: true, force: true });
+    }
+  }
+
+  /** Detach everything, remove the capture device and the pins. */
+  async destroy(): Promise<void> {
+    for (const dev of [...this.attachments.keys()]) await this.detach(dev);
+    await deleteLink(this.runner, this.capture.dev);
+    await rm(this.dir, { recursive: true, force: true });
+    this.object = undefined;
+    this.objectKey = undefined;
+    this.log.info('session destroyed');
+  }
+}
+
+/** Make sure a BPF filesystem is mounted where pins go. */
+export async function ensureBpffs(runner: Runner, pinRoot: string): Promise<void> {
+  const mountPoint = '/sys/fs/bpf';
+  if (!pinRoot.startsWith(`${mountPoint}/`)) {
+    await mkdir(pinRoot, { recursive: true });
+    return;
+  }
+  const fsType = (await runner.run('stat', ['-f', '-c', '%T', mountPoint], { netnsScoped: false })).stdout.trim();
+  if (fsType !== 'bpf_fs') {
+    const r = await runner.run('mount', ['-t', 'bpf', 'bpf', mountPoint], { netnsScoped: false });
+    if (r.exitCode !== 0) {
+      throw new UserError(`no BPF filesystem at ${mountPoint} and mounting one failed: ${r.stderr.trim()}`, {
+        exitCode: ExitCode.failure,
+        hint: 'mount it with: mount -t bpf bpf /sys/fs/bpf',
+      });
+    }
+  }
+  await mkdir(pinRoot, { recursive: true });
+}

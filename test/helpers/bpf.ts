@@ -1,0 +1,53 @@
+/** Compile and load data-plane objects for kernel tests, under a private pin root. */
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { loadAndPin, type PinnedObject } from '../../src/datapath/bpftool.ts';
+import { compileObject } from '../../src/datapath/compile.ts';
+import { compileDefines, configFromSpec, type DataplaneConfig, type NodeParams } from '../../src/datapath/config.ts';
+
+export const TEST_CACHE = join(tmpdir(), 'podtap-test-objects');
+
+export function testConfig(over: Partial<DataplaneConfig> = {}): DataplaneConfig {
+  return { ...configFromSpec({ direction: 'Both', snapLength: 0 } as never, { address: '198.18.200.2' }), ...over };
+}
+
+export async function loadTestObject(
+  defines: string[],
+  pinRoot: string,
+): Promise<PinnedObject> {
+  const obj = await compileObject(defines, { cacheDir: TEST_CACHE });
+  return loadAndPin(obj.path, join(pinRoot, obj.key), { logDir: join(tmpdir(), 'podtap-test-logs'), key: obj.key });
+}
+
+export function definesFor(cfg: DataplaneConfig, node: Partial<NodeParams> = {}, extra: string[] = []): string[] {
+  return [...compileDefines(cfg, { mtu: 1500, nrCpus: 2, ...node }), ...extra];
+}
+
+export function testPinRoot(): string {
+  return `/sys/fs/bpf/podtap-test-${randomBytes(4).toString('hex')}`;
+}
+
+export async function removePins(root: string): Promise<void> {
+  await rm(root, { recursive: true, force: true });
+}
+
+/** bpftool prog run: return value of one run of @prog on @packet. */
+export async function progRun(prog: string, packet: Buffer, ctx?: Buffer): Promise<number> {
+  const dir = join(tmpdir(), `podtap-run-${randomBytes(4).toString('hex')}`);
+  await mkdir(dir, { recursive: true });
+  const pkt = join(dir, 'pkt');
+  await writeFile(pkt, packet);
+  const args = ['prog', 'run', 'pinned', prog, 'data_in', pkt];
+  if (ctx) {
+    await writeFile(join(dir, 'ctx'), ctx);
+    args.push('ctx_in', join(dir, 'ctx'));
+  }
+  const r = await execa('bpftool', args, { reject: false });
+  await rm(dir, { recursive: true, force: true });
+  const m = /Return value: (-?\d+)/.exec(r.stdout);
+  if (!m) throw new Error(`bpftool prog run failed: ${r.stderr}`);
+  return Number(m[1]) | 0;
+}
