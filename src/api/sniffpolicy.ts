@@ -1,27 +1,41 @@
 /**
  * SniffPolicy (podtap.io/v1alpha1): the single source of truth for the policy's
- * TypeScript types, its runtime validation, and (through scripts/gen-crds.ts)
- * the CRD's openAPIV3Schema. Field names follow DESIGN.md.
+ * TypeScript types, its runtime validation, and (through src/api/crd.ts and
+ * scripts/gen-crds.ts) the CRD's openAPIV3Schema. Field names follow DESIGN.md.
+ *
+ * Spec objects are strict: a misspelt field is an error in the CLI, as it is
+ * for `kubectl apply` with server-side field validation. Status objects are
+ * not, so an older reader tolerates fields a newer writer adds.
  */
 import { z } from 'zod';
+import { CountSchema, DnsLabelSchema, DroppedSchema, GenerationSchema, NodeStateSchema, TimestampSchema } from './common.ts';
+import { ConditionSchema } from './conditions.ts';
+import { isCIDR, isIPAddress } from './netaddr.ts';
+import { withRule } from './rules.ts';
 
 export const GROUP = 'podtap.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
+const LabelSelectorRequirementSchema = withRule(
+  z.strictObject({
+    key: z.string().min(1).max(317),
+    operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+    values: z.array(z.string().max(63)).max(256).optional(),
+  }),
+  (r) => (r.operator === 'In' || r.operator === 'NotIn' ? (r.values?.length ?? 0) > 0 : (r.values?.length ?? 0) === 0),
+  {
+    rule: "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)",
+    message: 'values must be set for In and NotIn, and empty for Exists and DoesNotExist',
+    fieldPath: '.values',
+  },
+);
+
 /** Kubernetes LabelSelector (apimachinery meta/v1). */
 export const LabelSelectorSchema = z
-  .object({
+  .strictObject({
     matchLabels: z.record(z.string(), z.string()).optional(),
-    matchExpressions: z
-      .array(
-        z.object({
-          key: z.string().min(1),
-          operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
-          values: z.array(z.string()).optional(),
-        }),
-      )
-      .optional(),
+    matchExpressions: z.array(LabelSelectorRequirementSchema).max(64).optional(),
   })
   .meta({ description: 'Label selector: matchLabels and matchExpressions are ANDed; {} selects everything.' });
 export type LabelSelector = z.infer<typeof LabelSelectorSchema>;
@@ -30,118 +44,234 @@ export const Protocols = ['TCP', 'UDP', 'ICMP', 'ICMPv6', 'SCTP'] as const;
 export type Protocol = (typeof Protocols)[number];
 export const TcpFlags = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'] as const;
 export type TcpFlag = (typeof TcpFlags)[number];
+export const Directions = ['Ingress', 'Egress', 'Both'] as const;
+export type Direction = (typeof Directions)[number];
+export const TunnelProtocols = ['Geneve', 'VXLAN'] as const;
+export type TunnelProtocol = (typeof TunnelProtocols)[number];
 
-const port = z.number().int().min(1).max(65535);
+const port = z.number().int().min(1, 'port must be between 1 and 65535').max(65535, 'port must be between 1 and 65535');
 
-export const PortRangeSchema = z
-  .object({
+export const PortRangeSchema = withRule(
+  z.strictObject({
     port: port.meta({ description: 'First port of the range.' }),
     endPort: port.optional().meta({ description: 'Last port of the range (inclusive); defaults to port.' }),
-  })
-  .refine((r) => r.endPort === undefined || r.endPort >= r.port, {
-    message: 'endPort must be greater than or equal to port',
-    path: ['endPort'],
-  });
+  }),
+  (r) => r.endPort === undefined || r.endPort >= r.port,
+  { rule: '!has(self.endPort) || self.endPort >= self.port', message: 'endPort must be greater than or equal to port', fieldPath: '.endPort' },
+);
 export type PortRange = z.infer<typeof PortRangeSchema>;
 
-export const CidrSchema = z.union([z.cidrv4(), z.cidrv6()]).meta({ description: 'An IPv4 or IPv6 CIDR.' });
-export const IpSchema = z.union([z.ipv4(), z.ipv6()]).meta({ description: 'An IPv4 or IPv6 address.' });
+// maxLength bounds the estimated cost of the CEL rules (the API server refuses
+// a CRD whose rules could run too long on a maximal object).
+export const CidrSchema = withRule(z.string().max(49), isCIDR, {
+  rule: 'isCIDR(self)',
+  message: 'must be a CIDR such as 10.0.0.0/8 or fd00::/8',
+}).meta({ description: 'An IPv4 or IPv6 CIDR.' });
+export const IpSchema = withRule(z.string().max(45), isIPAddress, {
+  rule: 'isIP(self)',
+  message: 'must be an IP address such as 198.18.1.2 or 2001:db8::1',
+}).meta({ description: 'An IPv4 or IPv6 address.' });
 
 /** Go-style duration as kubectl users write it: 30s, 10m, 1h30m. */
 export const DurationSchema = z
   .string()
-  .regex(/^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$/, 'a duration such as 30s, 10m or 1h30m')
+  .max(32)
+  .regex(/^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$/, 'must be a duration such as 30s, 10m or 1h30m')
   .meta({ description: 'Duration such as 30s, 10m or 1h30m.' });
 
 export const FilterSchema = z
-  .object({
-    protocols: z.array(z.enum(Protocols)).optional().meta({ description: 'Protocols to capture; empty = all, including non-IP frames.' }),
-    ports: z.array(PortRangeSchema).max(16).optional().meta({ description: 'TCP/UDP/SCTP ports matched at either end of the packet.' }),
-    cidrs: z.array(CidrSchema).max(1024).optional().meta({ description: 'Addresses of the peer (the other end from the pod).' }),
-    tcpFlags: z.array(z.enum(TcpFlags)).optional().meta({ description: 'TCP packets match when any of these flags is set; other protocols are not affected.' }),
+  .strictObject({
+    protocols: z
+      .array(z.enum(Protocols, { error: `protocol must be one of ${Protocols.join(', ')}` }))
+      .max(Protocols.length)
+      .optional()
+      .meta({ description: 'Protocols to capture (TCP, UDP, ICMP, ICMPv6, SCTP); empty = all, including non-IP frames.' }),
+    ports: z.array(PortRangeSchema).max(16).optional().meta({ description: 'TCP/UDP/SCTP ports matched at either end of the packet (at most 16 ranges).' }),
+    cidrs: z.array(CidrSchema).max(1024).optional().meta({ description: 'Addresses of the peer (the other end from the pod); at most 1024.' }),
+    tcpFlags: z
+      .array(z.enum(TcpFlags, { error: `TCP flag must be one of ${TcpFlags.join(', ')}` }))
+      .max(TcpFlags.length)
+      .optional()
+      .meta({ description: 'TCP packets match when any of these flags is set; other protocols are not affected.' }),
   })
   .meta({ description: 'What to capture. Every list empty or absent means no restriction.' });
 export type Filter = z.infer<typeof FilterSchema>;
 
-export const CollectorRefSchema = z
-  .object({
-    address: IpSchema.optional().meta({ description: 'Collector IP address, routable from the nodes.' }),
-    service: z
-      .object({
-        name: z.string().min(1),
-        namespace: z.string().min(1).optional().meta({ description: "Defaults to the policy's namespace." }),
-      })
-      .optional()
-      .meta({ description: "Collector Service; its endpoints' pod IPs are used (a ClusterIP is not translated for mirrored packets)." }),
-    port: port.optional().meta({ description: 'UDP port of the tunnel; defaults to 6081 (Geneve) or 4789 (VXLAN).' }),
+export const ServiceRefSchema = z
+  .strictObject({
+    name: DnsLabelSchema.meta({ description: 'Service name.' }),
+    namespace: DnsLabelSchema.optional().meta({ description: "Defaults to the policy's namespace." }),
   })
-  .refine((c) => (c.address === undefined) !== (c.service === undefined), {
-    message: 'set exactly one of address or service',
-  });
+  .meta({ description: "Collector Service; its endpoints' pod IPs are used (a ClusterIP is not translated for mirrored packets)." });
+export type ServiceRef = z.infer<typeof ServiceRefSchema>;
+
+export const CollectorRefSchema = withRule(
+  z.strictObject(
+    {
+      address: IpSchema.optional().meta({ description: 'Collector IP address, routable from the nodes.' }),
+      service: ServiceRefSchema.optional(),
+      port: port.optional().meta({ description: 'UDP port of the tunnel; defaults to 6081 (Geneve) or 4789 (VXLAN).' }),
+    },
+    { error: (iss) => (iss.input === undefined ? 'collector is required: set address or service' : undefined) },
+  ),
+  (c) => (c.address === undefined) !== (c.service === undefined),
+  { rule: 'has(self.address) != has(self.service)', message: 'set exactly one of address or service' },
+).meta({ description: 'Where the mirrored packets go: an address or a Service, not both.' });
 export type CollectorRef = z.infer<typeof CollectorRefSchema>;
 
-export const TunnelProtocols = ['Geneve', 'VXLAN'] as const;
-export const TunnelSchema = z.object({
-  protocol: z.enum(TunnelProtocols).default('Geneve').meta({
-    description: 'Geneve carries podtap metadata (exact rebuild, pod names, direction); VXLAN is for receivers that only speak VXLAN.',
-  }),
-  vni: z.number().int().min(0).max(16_777_215).default(0).meta({ description: 'Virtual network identifier (24 bits).' }),
+/** The collector's UDP port when spec.collector.port is not set. */
+export function defaultCollectorPort(protocol: TunnelProtocol): number {
+  return protocol === 'VXLAN' ? 4789 : 6081;
+}
+
+export const TunnelSchema = z
+  .strictObject({
+    protocol: z.enum(TunnelProtocols, { error: 'tunnel protocol must be Geneve or VXLAN' }).default('Geneve').meta({
+      description: 'Geneve carries podtap metadata (exact rebuild, pod names, direction); VXLAN is for receivers that only speak VXLAN.',
+    }),
+    vni: z.number().int().min(0).max(16_777_215, 'vni must be less than 2^24 (16777216)').default(0).meta({ description: 'Virtual network identifier (24 bits).' }),
+  })
+  .meta({ description: 'Encapsulation of the mirrored packets.' });
+export type Tunnel = z.infer<typeof TunnelSchema>;
+
+export const DirectionSchema = z.enum(Directions, { error: 'direction must be Ingress, Egress or Both' }).meta({
+  description: 'Ingress: packets sent by the pod (the host-side veth receives them). Egress: packets to the pod. Both.',
 });
 
-export const SniffPolicySpecSchema = z.object({
-  podSelector: LabelSelectorSchema.default({}).meta({ description: "Pods of the policy's namespace to capture; {} selects all of them." }),
-  nodeSelector: LabelSelectorSchema.optional().meta({ description: 'Only pods on nodes with these labels.' }),
-  direction: z.enum(['Ingress', 'Egress', 'Both']).default('Both').meta({
-    description: 'Ingress: packets sent by the pod (the host-side veth receives them). Egress: packets to the pod. Both.',
-  }),
-  filter: FilterSchema.optional(),
-  sampling: z
-    .object({ oneIn: z.number().int().min(1).max(1_000_000).default(1).meta({ description: 'Mirror one matching packet in N.' }) })
-    .optional(),
-  snapLength: z.number().int().min(0).max(65535).default(0).meta({ description: 'Bytes kept per packet; 0 = the whole packet.' }),
-  rateLimit: z
-    .object({
-      packetsPerSecond: z.number().int().min(0).max(10_000_000_000).default(0),
-      bytesPerSecond: z.number().int().min(0).max(10_000_000_000).default(0),
-    })
-    .optional()
-    .meta({ description: 'Cap on mirrored traffic per node; 0 = unlimited. Packets over it are counted as rate-limited.' }),
-  collector: CollectorRefSchema,
-  tunnel: TunnelSchema.optional(),
-  mtu: z
-    .number()
-    .int()
-    .refine((m) => m === 0 || (m >= 1280 && m <= 9216), 'mtu must be 0 (the route to the collector decides) or 1280..9216')
-    .default(0)
-    .meta({ description: 'Outer MTU; 0 = the MTU of the route to the collector on each node.' }),
-  limits: z
-    .object({
-      duration: DurationSchema.optional(),
-      maxPackets: z.number().int().min(0).default(0),
-      maxBytes: z.number().int().min(0).default(0),
-    })
-    .optional()
-    .meta({ description: 'The capture stops (Completed) when one is reached; 0 = no limit.' }),
-});
+export const SamplingSchema = z
+  .strictObject({
+    oneIn: z.number().int().min(1).max(1_000_000).default(1).meta({ description: 'Mirror one matching packet in N (1..1000000).' }),
+  })
+  .meta({ description: 'Sampling of matching packets; sampled-out packets are counted, not lost.' });
+export type Sampling = z.infer<typeof SamplingSchema>;
+
+export const SnapLengthSchema = z
+  .number()
+  .int()
+  .min(0)
+  .max(65535, 'snapLength must be at most 65535')
+  .meta({ description: 'Bytes kept per packet; 0 = the whole packet (max 65535).' });
+
+const rate = z.number().int().min(0).max(10_000_000_000).default(0).meta({ format: 'int64' });
+export const RateLimitSchema = z
+  .strictObject({
+    packetsPerSecond: rate.meta({ description: 'Packets per second per node; 0 = unlimited.' }),
+    bytesPerSecond: rate.meta({ description: 'Bytes per second per node; 0 = unlimited.' }),
+  })
+  .meta({ description: 'Cap on mirrored traffic per node; 0 = unlimited. Packets over it are counted as rateLimited.' });
+export type RateLimit = z.infer<typeof RateLimitSchema>;
+
+export const MtuSchema = withRule(z.number().int(), (m) => m === 0 || (m >= 1280 && m <= 9216), {
+  rule: 'self == 0 || (self >= 1280 && self <= 9216)',
+  message: 'mtu must be 0 (the route to the collector decides) or 1280..9216',
+}).meta({ description: 'Outer MTU; 0 = the MTU of the route to the collector on each node.' });
+
+export const LimitsSchema = z
+  .strictObject({
+    duration: DurationSchema.optional().meta({ description: 'Stop after this long (from the first attachment); absent = no limit.' }),
+    maxPackets: CountSchema.default(0).meta({ description: 'Stop after this many mirrored packets (all nodes); 0 = no limit.' }),
+    maxBytes: CountSchema.default(0).meta({ description: 'Stop after this many mirrored bytes (all nodes); 0 = no limit.' }),
+  })
+  .meta({ description: 'The capture stops (Completed) when one is reached.' });
+export type Limits = z.infer<typeof LimitsSchema>;
+
+export const SniffPolicySpecSchema = z
+  .strictObject({
+    podSelector: LabelSelectorSchema.default({}).meta({ description: "Pods of the policy's namespace to capture; {} selects all of them." }),
+    nodeSelector: LabelSelectorSchema.optional().meta({ description: 'Only pods on nodes with these labels.' }),
+    direction: DirectionSchema.default('Both'),
+    filter: FilterSchema.optional(),
+    sampling: SamplingSchema.optional(),
+    snapLength: SnapLengthSchema.default(0),
+    rateLimit: RateLimitSchema.optional(),
+    collector: CollectorRefSchema,
+    tunnel: TunnelSchema.prefault({}),
+    mtu: MtuSchema.default(0),
+    limits: LimitsSchema.optional(),
+  })
+  .meta({ description: 'What to capture and where to send it.' });
 export type SniffPolicySpec = z.infer<typeof SniffPolicySpecSchema>;
 export type SniffPolicySpecInput = z.input<typeof SniffPolicySpecSchema>;
 
+/** One node's part of the capture, aggregated from its SniffAssignment. */
+export const NodeStatusSchema = z.object({
+  node: z.string().min(1).meta({ description: 'Node name.' }),
+  state: NodeStateSchema,
+  message: z.string().optional().meta({ description: 'Why the node is not Attached, from the agent.' }),
+  pods: CountSchema.optional().meta({ description: 'Selected pods on this node.' }),
+  interfaces: CountSchema.optional().meta({ description: 'Interfaces the program is attached to.' }),
+  packets: CountSchema.optional().meta({ description: 'Packets mirrored.' }),
+  bytes: CountSchema.optional().meta({ description: 'Bytes mirrored (original packet lengths).' }),
+  lost: CountSchema.optional().meta({ description: 'Packets matched but not delivered whole.' }),
+  lastReportTime: TimestampSchema.optional().meta({ description: "The agent's last report." }),
+});
+export type NodeStatus = z.infer<typeof NodeStatusSchema>;
+
+export const SniffPolicyStatusSchema = z
+  .object({
+    observedGeneration: GenerationSchema.optional().meta({ description: 'The metadata.generation this status describes.' }),
+    conditions: z
+      .array(ConditionSchema)
+      .optional()
+      .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'], description: 'Ready, Progressing, Degraded, Completed.' }),
+    selectedPods: CountSchema.optional().meta({ description: 'Running pods the policy selects.' }),
+    nodesReady: CountSchema.optional().meta({ description: 'Nodes where the capture is Attached.' }),
+    nodesTotal: CountSchema.optional().meta({ description: 'Nodes with selected pods.' }),
+    nodeSummary: z.string().optional().meta({ description: 'nodesReady/nodesTotal, e.g. "2/3" (printer column).' }),
+    attachedInterfaces: CountSchema.optional().meta({ description: 'Pod interfaces captured, all nodes.' }),
+    packets: CountSchema.optional().meta({ description: 'Packets mirrored, all nodes.' }),
+    bytes: CountSchema.optional().meta({ description: 'Bytes mirrored (original packet lengths), all nodes.' }),
+    fragments: CountSchema.optional().meta({ description: 'Pieces sent for packets split to fit the MTU.' }),
+    lost: CountSchema.optional().meta({ description: 'Packets matched but not delivered whole, all nodes.' }),
+    dropped: DroppedSchema.optional(),
+    startTime: TimestampSchema.optional().meta({ description: 'First attachment.' }),
+    completionTime: TimestampSchema.optional().meta({ description: 'When a limit was reached.' }),
+    nodes: z
+      .array(NodeStatusSchema)
+      .optional()
+      .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['node'], description: 'One entry per node with selected pods.' }),
+  })
+  .meta({ description: 'Written by the controller.' });
+export type SniffPolicyStatus = z.infer<typeof SniffPolicyStatusSchema>;
+
+export const OwnerReferenceSchema = z.object({
+  apiVersion: z.string(),
+  kind: z.string(),
+  name: z.string(),
+  uid: z.string(),
+  controller: z.boolean().optional(),
+  blockOwnerDeletion: z.boolean().optional(),
+});
+export type OwnerReference = z.infer<typeof OwnerReferenceSchema>;
+
+/** The parts of ObjectMeta podtap reads; other fields pass through. */
 export const ObjectMetaSchema = z
   .object({
     name: z.string().min(1).optional(),
+    generateName: z.string().optional(),
     namespace: z.string().optional(),
+    uid: z.string().optional(),
+    resourceVersion: z.string().optional(),
+    generation: z.number().int().optional(),
+    creationTimestamp: z.string().optional(),
+    deletionTimestamp: z.string().optional(),
     labels: z.record(z.string(), z.string()).optional(),
     annotations: z.record(z.string(), z.string()).optional(),
+    ownerReferences: z.array(OwnerReferenceSchema).optional(),
+    finalizers: z.array(z.string()).optional(),
   })
   .loose();
+export type ObjectMeta = z.infer<typeof ObjectMetaSchema>;
 
 export const SniffPolicySchema = z.object({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal('SniffPolicy'),
   metadata: ObjectMetaSchema,
   spec: SniffPolicySpecSchema,
+  status: SniffPolicyStatusSchema.optional(),
 });
 export type SniffPolicy = z.infer<typeof SniffPolicySchema>;
+export type SniffPolicyInput = z.input<typeof SniffPolicySchema>;
 
 /** Parse seconds from a policy duration ("1h30m" -> 5400). */
 export function durationSeconds(d: string): number {
@@ -153,7 +283,26 @@ export function durationSeconds(d: string): number {
   return total;
 }
 
+/** The UDP port the collector listens on for this spec. */
+export function collectorPort(spec: Pick<SniffPolicySpec, 'collector' | 'tunnel'>): number {
+  return spec.collector.port ?? defaultCollectorPort(spec.tunnel.protocol);
+}
+
+/** A zod issue path as users read it: spec.filter.ports[0].endPort. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out === '' ? String(seg) : `.${String(seg)}`;
+  }
+  return out === '' ? '(root)' : out;
+}
+
 /** Issue list of a zod error as "field.path: reason" lines for users. */
 export function describeIssues(err: z.ZodError): string[] {
-  return err.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+  return err.issues.flatMap((i) =>
+    i.code === 'unrecognized_keys'
+      ? i.keys.map((k) => `${formatPath([...i.path, k])}: unknown field`)
+      : [`${formatPath(i.path)}: ${i.message}`],
+  );
 }

@@ -1,0 +1,55 @@
+/**
+ * Building blocks shared by the SniffPolicy and the SniffAssignment: counters,
+ * timestamps, the per-node state and the reasons a matched packet is dropped.
+ */
+import { z } from 'zod';
+
+/** A counter: a non-negative int64 in the CRD (JS numbers stay exact to 2^53). */
+export const CountSchema = z.number().int().min(0).meta({ format: 'int64' });
+
+/** RFC 3339 time, as metav1.Time serializes (`2025-01-02T03:04:05Z`). */
+export const TimestampSchema = z.iso.datetime({ offset: true }).meta({ description: 'RFC 3339 time.' });
+
+/** Kubernetes object generation (metadata.generation). */
+export const GenerationSchema = z.number().int().min(0).meta({ format: 'int64' });
+
+/** Why a matched packet was not delivered whole (keys of the `dropped` maps). */
+export const DropReasons = [
+  'rateLimited',
+  'sampledOut',
+  'cloneError',
+  'noRoute',
+  'redirectError',
+  'busy',
+  'shapeError',
+  'mtu',
+  'oversize',
+  'truncated',
+] as const;
+export type DropReason = (typeof DropReasons)[number];
+
+export const DroppedSchema = z.partialRecord(z.enum(DropReasons), CountSchema).meta({
+  description: `Packets by drop reason: ${DropReasons.join(', ')}.`,
+});
+export type Dropped = z.infer<typeof DroppedSchema>;
+
+/** Where a node stands with one policy (assignment state and the policy's per-node entry). */
+export const NodeStates = ['Pending', 'Attaching', 'Attached', 'Degraded', 'Failed', 'Completed', 'Detached'] as const;
+export type NodeState = (typeof NodeStates)[number];
+export const NodeStateSchema = z.enum(NodeStates).meta({
+  description:
+    'Pending: not yet picked up by the agent. Attaching: compiling/attaching. Attached: capturing on every selected interface. ' +
+    'Degraded: capturing on some. Failed: capturing on none. Completed: a limit was reached. Detached: the agent removed its programs.',
+});
+
+/** Kubernetes object name (DNS-1123 subdomain). */
+export const ObjectNameSchema = z
+  .string()
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, 'must be a lowercase DNS-1123 name');
+
+/** DNS-1123 label: namespaces and Service names. */
+export const DnsLabelSchema = z
+  .string()
+  .max(63)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a lowercase DNS-1123 label (letters, digits, -)');
