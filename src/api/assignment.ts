@@ -1,0 +1,204 @@
+/**
+ * SniffAssignment (podtap.io/v1alpha1): the controller's work order for one
+ * node and one policy. Internal — users read SniffPolicy.status. It lives in
+ * the policy's namespace, is owned by the policy (ownerReference, so deleting
+ * the policy garbage-collects it) and carries the node and policy as labels,
+ * so each agent watches only its own with a label or field selector.
+ */
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { CountSchema, DroppedSchema, GenerationSchema, NodeStateSchema, ObjectNameSchema, TimestampSchema } from './common.ts';
+import {
+  API_VERSION,
+  DirectionSchema,
+  FilterSchema,
+  IpSchema,
+  MtuSchema,
+  ObjectMetaSchema,
+  RateLimitSchema,
+  SamplingSchema,
+  SnapLengthSchema,
+  TunnelSchema,
+  collectorPort,
+  type OwnerReference,
+  type SniffPolicySpec,
+} from './sniffpolicy.ts';
+
+export const ASSIGNMENT_KIND = 'SniffAssignment';
+export const LABEL_NODE = 'podtap.io/node';
+export const LABEL_POLICY = 'podtap.io/policy';
+
+export const ResolvedCollectorSchema = z
+  .object({
+    address: IpSchema.meta({ description: 'Collector IP (a Service reference resolved to an endpoint by the controller).' }),
+    port: z.number().int().min(1).max(65535).meta({ description: 'UDP port of the tunnel.' }),
+  })
+  .meta({ description: 'The collector, resolved.' });
+export type ResolvedCollector = z.infer<typeof ResolvedCollectorSchema>;
+
+/** What the agent compiles: the policy's data-plane fields with the collector resolved. */
+export const CaptureConfigSchema = z
+  .object({
+    direction: DirectionSchema,
+    filter: FilterSchema.optional(),
+    sampling: SamplingSchema.optional(),
+    snapLength: SnapLengthSchema,
+    rateLimit: RateLimitSchema.optional(),
+    tunnel: TunnelSchema,
+    mtu: MtuSchema,
+    collector: ResolvedCollectorSchema,
+  })
+  .meta({ description: 'The capture configuration the agent compiles.' });
+export type CaptureConfig = z.infer<typeof CaptureConfigSchema>;
+
+export const AssignedPodSchema = z.object({
+  name: ObjectNameSchema.meta({ description: 'Pod name (in the namespace of the assignment).' }),
+  uid: z.string().min(1).meta({ description: 'Pod UID: a recreated pod with the same name is another pod.' }),
+  ips: z.array(IpSchema).max(8).meta({ description: 'status.podIPs, to find the host-side interface.' }),
+});
+export type AssignedPod = z.infer<typeof AssignedPodSchema>;
+
+export const AssignmentLimitsSchema = z
+  .object({
+    deadline: TimestampSchema.optional().meta({ description: 'Detach at this time (from spec.limits.duration).' }),
+    maxPackets: CountSchema.meta({ description: 'Packets this node may still mirror; 0 = no limit.' }),
+    maxBytes: CountSchema.meta({ description: 'Bytes this node may still mirror; 0 = no limit.' }),
+  })
+  .meta({ description: 'Limits the agent enforces locally, between reports.' });
+export type AssignmentLimits = z.infer<typeof AssignmentLimitsSchema>;
+
+export const SniffAssignmentSpecSchema = z.object({
+  nodeName: ObjectNameSchema.meta({ description: 'The node whose agent acts on this assignment.' }),
+  policy: z
+    .object({
+      name: ObjectNameSchema,
+      uid: z.string().min(1),
+      generation: GenerationSchema,
+    })
+    .meta({ description: 'The SniffPolicy this assignment comes from.' }),
+  config: CaptureConfigSchema,
+  pods: z.array(AssignedPodSchema).max(1024).meta({ description: 'Selected pods on the node.' }),
+  limits: AssignmentLimitsSchema,
+  stopped: z.boolean().meta({ description: 'The policy completed: the agent detaches and keeps the final counters.' }),
+});
+export type SniffAssignmentSpec = z.infer<typeof SniffAssignmentSpecSchema>;
+
+export const AttachedInterfaceSchema = z.object({
+  pod: z.string().min(1).meta({ description: 'Pod name.' }),
+  name: z.string().min(1).meta({ description: 'Host-side interface name.' }),
+  ifindex: z.number().int().min(1),
+  directions: z.array(z.enum(['Ingress', 'Egress'])).max(2).meta({ description: 'Hooks the program is attached to.' }),
+});
+export type AttachedInterface = z.infer<typeof AttachedInterfaceSchema>;
+
+export const CountersSchema = z
+  .object({
+    seen: CountSchema.meta({ description: 'Packets the tap program ran on.' }),
+    matched: CountSchema.meta({ description: 'Packets that matched the filter.' }),
+    mirrored: CountSchema.meta({ description: 'Packets delivered to the collector, whole or in pieces.' }),
+    bytes: CountSchema.meta({ description: 'Bytes mirrored (original packet lengths).' }),
+    fragmented: CountSchema.meta({ description: 'Packets split to fit the MTU.' }),
+    pieces: CountSchema.meta({ description: 'Pieces sent for split packets.' }),
+    truncated: CountSchema.meta({ description: 'Packets cut to snapLength or to the largest frame.' }),
+    oversize: CountSchema.meta({ description: 'Frames larger than 65535 + L2 bytes (BIG TCP).' }),
+    lost: CountSchema.meta({ description: 'Packets matched but not delivered whole.' }),
+    dropped: DroppedSchema,
+  })
+  .partial()
+  .meta({ description: "The program's counters since attachment (monotonic)." });
+export type Counters = z.infer<typeof CountersSchema>;
+
+export const SniffAssignmentStatusSchema = z
+  .object({
+    observedGeneration: GenerationSchema.optional().meta({ description: 'The assignment metadata.generation acted on.' }),
+    state: NodeStateSchema.optional(),
+    reason: z.string().optional().meta({ description: 'CamelCase reason, one of the policy condition reasons.' }),
+    message: z.string().optional(),
+    attachedInterfaces: CountSchema.optional().meta({ description: 'len(interfaces) (printer column).' }),
+    interfaces: z
+      .array(AttachedInterfaceSchema)
+      .optional()
+      .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'], description: 'Interfaces the program is attached to.' }),
+    counters: CountersSchema.optional(),
+    collectorReachable: z.boolean().optional().meta({ description: 'The node has a route to the collector.' }),
+    lastReportTime: TimestampSchema.optional(),
+  })
+  .meta({ description: 'Written by the agent (status subresource).' });
+export type SniffAssignmentStatus = z.infer<typeof SniffAssignmentStatusSchema>;
+
+export const SniffAssignmentSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal(ASSIGNMENT_KIND),
+  metadata: ObjectMetaSchema,
+  spec: SniffAssignmentSpecSchema,
+  status: SniffAssignmentStatusSchema.optional(),
+});
+export type SniffAssignment = z.infer<typeof SniffAssignmentSchema>;
+
+const MAX_NAME = 253;
+const HASH_LEN = 10;
+
+/**
+ * The assignment's name: `<policy>.<node>` when that is unambiguous and fits
+ * (policy names without a dot, total ≤ 253); otherwise a prefix of it plus a
+ * hash of both names. Deterministic, a valid DNS-1123 subdomain.
+ */
+export function assignmentName(policyName: string, nodeName: string): string {
+  const plain = `${policyName}.${nodeName}`;
+  if (!policyName.includes('.') && plain.length <= MAX_NAME && isDnsSubdomain(plain)) return plain;
+  return hashedName(plain, `${policyName}\u0000${nodeName}`, MAX_NAME);
+}
+
+/** A label value (≤ 63 characters) naming `name`: itself, or a prefix and a hash. */
+export function labelValue(name: string): string {
+  if (name.length <= 63 && /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/.test(name)) return name;
+  return hashedName(name, name, 63);
+}
+
+/** Labels of a policy's assignment on a node. */
+export function assignmentLabels(policyName: string, nodeName: string): Record<string, string> {
+  return { [LABEL_POLICY]: labelValue(policyName), [LABEL_NODE]: labelValue(nodeName), 'app.kubernetes.io/managed-by': 'podtap' };
+}
+
+/** The ownerReference that ties an assignment to its policy (garbage collection). */
+export function policyOwnerReference(policy: { metadata: { name?: string; uid?: string } }): OwnerReference {
+  const { name, uid } = policy.metadata;
+  if (!name || !uid) throw new Error('policy has no name or uid yet');
+  return { apiVersion: API_VERSION, kind: 'SniffPolicy', name, uid, controller: true, blockOwnerDeletion: true };
+}
+
+/** The agent's configuration from a policy spec, with the collector resolved to an address. */
+export function captureConfig(spec: SniffPolicySpec, collectorAddress: string): CaptureConfig {
+  const config: CaptureConfig = {
+    direction: spec.direction,
+    snapLength: spec.snapLength,
+    tunnel: spec.tunnel,
+    mtu: spec.mtu,
+    collector: { address: collectorAddress, port: collectorPort(spec) },
+  };
+  if (spec.filter) config.filter = spec.filter;
+  if (spec.sampling) config.sampling = spec.sampling;
+  if (spec.rateLimit) config.rateLimit = spec.rateLimit;
+  return config;
+}
+
+function isDnsSubdomain(s: string): boolean {
+  return /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(s);
+}
+
+/** `<prefix>-<hash>` within `max` characters, a DNS-1123 subdomain (so also a valid label value). */
+function hashedName(readable: string, key: string, max: number): string {
+  const hash = createHash('sha256').update(key).digest('hex').slice(0, HASH_LEN);
+  const prefix = cleanSubdomain(cleanSubdomain(readable).slice(0, max - HASH_LEN - 1));
+  return prefix === '' ? hash : `${prefix}-${hash}`;
+}
+
+function cleanSubdomain(s: string): string {
+  return s
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]/g, '-')
+    .split('.')
+    .map((label) => label.replace(/^-+|-+$/g, ''))
+    .filter(Boolean)
+    .join('.');
+}
