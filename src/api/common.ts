@@ -28,8 +28,12 @@ export const DropReasons = [
 ] as const;
 export type DropReason = (typeof DropReasons)[number];
 
-export const DroppedSchema = z.partialRecord(z.enum(DropReasons), CountSchema).meta({
-  description: `Packets by drop reason: ${DropReasons.join(', ')}.`,
+/**
+ * Packets by reason. The keys are DropReasons, but any key is accepted (as
+ * the CRD's map does), so the data plane can add a reason without an API change.
+ */
+export const DroppedSchema = z.record(z.string(), CountSchema).meta({
+  description: `Packets by reason: ${DropReasons.join(', ')} (others may be added).`,
 });
 export type Dropped = z.infer<typeof DroppedSchema>;
 
