@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Ajv } from 'ajv';
+import { CustomResourceDefinition } from 'kubernetes-models/apiextensions.k8s.io/v1/CustomResourceDefinition';
 import { CRD_HEADER, buildCrds, crdFiles, toStructural, type JsonSchema } from '../../../src/api/crd.ts';
 import { ALLOWED_CEL_FUNCTIONS, celFunctions, eachSchemaNode, isObject, type CelRule } from './k8s-schema.ts';
 
@@ -157,6 +158,10 @@ function pathExists(schema: JsonSchema, jsonPath: string): boolean {
 }
 
 describe('CRD metadata', () => {
+  it.each(crds.map((c) => ({ name: c.metadata.name, crd: c })))('$name validates as an apiextensions.k8s.io/v1 CRD (kubernetes-models)', ({ crd }) => {
+    expect(() => new CustomResourceDefinition(crd as never).validate()).not.toThrow();
+  });
+
   it.each([
     { kind: 'SniffPolicy', expected: { plural: 'sniffpolicies', singular: 'sniffpolicy', kind: 'SniffPolicy', listKind: 'SniffPolicyList', shortNames: ['sniff', 'sp'], categories: ['podtap'] } },
     { kind: 'SniffAssignment', expected: { plural: 'sniffassignments', singular: 'sniffassignment', kind: 'SniffAssignment', listKind: 'SniffAssignmentList', shortNames: ['sna'], categories: ['podtap'] } },
