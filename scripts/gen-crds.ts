@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * `npm run gen`: write the CRDs generated from src/api into crds/ and
  * charts/podtap/crds/. The content comes from crdFiles() so the drift test
