@@ -1,0 +1,257 @@
+/**
+ * A pcapng writer (draft-ietf-opsawg-pcapng): one section, interface blocks
+ * added as interfaces appear, enhanced packet blocks with nanosecond
+ * timestamps and the direction in epb_flags. Blocks are assembled straight
+ * into a large batch buffer that is handed to the output whole, so a packet
+ * costs one copy and no allocation.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+
+const SHB = 0x0a0d0d0a;
+const IDB = 0x00000001;
+const EPB = 0x00000006;
+const BYTE_ORDER_MAGIC = 0x1a2b3c4d;
+const OPT_END = 0;
+const SHB_HARDWARE = 2;
+const SHB_OS = 3;
+const SHB_USERAPPL = 4;
+const IF_NAME = 2;
+const IF_DESCRIPTION = 3;
+const IF_TSRESOL = 9;
+const EPB_FLAGS = 2;
+
+export const LINKTYPE_ETHERNET = 1;
+
+/** epb_flags bits 0-1 (inbound / outbound), from the pod's point of view. */
+export const Direction = { unknown: 0, inbound: 1, outbound: 2 } as const;
+
+/** EPB: 28 bytes of fields, the data, epb_flags + end of options, trailing length. */
+const EPB_FIXED = 28;
+const EPB_FLAGS_OPTS = 12;
+
+const pad4 = (n: number): number => (n + 3) & ~3;
+
+export interface InterfaceInfo {
+  name: string;
+  description?: string;
+  linktype?: number;
+  /** 0 = no limit */
+  snaplen?: number;
+}
+
+/** Receives finished batches; owns them once called (the writer never touches them again). */
+export type BatchOutput = (chunk: Buffer) => void;
+
+export class PcapngWriter {
+  readonly #output: BatchOutput;
+  readonly #batchSize: number;
+  #buf: Buffer;
+  #pos = 0;
+  #interfaces = 0;
+  #bytes = 0;
+
+  constructor(output: BatchOutput, opts: { batchSize?: number } = {}) {
+    this.#output = output;
+    this.#batchSize = Math.max(opts.batchSize ?? 1 << 20, 1 << 17);
+    this.#buf = Buffer.allocUnsafeSlow(this.#batchSize);
+  }
+
+  /** Bytes of blocks produced so far (flushed or not). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get interfaceCount(): number {
+    return this.#interfaces;
+  }
+
+  /** Bytes waiting in the current batch. */
+  get buffered(): number {
+    return this.#pos;
+  }
+
+  #reserve(n: number): void {
+    if (this.#pos + n > this.#buf.length) {
+      this.flush();
+      if (n > this.#buf.length) this.#buf = Buffer.allocUnsafeSlow(n);
+    }
+  }
+
+  /** Hand the current batch to the output (no-op when empty). */
+  flush(): void {
+    if (this.#pos === 0) return;
+    const chunk = this.#buf.subarray(0, this.#pos);
+    this.#buf = Buffer.allocUnsafeSlow(this.#batchSize);
+    this.#pos = 0;
+    this.#output(chunk);
+  }
+
+  /** Writes one block whose body (between the length fields) is `body`. */
+  #block(type: number, body: Buffer): void {
+    const total = 12 + body.length;
+    this.#reserve(total);
+    const b = this.#buf;
+    let p = this.#pos;
+    b.writeUInt32LE(type, p);
+    b.writeUInt32LE(total, p + 4);
+    body.copy(b, p + 8);
+    p += 8 + body.length;
+    b.writeUInt32LE(total, p);
+    this.#pos = p + 4;
+    this.#bytes += total;
+  }
+
+  sectionHeader(info: { userappl: string; os?: string; hardware?: string }): void {
+    const fixed = Buffer.alloc(16);
+    fixed.writeUInt32LE(BYTE_ORDER_MAGIC, 0);
+    fixed.writeUInt16LE(1, 4); // major
+    fixed.writeUInt16LE(0, 6); // minor
+    fixed.writeBigInt64LE(-1n, 8); // section length not specified
+    const opts: Buffer[] = [];
+    if (info.hardware) opts.push(stringOption(SHB_HARDWARE, info.hardware));
+    if (info.os) opts.push(stringOption(SHB_OS, info.os));
+    opts.push(stringOption(SHB_USERAPPL, info.userappl), endOfOptions());
+    this.#block(SHB, Buffer.concat([fixed, ...opts]));
+  }
+
+  /** Adds an interface description block; returns its interface id. */
+  addInterface(info: InterfaceInfo): number {
+    const fixed = Buffer.alloc(8);
+    fixed.writeUInt16LE(info.linktype ?? LINKTYPE_ETHERNET, 0);
+    fixed.writeUInt32LE(info.snaplen ?? 0, 4);
+    const tsresol = Buffer.alloc(8);
+    tsresol.writeUInt16LE(IF_TSRESOL, 0);
+    tsresol.writeUInt16LE(1, 2);
+    tsresol[4] = 9; // 10^-9 s: nanoseconds
+    const opts = [stringOption(IF_NAME, info.name)];
+    if (info.description) opts.push(stringOption(IF_DESCRIPTION, info.description));
+    opts.push(tsresol, endOfOptions());
+    this.#block(IDB, Buffer.concat([fixed, ...opts]));
+    return this.#interfaces++;
+  }
+
+  /**
+   * Writes an enhanced packet block with the packet data src[off, off+len).
+   * ts is nanoseconds since the epoch in two 32-bit halves. direction
+   * undefined leaves epb_flags out. Returns the block's size.
+   */
+  packet(ifId: number, tsHi: number, tsLo: number, src: Buffer, off: number, len: number, origLen: number, direction?: number): number {
+    const padded = pad4(len);
+    const total = EPB_FIXED + padded + (direction === undefined ? 0 : EPB_FLAGS_OPTS) + 4;
+    this.#reserve(total);
+    const b = this.#buf;
+    let p = this.#pos;
+    b.writeUInt32LE(EPB, p);
+    b.writeUInt32LE(total, p + 4);
+    b.writeUInt32LE(ifId, p + 8);
+    b.writeUInt32LE(tsHi >>> 0, p + 12);
+    b.writeUInt32LE(tsLo >>> 0, p + 16);
+    b.writeUInt32LE(len, p + 20);
+    b.writeUInt32LE(origLen, p + 24);
+    p += EPB_FIXED;
+    src.copy(b, p, off, off + len);
+    p += len;
+    for (; p & 3; p++) b[p] = 0;
+    if (direction !== undefined) {
+      b.writeUInt32LE(EPB_FLAGS | (4 << 16), p); // code, length 4 (LE: code first)
+      b.writeUInt32LE(direction, p + 4);
+      b.writeUInt32LE(OPT_END, p + 8);
+      p += EPB_FLAGS_OPTS;
+    }
+    b.writeUInt32LE(total, p);
+    this.#pos = p + 4;
+    this.#bytes += total;
+    return total;
+  }
+}
+
+function stringOption(code: number, value: string): Buffer {
+  const v = Buffer.from(value, 'utf8');
+  const len = Math.min(v.length, 0xfff0);
+  const b = Buffer.alloc(4 + pad4(len));
+  b.writeUInt16LE(code, 0);
+  b.writeUInt16LE(len, 2);
+  v.copy(b, 4, 0, len);
+  return b;
+}
+
+function endOfOptions(): Buffer {
+  return Buffer.alloc(4);
+}
+
+/**
+ * A pcapng file written through a FileHandle: batches are appended in order;
+ * `queued` bytes are in flight, so a caller can shed load when the disk is
+ * slower than the network.
+ */
+export class PcapngFile {
+  readonly path: string;
+  readonly writer: PcapngWriter;
+  #fh: FileHandle;
+  #chain: Promise<void> = Promise.resolve();
+  #queued = 0;
+  #written = 0;
+  #error: Error | undefined;
+
+  private constructor(path: string, fh: FileHandle, batchSize: number | undefined) {
+    this.path = path;
+    this.#fh = fh;
+    this.writer = new PcapngWriter((chunk) => this.#enqueue(chunk), batchSize === undefined ? {} : { batchSize });
+  }
+
+  /** Creates the file (never overwrites: fails with EEXIST). */
+  static async create(path: string, opts: { batchSize?: number } = {}): Promise<PcapngFile> {
+    const fh = await open(path, 'wx', 0o644);
+    return new PcapngFile(path, fh, opts.batchSize);
+  }
+
+  /** Bytes handed to the disk and not yet written. */
+  get queued(): number {
+    return this.#queued;
+  }
+
+  /** Bytes the operating system has accepted. */
+  get written(): number {
+    return this.#written;
+  }
+
+  get error(): Error | undefined {
+    return this.#error;
+  }
+
+  #enqueue(chunk: Buffer): void {
+    this.#queued += chunk.length;
+    this.#chain = this.#chain.then(async () => {
+      try {
+        if (!this.#error) {
+          let done = 0;
+          while (done < chunk.length) {
+            const { bytesWritten } = await this.#fh.write(chunk, done, chunk.length - done);
+            done += bytesWritten;
+          }
+          this.#written += done;
+        }
+      } catch (err) {
+        this.#error = new Error('writing the pcapng file failed', { cause: err });
+      } finally {
+        this.#queued -= chunk.length;
+      }
+    });
+  }
+
+  /** Writes what is buffered and waits until the disk has it. */
+  async flush(): Promise<void> {
+    this.writer.flush();
+    await this.#chain;
+    if (this.#error) throw this.#error;
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.flush();
+      await this.#fh.sync().catch(() => undefined);
+    } finally {
+      await this.#fh.close();
+    }
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * The collector on a real UDP socket (127.0.0.1 inside the test's private
+ * network namespace), and `podtap collector` as a process stopped by SIGTERM.
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { captureFileName, startCollector } from '../../../src/collector/collector.ts';
+import { parseListen } from '../../../src/collector/cli.ts';
+import { silentLogger } from '../../../src/util/log.ts';
+import { encodeAnnouncement, monotonicRealtimePair } from '../../../src/wire/announce.ts';
+import { encodeFrame } from '../../../src/wire/encode.ts';
+import { ipv4Frame, ipv6Frame, rawFrame } from '../wire/frames.ts';
+import { readCapture, tempDir } from './helpers.ts';
+
+const NODE = join(process.cwd(), 'node_modules/.bin/node');
+const SCRIPT = join(process.cwd(), 'test/unit/collector/run-collector.ts');
+
+function frames(): Buffer[] {
+  return [
+    ipv4Frame({ proto: 'TCP', payload: 65495, seed: 1 }),
+    ipv6Frame({ proto: 'UDP', payload: 30000, ext: ['hop'], seed: 2 }),
+    ipv4Frame({ proto: 'ICMP', payload: 56, seed: 3 }),
+    rawFrame(4000, 4),
+  ];
+}
+
+function announcement(token = ''): Buffer {
+  return encodeAnnouncement({
+    v: 1, token, node: 'node-a', sender: 'sniff', senderId: 'x', instance: 3, tunnel: 'Geneve', policy: null,
+    clock: monotonicRealtimePair(),
+    interfaces: [{ ifindex: 21, name: 'veth21', pod: { namespace: 'shop', name: 'cart-0' }, directions: ['Ingress', 'Egress'] }],
+  });
+}
+
+function datagrams(fs: Buffer[]): Buffer[] {
+  return fs.flatMap((f, i) => encodeFrame(f, { instance: 3, cpu: 0, seq: i, ifindex: 21, toPod: i === 2, tstamp: process.hrtime.bigint() }));
+}
+
+/** Sends in order, pausing now and then so loopback keeps everything. */
+async function send(sock: Socket, port: number, ds: Buffer[]): Promise<void> {
+  for (let i = 0; i < ds.length; i++) {
+    await new Promise<void>((resolve, reject) => sock.send(ds[i]!, port, '127.0.0.1', (err) => (err ? reject(err) : resolve())));
+    if (i % 32 === 31) await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('collector on a UDP socket', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let client: Socket;
+  beforeAll(async () => {
+    ({ dir, cleanup } = await tempDir());
+    client = createSocket('udp4');
+    await new Promise<void>((r) => client.bind(0, '127.0.0.1', () => r()));
+  });
+  afterAll(async () => {
+    client.close();
+    await cleanup();
+  });
+
+  it('receives, rebuilds and writes; close leaves a complete file; metrics count', async () => {
+    const out = join(dir, 'sock');
+    await execa('mkdir', ['-p', out]);
+    const c = await startCollector({ host: '127.0.0.1', port: 0, outDir: out, logger: silentLogger, sockets: 2 });
+    const fs = frames();
+    const ds = [announcement(), ...datagrams(fs), Buffer.from('not a tunnel packet')];
+    await send(client, c.address.port, ds);
+    await until(() => c.stats().received === ds.length, 'all datagrams');
+    const metrics = await c.registry.metrics();
+    await c.close();
+    await c.close(); // idempotent
+    expect(c.stats()).toMatchObject({ received: ds.length, rebuilt: 4, lost: 0, malformed: 1, incomplete: 0, timestampFallback: 0 });
+    expect(c.files).toHaveLength(1);
+    expect(c.files[0]).toMatch(/\/podtap-\d{8}T\d{6}Z-0001\.pcapng$/);
+    const packets = await readCapture(c.files[0]!);
+    expect(packets.map((p) => [p.ifName, p.direction, p.data.equals(fs[packets.indexOf(p)]!)])).toEqual([
+      ['shop/cart-0', 2, true],
+      ['shop/cart-0', 2, true],
+      ['shop/cart-0', 1, true],
+      ['shop/cart-0', 2, true],
+    ]);
+    // captured "now": the announced clock pair turns the node's monotonic time into wall time
+    for (const p of packets) expect(Math.abs(Number(p.epoch) - Date.now() / 1000)).toBeLessThan(30);
+    expect(metrics).toContain(`podtap_collector_received_total ${ds.length}`);
+    expect(metrics).toContain('podtap_collector_rebuilt_total 4');
+    expect(metrics).toContain('podtap_collector_lost_total 0');
+    expect(metrics).toContain('podtap_collector_malformed_total{reason="bad-version"} 1');
+    expect(metrics).toMatch(/podtap_collector_bytes_written_total \d+/);
+  });
+
+  it('with a token: data only from announced senders', async () => {
+    const out = join(dir, 'token');
+    await execa('mkdir', ['-p', out]);
+    const c = await startCollector({ host: '127.0.0.1', port: 0, outDir: out, logger: silentLogger, token: 'k' });
+    const fs = frames();
+    const before = datagrams(fs.slice(0, 1));
+    await send(client, c.address.port, [...before, announcement('wrong')]);
+    await until(() => c.stats().received === before.length + 1, 'refused datagrams');
+    await send(client, c.address.port, [announcement('k'), ...datagrams(fs).slice(before.length)]);
+    await until(() => c.stats().rebuilt === 3, 'accepted frames');
+    await c.close();
+    expect(c.stats().malformedByReason).toMatchObject({ unannounced: before.length, 'bad-token': 1 });
+    expect((await readCapture(c.files[0]!)).length).toBe(3);
+  });
+
+  it('file names: podtap-<UTC start>-<seq>.pcapng', async () => {
+    const start = new Date('2025-11-25T10:15:30.250Z');
+    expect(captureFileName(start, 1)).toBe('podtap-20251125T101530Z-0001.pcapng');
+    expect(captureFileName(start, 12)).toBe('podtap-20251125T101530Z-0012.pcapng');
+  });
+
+  it.each([
+    { description: 'host and port', input: '198.18.0.5:7000', expected: { host: '198.18.0.5', port: 7000 } },
+    { description: 'port only', input: ':7000', expected: { host: '0.0.0.0', port: 7000 } },
+    { description: 'bare port', input: '7000', expected: { host: '0.0.0.0', port: 7000 } },
+    { description: 'host only', input: '127.0.0.1', expected: { host: '127.0.0.1', port: 6081 } },
+    { description: 'IPv6', input: '[::]:6081', expected: { host: '::', port: 6081 } },
+    { description: 'empty', input: '', expected: { host: '0.0.0.0', port: 6081 } },
+  ])('--listen $description', ({ input, expected }) => {
+    expect(parseListen(input, 6081)).toEqual(expected);
+  });
+
+  it.each(['::1:6081', '1.2.3.4:99999', '[nope]:1', 'host:port'])('--listen refuses %s', (input) => {
+    expect(() => parseListen(input, 6081)).toThrow(/--listen/);
+  });
+});
+
+describe('podtap collector process', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  beforeAll(async () => ({ dir, cleanup } = await tempDir()));
+  afterAll(async () => cleanup());
+
+  it('SIGTERM leaves a pcapng that tshark reads completely, and a summary', async () => {
+    const proc = execa(NODE, [SCRIPT, '--listen', '127.0.0.1:0', '--out', dir], { reject: false, env: { PODTAP_LOG_LEVEL: 'warn' } });
+    const port = await new Promise<number>((resolve, reject) => {
+      let text = '';
+      proc.stdout!.on('data', (d: Buffer) => {
+        text += d.toString();
+        const m = /listening on udp 127\.0\.0\.1:(\d+) \(geneve\), writing (\S+)/.exec(text);
+        if (m) resolve(Number(m[1]));
+      });
+      void proc.then((r) => reject(new Error(`collector exited early: ${r.stderr}`)));
+    });
+    const client = createSocket('udp4');
+    const fs = frames();
+    const ds = [announcement(), ...datagrams(fs)];
+    await send(client, port, ds);
+    client.close();
+    await new Promise((r) => setTimeout(r, 300)); // loopback delivery
+    proc.kill('SIGTERM');
+    const r = await proc;
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`received ${ds.length} datagrams, rebuilt 4 packets, lost 0, malformed 0, incomplete 0, wrote \\d+ bytes to `));
+    const files = await readdir(dir);
+    expect(files).toHaveLength(1);
+    const packets = await readCapture(join(dir, files[0]!));
+    expect(packets.map((p, i) => p.data.equals(fs[i]!) && p.ifName === 'shop/cart-0')).toEqual([true, true, true, true]);
+  });
+
+  it('--help explains the options and the files', async () => {
+    const r = await execa(NODE, [SCRIPT, '--help']);
+    for (const s of ['--listen', '--out', '--tunnel', '--token', '--sockets', 'podtap-<UTC start>', 'SIGTERM', 'inbound']) expect(r.stdout).toContain(s);
+  });
+
+  it.each([
+    { description: 'missing --out', input: [], expected: { code: 2, message: /--out DIR is required/ } },
+    { description: 'bad tunnel', input: ['--out', '/tmp', '--tunnel', 'gre'], expected: { code: 2, message: /--tunnel/ } },
+    { description: 'unknown option', input: ['--out', '/tmp', '--bogus'], expected: { code: 2, message: /bogus/ } },
+    { description: 'not a directory', input: ['--out', '/nonexistent/dir'], expected: { code: 5, message: /not a directory/ } },
+  ])('usage error: $description', async ({ input, expected }) => {
+    const r = await execa(NODE, [SCRIPT, ...input], { reject: false });
+    expect(r.exitCode).toBe(expected.code);
+    expect(r.stderr).toMatch(expected.message);
+  });
+});

@@ -1,0 +1,176 @@
+/**
+ * The collector pipeline's bookkeeping: sequence gaps, malformed and refused
+ * datagrams by reason, duplicates and overlaps, incomplete frames, interface
+ * naming, timestamps.
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PcapngWriter } from '../../../src/collector/pcapng.ts';
+import { Pipeline, type PipelineOptions } from '../../../src/collector/pipeline.ts';
+import { encodeAnnouncement, type Announcement } from '../../../src/wire/announce.ts';
+import { encodeFrame, type EncodeOptions } from '../../../src/wire/encode.ts';
+import { MALFORMED_REASONS, type MalformedReason } from '../../../src/wire/format.ts';
+import { ipv4Frame, ipv6Frame, rawFrame } from '../wire/frames.ts';
+import { readCapture, runPipeline, tempDir } from './helpers.ts';
+
+const SRC = '198.18.0.1';
+
+function ann(over: Partial<Announcement> = {}): Buffer {
+  return encodeAnnouncement({
+    v: 1, token: 's3cret', node: 'node-a', sender: 'agent', senderId: 'a1', instance: 1, tunnel: 'Geneve', policy: null,
+    clock: { monoNs: '0', realtimeNs: '1764100000000000000' },
+    interfaces: [{ ifindex: 5, name: 'veth5', pod: { namespace: 'ns', name: 'p' }, directions: ['Ingress'] }],
+    ...over,
+  });
+}
+
+const frame = (seed: number, payload = 64): Buffer => ipv4Frame({ proto: 'UDP', payload, seed });
+const enc = (f: Buffer, o: EncodeOptions): Buffer[] => encodeFrame(f, { instance: 1, ifindex: 5, tstamp: BigInt((o.seq ?? 0) + 1) * 1000n, ...o });
+
+/** A pipeline writing into memory. */
+function memoryPipeline(opts: PipelineOptions = { mode: 'geneve' }): Pipeline {
+  return new Pipeline(new PcapngWriter(() => undefined), opts);
+}
+
+describe('sequence gaps through the pipeline', () => {
+  it('counts exactly the frames never received, per (source, instance, cpu) stream', () => {
+    const p = memoryPipeline();
+    const send = (seq: number, cpu: number, address = SRC, instance = 1, payload = 64): void => {
+      for (const d of enc(frame(seq, payload), { seq, cpu, instance })) p.handle(d, address);
+    };
+    for (const s of [0, 1, 2, 5, 6, 10]) send(s, 0); // 3, 4, 7, 8, 9 lost
+    for (const s of [0, 2, 1, 3]) send(s, 1); // reordered: none lost
+    for (const s of [7, 8, 10]) send(s, 0, '198.18.0.2'); // another source: 9 lost
+    for (const s of [0, 1, 3]) send(s, 0, SRC, 2, 4000); // another instance, split frames: 2 lost
+    p.finish();
+    expect(p.stats()).toMatchObject({ lost: 5 + 0 + 1 + 1, rebuilt: 6 + 4 + 3 + 3, streams: 4, sources: 2 });
+  });
+});
+
+describe('malformed and refused datagrams are counted by reason', () => {
+  const split = enc(frame(1, 4000), { seq: 1 });
+  const withToken: PipelineOptions = { mode: 'geneve', token: 's3cret' };
+  const cases: { description: string; input: { opts?: PipelineOptions; datagrams: Buffer[] }; expected: Partial<Record<MalformedReason, number>> & { rebuilt?: number } }[] = [
+    { description: 'foreign UDP on the port', input: { datagrams: [Buffer.from('hello world, not a tunnel')] }, expected: { 'bad-version': 1 } },
+    { description: 'truncated datagram', input: { datagrams: [split[0]!.subarray(0, 30)] }, expected: { 'bad-options': 1 } },
+    { description: 'announcement that is not JSON', input: { datagrams: [Buffer.concat([ann().subarray(0, 16), Buffer.from('{oops')])] }, expected: { 'bad-announcement': 1 } },
+    { description: 'data without an announcement, token set', input: { opts: withToken, datagrams: enc(frame(1), { seq: 1 }) }, expected: { unannounced: 1, rebuilt: 0 } },
+    { description: 'announcement with the wrong token', input: { opts: withToken, datagrams: [ann({ token: 'guess' }), ...enc(frame(1), { seq: 1 })] }, expected: { 'bad-token': 1, unannounced: 1, rebuilt: 0 } },
+    { description: 'announced with the token', input: { opts: withToken, datagrams: [ann(), ...enc(frame(1), { seq: 1 })] }, expected: { rebuilt: 1 } },
+    { description: 'no token required: any announcement', input: { datagrams: [ann({ token: 'whatever' }), ...enc(frame(1), { seq: 1 })] }, expected: { rebuilt: 1 } },
+    {
+      description: 'piece contradicting its frame (orig_len)',
+      input: { datagrams: [split[0]!, (() => { const b = Buffer.from(split[1]!); b.writeUInt32BE(9999, 12 + 16); return b; })(), split[2]!, split[1]!] },
+      expected: { inconsistent: 1, rebuilt: 1 },
+    },
+    {
+      description: 'piece whose header prefix differs (another frame, same number)',
+      input: { datagrams: [split[0]!, (() => { const b = Buffer.from(split[1]!); b[60 + 14 + 12] = b[60 + 14 + 12]! ^ 1; return b; })(), split[1]!, split[2]!] },
+      expected: { inconsistent: 1, rebuilt: 1 },
+    },
+    {
+      description: 'too many sources',
+      input: { opts: { mode: 'geneve', limits: { sources: 0 } }, datagrams: enc(frame(1), { seq: 1 }) },
+      expected: { 'too-many': 1, rebuilt: 0 },
+    },
+  ];
+  it.each(cases)('$description', ({ input, expected }) => {
+    const p = memoryPipeline(input.opts);
+    for (const d of input.datagrams) p.handle(d, SRC);
+    const s = p.stats();
+    const { rebuilt, ...reasons } = expected;
+    const want = Object.fromEntries(MALFORMED_REASONS.map((r) => [r, reasons[r] ?? 0]));
+    expect(s.malformedByReason).toEqual(want);
+    expect(s.malformed).toBe(Object.values(reasons).reduce((a, b) => a + b, 0));
+    if (rebuilt !== undefined) expect(s.rebuilt).toBe(rebuilt);
+  });
+
+  it('nothing throws on any single-byte corruption of a valid piece', () => {
+    const p = memoryPipeline();
+    const d = split[1]!;
+    for (let i = 0; i < 80; i++) {
+      for (const v of [0, 0xff, d[i]! ^ 0x80]) {
+        const b = Buffer.from(d);
+        b[i] = v;
+        expect(() => p.handle(b, SRC)).not.toThrow();
+      }
+    }
+  });
+});
+
+describe('duplicates, overlaps and incomplete frames', () => {
+  const f = ipv6Frame({ proto: 'UDP', payload: 6000 });
+  const ps = enc(f, { seq: 1 });
+  const shifted = (i: number, by: number): Buffer => {
+    const b = Buffer.from(ps[i]!);
+    b.writeUInt32BE(b.readUInt32BE(12 + 24) + by, 12 + 24);
+    return b;
+  };
+  it.each([
+    { description: 'all pieces', input: ps, expected: { rebuilt: 1, duplicates: 0, overlaps: 0, incomplete: 0 } },
+    { description: 'a piece repeated before completion', input: [ps[0]!, ps[0]!, ...ps.slice(1)], expected: { rebuilt: 1, duplicates: 1, overlaps: 0, incomplete: 0 } },
+    { description: 'a piece repeated after completion', input: [...ps, ps[2]!], expected: { rebuilt: 1, duplicates: 1, overlaps: 0, incomplete: 0 } },
+    { description: 'an overlapping piece after the real one', input: [ps[0]!, ps[1]!, shifted(1, 8), ...ps.slice(2)], expected: { rebuilt: 1, duplicates: 0, overlaps: 1, incomplete: 0 } },
+    // the shifted piece came first: the real piece 1 and piece 2 overlap it, a
+    // hole stays, and the frame is never written rather than written wrong
+    { description: 'an overlapping piece before the real one', input: [ps[0]!, shifted(1, 8), ...ps.slice(1)], expected: { rebuilt: 0, duplicates: 0, overlaps: 2, incomplete: 1 } },
+    { description: 'a piece missing', input: [ps[0]!, ...ps.slice(2)], expected: { rebuilt: 0, duplicates: 0, overlaps: 0, incomplete: 1 } },
+  ])('$description', ({ input, expected }) => {
+    const p = memoryPipeline();
+    for (const d of input) p.handle(d, SRC);
+    p.finish();
+    expect(p.stats()).toMatchObject({ ...expected, malformed: 0, lost: 0 });
+  });
+
+  it('times out incomplete frames', () => {
+    const p = memoryPipeline({ mode: 'geneve', reassembly: { timeoutMs: 1000 } });
+    p.tick(0);
+    p.handle(ps[0]!, SRC);
+    p.tick(999);
+    expect(p.stats()).toMatchObject({ pendingFrames: 1, incomplete: 0 });
+    p.tick(1000);
+    expect(p.stats()).toMatchObject({ pendingFrames: 0, pendingBytes: 0, incomplete: 1 });
+    // a straggler of the dropped frame is not a new frame
+    p.handle(ps[1]!, SRC);
+    expect(p.stats()).toMatchObject({ pendingFrames: 0, duplicates: 1 });
+  });
+
+  it.each([
+    { description: 'frame limit', input: { maxFrames: 2 }, expected: { evicted: 1, pendingFrames: 2 } },
+    { description: 'byte limit', input: { maxBytes: 2 * f.length + 10 }, expected: { evicted: 1, pendingFrames: 2 } },
+  ])('bounded memory: $description', ({ input, expected }) => {
+    const p = memoryPipeline({ mode: 'geneve', reassembly: input });
+    for (const seq of [1, 2, 3]) p.handle(enc(f, { seq })[0]!, SRC);
+    expect(p.stats()).toMatchObject({ ...expected, incomplete: expected.evicted });
+  });
+});
+
+describe('interfaces and timestamps in the capture', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  beforeAll(async () => ({ dir, cleanup } = await tempDir()));
+  afterAll(async () => cleanup());
+
+  it('unknown until announced, renamed by a later announcement; receive time before any clock', async () => {
+    const announcement = (pod: string, mono: string): Buffer =>
+      ann({ token: '', clock: { monoNs: mono, realtimeNs: '1764100000000000000' }, interfaces: [{ ifindex: 5, name: 'veth5', pod: { namespace: 'ns', name: pod }, directions: ['Ingress'] }] });
+    const datagrams = [
+      ...enc(frame(0), { seq: 0, tstamp: 10_000_000_000n }),
+      announcement('web-1', '10000000000'),
+      ...enc(frame(1), { seq: 1, tstamp: 10_000_000_001n }),
+      ...enc(rawFrame(5000, 1), { seq: 2, tstamp: 10_500_000_000n }),
+      announcement('web-2', '20000000000'), // the node's clock pair moved on, and the pod changed
+      ...enc(frame(3), { seq: 3, tstamp: 20_000_000_003n }),
+    ].map((buf) => ({ buf, address: SRC }));
+    const file = join(dir, 'names.pcapng');
+    const before = Date.now() / 1000;
+    const stats = await runPipeline(file, datagrams);
+    expect(stats).toMatchObject({ rebuilt: 4, interfaces: 3, timestampFallback: 1, announcements: 2 });
+    const packets = await readCapture(file);
+    expect(packets.map((p) => p.ifName)).toEqual([`${SRC}/if5`, 'ns/web-1', 'ns/web-1', 'ns/web-2']);
+    expect(packets.map((p) => p.epoch).slice(1)).toEqual(['1764100000.000000001', '1764100000.500000000', '1764100000.000000003']);
+    expect(Number(packets[0]!.epoch)).toBeGreaterThanOrEqual(Math.floor(before));
+    expect(Number(packets[0]!.epoch)).toBeLessThanOrEqual(Date.now() / 1000 + 1);
+    expect(packets[1]!.ifDescription).toBe(`node node-a, interface veth5 (ifindex 5), agent at ${SRC}`);
+  });
+});
