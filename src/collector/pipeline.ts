@@ -26,11 +26,25 @@ const TWO32 = 0x1_0000_0000;
 
 export interface PipelineLimits {
   sources: number;
+  /** streams at once (below 2^21: frame keys hold a stream number, see reassembly.ts) */
   streams: number;
   interfacesPerSource: number;
+  /** a stream silent this long is retired (its gaps counted): data planes come and go */
+  streamIdleMs: number;
+  /** a source silent this long is forgotten (senders re-announce periodically) */
+  sourceIdleMs: number;
 }
 
-export const DEFAULT_PIPELINE_LIMITS: PipelineLimits = { sources: 4096, streams: 65536, interfacesPerSource: 16384 };
+export const DEFAULT_PIPELINE_LIMITS: PipelineLimits = {
+  sources: 4096,
+  streams: 65536,
+  interfacesPerSource: 16384,
+  streamIdleMs: 120_000,
+  sourceIdleMs: 600_000,
+};
+
+/** How often idle streams and sources are looked for. */
+const EXPIRY_INTERVAL_MS = 5000;
 
 export interface PipelineOptions {
   mode: TunnelMode;
@@ -103,11 +117,13 @@ interface Stream {
   id: number;
   instance: number;
   seq: SeqStream;
+  lastSeen: number;
 }
 
 interface Source {
   address: string;
   announced: boolean;
+  lastSeen: number;
   node: string | undefined;
   clock: Clock | undefined;
   /** Geneve: instance * 2^32 + ifindex; VXLAN: VNI */
@@ -135,7 +151,14 @@ export class Pipeline {
   readonly #malformed = Object.fromEntries(MALFORMED_REASONS.map((r) => [r, 0])) as Record<MalformedReason, number>;
   #writer: PcapngWriter;
   #streamCount = 0;
+  #nextStreamId = 0;
+  readonly #freeStreamIds: number[] = [];
   #now = 0;
+  #lastExpiry = 0;
+  // lost/late/restarts of retired streams (live ones keep their own)
+  #retiredLost = 0;
+  #retiredLate = 0;
+  #retiredRestarts = 0;
   // the collector's own clock: realtime at #baseMs of performance.now()
   readonly #baseMs: number;
   readonly #baseHi: number;
@@ -155,13 +178,13 @@ export class Pipeline {
   #truncated = 0;
   #oversize = 0;
   #writeDropped = 0;
-  /** lost/late/restarts of streams (kept per stream; summed on demand) */
 
   constructor(writer: PcapngWriter, opts: PipelineOptions) {
     this.mode = opts.mode;
     this.#writer = writer;
     this.#tokenDigest = opts.token ? digest(opts.token) : undefined;
     this.#limits = { ...DEFAULT_PIPELINE_LIMITS, ...opts.limits };
+    if (this.#limits.streams > 1 << 21) throw new RangeError('at most 2^21 streams');
     this.#overloaded = opts.overloaded ?? (() => false);
     this.#reasm = new Reassembler(opts.reassembly);
     this.#baseMs = performance.now();
@@ -171,6 +194,7 @@ export class Pipeline {
     this.#baseHi = base.hi;
     this.#baseLo = base.lo;
     this.#now = this.#baseMs;
+    this.#lastExpiry = this.#baseMs;
   }
 
   /**
@@ -188,6 +212,35 @@ export class Pipeline {
   tick(nowMs = performance.now()): void {
     this.#now = nowMs;
     this.#reasm.sweep(nowMs);
+    // (a clock that went back: the caller's time base changed; start over from it)
+    if (nowMs - this.#lastExpiry >= EXPIRY_INTERVAL_MS || nowMs < this.#lastExpiry) {
+      this.#lastExpiry = nowMs;
+      this.#expire(nowMs);
+    }
+  }
+
+  #expire(now: number): void {
+    const { streamIdleMs, sourceIdleMs } = this.#limits;
+    for (const [address, src] of this.#sources) {
+      const forget = now - src.lastSeen >= sourceIdleMs;
+      for (const [key, st] of src.streams) {
+        if (forget || now - st.lastSeen >= streamIdleMs) {
+          this.#retire(st);
+          src.streams.delete(key);
+        }
+      }
+      if (forget) this.#sources.delete(address);
+    }
+  }
+
+  #retire(st: Stream): void {
+    st.seq.flush();
+    this.#retiredLost += st.seq.lost;
+    this.#retiredLate += st.seq.late;
+    this.#retiredRestarts += st.seq.restarts;
+    this.#reasm.dropStream(st.id);
+    this.#freeStreamIds.push(st.id);
+    this.#streamCount--;
   }
 
   /** Process one UDP payload from `address`. Never throws on bad input. */
@@ -218,7 +271,7 @@ export class Pipeline {
     let src = this.#sources.get(address);
     if (!src) {
       if (this.#sources.size >= this.#limits.sources) return undefined;
-      src = { address, announced: false, node: undefined, clock: undefined, ifaces: new Map(), streams: new Map() };
+      src = { address, announced: false, lastSeen: this.#now, node: undefined, clock: undefined, ifaces: new Map(), streams: new Map() };
       this.#sources.set(address, src);
     }
     return src;
@@ -246,6 +299,7 @@ export class Pipeline {
     const src = this.#source(address);
     if (!src) return this.#bad('too-many');
     src.announced = true;
+    src.lastSeen = this.#now;
     src.node = a.node;
     const mono = splitNs(BigInt(a.clock.monoNs));
     const real = splitNs(BigInt(a.clock.realtimeNs));
@@ -277,9 +331,12 @@ export class Pipeline {
     let st = src.streams.get(skey);
     if (!st) {
       if (this.#streamCount >= this.#limits.streams) return this.#bad('too-many');
-      st = { id: this.#streamCount++, instance: m.instance, seq: new SeqStream() };
+      st = { id: this.#freeStreamIds.pop() ?? this.#nextStreamId++, instance: m.instance, seq: new SeqStream(), lastSeen: this.#now };
+      this.#streamCount++;
       src.streams.set(skey, st);
     }
+    st.lastSeen = this.#now;
+    src.lastSeen = this.#now;
     this.#pieces++;
     let verdict = st.seq.observe(m.seq, m.tstampHi, m.tstampLo);
     if (verdict === SeqVerdict.restart) {
@@ -352,6 +409,7 @@ export class Pipeline {
   #vxlan(buf: Buffer, p: ParsedDatagram, address: string): void {
     const src = this.#dataSource(address);
     if (!src) return;
+    src.lastSeen = this.#now;
     this.#pieces++;
     if (this.#overloaded()) {
       this.#writeDropped++;
@@ -385,9 +443,9 @@ export class Pipeline {
   }
 
   stats(): CollectorStats {
-    let lost = 0;
-    let late = 0;
-    let restarts = 0;
+    let lost = this.#retiredLost;
+    let late = this.#retiredLate;
+    let restarts = this.#retiredRestarts;
     for (const src of this.#sources.values()) {
       for (const st of src.streams.values()) {
         lost += st.seq.lost;

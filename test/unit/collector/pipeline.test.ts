@@ -47,6 +47,29 @@ describe('sequence gaps through the pipeline', () => {
   });
 });
 
+describe('idle streams and sources', () => {
+  it('retires a silent stream (its gaps count) and forgets a silent source', () => {
+    const p = memoryPipeline({ mode: 'geneve', token: 's3cret', limits: { streamIdleMs: 10_000, sourceIdleMs: 60_000, streams: 1 } });
+    p.tick(0);
+    p.handle(ann(), SRC);
+    for (const seq of [0, 1, 3]) for (const d of enc(frame(seq), { seq, cpu: 0 })) p.handle(d, SRC);
+    expect(p.stats()).toMatchObject({ streams: 1, lost: 0 });
+    // a second stream does not fit the limit of one
+    for (const d of enc(frame(9), { seq: 0, cpu: 1 })) p.handle(d, SRC);
+    expect(p.stats().malformedByReason['too-many']).toBe(1);
+    p.tick(10_000);
+    expect(p.stats()).toMatchObject({ streams: 0, lost: 1 });
+    // the freed slot takes the new stream
+    for (const d of enc(frame(9), { seq: 0, cpu: 1 })) p.handle(d, SRC);
+    expect(p.stats()).toMatchObject({ streams: 1, rebuilt: 4 });
+    p.tick(70_000);
+    expect(p.stats()).toMatchObject({ streams: 0, sources: 0, lost: 1 });
+    // forgotten: with a token, data needs a fresh announcement
+    for (const d of enc(frame(10), { seq: 1, cpu: 1 })) p.handle(d, SRC);
+    expect(p.stats().malformedByReason.unannounced).toBe(1);
+  });
+});
+
 describe('malformed and refused datagrams are counted by reason', () => {
   const split = enc(frame(1, 4000), { seq: 1 });
   const withToken: PipelineOptions = { mode: 'geneve', token: 's3cret' };
