@@ -186,7 +186,9 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       await Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       pipeline.finish();
       await file.close();
-      log.info({ ...pipeline.stats(), malformedByReason: undefined, file: file.path }, 'collector closed');
+      const s = pipeline.stats();
+      const reasons = Object.fromEntries(Object.entries(s.malformedByReason).filter(([, n]) => n > 0));
+      log.info({ ...s, malformedByReason: reasons, file: file.path }, 'collector closed');
     })();
     return closing;
   };
