@@ -1,0 +1,125 @@
+/**
+ * `podtap controller`: reconcile SniffPolicies into per-node SniffAssignments
+ * until SIGTERM/SIGINT.
+ */
+import { parseArgs } from 'node:util';
+import { ExitCode, UserError } from '../util/errors.ts';
+import { rootLogger, type Logger } from '../util/log.ts';
+import { DEFAULT_LEASE_NAMESPACE, LEASE_NAME, startController, type ControllerOptions } from './controller.ts';
+
+export const CONTROLLER_HELP = `Usage: podtap controller [options]
+
+Watches SniffPolicies, pods, nodes, namespaces, collector Services and their
+EndpointSlices, and writes one SniffAssignment per policy and node with
+selected pods (the node's agent acts on it). Aggregates the agents' reports
+into each policy's status (conditions, counters, per-node state) and records
+Events when a policy's Ready condition changes. Runs as a Deployment; with
+several replicas one leads (a Lease) and the others stand by with warm caches.
+
+Options:
+  --kubeconfig FILE           kubeconfig to use (default: $KUBECONFIG, then the
+                              pod's service account, then ~/.kube/config)
+  --metrics-addr ADDR         serve /metrics, /healthz and /readyz on ADDR
+                              (default :8080; "0" disables)
+  --leader-elect=true|false   elect a leader through a Lease (default true)
+  --lease-namespace NS        namespace of the Lease "${LEASE_NAME}" (default:
+                              $POD_NAMESPACE, the service account's namespace,
+                              or ${DEFAULT_LEASE_NAMESPACE})
+  --workers N                 policies reconciled in parallel (default 4)
+  --report-stale-seconds N    a node whose agent has not reported for N seconds
+                              is AgentNotReporting (default 30: three report
+                              intervals)
+  -h, --help                  show this help
+
+Exit codes: 0 after SIGTERM/SIGINT (in-flight reconciles finish, the lease is
+released so a standby takes over at once); 1 when leadership is lost (the
+process exits so that Kubernetes restarts it as a clean candidate); 2 on a
+usage error. Logs (JSON) go to stderr; level: PODTAP_LOG_LEVEL.
+`;
+
+function positiveInt(name: string, v: string | undefined, def: number): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1) throw new UserError(`--${name}: expected a positive integer, got "${v}"`, { exitCode: ExitCode.usage });
+  return n;
+}
+
+function bool(name: string, v: string | undefined, def: boolean): boolean {
+  if (v === undefined) return def;
+  if (/^(true|1|yes)$/i.test(v)) return true;
+  if (/^(false|0|no)$/i.test(v)) return false;
+  throw new UserError(`--${name}: expected true or false, got "${v}"`, { exitCode: ExitCode.usage });
+}
+
+/** Parse the command line into controller options (exported for tests). */
+export function parseControllerArgs(argv: string[]): { help: true } | { help: false; options: ControllerOptions } {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        kubeconfig: { type: 'string' },
+        'metrics-addr': { type: 'string' },
+        'leader-elect': { type: 'string' },
+        'lease-namespace': { type: 'string' },
+        workers: { type: 'string' },
+        'report-stale-seconds': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    throw new UserError(err instanceof Error ? err.message : String(err), { exitCode: ExitCode.usage, hint: 'see podtap controller --help', cause: err });
+  }
+  if (values.help) return { help: true };
+  return {
+    help: false,
+    options: {
+      kubeconfig: values.kubeconfig,
+      metricsAddr: values['metrics-addr'] ?? ':8080',
+      leaderElect: bool('leader-elect', values['leader-elect'], true),
+      leaseNamespace: values['lease-namespace'],
+      workers: positiveInt('workers', values.workers, 4),
+      reportStaleSeconds: positiveInt('report-stale-seconds', values['report-stale-seconds'], 30),
+    },
+  };
+}
+
+/** Runs the controller until SIGTERM/SIGINT; resolves to the exit code. */
+export async function controllerCommand(argv: string[], logger?: Logger): Promise<number> {
+  const parsed = parseControllerArgs(argv);
+  if (parsed.help) {
+    process.stdout.write(CONTROLLER_HELP);
+    return ExitCode.ok;
+  }
+  const log = logger ?? rootLogger('controller');
+  let lost = false;
+  let wake: () => void = () => {};
+  const done = new Promise<void>((resolve) => (wake = resolve));
+  const controller = await startController({
+    ...parsed.options,
+    logger: log,
+    defaultMetrics: true,
+    onLeadershipLost: () => {
+      lost = true;
+      wake();
+    },
+  });
+  const onSignal = (signal: string) => {
+    log.info({ signal }, 'shutting down');
+    wake();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  await done;
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  if (lost) {
+    // Another replica may be writing already: do not linger to clean up.
+    log.error('leadership lost, exiting');
+    process.exit(ExitCode.failure);
+  }
+  await controller.stop();
+  return ExitCode.ok;
+}

@@ -1,0 +1,233 @@
+/**
+ * The controller process: informers fill the caches (leader or not, so a
+ * standby takes over warm), a lease elects the replica whose workers
+ * reconcile, a shared limiter bounds concurrent API writes, and an HTTP
+ * endpoint serves metrics and health.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { API_VERSION, type SniffAssignment } from '../api/index.ts';
+import { EventRecorder, KubeClient, Resources, loadKubeConfig, podNamespace } from '../k8s/index.ts';
+import { rootLogger, type Logger } from '../util/log.ts';
+import { startHttp, type HttpEndpoint } from './http.ts';
+import { createInformers, policyKey, type ControllerInformers } from './informers.ts';
+import { LeaderElector, type LeaderTimings } from './leader.ts';
+import { Limiter } from './limiter.ts';
+import { createMetrics, type ControllerMetrics } from './metrics.ts';
+import type { PolicyObject } from './objects.ts';
+import { WorkQueue } from './queue.ts';
+import { Reconciler, TerminalError, type ReconcileApi } from './reconcile.ts';
+import type { StoreWorld } from './world.ts';
+
+export const LEASE_NAME = 'podtap-controller';
+export const DEFAULT_LEASE_NAMESPACE = 'podtap-system';
+
+export interface ControllerOptions {
+  /** A kubeconfig file; without it $KUBECONFIG, in-cluster, ~/.kube/config. */
+  kubeconfig?: string | undefined;
+  /** An already loaded configuration (tests); wins over `kubeconfig`. */
+  kubeConfig?: KubeConfig | undefined;
+  /** HOST:PORT for /metrics, /healthz, /readyz; '' disables. Default ':8080'. */
+  metricsAddr?: string | undefined;
+  leaderElect?: boolean | undefined;
+  leaseNamespace?: string | undefined;
+  leaseName?: string | undefined;
+  /** holderIdentity; default $POD_NAME or the hostname, plus a random suffix. */
+  identity?: string | undefined;
+  workers?: number | undefined;
+  /** An agent silent for longer makes its node AgentNotReporting. Default 30. */
+  reportStaleSeconds?: number | undefined;
+  /** Concurrent API writes across all workers. Default 32. */
+  maxConcurrentWrites?: number | undefined;
+  /** Status-only assignment updates are coalesced this long. Default 1000. */
+  statusCoalesceMs?: number | undefined;
+  /** Every policy is reconciled again this often, whatever happened. Default 10 min. */
+  resyncMs?: number | undefined;
+  leaderTimings?: Partial<LeaderTimings> | undefined;
+  logger?: Logger | undefined;
+  /** Process metrics (CPU, memory, event loop) in /metrics. */
+  defaultMetrics?: boolean | undefined;
+  /** Called after leadership was lost and reconciling stopped (the CLI exits). */
+  onLeadershipLost?: (() => void) | undefined;
+}
+
+export interface RunningController {
+  identity: string;
+  /** host:port of the metrics endpoint, when enabled. */
+  metricsAddress: string | undefined;
+  metrics: ControllerMetrics;
+  world: StoreWorld;
+  informers: ControllerInformers;
+  queue: WorkQueue;
+  isLeader(): boolean;
+  hasSynced(): boolean;
+  waitForSync(): Promise<void>;
+  /** Resolves when this replica starts reconciling. */
+  leading: Promise<void>;
+  /** Graceful stop: no new reconciles, in-flight ones finish, the lease is released, caches stop. */
+  stop(): Promise<void>;
+}
+
+function defaultIdentity(): string {
+  return `${process.env.POD_NAME || hostname()}_${randomBytes(4).toString('hex')}`;
+}
+
+/** The API calls of a reconcile, counted in podtap_assignment_writes_total. */
+function reconcileApi(client: KubeClient, metrics: ControllerMetrics): ReconcileApi {
+  const counted = async <T>(operation: string, call: () => Promise<T>): Promise<T> => {
+    try {
+      const r = await call();
+      metrics.writes.inc({ operation, result: 'ok' });
+      return r;
+    } catch (err) {
+      metrics.writes.inc({ operation, result: 'error' });
+      throw err;
+    }
+  };
+  return {
+    createAssignment: (a) => counted('create', () => client.create<SniffAssignment>(Resources.sniffAssignments, a)),
+    replaceAssignment: (a) => counted('update', () => client.replace<SniffAssignment>(Resources.sniffAssignments, a)),
+    deleteAssignment: (ns, name, uid) => counted('delete', () => client.delete(Resources.sniffAssignments, ns, name, uid ? { uid } : {})),
+    patchPolicyStatus: (ns, name, patch) => counted('status', () => client.patchStatus(Resources.sniffPolicies, ns, name, patch, 'merge')),
+  };
+}
+
+export async function startController(opts: ControllerOptions = {}): Promise<RunningController> {
+  const log = opts.logger ?? rootLogger('controller');
+  const identity = opts.identity ?? defaultIdentity();
+  const kc = opts.kubeConfig ?? loadKubeConfig(opts.kubeconfig);
+  const client = new KubeClient(kc, { userAgent: 'podtap-controller' });
+  const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? false });
+  const queue = new WorkQueue({ metrics: metrics.queue });
+  const informers = createInformers({ client, queue, logger: log, statusCoalesceMs: opts.statusCoalesceMs });
+  const world = informers.world;
+  metrics.setPolicySource(() => informers.policies.store.list());
+  const recorder = new EventRecorder(client, { component: 'podtap-controller', instance: identity, logger: log });
+  const reconciler = new Reconciler({
+    world,
+    api: reconcileApi(client, metrics),
+    limiter: new Limiter(opts.maxConcurrentWrites ?? 32),
+    staleMs: (opts.reportStaleSeconds ?? 30) * 1000,
+    events: (policy: PolicyObject, type, reason, message) => {
+      void recorder.record({ ...policy, apiVersion: API_VERSION, kind: 'SniffPolicy' }, type, reason, message);
+    },
+  });
+
+  informers.start();
+  let http: HttpEndpoint | undefined;
+  const metricsAddr = opts.metricsAddr ?? ':8080';
+  if (metricsAddr !== '' && metricsAddr !== '0') {
+    try {
+      http = await startHttp(metricsAddr, { registry: metrics.registry, notReady: () => (informers.hasSynced() ? undefined : 'caches not synced') }, log);
+    } catch (err) {
+      await informers.stop();
+      throw new Error(`cannot serve metrics on ${metricsAddr}`, { cause: err });
+    }
+  }
+
+  let stopping = false;
+  let reconcileSeq = 0;
+  const workers: Promise<void>[] = [];
+  const worker = async () => {
+    for (;;) {
+      const key = await queue.get();
+      if (key === undefined) return;
+      const rlog = log.child({ policy: key, reconcileId: `${identity.slice(-8)}-${++reconcileSeq}` });
+      const end = metrics.reconcileDuration.startTimer();
+      try {
+        const r = await reconciler.reconcile(key, rlog);
+        metrics.reconciles.inc({ result: r.result });
+        queue.forget(key);
+        if (r.requeueAfterMs !== undefined) queue.addAfter(key, r.requeueAfterMs);
+        rlog.debug({ result: r.result, writes: r.writes, requeueAfterMs: r.requeueAfterMs }, 'reconciled');
+      } catch (err) {
+        if (err instanceof TerminalError) {
+          metrics.reconciles.inc({ result: 'terminal' });
+          queue.forget(key);
+          rlog.error({ err }, 'reconcile failed for good');
+        } else {
+          metrics.reconciles.inc({ result: 'error' });
+          const retryInMs = queue.addRateLimited(key);
+          rlog.warn({ err, retryInMs, retries: queue.retries(key) }, 'reconcile failed, will retry');
+        }
+      } finally {
+        end();
+        queue.done(key);
+      }
+    }
+  };
+
+  let resync: NodeJS.Timeout | undefined;
+  let markLeading: () => void = () => {};
+  const leading = new Promise<void>((resolve) => (markLeading = resolve));
+  let isLeading = false;
+  const lead = async () => {
+    isLeading = true;
+    metrics.leader.set(1);
+    await informers.waitForSync();
+    if (stopping || !isLeading) return;
+    // Every policy and every owner of an assignment (orphans too), whatever the handlers queued before.
+    for (const p of informers.policies.store.keys()) queue.add(p);
+    for (const v of informers.assignments.store.indexValues('byPolicy')) queue.add(v);
+    const n = Math.max(1, opts.workers ?? 4);
+    for (let i = 0; i < n; i++) workers.push(worker());
+    resync = setInterval(() => {
+      for (const p of informers.policies.store.list()) queue.add(policyKey(p));
+    }, opts.resyncMs ?? 600_000);
+    resync.unref();
+    log.info({ workers: n, policies: informers.policies.store.size }, 'reconciling');
+    markLeading();
+  };
+
+  let elector: LeaderElector | undefined;
+  if (opts.leaderElect ?? true) {
+    elector = new LeaderElector({
+      client,
+      namespace: opts.leaseNamespace ?? podNamespace() ?? DEFAULT_LEASE_NAMESPACE,
+      name: opts.leaseName ?? LEASE_NAME,
+      identity,
+      timings: opts.leaderTimings,
+      logger: log,
+      onStartedLeading: () => void lead(),
+      onStoppedLeading: () => {
+        // Stop at once: another replica may be leading already.
+        isLeading = false;
+        metrics.leader.set(0);
+        queue.shutDown({ drop: true });
+        clearInterval(resync);
+        (opts.onLeadershipLost ?? (() => log.error('leadership lost; this replica no longer reconciles')))();
+      },
+    });
+    elector.start();
+  } else {
+    void lead();
+  }
+
+  return {
+    identity,
+    metricsAddress: http?.address,
+    metrics,
+    world,
+    informers,
+    queue,
+    isLeader: () => isLeading,
+    hasSynced: () => informers.hasSynced(),
+    waitForSync: () => informers.waitForSync(),
+    leading,
+    async stop() {
+      if (stopping) return;
+      stopping = true;
+      queue.shutDown({ drop: true });
+      clearInterval(resync);
+      await queue.drain();
+      await Promise.all(workers);
+      await elector?.stop({ release: true });
+      isLeading = false;
+      metrics.leader.set(0);
+      await informers.stop();
+      await http?.close();
+      log.info('controller stopped');
+    },
+  };
+}
