@@ -178,11 +178,86 @@ static __always_inline int pt_shape_first(struct pt_loop *l, const struct pt_csu
 	return 0;
 }
 
+/* Decide the outer UDP checksum for the skb about to be cut into pieces. */
+static __always_inline void pt_csum_mode(struct __sk_buff *skb, struct pt_work *w,
+					 struct pt_csum_state *st, __u32 len)
+{
+	pt_csum_state(skb, st);
+	if (st->not_inet)
+		pt_count(PT_C_CSUM_UNSUPP, len);
+	if (st->partial && ((st->offset != 6 && st->offset != 16) || st->start < 0)) {
+		/* only UDP (6) and TCP (16) checksum offsets are steered */
+		pt_count(PT_C_CSUM_UNSUPP, len);
+		st->partial = 0;
+	}
+	if (st->partial) {
+		w->csum_mode = PT_CSUM_STEER;
+		w->csum_off = st->offset;
+	} else {
+		w->csum_mode = PT_OUTER_V6 ? PT_CSUM_SOFT : PT_CSUM_ZERO;
+	}
+}
+
+/* Send the frame stashed in @l as its pieces, the last with bpf_redirect().
+ * Returns TC_ACT_REDIRECT, or TC_ACT_SHOT with *reason set. */
+static __always_inline int pt_send_pieces(struct pt_loop *l, __u32 *reason)
+{
+	struct __sk_buff *skb = l->skb;
+	struct pt_work *w = l->w;
+	struct pt_csum_state st;
+
+	pt_csum_mode(skb, w, &st, w->orig_len);
+	*reason = pt_shape_first(l, &st);
+	if (*reason)
+		return TC_ACT_SHOT;
+	if (w->csum_mode == PT_CSUM_STEER) {
+		struct pt_csum_state now;
+
+		pt_csum_state(skb, &now);
+		if (!now.partial || now.start != (__s32)(PT_UDP_OFF + 6 - st.offset)) {
+			*reason = PT_C_SHAPE_ERR;
+			return TC_ACT_SHOT;
+		}
+	}
+	*reason = pt_piece(l, 0, 1);
+	if (*reason)
+		return TC_ACT_SHOT;
+	if (w->plan.npieces > 1) {
+		if (bpf_clone_redirect(skb, w->out_ifindex, 0) < 0) {
+			*reason = PT_C_REDIRECT_ERR;
+			return TC_ACT_SHOT;
+		}
+		if (w->plan.npieces > 2)
+			bpf_loop(w->plan.npieces - 2, pt_piece_cb, l, 0);
+		if (w->err) {
+			*reason = w->err;
+			return TC_ACT_SHOT;
+		}
+		*reason = pt_piece(l, w->plan.npieces - 1, 0);
+		if (*reason)
+			return TC_ACT_SHOT;
+		pt_count(PT_C_FRAGMENTED, w->orig_len);
+	}
+	pt_count_n(PT_C_PIECES, w->plan.npieces, 0);
+	pt_count(PT_C_MIRRORED, w->orig_len);
+	return bpf_redirect(w->out_ifindex, 0);
+}
+
+/*
+ * Stage 1, at egress of the capture device: the copy the tap cloned.
+ *
+ * A frame that fits one outer packet is wrapped here and now. A larger one is
+ * stashed in a slot and continues as a small "carrier": every piece we send
+ * is a clone of the skb it is built in, and a clone shares its buffer — for a
+ * 64 KB frame, a 64 KB buffer per 1.4 KB piece, which is what a receiver's
+ * socket accounting (truesize) and the node's memory then see. The carrier
+ * crosses the capture veth, whose XDP program (pt_carrier) makes the kernel
+ * copy it into a fresh page-sized buffer, and pt_emit cuts the pieces there.
+ */
 SEC("tc")
 int pt_tunnel(struct __sk_buff *skb)
 {
-	__u32 zero = 0, mark = skb->mark, len = skb->len, cpu;
-	struct pt_csum_state st;
+	__u32 zero = 0, mark = skb->mark, len = skb->len, cpu, slot = 0, key;
 	struct pt_config *cfg;
 	struct pt_cpu *state;
 	struct pt_loop l = {};
@@ -190,15 +265,14 @@ int pt_tunnel(struct __sk_buff *skb)
 	__u32 seq, cap, flags = 0, reason = 0;
 	int rc = TC_ACT_SHOT;
 
-	if ((mark & PT_MARK_MASK) != PT_MARK_MAGIC || (mark & PT_MARK_PIECE)) {
+	if ((mark & PT_MARK_MASK) != PT_MARK_MAGIC || (mark & (PT_MARK_PIECE | PT_MARK_CARRIER))) {
 		pt_count(PT_C_FOREIGN, len);
 		return TC_ACT_SHOT;
 	}
 	pt_count(PT_C_TUNNEL_IN, len);
 	cfg = bpf_map_lookup_elem(&pt_config, &zero);
 	state = bpf_map_lookup_elem(&pt_cpu, &zero);
-	w = bpf_map_lookup_elem(&pt_work, &zero);
-	if (!cfg || !state || !w)
+	if (!cfg || !state)
 		return TC_ACT_SHOT;
 	if (state->busy) {
 		pt_count(PT_C_BUSY, len);
@@ -224,17 +298,30 @@ int pt_tunnel(struct __sk_buff *skb)
 		flags |= PT_F_TO_POD;
 	(void)flags;            /* VXLAN carries no metadata */
 
+	/* slot 0 for one-piece frames; a ring slot for frames that go to pt_emit */
+	if (cap > PT_PIECE_MAX) {
+		slot = 1 + state->ring % (PT_SLOTS - 1);
+		state->ring++;
+	}
+	key = cpu * PT_SLOTS + slot;
+	w = bpf_map_lookup_elem(&pt_work, &key);
+	l.cache = bpf_map_lookup_elem(&pt_cache, &key);
+	if (!w || !l.cache) {
+		reason = PT_C_SHAPE_ERR;
+		goto out;
+	}
+	if (slot && w->busy) {
+		if (bpf_ktime_get_ns() - w->stashed_ns < PT_SLOT_TIMEOUT_NS) {
+			reason = PT_C_SLOT_BUSY;
+			goto out;
+		}
+		/* its carrier was lost on the way (counted now, once) */
+		pt_count(PT_C_CARRIER_LOST, w->orig_len);
+	}
 	__builtin_memset(w, 0, sizeof(*w));
+	w->orig_len = len;
 	l.skb = skb;
 	l.w = w;
-	pt_csum_state(skb, &st);
-	if (st.not_inet)
-		pt_count(PT_C_CSUM_UNSUPP, len);
-	if (st.partial && ((st.offset != 6 && st.offset != 16) || st.start < 0)) {
-		/* only UDP (6) and TCP (16) checksum offsets are steered */
-		pt_count(PT_C_CSUM_UNSUPP, len);
-		st.partial = 0;
-	}
 
 	pt_outer_init(&w->outer, cfg, PT_SPORT_BASE | ((cfg->instance ^ cpu) & 0x3fff),
 		      PT_GENEVE_PROTO_ETH);
@@ -256,11 +343,12 @@ int pt_tunnel(struct __sk_buff *skb)
 	skb->priority = 0;
 
 	/* Fast path: a small, complete, unoffloaded frame is wrapped in place. */
-	if (!PT_OUTER_V6 && !st.partial && !st.not_inet && cap == len &&
-	    len <= PT_PIECE_MAX) {
+	if (!PT_OUTER_V6 && cap == len && len <= PT_PIECE_MAX) {
+		struct pt_csum_state st;
 		__u32 gso = skb->gso_size;
 
-		if (!gso) {
+		pt_csum_state(skb, &st);
+		if (!gso && !st.partial && !st.not_inet) {
 			pt_outer_lengths(&w->outer, len);
 #if PT_TUNNEL == PT_TUN_GENEVE
 			w->outer.meta.flags = flags | PT_F_LAST;
@@ -279,22 +367,16 @@ int pt_tunnel(struct __sk_buff *skb)
 		}
 	}
 
-	/* General path: copy the frame into this CPU's cache, then send it as
-	 * one or more pieces built from the cache. */
-	l.cache = bpf_map_lookup_elem(&pt_cache, &cpu);
+	/* Copy the frame into the slot's cache and plan its pieces. */
 	{
 		__u64 size = cap;
 
 		barrier_var(size);
-		if (!l.cache || size < 1 || size > PT_FRAME_MAX ||
+		if (size < 1 || size > PT_FRAME_MAX ||
 		    bpf_skb_load_bytes(skb, 0, l.cache->data, size)) {
 			reason = PT_C_SHAPE_ERR;
 			goto out;
 		}
-	}
-	if (0) {
-		reason = PT_C_SHAPE_ERR;
-		goto out;
 	}
 	reason = pt_plan_make(l.cache, &w->plan, cap, seq, cpu);
 	if (reason)
@@ -309,51 +391,68 @@ int pt_tunnel(struct __sk_buff *skb)
 	w->outer.tun[2] = w->plan.geneve_proto >> 8;
 	w->outer.tun[3] = w->plan.geneve_proto & 0xff;
 #endif
-	if (st.partial) {
-		w->csum_mode = PT_CSUM_STEER;
-		w->csum_off = st.offset;
-	} else {
-		w->csum_mode = PT_OUTER_V6 ? PT_CSUM_SOFT : PT_CSUM_ZERO;
+	if (!slot) {
+		rc = pt_send_pieces(&l, &reason);
+		goto out;
 	}
 
-	reason = pt_shape_first(&l, &st);
-	if (reason)
+	/* Stash: the carrier keeps a few bytes (any checksum offset it carries
+	 * must stay inside) and names its slot in the mark. */
+	if (bpf_skb_change_tail(skb, PT_CARRIER_LEN < len ? PT_CARRIER_LEN : len, 0)) {
+		reason = PT_C_SHAPE_ERR;
 		goto out;
-	if (w->csum_mode == PT_CSUM_STEER) {
-		struct pt_csum_state now;
-
-		pt_csum_state(skb, &now);
-		if (!now.partial || now.start != (__s32)(PT_UDP_OFF + 6 - st.offset)) {
-			reason = PT_C_SHAPE_ERR;
-			goto out;
-		}
 	}
-	reason = pt_piece(&l, 0, 1);
-	if (reason)
-		goto out;
-	if (w->plan.npieces > 1) {
-		if (bpf_clone_redirect(skb, w->out_ifindex, 0) < 0) {
-			reason = PT_C_REDIRECT_ERR;
-			goto out;
-		}
-		if (w->plan.npieces > 2)
-			bpf_loop(w->plan.npieces - 2, pt_piece_cb, &l, 0);
-		if (w->err) {
-			reason = w->err;
-			goto out;
-		}
-		reason = pt_piece(&l, w->plan.npieces - 1, 0);
-		if (reason)
-			goto out;
-		pt_count(PT_C_FRAGMENTED, len);
-	}
-	pt_count_n(PT_C_PIECES, w->plan.npieces, 0);
-	pt_count(PT_C_MIRRORED, len);
-	rc = bpf_redirect(w->out_ifindex, 0);
+	w->stashed_ns = bpf_ktime_get_ns();
+	w->busy = 1;
+	skb->mark = PT_MARK_MAGIC | PT_MARK_CARRIER | (key & PT_MARK_KEY);
+	rc = TC_ACT_OK;
 out:
-	if (reason)
+	if (reason) {
 		pt_count(reason, len);
+		rc = TC_ACT_SHOT;
+	}
 	state->busy = 0;
+	return rc;
+}
+
+/* The capture veth's peer runs this XDP program only so that the kernel
+ * copies each carrier into a fresh page-pool buffer (veth's XDP path does so
+ * for skbs whose head it may not write) before pt_emit sees it. Declared
+ * frags-aware so the veth may keep its 64 KB MTU. */
+SEC("xdp.frags")
+int pt_carrier(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
+/* Stage 2, at ingress of the capture veth's peer: cut the stashed frame the
+ * carrier names into pieces, built in the carrier's small buffer. */
+SEC("tc")
+int pt_emit(struct __sk_buff *skb)
+{
+	__u32 mark = skb->mark, key = mark & PT_MARK_KEY, reason = 0;
+	struct pt_loop l = {};
+	struct pt_work *w;
+	int rc;
+
+	if ((mark & PT_MARK_MASK) != PT_MARK_MAGIC || !(mark & PT_MARK_CARRIER)) {
+		pt_count(PT_C_FOREIGN, skb->len);
+		return TC_ACT_SHOT;
+	}
+	w = bpf_map_lookup_elem(&pt_work, &key);
+	l.cache = bpf_map_lookup_elem(&pt_cache, &key);
+	if (!w || !l.cache || !w->busy) {
+		pt_count(PT_C_FOREIGN, skb->len);
+		return TC_ACT_SHOT;
+	}
+	l.skb = skb;
+	l.w = w;
+	skb->mark = PT_MARK_MAGIC | PT_MARK_PIECE;
+	skb->priority = 0;
+	rc = pt_send_pieces(&l, &reason);
+	if (reason)
+		pt_count(reason, w->orig_len);
+	w->busy = 0;
 	return rc;
 }
 

@@ -148,15 +148,32 @@
 
 /* skb->mark tag: copies carry PT_MARK_MAGIC in the top bits while they travel
  * from the tap to the tunnel program, and pieces carry it with PT_MARK_PIECE on
- * their way out, so no podtap program ever taps podtap's own traffic. */
+ * their way out, so no podtap program ever taps podtap's own traffic. A
+ * carrier names its stash slot in the low bits: forwarding through the veth
+ * clears skb->priority, not the mark. */
 #define PT_MARK_MASK 0xfff00000u
 #define PT_MARK_MAGIC 0x7a700000u
-#define PT_MARK_TO_POD 0x1u     /* copy taken at the veth's egress (towards the pod) */
-#define PT_MARK_PIECE 0x2u      /* a tunnel piece on its way to the collector */
+#define PT_MARK_TO_POD 0x00080000u  /* copy taken at the veth's egress (towards the pod) */
+#define PT_MARK_PIECE 0x00040000u   /* a tunnel piece on its way to the collector */
+#define PT_MARK_CARRIER 0x00020000u /* stage-1 carrier of a stashed frame (see pt_emit) */
+#define PT_MARK_KEY 0x0000ffffu     /* carrier: its stash key, cpu * PT_SLOTS + slot */
+
+/* Stash slots per CPU. Slot 0 serves frames sent in one piece, synchronously;
+ * slots 1.. hold frames waiting for the emit stage. Each is a cache entry.
+ * PT_NR_CPUS * PT_SLOTS must fit PT_MARK_KEY. */
+#ifndef PT_SLOTS
+#define PT_SLOTS 8
+#endif
+/* Bytes a carrier keeps: enough for any checksum offset it may still carry. */
+#define PT_CARRIER_LEN 256
+/* A slot whose carrier has not arrived after this long is reclaimed. */
+#define PT_SLOT_TIMEOUT_NS 100000000ull
 
 /* UDP source ports of the tunnel: PT_SPORT_BASE + a 14-bit stream id, so each
  * (instance, CPU) sequence stream keeps one 5-tuple: ECMP and the collector's
  * SO_REUSEPORT hashing keep it in order on one path and one worker. */
 #define PT_SPORT_BASE 0xC000
+
+_Static_assert(PT_NR_CPUS * PT_SLOTS <= PT_MARK_KEY + 1, "stash keys must fit the mark");
 
 #endif /* PODTAP_CONSTS_H */

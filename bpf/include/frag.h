@@ -51,10 +51,14 @@ struct pt_plan {
 	__u16 pad;
 };
 
-/* Everything a piece needs. Too big for the 512-byte stack shared with the
- * bpf_loop() callback, so it lives in a per-CPU map (pt_work in maps.h would
- * be its natural home, but it needs the types above). */
+/* Everything a piece needs, one per stash slot next to its cache entry. Too
+ * big for the 512-byte stack shared with the bpf_loop() callback. */
 struct pt_work {
+	__u32 busy;             /* slots 1..: a carrier is on its way to pt_emit */
+	__u32 pad;
+	__u64 stashed_ns;       /* when the frame was stashed (stale slot reclaim) */
+	__u32 orig_len;         /* frame length on the interface (for counters) */
+	__u32 pad2;
 	struct pt_plan plan;
 	struct pt_outer outer;
 	__u32 csum_mode;
@@ -65,8 +69,8 @@ struct pt_work {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PT_NR_CPUS * PT_SLOTS);
 	__type(key, __u32);
 	__type(value, struct pt_work);
 } pt_work SEC(".maps");
@@ -303,7 +307,8 @@ static __noinline int pt_piece(struct pt_loop *l, __u32 k, int shaped)
 	last = k + 1 == p->npieces;
 	len = PT_OUTER_LEN + p->hdr + n;
 
-	if (!shaped && bpf_skb_change_tail(skb, len, 0))
+	/* pieces before the last have piece 0's length: only the last resizes */
+	if (!shaped && skb->len != len && bpf_skb_change_tail(skb, len, 0))
 		return PT_C_SHAPE_ERR;
 
 	pt_outer_lengths(o, p->hdr + n);

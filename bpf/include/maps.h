@@ -52,7 +52,9 @@ enum pt_reason {
 	PT_C_SHAPE_ERR = 17,    /* tunnel: resizing the copy failed (lost) */
 	PT_C_MTU = 18,          /* tunnel: route MTU below the compiled MTU (lost) */
 	PT_C_CSUM_UNSUPP = 19,  /* tunnel: non-inet offloaded checksum left as is */
-	PT_C_MAX = 20,
+	PT_C_SLOT_BUSY = 20,    /* tunnel: every stash slot of the CPU in use (lost) */
+	PT_C_CARRIER_LOST = 21, /* emit: a stashed frame's carrier never arrived (lost) */
+	PT_C_MAX = 22,
 };
 
 struct pt_count {
@@ -72,6 +74,8 @@ struct {
 struct pt_cpu {
 	__u32 busy;
 	__u32 seq;              /* next frame sequence number of this CPU's stream */
+	__u32 ring;             /* next stash slot (1 .. PT_SLOTS-1) */
+	__u32 pad;
 };
 
 struct {
@@ -81,15 +85,15 @@ struct {
 	__type(value, struct pt_cpu);
 } pt_cpu SEC(".maps");
 
-/* Scratch cache: one entry per CPU, indexed by bpf_get_smp_processor_id(). An
- * ARRAY, not a PERCPU_ARRAY: per-CPU values are limited to 32 KB. */
+/* Scratch cache: PT_SLOTS entries per CPU, at cpu * PT_SLOTS + slot. An ARRAY,
+ * not a PERCPU_ARRAY: per-CPU values are limited to 32 KB. */
 struct pt_cache {
 	__u8 data[PT_CACHE_SIZE];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, PT_NR_CPUS);
+	__uint(max_entries, PT_NR_CPUS * PT_SLOTS);
 	__type(key, __u32);
 	__type(value, struct pt_cache);
 } pt_cache SEC(".maps");

@@ -8,7 +8,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { isIPv6 } from 'node:net';
-import { encodeAnnouncement, monotonicRealtimePair, type Announcement, type AnnouncedInterface } from '../wire/announce.ts';
+import { encodeAnnouncement, encodeAnnouncements, monotonicRealtimePair, type AnnouncedInterface } from '../wire/announce.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 
@@ -27,9 +27,6 @@ export interface AnnouncerOptions {
   intervalMs?: number;
   logger?: Logger;
 }
-
-/** Largest JSON payload per datagram; longer interface lists are split. */
-const MAX_PAYLOAD = 8000;
 
 export class Announcer {
   private readonly opts: AnnouncerOptions;
@@ -61,11 +58,9 @@ export class Announcer {
     this.timer.unref();
   }
 
-  /** Build the announcements for the current state (split to fit a datagram). */
+  /** The announcements for the current state (split to fit a datagram). */
   async build(): Promise<Buffer[]> {
-    const ifaces = await this.opts.interfaces();
-    const clock = monotonicRealtimePair();
-    const base: Omit<Announcement, 'interfaces'> = {
+    return encodeAnnouncements({
       v: 1,
       token: this.opts.token ?? '',
       node: this.opts.node,
@@ -74,24 +69,9 @@ export class Announcer {
       instance: this.opts.instance(),
       tunnel: this.opts.tunnel,
       policy: this.opts.policy,
-      clock,
-    };
-    const out: Buffer[] = [];
-    let batch: AnnouncedInterface[] = [];
-    const flush = () => {
-      out.push(encodeAnnouncement({ ...base, interfaces: batch }));
-      batch = [];
-    };
-    for (const i of ifaces) {
-      batch.push(i);
-      if (JSON.stringify(batch).length > MAX_PAYLOAD) {
-        batch.pop();
-        flush();
-        batch.push(i);
-      }
-    }
-    flush();
-    return out;
+      clock: monotonicRealtimePair(),
+      interfaces: await this.opts.interfaces(),
+    });
   }
 
   async announceNow(): Promise<void> {
@@ -132,7 +112,7 @@ export async function probeCollector(collector: { address: string; port: number 
       socket.once('error', (err: NodeJS.ErrnoException) => reject(fail(err.code ?? err.message)));
       socket.connect(collector.port, collector.address, () => {
         const probe = encodeAnnouncement({
-          v: 1, token: '', node: '', sender: 'sniff', senderId: 'probe', instance: 0, tunnel: 'Geneve',
+          v: 1, token: '', node: 'probe', sender: 'sniff', senderId: 'probe', instance: 0, tunnel: 'Geneve',
           policy: null, clock: monotonicRealtimePair(), interfaces: [],
         });
         socket.send(probe, (err) => {

@@ -9,7 +9,7 @@ import { CommandError, createRunner, type Runner } from './exec.ts';
 import { emptyCounters, REASONS, type Counters } from './counters.ts';
 import { looksLikeVerifierRejection, verifierError } from './verifier.ts';
 
-export const PROGRAMS = ['pt_tap_ingress', 'pt_tap_egress', 'pt_tunnel'] as const;
+export const PROGRAMS = ['pt_tap_ingress', 'pt_tap_egress', 'pt_tunnel', 'pt_emit', 'pt_carrier'] as const;
 export type ProgramName = (typeof PROGRAMS)[number];
 
 export interface PinnedObject {

@@ -196,8 +196,9 @@ export class Session {
         src: route.src, dst: cfg.collector.address,
       }, this.runner);
       const oldIds = previous ? new Set(Object.values(previous.progs).map((p) => p.id)) : new Set<number>();
-      // Tunnel first: the old taps' copies are then already handled by the new tunnel.
-      await this.attachProgram(this.capture.dev, 'egress', obj.progs.pt_tunnel.path, oldIds);
+      // Emit stage, then tunnel, then taps: each stage is in place before the
+      // one feeding it moves to the new object.
+      await this.attachStages(obj, oldIds);
       this.object = obj;
       this.objectKey = compiled.key;
       this.instance = instance;
@@ -219,7 +220,7 @@ export class Session {
         enabled: true, captureIfindex: capture.ifindex, instance: this.instance, routeIfindex: route.ifindex,
         src: route.src, dst: cfg.collector.address,
       }, this.runner);
-      await this.attachProgram(this.capture.dev, 'egress', this.object!.progs.pt_tunnel.path, new Set());
+      await this.attachStages(this.object!, new Set());
       this.config = cfg;
       if (this.staleIds.size) {
         // a previous process died mid-swap: finish it
@@ -243,6 +244,15 @@ export class Session {
     const existing = await listFilters(this.runner, dev, hook);
     const pref = choosePref(existing, this.ownIds(oldIds));
     await replaceFilter(this.runner, dev, hook, pref, progPath);
+  }
+
+  /** The capture device's programs: pt_carrier (XDP) and pt_emit on the peer,
+   *  pt_tunnel at the device's egress. */
+  private async attachStages(obj: PinnedObject, oldIds: Set<number>): Promise<void> {
+    const { dev, peer } = this.capture;
+    await this.runner.check('ip', ['-force', 'link', 'set', 'dev', peer, 'xdpdrv', 'pinned', obj.progs.pt_carrier.path]);
+    await this.attachProgram(peer, 'ingress', obj.progs.pt_emit.path, oldIds);
+    await this.attachProgram(dev, 'egress', obj.progs.pt_tunnel.path, oldIds);
   }
 
   private async attachHooks(dev: string, direction: Direction, oldIds: Set<number>): Promise<void> {

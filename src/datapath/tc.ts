@@ -22,7 +22,7 @@ export const PREF_BASE = Number(process.env.PODTAP_TC_PREF_BASE ?? 1);
 export const PREF_SPAN = 4096;
 
 export function isPodtapProgram(name: string): boolean {
-  return /^pt_(tap_(ingress|egress)|tunnel)$/.test(name);
+  return /^pt_(tap_(ingress|egress)|tunnel|emit)$/.test(name);
 }
 
 export async function ensureClsact(runner: Runner, dev: string): Promise<void> {

@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { durationSeconds, type SniffPolicy } from '../api/sniffpolicy.ts';
 import { parseSniffPolicyYaml } from '../api/index.ts';
 import { configFromSpec, DEFAULT_PORT, type DataplaneConfig } from '../datapath/config.ts';
-import { formatCounters, lost, type Counters } from '../datapath/counters.ts';
+import { formatCounters, LOSS_REASONS, lost, type Counters } from '../datapath/counters.ts';
 import { createRunner } from '../datapath/exec.ts';
 import { Session } from '../datapath/session.ts';
 import { requireRoot, requireTools } from '../datapath/tools.ts';
@@ -226,7 +226,7 @@ export async function sniffCommand(argv: string[]): Promise<number> {
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   console.error(`podtap: stopped (${stopReason}) after ${secs}s; detached ${ifaces.length} interface(s)`);
   console.error(`podtap: ${formatCounters(last)}`);
-  const drops = Object.entries(last).filter(([k, v]) => v.packets > 0 && ['rateLimited', 'cloneError', 'noRoute', 'redirectError', 'busy', 'shapeError', 'mtu'].includes(k));
+  const drops = Object.entries(last).filter(([k, v]) => v.packets > 0 && (LOSS_REASONS as string[]).includes(k));
   if (drops.length) console.error(`podtap: lost ${lost(last)}: ${drops.map(([k, v]) => `${k} ${v.packets}`).join(', ')}`);
   return ExitCode.ok;
 }

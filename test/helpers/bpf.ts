@@ -51,3 +51,19 @@ export async function progRun(prog: string, packet: Buffer, ctx?: Buffer): Promi
   if (!m) throw new Error(`bpftool prog run failed: ${r.stderr}`);
   return Number(m[1]) | 0;
 }
+
+/** The witness program (test/kernel/bpf/witness.bpf.c): a second filter that counts. */
+export async function loadWitness(pinRoot: string): Promise<{ prog: string; count(): Promise<number> }> {
+  const obj = join(tmpdir(), `podtap-witness-${randomBytes(4).toString('hex')}.o`);
+  await execa('clang', ['-O2', '-g', '-target', 'bpf', ...(process.arch === 'x64' ? ['-I/usr/include/x86_64-linux-gnu'] : []), '-c', 'test/kernel/bpf/witness.bpf.c', '-o', obj]);
+  await execa('bpftool', ['prog', 'loadall', obj, pinRoot, 'pinmaps', `${pinRoot}/maps`]);
+  await rm(obj, { force: true });
+  return {
+    prog: `${pinRoot}/witness`,
+    async count() {
+      const r = await execa('bpftool', ['-j', 'map', 'dump', 'pinned', `${pinRoot}/maps/witness_count`]);
+      const rows = JSON.parse(r.stdout) as { formatted?: { value: number } }[];
+      return rows[0]?.formatted?.value ?? 0;
+    },
+  };
+}
