@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { slimNode, slimPod } from '../../../src/controller/objects.ts';
 import { describeSkipped, selectPods } from '../../../src/controller/selection.ts';
-import type { LabelSelector } from '../../../src/k8s/index.ts';
+import type { LabelSelector } from '../../../src/api/index.ts';
 import { node, pod } from './fixtures.ts';
 
 const nodes = new Map([node('node-a', { zone: 'a' }), node('node-b', { zone: 'b' }), node('node-c', { zone: 'a' })].map((n) => [n.metadata.name!, slimNode(n)]));

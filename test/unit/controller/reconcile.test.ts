@@ -1,0 +1,316 @@
+import { describe, expect, it } from 'vitest';
+import { LABEL_NODE, LABEL_POLICY, type SniffPolicyStatus } from '../../../src/api/index.ts';
+import { Limiter } from '../../../src/controller/limiter.ts';
+import { slimPod, slimPolicy } from '../../../src/controller/objects.ts';
+import { Reconciler, planPolicy, statusPatch, type Plan } from '../../../src/controller/reconcile.ts';
+import { worldFrom, type WorldObjects } from '../../../src/controller/world.ts';
+import { silentLogger } from '../../../src/util/log.ts';
+import { FakeApi, apiError, applyPlan } from './fake-api.ts';
+import { NS, POLICY_UID, namespace, node, pod, policy, service, slice } from './fixtures.ts';
+
+const NOW = new Date('2025-01-01T00:00:00Z');
+const STALE = 30_000;
+const baseObjects = (): WorldObjects => ({
+  nodes: [node('node-a', { zone: 'a' }), node('node-b', { zone: 'b' }), node('node-c', { zone: 'a' })],
+  namespaces: [namespace(NS)],
+  pods: [pod('web-2', { node: 'node-b' }), pod('web-1'), pod('web-0', { node: 'node-b' }), pod('db-1', { labels: { app: 'db' }, node: 'node-c' })],
+});
+
+function setup(objects: WorldObjects) {
+  const { world, stores } = worldFrom(objects);
+  const api = new FakeApi(stores);
+  const plan = (now = NOW) => planPolicy({ world, namespace: NS, name: 'web-debug', now, staleMs: STALE });
+  return { world, stores, api, plan };
+}
+
+const summary = (p: Plan) => ({
+  creates: p.creates.map((a) => a.metadata.name).sort(),
+  updates: p.updates.map((a) => a.metadata.name).sort(),
+  deletes: p.deletes.map((a) => a.metadata.name).sort(),
+});
+
+const ready = (s: SniffPolicyStatus | undefined) => {
+  const c = s?.conditions?.find((x) => x.type === 'Ready');
+  return c && [c.status, c.reason];
+};
+
+describe('planPolicy: desired assignments', () => {
+  it('one assignment per node with selected pods, named, labelled, owned, pods sorted', () => {
+    const { plan } = setup({ ...baseObjects(), policies: [policy({})] });
+    const p = plan();
+    expect(summary(p)).toEqual({ creates: ['web-debug.node-a', 'web-debug.node-b'], updates: [], deletes: [] });
+    const b = p.creates.find((a) => a.spec.nodeName === 'node-b')!;
+    expect(b.metadata).toEqual({
+      name: 'web-debug.node-b',
+      namespace: NS,
+      labels: { [LABEL_POLICY]: 'web-debug', [LABEL_NODE]: 'node-b', 'app.kubernetes.io/managed-by': 'podtap' },
+      ownerReferences: [{ apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', name: 'web-debug', uid: POLICY_UID, controller: true, blockOwnerDeletion: true }],
+    });
+    expect(b.spec).toEqual({
+      nodeName: 'node-b',
+      policy: { name: 'web-debug', uid: POLICY_UID, generation: 1 },
+      config: { direction: 'Both', snapLength: 0, tunnel: { protocol: 'Geneve', vni: 0 }, mtu: 0, collector: { address: '198.18.9.9', port: 6081 } },
+      pods: [
+        { name: 'web-0', uid: 'uid-web-0', ips: [expect.any(String)] },
+        { name: 'web-2', uid: 'uid-web-2', ips: [expect.any(String)] },
+      ],
+      limits: { maxPackets: 0, maxBytes: 0 },
+      stopped: false,
+    });
+    expect(p.outcome).toBe('success');
+    expect(ready(p.status)).toEqual(['False', 'Attaching']);
+    expect(p.status).toMatchObject({ selectedPods: 3, nodesTotal: 2, nodesReady: 0, nodeSummary: '0/2' });
+  });
+
+  it('is idempotent: once the writes are applied, nothing more to write', async () => {
+    const { api, plan } = setup({ ...baseObjects(), policies: [policy({ filter: { protocols: ['TCP'], ports: [{ port: 443 }] }, sampling: { oneIn: 2 }, rateLimit: { packetsPerSecond: 10 } })] });
+    await applyPlan(api, plan());
+    const again = plan();
+    expect(summary(again)).toEqual({ creates: [], updates: [], deletes: [] });
+    expect(again.status).toEqual(api.stores.policies.get(`${NS}/web-debug`)!.status);
+  });
+
+  it('nodeSelector restricts the nodes', () => {
+    const { plan } = setup({ ...baseObjects(), policies: [policy({ nodeSelector: { matchLabels: { zone: 'a' } } })] });
+    expect(summary(plan()).creates).toEqual(['web-debug.node-a']);
+  });
+
+  it('a pod relabelled out: its node is updated, a node left without pods is deleted', async () => {
+    const objects = { ...baseObjects(), policies: [policy({})] };
+    const { api, stores, plan } = setup(objects);
+    await applyPlan(api, plan());
+    stores.pods.upsert(slimPod(pod('web-2', { node: 'node-b', labels: { app: 'other' } })));
+    stores.pods.upsert(slimPod(pod('web-1', { labels: { app: 'other' } })));
+    const p = plan();
+    expect(summary(p)).toEqual({ creates: [], updates: ['web-debug.node-b'], deletes: ['web-debug.node-a'] });
+    expect(p.updates[0]!.spec.pods.map((x) => x.name)).toEqual(['web-0']);
+    expect(p.updates[0]!.metadata.resourceVersion).toBeDefined();
+    expect(p.status).toMatchObject({ selectedPods: 1, nodesTotal: 1 });
+  });
+
+  it('a policy that no longer exists: its assignments (orphans) are deleted, no status', async () => {
+    const { api, stores, plan } = setup({ ...baseObjects(), policies: [policy({})] });
+    await applyPlan(api, plan());
+    stores.policies.remove(`${NS}/web-debug`);
+    const p = plan();
+    expect(summary(p)).toEqual({ creates: [], updates: [], deletes: ['web-debug.node-a', 'web-debug.node-b'] });
+    expect(p.status).toBeUndefined();
+  });
+
+  it('a policy being deleted: its assignments are deleted', async () => {
+    const { api, stores, plan } = setup({ ...baseObjects(), policies: [policy({})] });
+    await applyPlan(api, plan());
+    stores.policies.upsert(slimPolicy(policy({}, { deleting: true })));
+    expect(summary(plan()).deletes).toHaveLength(2);
+  });
+
+  it('an invalid spec is terminal: InvalidSpec with the field paths, assignments removed', async () => {
+    const { api, stores, plan } = setup({ ...baseObjects(), policies: [policy({})] });
+    await applyPlan(api, plan());
+    stores.policies.upsert(slimPolicy(policy({ mtu: 100, filter: { ports: [{ port: 0 }] } }, { generation: 2 })));
+    const p = plan();
+    expect(p.outcome).toBe('terminal');
+    expect(summary(p).deletes).toHaveLength(2);
+    expect(ready(p.status)).toEqual(['False', 'InvalidSpec']);
+    const msg = p.status!.conditions!.find((c) => c.type === 'Ready')!.message;
+    expect(msg).toContain('spec.filter.ports[0].port: port must be between 1 and 65535');
+    expect(msg).toContain('spec.mtu');
+    expect(p.status!.observedGeneration).toBe(2);
+  });
+
+  it('a missing collector Service: CollectorNotFound, running assignments are left alone', async () => {
+    const svc = { collector: { service: { name: 'collector' } } };
+    const { api, stores, plan } = setup({
+      ...baseObjects(),
+      policies: [policy(svc)],
+      services: [service('collector')],
+      slices: [slice('collector-1', 'collector', [{ ip: '198.18.5.1', pod: 'collector-0' }], [{ name: 'geneve', port: 16081, protocol: 'UDP' }])],
+    });
+    const first = plan();
+    expect(first.creates[0]!.spec.config.collector).toEqual({ address: '198.18.5.1', port: 16081 });
+    await applyPlan(api, first);
+    stores.services.remove(`${NS}/collector`);
+    const p = plan();
+    expect(summary(p)).toEqual({ creates: [], updates: [], deletes: [] });
+    expect(ready(p.status)).toEqual(['False', 'CollectorNotFound']);
+    expect(p.status!.nodesTotal).toBe(2);
+  });
+
+  it('the collector pods are never captured', () => {
+    const { plan } = setup({
+      ...baseObjects(),
+      pods: [...baseObjects().pods!, pod('collector-0', { node: 'node-c', labels: { app: 'web' }, ips: ['198.18.5.1'] })],
+      policies: [policy({ collector: { service: { name: 'collector' } } })],
+      services: [service('collector')],
+      slices: [slice('collector-1', 'collector', [{ ip: '198.18.5.1', pod: 'collector-0' }])],
+    });
+    const p = plan();
+    expect(summary(p).creates).toEqual(['web-debug.node-a', 'web-debug.node-b']);
+    expect(p.status!.conditions!.find((c) => c.type === 'Ready')!.message).toBe('0/2 nodes ready; attaching on node-a, node-b');
+  });
+
+  it('a terminating namespace gets no new assignments', () => {
+    const { plan } = setup({ ...baseObjects(), namespaces: [namespace(NS, true)], policies: [policy({})] });
+    expect(summary(plan()).creates).toEqual([]);
+  });
+
+  it('no pod selected: NoPodsSelected, no startTime, nothing written', () => {
+    const { plan } = setup({ ...baseObjects(), policies: [policy({ podSelector: { matchLabels: { app: 'none' } }, limits: { duration: '1m' } })] });
+    const p = plan();
+    expect(summary(p).creates).toEqual([]);
+    expect(ready(p.status)).toEqual(['False', 'NoPodsSelected']);
+    expect(p.status!.startTime).toBeUndefined();
+    expect(p.requeueAfterMs).toBeUndefined();
+  });
+
+  it('an assignment left by an earlier policy of the same name is taken over (new owner)', async () => {
+    const { api, stores, plan } = setup({ ...baseObjects(), policies: [policy({})] });
+    await applyPlan(api, plan());
+    stores.policies.upsert(slimPolicy(policy({}, { uid: 'uid-policy-2' })));
+    const p = plan();
+    expect(summary(p).updates).toEqual(['web-debug.node-a', 'web-debug.node-b']);
+    expect(p.updates[0]!.metadata.ownerReferences![0]!.uid).toBe('uid-policy-2');
+  });
+});
+
+describe('planPolicy: limits', () => {
+  it('duration: startTime on the first reconcile with pods, a deadline on every assignment, requeue at it', () => {
+    const { plan } = setup({ ...baseObjects(), policies: [policy({ limits: { duration: '10m' } })] });
+    const p = plan();
+    expect(p.status!.startTime).toBe('2025-01-01T00:00:00Z');
+    for (const a of p.creates) expect(a.spec.limits.deadline).toBe('2025-01-01T00:10:00Z');
+    expect(p.requeueAfterMs).toBe(600_000);
+  });
+
+  it('duration elapsed: Completed, assignments stopped and kept, no new ones', async () => {
+    const { api, stores, plan } = setup({ ...baseObjects(), policies: [policy({ limits: { duration: '10m' } })] });
+    await applyPlan(api, plan());
+    stores.pods.upsert(slimPod(pod('web-9', { node: 'node-c' })));
+    const later = new Date('2025-01-01T00:10:00Z');
+    const p = plan(later);
+    expect(summary(p)).toEqual({ creates: [], updates: ['web-debug.node-a', 'web-debug.node-b'], deletes: [] });
+    for (const a of p.updates) expect(a.spec.stopped).toBe(true);
+    expect(p.status!.completionTime).toBe('2025-01-01T00:10:00Z');
+    expect(ready(p.status)).toEqual(['False', 'LimitReached']);
+    expect(p.status!.conditions!.find((c) => c.type === 'Completed')).toMatchObject({ status: 'True', reason: 'LimitReached', message: 'spec.limits.duration 10m elapsed' });
+    expect(p.requeueAfterMs).toBeUndefined();
+  });
+
+  it('maxPackets: each node gets its count plus what is left; reached → stopped', async () => {
+    const { api, plan } = setup({ ...baseObjects(), policies: [policy({ limits: { maxPackets: 100 } })] });
+    const first = plan();
+    for (const a of first.creates) expect(a.spec.limits).toEqual({ maxPackets: 100, maxBytes: 0 });
+    await applyPlan(api, first);
+    api.report(NS, 'web-debug.node-a', { state: 'Attached', observedGeneration: 1, counters: { mirrored: 30 } });
+    const mid = plan();
+    expect(summary(mid).updates).toEqual([]); // caps still within twice what is left
+    expect(mid.status!.packets).toBe(30);
+    api.report(NS, 'web-debug.node-b', { state: 'Attached', observedGeneration: 1, counters: { mirrored: 75 } });
+    const done = plan();
+    expect(summary(done).updates).toEqual(['web-debug.node-a', 'web-debug.node-b']);
+    for (const a of done.updates) expect(a.spec.stopped).toBe(true);
+    expect(done.status!.conditions!.find((c) => c.type === 'Completed')!.message).toBe('105 packets mirrored (spec.limits.maxPackets 100)');
+  });
+
+  it('Completed sticks for a generation even when counters drop; a new generation resumes', async () => {
+    const { api, stores, plan } = setup({ ...baseObjects(), policies: [policy({ limits: { maxPackets: 10 } })] });
+    await applyPlan(api, plan());
+    api.report(NS, 'web-debug.node-a', { state: 'Attached', observedGeneration: 1, counters: { mirrored: 20 } });
+    await applyPlan(api, plan());
+    stores.assignments.remove(`${NS}/web-debug.node-a`); // counters gone with it
+    const still = plan();
+    expect(ready(still.status)).toEqual(['False', 'LimitReached']);
+    expect(still.creates).toEqual([]);
+    const cur = stores.policies.get(`${NS}/web-debug`)!;
+    stores.policies.upsert(slimPolicy(policy({ limits: { maxPackets: 1000 } }, { generation: 2, status: cur.status })));
+    const resumed = plan();
+    expect(summary(resumed).creates).toEqual(['web-debug.node-a']);
+    expect(resumed.updates.every((a) => a.spec.stopped === false)).toBe(true);
+    expect(resumed.status!.completionTime).toBeUndefined();
+    expect(ready(resumed.status)).toEqual(['False', 'Attaching']);
+  });
+});
+
+describe('planPolicy: status from agents', () => {
+  it('agents attached on every node: Ready True with counts', async () => {
+    const { api, plan } = setup({ ...baseObjects(), policies: [policy({})] });
+    await applyPlan(api, plan());
+    for (const n of ['node-a', 'node-b']) {
+      api.report(NS, `web-debug.${n}`, { state: 'Attached', observedGeneration: 1, attachedInterfaces: 2, collectorReachable: true, lastReportTime: '2025-01-01T00:00:05Z', counters: { mirrored: 7, bytes: 700 } });
+    }
+    const p = plan(new Date('2025-01-01T00:00:10Z'));
+    expect(ready(p.status)).toEqual(['True', 'Attached']);
+    expect(p.status).toMatchObject({ nodesReady: 2, nodeSummary: '2/2', packets: 14, bytes: 1400, attachedInterfaces: 4 });
+    expect(p.requeueAfterMs).toBe(25_001); // when the reports turn stale
+  });
+});
+
+describe('Reconciler', () => {
+  function reconciler(objects: WorldObjects) {
+    const s = setup(objects);
+    const events: string[] = [];
+    const r = new Reconciler({
+      world: s.world,
+      api: s.api,
+      limiter: new Limiter(4),
+      staleMs: STALE,
+      now: () => NOW,
+      events: (_p, type, reason) => events.push(`${type} ${reason}`),
+    });
+    return { ...s, r, events, run: () => r.reconcile(`${NS}/web-debug`, silentLogger) };
+  }
+
+  it('writes assignments and status, records an Event; a second run writes nothing', async () => {
+    const t = reconciler({ ...baseObjects(), policies: [policy({})] });
+    await expect(t.run()).resolves.toMatchObject({ result: 'success', writes: 3 });
+    expect(t.events).toEqual(['Normal Attaching']);
+    expect(t.api.calls.sort()).toEqual(['create web-debug.node-a', 'create web-debug.node-b', 'status web-debug']);
+    t.api.calls.length = 0;
+    // Now the assignments exist: check again when they would turn stale without a report.
+    await expect(t.run()).resolves.toMatchObject({ result: 'requeue', writes: 0, requeueAfterMs: STALE + 1 });
+    expect(t.api.calls).toEqual([]);
+    expect(t.events).toHaveLength(1);
+  });
+
+  it('a 409 is transient: the reconcile throws (retried with backoff), the other writes still happen', async () => {
+    const t = reconciler({ ...baseObjects(), policies: [policy({})] });
+    t.api.failures.set('create web-debug.node-a', apiError(409, 'AlreadyExists'));
+    await expect(t.run()).rejects.toThrow('1 of 3 writes failed');
+    expect(t.api.calls).toContain('create web-debug.node-b');
+    await expect(t.run()).resolves.toMatchObject({ writes: 1 });
+  });
+
+  it('a delete of what is already gone is fine', async () => {
+    const t = reconciler({ ...baseObjects(), policies: [policy({})] });
+    await t.run();
+    t.stores.policies.remove(`${NS}/web-debug`);
+    t.api.failures.set('delete web-debug.node-a', apiError(404, 'NotFound'));
+    await expect(t.run()).resolves.toMatchObject({ result: 'success' });
+  });
+
+  it('an invalid spec is terminal, with a Warning event', async () => {
+    const t = reconciler({ ...baseObjects(), policies: [policy({ direction: 'Sideways' })] });
+    await expect(t.run()).resolves.toMatchObject({ result: 'terminal' });
+    expect(t.events).toEqual(['Warning InvalidSpec']);
+  });
+
+  it('a limit deadline is a requeue', async () => {
+    const t = reconciler({ ...baseObjects(), policies: [policy({ limits: { duration: '1h' } })] });
+    await expect(t.run()).resolves.toMatchObject({ result: 'requeue', requeueAfterMs: 3_600_000 });
+  });
+
+  it('a failing status write is transient', async () => {
+    const t = reconciler({ ...baseObjects(), policies: [policy({})] });
+    t.api.failures.set('status', apiError(500, 'InternalError'));
+    await expect(t.run()).rejects.toThrow(/writes failed/);
+    expect(t.events).toEqual([]);
+  });
+});
+
+describe('statusPatch', () => {
+  it('sets every field and nulls what went away, nested maps included', () => {
+    const prev = { packets: 5, completionTime: 'x', dropped: { busy: 1, rateLimited: 2 } };
+    const next = { packets: 6, dropped: { rateLimited: 3 } } as SniffPolicyStatus;
+    expect(statusPatch(prev, next)).toEqual({ status: { packets: 6, completionTime: null, dropped: { rateLimited: 3, busy: null } } });
+  });
+});

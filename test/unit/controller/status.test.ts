@@ -1,0 +1,203 @@
+import { describe, expect, it } from 'vitest';
+import type { SniffAssignmentStatus, SniffPolicyStatus } from '../../../src/api/index.ts';
+import { aggregateStatus, eventType, statusEqual, type NodeInput, type StatusInput } from '../../../src/controller/status.ts';
+
+const NOW = new Date('2025-01-01T00:10:00Z');
+const ago = (s: number) => new Date(NOW.getTime() - s * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/** A node whose agent reported `state` 5 s ago for the current generation. */
+function rep(name: string, state: SniffAssignmentStatus['state'], extra: Partial<SniffAssignmentStatus> = {}, gen = 2): NodeInput {
+  return {
+    node: name,
+    pods: 2,
+    assignment: { generation: gen, creationTimestamp: ago(60), status: { state, observedGeneration: 2, lastReportTime: ago(5), collectorReachable: true, ...extra } },
+  };
+}
+
+const base: StatusInput = { generation: 3, previous: undefined, now: NOW, staleMs: 30_000, nodes: [], namespace: 'shop' };
+const sel = (selected: number, matched = selected, skipped = {}) => ({ selection: { selected, matched, skipped } });
+
+interface Case {
+  description: string;
+  input: Partial<StatusInput>;
+  expected: {
+    ready: [string, string];
+    progressing?: [string, string];
+    degraded?: [string, string];
+    completed?: [string, string];
+    nodesReady?: number;
+    message?: RegExp;
+    degradedMessage?: RegExp;
+  };
+}
+
+const cases: Case[] = [
+  {
+    description: 'every node attached: Ready True Attached',
+    input: { nodes: [rep('a', 'Attached'), rep('b', 'Attached')], ...sel(4) },
+    expected: { ready: ['True', 'Attached'], progressing: ['False', 'AsExpected'], degraded: ['False', 'AsExpected'], completed: ['False', 'AsExpected'], nodesReady: 2, message: /capturing 4 pods on 2 nodes/ },
+  },
+  {
+    description: 'attached but some pods left out: the message says which',
+    input: { nodes: [rep('a', 'Attached')], ...sel(2, 3, { hostNetwork: { count: 1, names: ['web-h'] } }) },
+    expected: { ready: ['True', 'Attached'], message: /left out: 1 pod on the host network \(no veth of their own to tap\): web-h/ },
+  },
+  {
+    description: 'no pod matches: NoPodsSelected',
+    input: { ...sel(0, 0) },
+    expected: { ready: ['False', 'NoPodsSelected'], message: /no pod of namespace shop matches spec.podSelector/ },
+  },
+  {
+    description: 'pods match but all are hostNetwork: NoPodsSelected, saying why',
+    input: { ...sel(0, 2, { hostNetwork: { count: 2, names: ['a', 'b'] } }) },
+    expected: { ready: ['False', 'NoPodsSelected'], message: /2 pods match spec.podSelector, none can be captured: 2 pods on the host network/ },
+  },
+  {
+    description: 'pods match but on no matching node: NoNodesMatched',
+    input: { ...sel(0, 2, { nodeNotMatched: { count: 2, names: ['a', 'b'] } }) },
+    expected: { ready: ['False', 'NoNodesMatched'], message: /none on a node matching spec.nodeSelector/ },
+  },
+  {
+    description: 'collector missing: CollectorNotFound blocks, nothing is progressing',
+    input: { nodes: [rep('a', 'Attached')], blocker: { reason: 'CollectorNotFound', message: 'collector Service shop/c does not exist' } },
+    expected: { ready: ['False', 'CollectorNotFound'], progressing: ['False', 'CollectorNotFound'], degraded: ['False', 'AsExpected'], message: /does not exist/ },
+  },
+  {
+    description: 'invalid spec: InvalidSpec with the field paths',
+    input: { blocker: { reason: 'InvalidSpec', message: 'spec.mtu: mtu must be 0 or 1280..9216' } },
+    expected: { ready: ['False', 'InvalidSpec'], message: /spec.mtu/ },
+  },
+  {
+    description: 'an agent says the collector is unreachable',
+    input: { nodes: [rep('a', 'Attached'), rep('b', 'Attached', { collectorReachable: false, message: 'no route to 198.18.9.9' })], ...sel(4) },
+    expected: { ready: ['False', 'CollectorUnreachable'], degraded: ['True', 'CollectorUnreachable'], nodesReady: 1, message: /1\/2 nodes ready; b \(CollectorUnreachable: no route to 198.18.9.9\)/ },
+  },
+  {
+    description: 'the verifier rejected the program on one node and an interface is missing on another: VerifierRejected first',
+    input: {
+      nodes: [rep('a', 'Degraded', { reason: 'InterfaceNotFound', message: 'veth of web-1 not found' }), rep('b', 'Failed', { reason: 'VerifierRejected', message: 'R1 invalid mem access' }), rep('c', 'Attached')],
+      ...sel(6),
+    },
+    expected: { ready: ['False', 'VerifierRejected'], degraded: ['True', 'VerifierRejected'], nodesReady: 1, degradedMessage: /2 nodes not capturing: b \(VerifierRejected: R1 invalid mem access\), a \(InterfaceNotFound/ },
+  },
+  {
+    description: 'clang failed: CompileFailed',
+    input: { nodes: [rep('a', 'Failed', { reason: 'CompileFailed', message: 'clang: exit 1' })], ...sel(2) },
+    expected: { ready: ['False', 'CompileFailed'], degraded: ['True', 'CompileFailed'] },
+  },
+  {
+    description: 'an interface is missing: InterfaceNotFound',
+    input: { nodes: [rep('a', 'Degraded', { reason: 'InterfaceNotFound' })], ...sel(2) },
+    expected: { ready: ['False', 'InterfaceNotFound'], degraded: ['True', 'InterfaceNotFound'] },
+  },
+  {
+    description: 'an unknown agent reason becomes PartiallyAttached',
+    input: { nodes: [rep('a', 'Degraded', { reason: 'SomethingOdd', message: 'odd' })], ...sel(2) },
+    expected: { ready: ['False', 'PartiallyAttached'], degraded: ['True', 'PartiallyAttached'], message: /a \(PartiallyAttached: odd\)/ },
+  },
+  {
+    description: 'a silent agent: AgentNotReporting, named in Degraded',
+    input: { nodes: [rep('a', 'Attached', { lastReportTime: ago(45) }), rep('b', 'Attached')], ...sel(4) },
+    expected: { ready: ['False', 'AgentNotReporting'], degraded: ['True', 'AgentNotReporting'], nodesReady: 1, degradedMessage: /a \(AgentNotReporting: no report from the agent since 2025-01-01T00:09:15Z\)/ },
+  },
+  {
+    description: 'an assignment never picked up: AgentNotReporting once the window passed',
+    input: { nodes: [{ node: 'a', pods: 1, assignment: { generation: 1, creationTimestamp: ago(31) } }], ...sel(1) },
+    expected: { ready: ['False', 'AgentNotReporting'], message: /has not picked up the assignment/ },
+  },
+  {
+    description: 'a new assignment without a report yet: Attaching, Progressing',
+    input: { nodes: [{ node: 'a', pods: 1, assignment: { generation: 1, creationTimestamp: ago(3) } }, { node: 'b', pods: 1 }], ...sel(2) },
+    expected: { ready: ['False', 'Attaching'], progressing: ['True', 'Attaching'], degraded: ['False', 'AsExpected'], message: /0\/2 nodes ready; attaching on a, b/ },
+  },
+  {
+    description: 'the agent has not seen the current generation: Attaching',
+    input: { nodes: [rep('a', 'Attached', {}, 3)], ...sel(2) },
+    expected: { ready: ['False', 'Attaching'], progressing: ['True', 'Attaching'], nodesReady: 0 },
+  },
+  {
+    description: 'this reconcile changes the spec: Attaching whatever the last report said',
+    input: { nodes: [{ ...rep('a', 'Attached'), assignment: { ...rep('a', 'Attached').assignment!, specChanged: true } }], ...sel(2) },
+    expected: { ready: ['False', 'Attaching'] },
+  },
+  {
+    description: 'limit reached: Completed True, Ready False LimitReached',
+    input: { nodes: [rep('a', 'Completed')], ...sel(2), completed: { message: '100 packets mirrored', completionTime: ago(1) } },
+    expected: { ready: ['False', 'LimitReached'], completed: ['True', 'LimitReached'], progressing: ['False', 'LimitReached'], degraded: ['False', 'AsExpected'] },
+  },
+  {
+    description: 'an agent stopped at its local cap before the controller noticed: LimitReached',
+    input: { nodes: [rep('a', 'Completed'), rep('b', 'Attached')], ...sel(4) },
+    expected: { ready: ['False', 'LimitReached'], completed: ['False', 'AsExpected'] },
+  },
+];
+
+function cond(s: SniffPolicyStatus, type: string): [string, string] | undefined {
+  const c = s.conditions?.find((x) => x.type === type);
+  return c && [c.status, c.reason];
+}
+
+describe('aggregateStatus', () => {
+  it.each(cases)('$description', ({ input, expected }) => {
+    const { status } = aggregateStatus({ ...base, ...input });
+    expect(cond(status, 'Ready')).toEqual(expected.ready);
+    if (expected.progressing) expect(cond(status, 'Progressing')).toEqual(expected.progressing);
+    if (expected.degraded) expect(cond(status, 'Degraded')).toEqual(expected.degraded);
+    if (expected.completed) expect(cond(status, 'Completed')).toEqual(expected.completed);
+    if (expected.nodesReady !== undefined) expect(status.nodesReady).toBe(expected.nodesReady);
+    const ready = status.conditions!.find((c) => c.type === 'Ready')!;
+    if (expected.message) expect(ready.message).toMatch(expected.message);
+    if (expected.degradedMessage) expect(status.conditions!.find((c) => c.type === 'Degraded')!.message).toMatch(expected.degradedMessage);
+    expect(status.observedGeneration).toBe(3);
+    for (const c of status.conditions!) expect(c.observedGeneration).toBe(3);
+    expect(status.nodeSummary).toBe(`${status.nodesReady}/${status.nodesTotal}`);
+  });
+
+  it('sums counters, interfaces and drops; lists nodes sorted', () => {
+    const { status } = aggregateStatus({
+      ...base,
+      ...sel(4),
+      nodes: [
+        rep('b', 'Attached', { attachedInterfaces: 2, counters: { mirrored: 10, bytes: 1000, pieces: 3, lost: 1, dropped: { rateLimited: 1 } } }),
+        rep('a', 'Attached', { interfaces: [{ pod: 'p', name: 'veth1', ifindex: 3, directions: ['Ingress'] }], counters: { mirrored: 5, bytes: 500, lost: 2, dropped: { rateLimited: 2, busy: 4 } } }),
+      ],
+    });
+    expect(status).toMatchObject({ packets: 15, bytes: 1500, fragments: 3, lost: 3, attachedInterfaces: 3, dropped: { rateLimited: 3, busy: 4 }, selectedPods: 4, nodesTotal: 2 });
+    expect(status.nodes!.map((n) => [n.node, n.state, n.packets, n.interfaces])).toEqual([
+      ['a', 'Attached', 5, 1],
+      ['b', 'Attached', 10, 2],
+    ]);
+    expect(status.nodes![0]!.lastReportTime).toBe(ago(5));
+  });
+
+  it('keeps lastTransitionTime when a condition keeps its status', () => {
+    const first = aggregateStatus({ ...base, ...sel(2), nodes: [rep('a', 'Attaching')], now: new Date('2025-01-01T00:09:00Z') }).status;
+    const second = aggregateStatus({ ...base, ...sel(2), nodes: [rep('a', 'Attaching')], previous: first }).status;
+    const t = (s: SniffPolicyStatus) => s.conditions!.find((c) => c.type === 'Ready')!.lastTransitionTime;
+    expect(t(second)).toBe('2025-01-01T00:09:00Z');
+    const third = aggregateStatus({ ...base, ...sel(2), nodes: [rep('a', 'Attached')], previous: second }).status;
+    expect(t(third)).toBe('2025-01-01T00:10:00Z');
+  });
+
+  it('says when the next node turns stale', () => {
+    const r = aggregateStatus({ ...base, ...sel(4), nodes: [rep('a', 'Attached', { lastReportTime: ago(20) }), rep('b', 'Attached')] });
+    expect(r.nextCheckMs).toBe(NOW.getTime() - 20_000 + 30_000 + 1);
+  });
+
+  it('statusEqual ignores the order of nodes and conditions', () => {
+    const { status } = aggregateStatus({ ...base, ...sel(4), nodes: [rep('a', 'Attached'), rep('b', 'Attached')] });
+    const shuffled = { ...status, nodes: [...status.nodes!].reverse(), conditions: [...status.conditions!].reverse() };
+    expect(statusEqual(status, shuffled)).toBe(true);
+    expect(statusEqual(status, { ...status, packets: 1 })).toBe(false);
+  });
+
+  it.each([
+    { description: 'success is Normal', input: 'Attached', expected: 'Normal' },
+    { description: 'progress is Normal', input: 'Attaching', expected: 'Normal' },
+    { description: 'a finished capture is Normal', input: 'LimitReached', expected: 'Normal' },
+    { description: 'a failure is a Warning', input: 'VerifierRejected', expected: 'Warning' },
+    { description: 'nothing selected is a Warning', input: 'NoPodsSelected', expected: 'Warning' },
+  ])('eventType: $description', ({ input, expected }) => {
+    expect(eventType(input)).toBe(expected);
+  });
+});
