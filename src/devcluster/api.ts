@@ -448,8 +448,9 @@ export class Api {
   /** Stores an update; an object being deleted whose last finalizer went away is removed instead. */
   private writeOrFinalize(def: ResourceDef, next: KubeObject, oldStored: KubeObject): KubeObject {
     if (next.metadata.deletionTimestamp && (next.metadata.finalizers ?? []).length === 0 && !namespaceFinalizersPending(def, next)) {
-      const updated = this.store.update(def.storage, next, oldStored);
-      return this.store.remove(def.storage, updated);
+      // As the generic registry's deleteWithoutFinalizers: the update is not
+      // stored, the object is deleted; watchers see one DELETED event.
+      return this.store.remove(def.storage, oldStored);
     }
     return this.store.update(def.storage, next, oldStored);
   }

@@ -395,6 +395,40 @@ const eventFields: ResourceDef['fields'] = {
   type: field('type'),
 };
 
+// --- timestamps -------------------------------------------------------------
+
+const rfc3339 = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
+
+/** metav1.MicroTime serialises with exactly six fraction digits, in UTC. */
+export function microTime(v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  const m = rfc3339.exec(v);
+  if (!m) return v;
+  if (m[3] !== 'Z') return microTime(new Date(v).toISOString());
+  return `${m[1]}.${(m[2] ?? '.').slice(1).padEnd(6, '0').slice(0, 6)}Z`;
+}
+
+/** metav1.Time serialises at second precision, in UTC. */
+export function secondTime(v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  const m = rfc3339.exec(v);
+  if (!m) return v;
+  if (m[3] !== 'Z') return secondTime(new Date(v).toISOString());
+  return `${m[1]}Z`;
+}
+
+function normalizeTimes(o: Record<string, unknown> | undefined, micro: string[], seconds: string[]): void {
+  if (!o) return;
+  for (const k of micro) if (o[k] !== undefined && o[k] !== null) o[k] = microTime(o[k]);
+  for (const k of seconds) if (o[k] !== undefined && o[k] !== null) o[k] = secondTime(o[k]);
+}
+
+function defaultEvent(o: KubeObject): void {
+  const e = o as unknown as Record<string, unknown>;
+  normalizeTimes(e, ['eventTime'], ['firstTimestamp', 'lastTimestamp', 'deprecatedFirstTimestamp', 'deprecatedLastTimestamp']);
+  if (isPlainObject(e.series)) normalizeTimes(e.series, ['lastObservedTime'], []);
+}
+
 // --- the table ------------------------------------------------------------
 
 const replicasScale: ScalePaths = {
@@ -563,6 +597,7 @@ export function builtinResources(): ResourceDef[] {
       storage: '/events',
       nameRule: 'path',
       fields: eventFields,
+      defaults: defaultEvent,
       printer: eventPrinter,
     }),
     builtin({
@@ -607,6 +642,7 @@ export function builtinResources(): ResourceDef[] {
       storage: '/events',
       nameRule: 'path',
       fields: eventFields,
+      defaults: defaultEvent,
       fieldAliases: {
         'regarding.kind': 'involvedObject.kind',
         'regarding.namespace': 'involvedObject.namespace',
@@ -633,6 +669,7 @@ export function builtinResources(): ResourceDef[] {
       version: 'v1',
       resource: 'leases',
       kind: 'Lease',
+      defaults: (o) => normalizeTimes(o.spec as Record<string, unknown> | undefined, ['acquireTime', 'renewTime'], []),
       printer: simplePrinter([
         { def: col('Holder', 'string', 'HolderIdentity contains the identity of the holder of a current lease.'), cell: (o) => str(getPath(o, ['spec', 'holderIdentity'])) ?? '' },
       ]),
