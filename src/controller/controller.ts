@@ -17,6 +17,7 @@ import { Limiter } from './limiter.ts';
 import { createMetrics, type ControllerMetrics } from './metrics.ts';
 import type { PolicyObject } from './objects.ts';
 import { WorkQueue } from './queue.ts';
+import { RecentWrites, withRecentWrites, type RecentPolicyWrites } from './recent.ts';
 import { Reconciler, TerminalError, type ReconcileApi } from './reconcile.ts';
 import type { StoreWorld } from './world.ts';
 
@@ -89,7 +90,7 @@ function reconcileApi(client: KubeClient, metrics: ControllerMetrics): Reconcile
     createAssignment: (a) => counted('create', () => client.create<SniffAssignment>(Resources.sniffAssignments, a)),
     replaceAssignment: (a) => counted('update', () => client.replace<SniffAssignment>(Resources.sniffAssignments, a)),
     deleteAssignment: (ns, name, uid) => counted('delete', () => client.delete(Resources.sniffAssignments, ns, name, uid ? { uid } : {})),
-    patchPolicyStatus: (ns, name, patch) => counted('status', () => client.patchStatus(Resources.sniffPolicies, ns, name, patch, 'merge')),
+    patchPolicyStatus: (ns, name, patch) => counted('status', () => client.patchStatus<PolicyObject>(Resources.sniffPolicies, ns, name, patch, 'merge')),
   };
 }
 
@@ -103,9 +104,21 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
   const informers = createInformers({ client, queue, logger: log, statusCoalesceMs: opts.statusCoalesceMs });
   const world = informers.world;
   metrics.setPolicySource(() => informers.policies.store.list());
+  const recent: RecentPolicyWrites = {
+    assignments: new RecentWrites<SniffAssignment>((k) => informers.assignments.store.get(k)),
+    policies: new RecentWrites<PolicyObject>((k) => informers.policies.store.get(k)),
+  };
+  for (const [inf, rw] of [
+    [informers.assignments, recent.assignments],
+    [informers.policies, recent.policies],
+  ] as const) {
+    inf.on({ add: (o) => rw.observe(o), update: (_old, o) => rw.observe(o), delete: (o) => rw.observeDelete(o) });
+    inf.onRelist(() => rw.clear());
+  }
   const recorder = new EventRecorder(client, { component: 'podtap-controller', instance: identity, logger: log });
   const reconciler = new Reconciler({
-    world,
+    world: withRecentWrites(world, recent),
+    recent,
     api: reconcileApi(client, metrics),
     limiter: new Limiter(opts.maxConcurrentWrites ?? 32),
     staleMs: (opts.reportStaleSeconds ?? 30) * 1000,

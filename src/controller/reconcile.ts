@@ -37,7 +37,8 @@ import { resolveCollector, type CollectorResolution } from './collector.ts';
 import { jsonEqual, replacingMergePatch } from './equal.ts';
 import type { Limiter } from './limiter.ts';
 import { evaluateLimits, nodeCap } from './limits.ts';
-import type { PolicyObject } from './objects.ts';
+import { slimAssignment, slimPolicy, type PolicyObject } from './objects.ts';
+import type { RecentPolicyWrites } from './recent.ts';
 import { selectPods, type Selection } from './selection.ts';
 import { aggregateStatus, eventType, readyCondition, statusEqual, type NodeInput } from './status.ts';
 import type { World } from './world.ts';
@@ -281,11 +282,12 @@ function planAssignments(p: AssignmentPlanInput): Plan {
 
 /** The API calls a reconcile makes. */
 export interface ReconcileApi {
-  createAssignment(a: SniffAssignment): Promise<unknown>;
-  replaceAssignment(a: SniffAssignment): Promise<unknown>;
+  /** Each write returns the object as the server stored it. */
+  createAssignment(a: SniffAssignment): Promise<SniffAssignment>;
+  replaceAssignment(a: SniffAssignment): Promise<SniffAssignment>;
   deleteAssignment(namespace: string, name: string, uid: string | undefined): Promise<void>;
   /** A JSON merge patch of the policy's status subresource. */
-  patchPolicyStatus(namespace: string, name: string, patch: { status: Record<string, unknown> }): Promise<unknown>;
+  patchPolicyStatus(namespace: string, name: string, patch: { status: Record<string, unknown> }): Promise<PolicyObject>;
 }
 
 export type EventSink = (policy: PolicyObject, type: 'Normal' | 'Warning', reason: string, message: string) => void;
@@ -311,6 +313,8 @@ export interface ReconcilerOptions {
   staleMs: number;
   events?: EventSink | undefined;
   now?: (() => Date) | undefined;
+  /** Where writes are remembered until the caches show them (`world` should read through it: withRecentWrites). */
+  recent?: RecentPolicyWrites | undefined;
 }
 
 /** The merge patch of the status subresource that makes it `next` (nulls for what went away). */
@@ -331,18 +335,26 @@ export class Reconciler {
     const name = key.slice(i + 1);
     const now = this.opts.now?.() ?? new Date();
     const plan = planPolicy({ world: this.opts.world, namespace, name, now, staleMs: this.opts.staleMs });
-    const { api, limiter } = this.opts;
+    const { api, limiter, recent } = this.opts;
     const failures: unknown[] = [];
-    const attempt = (what: string, target: string, call: () => Promise<unknown>) =>
-      limiter.run(call).catch((err: unknown) => {
-        if (what === 'delete' && isNotFound(err)) return;
-        log.debug({ err, assignment: target, op: what }, 'assignment write failed');
-        failures.push(err);
-      });
+    const group = `${namespace}/${name}`;
+    const remember = (a: SniffAssignment, result: SniffAssignment | undefined, readVersion: string | undefined) =>
+      recent?.assignments.record(`${a.metadata.namespace}/${a.metadata.name}`, group, result && slimAssignment(result), readVersion);
+    const attempt = (what: string, a: SniffAssignment, call: () => Promise<SniffAssignment | undefined>, readVersion: string | undefined) =>
+      limiter
+        .run(call)
+        .then((result) => remember(a, result, readVersion))
+        .catch((err: unknown) => {
+          if (what === 'delete' && isNotFound(err)) return remember(a, undefined, readVersion);
+          log.debug({ err, assignment: a.metadata.name, op: what }, 'assignment write failed');
+          failures.push(err);
+        });
     await Promise.all([
-      ...plan.creates.map((a) => attempt('create', a.metadata.name!, () => api.createAssignment(a))),
-      ...plan.updates.map((a) => attempt('update', a.metadata.name!, () => api.replaceAssignment(a))),
-      ...plan.deletes.map((a) => attempt('delete', a.metadata.name!, () => api.deleteAssignment(namespace, a.metadata.name!, a.metadata.uid))),
+      ...plan.creates.map((a) => attempt('create', a, () => api.createAssignment(a), undefined)),
+      ...plan.updates.map((a) => attempt('update', a, () => api.replaceAssignment(a), a.metadata.resourceVersion)),
+      ...plan.deletes.map((a) =>
+        attempt('delete', a, () => api.deleteAssignment(namespace, a.metadata.name!, a.metadata.uid).then(() => undefined), a.metadata.resourceVersion),
+      ),
     ]);
     const writes = plan.creates.length + plan.updates.length + plan.deletes.length - failures.length;
     if (writes > 0 || failures.length > 0) {
@@ -354,7 +366,8 @@ export class Reconciler {
       const before = plan.policy.status as SniffPolicyStatus | undefined;
       if (!statusEqual(before, plan.status)) {
         try {
-          await limiter.run(() => api.patchPolicyStatus(namespace, name, statusPatch(plan.policy!.status, plan.status!)));
+          const updated = await limiter.run(() => api.patchPolicyStatus(namespace, name, statusPatch(plan.policy!.status, plan.status!)));
+          recent?.policies.record(group, group, slimPolicy(updated), plan.policy.metadata.resourceVersion);
           statusWritten = true;
         } catch (err) {
           if (!isNotFound(err)) failures.push(err); // a policy deleted meanwhile has no status to write

@@ -42,12 +42,14 @@ export function loadKubeConfig(path?: string, env: NodeJS.ProcessEnv = process.e
     if (err instanceof UserError) throw err;
     throw new UserError(`cannot load the Kubernetes configuration${path ? ` from ${path}` : ''}`, { exitCode: ExitCode.usage, cause: err });
   }
-  if (!kc.getCurrentCluster()) {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) {
     throw new UserError(`the Kubernetes configuration (${kc.source}) has no current cluster`, {
       exitCode: ExitCode.usage,
       hint: 'Set current-context, or pass another --kubeconfig.',
     });
   }
+  allowPlainHttp(kc);
   return kc;
 }
 
@@ -56,4 +58,15 @@ export function podNamespace(env: NodeJS.ProcessEnv = process.env): string | und
   if (env.POD_NAMESPACE) return env.POD_NAMESPACE;
   const file = join(SA_DIR, 'namespace');
   return existsSync(file) ? readFileSync(file, 'utf8').trim() || undefined : undefined;
+}
+
+/**
+ * kubectl and client-go talk to a plain http:// server (the embedded
+ * development API, `kubectl proxy`) with the kubeconfig as it is; client-node
+ * v2 refuses unless insecure-skip-tls-verify is set, although there is no TLS
+ * to verify. Set it for http:// clusters only, so one kubeconfig works for
+ * every tool; https:// clusters are untouched.
+ */
+function allowPlainHttp(kc: KubeConfig): void {
+  kc.clusters = kc.clusters.map((c) => (c.server.startsWith('http://') && !c.skipTLSVerify ? { ...c, skipTLSVerify: true } : c));
 }

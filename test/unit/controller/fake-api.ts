@@ -4,7 +4,7 @@
  * assigns uid/generation/resourceVersion like the server, and can fail calls.
  */
 import type { SniffAssignment } from '../../../src/api/index.ts';
-import { slimAssignment, slimPolicy } from '../../../src/controller/objects.ts';
+import { slimAssignment, slimPolicy, type PolicyObject } from '../../../src/controller/objects.ts';
 import type { Plan, ReconcileApi } from '../../../src/controller/reconcile.ts';
 import type { newStores } from '../../../src/controller/world.ts';
 import { jsonEqual, replacingMergePatch } from '../../../src/controller/equal.ts';
@@ -25,6 +25,9 @@ export class FakeApi implements ReconcileApi {
   readonly failures = new Map<string, KubeApiError>();
   created = 0;
   now = '2025-01-01T00:00:00Z';
+  /** Writes succeed but the caches do not see them (a lagging watch); `catchUp()` delivers them. */
+  lagging = false;
+  private pending: (() => void)[] = [];
 
   constructor(stores: Stores) {
     this.stores = stores;
@@ -40,50 +43,70 @@ export class FakeApi implements ReconcileApi {
     }
   }
 
-  async createAssignment(a: SniffAssignment): Promise<unknown> {
+  async createAssignment(a: SniffAssignment): Promise<SniffAssignment> {
     this.check(`create ${a.metadata.name}`);
     const key = `${a.metadata.namespace}/${a.metadata.name}`;
-    if (this.stores.assignments.get(key)) throw apiError(409, 'AlreadyExists');
+    if (this.server.has(key)) throw apiError(409, 'AlreadyExists');
     const obj = structuredClone(a);
     obj.metadata = { ...obj.metadata, uid: `uid-a-${++this.created}`, generation: 1, resourceVersion: String(++rv), creationTimestamp: this.now };
-    this.stores.assignments.upsert(slimAssignment(obj));
-    return obj;
+    this.server.set(key, obj);
+    this.deliver(() => this.stores.assignments.upsert(slimAssignment(structuredClone(obj))));
+    return structuredClone(obj);
   }
 
-  async replaceAssignment(a: SniffAssignment): Promise<unknown> {
+  async replaceAssignment(a: SniffAssignment): Promise<SniffAssignment> {
     this.check(`update ${a.metadata.name}`);
-    const cur = this.stores.assignments.get(`${a.metadata.namespace}/${a.metadata.name}`);
+    const key = `${a.metadata.namespace}/${a.metadata.name}`;
+    const cur = this.server.get(key);
     if (!cur) throw apiError(404, 'NotFound');
     if (cur.metadata.resourceVersion !== a.metadata.resourceVersion) throw apiError(409, 'Conflict');
     const obj = structuredClone(a);
     const generation = (cur.metadata.generation ?? 1) + (jsonEqual(cur.spec, a.spec) ? 0 : 1);
     obj.metadata = { ...obj.metadata, generation, resourceVersion: String(++rv) };
     if (cur.status) obj.status = cur.status; // PUT on the main resource keeps the status
-    this.stores.assignments.upsert(slimAssignment(obj));
-    return obj;
+    this.server.set(key, obj);
+    this.deliver(() => this.stores.assignments.upsert(slimAssignment(structuredClone(obj))));
+    return structuredClone(obj);
   }
 
   async deleteAssignment(namespace: string, name: string, uid: string | undefined): Promise<void> {
     this.check(`delete ${name}`);
-    const cur = this.stores.assignments.get(`${namespace}/${name}`);
+    const cur = this.server.get(`${namespace}/${name}`);
     if (!cur) throw apiError(404, 'NotFound');
     if (uid && cur.metadata.uid !== uid) throw apiError(409, 'Conflict');
-    this.stores.assignments.remove(`${namespace}/${name}`);
+    this.server.delete(`${namespace}/${name}`);
+    this.deliver(() => this.stores.assignments.remove(`${namespace}/${name}`));
   }
 
-  async patchPolicyStatus(namespace: string, name: string, patch: { status: Record<string, unknown> }): Promise<unknown> {
+  async patchPolicyStatus(namespace: string, name: string, patch: { status: Record<string, unknown> }): Promise<PolicyObject> {
     this.check(`status ${name}`);
     const cur = this.stores.policies.get(`${namespace}/${name}`);
     if (!cur) throw apiError(404, 'NotFound');
     const status = applyMergePatch(cur.status ?? {}, patch.status) as Record<string, unknown>;
-    this.stores.policies.upsert(slimPolicy({ ...structuredClone(cur), status, metadata: { ...cur.metadata, resourceVersion: String(++rv) } } as KubeObject));
-    return undefined;
+    const updated = slimPolicy({ ...structuredClone(cur), status, metadata: { ...cur.metadata, resourceVersion: String(++rv) } } as KubeObject);
+    this.deliver(() => this.stores.policies.upsert(structuredClone(updated)));
+    return structuredClone(updated);
   }
 
   /** An agent's report on an assignment (the status subresource). */
   report(namespace: string, name: string, status: SniffAssignment['status']): void {
-    const cur = this.stores.assignments.get(`${namespace}/${name}`)!;
-    this.stores.assignments.upsert(slimAssignment({ ...structuredClone(cur), status, metadata: { ...cur.metadata, resourceVersion: String(++rv) } } as KubeObject));
+    const key = `${namespace}/${name}`;
+    const obj = { ...structuredClone(this.server.get(key)!), status, metadata: { ...this.server.get(key)!.metadata, resourceVersion: String(++rv) } } as SniffAssignment;
+    this.server.set(key, obj);
+    this.deliver(() => this.stores.assignments.upsert(slimAssignment(structuredClone(obj) as unknown as KubeObject)));
+  }
+
+  /** The server's assignments (what the caches will hold once caught up). */
+  readonly server = new Map<string, SniffAssignment>();
+
+  private deliver(apply: () => void): void {
+    if (this.lagging) this.pending.push(apply);
+    else apply();
+  }
+
+  /** Deliver the writes a lagging watch held back. */
+  catchUp(): void {
+    for (const p of this.pending.splice(0)) p();
   }
 }
 

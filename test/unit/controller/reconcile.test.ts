@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { LABEL_NODE, LABEL_POLICY, type SniffPolicyStatus } from '../../../src/api/index.ts';
+import { LABEL_NODE, LABEL_POLICY, type SniffAssignment, type SniffPolicyStatus } from '../../../src/api/index.ts';
+import { RecentWrites, withRecentWrites, type RecentPolicyWrites } from '../../../src/controller/recent.ts';
 import { Limiter } from '../../../src/controller/limiter.ts';
-import { slimPod, slimPolicy } from '../../../src/controller/objects.ts';
+import { slimPod, slimPolicy, type PolicyObject } from '../../../src/controller/objects.ts';
 import { Reconciler, planPolicy, statusPatch, type Plan } from '../../../src/controller/reconcile.ts';
 import { worldFrom, type WorldObjects } from '../../../src/controller/world.ts';
 import { silentLogger } from '../../../src/util/log.ts';
@@ -304,6 +305,49 @@ describe('Reconciler', () => {
     t.api.failures.set('status', apiError(500, 'InternalError'));
     await expect(t.run()).rejects.toThrow(/writes failed/);
     expect(t.events).toEqual([]);
+  });
+});
+
+describe('Reconciler with a lagging cache', () => {
+  it('remembers its writes until the cache shows them: no double create, no double status, no double Event', async () => {
+    const s = setup({ ...baseObjects(), policies: [policy({})] });
+    const recent: RecentPolicyWrites = {
+      assignments: new RecentWrites<SniffAssignment>((k) => s.stores.assignments.get(k)),
+      policies: new RecentWrites<PolicyObject>((k) => s.stores.policies.get(k)),
+    };
+    const events: string[] = [];
+    const r = new Reconciler({
+      world: withRecentWrites(s.world, recent),
+      recent,
+      api: s.api,
+      limiter: new Limiter(4),
+      staleMs: STALE,
+      now: () => NOW,
+      events: (_p, type, reason) => events.push(`${type} ${reason}`),
+    });
+    const run = () => r.reconcile(`${NS}/web-debug`, silentLogger);
+    s.api.lagging = true;
+    await expect(run()).resolves.toMatchObject({ writes: 3 });
+    expect(recent.assignments.size).toBe(2);
+    s.api.calls.length = 0;
+    await expect(run()).resolves.toMatchObject({ writes: 0 });
+    expect(s.api.calls).toEqual([]);
+    expect(events).toEqual(['Normal Attaching']);
+
+    // A relabel while the cache still lags: the update starts from the remembered version (no 409).
+    s.stores.pods.upsert(slimPod(pod('web-2', { node: 'node-b', labels: { app: 'other' } })));
+    await expect(run()).resolves.toMatchObject({ writes: 2 }); // the update and the status
+    expect(s.api.calls).toEqual(['update web-debug.node-b', 'status web-debug']);
+
+    // The watch catches up: every remembered write is seen and forgotten; nothing more to write.
+    s.api.lagging = false;
+    s.api.catchUp();
+    for (const a of s.stores.assignments.list()) recent.assignments.observe(a);
+    for (const p of s.stores.policies.list()) recent.policies.observe(p);
+    expect(recent.assignments.size + recent.policies.size).toBe(0);
+    s.api.calls.length = 0;
+    await expect(run()).resolves.toMatchObject({ writes: 0 });
+    expect(s.api.calls).toEqual([]);
   });
 });
 
