@@ -231,9 +231,13 @@ export class Api {
     if (obj.kind !== undefined && obj.kind !== def.kind) {
       throw badRequest(`the kind in the data (${String(obj.kind)}) does not match the expected kind (${def.kind})`);
     }
-    obj.apiVersion = want;
-    obj.kind = def.kind;
-    if (obj.metadata === undefined || obj.metadata === null) obj.metadata = {};
+    // Go types serialise apiVersion, kind and metadata first; keep that order.
+    const { apiVersion: _a, kind: _k, metadata, ...rest } = obj;
+    const ordered = { apiVersion: want, kind: def.kind, metadata: metadata ?? {}, ...rest } as KubeObject;
+    return this.pruneDecoded(def, ordered, opts);
+  }
+
+  private pruneDecoded(def: ResourceDef, obj: KubeObject, opts: WriteOptions): { obj: KubeObject; warnings: string[] } {
     if (!isPlainObject(obj.metadata)) throw badRequest(`${def.kind} in version "${def.version}" cannot be handled as a ${def.kind}: metadata must be an object`);
     const unknown = pruneMetadata(obj);
     if (def.custom) unknown.push(...def.custom.schema.prune(obj));

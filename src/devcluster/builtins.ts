@@ -135,6 +135,28 @@ function defaultPod(o: KubeObject): void {
   }
 }
 
+/**
+ * The pod's QoS class as the API server sets it on create. Quantities are
+ * compared as written ("1" and "1000m" differ here), which is close enough
+ * for a stand-in.
+ */
+export function qosClass(o: KubeObject): string {
+  const spec = (o.spec ?? {}) as { containers?: unknown[]; initContainers?: unknown[] };
+  let any = false;
+  let guaranteed = true;
+  for (const c of [...arr(spec.containers), ...arr(spec.initContainers)]) {
+    const res = (isPlainObject(c) && isPlainObject(c.resources) ? c.resources : {}) as { requests?: Record<string, unknown>; limits?: Record<string, unknown> };
+    const req = res.requests ?? {};
+    const lim = res.limits ?? {};
+    for (const r of ['cpu', 'memory']) {
+      if (req[r] !== undefined || lim[r] !== undefined) any = true;
+      if (lim[r] === undefined || (req[r] !== undefined && req[r] !== lim[r])) guaranteed = false;
+    }
+  }
+  if (!any) return 'BestEffort';
+  return guaranteed ? 'Guaranteed' : 'Burstable';
+}
+
 // --- nodes ----------------------------------------------------------------
 
 const nodePrinter: Printer = {
@@ -470,7 +492,7 @@ export function builtinResources(): ResourceDef[] {
       shortNames: ['po'],
       categories: ['all'],
       status: true,
-      initialStatus: () => ({ phase: 'Pending', qosClass: 'BestEffort' }),
+      initialStatus: (o) => ({ phase: 'Pending', qosClass: qosClass(o) }),
       defaults: defaultPod,
       returnDeletedObject: true,
       fields: {

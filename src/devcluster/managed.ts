@@ -84,6 +84,45 @@ export function fieldSet(obj: unknown, lookup: ListMetaLookup, only?: 'status' |
   return out;
 }
 
+/** FieldsV1 of a whole object, built directly (a create owns every field). */
+export function fieldsTree(obj: unknown, lookup: ListMetaLookup): Record<string, unknown> {
+  const walk = (v: unknown, names: string[]): Record<string, unknown> => {
+    if (isPlainObject(v)) {
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(v)) out[`f:${k}`] = walk(v[k], [...names, k]);
+      return out;
+    }
+    if (Array.isArray(v) && v.length > 0) {
+      const meta = lookup(names);
+      if (meta.kind === 'map' && v.every(isPlainObject)) {
+        const out: Record<string, unknown> = {};
+        for (const item of v as Record<string, unknown>[]) out[itemKey(item, meta.keys)] = { '.': {}, ...walk(item, names) };
+        return out;
+      }
+      if (meta.kind === 'set' && v.every((x) => !isPlainObject(x) && !Array.isArray(x))) {
+        const out: Record<string, unknown> = {};
+        for (const x of v) out[`v:${JSON.stringify(x)}`] = {};
+        return out;
+      }
+    }
+    return {};
+  };
+  const root: Record<string, unknown> = {};
+  if (!isPlainObject(obj)) return root;
+  for (const [k, v] of Object.entries(obj)) {
+    if (k === 'apiVersion' || k === 'kind') continue;
+    if (k === 'metadata') {
+      if (!isPlainObject(v)) continue;
+      const meta: Record<string, unknown> = {};
+      for (const [mk, mv] of Object.entries(v)) if (metadataOwned.has(mk)) meta[`f:${mk}`] = walk(mv, ['metadata', mk]);
+      if (Object.keys(meta).length) root['f:metadata'] = meta;
+      continue;
+    }
+    root[`f:${k}`] = walk(v, [k]);
+  }
+  return root;
+}
+
 export function encodeFieldsV1(set: Set<string>): Record<string, unknown> {
   const root: Record<string, unknown> = {};
   for (const p of [...set].sort()) {
@@ -210,9 +249,16 @@ export function trackUpdate(
   newObj: Record<string, unknown>,
   opts: { manager: string; apiVersion: string; subresource?: string; lookup: ListMetaLookup },
 ): ManagedFieldsEntry[] {
+  if (oldObj === undefined) {
+    const fieldsV1 = fieldsTree(newObj, opts.lookup);
+    if (Object.keys(fieldsV1).length === 0) return [];
+    const entry: ManagedFieldsEntry = { manager: opts.manager, operation: 'Update', apiVersion: opts.apiVersion, time: nowTimestamp(), fieldsType: 'FieldsV1', fieldsV1 };
+    if (opts.subresource) entry.subresource = opts.subresource;
+    return [entry];
+  }
   const scope = opts.subresource === 'status' ? 'status' : undefined;
   const newSet = fieldSet(newObj, opts.lookup);
-  const oldSet = oldObj === undefined ? new Set<string>() : fieldSet(oldObj, opts.lookup);
+  const oldSet = fieldSet(oldObj, opts.lookup);
   const changed = new Set<string>();
   for (const p of fieldSet(newObj, opts.lookup, scope)) {
     if (!oldSet.has(p) || !deepEqual(valueAt(newObj, p).value, valueAt(oldObj, p).value)) changed.add(p);

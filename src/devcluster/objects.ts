@@ -75,9 +75,13 @@ export function deepFreeze<T>(v: T): T {
   return v;
 }
 
-/** A mutable deep copy (stored objects are frozen). */
+/** A mutable deep copy of JSON data (stored objects are frozen); faster than structuredClone for it. */
 export function clone<T>(v: T): T {
-  return structuredClone(v);
+  if (typeof v !== 'object' || v === null) return v;
+  if (Array.isArray(v)) return v.map(clone) as T;
+  const out: Record<string, unknown> = {};
+  for (const k in v) if (Object.hasOwn(v, k)) out[k] = clone((v as Record<string, unknown>)[k]);
+  return out as T;
 }
 
 export function newUid(): string {
@@ -85,8 +89,16 @@ export function newUid(): string {
 }
 
 /** RFC 3339 at second precision, as metav1.Time serialises. */
+let stampSecond = -1;
+let stampText = '';
 export function nowTimestamp(): string {
-  return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== stampSecond) {
+    stampSecond = second;
+    stampText = new Date(second * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  }
+  return stampText;
 }
 
 /** RFC 3339 with microseconds, as metav1.MicroTime serialises. */

@@ -143,9 +143,9 @@ function smpList(orig: unknown, patch: unknown[], path: string[], lookup: ListMe
     const replaced = patch.filter((x) => !(isPlainObject(x) && x.$patch !== undefined)).map(stripDirectives);
     return order ? reorder(replaced, order, meta) : replaced;
   }
-  if (patch.some((x) => isPlainObject(x) && x.$patch === 'replace')) {
-    return patch.filter((x) => !(isPlainObject(x) && x.$patch === 'replace')).map(stripDirectives);
-  }
+  // A lone {"$patch": "replace"} item replaces the whole list.
+  const listReplace = (x: unknown) => isPlainObject(x) && x.$patch === 'replace' && Object.keys(x).length === 1;
+  if (patch.some(listReplace)) return patch.filter((x) => !listReplace(x)).map(stripDirectives);
   let out = [...orig];
   if (meta.kind === 'set') {
     for (const x of patch) if (!out.some((y) => deepEqual(x, y))) out.push(clone(x));

@@ -7,12 +7,11 @@
  * client sends can crash it: every failure becomes a Status response.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { stringify as toYaml, parse as parseYaml } from 'yaml';
 import { Api, defaultWriteOptions, type DeleteOptions, type FieldValidation, type ListOptions, type WriteOptions, type WriteResult } from './api.ts';
-import { ApiError, asApiError, badRequest, methodNotAllowed, notAcceptable, pathNotFound, tooLarge, unsupportedMediaType } from './errors.ts';
+import { ApiError, asApiError, badRequest, invalid, methodNotAllowed, notAcceptable, pathNotFound, tooLarge, unsupportedMediaType, type FieldError } from './errors.ts';
 import { apiVersionOf, Registry, type ResourceDef } from './registry.ts';
 import { Store } from './store.ts';
 import { builtinResources } from './builtins.ts';
@@ -161,7 +160,15 @@ async function streamList(res: ServerResponse, head: Record<string, unknown>, it
       const ok = res.write(buf);
       buf = '';
       if (!ok) {
-        await Promise.race([once(res, 'drain'), once(res, 'close')]);
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.on('drain', done);
+          res.on('close', done);
+        });
         if (closed) return;
       }
     }
@@ -268,6 +275,32 @@ function writeOptions(req: IncomingMessage, q: URLSearchParams): WriteOptions {
   };
 }
 
+/** k8s.io/apimachinery ValidateListOptions: the combinations of rv, match and sendInitialEvents. */
+function validateListOptions(q: URLSearchParams, isWatch: boolean): void {
+  const errs: FieldError[] = [];
+  const match = q.get('resourceVersionMatch') ?? '';
+  const sie = q.get('sendInitialEvents');
+  if (match) {
+    if (isWatch) {
+      if (sie === null) errs.push({ type: 'FieldValueForbidden', field: 'resourceVersionMatch', detail: 'resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided' });
+      if (match !== 'NotOlderThan') errs.push({ type: 'FieldValueNotSupported', field: 'resourceVersionMatch', value: match, hasValue: true, detail: 'supported values: "NotOlderThan"' });
+    } else {
+      if (!q.get('resourceVersion')) errs.push({ type: 'FieldValueForbidden', field: 'resourceVersionMatch', detail: 'resourceVersionMatch is forbidden unless resourceVersion is provided' });
+      if (match !== 'Exact' && match !== 'NotOlderThan') {
+        errs.push({ type: 'FieldValueNotSupported', field: 'resourceVersionMatch', value: match, hasValue: true, detail: 'supported values: "Exact", "NotOlderThan", ""' });
+      }
+    }
+  }
+  if (sie !== null) {
+    if (!isWatch) errs.push({ type: 'FieldValueForbidden', field: 'sendInitialEvents', detail: 'sendInitialEvents is forbidden for list' });
+    else {
+      if (match !== 'NotOlderThan') errs.push({ type: 'FieldValueForbidden', field: 'resourceVersionMatch', detail: "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan" });
+      if (boolParam(q, 'allowWatchBookmarks') !== true) errs.push({ type: 'FieldValueForbidden', field: 'allowWatchBookmarks', detail: 'allowWatchBookmarks must be set to true when sendInitialEvents is set' });
+    }
+  }
+  if (errs.length) throw invalid('meta.k8s.io', 'ListOptions', '', errs);
+}
+
 function listOptions(api: Api, def: ResourceDef, q: URLSearchParams): ListOptions {
   const opts: ListOptions = {
     labelSelector: parseLabelSelector(q.get('labelSelector')),
@@ -280,11 +313,7 @@ function listOptions(api: Api, def: ResourceDef, q: URLSearchParams): ListOption
   const rv = q.get('resourceVersion');
   if (rv !== null && rv !== '') opts.resourceVersion = rv;
   const match = q.get('resourceVersionMatch');
-  if (match) {
-    if (match !== 'Exact' && match !== 'NotOlderThan') throw badRequest(`resourceVersionMatch: Unsupported value: "${match}"`);
-    if (!opts.resourceVersion) throw badRequest('resourceVersionMatch is forbidden unless resourceVersion is provided');
-    opts.resourceVersionMatch = match;
-  }
+  if (match) opts.resourceVersionMatch = match;
   return opts;
 }
 
@@ -414,9 +443,11 @@ export function createHandler(state: ClusterState, opts: ServerOptions, serverAd
       return send(res, 200, o, { format: neg.format });
     }
     if (method === 'GET') {
+      const watching = route.watchPath || boolParam(q, 'watch') === true;
+      validateListOptions(q, watching);
       const lo = listOptions(api, def, q);
       if (name !== undefined) lo.fieldSelector = [...lo.fieldSelector, { field: 'metadata.name', op: '=', value: name }];
-      if (route.watchPath || boolParam(q, 'watch')) {
+      if (watching) {
         verb('watch');
         const timeout = intParam(q, 'timeoutSeconds');
         return serveWatch(
