@@ -52,6 +52,8 @@ export interface WriteOptions {
   /** Default manager name, from the User-Agent as kube derives it. */
   userAgentManager: string;
   force: boolean;
+  /** Records field ownership under this subresource (writes through /scale). */
+  ownershipSubresource?: string;
 }
 
 export interface DeleteOptions {
@@ -434,7 +436,7 @@ export class Api {
       next.metadata.managedFields = trackUpdate(old, next, {
         manager: this.manager(opts),
         apiVersion: apiVersionOf(def),
-        subresource,
+        subresource: opts.ownershipSubresource ?? subresource,
         lookup: this.listMeta(def),
       });
     } else {

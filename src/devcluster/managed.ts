@@ -323,18 +323,21 @@ export function serverSideApply(
   const previous = mineIdx >= 0 ? owned[mineIdx]!.set : new Set<string>();
 
   if (live) {
-    const conflicts: { manager: string; apiVersion: string; path: string }[] = [];
+    const conflicts: { manager: string; apiVersion: string; subresource?: string; path: string }[] = [];
     for (const o of owned) {
-      if (o.entry.manager === opts.manager) continue;
+      // Managers are (name, operation, subresource): the same name updating is another manager.
+      if (sameOwner(o.entry, opts.manager, 'Apply', opts.subresource)) continue;
       for (const p of appliedSet) {
         if (p.endsWith(`${SEP}.`) || !o.set.has(p)) continue;
         const a = valueAt(applied, p);
         const l = valueAt(live, p);
-        if (!l.found || !deepEqual(a.value, l.value)) conflicts.push({ manager: o.entry.manager, apiVersion: o.entry.apiVersion, path: p });
+        if (!l.found || !deepEqual(a.value, l.value)) {
+          conflicts.push({ manager: o.entry.manager, apiVersion: o.entry.apiVersion, subresource: o.entry.subresource, path: p });
+        }
       }
     }
     if (conflicts.length && !opts.force) throw conflictError(conflicts);
-    if (opts.force) for (const o of owned) if (o.entry.manager !== opts.manager) for (const p of appliedSet) o.set.delete(p);
+    if (opts.force) for (const o of owned) if (!sameOwner(o.entry, opts.manager, 'Apply', opts.subresource)) for (const p of appliedSet) o.set.delete(p);
   }
 
   const appliedBody: Record<string, unknown> = { ...applied };
@@ -354,17 +357,21 @@ export function serverSideApply(
   return { object: merged, managedFields: build(owned) };
 }
 
-function conflictError(conflicts: { manager: string; apiVersion: string; path: string }[]): ApiError {
+function conflictError(conflicts: { manager: string; apiVersion: string; subresource?: string; path: string }[]): ApiError {
   const n = conflicts.length;
   const byManager = new Map<string, string[]>();
   for (const c of conflicts) {
-    const k = `"${c.manager}" using ${c.apiVersion}`;
+    const k = `"${c.manager}"${c.subresource ? ` with subresource "${c.subresource}"` : ''} using ${c.apiVersion}`;
     byManager.set(k, [...(byManager.get(k) ?? []), displayPath(c.path)]);
   }
   const parts = [...byManager].map(([who, paths]) =>
     paths.length === 1 ? `conflict with ${who}: ${paths[0]}` : `conflicts with ${who}:\n- ${paths.join('\n- ')}`,
   );
   return new ApiError(409, 'Conflict', `Apply failed with ${n} conflict${n === 1 ? '' : 's'}: ${parts.join('\n')}`, {
-    causes: conflicts.map((c) => ({ reason: 'FieldManagerConflict', message: `conflict with "${c.manager}" using ${c.apiVersion}`, field: displayPath(c.path) })),
+    causes: conflicts.map((c) => ({
+      reason: 'FieldManagerConflict',
+      message: `conflict with "${c.manager}"${c.subresource ? ` with subresource "${c.subresource}"` : ''} using ${c.apiVersion}`,
+      field: displayPath(c.path),
+    })),
   });
 }

@@ -546,7 +546,7 @@ export function createHandler(state: ClusterState, opts: ServerOptions, serverAd
     const next = structuredClone(current) as KubeObject;
     setPath(next as Record<string, unknown>, pathSegments(def.scale!.specReplicasPath), replicas);
     if (typeof rv === 'string' && rv) next.metadata.resourceVersion = rv;
-    const result = api.update(def, namespace, name!, next, undefined, wo);
+    const result = api.update(def, namespace, name!, next, undefined, { ...wo, ownershipSubresource: 'scale' });
     return send(res, 200, toScale(def, result.body as KubeObject), { format: neg.format, warnings: result.warnings });
   }
 

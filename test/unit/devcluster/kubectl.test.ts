@@ -205,6 +205,30 @@ describe('kubectl against the embedded API', () => {
     expect(dry.stdout).toContain('deployment.apps/podtap-controller unchanged (server dry run)');
   });
 
+  it('server-side apply reports a conflict with kubectl scale, and --force-conflicts takes the field', async () => {
+    const f = await writeManifest(
+      c,
+      'ssa.yaml',
+      manifest({
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'ssa', namespace: 'default' },
+        spec: {
+          replicas: 1,
+          selector: { matchLabels: { app: 'ssa' } },
+          template: { metadata: { labels: { app: 'ssa' } }, spec: { containers: [{ name: 'c', image: 'i' }] } },
+        },
+      }),
+    );
+    expect((await kubectl(c, ['apply', '--server-side', '-f', f])).stdout).toBe('deployment.apps/ssa serverside-applied\n');
+    expect((await kubectl(c, ['scale', 'deployment/ssa', '--replicas=3'])).stdout).toBe('deployment.apps/ssa scaled\n');
+    const conflict = await kubectl(c, ['apply', '--server-side', '-f', f]);
+    expect(conflict.exitCode).not.toBe(0);
+    expect(conflict.stderr).toContain('Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas');
+    expect((await kubectl(c, ['apply', '--server-side', '--force-conflicts', '-f', f])).exitCode).toBe(0);
+    expect((await kubectl(c, ['get', 'deployment', 'ssa', '-o', 'jsonpath={.spec.replicas}'])).stdout).toBe('1');
+  });
+
   it('kubectl get pods prints the pod columns', async () => {
     const f = await writeManifest(
       c,
