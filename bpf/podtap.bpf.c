@@ -145,8 +145,8 @@ int pt_tap_egress(struct __sk_buff *skb)
 }
 
 /* Resize the full copy to piece 0's length; for a CHECKSUM_PARTIAL copy also
- * move csum_start so the device's checksum lands on the outer UDP checksum
- * (see kern.h). Returns 0 or a reason. */
+ * move csum_start so the device's checksum lands in the sink (encap.h).
+ * Returns 0 or a reason. */
 static __always_inline int pt_shape_first(struct pt_loop *l, const struct pt_csum_state *st)
 {
 	struct __sk_buff *skb = l->skb;
@@ -161,7 +161,7 @@ static __always_inline int pt_shape_first(struct pt_loop *l, const struct pt_csu
 	if (l->w->csum_mode != PT_CSUM_STEER)
 		return bpf_skb_change_tail(skb, len, 0) ? PT_C_SHAPE_ERR : 0;
 
-	delta = (__s32)(PT_UDP_OFF + 6 - st->offset) - st->start;
+	delta = (__s32)(PT_SINK_OFF - st->offset) - st->start;
 	if (delta < -0xfff || delta > 0xfff)
 		return PT_C_SHAPE_ERR;
 	if (delta >= 0) {
@@ -214,7 +214,7 @@ static __always_inline int pt_send_pieces(struct pt_loop *l, __u32 *reason)
 		struct pt_csum_state now;
 
 		pt_csum_state(skb, &now);
-		if (!now.partial || now.start != (__s32)(PT_UDP_OFF + 6 - st.offset)) {
+		if (!now.partial || now.start != (__s32)(PT_SINK_OFF - st.offset)) {
 			*reason = PT_C_SHAPE_ERR;
 			return TC_ACT_SHOT;
 		}
@@ -298,25 +298,29 @@ int pt_tunnel(struct __sk_buff *skb)
 		flags |= PT_F_TO_POD;
 	(void)flags;            /* VXLAN carries no metadata */
 
-	/* slot 0 for one-piece frames; a ring slot for frames that go to pt_emit */
-	if (cap > PT_PIECE_MAX) {
+	/* slot 0: frames cut here and now; a ring slot: frames for pt_emit */
+	if (cap > PT_SYNC_MAX) {
 		slot = 1 + state->ring % (PT_SLOTS - 1);
 		state->ring++;
 	}
 	key = cpu * PT_SLOTS + slot;
 	w = bpf_map_lookup_elem(&pt_work, &key);
+	if (w && slot && w->busy) {
+		if (bpf_ktime_get_ns() - w->stashed_ns < PT_SLOT_TIMEOUT_NS) {
+			/* all slots waiting: cut this one here, at a higher cost */
+			pt_count(PT_C_SLOT_BUSY, len);
+			slot = 0;
+			key = cpu * PT_SLOTS;
+			w = bpf_map_lookup_elem(&pt_work, &key);
+		} else {
+			/* its carrier was lost on the way (counted now, once) */
+			pt_count(PT_C_CARRIER_LOST, w->orig_len);
+		}
+	}
 	l.cache = bpf_map_lookup_elem(&pt_cache, &key);
 	if (!w || !l.cache) {
 		reason = PT_C_SHAPE_ERR;
 		goto out;
-	}
-	if (slot && w->busy) {
-		if (bpf_ktime_get_ns() - w->stashed_ns < PT_SLOT_TIMEOUT_NS) {
-			reason = PT_C_SLOT_BUSY;
-			goto out;
-		}
-		/* its carrier was lost on the way (counted now, once) */
-		pt_count(PT_C_CARRIER_LOST, w->orig_len);
 	}
 	__builtin_memset(w, 0, sizeof(*w));
 	w->orig_len = len;

@@ -116,7 +116,7 @@
 #define PT_OUTER_IP_LEN (PT_OUTER_V6 ? 40 : 20)
 #define PT_UDP_LEN 8
 #define PT_TUN_BASE_LEN 8       /* Geneve fixed header and VXLAN header are both 8 bytes */
-#define PT_META_LEN 48          /* sizeof(struct pt_meta) */
+#define PT_META_LEN 52          /* sizeof(struct pt_meta) */
 #if PT_TUNNEL == PT_TUN_GENEVE
 #define PT_TUN_OPT_LEN (4 + PT_META_LEN)  /* option header + metadata */
 #else
@@ -162,8 +162,12 @@
  * slots 1.. hold frames waiting for the emit stage. Each is a cache entry.
  * PT_NR_CPUS * PT_SLOTS must fit PT_MARK_KEY. */
 #ifndef PT_SLOTS
-#define PT_SLOTS 8
+#define PT_SLOTS 16
 #endif
+/* Frames up to this size are cut synchronously in the tunnel program: their
+ * buffer is small anyway, and a burst of pod-made fragments must not wait for
+ * a slot. Larger ones (GSO super-packets) go through a carrier. */
+#define PT_SYNC_MAX 8192
 /* Bytes a carrier keeps: enough for any checksum offset it may still carry. */
 #define PT_CARRIER_LEN 256
 /* A slot whose carrier has not arrived after this long is reclaimed. */

@@ -144,41 +144,74 @@ static __always_inline __u32 pt_pseudo_sum(const struct pt_outer *o)
 }
 
 /*
- * Outer UDP checksum field for a copy whose checksum the device computes
- * (CHECKSUM_PARTIAL, steered so that csum_start = PT_UDP_OFF + 6 - csum_off:
- * the UDP header for a UDP copy, 10 bytes before it for a TCP copy). The
- * device sums [csum_start, end), the field included, and stores the
- * complement; starting the field at the pseudo-header sum minus the bytes in
- * [csum_start, PT_UDP_OFF) makes that the correct UDP checksum.
+ * Where a device completing a copy's offloaded checksum writes it: a scratch
+ * field after the outer UDP header (Geneve: pt_meta.csum_sink; VXLAN: its
+ * reserved bytes after the flags). Steering csum_start there, rather than onto
+ * the outer UDP checksum, keeps it at or after the UDP header, which a
+ * receiving Linux stack requires of a CHECKSUM_PARTIAL skb: with csum_start
+ * before the UDP header it validates the datagram, overwriting csum_start
+ * (a union with skb->csum) and failing at random.
  */
-static __always_inline __u16 pt_udp_csum_seed(const struct pt_outer *o, __u32 csum_off)
+#if PT_TUNNEL == PT_TUN_GENEVE
+#define PT_SINK_OFF (PT_UDP_OFF + PT_UDP_LEN + PT_TUN_BASE_LEN + 4)
+#else
+#define PT_SINK_OFF (PT_UDP_OFF + PT_UDP_LEN + 2)    /* reserved bytes 2-3 */
+#endif
+
+/*
+ * IPv6 requires a UDP checksum; this computes it over the finished piece. For
+ * a steered copy (@csum_off != 0) the device will later write ~(sum of
+ * [csum_start, end)) into the sink: seeding the sink with ~(that sum) makes
+ * the device write 0, so the checksum is computed with a zero sink. A
+ * subprogram: its loop would otherwise swell the caller's stack.
+ */
+static __noinline int pt_udp_csum_soft(struct __sk_buff *skb, const struct pt_outer *o,
+				       __u32 len, __u32 csum_off)
 {
 	__u32 pseudo = pt_pseudo_sum(o);
-
-	if (csum_off == 16) {
-		const __u16 *w = (const __u16 *)((const __u8 *)o + PT_UDP_OFF - 10);
-		__u32 before = w[0] + w[1] + w[2] + w[3] + w[4];
-
-		return pt_csum_fold_raw((__u64)pt_csum_fold_raw(pseudo) +
-					(__u16)~pt_csum_fold_raw(before));
-	}
-	return pt_csum_fold_raw(pseudo);
-}
-
-/* IPv6 requires a UDP checksum; this computes it over the finished piece. A
- * subprogram: its loop would otherwise swell the caller's stack. */
-static __noinline int pt_udp_csum_soft(struct __sk_buff *skb, const struct pt_outer *o,
-				       __u32 len)
-{
-	__s64 sum = pt_csum_packet(skb, PT_UDP_OFF, len, pt_pseudo_sum(o));
+	__s64 sum = pt_csum_packet(skb, PT_UDP_OFF, len, 0);
 	__u16 check;
 
 	if (sum < 0)
 		return -1;
-	check = pt_csum_fold(sum);
+	check = pt_csum_fold((__u64)pt_csum_fold_raw(sum) + pt_csum_fold_raw(pseudo));
 	if (!check)
 		check = 0xffff;                         /* RFC 768: 0 means "none" */
-	return bpf_skb_store_bytes(skb, PT_UDP_OFF + 6, &check, 2, 0);
+	if (bpf_skb_store_bytes(skb, PT_UDP_OFF + 6, &check, 2, 0))
+		return -1;
+	if (csum_off == 6 || csum_off == 16) {
+		/* A = sum of [csum_start, end) as the device will see it (checksum
+		 * in place, sink zero); csum_start may lie before the UDP header
+		 * (VXLAN, TCP) or after it */
+		__s32 head = (__s32)(PT_SINK_OFF - csum_off) - PT_UDP_OFF;
+		__u64 a = (__u64)pt_csum_fold_raw(sum) + check;
+		__u8 b[16];
+		__u16 w, seed;
+		int i;
+
+		if (head > 0) {
+			if (bpf_skb_load_bytes(skb, PT_UDP_OFF, b, sizeof(b)))
+				return -1;
+			for (i = 0; i < 16; i += 2) {
+				if (i < head) {
+					__builtin_memcpy(&w, &b[i], 2);
+					a += (__u16)~w;
+				}
+			}
+		} else if (head < 0) {
+			const __u8 *ob = (const __u8 *)o;
+
+			for (i = 2; i <= 16; i += 2) {
+				if (i <= -head) {
+					__builtin_memcpy(&w, &ob[PT_UDP_OFF - i], 2);
+					a += w;
+				}
+			}
+		}
+		seed = (__u16)~pt_csum_fold_raw(a);
+		return bpf_skb_store_bytes(skb, PT_SINK_OFF, &seed, 2, 0);
+	}
+	return 0;
 }
 
 #endif /* PODTAP_ENCAP_H */

@@ -28,7 +28,8 @@
 /* How the outer UDP checksum is produced. */
 enum pt_csum_mode {
 	PT_CSUM_ZERO = 0,       /* IPv4 outer: no UDP checksum (RFC 768) */
-	PT_CSUM_STEER = 1,      /* the device computes it (CHECKSUM_PARTIAL copy) */
+	PT_CSUM_STEER = 1,      /* CHECKSUM_PARTIAL copy: csum_start steered so the
+	                         * device writes into the sink (encap.h) */
 	PT_CSUM_SOFT = 2,       /* IPv6 outer: computed here over each piece */
 };
 
@@ -318,8 +319,6 @@ static __noinline int pt_piece(struct pt_loop *l, __u32 k, int shaped)
 	o->meta.piece_off = bpf_htonl(src);
 	o->meta.hdr_len = bpf_htons(p->hdr);
 #endif
-	if (l->w->csum_mode == PT_CSUM_STEER)
-		o->udp.check = pt_udp_csum_seed(o, l->w->csum_off);
 	if (bpf_skb_store_bytes(skb, 0, o, sizeof(*o), BPF_F_RECOMPUTE_CSUM))
 		return PT_C_SHAPE_ERR;
 
@@ -352,7 +351,8 @@ static __noinline int pt_piece(struct pt_loop *l, __u32 k, int shaped)
 			return PT_C_SHAPE_ERR;
 	}
 
-	if (PT_OUTER_V6 && l->w->csum_mode == PT_CSUM_SOFT && pt_udp_csum_soft(skb, o, len))
+	if (PT_OUTER_V6 && pt_udp_csum_soft(skb, o, len,
+					     l->w->csum_mode == PT_CSUM_STEER ? l->w->csum_off : 0))
 		return PT_C_SHAPE_ERR;
 	return 0;
 }

@@ -9,8 +9,8 @@
  * veth) keeps that state through bpf_clone_redirect(). A NIC, or
  * skb_checksum_help(), would then write a checksum at csum_start +
  * csum_offset of every piece we send, in the middle of the captured bytes. The
- * tunnel program steers that write onto the outer UDP checksum instead (see
- * pt_steer_csum() in frag.h).
+ * tunnel program steers that write into a scratch field of the tunnel header
+ * instead (PT_SINK_OFF in encap.h).
  */
 #ifndef PODTAP_KERN_H
 #define PODTAP_KERN_H

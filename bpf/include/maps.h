@@ -52,7 +52,7 @@ enum pt_reason {
 	PT_C_SHAPE_ERR = 17,    /* tunnel: resizing the copy failed (lost) */
 	PT_C_MTU = 18,          /* tunnel: route MTU below the compiled MTU (lost) */
 	PT_C_CSUM_UNSUPP = 19,  /* tunnel: non-inet offloaded checksum left as is */
-	PT_C_SLOT_BUSY = 20,    /* tunnel: every stash slot of the CPU in use (lost) */
+	PT_C_SLOT_BUSY = 20,    /* tunnel: stash slots all in use: cut synchronously */
 	PT_C_CARRIER_LOST = 21, /* emit: a stashed frame's carrier never arrived (lost) */
 	PT_C_MAX = 22,
 };

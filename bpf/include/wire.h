@@ -5,7 +5,7 @@
  *
  * Geneve (RFC 8926), UDP 6081:
  *   outer Ethernet | outer IPv4/IPv6 (DF) | UDP | Geneve base header
- *   | option {class PT_OPT_CLASS, type PT_OPT_TYPE_META, len 12} struct pt_meta
+ *   | option {class PT_OPT_CLASS, type PT_OPT_TYPE_META, len 13} struct pt_meta
  *   | inner frame piece
  *
  * A captured frame travels as one or more pieces. Each piece's inner frame is
@@ -40,12 +40,15 @@
 #define PT_GENEVE_PROTO_RAW 0x88B5  /* IEEE 802 local experimental: raw chunk */
 
 struct pt_meta {
+	__u16 csum_sink;        /* scratch, ignore: a device completing the copy's
+	                         * offloaded checksum writes it here (kern.h) */
 	__u8 version;           /* PT_META_VERSION */
 	__u8 flags;             /* PT_F_* */
 	__u8 kind;              /* PT_K_* */
 	__u8 reserved;
 	__u16 cpu;              /* CPU that took the copy */
 	__u16 instance;         /* loaded object's id: (instance, cpu) names a stream */
+	__u16 reserved2;
 	__u32 seq;              /* per-stream frame sequence number, +1 per frame */
 	__u32 ifindex;          /* tapped interface (node ifindex, see announcements) */
 	__u32 orig_len;         /* frame length on the interface */
@@ -57,6 +60,6 @@ struct pt_meta {
 	__u64 tstamp;           /* CLOCK_MONOTONIC ns when the copy was taken */
 } __attribute__((packed));
 
-_Static_assert(sizeof(struct pt_meta) == 48, "pt_meta is 12 Geneve words");
+_Static_assert(sizeof(struct pt_meta) == 52, "pt_meta is 13 Geneve words");
 
 #endif /* PODTAP_WIRE_H */

@@ -9,7 +9,10 @@
  * number with a newer timestamp, or a known number with another timestamp,
  * means the numbering restarted.
  */
-export const SEQ_WINDOW = 64;
+/** Frames a stream may be reordered by: the data plane sends a frame cut in its
+ * emit stage (GSO super-packets) after later, smaller frames of the same CPU
+ * that were cut at once, by up to a backlog batch. */
+export const SEQ_WINDOW = 1024;
 const MASK = SEQ_WINDOW - 1;
 
 /** What observe() says about a piece's frame number. */

@@ -19,6 +19,7 @@ import {
   IPV6_FRAG_HLEN,
   Kind,
   META_LEN,
+  MetaOff,
   META_VERSION,
   NH_DSTOPTS,
   NH_FRAGMENT,
@@ -250,20 +251,20 @@ function tunnelHeader(opts: EncodeOptions, h: Header): Buffer {
   b[10] = OPT_TYPE_META;
   b[11] = META_LEN / 4;
   const m = 12;
-  b[m] = META_VERSION;
-  b[m + 1] = h.flags;
-  b[m + 2] = h.kind;
-  b.writeUInt16BE((opts.cpu ?? 0) & 0xffff, m + 4);
-  b.writeUInt16BE((opts.instance ?? 0) & 0xffff, m + 6);
-  b.writeUInt32BE((opts.seq ?? 0) >>> 0, m + 8);
-  b.writeUInt32BE((opts.ifindex ?? 0) >>> 0, m + 12);
-  b.writeUInt32BE(h.origLen, m + 16);
-  b.writeUInt32BE(h.cap, m + 20);
-  b.writeUInt32BE(h.pieceOff, m + 24);
-  b.writeUInt16BE(h.hdrLen, m + 28);
-  b.writeUInt16BE(ETH_HLEN, m + 30);
-  for (let i = 0; i < 4; i++) b.writeUInt16BE(h.fix[i]!, m + 32 + 2 * i);
-  b.writeBigUInt64BE(BigInt.asUintN(64, opts.tstamp ?? 0n), m + 40);
+  b[m + MetaOff.version] = META_VERSION;
+  b[m + MetaOff.flags] = h.flags;
+  b[m + MetaOff.kind] = h.kind;
+  b.writeUInt16BE((opts.cpu ?? 0) & 0xffff, m + MetaOff.cpu);
+  b.writeUInt16BE((opts.instance ?? 0) & 0xffff, m + MetaOff.instance);
+  b.writeUInt32BE((opts.seq ?? 0) >>> 0, m + MetaOff.seq);
+  b.writeUInt32BE((opts.ifindex ?? 0) >>> 0, m + MetaOff.ifindex);
+  b.writeUInt32BE(h.origLen, m + MetaOff.origLen);
+  b.writeUInt32BE(h.cap, m + MetaOff.capLen);
+  b.writeUInt32BE(h.pieceOff, m + MetaOff.pieceOff);
+  b.writeUInt16BE(h.hdrLen, m + MetaOff.hdrLen);
+  b.writeUInt16BE(ETH_HLEN, m + MetaOff.l3Off);
+  for (let i = 0; i < 4; i++) b.writeUInt16BE(h.fix[i]!, m + MetaOff.fix + 2 * i);
+  b.writeBigUInt64BE(BigInt.asUintN(64, opts.tstamp ?? 0n), m + MetaOff.tstamp);
   return b;
 }
 

@@ -16,7 +16,25 @@ export const OPT_TYPE_META = 0x01;
 export const OPT_TYPE_ANNOUNCE = 0x02;
 export const META_VERSION = 1;
 /** sizeof(struct pt_meta): 12 Geneve words. */
-export const META_LEN = 48;
+export const META_LEN = 52;
+/** Byte offsets of struct pt_meta's fields (bpf/include/wire.h). */
+export const MetaOff = {
+  csumSink: 0, // scratch a device may write (checksum offload steering): ignored
+  version: 2,
+  flags: 3,
+  kind: 4,
+  cpu: 6,
+  instance: 8,
+  seq: 12,
+  ifindex: 16,
+  origLen: 20,
+  capLen: 24,
+  pieceOff: 28,
+  hdrLen: 32,
+  l3Off: 34,
+  fix: 36,
+  tstamp: 44,
+} as const;
 export const ANNOUNCE_OPT_VERSION = 1;
 
 /** Geneve protocol types of the inner payload. */
@@ -230,25 +248,25 @@ function parseGeneve(buf: Buffer, out: ParsedDatagram): DatagramType {
   if (metaAt < 0) return bad(out, 'no-meta');
   if (metaLen !== META_LEN) return bad(out, 'meta-length');
   const m = out.meta;
-  m.version = buf[metaAt]!;
+  m.version = buf[metaAt + MetaOff.version]!;
   if (m.version !== META_VERSION) return bad(out, 'meta-version');
-  m.flags = buf[metaAt + 1]!;
-  m.kind = buf[metaAt + 2]!;
-  m.cpu = buf.readUInt16BE(metaAt + 4);
-  m.instance = buf.readUInt16BE(metaAt + 6);
-  m.seq = buf.readUInt32BE(metaAt + 8);
-  m.ifindex = buf.readUInt32BE(metaAt + 12);
-  m.origLen = buf.readUInt32BE(metaAt + 16);
-  m.capLen = buf.readUInt32BE(metaAt + 20);
-  m.pieceOff = buf.readUInt32BE(metaAt + 24);
-  m.hdrLen = buf.readUInt16BE(metaAt + 28);
-  m.l3Off = buf.readUInt16BE(metaAt + 30);
-  m.fix0 = buf.readUInt16BE(metaAt + 32);
-  m.fix1 = buf.readUInt16BE(metaAt + 34);
-  m.fix2 = buf.readUInt16BE(metaAt + 36);
-  m.fix3 = buf.readUInt16BE(metaAt + 38);
-  m.tstampHi = buf.readUInt32BE(metaAt + 40);
-  m.tstampLo = buf.readUInt32BE(metaAt + 44);
+  m.flags = buf[metaAt + MetaOff.flags]!;
+  m.kind = buf[metaAt + MetaOff.kind]!;
+  m.cpu = buf.readUInt16BE(metaAt + MetaOff.cpu);
+  m.instance = buf.readUInt16BE(metaAt + MetaOff.instance);
+  m.seq = buf.readUInt32BE(metaAt + MetaOff.seq);
+  m.ifindex = buf.readUInt32BE(metaAt + MetaOff.ifindex);
+  m.origLen = buf.readUInt32BE(metaAt + MetaOff.origLen);
+  m.capLen = buf.readUInt32BE(metaAt + MetaOff.capLen);
+  m.pieceOff = buf.readUInt32BE(metaAt + MetaOff.pieceOff);
+  m.hdrLen = buf.readUInt16BE(metaAt + MetaOff.hdrLen);
+  m.l3Off = buf.readUInt16BE(metaAt + MetaOff.l3Off);
+  m.fix0 = buf.readUInt16BE(metaAt + MetaOff.fix);
+  m.fix1 = buf.readUInt16BE(metaAt + MetaOff.fix + 2);
+  m.fix2 = buf.readUInt16BE(metaAt + MetaOff.fix + 4);
+  m.fix3 = buf.readUInt16BE(metaAt + MetaOff.fix + 6);
+  m.tstampHi = buf.readUInt32BE(metaAt + MetaOff.tstamp);
+  m.tstampLo = buf.readUInt32BE(metaAt + MetaOff.tstamp + 4);
   if (m.kind > Kind.raw) return bad(out, 'unknown-kind');
   if ((m.kind === Kind.raw) !== (protocol === GENEVE_PROTO_RAW)) return bad(out, 'protocol-mismatch');
   const reason = checkPiece(m, out.innerLen);

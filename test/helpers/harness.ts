@@ -60,7 +60,7 @@ export async function startCapture(
       col.proc.kill('SIGTERM');
       const c = await col.proc;
       const files = (await readdir(col.dir)).filter((f) => f.endsWith('.pcapng')).map((f) => join(col.dir, f));
-      return { files, sniffOutput: String(s.all ?? ''), collectorOutput: String(c.all ?? ''), sniffExit: s.exitCode };
+      return { files, sniffOutput: `${String(s.all ?? '')}${s.signal ? `\n(killed by ${s.signal})` : ''}`, collectorOutput: String(c.all ?? ''), sniffExit: s.exitCode };
     },
   };
 }

@@ -39,6 +39,7 @@ for (const podMtu of [1500, 65535]) {
       // a second filter after ours on pod1's ingress hook, counting what it sees
       const witness = await loadWitness(witnessRoot);
       await inNs(topo.node, 'tc', ['filter', 'add', 'dev', pod1.hostIf, 'ingress', 'pref', '1000', 'bpf', 'da', 'object-pinned', witness.prog]);
+      dumps.push({ dev: 'colEth0', dir: 'in', t: await startTcpdump(topo.collector.ns, 'eth0', `${run.dir}/col.pcap`, ['udp']) });
       for (const dev of [pod1.hostIf, pod2.hostIf]) {
         for (const dir of ['in', 'out'] as const) {
           dumps.push({ dev, dir, t: await startTcpdump(topo.node, dev, `${run.dir}/${dev}-${dir}.pcap`, ['-Q', dir]) });
@@ -50,7 +51,9 @@ for (const podMtu of [1500, 65535]) {
       await udpSend(pod1.ns, pod2.ip4, 9, UDP_SIZES);
       await udpSend(pod2.ns, pod1.ip6, 9, UDP_SIZES.filter((s) => s <= 65000));
       // bulk TCP: GSO super-packets on the veth; paced so tcpdump keeps up
-      results.tcpBytes = (await iperf(pod2.ns, pod2.ip4, pod1.ns, 10, ['-b', '800M'])).bytes;
+      // bulk TCP: GSO super-packets on the veth, paced so that tcpdump (four of
+      // them) and the collector share the test machine's CPUs without drops
+      results.tcpBytes = (await iperf(pod2.ns, pod2.ip4, pod1.ns, 10, ['-b', '100M'])).bytes;
       await new Promise((r) => setTimeout(r, 500));
 
       for (const d of dumps) {
@@ -61,6 +64,8 @@ for (const podMtu of [1500, 65535]) {
       const stopped = await run.stop();
       files = stopped.files;
       sniffOutput = stopped.sniffOutput;
+      console.log(run.dir, stopped.sniffOutput.split('\n').filter((l) => l.startsWith('podtap:')).join('\n'));
+      console.log(stopped.collectorOutput.split('\n').filter((l) => l.startsWith('podtap collector:') || l.includes('collector closed')).join('\n'));
       expect(stopped.sniffExit, stopped.sniffOutput).toBe(0);
     }, 180_000);
 
@@ -71,7 +76,7 @@ for (const podMtu of [1500, 65535]) {
 
     it("leaves the pods' own traffic untouched", () => {
       for (const p of results.pings) expect(p, `ping payload ${p.size}`).toMatchObject({ received: p.sent });
-      expect(results.tcpBytes).toBeGreaterThan(10_000_000);
+      expect(results.tcpBytes).toBeGreaterThan(100_000_000);
     });
 
     it('lets the next tc filter run', async () => {
@@ -86,8 +91,11 @@ for (const podMtu of [1500, 65535]) {
     for (const dev of ['vpt1', 'vpt2']) {
       for (const dir of ['in', 'out'] as const) {
         it(`delivers every ${dev} ${dir === 'in' ? 'packet sent by the pod' : 'packet to the pod'} exactly once, byte-identical`, async () => {
-          const truth = await readFrames(`${run.dir}/${dev}-${dir}.pcap`);
-          const got = await readFrames(files[0]!, `frame.interface_name == "${dev}" && frame.packet_flags_direction == ${dir === 'in' ? 2 : 1}`);
+          // link-layer multicast (IPv6 MLD/ND chatter) comes at any time, also
+          // outside the window both captures cover: compare unicast frames
+          const unicast = 'eth.dst.ig == 0';
+          const truth = await readFrames(`${run.dir}/${dev}-${dir}.pcap`, unicast);
+          const got = await readFrames(files[0]!, `${unicast} && frame.interface_name == "${dev}" && frame.packet_flags_direction == ${dir === 'in' ? 2 : 1}`);
           expect(truth.length, 'ground truth is not empty').toBeGreaterThan(10);
           const d = diffMultiset(digestCounts(truth), digestCounts(got));
           expect(d, `tcpdump ${summarize(truth)}; collector ${summarize(got)}`).toEqual({ missing: 0, extra: 0, examples: [] });

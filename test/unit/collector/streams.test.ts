@@ -22,15 +22,15 @@ describe('sequence tracking', () => {
     { description: 'no gap', input: range(0, 200), expected: { lost: 0, late: 0, restarts: 0 } },
     { description: 'two gaps', input: [0, 1, 2, 5, 6, 10], expected: { lost: 5, late: 0, restarts: 0 } },
     { description: 'gap at the end (counted at flush)', input: [0, 1, 2, 4], expected: { lost: 1, late: 0, restarts: 0 } },
-    { description: 'gap larger than the window', input: [0, 1000, 1001], expected: { lost: 999, late: 0, restarts: 0 } },
+    { description: 'gap larger than the window', input: [0, 5000, 5001], expected: { lost: 4999, late: 0, restarts: 0 } },
     { description: 'reordered within the window', input: [0, 2, 1, 5, 4, 3, 6], expected: { lost: 0, late: 0, restarts: 0 } },
-    { description: 'reordered by 63', input: [...range(0, 10), ...range(11, 74), 10, 74], expected: { lost: 0, late: 0, restarts: 0 } },
-    { description: 'too late: counted lost and late', input: [...range(0, 10), ...range(11, 80), 10], expected: { lost: 1, late: 1, restarts: 0 } },
+    { description: 'reordered by the window minus one', input: [...range(0, 10), ...range(11, 10 + SEQ_WINDOW), 10, 10 + SEQ_WINDOW], expected: { lost: 0, late: 0, restarts: 0 } },
+    { description: 'too late: counted lost and late', input: [...range(0, 10), ...range(11, 16 + SEQ_WINDOW), 10], expected: { lost: 1, late: 1, restarts: 0 } },
     { description: 'starting mid-stream, earlier numbers arriving late', input: [50, 51, 48, 49, 52], expected: { lost: 0, late: 0, restarts: 0 } },
     { description: 'wrapping at 2^32', input: [0xfffffffd, 0xfffffffe, 0xffffffff, 0, 1, 3], expected: { lost: 1, late: 0, restarts: 0 } },
     {
       description: 'restart: numbers start again with newer timestamps',
-      input: [...range(1000, 1010), [0, 100_000], [1, 100_010], [2, 100_020]] as Arrival[],
+      input: [...range(5000, 5010), [0, 100_000], [1, 100_010], [2, 100_020]] as Arrival[],
       expected: { lost: 0, late: 0, restarts: 1 },
     },
     {
@@ -52,10 +52,11 @@ describe('sequence tracking', () => {
   });
 
   it('verdicts for late frames and restarts', () => {
-    expect(run([...range(0, 100), 3, [3, 5000]]).verdicts.slice(-2)).toEqual([late, restart]);
+    expect(run([...range(0, SEQ_WINDOW + 100), 3, [3, 10 * SEQ_WINDOW + 5000]]).verdicts.slice(-2)).toEqual([late, restart]);
   });
 
-  it('window is 64 frames', () => {
-    expect(SEQ_WINDOW).toBe(64);
+  it('window covers the emit stage reordering (a power of two)', () => {
+    expect(SEQ_WINDOW).toBeGreaterThanOrEqual(1024);
+    expect(SEQ_WINDOW & (SEQ_WINDOW - 1)).toBe(0);
   });
 });
