@@ -89,7 +89,9 @@ export function compileDefines(cfg: DataplaneConfig, node: NodeParams): string[]
     ['PT_PORT_RANGES', ranges.length ? `{${ranges.join(',')}}` : '{{0,0}}'],
     ['PT_CIDR_FILTER', cfg.cidrs.length ? 1 : 0],
     ['PT_TCP_FLAGS', cfg.tcpFlags.reduce((m, f) => m | TCP_FLAG_BITS[f], 0)],
-    ['PT_CACHE_SIZE', cacheValueSize({ mtu: node.mtu, outerV6, tunnel: cfg.tunnel })],
+    // PODTAP_DEBUG_CACHE_DELTA shrinks the cache below what the verifier
+    // accepts: a testing aid that makes the kernel reject the program
+    ['PT_CACHE_SIZE', cacheValueSize({ mtu: node.mtu, outerV6, tunnel: cfg.tunnel }) + Number(process.env.PODTAP_DEBUG_CACHE_DELTA ?? 0)],
   ];
   return defs.map(([k, v]) => `-D${k}=${v}`);
 }
