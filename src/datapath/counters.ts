@@ -17,7 +17,7 @@ export type Counters = Record<Reason, Count>;
  *  except those lost before the tunnel assigned a sequence number). */
 export const LOSS_REASONS: Reason[] = [
   'rateLimited', 'cloneError', 'noRoute', 'redirectError', 'busy', 'shapeError', 'mtu',
-  'slotBusy', 'carrierLost',
+  'carrierLost',
 ];
 
 export function emptyCounters(): Counters {
@@ -31,6 +31,13 @@ export function lost(c: Counters): number {
 export function addCounters(a: Counters, b: Counters): Counters {
   const out = emptyCounters();
   for (const r of REASONS) out[r] = { packets: a[r].packets + b[r].packets, bytes: a[r].bytes + b[r].bytes };
+  return out;
+}
+
+/** Counters accumulated since @base (an adopted object keeps its maps). */
+export function subCounters(a: Counters, base: Counters): Counters {
+  const out = emptyCounters();
+  for (const r of REASONS) out[r] = { packets: a[r].packets - base[r].packets, bytes: a[r].bytes - base[r].bytes };
   return out;
 }
 

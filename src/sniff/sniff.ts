@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { durationSeconds, type SniffPolicy } from '../api/sniffpolicy.ts';
 import { parseSniffPolicyYaml } from '../api/index.ts';
 import { configFromSpec, DEFAULT_PORT, type DataplaneConfig } from '../datapath/config.ts';
-import { formatCounters, LOSS_REASONS, lost, type Counters } from '../datapath/counters.ts';
+import { formatCounters, LOSS_REASONS, lost, subCounters, type Counters } from '../datapath/counters.ts';
 import { createRunner } from '../datapath/exec.ts';
 import { Session } from '../datapath/session.ts';
 import { requireRoot, requireTools } from '../datapath/tools.ts';
@@ -180,7 +180,9 @@ export async function sniffCommand(argv: string[]): Promise<number> {
   };
   const tty = process.stderr.isTTY && !o.quiet;
   const started = Date.now();
-  let last: Counters = await session.counters();
+  // counts since this run started: an adopted object keeps its maps
+  const base: Counters = await session.counters();
+  let last: Counters = subCounters(base, base);
   let stopReason: string | undefined;
 
   await new Promise<void>((resolve) => {
@@ -196,7 +198,7 @@ export async function sniffCommand(argv: string[]): Promise<number> {
     const onTerm = () => stop('SIGTERM');
     const tick = async () => {
       try {
-        last = await session.counters();
+        last = subCounters(await session.counters(), base);
       } catch {
         return;
       }
@@ -217,7 +219,7 @@ export async function sniffCommand(argv: string[]): Promise<number> {
 
   if (tty) process.stderr.write('\n');
   try {
-    last = await session.counters();
+    last = subCounters(await session.counters(), base);
   } catch {
     /* keep the last reading */
   }
