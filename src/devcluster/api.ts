@@ -86,6 +86,14 @@ export interface ListResult {
 }
 
 export const NAMESPACE_STORAGE = '/namespaces';
+
+/**
+ * A mutating-and-validating step after defaulting, as kube-apiserver's
+ * built-in admission plugins and registry strategies (ClusterIP allocation,
+ * the default ServiceAccount). `old` is undefined on create. Throws an
+ * ApiError to refuse.
+ */
+export type Admission = (def: ResourceDef, obj: KubeObject, old: KubeObject | undefined) => void;
 const protectedNamespaces = new Set(['default', 'kube-system', 'kube-public']);
 
 export function defaultWriteOptions(): WriteOptions {
@@ -96,6 +104,7 @@ export class Api {
   readonly registry: Registry;
   readonly store: Store;
   readonly log: Logger;
+  readonly admission: Admission[] = [];
 
   constructor(registry: Registry, store: Store, log: Logger) {
     this.registry = registry;
@@ -344,6 +353,7 @@ export class Api {
       else obj.status = {};
     }
     this.applyDefaults(def, obj);
+    for (const a of this.admission) a(def, obj, undefined);
     this.validateAll(def, obj, undefined);
     if (!applied) {
       obj.metadata.managedFields = trackUpdate(undefined, obj, { manager: this.manager(opts), apiVersion: apiVersionOf(def), lookup: this.listMeta(def) });
@@ -419,6 +429,7 @@ export class Api {
     next.apiVersion = apiVersionOf(def);
     next.kind = def.kind;
     this.applyDefaults(def, next);
+    if (subresource !== 'status') for (const a of this.admission) a(def, next, old);
     if (def.generation && subresource !== 'status' && specChanged(old, next)) {
       next.metadata.generation = (old.metadata.generation ?? 0) + 1;
     }

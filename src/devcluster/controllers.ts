@@ -5,10 +5,11 @@
  *   is stored, then its status gets NamesAccepted/Established; a deleted
  *   CRD keeps its cleanup finalizer until its custom resources are gone;
  * - namespace lifecycle: a deleted namespace is Terminating until the
- *   objects in it are deleted, then its `kubernetes` finalizer is removed.
+ *   objects in it are deleted, then its `kubernetes` finalizer is removed;
+ *   every new namespace gets its `default` ServiceAccount.
  */
 import type { Logger } from 'pino';
-import { NAMESPACE_STORAGE, type Api } from './api.ts';
+import { defaultWriteOptions, NAMESPACE_STORAGE, type Api } from './api.ts';
 import { CRD_CLEANUP_FINALIZER, CRD_STORAGE, defsFromCrd, establishedStatus } from './crd.ts';
 import type { ChangeEvent } from './store.ts';
 import { deepEqual, type KubeObject } from './objects.ts';
@@ -161,10 +162,19 @@ export class Controllers {
       this.terminatingNamespaces.delete(name);
       return;
     }
+    if (e.type === 'ADDED') this.later(`sa:${name}`, () => this.defaultServiceAccount(name));
     if (e.object.metadata.deletionTimestamp && !this.terminatingNamespaces.has(name)) {
       this.terminatingNamespaces.add(name);
       this.later(`ns:${name}`, () => this.finishNamespace(name));
     }
+  }
+
+  /** The service account controller's `default` ServiceAccount of every namespace. */
+  private defaultServiceAccount(namespace: string): void {
+    const saDef = this.api.registry.get('', 'v1', 'serviceaccounts')!;
+    const ns = this.api.store.resource(NAMESPACE_STORAGE)?.get(undefined, namespace);
+    if (!ns || ns.metadata.deletionTimestamp || this.api.resourceStore(saDef).get(namespace, 'default')) return;
+    this.api.create(saDef, namespace, { metadata: { name: 'default' } }, { ...defaultWriteOptions(), fieldManager: 'kube-controller-manager' });
   }
 
   private finishNamespace(name: string): void {

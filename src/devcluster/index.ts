@@ -65,6 +65,7 @@ export async function startApiServer(opts: StartOptions = {}): Promise<ApiServer
     close() {
       closing ??= (async () => {
         state.controllers.close();
+        state.endpoints.close();
         state.gc.close();
         state.store.closeAll();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));

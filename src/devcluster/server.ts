@@ -18,6 +18,8 @@ import { builtinResources } from './builtins.ts';
 import { crdResourceDef } from './crd.ts';
 import { GarbageCollector } from './gc.ts';
 import { Controllers } from './controllers.ts';
+import { EndpointsController } from './endpoints.ts';
+import { defaultServiceAccount, ServiceAllocator } from './admission.ts';
 import { aggregatedContentType, aggregatedDiscovery, apiGroup, apiGroupList, apiResourceList, apiVersions, type AggregatedVersion } from './discovery.ts';
 import { buildOpenApi, type OpenApiDocs } from './openapi.ts';
 import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
@@ -43,6 +45,7 @@ export interface ClusterState {
   api: Api;
   gc: GarbageCollector;
   controllers: Controllers;
+  endpoints: EndpointsController;
 }
 
 export function createClusterState(opts: ServerOptions): ClusterState {
@@ -53,13 +56,15 @@ export function createClusterState(opts: ServerOptions): ClusterState {
     registry.add(def);
     store.ensure(def.storage, def.namespaced);
   }
+  api.admission.push(new ServiceAllocator(api).admit, defaultServiceAccount);
   const gc = new GarbageCollector(api, opts.logger);
   const controllers = new Controllers(api, opts.logger);
+  const endpoints = new EndpointsController(api, opts.logger);
   const nsDef = registry.get('', 'v1', 'namespaces')!;
   for (const name of ['default', 'kube-system', 'kube-public', 'kube-node-lease']) {
     api.create(nsDef, undefined, { metadata: { name } }, { ...defaultWriteOptions(), fieldManager: 'devcluster' });
   }
-  return { registry, store, api, gc, controllers };
+  return { registry, store, api, gc, controllers, endpoints };
 }
 
 // ---- content negotiation ------------------------------------------------------

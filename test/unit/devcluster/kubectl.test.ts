@@ -198,7 +198,8 @@ describe('kubectl against the embedded API', () => {
       ].join('\n'),
     );
     const none = await kubectl(c, ['get', 'deployments,serviceaccounts,clusterroles', '-o', 'name']);
-    expect(none.stdout).toBe('');
+    // Only the ServiceAccount every namespace gets.
+    expect(none.stdout).toBe('serviceaccount/default\n');
     // The same file applied for real, then changed: kubectl sends a strategic merge patch.
     expect((await kubectl(c, ['apply', '-f', f])).exitCode).toBe(0);
     const dry = await kubectl(c, ['apply', '--dry-run=server', '-f', f]);

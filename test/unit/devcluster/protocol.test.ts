@@ -328,6 +328,90 @@ describe('subresources and options', () => {
   });
 });
 
+describe('services', () => {
+  const pod = (name: string, labels: Record<string, string>) => ({
+    metadata: { name, labels },
+    spec: { nodeName: 'node-1', containers: [{ name: 'c', image: 'i', ports: [{ name: 'http', containerPort: 8080 }] }] },
+  });
+  const setStatus = (name: string, status: unknown) => http(c, 'PATCH', `/api/v1/namespaces/svc/pods/${name}/status`, { status }, MERGE);
+
+  beforeAll(async () => {
+    await http(c, 'POST', '/api/v1/namespaces', { metadata: { name: 'svc' } });
+  });
+
+  it('allocates a ClusterIP and NodePorts, keeps them immutable and never hands one out twice', async () => {
+    const a = await http(c, 'POST', '/api/v1/namespaces/svc/services', { metadata: { name: 'a' }, spec: { type: 'NodePort', ports: [{ port: 80 }] } });
+    expect(a.status).toBe(201);
+    expect(a.json.spec.clusterIP).toMatch(/^10\.(9[6-9]|10[0-9]|11[01])\.\d+\.\d+$/);
+    expect(a.json.spec).toMatchObject({ clusterIPs: [a.json.spec.clusterIP], ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack' });
+    expect(a.json.spec.ports[0]).toMatchObject({ port: 80, targetPort: 80, protocol: 'TCP' });
+    expect(a.json.spec.ports[0].nodePort).toBeGreaterThanOrEqual(30000);
+    const dup = await http(c, 'POST', '/api/v1/namespaces/svc/services', { metadata: { name: 'b' }, spec: { clusterIP: a.json.spec.clusterIP, ports: [{ port: 80 }] } });
+    expect(dup.status).toBe(422);
+    expect(dup.json.message).toContain('provided IP is already allocated');
+    const changed = await http(c, 'PATCH', '/api/v1/namespaces/svc/services/a', { spec: { clusterIP: '10.96.200.200' } }, MERGE);
+    expect(changed.status).toBe(422);
+    expect(changed.json.details.causes[0]).toMatchObject({ field: 'spec.clusterIPs[0]', message: expect.stringContaining('may not change once set') });
+    const replaced = await http(c, 'PUT', '/api/v1/namespaces/svc/services/a', { metadata: { name: 'a' }, spec: { type: 'NodePort', ports: [{ port: 80 }] } });
+    expect(replaced.json.spec.clusterIP).toBe(a.json.spec.clusterIP);
+    expect(replaced.json.spec.ports[0].nodePort).toBe(a.json.spec.ports[0].nodePort);
+  });
+
+  it('gives pods the default ServiceAccount, which every namespace has', async () => {
+    const p = await http(c, 'POST', '/api/v1/namespaces/svc/pods', pod('sa', {}));
+    expect(p.json.spec.serviceAccountName).toBe('default');
+    await eventually(async () => expect((await http(c, 'GET', '/api/v1/namespaces/svc/serviceaccounts/default')).status).toBe(200));
+  });
+
+  it('maintains EndpointSlices and Endpoints from the selected pods', async () => {
+    for (const [n, l] of [
+      ['web-0', { app: 'web' }],
+      ['web-1', { app: 'web' }],
+      ['web-2', { app: 'web' }],
+      ['db-0', { app: 'db' }],
+    ] as const) {
+      await http(c, 'POST', '/api/v1/namespaces/svc/pods', pod(n, l));
+    }
+    await setStatus('web-0', { podIP: '198.18.0.10', conditions: [{ type: 'Ready', status: 'True' }] });
+    await setStatus('web-1', { podIP: '198.18.0.11', conditions: [{ type: 'Ready', status: 'False' }] });
+    await setStatus('db-0', { podIP: '198.18.0.12', conditions: [{ type: 'Ready', status: 'True' }] });
+    const svc = await http(c, 'POST', '/api/v1/namespaces/svc/services', { metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] } });
+    const slice = await eventually(async () => {
+      const r = await http(c, 'GET', '/apis/discovery.k8s.io/v1/namespaces/svc/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dweb');
+      expect(r.json.items).toHaveLength(1);
+      expect(r.json.items[0].endpoints).toHaveLength(2);
+      return r.json.items[0];
+    });
+    expect(slice.metadata.name).toMatch(/^web-[a-z0-9]{5}$/);
+    expect(slice.metadata.labels['endpointslice.kubernetes.io/managed-by']).toBe('endpointslice-controller.k8s.io');
+    expect(slice.metadata.ownerReferences[0]).toMatchObject({ kind: 'Service', name: 'web', uid: svc.json.metadata.uid, controller: true });
+    expect(slice.addressType).toBe('IPv4');
+    expect(slice.ports).toEqual([{ name: 'http', port: 8080, protocol: 'TCP' }]);
+    expect(slice.endpoints.map((e: any) => [e.addresses[0], e.conditions.ready, e.nodeName, e.targetRef.name])).toEqual([
+      ['198.18.0.10', true, 'node-1', 'web-0'],
+      ['198.18.0.11', false, 'node-1', 'web-1'],
+    ]);
+    const ep = await http(c, 'GET', '/api/v1/namespaces/svc/endpoints/web');
+    expect(ep.json.subsets).toEqual([
+      {
+        addresses: [{ ip: '198.18.0.10', nodeName: 'node-1', targetRef: { kind: 'Pod', namespace: 'svc', name: 'web-0', uid: expect.any(String) } }],
+        notReadyAddresses: [{ ip: '198.18.0.11', nodeName: 'node-1', targetRef: { kind: 'Pod', namespace: 'svc', name: 'web-1', uid: expect.any(String) } }],
+        ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      },
+    ]);
+    await setStatus('web-1', { conditions: [{ type: 'Ready', status: 'True' }] });
+    await eventually(async () => {
+      const r = await http(c, 'GET', `/apis/discovery.k8s.io/v1/namespaces/svc/endpointslices/${slice.metadata.name}`);
+      expect(r.json.endpoints.map((e: any) => e.conditions.ready)).toEqual([true, true]);
+    });
+    await http(c, 'DELETE', '/api/v1/namespaces/svc/services/web');
+    await eventually(async () => {
+      expect((await http(c, 'GET', `/apis/discovery.k8s.io/v1/namespaces/svc/endpointslices/${slice.metadata.name}`)).status).toBe(404);
+      expect((await http(c, 'GET', '/api/v1/namespaces/svc/endpoints/web')).status).toBe(404);
+    });
+  });
+});
+
 describe('lifecycles', () => {
   it('a deleted namespace terminates: no new content, its objects go, then it goes', async () => {
     await http(c, 'POST', '/api/v1/namespaces', { metadata: { name: 'doomed' } });
