@@ -350,7 +350,7 @@ const eventPrinter: Printer = {
     col('Message', 'string', 'A human-readable description of the status of this operation.'),
     col('First Seen', 'string', 'The time at which the event was first recorded.', 1),
     col('Count', 'string', 'The number of times this event has occurred.', 1),
-    nameColumn,
+    { ...nameColumn, priority: 1 },
   ],
   cells: (o, now) => {
     const e = o as KubeObject & {

@@ -352,6 +352,26 @@ function deleteOptions(body: string, q: URLSearchParams): { del: DeleteOptions; 
   return { del, dryRun };
 }
 
+/**
+ * A list or watch from a resourceVersion the store has not reached waits for
+ * it up to 3 s, then fails with 504 "Too large resource version", as the
+ * watch cache does; clients then re-list.
+ */
+async function waitForResourceVersion(api: Api, rv: string | null): Promise<void> {
+  if (!rv || !/^\d+$/.test(rv)) return;
+  const want = Number(rv);
+  const deadline = Date.now() + 3000;
+  while (api.store.resourceVersion < want) {
+    if (Date.now() >= deadline) {
+      throw new ApiError(504, 'Timeout', `Timeout: Too large resource version: ${want}, current: ${api.store.resourceVersion}`, {
+        causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }],
+        retryAfterSeconds: 1,
+      });
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 // ---- the scale subresource ---------------------------------------------------------
 
 function pathSegments(jsonPath: string): string[] {
@@ -451,6 +471,7 @@ export function createHandler(state: ClusterState, opts: ServerOptions, serverAd
       const watching = route.watchPath || boolParam(q, 'watch') === true;
       validateListOptions(q, watching);
       const lo = listOptions(api, def, q);
+      await waitForResourceVersion(api, q.get('resourceVersion'));
       if (name !== undefined) lo.fieldSelector = [...lo.fieldSelector, { field: 'metadata.name', op: '=', value: name }];
       if (watching) {
         verb('watch');

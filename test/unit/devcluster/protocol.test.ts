@@ -177,6 +177,18 @@ describe('lists', () => {
     expect(then.json.items[0].data).toEqual({ v: '1' });
   });
 
+  it('waits for a resourceVersion from the future, then answers 504 Too large resource version', async () => {
+    const now = Number((await http(c, 'GET', '/api/v1/namespaces')).json.metadata.resourceVersion);
+    const soon = http(c, 'GET', `/api/v1/namespaces/default/configmaps?resourceVersion=${now + 1}`);
+    await http(c, 'POST', '/api/v1/namespaces/default/configmaps', { metadata: { name: 'arrives' } });
+    expect((await soon).status).toBe(200);
+    const started = Date.now();
+    const never = await http(c, 'GET', `/api/v1/namespaces/default/configmaps?resourceVersion=${now + 1000}`);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2900);
+    expect(never.status).toBe(504);
+    expect(never.json).toMatchObject({ reason: 'Timeout', details: { causes: [{ reason: 'ResourceVersionTooLarge' }], retryAfterSeconds: 1 } });
+  });
+
   it('answers Table and PartialObjectMetadataList when asked', async () => {
     const t = await http(c, 'GET', '/api/v1/namespaces', undefined, { Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json' });
     expect(t.json.kind).toBe('Table');
