@@ -573,6 +573,26 @@ export class Api {
     return this.commitUpdate(def, candidate, oldStored, subresource, opts, { kind: 'apply', entries: managedFields }, warnings);
   }
 
+  /** pods/binding: what the scheduler posts to put a pod on a node. */
+  bind(def: ResourceDef, urlNamespace: string | undefined, name: string, body: unknown, opts: WriteOptions): WriteResult {
+    const target = isPlainObject(body) && isPlainObject(body.target) ? body.target : undefined;
+    if (!target || typeof target.name !== 'string' || target.name === '') {
+      throw invalid('', 'Binding', name, [{ type: 'FieldValueRequired', field: 'target.name', detail: '' }]);
+    }
+    const old = this.getStored(def, urlNamespace, name);
+    const spec = (old.spec ?? {}) as { nodeName?: string };
+    if (spec.nodeName) {
+      throw conflict('', 'pods/binding', name, `pod ${name} is already assigned to node "${spec.nodeName}"`);
+    }
+    if (old.metadata.deletionTimestamp) throw conflict('', 'pods/binding', name, `pod ${name} is being deleted, cannot be assigned to a host`);
+    const next = clone(old) as KubeObject;
+    (next.spec as Record<string, unknown>).nodeName = target.name;
+    const status = (isPlainObject(next.status) ? next.status : (next.status = {})) as { conditions?: Record<string, unknown>[] };
+    status.conditions = [...(status.conditions ?? []).filter((c) => c.type !== 'PodScheduled'), { type: 'PodScheduled', status: 'True', lastProbeTime: null, lastTransitionTime: nowTimestamp() }];
+    if (!opts.dryRun) this.store.update(def.storage, next, old);
+    return { code: 201, body: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 }, warnings: [] };
+  }
+
   // ---- deletion ----------------------------------------------------------
 
   delete(def: ResourceDef, urlNamespace: string | undefined, name: string, del: DeleteOptions, opts: WriteOptions): WriteResult {

@@ -9,6 +9,7 @@ import type { Printer, ResourceDef, ScalePaths } from './registry.ts';
 import { standardVerbs } from './registry.ts';
 import { age, ageColumn, col, mapText, nameColumn } from './table.ts';
 import { getPath, isPlainObject, type KubeObject } from './objects.ts';
+import type { FieldError } from './errors.ts';
 
 type Spec = Partial<ResourceDef> & Pick<ResourceDef, 'group' | 'version' | 'resource' | 'kind'>;
 
@@ -155,6 +156,63 @@ export function qosClass(o: KubeObject): string {
   }
   if (!any) return 'BestEffort';
   return guaranteed ? 'Guaranteed' : 'Burstable';
+}
+
+const podUpdateRule =
+  'pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)';
+
+/** A pod's spec is fixed at creation but for a few fields (ValidatePodUpdate). */
+function validatePodUpdate(o: KubeObject, old: KubeObject | undefined): FieldError[] {
+  if (!old) return [];
+  const next = (o.spec ?? {}) as Record<string, unknown>;
+  const prev = (old.spec ?? {}) as Record<string, unknown>;
+  const masked = structuredClone(prev);
+  for (const key of ['containers', 'initContainers']) {
+    const a = arr(masked[key]);
+    const b = arr(next[key]);
+    if (a.length === b.length) a.forEach((c, i) => isPlainObject(c) && isPlainObject(b[i]) && (c.image = b[i].image));
+  }
+  for (const key of ['activeDeadlineSeconds', 'terminationGracePeriodSeconds']) {
+    if (next[key] === undefined) delete masked[key];
+    else masked[key] = next[key];
+  }
+  const before = arr(prev.tolerations);
+  const after = arr(next.tolerations);
+  const onlyAdded = before.every((t) => after.some((u) => JSON.stringify(u) === JSON.stringify(t)));
+  if (onlyAdded) {
+    if (next.tolerations === undefined) delete masked.tolerations;
+    else masked.tolerations = next.tolerations;
+  }
+  if (JSON.stringify(sortKeys(masked)) === JSON.stringify(sortKeys(next))) return [];
+  return [{ type: 'FieldValueForbidden', field: 'spec', detail: podUpdateRule }];
+}
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (!isPlainObject(v)) return v;
+  return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys(v[k])]));
+}
+
+/** apps/v1 workloads: the selector is immutable. */
+function validateSelectorUpdate(o: KubeObject, old: KubeObject | undefined): FieldError[] {
+  if (!old) return [];
+  const a = getPath(old, ['spec', 'selector']);
+  const b = getPath(o, ['spec', 'selector']);
+  if (JSON.stringify(sortKeys(a)) === JSON.stringify(sortKeys(b))) return [];
+  return [{ type: 'FieldValueInvalid', field: 'spec.selector', value: b, hasValue: true, detail: 'field is immutable' }];
+}
+
+/** ConfigMaps and Secrets marked immutable keep their data. */
+function validateImmutableData(o: KubeObject, old: KubeObject | undefined): FieldError[] {
+  if (!old || old.immutable !== true) return [];
+  const errs: FieldError[] = [];
+  if (o.immutable !== true) errs.push({ type: 'FieldValueForbidden', field: 'immutable', detail: 'field is immutable when `immutable` is set' });
+  for (const key of ['data', 'binaryData', 'stringData', 'type']) {
+    if (JSON.stringify(sortKeys(o[key])) !== JSON.stringify(sortKeys(old[key]))) {
+      errs.push({ type: 'FieldValueForbidden', field: key, detail: 'field is immutable when `immutable` is set' });
+    }
+  }
+  return errs;
 }
 
 // --- nodes ----------------------------------------------------------------
@@ -474,6 +532,7 @@ export function builtinResources(): ResourceDef[] {
       verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
       status: true,
       nameRule: 'label',
+      extraSubresources: [{ name: 'finalize', kind: 'Namespace', verbs: ['update'] }],
       initialStatus: () => ({ phase: 'Active' }),
       defaults: (o) => {
         const spec = (o.spec ??= {}) as Record<string, unknown>;
@@ -494,6 +553,8 @@ export function builtinResources(): ResourceDef[] {
       status: true,
       initialStatus: (o) => ({ phase: 'Pending', qosClass: qosClass(o) }),
       defaults: defaultPod,
+      validate: validatePodUpdate,
+      extraSubresources: [{ name: 'binding', kind: 'Binding', verbs: ['create'] }],
       returnDeletedObject: true,
       fields: {
         'spec.nodeName': field('spec', 'nodeName'),
@@ -575,6 +636,7 @@ export function builtinResources(): ResourceDef[] {
       version: 'v1',
       resource: 'configmaps',
       kind: 'ConfigMap',
+      validate: validateImmutableData,
       shortNames: ['cm'],
       printer: simplePrinter([
         {
@@ -588,6 +650,7 @@ export function builtinResources(): ResourceDef[] {
       version: 'v1',
       resource: 'secrets',
       kind: 'Secret',
+      validate: validateImmutableData,
       fields: { type: field('type') },
       defaults: (o) => {
         (o as Record<string, unknown>).type ??= 'Opaque';
@@ -708,6 +771,7 @@ export function builtinResources(): ResourceDef[] {
       scale: replicasScale,
       generation: true,
       defaults: defaultWorkload,
+      validate: validateSelectorUpdate,
       printer: deploymentPrinter,
     }),
     builtin({
@@ -720,6 +784,7 @@ export function builtinResources(): ResourceDef[] {
       status: true,
       generation: true,
       defaults: defaultWorkload,
+      validate: validateSelectorUpdate,
       printer: daemonSetPrinter,
     }),
     builtin({
@@ -733,6 +798,7 @@ export function builtinResources(): ResourceDef[] {
       scale: replicasScale,
       generation: true,
       defaults: defaultWorkload,
+      validate: validateSelectorUpdate,
       printer: statefulSetPrinter,
     }),
     builtin({
@@ -746,6 +812,7 @@ export function builtinResources(): ResourceDef[] {
       scale: replicasScale,
       generation: true,
       defaults: defaultWorkload,
+      validate: validateSelectorUpdate,
       fields: { 'status.replicas': field('status', 'replicas') },
       printer: replicaSetPrinter,
     }),

@@ -97,6 +97,9 @@ export function apiResourceList(registry: Registry, group: string, version: stri
     if (d.scale) {
       resources.push({ name: `${d.resource}/scale`, singularName: '', namespaced: d.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: subresourceVerbs });
     }
+    for (const x of d.extraSubresources ?? []) {
+      resources.push({ name: `${d.resource}/${x.name}`, singularName: '', namespaced: d.namespaced, kind: x.kind, verbs: x.verbs });
+    }
   }
   return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: gv(group, version), resources };
 }
@@ -114,6 +117,7 @@ function discoveryResource(d: ResourceDef): Record<string, unknown> {
   const subs: Record<string, unknown>[] = [];
   if (d.status) subs.push({ subresource: 'status', responseKind: { group: d.group, version: d.version, kind: d.kind }, verbs: subresourceVerbs });
   if (d.scale) subs.push({ subresource: 'scale', responseKind: { group: 'autoscaling', version: 'v1', kind: 'Scale' }, verbs: subresourceVerbs });
+  for (const x of d.extraSubresources ?? []) subs.push({ subresource: x.name, responseKind: { group: d.group, version: d.version, kind: x.kind }, verbs: x.verbs });
   if (subs.length) r.subresources = subs;
   return r;
 }

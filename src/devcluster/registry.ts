@@ -46,6 +46,8 @@ export interface ResourceDef {
   /** Has a `/status` subresource: main-resource writes keep the old status. */
   status: boolean;
   scale?: ScalePaths;
+  /** Subresources beyond status and scale (pods/binding, namespaces/finalize), for discovery. */
+  extraSubresources?: { name: string; kind: string; verbs: string[] }[];
   /**
    * Storage identity. Versions of one group/resource share it; core/v1 and
    * events.k8s.io/v1 Events share one too, as in kube-apiserver.

@@ -210,7 +210,7 @@ function routeResource(registry: Registry, group: string, version: string, segs:
   const subresource = rest[2];
   if (def.namespaced && namespace === undefined && name !== undefined) throw pathNotFound();
   if (!def.namespaced && namespace !== undefined) throw pathNotFound();
-  if (subresource !== undefined && !(subresource === 'status' && def.status) && !(subresource === 'scale' && def.scale) && !(subresource === 'finalize' && def.storage === '/namespaces')) {
+  if (subresource !== undefined && !(subresource === 'status' && def.status) && !(subresource === 'scale' && def.scale) && !def.extraSubresources?.some((x) => x.name === subresource)) {
     throw pathNotFound();
   }
   if (name === '') throw pathNotFound();
@@ -449,6 +449,11 @@ export function createHandler(state: ClusterState, opts: ServerOptions, serverAd
     };
 
     if (subresource === 'scale') return handleScale(req, res, route, q, neg);
+    if (subresource === 'binding') {
+      if (method !== 'POST') throw methodNotAllowed();
+      const wo = writeOptions(req, q);
+      return respondWrite(res, api.bind(def, namespace, name!, decodeObjectBody(req, await readBody(req)), wo), neg, def);
+    }
     if (subresource === 'finalize') {
       if (method !== 'PUT') throw methodNotAllowed();
       const body = decodeObjectBody(req, await readBody(req));

@@ -424,6 +424,55 @@ describe('services', () => {
   });
 });
 
+describe('immutability of built-ins', () => {
+  it.each([
+    {
+      description: 'a pod spec outside the mutable fields',
+      create: ['/api/v1/namespaces/default/pods', { metadata: { name: 'imm-pod' }, spec: { containers: [{ name: 'c', image: 'a:1' }] } }],
+      patch: ['/api/v1/namespaces/default/pods/imm-pod', { spec: { hostNetwork: true } }],
+      allowed: ['/api/v1/namespaces/default/pods/imm-pod', { spec: { containers: [{ name: 'c', image: 'a:2' }] } }],
+      expected: { field: 'spec', reason: 'FieldValueForbidden', message: expect.stringContaining('Forbidden: pod updates may not change fields other than `spec.containers[*].image`') },
+    },
+    {
+      description: 'a Deployment selector',
+      create: [
+        '/apis/apps/v1/namespaces/default/deployments',
+        { metadata: { name: 'imm-deploy' }, spec: { selector: { matchLabels: { a: 'b' } }, template: { metadata: { labels: { a: 'b', c: 'd' } }, spec: { containers: [{ name: 'c', image: 'i' }] } } } },
+      ],
+      patch: ['/apis/apps/v1/namespaces/default/deployments/imm-deploy', { spec: { selector: { matchLabels: { c: 'd' } } } }],
+      allowed: ['/apis/apps/v1/namespaces/default/deployments/imm-deploy', { spec: { replicas: 2 } }],
+      expected: { field: 'spec.selector', reason: 'FieldValueInvalid', message: expect.stringContaining('field is immutable') },
+    },
+    {
+      description: 'the data of an immutable ConfigMap',
+      create: ['/api/v1/namespaces/default/configmaps', { metadata: { name: 'imm-cm' }, data: { a: '1' }, immutable: true }],
+      patch: ['/api/v1/namespaces/default/configmaps/imm-cm', { data: { a: '2' } }],
+      allowed: ['/api/v1/namespaces/default/configmaps/imm-cm', { metadata: { labels: { x: 'y' } } }],
+      expected: { field: 'data', reason: 'FieldValueForbidden', message: 'Forbidden: field is immutable when `immutable` is set' },
+    },
+  ])('refuses to change $description (422) and allows what may change', async ({ create, patch, allowed, expected }) => {
+    expect((await http(c, 'POST', create[0] as string, create[1])).status).toBe(201);
+    const refused = await http(c, 'PATCH', patch[0] as string, patch[1], { 'Content-Type': 'application/strategic-merge-patch+json' });
+    expect(refused.status).toBe(422);
+    expect(refused.json.details.causes).toEqual([expected]);
+    const ok = await http(c, 'PATCH', allowed[0] as string, allowed[1], { 'Content-Type': 'application/strategic-merge-patch+json' });
+    expect(ok.status).toBe(200);
+  });
+
+  it('binds a pod to a node through pods/binding, once', async () => {
+    await http(c, 'POST', '/api/v1/namespaces/default/pods', { metadata: { name: 'bind-me' }, spec: { containers: [{ name: 'c', image: 'i' }] } });
+    const bind = { apiVersion: 'v1', kind: 'Binding', metadata: { name: 'bind-me' }, target: { apiVersion: 'v1', kind: 'Node', name: 'node-9' } };
+    const r = await http(c, 'POST', '/api/v1/namespaces/default/pods/bind-me/binding', bind);
+    expect(r.status).toBe(201);
+    const pod = await http(c, 'GET', '/api/v1/namespaces/default/pods/bind-me');
+    expect(pod.json.spec.nodeName).toBe('node-9');
+    expect(pod.json.status.conditions).toEqual([expect.objectContaining({ type: 'PodScheduled', status: 'True' })]);
+    const again = await http(c, 'POST', '/api/v1/namespaces/default/pods/bind-me/binding', bind);
+    expect(again.status).toBe(409);
+    expect(again.json.message).toContain('is already assigned to node "node-9"');
+  });
+});
+
 describe('lifecycles', () => {
   it('a deleted namespace terminates: no new content, its objects go, then it goes', async () => {
     await http(c, 'POST', '/api/v1/namespaces', { metadata: { name: 'doomed' } });
