@@ -100,29 +100,34 @@ export class Announcer {
  * nobody listens on comes back as ICMP port unreachable (ECONNREFUSED on the
  * next operation of a connected socket); no route fails at once.
  */
-export async function probeCollector(collector: { address: string; port: number }, _src?: string, waitMs = 300): Promise<void> {
+export async function probeCollector(collector: { address: string; port: number }, waitMs = 300): Promise<void> {
   const socket = createSocket(isIPv6(collector.address) ? 'udp6' : 'udp4');
   const fail = (why: string) =>
     new UserError(`collector ${collector.address}:${collector.port} is unreachable: ${why}`, {
       exitCode: ExitCode.unreachable,
       hint: 'start it (podtap collector --listen ADDR:PORT --out DIR) or fix --collector',
     });
+  const code = (err: Error) => (err as NodeJS.ErrnoException).code ?? err.message;
+  const probe = encodeAnnouncement({
+    v: 1, token: '', node: 'probe', sender: 'sniff', senderId: 'probe', instance: 0, tunnel: 'Geneve',
+    policy: null, clock: monotonicRealtimePair(), interfaces: [],
+  });
+  let timer: NodeJS.Timeout | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
-      socket.once('error', (err: NodeJS.ErrnoException) => reject(fail(err.code ?? err.message)));
+      socket.once('error', (err) => reject(fail(code(err))));
       socket.connect(collector.port, collector.address, () => {
-        const probe = encodeAnnouncement({
-          v: 1, token: '', node: 'probe', sender: 'sniff', senderId: 'probe', instance: 0, tunnel: 'Geneve',
-          policy: null, clock: monotonicRealtimePair(), interfaces: [],
-        });
         socket.send(probe, (err) => {
-          if (err) return reject(fail((err as NodeJS.ErrnoException).code ?? err.message));
+          if (err) return reject(fail(code(err)));
           // a second send surfaces a pending ICMP error as ECONNREFUSED
-          setTimeout(() => socket.send(probe, (e2) => (e2 ? reject(fail((e2 as NodeJS.ErrnoException).code ?? e2.message)) : setTimeout(resolve, 50))), waitMs);
+          timer = setTimeout(() => {
+            socket.send(probe, (e2) => (e2 ? reject(fail(code(e2))) : (timer = setTimeout(resolve, 50))));
+          }, waitMs);
         });
       });
     });
   } finally {
+    clearTimeout(timer);
     socket.close();
   }
 }

@@ -3,6 +3,8 @@
  * computes the scratch cache's value size here and passes it with -D; a kernel
  * test proves the verifier accepts exactly this size and refuses one byte less.
  */
+import { META_LEN } from '../wire/format.ts';
+
 export type TunnelKind = 'Geneve' | 'VXLAN';
 
 export const ETH_HLEN = 14;
@@ -10,8 +12,8 @@ export const ETH_HLEN = 14;
 export const FRAME_MAX = 65535 + ETH_HLEN;
 const UDP_LEN = 8;
 const TUN_BASE_LEN = 8;
-/** Geneve option header (4) + struct pt_meta (48). */
-const GENEVE_OPT_LEN = 4 + 48;
+/** Geneve option header (4) + struct pt_meta (bpf/include/wire.h). */
+const GENEVE_OPT_LEN = 4 + META_LEN;
 /** Smallest inner IP header prefix a piece carries: Ethernet + 20-byte IPv4. */
 const MIN_INNER_PREFIX = ETH_HLEN + 20;
 

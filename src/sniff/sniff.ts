@@ -138,7 +138,7 @@ export async function sniffCommand(argv: string[]): Promise<number> {
   let announcer: Announcer | undefined;
   try {
     const applied = await session.apply(cfg, mtu ? { mtu } : (spec.mtu ? { mtu: spec.mtu } : {}));
-    await probeCollector(cfg.collector, applied.route.src);
+    await probeCollector(cfg.collector);
     for (const name of ifaces) await session.attach(name, cfg.direction);
     announcer = new Announcer({
       collector: cfg.collector,
