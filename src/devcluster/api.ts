@@ -619,7 +619,7 @@ export class Api {
       throw new ApiError(422, 'Invalid', `DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "${del.propagationPolicy}": supported values: "Foreground", "Background", "Orphan", "nil"`);
     }
     const policy = del.propagationPolicy ?? (del.orphanDependents === true ? 'Orphan' : del.orphanDependents === false ? 'Background' : undefined);
-    const result = this.deleteObject(def, old, policy, opts.dryRun);
+    const result = this.deleteObject(def, old, policy, { dryRun: opts.dryRun, gracePeriodSeconds: del.gracePeriodSeconds });
     const gone = result.deleted;
     const code = !gone && del.orphanDependents === false ? 202 : 200;
     if (gone && !def.returnDeletedObject) {
@@ -637,11 +637,20 @@ export class Api {
   }
 
   /**
-   * Graceful deletion: finalizers (including the GC's orphan and
-   * foregroundDeletion, added per policy) turn it into setting
-   * deletionTimestamp; without finalizers the object goes at once.
+   * Graceful deletion. Pods bound to a node get deletionTimestamp = now +
+   * grace period and wait for their kubelet (controllers.ts stands in for
+   * it); a shorter grace period shortens that, 0 skips it. Otherwise
+   * finalizers (including the GC's orphan and foregroundDeletion, added per
+   * policy) turn deletion into setting deletionTimestamp; without any the
+   * object goes at once.
    */
-  deleteObject(def: ResourceDef, old: KubeObject, policy: 'Orphan' | 'Background' | 'Foreground' | undefined, dryRun = false): { deleted: boolean; object: KubeObject } {
+  deleteObject(
+    def: ResourceDef,
+    old: KubeObject,
+    policy: 'Orphan' | 'Background' | 'Foreground' | undefined,
+    opts: { dryRun?: boolean; gracePeriodSeconds?: number } = {},
+  ): { deleted: boolean; object: KubeObject } {
+    const dryRun = opts.dryRun === true;
     let finalizers = [...(old.metadata.finalizers ?? [])];
     if (policy === 'Orphan' && !finalizers.includes('orphan')) finalizers.push('orphan');
     if (policy === 'Foreground' && !finalizers.includes('foregroundDeletion')) finalizers.push('foregroundDeletion');
@@ -652,17 +661,28 @@ export class Api {
     if (def.storage === CRD_STORAGE && !old.metadata.deletionTimestamp && !finalizers.includes(CRD_CLEANUP_FINALIZER)) {
       finalizers.push(CRD_CLEANUP_FINALIZER);
     }
+    const grace = podGracePeriod(def, old, opts.gracePeriodSeconds);
+    const meta = { ...old.metadata, finalizers };
+    if (finalizers.length === 0) delete (meta as { finalizers?: string[] }).finalizers;
+    if (grace !== undefined && grace > 0) {
+      const current = old.metadata.deletionGracePeriodSeconds;
+      if (old.metadata.deletionTimestamp && current !== undefined && grace >= current) return { deleted: false, object: old };
+      meta.deletionTimestamp = new Date(Math.floor(Date.now() / 1000) * 1000 + grace * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+      meta.deletionGracePeriodSeconds = grace;
+      if (!old.metadata.deletionTimestamp && meta.generation !== undefined) meta.generation = meta.generation + 1;
+      const next: KubeObject = { ...old, metadata: meta };
+      if (dryRun) return { deleted: false, object: next };
+      return { deleted: false, object: this.store.update(def.storage, next, old) };
+    }
     const nsPending = def.storage === NAMESPACE_STORAGE;
     if (finalizers.length === 0 && !nsPending) {
       if (dryRun) return { deleted: true, object: old };
       return { deleted: true, object: this.store.remove(def.storage, old) };
     }
-    const meta = { ...old.metadata, finalizers };
-    if (finalizers.length === 0) delete (meta as { finalizers?: string[] }).finalizers;
-    if (!old.metadata.deletionTimestamp) {
+    if (!old.metadata.deletionTimestamp || (old.metadata.deletionGracePeriodSeconds ?? 0) > 0) {
       meta.deletionTimestamp = nowTimestamp();
       meta.deletionGracePeriodSeconds = 0;
-      if (meta.generation !== undefined) meta.generation = meta.generation + 1;
+      if (!old.metadata.deletionTimestamp && meta.generation !== undefined) meta.generation = meta.generation + 1;
     }
     let next: KubeObject = { ...old, metadata: meta };
     if (nsPending) next = { ...next, status: { ...(isPlainObject(old.status) ? old.status : {}), phase: 'Terminating' } };
@@ -678,7 +698,7 @@ export class Api {
       const current = this.resourceStore(def).get(o.metadata.namespace, o.metadata.name ?? '');
       if (!current) continue;
       const policy = del.propagationPolicy ?? (del.orphanDependents === true ? 'Orphan' : undefined);
-      out.push(this.output(def, this.deleteObject(def, current, policy, opts.dryRun).object));
+      out.push(this.output(def, this.deleteObject(def, current, policy, { dryRun: opts.dryRun, gracePeriodSeconds: del.gracePeriodSeconds }).object));
     }
     return {
       code: 200,
@@ -704,6 +724,19 @@ export class Api {
   keyOf(def: ResourceDef, o: KubeObject): string {
     return objectKey(def.namespaced ? o.metadata.namespace : undefined, o.metadata.name ?? '');
   }
+}
+
+/**
+ * The grace period of a pod's deletion, or undefined when it is deleted at
+ * once: pods not bound to a node or already finished have no kubelet to wait for.
+ */
+function podGracePeriod(def: ResourceDef, pod: KubeObject, requested: number | undefined): number | undefined {
+  if (def.storage !== '/pods') return undefined;
+  const spec = (pod.spec ?? {}) as { nodeName?: string; terminationGracePeriodSeconds?: number };
+  const phase = (pod.status as { phase?: string } | undefined)?.phase;
+  if (!spec.nodeName || phase === 'Succeeded' || phase === 'Failed') return undefined;
+  const grace = requested ?? spec.terminationGracePeriodSeconds ?? 30;
+  return Math.max(0, grace);
 }
 
 function namespaceFinalizersPending(def: ResourceDef, o: KubeObject): boolean {

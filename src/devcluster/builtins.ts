@@ -653,7 +653,15 @@ export function builtinResources(): ResourceDef[] {
       validate: validateImmutableData,
       fields: { type: field('type') },
       defaults: (o) => {
-        (o as Record<string, unknown>).type ??= 'Opaque';
+        const secret = o as Record<string, unknown>;
+        secret.type ??= 'Opaque';
+        // stringData is write-only: the API server merges it into data.
+        if (isPlainObject(secret.stringData)) {
+          const data: Record<string, unknown> = isPlainObject(secret.data) ? { ...secret.data } : {};
+          for (const [k, v] of Object.entries(secret.stringData)) data[k] = Buffer.from(String(v)).toString('base64');
+          secret.data = data;
+        }
+        delete secret.stringData;
       },
       printer: simplePrinter([
         { def: col('Type', 'string', 'The type of the secret'), cell: (o) => str(o.type) ?? 'Opaque' },

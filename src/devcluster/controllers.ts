@@ -6,7 +6,8 @@
  *   CRD keeps its cleanup finalizer until its custom resources are gone;
  * - namespace lifecycle: a deleted namespace is Terminating until the
  *   objects in it are deleted, then its `kubernetes` finalizer is removed;
- *   every new namespace gets its `default` ServiceAccount.
+ *   every new namespace gets its `default` ServiceAccount;
+ * - the kubelet's side of graceful pod deletion (containers stop at once).
  */
 import type { Logger } from 'pino';
 import { defaultWriteOptions, NAMESPACE_STORAGE, type Api } from './api.ts';
@@ -24,10 +25,12 @@ export class Controllers {
   private readonly terminatingNamespaces = new Set<string>();
   private readonly pending = new Set<string>();
   private closed = false;
+  private readonly podTerminationMs: number;
 
-  constructor(api: Api, log: Logger) {
+  constructor(api: Api, log: Logger, opts: { podTerminationMs?: number } = {}) {
     this.api = api;
     this.log = log.child({ controller: 'control-plane' });
+    this.podTerminationMs = opts.podTerminationMs ?? 200;
     api.store.onChange((storage, e) => this.observe(storage, e));
   }
 
@@ -50,6 +53,7 @@ export class Controllers {
   }
 
   private observe(storage: string, e: ChangeEvent): void {
+    if (storage === '/pods') this.observePod(e);
     if (storage === CRD_STORAGE) this.observeCrd(e);
     if (storage === NAMESPACE_STORAGE) this.observeNamespace(e);
     if (e.type === 'DELETED') {
@@ -57,6 +61,34 @@ export class Controllers {
       if (ns && this.terminatingNamespaces.has(ns)) this.later(`ns:${ns}`, () => this.finishNamespace(ns));
       for (const [crd, s] of this.terminatingCrds) if (s === storage) this.later(`crd:${crd}`, () => this.finishCrd(crd));
     }
+  }
+
+  // ---- pods ------------------------------------------------------------------
+
+  /**
+   * The kubelet's part of graceful deletion: containers "stop" after
+   * `podTerminationMs`, then the pod is deleted with grace period 0 (its
+   * finalizers, if any, still hold it).
+   */
+  private observePod(e: ChangeEvent): void {
+    const m = e.object.metadata;
+    if (e.type === 'DELETED' || !m.deletionTimestamp || !(m.deletionGracePeriodSeconds! > 0)) return;
+    const uid = m.uid;
+    const key = `kubelet:${e.key}:${uid}:${m.deletionGracePeriodSeconds}`;
+    if (this.pending.has(key) || this.closed) return;
+    this.pending.add(key);
+    const timer = setTimeout(() => {
+      this.pending.delete(key);
+      if (this.closed) return;
+      try {
+        const def = this.api.registry.get('', 'v1', 'pods')!;
+        const pod = this.api.storedByKey(def, e.key);
+        if (pod && pod.metadata.uid === uid && pod.metadata.deletionTimestamp) this.api.deleteObject(def, pod, undefined, { gracePeriodSeconds: 0 });
+      } catch (err) {
+        this.log.warn({ err, pod: e.key }, 'finishing a pod deletion failed');
+      }
+    }, Math.min(this.podTerminationMs, (m.deletionGracePeriodSeconds ?? 0) * 1000));
+    timer.unref();
   }
 
   // ---- CRDs ------------------------------------------------------------------

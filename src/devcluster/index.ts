@@ -32,6 +32,8 @@ export interface StartOptions {
   bookmarkIntervalMs?: number;
   /** Unsent bytes after which a watch that does not keep up is closed (default 64 MiB). */
   maxWatchBufferBytes?: number;
+  /** How long a deleted pod on a node stays Terminating before the stand-in kubelet finishes it (default 200 ms). */
+  podTerminationMs?: number;
 }
 
 export async function startApiServer(opts: StartOptions = {}): Promise<ApiServer> {
@@ -42,6 +44,7 @@ export async function startApiServer(opts: StartOptions = {}): Promise<ApiServer
     historySize: opts.historySize,
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
     maxWatchBufferBytes: opts.maxWatchBufferBytes,
+    podTerminationMs: opts.podTerminationMs,
   };
   const state = createClusterState(serverOpts);
   let address = '';

@@ -37,6 +37,8 @@ export interface ServerOptions {
   bookmarkIntervalMs?: number;
   /** Unsent watch data above which a slow watcher is disconnected. */
   maxWatchBufferBytes?: number;
+  /** How long the stand-in kubelet takes to stop a deleted pod's containers. */
+  podTerminationMs?: number;
 }
 
 export interface ClusterState {
@@ -58,7 +60,7 @@ export function createClusterState(opts: ServerOptions): ClusterState {
   }
   api.admission.push(new ServiceAllocator(api).admit, defaultServiceAccount);
   const gc = new GarbageCollector(api, opts.logger);
-  const controllers = new Controllers(api, opts.logger);
+  const controllers = new Controllers(api, opts.logger, { podTerminationMs: opts.podTerminationMs });
   const endpoints = new EndpointsController(api, opts.logger);
   const nsDef = registry.get('', 'v1', 'namespaces')!;
   for (const name of ['default', 'kube-system', 'kube-public', 'kube-node-lease']) {

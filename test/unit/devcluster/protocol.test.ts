@@ -459,6 +459,26 @@ describe('immutability of built-ins', () => {
     expect(ok.status).toBe(200);
   });
 
+  it('merges a Secret\'s stringData into data', async () => {
+    const r = await http(c, 'POST', '/api/v1/namespaces/default/secrets', { metadata: { name: 'sd' }, data: { a: 'YQ==' }, stringData: { b: 'bee' } });
+    expect(r.json.data).toEqual({ a: 'YQ==', b: 'YmVl' });
+    expect(r.json.stringData).toBeUndefined();
+    expect(r.json.type).toBe('Opaque');
+  });
+
+  it('deletes a pod on a node gracefully: Terminating first, gone when the stand-in kubelet is done', async () => {
+    await http(c, 'POST', '/api/v1/namespaces/default/pods', { metadata: { name: 'graceful' }, spec: { nodeName: 'node-1', containers: [{ name: 'c', image: 'i' }] } });
+    const s = await watch('/api/v1/namespaces/default/pods?watch=1&fieldSelector=metadata.name%3Dgraceful');
+    const del = await http(c, 'DELETE', '/api/v1/namespaces/default/pods/graceful');
+    expect(del.status).toBe(200);
+    expect(del.json.metadata.deletionGracePeriodSeconds).toBe(30);
+    expect(Date.parse(del.json.metadata.deletionTimestamp) - Date.now()).toBeGreaterThan(25_000);
+    await eventually(() => expect(s.lines.map((l) => `${l.type} ${l.object.metadata.deletionGracePeriodSeconds ?? '-'}`)).toEqual(['ADDED -', 'MODIFIED 30', 'DELETED 30']));
+    s.close();
+    await http(c, 'POST', '/api/v1/namespaces/default/pods', { metadata: { name: 'unbound' }, spec: { containers: [{ name: 'c', image: 'i' }] } });
+    expect((await http(c, 'DELETE', '/api/v1/namespaces/default/pods/unbound')).json.metadata.deletionTimestamp).toBeUndefined();
+  });
+
   it('binds a pod to a node through pods/binding, once', async () => {
     await http(c, 'POST', '/api/v1/namespaces/default/pods', { metadata: { name: 'bind-me' }, spec: { containers: [{ name: 'c', image: 'i' }] } });
     const bind = { apiVersion: 'v1', kind: 'Binding', metadata: { name: 'bind-me' }, target: { apiVersion: 'v1', kind: 'Node', name: 'node-9' } };
