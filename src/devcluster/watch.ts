@@ -116,14 +116,15 @@ export function serveWatch(api: Api, w: WatchRequest, req: IncomingMessage, res:
   };
 
   const rv = w.resourceVersion;
-  const initial = rv === undefined || rv === '' || rv === '0' || w.sendInitialEvents === true;
+  // sendInitialEvents, when given, decides; otherwise no resourceVersion (or "0") means "list, then watch".
+  const initial = w.sendInitialEvents ?? (rv === undefined || rv === '' || rv === '0');
   if (initial) {
     for (const key of r.sortedKeys(w.namespace)) {
       const o = r.getByKey(key);
       if (o && matches(o)) write(line('ADDED', o));
     }
     if (w.sendInitialEvents === true && w.allowBookmarks) bookmark({ 'k8s.io/initial-events-end': 'true' });
-  } else {
+  } else if (rv !== undefined && rv !== '' && rv !== '0') {
     const from = /^\d+$/.test(rv) ? Number(rv) : NaN;
     const events = Number.isNaN(from) ? undefined : r.eventsAfter(from);
     if (events === undefined) {
