@@ -1,5 +1,6 @@
 /**
- * Test topologies in network namespaces the tests create and always remove.
+ * Local labs in network namespaces (the demo, the tests, the benchmarks), all
+ * created here and always removed.
  *
  *   pod1 .. podN  (eth0)  <-veth->  node (hostIfs vpt1..N)     node up0 <-veth-> collector (eth0)
  *
@@ -8,6 +9,7 @@
  * 2001:db8::/32 only.
  */
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 
 export interface Pod {
@@ -40,7 +42,10 @@ export function inNs(ns: string, cmd: string, args: string[], opts: { reject?: b
   return sh('nsenter', [`--net=/run/netns/${ns}`, cmd, ...args], opts);
 }
 
-export const NODE_BIN = `${process.cwd()}/node_modules/.bin/node`;
+/** Node.js 24 of this checkout (the machine's may be older). */
+export const NODE_BIN = fileURLToPath(new URL('../../node_modules/.bin/node', import.meta.url));
+/** The podtap CLI of this checkout. */
+export const PODTAP_MAIN = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
 
 export async function createTopology(opts: { pods?: number; podMtu?: number; uplinkMtu?: number } = {}): Promise<Topology> {
   const prefix = `pt${randomBytes(3).toString('hex')}`;

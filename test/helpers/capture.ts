@@ -2,7 +2,7 @@
  * Ground truth and verdicts: tcpdump on the tapped veth, tshark reading files.
  */
 import { execa, type ResultPromise } from 'execa';
-import { NODE_BIN } from './netns.ts';
+import { NODE_BIN, PODTAP_MAIN } from './netns.ts';
 
 export interface Tcpdump {
   file: string;
@@ -108,7 +108,7 @@ export function diffMultiset(expected: Map<string, number>, actual: Map<string, 
 
 /** Run the podtap CLI inside @ns (or the current namespace) in the background. */
 export function podtap(ns: string | undefined, args: string[], env: Record<string, string> = {}): ResultPromise {
-  const cmd = [NODE_BIN, `${process.cwd()}/src/cli/main.ts`, ...args];
+  const cmd = [NODE_BIN, PODTAP_MAIN, ...args];
   const [file, argv] = ns ? ['nsenter', [`--net=/run/netns/${ns}`, ...cmd]] : [cmd[0]!, cmd.slice(1)];
   return execa(file, argv, { reject: false, env: { ...process.env, ...env }, buffer: true, all: true });
 }
