@@ -6,9 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { API_VERSION, type SniffAssignment } from '../api/index.ts';
-import { EventRecorder, KubeClient, Resources, loadKubeConfig, podNamespace } from '../k8s/index.ts';
+import { EventRecorder, KubeClient, Resources, loadKubeConfig, podNamespace, type ClusterAccess } from '../k8s/index.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { startHttp, type HttpEndpoint } from './http.ts';
 import { createInformers, policyKey, type ControllerInformers } from './informers.ts';
@@ -27,8 +26,8 @@ export const DEFAULT_LEASE_NAMESPACE = 'podtap-system';
 export interface ControllerOptions {
   /** A kubeconfig file; without it $KUBECONFIG, in-cluster, ~/.kube/config. */
   kubeconfig?: string | undefined;
-  /** An already loaded configuration (tests); wins over `kubeconfig`. */
-  kubeConfig?: KubeConfig | undefined;
+  /** An already resolved cluster (tests, the demo); wins over `kubeconfig`. */
+  access?: ClusterAccess | undefined;
   /** HOST:PORT for /metrics, /healthz, /readyz; '' disables. Default ':8080'. */
   metricsAddr?: string | undefined;
   leaderElect?: boolean | undefined;
@@ -97,8 +96,8 @@ function reconcileApi(client: KubeClient, metrics: ControllerMetrics): Reconcile
 export async function startController(opts: ControllerOptions = {}): Promise<RunningController> {
   const log = opts.logger ?? rootLogger('controller');
   const identity = opts.identity ?? defaultIdentity();
-  const kc = opts.kubeConfig ?? loadKubeConfig(opts.kubeconfig);
-  const client = new KubeClient(kc, { userAgent: 'podtap-controller' });
+  const access = opts.access ?? loadKubeConfig(opts.kubeconfig);
+  const client = new KubeClient(access, { userAgent: 'podtap-controller' });
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? false });
   const queue = new WorkQueue({ metrics: metrics.queue });
   const informers = createInformers({ client, queue, logger: log, statusCoalesceMs: opts.statusCoalesceMs });
@@ -240,6 +239,7 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
       metrics.leader.set(0);
       await informers.stop();
       await http?.close();
+      client.close();
       log.info('controller stopped');
     },
   };

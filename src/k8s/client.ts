@@ -1,7 +1,8 @@
 /**
- * A small REST client for the Kubernetes API on top of @kubernetes/client-node:
- * its KubeConfig resolves the cluster, credentials (tokens, exec plugins,
- * client certificates) and TLS settings; its ApiException is what errors are.
+ * A small REST client for the Kubernetes API. The cluster and credentials come
+ * from config.ts (the common cases read directly, the rest through
+ * @kubernetes/client-node's KubeConfig, which is also accepted here as is);
+ * errors are KubeApiError, shaped like client-node's ApiException.
  *
  * Why not the generated typed APIs: they convert every object through
  * ObjectSerializer (timestamps become Date objects, field by field), which is
@@ -14,12 +15,11 @@
  * controller's CPU, and client-node builds a new TLS agent for every request
  * (no connection reuse). Here one keep-alive agent carries every request, and
  * credentials are resolved once a minute (a rotating service-account token is
- * re-read then, and after any 401). A proxy-url in the kubeconfig is honoured
- * with client-node's own proxy agent.
+ * re-read then, and after any 401).
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
+import { accessFromClientNode, type ClusterAccess } from './config.ts';
 import { KubeApiError, httpStatus, type Status } from './errors.ts';
 
 /** Where a kind of object lives in the API. */
@@ -144,7 +144,7 @@ export function splitKey(key: string): { namespace: string; name: string } {
 }
 
 export class KubeClient {
-  readonly kubeConfig: KubeConfig;
+  readonly access: ClusterAccess;
   readonly server: string;
   private readonly timeoutMs: number;
   private readonly authTtlMs: number;
@@ -154,40 +154,34 @@ export class KubeClient {
   private connPending: Promise<Connection> | undefined;
   private agent: http.Agent | undefined;
 
-  constructor(kubeConfig: KubeConfig, opts: KubeClientOptions = {}) {
-    const cluster = kubeConfig.getCurrentCluster();
-    if (!cluster) throw new Error('the Kubernetes configuration has no current cluster');
-    this.kubeConfig = kubeConfig;
-    this.server = cluster.server.replace(/\/+$/, '');
+  /** `access` from loadKubeConfig(), or a client-node KubeConfig. */
+  constructor(access: ClusterAccess | Parameters<typeof accessFromClientNode>[0], opts: KubeClientOptions = {}) {
+    this.access = 'credentials' in access ? access : accessFromClientNode(access);
+    this.server = this.access.server.replace(/\/+$/, '');
     this.secure = this.server.startsWith('https:');
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.authTtlMs = opts.authTtlMs ?? 60_000;
     this.userAgent = opts.userAgent ?? 'podtap';
   }
 
-  /** Credentials and the keep-alive agent, resolved through client-node's KubeConfig. */
+  /** Credentials and the keep-alive agent (made once, from the first credentials' TLS settings). */
   private async resolve(): Promise<Connection> {
-    const o: https.RequestOptions & { headers?: Record<string, string> } = {};
-    await this.kubeConfig.applyToHTTPSOptions(o);
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(o.headers ?? {})) headers[k] = String(v);
-    if (o.auth) headers.Authorization = `Basic ${Buffer.from(o.auth).toString('base64')}`;
+    const cred = await this.access.credentials();
     if (!this.agent) {
-      if (this.kubeConfig.getCurrentCluster()?.proxyUrl) this.agent = o.agent as http.Agent;
+      const t = cred.tls;
+      if (cred.agent) this.agent = cred.agent;
       else if (this.secure) {
         this.agent = new https.Agent({
           keepAlive: true,
-          ca: o.ca,
-          cert: o.cert,
-          key: o.key,
-          pfx: o.pfx,
-          passphrase: o.passphrase,
-          ...(o.rejectUnauthorized !== undefined ? { rejectUnauthorized: o.rejectUnauthorized } : {}),
-          ...(o.servername ? { servername: o.servername } : {}),
+          ca: t.ca,
+          cert: t.cert,
+          key: t.key,
+          ...(t.insecureSkipVerify ? { rejectUnauthorized: false } : {}),
+          ...(t.serverName ? { servername: t.serverName } : {}),
         });
       } else this.agent = new http.Agent({ keepAlive: true });
     }
-    return { headers, agent: this.agent, at: Date.now() };
+    return { headers: cred.headers, agent: this.agent, at: Date.now() };
   }
 
   private async connection(): Promise<Connection> {

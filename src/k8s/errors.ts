@@ -5,8 +5,6 @@
  * a network failure (no status at all). Controllers decide between "retry
  * with backoff" and "give up" with these.
  */
-import { ApiException } from '@kubernetes/client-node';
-
 /** metav1.Status, as the API server returns it with every error. */
 export interface Status {
   kind?: string;
@@ -19,19 +17,25 @@ export interface Status {
 }
 
 /**
- * An API error with a readable message (client-node's own prints its
- * headers). It is an ApiException, so code that checks for one still works.
+ * An API error with a readable message. Shaped like client-node's
+ * ApiException (`code`, `body`, `headers`), which this module also
+ * classifies, without importing client-node (see config.ts for why).
  */
-export class KubeApiError extends ApiException<Status | undefined> {
+export class KubeApiError extends Error {
+  readonly code: number;
+  readonly body: Status | undefined;
+  readonly headers: Record<string, string>;
   readonly method: string;
   readonly path: string;
   constructor(code: number, method: string, path: string, body: Status | undefined, headers: Record<string, string> = {}) {
-    super(code, body?.message ?? '', body, headers);
+    const why = body?.message ?? body?.reason ?? 'no details';
+    super(`${method} ${path}: ${code} ${body?.reason ?? ''}: ${why}`.replace(/ {2}/, ' '));
     this.name = 'KubeApiError';
+    this.code = code;
+    this.body = body;
+    this.headers = headers;
     this.method = method;
     this.path = path;
-    const why = body?.message ?? body?.reason ?? 'no details';
-    this.message = `${method} ${path}: ${code} ${body?.reason ?? ''}: ${why}`.replace(/ {2}/, ' ');
   }
 }
 

@@ -57,9 +57,7 @@ describe('KubeClient', () => {
   });
 
   it('a connection failure is an Error with the cause (transient, no status)', async () => {
-    const kc = loadKubeConfig(server.kubeconfig(join(dir, 'dead')));
-    kc.clusters[0] = { ...kc.clusters[0]!, server: 'http://127.0.0.1:1' };
-    const dead = new KubeClient(kc);
+    const dead = new KubeClient({ ...loadKubeConfig(server.kubeconfig(join(dir, 'dead'))), server: 'http://127.0.0.1:1' });
     await expect(dead.get(Resources.pods, 'shop', 'p1')).rejects.toThrow('GET /api/v1/namespaces/shop/pods/p1: request failed');
   });
 });
@@ -116,9 +114,8 @@ describe('Informer', () => {
   });
 
   it('keeps trying when the server is unreachable, and stops when asked', async () => {
-    const kc = loadKubeConfig(server.kubeconfig(join(dir, 'dead2')));
-    kc.clusters[0] = { ...kc.clusters[0]!, server: 'http://127.0.0.1:1' };
-    const inf = new Informer<KubeObject>({ client: new KubeClient(kc), resource: Resources.pods, minBackoffMs: 5, maxBackoffMs: 20 });
+    const access = { ...loadKubeConfig(server.kubeconfig(join(dir, 'dead2'))), server: 'http://127.0.0.1:1' };
+    const inf = new Informer<KubeObject>({ client: new KubeClient(access), resource: Resources.pods, minBackoffMs: 5, maxBackoffMs: 20 });
     inf.start();
     await new Promise((r) => setTimeout(r, 100));
     expect(inf.hasSynced()).toBe(false);
