@@ -380,16 +380,20 @@ function defaultWorkload(o: KubeObject): void {
   const spec = (o.spec ??= {}) as Record<string, unknown>;
   if (o.kind !== 'DaemonSet') spec.replicas ??= 1;
   spec.revisionHistoryLimit ??= 10;
+  // A strategy without a type ({} included) gets the rolling-update defaults.
+  const rolling = (key: string, rollingUpdate: Record<string, unknown>) => {
+    const st = (isPlainObject(spec[key]) ? spec[key] : (spec[key] = {})) as Record<string, unknown>;
+    st.type ??= 'RollingUpdate';
+    if (st.type === 'RollingUpdate') st.rollingUpdate = { ...rollingUpdate, ...(isPlainObject(st.rollingUpdate) ? st.rollingUpdate : {}) };
+  };
   if (o.kind === 'Deployment') {
     spec.progressDeadlineSeconds ??= 600;
-    spec.strategy ??= { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%', maxSurge: '25%' } };
+    rolling('strategy', { maxUnavailable: '25%', maxSurge: '25%' });
   }
-  if (o.kind === 'DaemonSet') {
-    spec.updateStrategy ??= { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } };
-  }
+  if (o.kind === 'DaemonSet') rolling('updateStrategy', { maxUnavailable: 1, maxSurge: 0 });
   if (o.kind === 'StatefulSet') {
     spec.podManagementPolicy ??= 'OrderedReady';
-    spec.updateStrategy ??= { type: 'RollingUpdate', rollingUpdate: { partition: 0 } };
+    rolling('updateStrategy', { partition: 0 });
   }
   const template = spec.template;
   if (isPlainObject(template)) defaultPod(template as unknown as KubeObject);

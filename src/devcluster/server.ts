@@ -26,6 +26,7 @@ import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
 import { buildTable, parseIncludeObject } from './table.ts';
 import { encodeObject, serveWatch, type OutputShape } from './watch.ts';
 import { getPath, isPlainObject, type KubeObject } from './objects.ts';
+import { decodeProtobufObject, PROTOBUF } from './protobuf.ts';
 
 export const GIT_VERSION = 'v1.32.0-podtap.devcluster';
 const MAX_BODY = 3 * 1024 * 1024;
@@ -219,7 +220,7 @@ function routeResource(registry: Registry, group: string, version: string, segs:
   return { def, namespace, name, subresource, watchPath };
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
+async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -227,15 +228,17 @@ async function readBody(req: IncomingMessage): Promise<string> {
     if (size > MAX_BODY) throw tooLarge(`Request entity too large: limit is ${MAX_BODY}`);
     chunks.push(chunk as Buffer);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }
 
 function contentTypeOf(req: IncomingMessage): string {
   return (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
 }
 
-function decodeObjectBody(req: IncomingMessage, text: string): unknown {
+function decodeObjectBody(req: IncomingMessage, body: Buffer, def?: ResourceDef): unknown {
   const type = contentTypeOf(req);
+  if (type === PROTOBUF && def) return decodeProtobufObject(body, { apiVersion: apiVersionOf(def), kind: def.kind });
+  const text = body.toString('utf8');
   if (text.trim() === '') throw badRequest('Object body is empty');
   if (type === 'application/yaml') {
     try {
@@ -244,7 +247,7 @@ function decodeObjectBody(req: IncomingMessage, text: string): unknown {
       throw badRequest(`error converting YAML to JSON: ${(err as Error).message}`);
     }
   }
-  if (type !== 'application/json' && type !== '*/*') throw unsupportedMediaType(['application/json', 'application/yaml']);
+  if (type !== 'application/json' && type !== '*/*') throw unsupportedMediaType(['application/json', 'application/yaml', PROTOBUF]);
   try {
     return JSON.parse(text);
   } catch (err) {
@@ -458,7 +461,7 @@ export function createHandler(state: ClusterState, opts: ServerOptions, serverAd
     }
     if (subresource === 'finalize') {
       if (method !== 'PUT') throw methodNotAllowed();
-      const body = decodeObjectBody(req, await readBody(req));
+      const body = decodeObjectBody(req, await readBody(req), def);
       const old = api.getStored(def, undefined, name!);
       const spec = isPlainObject(body) && isPlainObject(body.spec) ? body.spec : {};
       const stored = api.internalUpdate(def, old, (o) => {
@@ -525,18 +528,19 @@ export function createHandler(state: ClusterState, opts: ServerOptions, serverAd
     }
 
     const wo = writeOptions(req, q);
-    const text = await readBody(req);
+    const raw = await readBody(req);
+    const text = raw.toString('utf8');
     switch (method) {
       case 'POST': {
         if (name !== undefined) throw methodNotAllowed();
         if (def.namespaced && namespace === undefined) throw pathNotFound();
         verb('create');
-        return respondWrite(res, api.create(def, namespace, decodeObjectBody(req, text), wo), neg, def);
+        return respondWrite(res, api.create(def, namespace, decodeObjectBody(req, raw, def), wo), neg, def);
       }
       case 'PUT': {
         if (name === undefined) throw methodNotAllowed();
         verb('update');
-        return respondWrite(res, api.update(def, namespace, name, decodeObjectBody(req, text), subresource, wo), neg, def);
+        return respondWrite(res, api.update(def, namespace, name, decodeObjectBody(req, raw, def), subresource, wo), neg, def);
       }
       case 'PATCH': {
         if (name === undefined) throw methodNotAllowed();
@@ -566,9 +570,10 @@ export function createHandler(state: ClusterState, opts: ServerOptions, serverAd
     const current = api.get(def, namespace, name!);
     if (method === 'GET') return send(res, 200, toScale(def, current), { format: neg.format });
     const wo = writeOptions(req, q);
-    const text = await readBody(req);
+    const raw = await readBody(req);
+    const text = raw.toString('utf8');
     let scale: unknown;
-    if (method === 'PUT') scale = decodeObjectBody(req, text);
+    if (method === 'PUT') scale = decodeObjectBody(req, raw);
     else if (method === 'PATCH') {
       const patched = api.patchValue(contentTypeOf(req), toScale(def, current), text);
       scale = patched;

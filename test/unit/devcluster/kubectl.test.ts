@@ -230,6 +230,58 @@ describe('kubectl against the embedded API', () => {
     expect((await kubectl(c, ['get', 'deployment', 'ssa', '-o', 'jsonpath={.spec.replicas}'])).stdout).toBe('1');
   });
 
+  it.each([
+    { description: 'namespace', args: ['create', 'namespace', 'gen'], get: ['namespace', 'gen'], expected: { status: { phase: 'Active' }, spec: { finalizers: ['kubernetes'] } } },
+    { description: 'configmap', args: ['create', 'configmap', 'gen-cm', '--from-literal=a=b'], get: ['configmap', 'gen-cm'], expected: { data: { a: 'b' } } },
+    { description: 'secret', args: ['create', 'secret', 'generic', 'gen-s', '--from-literal=k=v'], get: ['secret', 'gen-s'], expected: { data: { k: 'dg==' }, type: 'Opaque' } },
+    { description: 'serviceaccount', args: ['create', 'serviceaccount', 'gen-sa'], get: ['serviceaccount', 'gen-sa'], expected: { metadata: { name: 'gen-sa' } } },
+    {
+      description: 'deployment',
+      args: ['create', 'deployment', 'gen-d', '--image=nginx:1.27', '--port=80', '--replicas=2'],
+      get: ['deployment', 'gen-d'],
+      expected: {
+        spec: {
+          replicas: 2,
+          selector: { matchLabels: { app: 'gen-d' } },
+          strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%', maxUnavailable: '25%' } },
+          template: { spec: { containers: [{ name: 'nginx', image: 'nginx:1.27', imagePullPolicy: 'IfNotPresent', ports: [{ containerPort: 80, protocol: 'TCP' }] }] } },
+        },
+      },
+    },
+    {
+      description: 'service',
+      args: ['create', 'service', 'nodeport', 'gen-svc', '--tcp=81:http'],
+      get: ['service', 'gen-svc'],
+      expected: { spec: { type: 'NodePort', selector: { app: 'gen-svc' }, ports: [{ name: '81-http', port: 81, targetPort: 'http', protocol: 'TCP', nodePort: expect.any(Number) }] } },
+    },
+    {
+      description: 'clusterrole',
+      args: ['create', 'clusterrole', 'gen-cr', '--verb=get,list', '--resource=pods'],
+      get: ['clusterrole', 'gen-cr'],
+      expected: { rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] }] },
+    },
+    {
+      description: 'rolebinding',
+      args: ['create', 'rolebinding', 'gen-rb', '--clusterrole=gen-cr', '--serviceaccount=default:gen-sa'],
+      get: ['rolebinding', 'gen-rb'],
+      expected: { roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'gen-cr' }, subjects: [{ kind: 'ServiceAccount', name: 'gen-sa', namespace: 'default' }] },
+    },
+    { description: 'priorityclass (value 0 kept)', args: ['create', 'priorityclass', 'gen-pc', '--value=0'], get: ['priorityclass', 'gen-pc'], expected: { value: 0, preemptionPolicy: 'PreemptLowerPriority' } },
+    {
+      description: 'poddisruptionbudget',
+      args: ['create', 'poddisruptionbudget', 'gen-pdb', '--selector=app=x', '--min-available=50%'],
+      get: ['poddisruptionbudget', 'gen-pdb'],
+      expected: { spec: { minAvailable: '50%', selector: { matchLabels: { app: 'x' } } } },
+    },
+  ])('kubectl create $description (sent as protobuf) stores what it asked for', async ({ args, get, expected }) => {
+    const r = await kubectl(c, args);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/ created\n$/);
+    const obj = JSON.parse((await kubectl(c, ['get', ...get, '-o', 'json'])).stdout);
+    expect(obj).toMatchObject(expected);
+    expect(obj.metadata.creationTimestamp).toMatch(/Z$/);
+  });
+
   it('kubectl get pods prints the pod columns', async () => {
     const f = await writeManifest(
       c,

@@ -129,6 +129,23 @@ describe('errors', () => {
     expect(r.json).toMatchObject({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code, reason });
   });
 
+  it('reads protobuf bodies of the kinds kubectl create sends, and refuses others with 415', async () => {
+    const field = (n: number, bytes: Buffer) => Buffer.concat([Buffer.from([(n << 3) | 2, bytes.length]), bytes]);
+    const str = (n: number, v: string) => field(n, Buffer.from(v));
+    const envelope = (apiVersion: string, kind: string, raw: Buffer) =>
+      Buffer.concat([Buffer.from('k8s\0', 'latin1'), field(1, Buffer.concat([str(1, apiVersion), str(2, kind)])), field(2, raw)]);
+    const post = (path: string, body: Buffer) => fetch(c.url + path, { method: 'POST', headers: { 'Content-Type': 'application/vnd.kubernetes.protobuf' }, body });
+    // ConfigMap{metadata{name: "pb"}, data{"k": "v"}}
+    const cm = Buffer.concat([field(1, str(1, 'pb')), field(2, Buffer.concat([str(1, 'k'), str(2, 'v')]))]);
+    const ok = await post('/api/v1/namespaces/default/configmaps', envelope('v1', 'ConfigMap', cm));
+    expect(ok.status).toBe(201);
+    expect(((await ok.json()) as any).data).toEqual({ k: 'v' });
+    const pod = await post('/api/v1/namespaces/default/pods', envelope('v1', 'Pod', field(1, str(1, 'pb'))));
+    expect(pod.status).toBe(415);
+    const garbage = await post('/api/v1/namespaces/default/configmaps', Buffer.from('not protobuf'));
+    expect(garbage.status).toBe(400);
+  });
+
   it('refuses a strategic merge patch of an existing custom resource with 415', async () => {
     await http(c, 'POST', W, widget('smp'));
     const r = await http(c, 'PATCH', `${W}/smp`, '{}', { 'Content-Type': 'application/strategic-merge-patch+json' });
