@@ -14,14 +14,12 @@ import {
   celMethod,
   CelScalar,
   isCelError,
-  isCelMap,
   listType,
   mapType,
   parse,
   plan,
   type CelFunc,
   type CelMap,
-  type CelValue,
 } from '@bufbuild/cel';
 import { strings } from '@bufbuild/cel/ext';
 
@@ -334,9 +332,4 @@ export function evaluateRule(r: CompiledRule, self: unknown, oldSelf: unknown): 
     }
   }
   return { ok: false, message: ruleErrorString(r) };
-}
-
-/** True when a CEL value is one of our opaque IP/CIDR maps (for tests and printing). */
-export function isOpaque(v: CelValue): boolean {
-  return isCelMap(v) && (v.has(IP_KEY) || v.has(CIDR_KEY));
 }

@@ -101,11 +101,6 @@ export function nowTimestamp(): string {
   return stampText;
 }
 
-/** RFC 3339 with microseconds, as metav1.MicroTime serialises. */
-export function nowMicroTimestamp(): string {
-  return new Date().toISOString().replace(/Z$/, '000Z');
-}
-
 // The alphabet of k8s.io/apimachinery/pkg/util/rand.String: no vowels, no
 // confusable digits, so generated names never spell words.
 const alphanums = 'bcdfghjklmnpqrstvwxz2456789';

@@ -178,25 +178,6 @@ export function matchLabels(sel: LabelSelector, labels: Readonly<Record<string, 
   return true;
 }
 
-/** metav1.LabelSelector (matchLabels / matchExpressions) to requirements. */
-export function fromLabelSelectorObject(sel: unknown): LabelSelector | null {
-  if (sel === null || sel === undefined || typeof sel !== 'object') return null;
-  const s = sel as {
-    matchLabels?: Record<string, string>;
-    matchExpressions?: { key: string; operator: string; values?: string[] }[];
-  };
-  const reqs: LabelRequirement[] = [];
-  for (const [key, value] of Object.entries(s.matchLabels ?? {})) reqs.push({ key, op: 'Equals', values: [value] });
-  for (const e of s.matchExpressions ?? []) {
-    const op = ({ In: 'In', NotIn: 'NotIn', Exists: 'Exists', DoesNotExist: 'DoesNotExist' } as const)[
-      e.operator as 'In'
-    ];
-    if (!op) return null;
-    reqs.push({ key: e.key, op, values: e.values ?? [] });
-  }
-  return reqs;
-}
-
 export interface FieldRequirement {
   field: string;
   op: '=' | '!=';
