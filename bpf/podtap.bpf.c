@@ -31,13 +31,14 @@
 #define PT_NS 1000000000ull     /* token units per packet / byte (ns resolution) */
 #define PT_RATE_LIMITED ((PT_RATE_PPS) != 0 || (PT_RATE_BPS) != 0)
 
-/* 1-in-N sampling and the token bucket; 1 = mirror this packet. */
-static __always_inline int pt_admit(__u32 bytes, __u32 *reason)
+/* 1-in-N sampling, the token bucket and the policy's budget (limits: a
+ * runtime setting, so a new limit needs no recompile); 1 = mirror. */
+static __always_inline int pt_admit(const struct pt_config *cfg, __u32 bytes, __u32 *reason)
 {
 	__u32 zero = 0;
 	struct pt_limit *lim;
 
-	if (PT_SAMPLE_ONE_IN <= 1 && !PT_RATE_LIMITED)
+	if (PT_SAMPLE_ONE_IN <= 1 && !PT_RATE_LIMITED && !cfg->budget_packets && !cfg->budget_bytes)
 		return 1;
 	lim = bpf_map_lookup_elem(&pt_limit, &zero);
 	if (!lim)
@@ -80,6 +81,11 @@ static __always_inline int pt_admit(__u32 bytes, __u32 *reason)
 			return 0;
 		}
 	}
+	if ((cfg->budget_packets && __sync_fetch_and_add(&lim->admitted_packets, 1) >= cfg->budget_packets) ||
+	    (cfg->budget_bytes && __sync_fetch_and_add(&lim->admitted_bytes, bytes) >= cfg->budget_bytes)) {
+		*reason = PT_C_LIMIT;
+		return 0;
+	}
 	return 1;
 }
 
@@ -112,7 +118,7 @@ static __always_inline int pt_tap(struct __sk_buff *skb, const __u32 to_pod)
 		return TC_ACT_UNSPEC;
 	}
 	pt_count(PT_C_MATCHED, len);
-	if (!pt_admit(len, &reason)) {
+	if (!pt_admit(cfg, len, &reason)) {
 		pt_count(reason, len);
 		return TC_ACT_UNSPEC;
 	}

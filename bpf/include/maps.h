@@ -20,6 +20,8 @@ struct pt_config {
 	__u32 route_ifindex;    /* device of the route to the collector (FIB lookup) */
 	__u8 src[16];           /* outer source address (IPv4 in the first 4 bytes) */
 	__u8 dst[16];           /* collector address (IPv4 in the first 4 bytes) */
+	__u64 budget_packets;   /* stop mirroring after this many packets; 0 = no limit */
+	__u64 budget_bytes;     /* ... or this many bytes; 0 = no limit */
 };
 
 struct {
@@ -54,7 +56,8 @@ enum pt_reason {
 	PT_C_CSUM_UNSUPP = 19,  /* tunnel: non-inet offloaded checksum left as is */
 	PT_C_SLOT_BUSY = 20,    /* tunnel: stash slots all in use: cut synchronously */
 	PT_C_CARRIER_LOST = 21, /* emit: a stashed frame's carrier never arrived (lost) */
-	PT_C_MAX = 22,
+	PT_C_LIMIT = 22,        /* tap: matched after the policy's limit was reached */
+	PT_C_MAX = 23,
 };
 
 struct pt_count {
@@ -107,6 +110,8 @@ struct pt_limit {
 	__u64 last_ns;          /* last refill */
 	__u64 pkt_tokens;       /* in packets * 1e9 (ns units) */
 	__u64 byte_tokens;      /* in bytes * 1e9 */
+	__u64 admitted_packets; /* mirrored so far, against the budget */
+	__u64 admitted_bytes;
 };
 
 struct {

@@ -59,14 +59,14 @@ export class Announcer {
   }
 
   /** The announcements for the current state (split to fit a datagram). */
-  async build(): Promise<Buffer[]> {
+  async build(instance = this.opts.instance()): Promise<Buffer[]> {
     return encodeAnnouncements({
       v: 1,
       token: this.opts.token ?? '',
       node: this.opts.node,
       sender: this.opts.sender,
       senderId: this.senderId,
-      instance: this.opts.instance(),
+      instance,
       tunnel: this.opts.tunnel,
       policy: this.opts.policy,
       clock: monotonicRealtimePair(),
@@ -74,11 +74,12 @@ export class Announcer {
     });
   }
 
-  async announceNow(): Promise<void> {
+  /** Announce now, for @instance (default: the session's current one). */
+  async announceNow(instance?: number): Promise<void> {
     const socket = this.socket;
     if (!socket) return;
     try {
-      for (const msg of await this.build()) {
+      for (const msg of await this.build(instance)) {
         await new Promise<void>((resolve) => socket.send(msg, () => resolve()));
         this.sent++;
       }

@@ -3,7 +3,7 @@ export const REASONS = [
   'seen', 'skipOwn', 'filtered', 'matched', 'sampledOut', 'rateLimited', 'cloneError',
   'tunnelIn', 'mirrored', 'fragmented', 'pieces', 'truncated', 'oversize', 'noRoute',
   'redirectError', 'busy', 'foreign', 'shapeError', 'mtu', 'csumUnsupported',
-  'slotBusy', 'carrierLost',
+  'slotBusy', 'carrierLost', 'limitReached',
 ] as const;
 export type Reason = (typeof REASONS)[number];
 

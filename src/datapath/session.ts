@@ -167,7 +167,13 @@ export class Session {
    * (cached), load and pin if the object changed, configure it, and move the
    * tunnel and every tapped interface to it.
    */
-  async apply(cfg: DataplaneConfig, node: Partial<NodeParams> = {}): Promise<ApplyResult> {
+  async apply(
+    cfg: DataplaneConfig,
+    node: Partial<NodeParams> = {},
+    limits: { packets?: number; bytes?: number } = {},
+    /** Called with a new object's instance before traffic reaches it (announce it first). */
+    beforeSwap?: (instance: number) => Promise<void>,
+  ): Promise<ApplyResult> {
     const route = await routeTo(this.runner, cfg.collector.address);
     if (!route) {
       throw new UserError(`no route to the collector ${cfg.collector.address}`, {
@@ -183,7 +189,20 @@ export class Session {
     const loaded = compiled.key !== this.objectKey;
     const previous = this.object;
 
+    // the budget left for this object: what the limits allow minus what the
+    // objects this session replaced mirrored
+    const budget = (base: Counters) => ({
+      budgetPackets: limits.packets ? Math.max(1, limits.packets - base.mirrored.packets) : 0,
+      budgetBytes: limits.bytes ? Math.max(1, limits.bytes - base.mirrored.bytes) : 0,
+    });
     if (loaded) {
+      if (previous) {
+        try {
+          this.baseline = addCounters(this.baseline, await readCounters(previous.maps, this.runner));
+        } catch (err) {
+          this.log.warn({ err }, 'counters of the replaced object could not be read');
+        }
+      }
       const dir = join(this.dir, compiled.key);
       await rm(dir, { recursive: true, force: true });
       await mkdir(this.dir, { recursive: true });
@@ -193,9 +212,17 @@ export class Session {
       await writeCidrs(obj.maps, cfg.cidrs, this.runner);
       await writeConfig(obj.maps, {
         enabled: true, captureIfindex: capture.ifindex, instance, routeIfindex: route.ifindex,
-        src: route.src, dst: cfg.collector.address,
+        src: route.src, dst: cfg.collector.address, ...budget(this.baseline),
       }, this.runner);
       const oldIds = previous ? new Set(Object.values(previous.progs).map((p) => p.id)) : new Set<number>();
+      const previousInstance = this.instance;
+      this.instance = instance;
+      try {
+        await beforeSwap?.(instance);
+      } catch (err) {
+        this.log.warn({ err }, 'before-swap hook failed');
+      }
+      this.instance = previousInstance;
       // Emit stage, then tunnel, then taps: each stage is in place before the
       // one feeding it moves to the new object.
       await this.attachStages(obj, oldIds);
@@ -204,21 +231,14 @@ export class Session {
       this.instance = instance;
       this.config = cfg;
       for (const a of this.attachments.values()) await this.attachHooks(a.dev, a.direction, oldIds);
-      if (previous) {
-        try {
-          this.baseline = addCounters(this.baseline, await readCounters(previous.maps, this.runner));
-        } catch (err) {
-          this.log.warn({ err }, 'counters of the replaced object could not be read');
-        }
-        await rm(previous.dir, { recursive: true, force: true });
-      }
+      if (previous) await rm(previous.dir, { recursive: true, force: true });
       await this.removeStaleObjects();
       this.log.info({ key: compiled.key, cached: compiled.cached, compileMs: compiled.ms, mtu, instance }, 'object loaded');
     } else {
       // Same object: refresh what may have changed on the node.
       await writeConfig(this.object!.maps, {
         enabled: true, captureIfindex: capture.ifindex, instance: this.instance, routeIfindex: route.ifindex,
-        src: route.src, dst: cfg.collector.address,
+        src: route.src, dst: cfg.collector.address, ...budget(this.baseline),
       }, this.runner);
       await this.attachStages(this.object!, new Set());
       this.config = cfg;

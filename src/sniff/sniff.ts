@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { durationSeconds, type SniffPolicy } from '../api/sniffpolicy.ts';
 import { parseSniffPolicyYaml } from '../api/index.ts';
@@ -137,32 +138,36 @@ export async function sniffCommand(argv: string[]): Promise<number> {
   };
   let announcer: Announcer | undefined;
   try {
-    const applied = await session.apply(cfg, mtu ? { mtu } : (spec.mtu ? { mtu: spec.mtu } : {}));
+    const applied = await session.apply(cfg, mtu ? { mtu } : spec.mtu ? { mtu: spec.mtu } : {}, {
+      packets: spec.limits?.maxPackets ?? 0,
+      bytes: spec.limits?.maxBytes ?? 0,
+    });
     await probeCollector(cfg.collector);
-    for (const name of ifaces) await session.attach(name, cfg.direction);
+    // announce first: the collector knows each interface's name before its
+    // first packet can arrive
+    const indexes = new Map<string, number>();
+    for (const name of ifaces) {
+      const l = JSON.parse(await runner.check('ip', ['-j', 'link', 'show', 'dev', name])) as { ifindex: number }[];
+      indexes.set(name, l[0]?.ifindex ?? 0);
+    }
     announcer = new Announcer({
       collector: cfg.collector,
-      node: o.node ?? (await import('node:os')).hostname(),
+      node: o.node ?? hostname(),
       sender: 'sniff',
       tunnel,
       instance: () => session.currentInstance,
       policy: { namespace: policy.metadata.namespace ?? 'default', name: policy.metadata.name ?? 'sniff', uid: '' },
-      interfaces: async () => {
-        const links = new Map<string, number>();
-        for (const a of session.interfaces()) {
-          const l = JSON.parse((await runner.check('ip', ['-j', 'link', 'show', 'dev', a.dev]))) as { ifindex: number }[];
-          links.set(a.dev, l[0]?.ifindex ?? 0);
-        }
-        return session.interfaces().map((a) => ({
-          ifindex: links.get(a.dev) ?? 0,
-          name: a.dev,
+      interfaces: async () =>
+        ifaces.map((name) => ({
+          ifindex: indexes.get(name) ?? 0,
+          name,
           pod: null,
-          directions: a.direction === 'Both' ? ['Ingress', 'Egress'] : [a.direction],
-        }));
-      },
+          directions: cfg.direction === 'Both' ? ['Ingress', 'Egress'] : [cfg.direction],
+        })),
       logger: log,
     });
     await announcer.start();
+    for (const name of ifaces) await session.attach(name, cfg.direction);
     console.error(
       `podtap: tapping ${ifaces.join(', ')} (${cfg.direction}) -> ${cfg.collector.address}:${cfg.collector.port} ` +
         `${tunnel}, MTU ${applied.mtu} via ${applied.route.dev}${applied.cached ? ', cached object' : `, compiled in ${applied.compileMs} ms`}`,
