@@ -168,7 +168,7 @@ async function throughputRound(topo: Topology, mode: Mode): Promise<ThroughputRu
     });
   }
   if (mode === 'mirred') {
-    await inNs(topo.node, 'ip', ['link', 'add', 'vxbench', 'type', 'vxlan', 'id', '42', 'local', '198.18.200.1', 'remote', topo.collector.ip4, 'dstport', '4789', 'dev', 'up0']);
+    await inNs(topo.node, 'ip', ['link', 'add', 'vxbench', 'type', 'vxlan', 'id', '42', 'local', '198.18.9.1', 'remote', topo.collector.ip4, 'dstport', '4789', 'dev', 'up0']);
     await inNs(topo.node, 'ip', ['link', 'set', 'vxbench', 'up']);
     await inNs(topo.node, 'tc', ['qdisc', 'add', 'dev', p1.hostIf, 'clsact'], { reject: false });
     for (const hook of ['ingress', 'egress']) {

@@ -142,7 +142,7 @@ export class Lab {
       apiVersion: 'v1',
       kind: 'Node',
       metadata: { name: this.nodeName, labels: { 'kubernetes.io/hostname': this.nodeName, 'kubernetes.io/os': 'linux' } },
-      status: { addresses: [{ type: 'InternalIP', address: '198.18.200.1' }], conditions: [{ type: 'Ready', status: 'True' }] },
+      status: { addresses: [{ type: 'InternalIP', address: '198.18.9.1' }], conditions: [{ type: 'Ready', status: 'True' }] },
     });
     for (const p of this.pods) if (p.create !== false) await this.createPod(p);
   }
@@ -155,7 +155,7 @@ export class Lab {
       spec: { nodeName: this.nodeName, containers: [{ name: 'app', image: 'registry.invalid/podtap-lab:1' }] },
     });
     await this.client.patchStatus(REFS.Pod!, p.namespace, p.name, {
-      status: { phase: 'Running', hostIP: '198.18.200.1', podIP: p.ip4, podIPs: [{ ip: p.ip4 }, { ip: p.ip6 }], conditions: [{ type: 'Ready', status: 'True' }] },
+      status: { phase: 'Running', hostIP: '198.18.9.1', podIP: p.ip4, podIPs: [{ ip: p.ip4 }, { ip: p.ip6 }], conditions: [{ type: 'Ready', status: 'True' }] },
     });
   }
 

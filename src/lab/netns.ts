@@ -3,6 +3,7 @@
  * created here and always removed.
  *
  *   pod1 .. podN  (eth0)  <-veth->  node (hostIfs vpt1..N)     node up0 <-veth-> collector (eth0)
+ *   198.18.(10+i).2                                           198.18.9.1        198.18.9.2
  *
  * The "node" namespace routes between the pods and the collector, like a
  * Kubernetes node with a point-to-point CNI. Addresses: 198.18.0.0/15 and
@@ -58,7 +59,7 @@ export async function createTopology(opts: { pods?: number; podMtu?: number; upl
     prefix,
     node,
     pods,
-    collector: { ns: colNs, ip4: '198.18.200.2', ip6: '2001:db8:200::2', uplink: 'up0' },
+    collector: { ns: colNs, ip4: '198.18.9.2', ip6: '2001:db8:9::2', uplink: 'up0' },
     async destroy() {
       for (const ns of all) await sh('ip', ['netns', 'del', ns], { reject: false });
     },
@@ -82,10 +83,11 @@ export async function createTopology(opts: { pods?: number; podMtu?: number; upl
       const pod: Pod = {
         ns,
         hostIf,
-        ip4: `198.18.${i}.2`,
-        gw4: `198.18.${i}.1`,
-        ip6: `2001:db8:${i}::2`,
-        gw6: `2001:db8:${i}::1`,
+        // pod i: 198.18.(10+i).2/30 (the uplink has 198.18.9.0/30)
+        ip4: `198.18.${10 + i}.2`,
+        gw4: `198.18.${10 + i}.1`,
+        ip6: `2001:db8:${10 + i}::2`,
+        gw6: `2001:db8:${10 + i}::1`,
       };
       await sh('ip', ['-n', node, 'addr', 'add', `${pod.gw4}/30`, 'dev', hostIf]);
       await sh('ip', ['-n', ns, 'addr', 'add', `${pod.ip4}/30`, 'dev', 'eth0']);
@@ -99,15 +101,15 @@ export async function createTopology(opts: { pods?: number; podMtu?: number; upl
     await sh('ip', ['link', 'add', 'up0', 'netns', node, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', colNs]);
     await sh('ip', ['-n', node, 'link', 'set', 'up0', 'mtu', upMtu, 'up']);
     await sh('ip', ['-n', colNs, 'link', 'set', 'eth0', 'mtu', upMtu, 'up']);
-    await sh('ip', ['-n', node, 'addr', 'add', '198.18.200.1/30', 'dev', 'up0']);
-    await sh('ip', ['-n', colNs, 'addr', 'add', '198.18.200.2/30', 'dev', 'eth0']);
-    await sh('ip', ['-n', node, 'addr', 'add', '2001:db8:200::1/64', 'dev', 'up0', 'nodad']);
-    await sh('ip', ['-n', colNs, 'addr', 'add', '2001:db8:200::2/64', 'dev', 'eth0', 'nodad']);
-    await sh('ip', ['-n', colNs, 'route', 'add', '198.18.0.0/15', 'via', '198.18.200.1']);
-    await sh('ip', ['-n', colNs, '-6', 'route', 'add', '2001:db8::/32', 'via', '2001:db8:200::1']);
+    await sh('ip', ['-n', node, 'addr', 'add', '198.18.9.1/30', 'dev', 'up0']);
+    await sh('ip', ['-n', colNs, 'addr', 'add', '198.18.9.2/30', 'dev', 'eth0']);
+    await sh('ip', ['-n', node, 'addr', 'add', '2001:db8:9::1/64', 'dev', 'up0', 'nodad']);
+    await sh('ip', ['-n', colNs, 'addr', 'add', '2001:db8:9::2/64', 'dev', 'eth0', 'nodad']);
+    await sh('ip', ['-n', colNs, 'route', 'add', '198.18.0.0/15', 'via', '198.18.9.1']);
+    await sh('ip', ['-n', colNs, '-6', 'route', 'add', '2001:db8::/32', 'via', '2001:db8:9::1']);
     // resolve neighbours both ways so the first mirrored packet has an L2 route
-    await inNs(node, 'ping', ['-c1', '-W2', '198.18.200.2']);
-    await inNs(node, 'ping', ['-6', '-c1', '-W2', '2001:db8:200::2']);
+    await inNs(node, 'ping', ['-c1', '-W2', '198.18.9.2']);
+    await inNs(node, 'ping', ['-6', '-c1', '-W2', '2001:db8:9::2']);
     for (const p of pods) await inNs(p.ns, 'ping', ['-c1', '-W2', p.gw4]);
     return topo;
   } catch (err) {

@@ -117,7 +117,7 @@ describe('sniff fails clearly', () => {
       policy: { filter: { ports: [{ port: 90, endPort: 80 }] } },
     },
     { description: 'a verifier rejection, quoting its decisive lines', expected: ExitCode.verifier, message: /verifier rejected pt_tunnel: invalid access to map value[\s\S]*frag\.h:\d+/, env: { PODTAP_DEBUG_CACHE_DELTA: '-1' } },
-    { description: 'an unreachable collector (nothing listens)', expected: ExitCode.unreachable, message: /collector 198\.18\.200\.2:7 is unreachable/, collector: '198.18.200.2:7' },
+    { description: 'an unreachable collector (nothing listens)', expected: ExitCode.unreachable, message: /collector 198\.18\.9\.2:7 is unreachable/, collector: '198.18.9.2:7' },
     { description: 'no route to the collector', expected: ExitCode.unreachable, message: /no route to the collector/, collector: '198.19.254.1:6081' },
     { description: 'a usage error', expected: ExitCode.usage, message: /--policy and --iface are required/, bare: true },
   ];
