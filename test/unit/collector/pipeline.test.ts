@@ -9,11 +9,14 @@ import { PcapngWriter } from '../../../src/collector/pcapng.ts';
 import { Pipeline, type PipelineOptions } from '../../../src/collector/pipeline.ts';
 import { encodeAnnouncement, type Announcement } from '../../../src/wire/announce.ts';
 import { encodeFrame, type EncodeOptions } from '../../../src/wire/encode.ts';
-import { MALFORMED_REASONS, type MalformedReason } from '../../../src/wire/format.ts';
+import { MALFORMED_REASONS, META_LEN, MetaOff, type MalformedReason } from '../../../src/wire/format.ts';
 import { ipv4Frame, ipv6Frame, rawFrame } from '../wire/frames.ts';
 import { readCapture, runPipeline, tempDir } from './helpers.ts';
 
 const SRC = '198.18.0.1';
+/** struct pt_meta and the inner frame in a Geneve datagram with podtap's option */
+const META = 12;
+const INNER = META + META_LEN;
 
 function ann(over: Partial<Announcement> = {}): Buffer {
   return encodeAnnouncement({
@@ -83,12 +86,12 @@ describe('malformed and refused datagrams are counted by reason', () => {
     { description: 'no token required: any announcement', input: { datagrams: [ann({ token: 'whatever' }), ...enc(frame(1), { seq: 1 })] }, expected: { rebuilt: 1 } },
     {
       description: 'piece contradicting its frame (orig_len)',
-      input: { datagrams: [split[0]!, (() => { const b = Buffer.from(split[1]!); b.writeUInt32BE(9999, 12 + 16); return b; })(), split[2]!, split[1]!] },
+      input: { datagrams: [split[0]!, (() => { const b = Buffer.from(split[1]!); b.writeUInt32BE(9999, META + MetaOff.origLen); return b; })(), split[2]!, split[1]!] },
       expected: { inconsistent: 1, rebuilt: 1 },
     },
     {
       description: 'piece whose header prefix differs (another frame, same number)',
-      input: { datagrams: [split[0]!, (() => { const b = Buffer.from(split[1]!); b[60 + 14 + 12] = b[60 + 14 + 12]! ^ 1; return b; })(), split[1]!, split[2]!] },
+      input: { datagrams: [split[0]!, (() => { const b = Buffer.from(split[1]!); b[INNER + 14 + 12] = b[INNER + 14 + 12]! ^ 1; return b; })(), split[1]!, split[2]!] },
       expected: { inconsistent: 1, rebuilt: 1 },
     },
     {
@@ -126,7 +129,7 @@ describe('duplicates, overlaps and incomplete frames', () => {
   const ps = enc(f, { seq: 1 });
   const shifted = (i: number, by: number): Buffer => {
     const b = Buffer.from(ps[i]!);
-    b.writeUInt32BE(b.readUInt32BE(12 + 24) + by, 12 + 24);
+    b.writeUInt32BE(b.readUInt32BE(META + MetaOff.pieceOff) + by, META + MetaOff.pieceOff);
     return b;
   };
   it.each([

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { encodeFrame, makePlan, pieceSizes, type EncodeOptions } from '../../../src/wire/encode.ts';
-import { FRAME_MAX, Flag, Kind, framePrefixLen, parseTunnelDatagram, type PieceMeta } from '../../../src/wire/format.ts';
+import { FRAME_MAX, Flag, Kind, META_LEN, MetaOff, framePrefixLen, parseTunnelDatagram, type PieceMeta } from '../../../src/wire/format.ts';
 import { restorePrefix } from '../../../src/wire/restore.ts';
 import { ipv4Frame, ipv6Frame, rawFrame } from './frames.ts';
 
@@ -30,23 +30,35 @@ function ipChecksumOk(b: Buffer): boolean {
   return s === 0xffff;
 }
 
+const sizes = (pieceMax: number): { pieceMax: number; chunkMax: number } => ({ pieceMax, chunkMax: (pieceMax - 34) & ~7 });
+
 describe('piece sizes mirror bpf/include/consts.h', () => {
+  it('struct pt_meta is 13 Geneve words (52 bytes), csum_sink first', () => {
+    expect(META_LEN).toBe(52);
+    expect(MetaOff.csumSink).toBe(0);
+    expect(MetaOff.tstamp + 8).toBe(META_LEN);
+  });
+
   it.each([
-    { description: 'Geneve, outer IPv4, MTU 1500', input: { mtu: 1500 }, expected: { pieceMax: 1412, chunkMax: 1376 } },
-    { description: 'Geneve, outer IPv6, MTU 1500', input: { mtu: 1500, outerV6: true }, expected: { pieceMax: 1392, chunkMax: 1352 } },
+    // PT_PIECE_MAX = MTU - outer IP - UDP 8 - base header 8 - (option header 4 + PT_META_LEN, Geneve only);
+    // PT_CHUNK_MAX = (PT_PIECE_MAX - 14 - 20) & ~7
+    { description: 'Geneve, outer IPv4, MTU 1500', input: { mtu: 1500 }, expected: sizes(1500 - 20 - 8 - 8 - 4 - META_LEN) },
+    { description: 'Geneve, outer IPv6, MTU 1500', input: { mtu: 1500, outerV6: true }, expected: sizes(1500 - 40 - 8 - 8 - 4 - META_LEN) },
     { description: 'VXLAN, outer IPv4, MTU 1500', input: { mtu: 1500, tunnel: 'vxlan' as const }, expected: { pieceMax: 1464, chunkMax: 1424 } },
-    { description: 'Geneve, outer IPv4, MTU 9000', input: { mtu: 9000 }, expected: { pieceMax: 8912, chunkMax: 8872 } },
+    { description: 'Geneve, outer IPv4, MTU 9000', input: { mtu: 9000 }, expected: sizes(9000 - 20 - 8 - 8 - 4 - META_LEN) },
   ])('$description', ({ input, expected }) => {
     expect(pieceSizes(input)).toEqual(expected);
   });
 });
 
+const { pieceMax: PIECE_MAX, chunkMax: CHUNK_MAX } = pieceSizes({});
+
 describe('encoder plans like pt_plan_make', () => {
   const cases = [
     { description: 'small IPv4 frame: fast path, one piece', input: { frame: ipv4Frame({ proto: 'TCP', payload: 100 }), opts: {} }, expected: { kinds: [Kind.whole], n: 1, hdr: 0, off: 0 } },
     { description: 'fitting frame on the general path: no prefix', input: { frame: ipv4Frame({ proto: 'UDP', payload: 1000 }), opts: { fastPath: false } }, expected: { kinds: [Kind.whole], n: 1, hdr: 0, off: 0 } },
-    // 1412 > chunkMax 1376: the program copies a 36-byte prefix and a 1376-byte chunk
-    { description: 'frame of exactly PIECE_MAX on the general path', input: { frame: ipv4Frame({ proto: 'UDP', payload: 1412 - 42 }), opts: { fastPath: false } }, expected: { kinds: [Kind.whole], n: 1, hdr: 36, off: 36 } },
+    // PIECE_MAX > CHUNK_MAX: the program copies a prefix of the difference and a CHUNK_MAX chunk
+    { description: 'frame of exactly PIECE_MAX on the general path', input: { frame: ipv4Frame({ proto: 'UDP', payload: PIECE_MAX - 42 }), opts: { fastPath: false } }, expected: { kinds: [Kind.whole], n: 1, hdr: PIECE_MAX - CHUNK_MAX, off: PIECE_MAX - CHUNK_MAX } },
     { description: '65535-byte IPv4 packet', input: { frame: ipv4Frame({ proto: 'TCP', payload: 65535 - 40 }), opts: {} }, expected: { kinds: [Kind.ipv4], n: 48, hdr: 34, off: 34 } },
     { description: 'IPv4 with options', input: { frame: ipv4Frame({ proto: 'UDP', payload: 3000, options: 8 }), opts: {} }, expected: { kinds: [Kind.ipv4], n: 3, hdr: 42, off: 42 } },
     { description: 'IPv6 without extension headers', input: { frame: ipv6Frame({ proto: 'UDP', payload: 4000 }), opts: {} }, expected: { kinds: [Kind.ipv6New], n: 3, hdr: 62, off: 54 } },

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { encodeFrame } from '../../../src/wire/encode.ts';
+import { encodeFrame, pieceSizes } from '../../../src/wire/encode.ts';
 import { encodeAnnouncement } from '../../../src/wire/announce.ts';
-import { Flag, Kind, parseTunnelDatagram, type MalformedReason } from '../../../src/wire/format.ts';
+import { Flag, Kind, META_LEN, MetaOff, parseTunnelDatagram, type MalformedReason } from '../../../src/wire/format.ts';
 import { ipv4Frame, ipv6Frame, rawFrame } from './frames.ts';
 
 // offsets in a Geneve datagram with podtap's option: base 0-7, option header
-// 8-11, struct pt_meta 12-59, inner frame from 60
+// 8-11, struct pt_meta from 12 (META_LEN bytes), then the inner frame
 const M = 12;
+const OPT_WORDS = META_LEN / 4;
 
 function mutate(d: Buffer, f: (b: Buffer) => void): Buffer {
   const b = Buffer.from(d);
@@ -29,14 +30,16 @@ describe('parseTunnelDatagram', () => {
       seq: 0xfffffff0, cpu: 300, instance: 0xbeef, ifindex: 0x01020304, toPod: true, tstamp: 0x1122334455667788n,
     })[1]!;
     const p = parseTunnelDatagram(d, 'geneve');
+    // IPv4 pieces: 34-byte prefix, chunks of the largest multiple of 8 that fits
+    const chunk = (pieceSizes({}).pieceMax - 34) & ~7;
     expect(p.type).toBe('piece');
     if (p.type !== 'piece') return;
     expect(p.tstamp).toBe(0x1122334455667788n);
     expect(p.meta).toMatchObject({
       version: 1, flags: Flag.toPod | Flag.frag, kind: Kind.ipv4, cpu: 300, instance: 0xbeef, seq: 0xfffffff0,
-      ifindex: 0x01020304, origLen: 3054, capLen: 3054, pieceOff: 34 + 1376, hdrLen: 34, l3Off: 14,
+      ifindex: 0x01020304, origLen: 3054, capLen: 3054, pieceOff: 34 + chunk, hdrLen: 34, l3Off: 14,
     });
-    expect(p.inner.length).toBe(34 + 1376);
+    expect(p.inner.length).toBe(34 + chunk);
   });
 
   it('recognises VXLAN, and an announcement on the VXLAN port', () => {
@@ -48,27 +51,27 @@ describe('parseTunnelDatagram', () => {
   const cases: { description: string; input: { d: Buffer; mode?: 'geneve' | 'vxlan' }; expected: MalformedReason }[] = [
     { description: 'empty', input: { d: Buffer.alloc(0) }, expected: 'short' },
     { description: 'seven bytes', input: { d: small.subarray(0, 7) }, expected: 'short' },
-    { description: 'Geneve version 1', input: { d: mutate(small, (b) => (b[0] = 0x40 | 13)) }, expected: 'bad-version' },
+    { description: 'Geneve version 1', input: { d: mutate(small, (b) => (b[0] = 0x40 | (OPT_WORDS + 1))) }, expected: 'bad-version' },
     { description: 'options longer than the datagram', input: { d: small.subarray(0, 40) }, expected: 'bad-options' },
-    { description: 'option TLV overruns the option area', input: { d: mutate(small, (b) => (b[11] = 13)) }, expected: 'bad-options' },
+    { description: 'option TLV overruns the option area', input: { d: mutate(small, (b) => (b[11] = OPT_WORDS + 1)) }, expected: 'bad-options' },
     { description: 'unknown critical option with C set', input: { d: mutate(small, (b) => { b[1] = 0x40; b[8] = 0x01; b[10] = 0x80; }) }, expected: 'critical-option' },
     { description: 'protocol IPv4 (not carried)', input: { d: mutate(small, (b) => b.writeUInt16BE(0x0800, 2)) }, expected: 'unknown-protocol' },
     { description: 'another vendor\'s option only', input: { d: mutate(small, (b) => b.writeUInt16BE(0x0102, 8)) }, expected: 'no-meta' },
     { description: 'podtap option of the wrong length', input: { d: mutate(small, (b) => { b[0] = 2; b[11] = 1; }) }, expected: 'meta-length' },
-    { description: 'metadata version 2', input: { d: mutate(small, (b) => (b[M] = 2)) }, expected: 'meta-version' },
-    { description: 'kind 5', input: { d: mutate(small, (b) => (b[M + 2] = 5)) }, expected: 'unknown-kind' },
+    { description: 'metadata version 2', input: { d: mutate(small, (b) => (b[M + MetaOff.version] = 2)) }, expected: 'meta-version' },
+    { description: 'kind 5', input: { d: mutate(small, (b) => (b[M + MetaOff.kind] = 5)) }, expected: 'unknown-kind' },
     { description: 'RAW kind with the Ethernet protocol', input: { d: mutate(raw[0]!, (b) => b.writeUInt16BE(0x6558, 2)) }, expected: 'protocol-mismatch' },
     { description: 'Ethernet kind with the raw protocol', input: { d: mutate(small, (b) => b.writeUInt16BE(0x88b5, 2)) }, expected: 'protocol-mismatch' },
-    { description: 'cap_len 0', input: { d: mutate(small, (b) => b.writeUInt32BE(0, M + 20)) }, expected: 'bad-lengths' },
-    { description: 'cap_len above orig_len', input: { d: mutate(small, (b) => b.writeUInt32BE(10, M + 16)) }, expected: 'bad-lengths' },
-    { description: 'cap_len above 65549', input: { d: mutate(big[0]!, (b) => { b.writeUInt32BE(70000, M + 16); b.writeUInt32BE(70000, M + 20); }) }, expected: 'bad-lengths' },
-    { description: 'hdr_len beyond the inner frame', input: { d: mutate(big[3]!, (b) => b.writeUInt16BE(2000, M + 28)) }, expected: 'bad-lengths' },
-    { description: 'IPv4 prefix shorter than an IPv4 header', input: { d: mutate(big[0]!, (b) => b.writeUInt16BE(20, M + 28)) }, expected: 'bad-lengths' },
-    { description: 'RAW with a prefix', input: { d: mutate(raw[0]!, (b) => b.writeUInt16BE(8, M + 28)) }, expected: 'bad-lengths' },
-    { description: 'IPv6 new: next-header offset outside the prefix', input: { d: mutate(v6[0]!, (b) => b.writeUInt16BE(60, M + 34)) }, expected: 'bad-lengths' },
-    { description: 'IPv6 new: next-header value above 255', input: { d: mutate(v6[0]!, (b) => b.writeUInt16BE(300, M + 36)) }, expected: 'bad-lengths' },
-    { description: 'chunk beyond cap_len', input: { d: mutate(big[1]!, (b) => b.writeUInt32BE(4000, M + 24)) }, expected: 'outside-frame' },
-    { description: 'chunk inside the prefix', input: { d: mutate(big[1]!, (b) => b.writeUInt32BE(10, M + 24)) }, expected: 'outside-frame' },
+    { description: 'cap_len 0', input: { d: mutate(small, (b) => b.writeUInt32BE(0, M + MetaOff.capLen)) }, expected: 'bad-lengths' },
+    { description: 'cap_len above orig_len', input: { d: mutate(small, (b) => b.writeUInt32BE(10, M + MetaOff.origLen)) }, expected: 'bad-lengths' },
+    { description: 'cap_len above 65549', input: { d: mutate(big[0]!, (b) => { b.writeUInt32BE(70000, M + MetaOff.origLen); b.writeUInt32BE(70000, M + MetaOff.capLen); }) }, expected: 'bad-lengths' },
+    { description: 'hdr_len beyond the inner frame', input: { d: mutate(big[3]!, (b) => b.writeUInt16BE(2000, M + MetaOff.hdrLen)) }, expected: 'bad-lengths' },
+    { description: 'IPv4 prefix shorter than an IPv4 header', input: { d: mutate(big[0]!, (b) => b.writeUInt16BE(20, M + MetaOff.hdrLen)) }, expected: 'bad-lengths' },
+    { description: 'RAW with a prefix', input: { d: mutate(raw[0]!, (b) => b.writeUInt16BE(8, M + MetaOff.hdrLen)) }, expected: 'bad-lengths' },
+    { description: 'IPv6 new: next-header offset outside the prefix', input: { d: mutate(v6[0]!, (b) => b.writeUInt16BE(60, M + MetaOff.fix + 2)) }, expected: 'bad-lengths' },
+    { description: 'IPv6 new: next-header value above 255', input: { d: mutate(v6[0]!, (b) => b.writeUInt16BE(300, M + MetaOff.fix + 4)) }, expected: 'bad-lengths' },
+    { description: 'chunk beyond cap_len', input: { d: mutate(big[1]!, (b) => b.writeUInt32BE(4000, M + MetaOff.pieceOff)) }, expected: 'outside-frame' },
+    { description: 'chunk inside the prefix', input: { d: mutate(big[1]!, (b) => b.writeUInt32BE(10, M + MetaOff.pieceOff)) }, expected: 'outside-frame' },
     { description: 'WHOLE piece that is not the whole frame', input: { d: small.subarray(0, small.length - 1) }, expected: 'outside-frame' },
     { description: 'control bit with a data protocol', input: { d: mutate(small, (b) => (b[1] = 0x80)) }, expected: 'unknown-control' },
     { description: 'announcement option version 2', input: { d: mutate(announce, (b) => (b[12] = 2)) }, expected: 'bad-announcement' },
