@@ -22,7 +22,7 @@ afterEach(async () => {
 
 /** Frames the collector wrote for @dev in direction @dir vs tcpdump's. */
 async function compare(file: string, truthFile: string, dev: string, dir: 'in' | 'out') {
-  const unicast = 'eth.dst.ig == 0';
+  const unicast = 'eth.dst.ig == 0 && !arp';
   const truth = await readFrames(truthFile, unicast);
   const got = await readFrames(file, `${unicast} && frame.interface_name == "${dev}" && frame.packet_flags_direction == ${dir === 'in' ? 2 : 1}`);
   return { truth: truth.length, got: got.length, diff: diffMultiset(digestCounts(truth), digestCounts(got)) };
