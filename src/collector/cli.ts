@@ -1,5 +1,6 @@
 /**
- * `podtap collector`: receive the tunnel and write pcapng until SIGINT/SIGTERM.
+ * `podtap collector`: receive the tunnel, write rotating pcapng files and serve
+ * them (and a live stream) over HTTP, until SIGINT/SIGTERM.
  */
 import { stat } from 'node:fs/promises';
 import { isIPv6 } from 'node:net';
@@ -7,19 +8,21 @@ import { parseArgs } from 'node:util';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { GENEVE_PORT, VXLAN_PORT, type TunnelMode } from '../wire/format.ts';
-import { startCollector, type CollectorStats } from './collector.ts';
+import { defaultWorkers, startCollector, type CollectorStats } from './collector.ts';
+import { DEFAULT_PUBLIC_PATHS } from './http.ts';
+import { parseDuration, parseSize } from './units.ts';
 
 export const COLLECTOR_HELP = `Usage: podtap collector --out DIR [options]
 
 Receives the mirrored traffic that podtap agents (or \`podtap sniff\`) send
 through a Geneve or VXLAN tunnel, rebuilds every packet exactly as it crossed
-the pod's interface, and writes the packets to a pcapng file.
+the pod's interface, writes rotating pcapng files per policy, and serves
+them — and a live pcapng stream — over HTTP.
 
-Options:
+Tunnel:
   --listen ADDR:PORT   UDP address to receive on (default 0.0.0.0:6081 for
                        Geneve, 0.0.0.0:4789 for VXLAN; IPv6 as [::]:6081;
                        ":PORT" or "PORT" binds 0.0.0.0)
-  --out DIR            directory for the capture files (must exist)
   --tunnel MODE        geneve (default): podtap's Geneve format, packets rebuilt
                        from their pieces, named by pod, with direction and the
                        node's capture time; vxlan: plain VXLAN, each inner
@@ -28,25 +31,58 @@ Options:
   --token TOKEN        accept data only from senders whose announcement
                        carries this token (default: \$PODTAP_TOKEN; empty =
                        accept every sender)
-  --sockets N          receive on N sockets sharing the port (SO_REUSEPORT)
-  -h, --help           show this help
+  --workers N          ingest threads sharing the port with SO_REUSEPORT
+                       (default ${defaultWorkers()} here: the CPUs but one, at most 4); each
+                       sequence stream stays on one thread. 0 = receive in
+                       the main thread
+  --sockets N          with --workers 0: sockets sharing the port in the main
+                       thread (default 1)
 
 Files:
-  DIR/podtap-<UTC start>-<NNNN>.pcapng, e.g. podtap-20251125T101530Z-0001.pcapng,
-  never overwriting an existing file. One interface block per pod interface,
-  named namespace/pod (the veth's name for interfaces without a pod, and
-  <sender address>/if<ifindex> until the sender announces the interface), with
-  the node and interface in its description, nanosecond timestamps, and the
-  direction in each packet's flags: inbound = sent to the pod, outbound = sent
-  by the pod. The file is complete when the collector exits.
+  --out DIR            directory for the capture files (must exist)
+  --layout L           policy (default): one series of files per policy,
+                         DIR/<namespace>_<policy>/<policy>-<UTC start>-<seq>.pcapng
+                       and packets of no announced policy in
+                         DIR/unassigned/unassigned-<UTC start>-<seq>.pcapng;
+                       single: every packet in one series,
+                         DIR/podtap-<UTC start>-<seq>.pcapng
+  --rotate-size SIZE   start a new file at this size (default 256MiB)
+  --rotate-interval D  start a new file after this long (default 1h; 0 = never)
+  --retain-size SIZE   delete the oldest closed files beyond this total
+                       (default 0 = no limit)
+  --retain-age D       delete closed files older than this (default 0 = keep)
+  SIZE: bytes, or with a unit: 500MB, 1.5GiB, 512Mi. D: 30s, 10m, 1h30m, 7d.
 
-On SIGINT or SIGTERM the collector writes out what it has, closes the file,
+HTTP API:
+  --http ADDR:PORT     serve the API here (default: no API). GET /healthz,
+                       /readyz, /metrics, /api/v1/status, /api/v1/captures
+                       (the files, JSON), /api/v1/captures/<path> (one file),
+                       /stream?namespace=&pod=&policy=&direction= (live pcapng:
+                       curl … | wireshark -k -i -)
+  --auth-token-file F  require "Authorization: Bearer <token>", the token read
+                       from F (a mounted Secret; re-read when it changes)
+  --http-public LIST   paths served without the token, comma-separated
+                       (default ${DEFAULT_PUBLIC_PATHS.join(',')}; "none": all need it)
+  -h, --help           show this help
+
+Files are opened when their first packet comes, rotated by size and time
+(flushed and fsynced), and never overwritten. One interface block per pod
+interface, named namespace/pod (the veth's name for interfaces without a pod,
+and <sender address>/if<ifindex> until the sender announces the interface),
+with the node and interface in its description, nanosecond timestamps, and
+the direction in each packet's flags: inbound = sent to the pod, outbound =
+sent by the pod. Every file ends with a whole block; a torn file (a crash) is
+repaired (cut back to its last whole block) on start. When the disk is full
+the collector stops writing, counts what it drops, keeps serving, and resumes
+in new files when there is room again.
+
+On SIGINT or SIGTERM the collector writes out what it has, closes the files,
 prints a summary line (datagrams received, packets rebuilt, lost, malformed,
 bytes written) and exits 0. Logs (JSON) go to stderr; level: PODTAP_LOG_LEVEL.
 `;
 
 /** Parses ADDR:PORT, [V6]:PORT, :PORT or PORT. */
-export function parseListen(s: string, defaultPort: number): { host: string; port: number } {
+export function parseListen(s: string, defaultPort: number, flag = '--listen'): { host: string; port: number } {
   let host = '0.0.0.0';
   let portText = String(defaultPort);
   const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(s);
@@ -55,7 +91,7 @@ export function parseListen(s: string, defaultPort: number): { host: string; por
   } else if (v6) {
     host = v6[1]!;
     portText = v6[2] ?? portText;
-    if (!isIPv6(host)) throw new UserError(`--listen: ${host} is not an IPv6 address`, { exitCode: ExitCode.usage });
+    if (!isIPv6(host)) throw new UserError(`${flag}: ${host} is not an IPv6 address`, { exitCode: ExitCode.usage });
   } else if (/^\d+$/.test(s)) {
     portText = s;
   } else {
@@ -65,18 +101,42 @@ export function parseListen(s: string, defaultPort: number): { host: string; por
       host = s.slice(0, i) || host;
       portText = s.slice(i + 1);
     }
-    if (host.includes(':')) throw new UserError(`--listen: write IPv6 addresses in brackets, e.g. [${host}]:${defaultPort}`, { exitCode: ExitCode.usage });
+    if (host.includes(':')) throw new UserError(`${flag}: write IPv6 addresses in brackets, e.g. [${host}]:${defaultPort}`, { exitCode: ExitCode.usage });
   }
   const port = Number(portText);
-  if (!/^\d+$/.test(portText) || port > 65535) throw new UserError(`--listen: bad port "${portText}"`, { exitCode: ExitCode.usage });
+  if (!/^\d+$/.test(portText) || port > 65535) throw new UserError(`${flag}: bad port "${portText}"`, { exitCode: ExitCode.usage });
   return { host, port };
 }
 
-export function summaryLine(s: CollectorStats, file: string): string {
+export function summaryLine(s: CollectorStats, dir: string): string {
   return (
     `podtap collector: received ${s.received} datagrams, rebuilt ${s.rebuilt} packets, lost ${s.lost}, ` +
-    `malformed ${s.malformed}, incomplete ${s.incomplete}, wrote ${s.bytesWritten} bytes to ${file}\n`
+    `malformed ${s.malformed}, incomplete ${s.incomplete}, kernel dropped ${s.kernelDropped}, write dropped ${s.writeDropped}, ` +
+    `wrote ${s.bytesWritten} bytes in ${s.files} files under ${dir}\n`
   );
+}
+
+function usage(message: string): UserError {
+  return new UserError(message, { exitCode: ExitCode.usage, hint: 'see podtap collector --help' });
+}
+
+function sizeFlag(flag: string, v: string): number {
+  const n = parseSize(v);
+  if (n === undefined) throw usage(`${flag}: "${v}" is not a size (e.g. 512MiB, 10GB)`);
+  return n;
+}
+
+function durationFlag(flag: string, v: string): number {
+  if (v.trim() === '0') return 0;
+  const n = parseDuration(v);
+  if (n === undefined) throw usage(`${flag}: "${v}" is not a duration (e.g. 30s, 10m, 1h30m, 7d)`);
+  return n;
+}
+
+function intFlag(flag: string, v: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < min || n > max) throw usage(`${flag}: expected ${min}..${max}`);
+  return n;
 }
 
 /**
@@ -95,7 +155,16 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
         out: { type: 'string' },
         tunnel: { type: 'string', default: 'geneve' },
         token: { type: 'string' },
+        workers: { type: 'string' },
         sockets: { type: 'string', default: '1' },
+        layout: { type: 'string', default: 'policy' },
+        'rotate-size': { type: 'string', default: '256MiB' },
+        'rotate-interval': { type: 'string', default: '1h' },
+        'retain-size': { type: 'string', default: '0' },
+        'retain-age': { type: 'string', default: '0' },
+        http: { type: 'string' },
+        'auth-token-file': { type: 'string' },
+        'http-public': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -107,29 +176,52 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
     return ExitCode.ok;
   }
   const tunnel = values.tunnel.toLowerCase();
-  if (tunnel !== 'geneve' && tunnel !== 'vxlan') throw new UserError(`--tunnel: expected geneve or vxlan, got "${values.tunnel}"`, { exitCode: ExitCode.usage });
+  if (tunnel !== 'geneve' && tunnel !== 'vxlan') throw usage(`--tunnel: expected geneve or vxlan, got "${values.tunnel}"`);
   const mode: TunnelMode = tunnel;
-  if (!values.out) throw new UserError('--out DIR is required', { exitCode: ExitCode.usage, hint: 'see podtap collector --help' });
+  if (!values.out) throw usage('--out DIR is required');
   const outDir = values.out;
   const isDir = await stat(outDir).then((s) => s.isDirectory(), () => false);
   if (!isDir) throw new UserError(`--out: ${outDir} is not a directory`, { exitCode: ExitCode.badInput });
-  const sockets = Number(values.sockets);
-  if (!Number.isInteger(sockets) || sockets < 1 || sockets > 64) throw new UserError('--sockets: expected 1..64', { exitCode: ExitCode.usage });
+  const sockets = intFlag('--sockets', values.sockets, 1, 64);
+  const workers = values.workers === undefined ? defaultWorkers() : intFlag('--workers', values.workers, 0, 64);
+  const layout = values.layout;
+  if (layout !== 'policy' && layout !== 'single') throw usage(`--layout: expected policy or single, got "${layout}"`);
+  const rotateBytes = sizeFlag('--rotate-size', values['rotate-size']);
+  if (rotateBytes < 1 << 20) throw usage('--rotate-size: at least 1MiB');
+  const rotateMs = durationFlag('--rotate-interval', values['rotate-interval']);
+  if (rotateMs > 0 && rotateMs < 1000) throw usage('--rotate-interval: at least 1s (or 0: never)');
+  const retainBytes = sizeFlag('--retain-size', values['retain-size']);
+  const retainMs = durationFlag('--retain-age', values['retain-age']);
   const { host, port } = parseListen(values.listen ?? '', mode === 'vxlan' ? VXLAN_PORT : GENEVE_PORT);
+  let http: { host: string; port: number; tokenFile?: string; publicPaths?: string[] } | undefined;
+  if (values.http !== undefined) {
+    http = { ...parseListen(values.http, 8080, '--http') };
+    if (values['auth-token-file']) http.tokenFile = values['auth-token-file'];
+    if (values['http-public'] !== undefined) {
+      const list = values['http-public'].trim();
+      http.publicPaths = list === 'none' || list === '' ? [] : list.split(',').map((p) => (p.trim().startsWith('/') ? p.trim() : `/${p.trim()}`));
+    }
+  } else if (values['auth-token-file'] || values['http-public']) {
+    throw usage('--auth-token-file and --http-public need --http ADDR:PORT');
+  }
   const token = values.token ?? process.env.PODTAP_TOKEN ?? '';
 
   const log = logger ?? rootLogger('collector');
   let collector;
   try {
-    collector = await startCollector({ host, port, outDir, tunnel: mode, token: token || undefined, logger: log, sockets });
+    collector = await startCollector({
+      host, port, outDir, tunnel: mode, token: token || undefined, logger: log, workers, sockets, layout,
+      rotateBytes, rotateMs, retainBytes, retainMs, ...(http ? { http } : {}),
+    });
   } catch (err) {
-    throw new UserError(`cannot listen on ${host}:${port}: ${(err as Error & { cause?: Error }).cause?.message ?? String(err)}`, {
+    if (err instanceof UserError) throw err;
+    throw new UserError(`cannot start the collector on udp ${host}:${port}${http ? ` and http ${http.host}:${http.port}` : ''}: ${(err as Error & { cause?: Error }).cause?.message ?? String(err)}`, {
       exitCode: ExitCode.failure,
       cause: err,
     });
   }
-  const file = collector.files[collector.files.length - 1]!;
-  process.stdout.write(`podtap collector: listening on udp ${host}:${collector.address.port} (${mode}), writing ${file}\n`);
+  const api = collector.http ? `, API on http://${collector.http.host}:${collector.http.port}` : '';
+  process.stdout.write(`podtap collector: listening on udp ${host}:${collector.address.port} (${mode}), writing ${outDir}${api}\n`);
 
   await new Promise<void>((resolve) => {
     const stop = (): void => {
@@ -141,6 +233,6 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
     process.on('SIGTERM', stop);
   });
   await collector.close();
-  process.stdout.write(summaryLine(collector.stats(), file));
+  process.stdout.write(summaryLine(collector.stats(), outDir));
   return ExitCode.ok;
 }

@@ -5,13 +5,12 @@
  * into a large batch buffer that is handed to the output whole, so a packet
  * costs one copy and no allocation.
  */
-import { open, type FileHandle } from 'node:fs/promises';
-
 const SHB = 0x0a0d0d0a;
 const IDB = 0x00000001;
 const EPB = 0x00000006;
 const BYTE_ORDER_MAGIC = 0x1a2b3c4d;
 const OPT_END = 0;
+const OPT_COMMENT = 1;
 const SHB_HARDWARE = 2;
 const SHB_OS = 3;
 const SHB_USERAPPL = 4;
@@ -25,9 +24,9 @@ export const LINKTYPE_ETHERNET = 1;
 /** epb_flags bits 0-1 (inbound / outbound), from the pod's point of view. */
 export const Direction = { unknown: 0, inbound: 1, outbound: 2 } as const;
 
-/** EPB: 28 bytes of fields, the data, epb_flags + end of options, trailing length. */
+/** EPB: 28 bytes of fields, the data, options (epb_flags: 8 bytes; end of options: 4), trailing length. */
 const EPB_FIXED = 28;
-const EPB_FLAGS_OPTS = 12;
+const EPB_FLAGS_OPT = 8;
 
 const pad4 = (n: number): number => (n + 3) & ~3;
 
@@ -39,8 +38,11 @@ export interface InterfaceInfo {
   snaplen?: number;
 }
 
-/** Receives finished batches; owns them once called (the writer never touches them again). */
-export type BatchOutput = (chunk: Buffer) => void;
+/**
+ * Receives finished batches of whole blocks, with the number of packets in
+ * each; owns them once called (the writer never touches them again).
+ */
+export type BatchOutput = (chunk: Buffer, packets: number) => void;
 
 export class PcapngWriter {
   readonly #output: BatchOutput;
@@ -49,6 +51,10 @@ export class PcapngWriter {
   #pos = 0;
   #interfaces = 0;
   #bytes = 0;
+  #packets = 0;
+  #batchPackets = 0;
+  /** interface ids by the caller's key (see interfaceId) */
+  readonly #ids = new Map<number, number>();
 
   constructor(output: BatchOutput, opts: { batchSize?: number } = {}) {
     this.#output = output;
@@ -63,6 +69,16 @@ export class PcapngWriter {
 
   get interfaceCount(): number {
     return this.#interfaces;
+  }
+
+  /** Packets written so far (flushed or not). */
+  get packets(): number {
+    return this.#packets;
+  }
+
+  /** The id of the interface added under `key`, if any. */
+  interfaceId(key: number): number | undefined {
+    return this.#ids.get(key);
   }
 
   /** Bytes waiting in the current batch. */
@@ -81,9 +97,11 @@ export class PcapngWriter {
   flush(): void {
     if (this.#pos === 0) return;
     const chunk = this.#buf.subarray(0, this.#pos);
+    const packets = this.#batchPackets;
     this.#buf = Buffer.allocUnsafeSlow(this.#batchSize);
     this.#pos = 0;
-    this.#output(chunk);
+    this.#batchPackets = 0;
+    this.#output(chunk, packets);
   }
 
   /** Writes one block whose body (between the length fields) is `body`. */
@@ -114,8 +132,8 @@ export class PcapngWriter {
     this.#block(SHB, Buffer.concat([fixed, ...opts]));
   }
 
-  /** Adds an interface description block; returns its interface id. */
-  addInterface(info: InterfaceInfo): number {
+  /** Adds an interface description block; returns its interface id. `key` remembers it for interfaceId(). */
+  addInterface(info: InterfaceInfo, key?: number): number {
     const fixed = Buffer.alloc(8);
     fixed.writeUInt16LE(info.linktype ?? LINKTYPE_ETHERNET, 0);
     fixed.writeUInt32LE(info.snaplen ?? 0, 4);
@@ -127,17 +145,21 @@ export class PcapngWriter {
     if (info.description) opts.push(stringOption(IF_DESCRIPTION, info.description));
     opts.push(tsresol, endOfOptions());
     this.#block(IDB, Buffer.concat([fixed, ...opts]));
+    if (key !== undefined) this.#ids.set(key, this.#interfaces);
     return this.#interfaces++;
   }
 
   /**
    * Writes an enhanced packet block with the packet data src[off, off+len).
    * ts is nanoseconds since the epoch in two 32-bit halves. direction
-   * undefined leaves epb_flags out. Returns the block's size.
+   * undefined leaves epb_flags out; a comment becomes opt_comment (Wireshark
+   * shows it as the packet's comment). Returns the block's size.
    */
-  packet(ifId: number, tsHi: number, tsLo: number, src: Buffer, off: number, len: number, origLen: number, direction?: number): number {
+  packet(ifId: number, tsHi: number, tsLo: number, src: Buffer, off: number, len: number, origLen: number, direction?: number, comment?: string): number {
     const padded = pad4(len);
-    const total = EPB_FIXED + padded + (direction === undefined ? 0 : EPB_FLAGS_OPTS) + 4;
+    const note = comment === undefined ? undefined : stringOption(OPT_COMMENT, comment);
+    const hasOpts = direction !== undefined || note !== undefined;
+    const total = EPB_FIXED + padded + (direction === undefined ? 0 : EPB_FLAGS_OPT) + (note?.length ?? 0) + (hasOpts ? 4 : 0) + 4;
     this.#reserve(total);
     const b = this.#buf;
     let p = this.#pos;
@@ -155,12 +177,21 @@ export class PcapngWriter {
     if (direction !== undefined) {
       b.writeUInt32LE(EPB_FLAGS | (4 << 16), p); // code, length 4 (LE: code first)
       b.writeUInt32LE(direction, p + 4);
-      b.writeUInt32LE(OPT_END, p + 8);
-      p += EPB_FLAGS_OPTS;
+      p += EPB_FLAGS_OPT;
+    }
+    if (note) {
+      note.copy(b, p);
+      p += note.length;
+    }
+    if (hasOpts) {
+      b.writeUInt32LE(OPT_END, p);
+      p += 4;
     }
     b.writeUInt32LE(total, p);
     this.#pos = p + 4;
     this.#bytes += total;
+    this.#packets++;
+    this.#batchPackets++;
     return total;
   }
 }
@@ -177,81 +208,4 @@ function stringOption(code: number, value: string): Buffer {
 
 function endOfOptions(): Buffer {
   return Buffer.alloc(4);
-}
-
-/**
- * A pcapng file written through a FileHandle: batches are appended in order;
- * `queued` bytes are in flight, so a caller can shed load when the disk is
- * slower than the network.
- */
-export class PcapngFile {
-  readonly path: string;
-  readonly writer: PcapngWriter;
-  #fh: FileHandle;
-  #chain: Promise<void> = Promise.resolve();
-  #queued = 0;
-  #written = 0;
-  #error: Error | undefined;
-
-  private constructor(path: string, fh: FileHandle, batchSize: number | undefined) {
-    this.path = path;
-    this.#fh = fh;
-    this.writer = new PcapngWriter((chunk) => this.#enqueue(chunk), batchSize === undefined ? {} : { batchSize });
-  }
-
-  /** Creates the file (never overwrites: fails with EEXIST). */
-  static async create(path: string, opts: { batchSize?: number } = {}): Promise<PcapngFile> {
-    const fh = await open(path, 'wx', 0o644);
-    return new PcapngFile(path, fh, opts.batchSize);
-  }
-
-  /** Bytes handed to the disk and not yet written. */
-  get queued(): number {
-    return this.#queued;
-  }
-
-  /** Bytes the operating system has accepted. */
-  get written(): number {
-    return this.#written;
-  }
-
-  get error(): Error | undefined {
-    return this.#error;
-  }
-
-  #enqueue(chunk: Buffer): void {
-    this.#queued += chunk.length;
-    this.#chain = this.#chain.then(async () => {
-      try {
-        if (!this.#error) {
-          let done = 0;
-          while (done < chunk.length) {
-            const { bytesWritten } = await this.#fh.write(chunk, done, chunk.length - done);
-            done += bytesWritten;
-          }
-          this.#written += done;
-        }
-      } catch (err) {
-        this.#error = new Error('writing the pcapng file failed', { cause: err });
-      } finally {
-        this.#queued -= chunk.length;
-      }
-    });
-  }
-
-  /** Writes what is buffered and waits until the disk has it. */
-  async flush(): Promise<void> {
-    this.writer.flush();
-    await this.#chain;
-    if (this.#error) throw this.#error;
-  }
-
-  async close(): Promise<void> {
-    try {
-      await this.flush();
-      await this.#fh.sync().catch(() => undefined);
-    } finally {
-      await this.#fh.close();
-    }
-  }
 }

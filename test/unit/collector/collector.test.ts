@@ -81,9 +81,10 @@ describe('collector on a UDP socket', () => {
     await c.close();
     await c.close(); // idempotent
     expect(c.stats()).toMatchObject({ received: ds.length, rebuilt: 4, lost: 0, malformed: 1, incomplete: 0, timestampFallback: 0 });
-    expect(c.files).toHaveLength(1);
-    expect(c.files[0]).toMatch(/\/podtap-\d{8}T\d{6}Z-0001\.pcapng$/);
-    const packets = await readCapture(c.files[0]!);
+    expect(c.files()).toHaveLength(1);
+    // announced without a policy: the unassigned series
+    expect(c.files()[0]).toMatch(/\/unassigned\/unassigned-\d{8}T\d{6}Z-0001\.pcapng$/);
+    const packets = await readCapture(c.files()[0]!);
     expect(packets.map((p) => [p.ifName, p.direction, p.data.equals(fs[packets.indexOf(p)]!)])).toEqual([
       ['shop/cart-0', 2, true],
       ['shop/cart-0', 2, true],
@@ -111,13 +112,13 @@ describe('collector on a UDP socket', () => {
     await until(() => c.stats().rebuilt === 3, 'accepted frames');
     await c.close();
     expect(c.stats().malformedByReason).toMatchObject({ unannounced: before.length, 'bad-token': 1 });
-    expect((await readCapture(c.files[0]!)).length).toBe(3);
+    expect((await readCapture(c.files()[0]!)).length).toBe(3);
   });
 
-  it('file names: podtap-<UTC start>-<seq>.pcapng', async () => {
-    const start = new Date('2025-11-25T10:15:30.250Z');
-    expect(captureFileName(start, 1)).toBe('podtap-20251125T101530Z-0001.pcapng');
-    expect(captureFileName(start, 12)).toBe('podtap-20251125T101530Z-0012.pcapng');
+  it('file names: <policy>-<UTC start>-<seq>.pcapng', async () => {
+    const start = Date.parse('2025-11-25T10:15:30.250Z');
+    expect(captureFileName('web-debug', start, 1)).toBe('web-debug-20251125T101530Z-0001.pcapng');
+    expect(captureFileName('web-debug', start, 12345)).toBe('web-debug-20251125T101530Z-12345.pcapng');
   });
 
   it.each([
@@ -162,16 +163,20 @@ describe('podtap collector process', () => {
     proc.kill('SIGTERM');
     const r = await proc;
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(new RegExp(`received ${ds.length} datagrams, rebuilt 4 packets, lost 0, malformed 0, incomplete 0, wrote \\d+ bytes to `));
-    const files = await readdir(dir);
-    expect(files).toHaveLength(1);
+    expect(r.stdout).toMatch(new RegExp(`received ${ds.length} datagrams, rebuilt 4 packets, lost 0, malformed 0, incomplete 0, kernel dropped 0, write dropped 0, wrote \\d+ bytes in 1 files under `));
+    const files = (await readdir(dir, { recursive: true })).filter((f) => f.endsWith('.pcapng'));
+    expect(files).toEqual([expect.stringMatching(/^unassigned\/unassigned-\d{8}T\d{6}Z-0001\.pcapng$/)]);
     const packets = await readCapture(join(dir, files[0]!));
     expect(packets.map((p, i) => p.data.equals(fs[i]!) && p.ifName === 'shop/cart-0')).toEqual([true, true, true, true]);
   });
 
   it('--help explains the options and the files', async () => {
     const r = await execa(NODE, [SCRIPT, '--help']);
-    for (const s of ['--listen', '--out', '--tunnel', '--token', '--sockets', 'podtap-<UTC start>', 'SIGTERM', 'inbound']) expect(r.stdout).toContain(s);
+    for (const s of [
+      '--listen', '--out', '--tunnel', '--token', '--workers', '--sockets', '--layout', '--rotate-size', '--rotate-interval', '--retain-size',
+      '--retain-age', '--http', '--auth-token-file', '--http-public', '<namespace>_<policy>/<policy>-<UTC start>-<seq>.pcapng', 'unassigned',
+      'SIGTERM', 'inbound', 'torn', 'wireshark -k -i -',
+    ]) expect(r.stdout).toContain(s);
   });
 
   it.each([

@@ -6,8 +6,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { PcapngFile } from '../../../src/collector/pcapng.ts';
-import { Pipeline, type CollectorStats, type PipelineOptions } from '../../../src/collector/pipeline.ts';
+import { CaptureFile } from '../../../src/collector/capture-file.ts';
+import { Pipeline, type PipelineOptions, type PipelineStats } from '../../../src/collector/pipeline.ts';
 
 export interface Datagram {
   buf: Buffer;
@@ -20,8 +20,8 @@ export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<v
 }
 
 /** Feed datagrams to a fresh pipeline writing `file`; returns the final stats. */
-export async function runPipeline(file: string, datagrams: Iterable<Datagram>, opts: PipelineOptions = { mode: 'geneve' }): Promise<CollectorStats> {
-  const out = await PcapngFile.create(file);
+export async function runPipeline(file: string, datagrams: Iterable<Datagram>, opts: PipelineOptions = { mode: 'geneve' }): Promise<PipelineStats> {
+  const out = CaptureFile.create(file);
   out.writer.sectionHeader({ userappl: 'podtap' });
   const p = new Pipeline(out.writer, opts);
   for (const d of datagrams) p.handle(d.buf, d.address);

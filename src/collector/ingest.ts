@@ -1,0 +1,385 @@
+/**
+ * The receiving half of the collector, independent of sockets, files and
+ * threads: parse each datagram, decide whether its source is accepted, track
+ * sequence numbers, rebuild frames from their pieces, and hand the results to
+ * a sink. One Ingest is single-threaded state; the collector runs one per
+ * ingest worker. SO_REUSEPORT keeps each (instance, CPU) stream on one socket
+ * (the data plane gives each stream its own UDP source port, PT_SPORT_BASE in
+ * bpf/include/consts.h), so per-worker sequence tracking and reassembly are
+ * exact. Announcements may land on any worker: the collector passes the
+ * acceptance of a source on to the others (accept()).
+ */
+import { timingSafeEqual, createHash } from 'node:crypto';
+import {
+  Kind,
+  MALFORMED_REASONS,
+  emptyParsed,
+  parseDatagramInto,
+  type MalformedReason,
+  type ParsedDatagram,
+  type TunnelMode,
+} from '../wire/format.ts';
+import { decodeAnnouncementPayload, type Announcement } from '../wire/announce.ts';
+import { PieceResult, Reassembler, type ReassemblyLimits } from './reassembly.ts';
+import { SeqStream, SeqVerdict } from './streams.ts';
+
+/** Where an Ingest puts what it accepted. */
+export interface IngestSink {
+  /** A well-formed announcement whose token matched (when one is required). */
+  announce(address: string, a: Announcement): void;
+  /**
+   * A rebuilt frame, data[off, off + len): the node's capture time in ns
+   * (CLOCK_MONOTONIC, hi/lo halves), pt_meta flags, the wall-clock time
+   * (ms since the epoch) it was received. The buffer is only valid during the call.
+   */
+  frame(
+    address: string, instance: number, ifindex: number, flags: number, tsHi: number, tsLo: number,
+    origLen: number, data: Buffer, off: number, len: number, recvMs: number,
+  ): void;
+  /** A VXLAN inner frame as it arrived. */
+  vxlan(address: string, vni: number, data: Buffer, off: number, len: number, recvMs: number): void;
+}
+
+export interface IngestLimits {
+  sources: number;
+  /** streams at once (below 2^21: frame keys hold a stream number, see reassembly.ts) */
+  streams: number;
+  /** a stream silent this long is retired (its gaps counted): data planes come and go */
+  streamIdleMs: number;
+  /** a source silent this long is forgotten (senders re-announce periodically) */
+  sourceIdleMs: number;
+}
+
+export const DEFAULT_INGEST_LIMITS: IngestLimits = {
+  sources: 4096,
+  streams: 65536,
+  streamIdleMs: 120_000,
+  sourceIdleMs: 600_000,
+};
+
+/** How often idle streams and sources are looked for. */
+const EXPIRY_INTERVAL_MS = 5000;
+
+export interface IngestOptions {
+  mode: TunnelMode;
+  /** when set, only sources that announced themselves with this token are taken */
+  token?: string | undefined;
+  limits?: Partial<IngestLimits>;
+  reassembly?: Partial<ReassemblyLimits>;
+}
+
+/** What an Ingest counted. Plain numbers: workers copy them into shared memory. */
+export interface IngestStats {
+  /** datagrams received */
+  received: number;
+  receivedBytes: number;
+  /** well-formed data pieces */
+  pieces: number;
+  /** announcements accepted */
+  announcements: number;
+  /** frames rebuilt and handed on */
+  rebuilt: number;
+  /** frames the senders numbered that never arrived (sequence gaps) */
+  lost: number;
+  malformedByReason: Record<MalformedReason, number>;
+  /** frames dropped unfinished (timeout, memory limit, restarted stream) */
+  incomplete: number;
+  /** of which dropped for the memory limits */
+  evicted: number;
+  /** pieces already had: repeats, and pieces of frames already finished */
+  duplicates: number;
+  /** pieces overlapping what their frame already had, not equal to it */
+  overlaps: number;
+  /** frames arriving after the sequence window had passed them (counted lost) */
+  late: number;
+  /** streams whose numbering restarted (data plane reloaded) */
+  restarts: number;
+  sources: number;
+  streams: number;
+  pendingFrames: number;
+  pendingBytes: number;
+}
+
+interface Stream {
+  id: number;
+  instance: number;
+  seq: SeqStream;
+  lastSeen: number;
+}
+
+interface Source {
+  address: string;
+  announced: boolean;
+  lastSeen: number;
+  /** instance * 2^16 + cpu */
+  streams: Map<number, Stream>;
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+export function emptyMalformed(): Record<MalformedReason, number> {
+  return Object.fromEntries(MALFORMED_REASONS.map((r) => [r, 0])) as Record<MalformedReason, number>;
+}
+
+export class Ingest {
+  readonly mode: TunnelMode;
+  readonly #sink: IngestSink;
+  readonly #tokenDigest: Buffer | undefined;
+  readonly #limits: IngestLimits;
+  readonly #parsed: ParsedDatagram = emptyParsed();
+  readonly #reasm: Reassembler;
+  readonly #sources = new Map<string, Source>();
+  readonly #malformed = emptyMalformed();
+  #streamCount = 0;
+  #nextStreamId = 0;
+  readonly #freeStreamIds: number[] = [];
+  #now: number;
+  #lastExpiry: number;
+  // lost/late/restarts of retired streams (live ones keep their own)
+  #retiredLost = 0;
+  #retiredLate = 0;
+  #retiredRestarts = 0;
+  #received = 0;
+  #receivedBytes = 0;
+  #pieces = 0;
+  #announcements = 0;
+  #rebuilt = 0;
+  #duplicates = 0;
+  #overlaps = 0;
+
+  constructor(sink: IngestSink, opts: IngestOptions) {
+    this.mode = opts.mode;
+    this.#sink = sink;
+    this.#tokenDigest = opts.token ? digest(opts.token) : undefined;
+    this.#limits = { ...DEFAULT_INGEST_LIMITS, ...opts.limits };
+    if (this.#limits.streams > 1 << 21) throw new RangeError('at most 2^21 streams');
+    this.#reasm = new Reassembler(opts.reassembly);
+    this.#now = performance.now();
+    this.#lastExpiry = this.#now;
+  }
+
+  /** Advance time (performance.now() ms): times out incomplete frames. Call a few times a second. */
+  tick(nowMs = performance.now()): void {
+    this.#now = nowMs;
+    this.#reasm.sweep(nowMs);
+    // (a clock that went back: the caller's time base changed; start over from it)
+    if (nowMs - this.#lastExpiry >= EXPIRY_INTERVAL_MS || nowMs < this.#lastExpiry) {
+      this.#lastExpiry = nowMs;
+      this.#expire(nowMs);
+    }
+  }
+
+  #expire(now: number): void {
+    const { streamIdleMs, sourceIdleMs } = this.#limits;
+    for (const [address, src] of this.#sources) {
+      const forget = now - src.lastSeen >= sourceIdleMs;
+      for (const [key, st] of src.streams) {
+        if (forget || now - st.lastSeen >= streamIdleMs) {
+          this.#retire(st);
+          src.streams.delete(key);
+        }
+      }
+      if (forget) this.#sources.delete(address);
+    }
+  }
+
+  #retire(st: Stream): void {
+    st.seq.flush();
+    this.#retiredLost += st.seq.lost;
+    this.#retiredLate += st.seq.late;
+    this.#retiredRestarts += st.seq.restarts;
+    this.#reasm.dropStream(st.id);
+    this.#freeStreamIds.push(st.id);
+    this.#streamCount--;
+  }
+
+  /**
+   * Process one UDP payload from `address`, received at wall-clock `recvMs`.
+   * Never throws on bad input.
+   */
+  handle(buf: Buffer, address: string, recvMs = performance.timeOrigin + performance.now()): void {
+    this.#received++;
+    this.#receivedBytes += buf.length;
+    const p = this.#parsed;
+    switch (parseDatagramInto(buf, this.mode, p)) {
+      case 'piece':
+        this.#piece(buf, p, address, recvMs);
+        return;
+      case 'vxlan': {
+        const src = this.#dataSource(address);
+        if (!src) return;
+        src.lastSeen = this.#now;
+        this.#pieces++;
+        this.#rebuilt++;
+        this.#sink.vxlan(address, p.vni, buf, p.innerOff, p.innerLen, recvMs);
+        return;
+      }
+      case 'announce':
+        this.#announce(buf.subarray(p.innerOff, p.innerOff + p.innerLen), address);
+        return;
+      default:
+        this.#malformed[p.reason ?? 'short']++;
+    }
+  }
+
+  /** Count a datagram refused elsewhere (e.g. by the sink) under `reason`. */
+  refuse(reason: MalformedReason): void {
+    this.#malformed[reason]++;
+  }
+
+  /**
+   * Another worker accepted an announcement of `address`: take its data
+   * here too (with a token, data of unannounced sources is refused).
+   */
+  accept(address: string): void {
+    const src = this.#source(address);
+    if (!src) return;
+    src.announced = true;
+    src.lastSeen = this.#now;
+  }
+
+  #source(address: string): Source | undefined {
+    let src = this.#sources.get(address);
+    if (!src) {
+      if (this.#sources.size >= this.#limits.sources) return undefined;
+      src = { address, announced: false, lastSeen: this.#now, streams: new Map() };
+      this.#sources.set(address, src);
+    }
+    return src;
+  }
+
+  /** The source of a data datagram, or undefined after counting why it is refused. */
+  #dataSource(address: string): Source | undefined {
+    const src = this.#tokenDigest ? this.#sources.get(address) : this.#source(address);
+    if (!src) {
+      this.#malformed[this.#tokenDigest ? 'unannounced' : 'too-many']++;
+      return undefined;
+    }
+    if (this.#tokenDigest && !src.announced) {
+      this.#malformed.unannounced++;
+      return undefined;
+    }
+    return src;
+  }
+
+  #announce(payload: Buffer, address: string): void {
+    const r = decodeAnnouncementPayload(payload);
+    if (!r.ok) {
+      this.#malformed['bad-announcement']++;
+      return;
+    }
+    const a = r.announcement;
+    if (this.#tokenDigest && !timingSafeEqual(digest(a.token), this.#tokenDigest)) {
+      this.#malformed['bad-token']++;
+      return;
+    }
+    const src = this.#source(address);
+    if (!src) {
+      this.#malformed['too-many']++;
+      return;
+    }
+    src.announced = true;
+    src.lastSeen = this.#now;
+    this.#announcements++;
+    this.#sink.announce(address, a);
+  }
+
+  #piece(buf: Buffer, p: ParsedDatagram, address: string, recvMs: number): void {
+    const src = this.#dataSource(address);
+    if (!src) return;
+    const m = p.meta;
+    const skey = m.instance * 0x10000 + m.cpu;
+    let st = src.streams.get(skey);
+    if (!st) {
+      if (this.#streamCount >= this.#limits.streams) {
+        this.#malformed['too-many']++;
+        return;
+      }
+      st = { id: this.#freeStreamIds.pop() ?? this.#nextStreamId++, instance: m.instance, seq: new SeqStream(), lastSeen: this.#now };
+      this.#streamCount++;
+      src.streams.set(skey, st);
+    }
+    st.lastSeen = this.#now;
+    src.lastSeen = this.#now;
+    this.#pieces++;
+    let verdict = st.seq.observe(m.seq, m.tstampHi, m.tstampLo);
+    if (verdict === SeqVerdict.restart) {
+      this.#reasm.dropStream(st.id);
+      verdict = SeqVerdict.fresh;
+    }
+    if (verdict === SeqVerdict.late) return;
+    if (m.kind === Kind.whole) {
+      // the parser checked that it carries the whole captured frame
+      if (verdict === SeqVerdict.seen) {
+        this.#duplicates++;
+        return;
+      }
+      this.#rebuilt++;
+      this.#sink.frame(address, st.instance, m.ifindex, m.flags, m.tstampHi, m.tstampLo, m.origLen, buf, p.innerOff, p.innerLen, recvMs);
+      return;
+    }
+    const r =
+      verdict === SeqVerdict.fresh
+        ? this.#reasm.start(st.id, m, buf, p.innerOff, p.innerLen, this.#now)
+        : this.#reasm.add(st.id, m, buf, p.innerOff, p.innerLen);
+    switch (r) {
+      case PieceResult.complete: {
+        const f = this.#reasm.completed!;
+        this.#rebuilt++;
+        // frame flags without FRAG/LAST: what the pieces agree on
+        this.#sink.frame(address, st.instance, f.ifindex, f.flags, f.tstampHi, f.tstampLo, f.origLen, f.data, 0, f.capLen, recvMs);
+        return;
+      }
+      case PieceResult.duplicate:
+      case PieceResult.unknown:
+        this.#duplicates++;
+        return;
+      case PieceResult.overlap:
+        this.#overlaps++;
+        return;
+      case PieceResult.inconsistent:
+        this.#malformed.inconsistent++;
+        return;
+    }
+  }
+
+  /** End of input: missing sequence numbers become lost, pending frames incomplete. */
+  finish(): void {
+    for (const src of this.#sources.values()) for (const st of src.streams.values()) st.seq.flush();
+    this.#reasm.dropAll();
+  }
+
+  stats(): IngestStats {
+    let lost = this.#retiredLost;
+    let late = this.#retiredLate;
+    let restarts = this.#retiredRestarts;
+    for (const src of this.#sources.values()) {
+      for (const st of src.streams.values()) {
+        lost += st.seq.lost;
+        late += st.seq.late;
+        restarts += st.seq.restarts;
+      }
+    }
+    return {
+      received: this.#received,
+      receivedBytes: this.#receivedBytes,
+      pieces: this.#pieces,
+      announcements: this.#announcements,
+      rebuilt: this.#rebuilt,
+      lost,
+      malformedByReason: { ...this.#malformed },
+      incomplete: this.#reasm.incomplete,
+      evicted: this.#reasm.evicted,
+      duplicates: this.#duplicates,
+      overlaps: this.#overlaps,
+      late,
+      restarts,
+      sources: this.#sources.size,
+      streams: this.#streamCount,
+      pendingFrames: this.#reasm.pendingFrames,
+      pendingBytes: this.#reasm.pendingBytes,
+    };
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * Live pcapng streams: each client gets its own section (its own interface
+ * ids, each interface's IDB right before its first packet, so interfaces
+ * announced mid-stream work) filtered by namespace, pod, policy and
+ * direction. A reader that does not keep up never slows ingest down: once
+ * its unsent bytes pass its limit, packets are dropped for that reader only,
+ * counted, and the next packet it gets carries a comment saying how many it
+ * missed (Wireshark shows it as the packet's comment).
+ */
+import type { Writable } from 'node:stream';
+import { Direction, PcapngWriter } from './pcapng.ts';
+import type { Iface, PacketOutput } from './router.ts';
+
+export const STREAM_DIRECTIONS = ['both', 'ingress', 'egress'] as const;
+export type StreamDirection = (typeof STREAM_DIRECTIONS)[number];
+
+export interface StreamFilter {
+  /** the pod's namespace (the policy's for interfaces without a pod) */
+  namespace?: string | undefined;
+  pod?: string | undefined;
+  policy?: string | undefined;
+  /** ingress: sent by the pod; egress: sent to the pod (SniffPolicy's words) */
+  direction?: StreamDirection | undefined;
+}
+
+export interface LiveOptions {
+  /** unsent bytes per client beyond which its packets are dropped (default 8 MiB) */
+  clientBufferBytes?: number;
+  /** most clients at once (default 32) */
+  maxClients?: number;
+  section?: { userappl: string; os?: string; hardware?: string };
+}
+
+export interface LiveStats {
+  clients: number;
+  /** packets sent to clients, all clients */
+  packets: number;
+  /** packets dropped for readers that did not keep up, all clients */
+  dropped: number;
+}
+
+export function matchesFilter(f: StreamFilter, iface: Iface): boolean {
+  if (f.namespace !== undefined && (iface.pod?.namespace ?? iface.policy?.namespace) !== f.namespace) return false;
+  if (f.pod !== undefined && iface.pod?.name !== f.pod) return false;
+  if (f.policy !== undefined && iface.policy?.name !== f.policy) return false;
+  return true;
+}
+
+export class LiveClient {
+  readonly filter: StreamFilter;
+  readonly writer: PcapngWriter;
+  readonly #out: Writable;
+  readonly #limit: number;
+  /** the epb direction wanted, or undefined for both */
+  readonly want: number | undefined;
+  readonly #match = new Map<number, boolean>();
+  /** dropped since the last packet sent (reported in that packet's comment) */
+  #pendingDrops = 0;
+  dropped = 0;
+  packets = 0;
+
+  constructor(out: Writable, filter: StreamFilter, limit: number, section: LiveOptions['section']) {
+    this.#out = out;
+    this.filter = filter;
+    this.#limit = limit;
+    this.want = filter.direction === 'ingress' ? Direction.outbound : filter.direction === 'egress' ? Direction.inbound : undefined;
+    // a small flush is copied out of the batch buffer: a slow reader's queue
+    // must hold the bytes it counts, not 128 KiB buffers around them
+    this.writer = new PcapngWriter((chunk) => void out.write(chunk.length < 1 << 16 ? Buffer.from(chunk) : chunk), { batchSize: 1 << 17 });
+    this.writer.sectionHeader(section ?? { userappl: 'podtap' });
+    this.writer.flush(); // readers (wireshark -k -i -) start from the section header
+  }
+
+  matches(iface: Iface): boolean {
+    let m = this.#match.get(iface.uid);
+    if (m === undefined) {
+      m = matchesFilter(this.filter, iface);
+      this.#match.set(iface.uid, m);
+    }
+    return m;
+  }
+
+  /** Bytes given to this client and not yet sent. */
+  get backlog(): number {
+    return this.#out.writableLength + this.writer.buffered;
+  }
+
+  /** Returns false when the packet was dropped for this client. */
+  send(iface: Iface, tsHi: number, tsLo: number, data: Buffer, off: number, len: number, origLen: number, direction: number | undefined): boolean {
+    if (this.backlog + len > this.#limit) {
+      this.#pendingDrops++;
+      this.dropped++;
+      return false;
+    }
+    const w = this.writer;
+    let id = w.interfaceId(iface.uid);
+    if (id === undefined) id = w.addInterface({ name: iface.name, description: iface.description }, iface.uid);
+    let comment: string | undefined;
+    if (this.#pendingDrops > 0) {
+      comment = `podtap: ${this.#pendingDrops} packet(s) matching this stream were dropped before this one: the reader did not keep up (${this.dropped} in all)`;
+      this.#pendingDrops = 0;
+    }
+    w.packet(id, tsHi, tsLo, data, off, len, origLen, direction, comment);
+    this.packets++;
+    return true;
+  }
+}
+
+export class LiveHub implements PacketOutput {
+  readonly #clients = new Set<LiveClient>();
+  readonly #limit: number;
+  readonly #max: number;
+  readonly #section: LiveOptions['section'];
+  #packets = 0;
+  #dropped = 0;
+
+  constructor(opts: LiveOptions = {}) {
+    this.#limit = opts.clientBufferBytes ?? 8 << 20;
+    this.#max = opts.maxClients ?? 32;
+    this.#section = opts.section;
+  }
+
+  get full(): boolean {
+    return this.#clients.size >= this.#max;
+  }
+
+  /** Starts a stream into `out` (the section header is written at once). */
+  add(out: Writable, filter: StreamFilter): LiveClient {
+    const c = new LiveClient(out, filter, this.#limit, this.#section);
+    this.#clients.add(c);
+    return c;
+  }
+
+  remove(c: LiveClient): void {
+    this.#clients.delete(c);
+  }
+
+  packet(iface: Iface, tsHi: number, tsLo: number, data: Buffer, off: number, len: number, origLen: number, direction: number | undefined): void {
+    for (const c of this.#clients) {
+      if (!c.matches(iface)) continue;
+      if (c.want !== undefined && direction !== c.want) continue;
+      if (c.send(iface, tsHi, tsLo, data, off, len, origLen, direction)) this.#packets++;
+      else this.#dropped++;
+    }
+  }
+
+  /** Sends what each client has buffered (call a few times a second: live latency). */
+  flush(): void {
+    for (const c of this.#clients) c.writer.flush();
+  }
+
+  stats(): LiveStats {
+    return { clients: this.#clients.size, packets: this.#packets, dropped: this.#dropped };
+  }
+}

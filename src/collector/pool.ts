@@ -1,0 +1,228 @@
+/**
+ * Running ingest: either in worker threads (each with its own socket on the
+ * shared port, SO_REUSEPORT) feeding the writer thread through transferred
+ * batches, or in this thread (tests, small setups). Both hand rebuilt frames
+ * to the same sink, the Router.
+ *
+ * Why threads and SO_REUSEPORT: one thread tops out at one core of parsing,
+ * reassembly and copying. The data plane sends each (instance, CPU) sequence
+ * stream from its own UDP source port, and the kernel hashes the 4-tuple to
+ * pick the socket, so each stream stays on one worker: its sequence numbers
+ * and its pieces are all seen by the same Ingest, exactly as with one thread.
+ * Announcements can land on any worker; the writer forwards the acceptance of
+ * a source to the others.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Socket } from 'node:dgram';
+import type { Logger } from '../util/log.ts';
+import { MALFORMED_REASONS, type TunnelMode } from '../wire/format.ts';
+import { HandoffDecoder, type HandoffOptions } from './handoff.ts';
+import { Ingest, emptyMalformed, type IngestLimits, type IngestSink } from './ingest.ts';
+import type { ReassemblyLimits } from './reassembly.ts';
+import { bindSocket } from './sockets.ts';
+import type { FromWorker, ToWorker, WorkerConfig, WorkerStats } from './worker.ts';
+
+export interface RunnerOptions {
+  host: string;
+  port: number;
+  mode: TunnelMode;
+  token: string | undefined;
+  recvBufferSize: number;
+  limits?: Partial<IngestLimits> | undefined;
+  reassembly?: Partial<ReassemblyLimits> | undefined;
+  sink: IngestSink;
+  logger: Logger;
+}
+
+export interface IngestRunner {
+  readonly port: number;
+  readonly recvBufferSize: number;
+  readonly workers: number;
+  stats(): WorkerStats;
+  /** the largest delay (ms) from receiving a frame to handing it to the writer since the last call */
+  takeLag(): number;
+  tick(nowMs: number): void;
+  stop(): Promise<void>;
+}
+
+export function emptyWorkerStats(): WorkerStats {
+  return {
+    received: 0, receivedBytes: 0, pieces: 0, announcements: 0, rebuilt: 0, lost: 0, malformedByReason: emptyMalformed(),
+    incomplete: 0, evicted: 0, duplicates: 0, overlaps: 0, late: 0, restarts: 0, sources: 0, streams: 0,
+    pendingFrames: 0, pendingBytes: 0, handoffDropped: 0,
+  };
+}
+
+/** Adds b into a (every field: counters and gauges alike). */
+function addStats(a: WorkerStats, b: WorkerStats): void {
+  for (const k of Object.keys(a) as (keyof WorkerStats)[]) {
+    if (k === 'malformedByReason') for (const r of MALFORMED_REASONS) a.malformedByReason[r] += b.malformedByReason[r];
+    else a[k] += b[k];
+  }
+}
+
+/** Ingest in this thread, on `sockets` sockets sharing the port. */
+export async function startInProcess(opts: RunnerOptions & { sockets: number }): Promise<IngestRunner> {
+  const ingest = new Ingest(opts.sink, { mode: opts.mode, token: opts.token, limits: opts.limits, reassembly: opts.reassembly });
+  const onMessage = (msg: Buffer, address: string): void => ingest.handle(msg, address);
+  const sockets: Socket[] = [];
+  const n = Math.max(1, opts.sockets);
+  try {
+    sockets.push(await bindSocket(opts.host, opts.port, n > 1, opts.recvBufferSize, onMessage));
+    const port = sockets[0]!.address().port;
+    for (let i = 1; i < n; i++) sockets.push(await bindSocket(opts.host, port, true, opts.recvBufferSize, onMessage));
+  } catch (err) {
+    for (const s of sockets) s.close();
+    throw err;
+  }
+  return {
+    port: sockets[0]!.address().port,
+    recvBufferSize: sockets[0]!.getRecvBufferSize(),
+    workers: 0,
+    stats: () => ({ ...ingest.stats(), handoffDropped: 0 }),
+    takeLag: () => 0,
+    tick: (now) => ingest.tick(now),
+    stop: async () => {
+      await Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      ingest.finish();
+    },
+  };
+}
+
+interface Slot {
+  index: number;
+  worker: Worker;
+  decoder: HandoffDecoder;
+  last: WorkerStats;
+  stopping: boolean;
+  stopped: Promise<void>;
+}
+
+/** Ingest in `workers` threads. */
+export async function startPool(opts: RunnerOptions & { workers: number; handoff?: HandoffOptions }): Promise<IngestRunner> {
+  const log = opts.logger;
+  const slots: Slot[] = [];
+  /** counters of workers that exited (a restarted worker starts from zero) */
+  const retired = emptyWorkerStats();
+  let port = opts.port;
+  let rcvbuf = 0;
+  let lag = 0;
+  let stopping = false;
+  let restarts = 0;
+
+  const broadcastAccept = (from: Slot, address: string): void => {
+    for (const s of slots) if (s !== from && !s.stopping) s.worker.postMessage({ t: 'accept', address } satisfies ToWorker);
+  };
+
+  const spawn = (index: number): Promise<Slot> =>
+    new Promise((resolve, reject) => {
+      const cfg: WorkerConfig = {
+        index, host: opts.host, port, mode: opts.mode, token: opts.token, recvBufferSize: opts.recvBufferSize,
+        limits: opts.limits, reassembly: opts.reassembly, handoff: opts.handoff ?? {},
+      };
+      const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: cfg, name: `podtap-ingest-${index}` });
+      let ready = false;
+      let markStopped!: () => void;
+      const slot: Slot = {
+        index, worker, decoder: new HandoffDecoder(), last: emptyWorkerStats(), stopping: false,
+        stopped: new Promise<void>((r) => (markStopped = r)),
+      };
+      worker.on('message', (m: FromWorker) => {
+        switch (m.t) {
+          case 'ready':
+            ready = true;
+            port = m.port;
+            rcvbuf = m.recvBufferSize;
+            resolve(slot);
+            return;
+          case 'batch': {
+            try {
+              slot.decoder.decode(Buffer.from(m.ab, 0, m.len), m.len, opts.sink);
+            } catch (err) {
+              log.error({ err, worker: index }, 'a handoff batch could not be decoded');
+            }
+            const d = performance.timeOrigin + performance.now() - m.first;
+            if (d > lag) lag = d;
+            worker.postMessage({ t: 'free', ab: m.ab, len: m.len } satisfies ToWorker, [m.ab]);
+            return;
+          }
+          case 'announce':
+            opts.sink.announce(m.address, m.a);
+            if (opts.token) broadcastAccept(slot, m.address);
+            return;
+          case 'stats':
+            slot.last = m.s;
+            return;
+          case 'stopped':
+            slot.last = m.s;
+            markStopped();
+            return;
+          case 'fatal':
+            log.error({ worker: index, message: m.message }, 'ingest worker failed');
+            if (!ready) reject(new Error(m.message));
+            void worker.terminate();
+            return;
+        }
+      });
+      worker.on('error', (err) => {
+        log.error({ err, worker: index }, 'ingest worker crashed');
+        if (!ready) reject(err);
+      });
+      worker.on('exit', (code) => {
+        markStopped();
+        if (stopping || slot.stopping) return;
+        // keep its counts; start a successor on the same port (its streams rehash to the remaining sockets meanwhile)
+        addStats(retired, { ...slot.last, sources: 0, streams: 0, pendingFrames: 0, pendingBytes: 0 });
+        slot.last = emptyWorkerStats();
+        restarts++;
+        log.error({ worker: index, code, restarts }, 'ingest worker exited; starting another');
+        if (!ready || restarts > 100) return;
+        setTimeout(() => {
+          if (stopping) return;
+          spawn(index).then(
+            (s) => (slots[slots.indexOf(slot)] = s),
+            (err: unknown) => log.error({ err, worker: index }, 'cannot restart ingest worker'),
+          );
+        }, 200);
+      });
+    });
+
+  try {
+    slots.push(await spawn(0));
+    for (let i = 1; i < opts.workers; i++) slots.push(await spawn(i));
+  } catch (err) {
+    stopping = true;
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+    throw err;
+  }
+
+  return {
+    port,
+    recvBufferSize: rcvbuf,
+    workers: opts.workers,
+    stats: () => {
+      const s = emptyWorkerStats();
+      addStats(s, retired);
+      for (const slot of slots) addStats(s, slot.last);
+      return s;
+    },
+    takeLag: () => {
+      const l = lag;
+      lag = 0;
+      return l;
+    },
+    tick: () => undefined,
+    stop: async () => {
+      stopping = true;
+      for (const s of slots) {
+        s.stopping = true;
+        s.worker.postMessage({ t: 'stop' } satisfies ToWorker);
+      }
+      // a worker posts its last batch and stats, then closes its port and exits
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all(slots.map((s) => s.stopped)), new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+      clearTimeout(timer);
+      await Promise.all(slots.map((s) => s.worker.terminate()));
+    },
+  };
+}

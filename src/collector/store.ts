@@ -1,0 +1,483 @@
+/**
+ * The capture files: one rotating series per policy, retention, and what
+ * happens when the disk is full.
+ *
+ * Layout under the capture directory (layout "policy", the default):
+ *
+ *   <namespace>_<policy>/<policy>-<UTC start>-<seq>.pcapng
+ *   unassigned/unassigned-<UTC start>-<seq>.pcapng   (frames of no announced policy)
+ *
+ * Layout "single" writes every packet into one series,
+ * podtap-<UTC start>-<seq>.pcapng, in the directory itself.
+ *
+ * A file is opened when its first packet comes and rotated when it reaches
+ * the size limit or the time limit; rotation flushes, fsyncs and closes it.
+ * Retention deletes the oldest closed files beyond the total size, and closed
+ * files older than the age limit. Sequence numbers continue from the highest
+ * on disk, so names never repeat. A write failure (ENOSPC, EDQUOT, EIO) stops
+ * all writing: open files are cut back to their last whole block and closed,
+ * packets are counted as dropped while the condition lasts, and writing
+ * resumes in new files once the file system has room again.
+ */
+import { mkdirSync, rmdirSync } from 'node:fs';
+import { readdir, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../util/log.ts';
+import { CaptureFile, nodeCaptureFs, type CaptureFs } from './capture-file.ts';
+import { repairCapture } from './repair.ts';
+import { UNASSIGNED, type Iface, type PacketOutput } from './router.ts';
+
+export type Layout = 'policy' | 'single';
+
+export interface StoreOptions {
+  dir: string;
+  logger: Logger;
+  layout?: Layout;
+  /** rotate a file at this size (default 256 MiB) */
+  rotateBytes?: number;
+  /** rotate a file this long after it was opened (default 1 h; 0 = never) */
+  rotateMs?: number;
+  /** keep at most this many bytes of captures (default 0 = no limit) */
+  retainBytes?: number;
+  /** delete closed files older than this (default 0 = keep) */
+  retainMs?: number;
+  /** packets are dropped (and counted) while this many bytes wait for the disk (default 256 MiB) */
+  maxQueuedBytes?: number;
+  /** after a full disk, writing resumes when this much is free (default 64 MiB) */
+  minFreeBytes?: number;
+  batchSize?: number;
+  section?: { userappl: string; os?: string; hardware?: string };
+  fs?: CaptureFs;
+  /** wall clock, ms (tests move it) */
+  clock?: () => number;
+}
+
+/** A capture file as the API lists it. */
+export interface CaptureEntry {
+  /** relative to the capture directory, "/"-separated: what the API serves */
+  path: string;
+  /** `<namespace>_<policy>`, `unassigned`, or `podtap` (single layout) */
+  capture: string;
+  namespace: string | null;
+  policy: string | null;
+  /** UTC time the file was opened, ms since the epoch (from its name) */
+  start: number;
+  seq: number;
+  /** bytes of whole blocks: for an open file, what has reached the disk so far */
+  size: number;
+  /** last write, ms since the epoch */
+  modified: number;
+  open: boolean;
+}
+
+export interface StoreStats {
+  /** packets on disk (this process) */
+  written: number;
+  /** pcapng bytes on disk (this process) */
+  bytesWritten: number;
+  /** capture files in the directory (ours), open ones included */
+  files: number;
+  openFiles: number;
+  /** bytes of all capture files in the directory */
+  diskUsage: number;
+  /** free bytes on the file system, as last seen */
+  diskFree: number;
+  /** true while writing is stopped by a failed write (disk full) */
+  diskFull: boolean;
+  /** packets refused while writing was stopped */
+  droppedDiskFull: number;
+  /** packets refused because the disk could not keep up */
+  droppedSlow: number;
+  /** packets in batches whose write failed */
+  lostInWrite: number;
+  deletedBySize: number;
+  deletedByAge: number;
+  /** files whose torn tail was cut on start, and empty ones removed */
+  repaired: number;
+}
+
+const SINGLE = 'podtap';
+const NAME_RE = /^(.+)-(\d{8}T\d{6}Z)-(\d{4,})\.pcapng$/;
+const LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
+const DIR_RE = new RegExp(`^(${LABEL})_(${LABEL}(\\.${LABEL})*)$`);
+
+/** 20251125T101530Z */
+export function utcStamp(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+function parseStamp(s: string): number {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(s);
+  return m ? Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])) : 0;
+}
+
+/** `<prefix>-<UTC start>-<seq>.pcapng`, seq with at least 4 digits. */
+export function captureFileName(prefix: string, startMs: number, seq: number): string {
+  return `${prefix}-${utcStamp(startMs)}-${String(seq).padStart(4, '0')}.pcapng`;
+}
+
+interface Entry extends CaptureEntry {
+  file: CaptureFile | undefined;
+}
+
+interface Capture {
+  key: string;
+  /** directory relative to the root ('' for the single layout) */
+  dir: string;
+  prefix: string;
+  namespace: string | null;
+  policy: string | null;
+  file: CaptureFile | undefined;
+  entry: Entry | undefined;
+  /** clock() when the open file was opened */
+  openedAt: number;
+  nextSeq: number;
+}
+
+const errCode = (err: unknown): string | undefined => {
+  let e = err as { code?: string; cause?: unknown } | undefined;
+  while (e) {
+    if (e.code) return e.code;
+    e = e.cause as typeof e;
+  }
+  return undefined;
+};
+
+export class CaptureStore implements PacketOutput {
+  readonly root: string;
+  readonly #log: Logger;
+  readonly #layout: Layout;
+  readonly #rotateBytes: number;
+  readonly #rotateMs: number;
+  readonly #retainBytes: number;
+  readonly #retainMs: number;
+  readonly #maxQueued: number;
+  readonly #minFree: number;
+  readonly #batchSize: number | undefined;
+  readonly #section: { userappl: string; os?: string; hardware?: string };
+  readonly #fs: CaptureFs;
+  readonly #clock: () => number;
+  readonly #entries = new Map<string, Entry>();
+  readonly #captures = new Map<string, Capture>();
+  readonly #closing = new Set<Promise<void>>();
+  #queued = 0;
+  #full: { since: number; code: string } | undefined;
+  #lastProbe = 0;
+  #lastRetention = 0;
+  #closed = false;
+  #diskFree = 0;
+  // counters
+  #writtenClosed = 0;
+  #bytesClosed = 0;
+  #lostClosed = 0;
+  #droppedDiskFull = 0;
+  #droppedSlow = 0;
+  #deletedBySize = 0;
+  #deletedByAge = 0;
+  #repaired = 0;
+
+  private constructor(opts: StoreOptions) {
+    this.root = opts.dir;
+    this.#log = opts.logger;
+    this.#layout = opts.layout ?? 'policy';
+    this.#rotateBytes = opts.rotateBytes ?? 256 << 20;
+    this.#rotateMs = opts.rotateMs ?? 3_600_000;
+    this.#retainBytes = opts.retainBytes ?? 0;
+    this.#retainMs = opts.retainMs ?? 0;
+    this.#maxQueued = opts.maxQueuedBytes ?? 256 << 20;
+    this.#minFree = opts.minFreeBytes ?? 64 << 20;
+    this.#batchSize = opts.batchSize;
+    this.#section = opts.section ?? { userappl: 'podtap' };
+    this.#fs = opts.fs ?? nodeCaptureFs;
+    this.#clock = opts.clock ?? Date.now;
+  }
+
+  /** Opens the store: finds the capture files already there and repairs torn tails. */
+  static async open(opts: StoreOptions): Promise<CaptureStore> {
+    const s = new CaptureStore(opts);
+    await s.#scan();
+    s.#diskFree = await s.#fs.freeBytes(s.root).catch(() => 0);
+    s.#retain();
+    return s;
+  }
+
+  async #scan(): Promise<void> {
+    const found: { rel: string; dir: string; name: string }[] = [];
+    for (const d of await readdir(this.root, { withFileTypes: true })) {
+      if (d.isFile() && NAME_RE.test(d.name)) found.push({ rel: d.name, dir: '', name: d.name });
+      else if (d.isDirectory() && (d.name === UNASSIGNED || DIR_RE.test(d.name))) {
+        for (const f of await readdir(join(this.root, d.name), { withFileTypes: true })) {
+          if (f.isFile() && NAME_RE.test(f.name)) found.push({ rel: `${d.name}/${f.name}`, dir: d.name, name: f.name });
+        }
+      }
+    }
+    for (const f of found) {
+      const abs = join(this.root, f.rel);
+      let outcome;
+      try {
+        outcome = await repairCapture(abs);
+      } catch (err) {
+        this.#log.warn({ err, file: abs }, 'cannot check capture file, skipping it');
+        continue;
+      }
+      if (outcome.kind === 'foreign') {
+        this.#log.warn({ file: abs }, 'not a pcapng file of ours, leaving it alone');
+        continue;
+      }
+      if (outcome.kind === 'empty') {
+        this.#repaired++;
+        this.#log.warn({ file: abs, bytes: outcome.size }, 'capture file holds no complete block, removing it');
+        await unlink(abs).catch(() => undefined);
+        continue;
+      }
+      if (outcome.kind === 'truncated') {
+        this.#repaired++;
+        this.#log.warn({ file: abs, removedBytes: outcome.removedBytes, size: outcome.size }, 'capture file had a torn tail, cut back to its last whole block');
+      }
+      const m = NAME_RE.exec(f.name)!;
+      const st = await stat(abs);
+      const [namespace, policy] = this.#owner(f.dir, m[1]!);
+      this.#entries.set(f.rel, {
+        path: f.rel, capture: f.dir || SINGLE, namespace, policy, start: parseStamp(m[2]!), seq: Number(m[3]),
+        size: outcome.size, modified: st.mtimeMs, open: false, file: undefined,
+      });
+    }
+  }
+
+  #owner(dir: string, prefix: string): [string | null, string | null] {
+    const m = DIR_RE.exec(dir);
+    return m ? [m[1]!, m[2]!] : [null, dir === UNASSIGNED ? null : prefix === SINGLE ? null : prefix];
+  }
+
+  #capture(iface: Iface): Capture {
+    const key = this.#layout === 'single' ? SINGLE : iface.capture;
+    let cap = this.#captures.get(key);
+    if (cap) return cap;
+    const dir = key === SINGLE ? '' : key;
+    const prefix = key === SINGLE ? SINGLE : key === UNASSIGNED ? UNASSIGNED : iface.policy!.name;
+    let seq = 0;
+    for (const e of this.#entries.values()) if (e.capture === key && e.seq > seq) seq = e.seq;
+    cap = {
+      key, dir, prefix, namespace: key === SINGLE || key === UNASSIGNED ? null : iface.policy!.namespace,
+      policy: key === SINGLE || key === UNASSIGNED ? null : iface.policy!.name, file: undefined, entry: undefined, openedAt: 0, nextSeq: seq + 1,
+    };
+    this.#captures.set(key, cap);
+    return cap;
+  }
+
+  #open(cap: Capture): CaptureFile | undefined {
+    const start = this.#clock();
+    const dirAbs = join(this.root, cap.dir);
+    try {
+      if (cap.dir) mkdirSync(dirAbs, { recursive: true });
+      for (;;) {
+        const seq = cap.nextSeq++;
+        const name = captureFileName(cap.prefix, start, seq);
+        const rel = cap.dir ? `${cap.dir}/${name}` : name;
+        let file: CaptureFile;
+        try {
+          file = CaptureFile.create(join(dirAbs, name), {
+            fs: this.#fs,
+            ...(this.#batchSize === undefined ? {} : { batchSize: this.#batchSize }),
+            onError: (err) => this.#writeFailed(err),
+            onQueued: (d) => (this.#queued += d),
+          });
+        } catch (err) {
+          if (errCode(err) === 'EEXIST') continue;
+          throw err;
+        }
+        file.writer.sectionHeader(this.#section);
+        const entry: Entry = {
+          path: rel, capture: cap.key, namespace: cap.namespace, policy: cap.policy, start: Math.floor(start / 1000) * 1000, seq,
+          size: 0, modified: start, open: true, file,
+        };
+        this.#entries.set(rel, entry);
+        cap.file = file;
+        cap.entry = entry;
+        cap.openedAt = start;
+        this.#log.info({ file: join(this.root, rel) }, 'capture file opened');
+        return file;
+      }
+    } catch (err) {
+      this.#writeFailed(new Error('creating a capture file failed', { cause: err }));
+      return undefined;
+    }
+  }
+
+  packet(iface: Iface, tsHi: number, tsLo: number, data: Buffer, off: number, len: number, origLen: number, direction: number | undefined): void {
+    if (this.#closed) return; // (ingest stops before the store closes)
+    if (this.#full) {
+      this.#droppedDiskFull++;
+      return;
+    }
+    if (this.#queued > this.#maxQueued) {
+      this.#droppedSlow++;
+      return;
+    }
+    const cap = this.#capture(iface);
+    const f = cap.file ?? this.#open(cap);
+    if (!f) {
+      this.#droppedDiskFull++;
+      return;
+    }
+    const w = f.writer;
+    let id = w.interfaceId(iface.uid);
+    if (id === undefined) id = w.addInterface({ name: iface.name, description: iface.description }, iface.uid);
+    w.packet(id, tsHi, tsLo, data, off, len, origLen, direction);
+    if (w.bytes >= this.#rotateBytes) this.#rotate(cap);
+  }
+
+  #rotate(cap: Capture): void {
+    const f = cap.file;
+    const entry = cap.entry;
+    if (!f || !entry) return;
+    cap.file = undefined;
+    cap.entry = undefined;
+    const p: Promise<void> = f.close().then(async () => {
+      entry.open = false;
+      entry.file = undefined;
+      entry.size = f.size;
+      entry.modified = this.#clock();
+      this.#writtenClosed += f.packetsWritten;
+      this.#bytesClosed += f.size;
+      this.#lostClosed += f.packetsLost;
+      if (f.packetsWritten === 0) {
+        // nothing but headers reached the disk (a failed write): no file to keep
+        this.#entries.delete(entry.path);
+        await unlink(f.path).catch(() => undefined);
+      } else {
+        this.#log.info({ file: f.path, bytes: f.size, packets: f.packetsWritten }, 'capture file closed');
+      }
+      this.#closing.delete(p);
+      this.#retain();
+    });
+    this.#closing.add(p);
+  }
+
+  #writeFailed(err: Error): void {
+    if (this.#full) return;
+    const code = errCode(err) ?? 'unknown';
+    this.#full = { since: this.#clock(), code };
+    this.#lastProbe = this.#clock();
+    this.#log.error({ err, code }, 'writing capture files stopped: packets are dropped and counted until the disk has room');
+    // cut every open file at its last whole block and close it: readable as it is
+    for (const cap of this.#captures.values()) this.#rotate(cap);
+  }
+
+  /** Time passes: flush batches, rotate by age, look for disk space after a failure, apply retention. */
+  tick(): void {
+    const now = this.#clock();
+    for (const cap of this.#captures.values()) {
+      const f = cap.file;
+      const e = cap.entry;
+      if (!f || !e) continue;
+      if (this.#rotateMs > 0 && now - cap.openedAt >= this.#rotateMs) {
+        this.#rotate(cap);
+        continue;
+      }
+      f.flush();
+      if (f.size !== e.size) {
+        e.size = f.size;
+        e.modified = now;
+      }
+    }
+    if (this.#full && now - this.#lastProbe >= 1000) {
+      this.#lastProbe = now;
+      void this.#probe();
+    }
+    if (now - this.#lastRetention >= 10_000) {
+      this.#lastRetention = now;
+      void this.#fs.freeBytes(this.root).then((b) => (this.#diskFree = b), () => undefined);
+      this.#retain();
+    }
+  }
+
+  async #probe(): Promise<void> {
+    const free = await this.#fs.freeBytes(this.root).catch(() => 0);
+    this.#diskFree = free;
+    if (!this.#full || free < this.#minFree || this.#closing.size > 0) return;
+    this.#log.warn({ freeBytes: free, stoppedMs: this.#clock() - this.#full.since, dropped: this.#droppedDiskFull }, 'writing capture files resumes');
+    this.#full = undefined;
+  }
+
+  /** Deletes what retention says must go (oldest closed files first). */
+  #retain(): void {
+    const now = this.#clock();
+    const closed = [...this.#entries.values()].filter((e) => !e.open).sort((a, b) => a.modified - b.modified || a.start - b.start || a.seq - b.seq);
+    const doomed = new Map<Entry, 'age' | 'size'>();
+    if (this.#retainMs > 0) for (const e of closed) if (now - e.modified > this.#retainMs) doomed.set(e, 'age');
+    if (this.#retainBytes > 0) {
+      let total = 0;
+      for (const e of this.#entries.values()) if (!doomed.has(e)) total += e.file ? e.file.size : e.size;
+      for (const e of closed) {
+        if (total <= this.#retainBytes) break;
+        if (doomed.has(e)) continue;
+        doomed.set(e, 'size');
+        total -= e.size;
+      }
+    }
+    for (const [e, why] of doomed) {
+      this.#entries.delete(e.path);
+      if (why === 'age') this.#deletedByAge++;
+      else this.#deletedBySize++;
+      const abs = join(this.root, e.path);
+      this.#log.info({ file: abs, bytes: e.size, reason: why }, 'capture file deleted by retention');
+      void unlink(abs).catch((err: unknown) => {
+        if (errCode(err) !== 'ENOENT') this.#log.warn({ err, file: abs }, 'cannot delete capture file');
+      });
+    }
+    // directories of captures with nothing left (synchronously: #open recreates them synchronously too)
+    const dirs = new Set([...doomed.keys()].map((e) => e.path.split('/')).filter((p) => p.length === 2).map((p) => p[0]!));
+    for (const dir of dirs) {
+      if ([...this.#entries.values()].some((e) => e.path.startsWith(`${dir}/`))) continue;
+      try {
+        rmdirSync(join(this.root, dir));
+      } catch {
+        // not empty yet (unlinks in flight) or gone: the next pass tries again
+      }
+    }
+  }
+
+  /** The capture files, oldest first within each capture. */
+  list(): CaptureEntry[] {
+    return [...this.#entries.values()]
+      .map(({ file, ...e }) => ({ ...e, size: file ? file.size : e.size }))
+      .sort((a, b) => (a.capture < b.capture ? -1 : a.capture > b.capture ? 1 : a.start - b.start || a.seq - b.seq));
+  }
+
+  /** The file behind an API path, only if it is one of ours: no path is ever joined from user input. */
+  lookup(path: string): { abs: string; size: number; open: boolean } | undefined {
+    const e = this.#entries.get(path);
+    if (!e) return undefined;
+    return { abs: join(this.root, e.path), size: e.file ? e.file.size : e.size, open: e.open };
+  }
+
+  stats(): StoreStats {
+    let written = this.#writtenClosed;
+    let bytes = this.#bytesClosed;
+    let lost = this.#lostClosed;
+    let usage = 0;
+    let open = 0;
+    for (const e of this.#entries.values()) {
+      if (e.file) {
+        open++;
+        written += e.file.packetsWritten;
+        bytes += e.file.size;
+        lost += e.file.packetsLost;
+        usage += e.file.size;
+      } else usage += e.size;
+    }
+    return {
+      written, bytesWritten: bytes, files: this.#entries.size, openFiles: open, diskUsage: usage, diskFree: this.#diskFree,
+      diskFull: this.#full !== undefined, droppedDiskFull: this.#droppedDiskFull, droppedSlow: this.#droppedSlow, lostInWrite: lost,
+      deletedBySize: this.#deletedBySize, deletedByAge: this.#deletedByAge, repaired: this.#repaired,
+    };
+  }
+
+  /** Closes every open file (flushed, fsynced). Later packets are dropped and counted. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const cap of this.#captures.values()) this.#rotate(cap);
+    while (this.#closing.size > 0) await Promise.all([...this.#closing]);
+  }
+}

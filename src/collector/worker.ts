@@ -1,0 +1,107 @@
+/**
+ * An ingest worker thread: its own tunnel socket on the shared port
+ * (SO_REUSEPORT), its own Ingest (parse, sequence tracking, reassembly), and
+ * a handoff encoder that ships rebuilt frames to the writer thread in
+ * transferred batches. See pool.ts for the other side.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Announcement } from '../wire/announce.ts';
+import type { TunnelMode } from '../wire/format.ts';
+import { HandoffEncoder, type HandoffOptions } from './handoff.ts';
+import { Ingest, type IngestLimits, type IngestStats } from './ingest.ts';
+import type { ReassemblyLimits } from './reassembly.ts';
+import { bindSocket } from './sockets.ts';
+
+export interface WorkerConfig {
+  index: number;
+  host: string;
+  port: number;
+  mode: TunnelMode;
+  token: string | undefined;
+  recvBufferSize: number;
+  limits: Partial<IngestLimits> | undefined;
+  reassembly: Partial<ReassemblyLimits> | undefined;
+  handoff: HandoffOptions;
+}
+
+export interface WorkerStats extends IngestStats {
+  handoffDropped: number;
+}
+
+export type ToWorker = { t: 'accept'; address: string } | { t: 'free'; ab: ArrayBuffer; len: number } | { t: 'stop' };
+
+export type FromWorker =
+  | { t: 'ready'; port: number; recvBufferSize: number }
+  | { t: 'batch'; ab: ArrayBuffer; len: number; frames: number; first: number }
+  | { t: 'announce'; address: string; a: Announcement }
+  | { t: 'stats'; s: WorkerStats }
+  | { t: 'stopped'; s: WorkerStats }
+  | { t: 'fatal'; message: string };
+
+/** A batch smaller than this waits (at most FLUSH_DELAY_MS) for more frames. */
+const FLUSH_MIN_BYTES = 128 << 10;
+const FLUSH_DELAY_MS = 2;
+
+async function run(cfg: WorkerConfig): Promise<void> {
+  const port = parentPort!;
+  const send = (m: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer ?? []);
+  const enc = new HandoffEncoder(
+    (ab, len, frames, first) => send({ t: 'batch', ab, len, frames, first }, [ab]),
+    (address, a) => send({ t: 'announce', address, a }),
+    cfg.handoff,
+  );
+  const ingest = new Ingest(enc, { mode: cfg.mode, token: cfg.token, limits: cfg.limits, reassembly: cfg.reassembly });
+  const stats = (): WorkerStats => ({ ...ingest.stats(), handoffDropped: enc.dropped });
+
+  // batches go out after each burst the event loop delivers, or soon after
+  let scheduled = false;
+  const flushSoon = (): void => {
+    scheduled = false;
+    if (enc.pending === 0) return;
+    if (enc.pending >= FLUSH_MIN_BYTES || performance.timeOrigin + performance.now() - enc.firstRecvMs >= FLUSH_DELAY_MS) {
+      enc.flush();
+      return;
+    }
+    scheduled = true;
+    setTimeout(flushSoon, 1);
+  };
+  const sock = await bindSocket(cfg.host, cfg.port, true, cfg.recvBufferSize, (msg, address) => {
+    ingest.handle(msg, address);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flushSoon);
+    }
+  });
+  sock.on('error', (err) => send({ t: 'fatal', message: `socket error: ${err.message}` }));
+
+  const ticker = setInterval(() => ingest.tick(), 100);
+  const reporter = setInterval(() => send({ t: 'stats', s: stats() }), 250);
+
+  port.on('message', (m: ToWorker) => {
+    switch (m.t) {
+      case 'accept':
+        ingest.accept(m.address);
+        return;
+      case 'free':
+        enc.recycle(m.ab, m.len);
+        return;
+      case 'stop':
+        clearInterval(ticker);
+        clearInterval(reporter);
+        sock.close(() => {
+          ingest.finish();
+          enc.flush();
+          send({ t: 'stopped', s: stats() });
+          port.close();
+        });
+        return;
+    }
+  });
+  send({ t: 'ready', port: sock.address().port, recvBufferSize: sock.getRecvBufferSize() });
+}
+
+if (parentPort) {
+  run(workerData as WorkerConfig).catch((err: unknown) => {
+    parentPort!.postMessage({ t: 'fatal', message: err instanceof Error ? err.message : String(err) } satisfies FromWorker);
+  });
+}
