@@ -1,0 +1,325 @@
+/**
+ * charts/podtap rendered with Helm's template engine (scripts/helm-render)
+ * for the default values and two other installs, and checked: values against
+ * values.schema.json, every object against the Kubernetes OpenAPI schemas
+ * (kubernetes-models), the security rules, and what each role needs.
+ */
+import { readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Ajv } from 'ajv';
+import { execa } from 'execa';
+import { stringify } from 'yaml';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { Resources } from '../../../src/k8s/resources.ts';
+import { CHART, ROOT, render, type K8sObject, type Rendered } from './lib/render.ts';
+import { exponentNumbers, policyViolations, workloads, type Container, type PodSpec } from './lib/policy.ts';
+import { schemaErrors, unknownFieldErrors } from './lib/validate.ts';
+import { VALUE_SETS } from './lib/value-sets.ts';
+
+const schema = JSON.parse(await readFile(join(CHART, 'values.schema.json'), 'utf8')) as object;
+const validateValues = new Ajv({ allErrors: true, strict: false }).compile(schema);
+
+const renders = new Map<string, Rendered>();
+beforeAll(async () => {
+  for (const set of VALUE_SETS) renders.set(set.description, await render(set.options));
+}, 120_000);
+
+function find(objects: K8sObject[], kind: string, nameSuffix: string): K8sObject {
+  const o = objects.find((x) => x.kind === kind && x.metadata.name.endsWith(nameSuffix));
+  if (!o) throw new Error(`no ${kind} *${nameSuffix} in ${objects.map((x) => `${x.kind}/${x.metadata.name}`).join(', ')}`);
+  return o;
+}
+
+function podOf(o: K8sObject): PodSpec {
+  return (o.spec as { template: { spec: PodSpec } }).template.spec;
+}
+
+function container(o: K8sObject, name: string): Container {
+  const pod = podOf(o);
+  const c = [...pod.containers, ...(pod.initContainers ?? [])].find((x) => x.name === name);
+  if (!c) throw new Error(`no container ${name} in ${o.metadata.name}`);
+  return c;
+}
+
+interface Rule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+  resourceNames?: string[];
+}
+
+function rules(objects: K8sObject[], kind: 'ClusterRole' | 'Role', nameSuffix: string): Rule[] {
+  return find(objects, kind, nameSuffix).rules as Rule[];
+}
+
+function grants(rs: Rule[], group: string, resource: string, verb: string): boolean {
+  return rs.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
+}
+
+describe.each(VALUE_SETS)('chart with $description', (set) => {
+  const r = () => renders.get(set.description)!;
+
+  it('has values that satisfy values.schema.json', () => {
+    expect(validateValues(r().values), JSON.stringify(validateValues.errors, null, 1)).toBe(true);
+  });
+
+  it('renders only objects the Kubernetes OpenAPI schemas accept', async () => {
+    const errors: string[] = [];
+    for (const o of r().objects) {
+      if (o.kind === 'ServiceMonitor') continue; // not a Kubernetes kind; checked below
+      const e = await schemaErrors(o);
+      if (e) errors.push(`${o.kind}/${o.metadata.name}: ${e}`);
+    }
+    expect(errors).toEqual([]);
+    expect(exponentNumbers(r().text)).toEqual([]);
+  });
+
+  it('keeps the security rules: no privileged container, resources and securityContext everywhere, non-root controller and collector, capabilities from the allow-list only', () => {
+    expect(policyViolations(r().objects)).toEqual([]);
+    expect(r().text).not.toMatch(/privileged:\s*true/);
+  });
+
+  it('puts every namespaced object in the release namespace, with the standard labels', () => {
+    const clusterScoped = ['ClusterRole', 'ClusterRoleBinding', 'PriorityClass', 'CustomResourceDefinition'];
+    for (const o of r().objects) {
+      if (!clusterScoped.includes(o.kind)) expect(o.metadata.namespace, `${o.kind}/${o.metadata.name}`).toBe(set.release.namespace);
+      expect(o.metadata.labels?.['app.kubernetes.io/instance'], `${o.kind}/${o.metadata.name}`).toBe(set.release.name);
+      expect(o.metadata.labels?.['app.kubernetes.io/name']).toBe('podtap');
+    }
+  });
+
+  it('runs the agent on every node it should, on the host network, with the downward API and the host mounts it needs', () => {
+    const values = r().values as { agent: { tolerations: unknown[]; netnsFallback: boolean; netnsDir: string; mountBpffs: boolean; compileCacheHostPath: string } };
+    const ds = find(r().objects, 'DaemonSet', '-agent');
+    const pod = podOf(ds);
+    expect(pod.hostNetwork).toBe(true);
+    expect(Boolean(pod.hostPID)).toBe(values.agent.mountBpffs);
+    expect((pod as unknown as { tolerations: unknown[] }).tolerations).toEqual(values.agent.tolerations);
+    expect((ds.spec as { updateStrategy: unknown }).updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+    expect((pod as unknown as { priorityClassName?: string }).priorityClassName).toBeTruthy();
+    const agent = container(ds, 'agent');
+    expect(agent.command).toEqual(['podtap']);
+    expect(agent.args?.[0]).toBe('agent');
+    const env = Object.fromEntries((agent.env ?? []).map((e) => [e.name, e.valueFrom ?? e.value]));
+    expect(env.NODE_NAME).toEqual({ fieldRef: { fieldPath: 'spec.nodeName' } });
+    expect(env.POD_NAME).toEqual({ fieldRef: { fieldPath: 'metadata.name' } });
+    expect(env.POD_NAMESPACE).toEqual({ fieldRef: { fieldPath: 'metadata.namespace' } });
+    const mounts = Object.fromEntries((agent.volumeMounts ?? []).map((m) => [m.mountPath, m]));
+    expect(mounts['/sys/fs/bpf']).toMatchObject({ mountPropagation: 'HostToContainer' });
+    expect(mounts['/sys/fs/bpf']!.readOnly).toBeFalsy();
+    if (values.agent.netnsFallback) {
+      expect(mounts['/run/netns']).toMatchObject({ readOnly: true, mountPropagation: 'HostToContainer' });
+      expect(agent.securityContext?.capabilities?.add).toContain('SYS_ADMIN');
+    } else {
+      expect(mounts['/run/netns']).toBeUndefined();
+      expect(agent.securityContext?.capabilities?.add).not.toContain('SYS_ADMIN');
+      expect(agent.securityContext?.allowPrivilegeEscalation).toBe(false);
+    }
+    expect(agent.securityContext?.capabilities?.add).toEqual(expect.arrayContaining(['BPF', 'NET_ADMIN', 'PERFMON']));
+    // hostPaths: exactly these, nothing else of the host
+    const hostPaths = (pod.volumes ?? []).filter((v) => v.hostPath).map((v) => v.hostPath!.path).sort();
+    const expected = ['/sys/fs/bpf', ...(values.agent.netnsFallback ? [values.agent.netnsDir] : []), ...(values.agent.compileCacheHostPath ? [values.agent.compileCacheHostPath] : [])].sort();
+    expect(hostPaths).toEqual(expected);
+    // the bpffs init container checks (or mounts) the host's BPF filesystem
+    const init = container(ds, 'bpffs');
+    expect(init.command?.join(' ')).toContain('stat -f -c %T /sys/fs/bpf');
+  });
+
+  it('runs the controller replicated with leader election and a disruption budget', () => {
+    const values = r().values as { controller: { replicas: number } };
+    const d = find(r().objects, 'Deployment', '-controller');
+    expect((d.spec as { replicas: number }).replicas).toBe(values.controller.replicas);
+    const c = container(d, 'controller');
+    expect(c.args).toContain('--leader-elect=true');
+    expect((c.env ?? []).find((e) => e.name === 'POD_NAMESPACE')?.valueFrom).toEqual({ fieldRef: { fieldPath: 'metadata.namespace' } });
+    const pdb = r().objects.find((o) => o.kind === 'PodDisruptionBudget');
+    if (values.controller.replicas > 1) expect((pdb!.spec as { minAvailable: number }).minAvailable).toBe(1);
+    else expect(pdb).toBeUndefined();
+  });
+
+  it('gives each role exactly the API access its code uses', () => {
+    const objs = r().objects;
+    for (const kind of ['ClusterRole', 'Role'] as const) {
+      for (const o of objs.filter((x) => x.kind === kind)) {
+        for (const rule of o.rules as Rule[]) {
+          expect([...rule.apiGroups, ...rule.resources, ...rule.verbs], `${kind}/${o.metadata.name}`).not.toContain('*');
+          expect(rule.resources, `${kind}/${o.metadata.name} must not read secrets`).not.toContain('secrets');
+        }
+      }
+    }
+    const controller = rules(objs, 'ClusterRole', '-controller');
+    for (const res of [Resources.pods, Resources.nodes, Resources.namespaces, Resources.services, Resources.endpointSlices, Resources.sniffPolicies, Resources.sniffAssignments]) {
+      for (const verb of ['list', 'watch']) expect(grants(controller, res.group, res.plural, verb), `controller ${verb} ${res.plural}`).toBe(true);
+    }
+    for (const verb of ['create', 'update', 'delete']) expect(grants(controller, 'podtap.io', 'sniffassignments', verb)).toBe(true);
+    expect(grants(controller, 'podtap.io', 'sniffpolicies/status', 'patch')).toBe(true);
+    expect(grants(controller, 'podtap.io', 'sniffpolicies', 'update')).toBe(false);
+    expect(grants(controller, '', 'events', 'create')).toBe(true);
+    const lease = rules(objs, 'Role', '-controller-leader-election');
+    expect(lease).toEqual([
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['podtap-controller'], verbs: ['get', 'update'] },
+    ]);
+    // the agent: assignments and their status, its own pod and DaemonSet; nothing else
+    const agentName = find(objs, 'DaemonSet', '-agent').metadata.name;
+    expect(rules(objs, 'ClusterRole', '-agent')).toEqual([
+      { apiGroups: ['podtap.io'], resources: ['sniffassignments'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['podtap.io'], resources: ['sniffassignments/status'], verbs: ['get', 'update', 'patch'] },
+    ]);
+    expect(rules(objs, 'Role', '-agent-uninstall-check')).toEqual([
+      { apiGroups: [''], resources: ['pods'], verbs: ['get'] },
+      { apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: [agentName], verbs: ['get'] },
+    ]);
+    // the collector has an account without any role and no token
+    const collectorSa = find(objs, 'ServiceAccount', '-collector');
+    expect(collectorSa.automountServiceAccountToken).toBe(false);
+    const bound = objs.filter((o) => o.kind.endsWith('Binding')).flatMap((b) => (b.subjects as { name: string }[]).map((s) => s.name));
+    expect(bound).not.toContain(collectorSa.metadata.name);
+    // creating SniffPolicies is aggregated into edit/admin only on request
+    const values = r().values as { rbac: { aggregateToEdit: boolean } };
+    const edit = objs.find((o) => o.kind === 'ClusterRole' && o.metadata.labels?.['rbac.authorization.k8s.io/aggregate-to-edit'] && grants(o.rules as Rule[], 'podtap.io', 'sniffpolicies', 'create'));
+    expect(Boolean(edit)).toBe(values.rbac.aggregateToEdit);
+  });
+
+  it('exposes the collector (tunnel over UDP, HTTP over TCP) and fences it with a NetworkPolicy', () => {
+    const values = r().values as { collector: { tunnelPort: number; httpPort: number; networkPolicy: { enabled: boolean; nodeCIDRs: string[]; httpFrom: unknown[] }; token: { create: boolean; existingSecret: string }; persistence: { hostPath: string } } };
+    const c = values.collector;
+    const objs = r().objects;
+    const svc = find(objs, 'Service', '-collector');
+    expect((svc.spec as { ports: unknown[] }).ports).toEqual([
+      { name: 'tunnel', port: c.tunnelPort, targetPort: 'tunnel', protocol: 'UDP' },
+      { name: 'http', port: c.httpPort, targetPort: 'http', protocol: 'TCP' },
+    ]);
+    const np = objs.find((o) => o.kind === 'NetworkPolicy');
+    if (!c.networkPolicy.enabled) expect(np).toBeUndefined();
+    else {
+      expect(np!.spec).toMatchObject({
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [
+          { from: c.networkPolicy.nodeCIDRs.map((cidr) => ({ ipBlock: { cidr } })), ports: [{ port: c.tunnelPort, protocol: 'UDP' }] },
+          { from: c.networkPolicy.httpFrom, ports: [{ port: c.httpPort, protocol: 'TCP' }] },
+        ],
+        egress: [],
+      });
+    }
+    const d = find(objs, 'Deployment', '-collector');
+    expect((d.spec as { strategy: unknown }).strategy).toEqual({ type: 'Recreate' });
+    const col = container(d, 'collector');
+    const tokenEnv = (col.env ?? []).find((e) => e.name === 'PODTAP_TOKEN');
+    const secretName = c.token.existingSecret || find(objs, 'Secret', '-collector-token').metadata.name;
+    expect(tokenEnv?.valueFrom).toEqual({ secretKeyRef: { name: secretName, key: 'token' } });
+    expect(objs.some((o) => o.kind === 'Secret')).toBe(!c.token.existingSecret);
+    const vols = podOf(d).volumes as { name: string; hostPath?: { path: string }; persistentVolumeClaim?: unknown }[];
+    const captures = vols.find((v) => v.name === 'captures')!;
+    if (c.persistence.hostPath) expect(captures.hostPath?.path).toBe(c.persistence.hostPath);
+    else expect(captures.persistentVolumeClaim).toBeTruthy();
+    expect(objs.some((o) => o.kind === 'PersistentVolumeClaim')).toBe(!c.persistence.hostPath);
+    // the HTTP API wants the api-token of the same Secret
+    expect(col.args).toContain('--auth-token-file=/etc/podtap/api-token/api-token');
+    const apiVol = podOf(d).volumes!.find((v) => v.name === 'api-token') as { secret?: { secretName: string; items: unknown } };
+    expect(apiVol.secret).toMatchObject({ secretName, items: [{ key: 'api-token', path: 'api-token' }] });
+    // the agents present the same token
+    const agent = container(find(objs, 'DaemonSet', '-agent'), 'agent');
+    expect(agent.args).toContain('--token-file=/etc/podtap/collector-token/token');
+    const tokenVol = podOf(find(objs, 'DaemonSet', '-agent')).volumes!.find((v) => v.name === 'collector-token') as { secret?: { secretName: string } };
+    expect(tokenVol.secret?.secretName).toBe(secretName);
+  });
+
+  it('renders NOTES.txt with the next commands', async () => {
+    const notes = (await render({ ...set.options, notes: true })).text;
+    expect(notes).toContain(`kubectl -n ${set.release.namespace} rollout status daemonset/`);
+    expect(notes).toContain('kind: SniffPolicy');
+    expect(notes).toContain('podtap cleanup --check');
+  });
+});
+
+describe('chart', () => {
+  it('uses no field Kubernetes does not have (strict field validation, from the OpenAPI types)', async () => {
+    const all = [...renders.entries()].flatMap(([desc, r]) =>
+      r.objects.filter((o) => o.kind !== 'ServiceMonitor').map((obj) => ({ label: `[${desc}] ${obj.kind}/${obj.metadata.name}`, obj })),
+    );
+    expect(all.length).toBeGreaterThan(40);
+    expect(await unknownFieldErrors(all)).toEqual([]);
+  });
+
+  it('catches an unknown field (the check can fail)', async () => {
+    const bad = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'x' }, spec: { ports: [{ port: 1, protocoll: 'UDP' }] } } as unknown as K8sObject;
+    const errors = await unknownFieldErrors([{ label: 'Service/x', obj: bad }]);
+    expect(errors.join('\n')).toMatch(/Service\/x: .*protocoll/);
+  });
+
+  it('renders a ServiceMonitor that scrapes the metrics Services', () => {
+    const r = renders.get(VALUE_SETS[1]!.description)!;
+    const sm = find(r.objects, 'ServiceMonitor', 'podtap');
+    expect(sm.apiVersion).toBe('monitoring.coreos.com/v1');
+    const spec = sm.spec as { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; interval: string }[] };
+    expect(spec.endpoints[0]).toMatchObject({ port: 'metrics', interval: '15s' });
+    const scraped = r.objects.filter((o) => o.kind === 'Service' && Object.entries(spec.selector.matchLabels).every(([k, v]) => o.metadata.labels?.[k] === v));
+    expect(scraped.map((s) => s.metadata.name).sort()).toEqual(['podtap-agent-metrics', 'podtap-collector-metrics', 'podtap-controller-metrics']);
+    for (const s of scraped) expect((s.spec as { ports: { name: string }[] }).ports[0]!.name).toBe('metrics');
+  });
+
+  const refusals: { description: string; input: Record<string, unknown>; expected: RegExp }[] = [
+    { description: 'a misspelt key', input: { agent: { netnsFalback: true } }, expected: /additionalProperties|netnsFalback/ },
+    { description: 'no replicas', input: { controller: { replicas: 0 } }, expected: /minimum|replicas/ },
+    { description: 'a container without limits', input: { collector: { resources: { limits: null } } }, expected: /limits/ },
+    { description: 'an unknown tunnel', input: { collector: { tunnel: 'gre' } }, expected: /enum|tunnel/ },
+  ];
+  it.each(refusals)('values.schema.json refuses $description', async ({ input, expected }) => {
+    const r = await render({ values: input });
+    expect(validateValues(r.values)).toBe(false);
+    expect(JSON.stringify(validateValues.errors)).toMatch(expected);
+  });
+
+  it('refuses a NetworkPolicy without node CIDRs (an empty "from" would admit everyone)', async () => {
+    await expect(render({ values: { collector: { networkPolicy: { nodeCIDRs: [] } } } })).rejects.toThrow(/collector\.networkPolicy\.nodeCIDRs is empty/);
+  });
+
+  it('makes random collector tokens (tunnel and API) per install and keeps them on upgrade', async () => {
+    const tokens = async (cluster?: string) => {
+      const r = await render({ extraArgs: cluster ? ['-cluster', cluster, '-is-upgrade'] : [] });
+      const s = find(r.objects, 'Secret', '-collector-token');
+      return { secret: s, data: s.data as { token: string; 'api-token': string } };
+    };
+    const a = await tokens();
+    const b = await tokens();
+    for (const t of [a.data.token, a.data['api-token']]) expect(Buffer.from(t, 'base64').toString()).toMatch(/^[A-Za-z0-9]{48}$/);
+    expect(a.data.token).not.toBe(a.data['api-token']);
+    expect(a.data.token).not.toBe(b.data.token);
+    const dir = await mkdtemp(join(tmpdir(), 'podtap-lookup-'));
+    try {
+      await writeFile(join(dir, 'cluster.yaml'), stringify(a.secret));
+      expect((await tokens(join(dir, 'cluster.yaml'))).data).toEqual(a.data);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('deletes the agents first on uninstall (a pre-delete hook), so they detach while their account still works', () => {
+    const objs = renders.get(VALUE_SETS[0]!.description)!.objects;
+    const hooks = objs.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'pre-delete');
+    expect(hooks.map((o) => o.kind).sort()).toEqual(['Job', 'Role', 'RoleBinding', 'ServiceAccount']);
+    expect(rules(objs, 'Role', '-uninstall')).toEqual([{ apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: ['podtap-agent'], verbs: ['get', 'delete'] }]);
+    const job = find(objs, 'Job', '-uninstall');
+    expect((job.spec as { activeDeadlineSeconds: number }).activeDeadlineSeconds).toBeGreaterThan(60);
+  });
+
+  it('passes the roles only flags that `podtap <role> --help` documents', async () => {
+    const objs = renders.get(VALUE_SETS[0]!.description)!.objects;
+    const node = join(ROOT, 'node_modules/.bin/node');
+    for (const w of workloads(objs)) {
+      for (const c of w.pod.containers) {
+        if (c.command?.[0] !== 'podtap') continue;
+        const [role, ...args] = c.args ?? [];
+        const help = await execa(node, [join(ROOT, 'src/cli/main.ts'), role!, '--help'], { reject: false, all: true });
+        expect(help.exitCode, `podtap ${role} --help:\n${help.all}`).toBe(0);
+        for (const a of args) {
+          const flag = /^(--[a-z0-9-]+)/.exec(a)?.[1];
+          expect(flag, a).toBeTruthy();
+          expect(help.stdout, `podtap ${role} has no ${flag}`).toContain(flag!);
+        }
+      }
+    }
+  });
+});
