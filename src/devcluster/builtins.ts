@@ -558,7 +558,10 @@ export function builtinResources(): ResourceDef[] {
       initialStatus: (o) => ({ phase: 'Pending', qosClass: qosClass(o) }),
       defaults: defaultPod,
       validate: validatePodUpdate,
-      extraSubresources: [{ name: 'binding', kind: 'Binding', verbs: ['create'] }],
+      extraSubresources: [
+        { name: 'binding', kind: 'Binding', verbs: ['create'] },
+        { name: 'portforward', kind: 'PodPortForwardOptions', verbs: ['create', 'get'] },
+      ],
       returnDeletedObject: true,
       fields: {
         'spec.nodeName': field('spec', 'nodeName'),

@@ -48,7 +48,8 @@ export async function startApiServer(opts: StartOptions = {}): Promise<ApiServer
   };
   const state = createClusterState(serverOpts);
   let address = '';
-  const server = createHttpServer(createHandler(state, serverOpts, () => address));
+  const handler = createHandler(state, serverOpts, () => address);
+  const server = createHttpServer(handler);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 0, host, () => {
@@ -73,6 +74,7 @@ export async function startApiServer(opts: StartOptions = {}): Promise<ApiServer
         state.store.closeAll();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
+        handler.close();
         await closed;
       })();
       return closing;

@@ -7,6 +7,7 @@
  * client sends can crash it: every failure becomes a Status response.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { stringify as toYaml, parse as parseYaml } from 'yaml';
@@ -27,6 +28,7 @@ import { buildTable, parseIncludeObject } from './table.ts';
 import { encodeObject, serveWatch, type OutputShape } from './watch.ts';
 import { getPath, isPlainObject, type KubeObject } from './objects.ts';
 import { decodeProtobufObject, PROTOBUF } from './protobuf.ts';
+import { PortForwarding } from './portforward.ts';
 
 export const GIT_VERSION = 'v1.32.0-podtap.devcluster';
 const MAX_BODY = 3 * 1024 * 1024;
@@ -418,6 +420,11 @@ function setPath(o: Record<string, unknown>, path: string[], v: unknown): void {
 
 export interface Handler {
   handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Whether an HTTP upgrade is taken over (pods/portforward); others are answered as ordinary requests. */
+  claimsUpgrade(req: IncomingMessage): boolean;
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Ends the upgraded connections, which http.Server does not track. */
+  close(): void;
 }
 
 export function createHandler(state: ClusterState, opts: ServerOptions, serverAddress: () => string): Handler {
@@ -430,6 +437,7 @@ export function createHandler(state: ClusterState, opts: ServerOptions, serverAd
     }
     return openapi.docs;
   };
+  const portForwarding = new PortForwarding(api, registry.get('', 'v1', 'pods')!, log);
   const watchConfig = {
     bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 60_000,
     maxBufferedBytes: opts.maxWatchBufferBytes ?? 64 * 1024 * 1024,
@@ -458,6 +466,12 @@ export function createHandler(state: ClusterState, opts: ServerOptions, serverAd
       if (method !== 'POST') throw methodNotAllowed();
       const wo = writeOptions(req, q);
       return respondWrite(res, api.bind(def, namespace, name!, decodeObjectBody(req, await readBody(req)), wo), neg, def);
+    }
+    if (subresource === 'portforward') {
+      // Reached only without an upgrade: the pod is looked up first (404), then the proxy insists.
+      if (method !== 'GET' && method !== 'POST') throw methodNotAllowed();
+      portForwarding.target(url);
+      throw badRequest('Upgrade request required');
     }
     if (subresource === 'finalize') {
       if (method !== 'PUT') throw methodNotAllowed();
@@ -651,6 +665,9 @@ export function createHandler(state: ClusterState, opts: ServerOptions, serverAd
   }
 
   return {
+    claimsUpgrade: (req) => portForwarding.claims(req),
+    upgrade: (req, socket, head) => portForwarding.upgrade(req, socket, head),
+    close: () => portForwarding.close(),
     handle(req, res) {
       const started = performance.now();
       dispatch(req, res)
@@ -689,6 +706,10 @@ export function versionInfo(): Record<string, string> {
 }
 
 export function createHttpServer(handler: Handler): Server {
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => handler.handle(req, res));
+  const server = createServer(
+    { keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, shouldUpgradeCallback: (req) => handler.claimsUpgrade(req) },
+    (req, res) => handler.handle(req, res),
+  );
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handler.upgrade(req, socket, head));
   return server;
 }
