@@ -1,0 +1,131 @@
+/** The data plane's userspace arithmetic and parsing, as tables. */
+import { describe, expect, it } from 'vitest';
+import { statusCounters, sessionIdForPolicy } from '../../../src/agent/agent.ts';
+import { addrBytes, ipv6Bytes } from '../../../src/datapath/bpftool.ts';
+import { compileDefines, configFromSpec, hooksFor } from '../../../src/datapath/config.ts';
+import { emptyCounters, lost, subCounters } from '../../../src/datapath/counters.ts';
+import { cacheValueSize, chunkMax, outerL3Len, pieceMax } from '../../../src/datapath/sizes.ts';
+import { summarizeVerifierLog } from '../../../src/datapath/verifier.ts';
+import { META_LEN } from '../../../src/wire/format.ts';
+
+describe('sizes (mirror of bpf/include/consts.h)', () => {
+  it.each([
+    { description: 'Geneve over IPv4, MTU 1500', input: { mtu: 1500, outerV6: false, tunnel: 'Geneve' as const }, expected: { outer: 20 + 8 + 8 + 4 + META_LEN, piece: 1408, chunk: 1368, cache: 66916 } },
+    { description: 'Geneve over IPv6, MTU 1500', input: { mtu: 1500, outerV6: true, tunnel: 'Geneve' as const }, expected: { outer: 40 + 8 + 8 + 4 + META_LEN, piece: 1388, chunk: 1352, cache: 66900 } },
+    { description: 'VXLAN over IPv4, MTU 9000', input: { mtu: 9000, outerV6: false, tunnel: 'VXLAN' as const }, expected: { outer: 36, piece: 8964, chunk: 8928, cache: 74476 } },
+    { description: 'Geneve over IPv4, MTU 1280', input: { mtu: 1280, outerV6: false, tunnel: 'Geneve' as const }, expected: { outer: 92, piece: 1188, chunk: 1152, cache: 66700 } },
+  ])('$description', ({ input, expected }) => {
+    expect(outerL3Len(input)).toBe(expected.outer);
+    expect(pieceMax(input)).toBe(expected.piece);
+    expect(chunkMax(input)).toBe(expected.chunk);
+    expect(chunkMax(input) % 8).toBe(0);
+    expect(cacheValueSize(input)).toBe(expected.cache);
+  });
+});
+
+describe('compile-time constants of a policy', () => {
+  const defs = (spec: Record<string, unknown>, collector = '198.18.9.2') =>
+    Object.fromEntries(
+      compileDefines(configFromSpec(spec as never, { address: collector }), { mtu: 1500, nrCpus: 4 }).map((d) => {
+        const [k, ...v] = d.slice(2).split('=');
+        return [k, v.join('=')];
+      }),
+    );
+  it.each([
+    { description: 'defaults', spec: {}, expected: { PT_PROTO_MASK: '0', PT_NPORTS: '0', PT_CIDR_FILTER: '0', PT_TCP_FLAGS: '0', PT_SAMPLE_ONE_IN: '1', PT_SNAPLEN: '0', PT_TUNNEL: '1', PT_TUNNEL_PORT: '6081', PT_OUTER_V6: '0', PT_NR_CPUS: '4' } },
+    { description: 'protocols become a bit mask', spec: { filter: { protocols: ['TCP', 'ICMPv6', 'TCP'] } }, expected: { PT_PROTO_MASK: String(1 | 8) } },
+    { description: 'ports become inclusive ranges', spec: { filter: { ports: [{ port: 443 }, { port: 8000, endPort: 8100 }] } }, expected: { PT_NPORTS: '2', PT_PORT_RANGES: '{{443,443},{8000,8100}}' } },
+    { description: 'CIDRs switch the LPM lookup on', spec: { filter: { cidrs: ['10.0.0.0/8'] } }, expected: { PT_CIDR_FILTER: '1' } },
+    { description: 'TCP flags become a mask', spec: { filter: { tcpFlags: ['SYN', 'RST'] } }, expected: { PT_TCP_FLAGS: String(0x02 | 0x04) } },
+    { description: 'VXLAN defaults to port 4789', spec: { tunnel: { protocol: 'VXLAN', vni: 42 } }, expected: { PT_TUNNEL: '2', PT_VNI: '42', PT_TUNNEL_PORT: '4789' } },
+    { description: 'rates are 64-bit literals', spec: { rateLimit: { packetsPerSecond: 1000, bytesPerSecond: 5_000_000_000 } }, expected: { PT_RATE_PPS: '1000ull', PT_RATE_BPS: '5000000000ull' } },
+  ])('$description', ({ spec, expected }) => {
+    expect(defs(spec)).toMatchObject(expected);
+  });
+  it('an IPv6 collector selects the IPv6 outer header and its cache size', () => {
+    expect(defs({}, '2001:db8:9::2')).toMatchObject({ PT_OUTER_V6: '1', PT_CACHE_SIZE: '66900' });
+  });
+  it('refuses an MTU the data plane cannot bound', () => {
+    expect(() => compileDefines(configFromSpec({} as never, { address: '198.18.9.2' }), { mtu: 1000, nrCpus: 1 })).toThrow(/MTU 1000/);
+  });
+  it.each([
+    { input: 'Both' as const, expected: ['ingress', 'egress'] },
+    { input: 'Ingress' as const, expected: ['ingress'] },
+    { input: 'Egress' as const, expected: ['egress'] },
+  ])('direction $input attaches $expected', ({ input, expected }) => {
+    expect(hooksFor(input)).toEqual(expected);
+  });
+});
+
+describe('verifier logs', () => {
+  const log = `libbpf: prog 'pt_tunnel': BPF program load failed: Permission denied
+libbpf: prog 'pt_tunnel': -- BEGIN PROG LOAD LOG --
+0: R1=ctx() R10=fp0
+; if (bpf_skb_store_bytes(skb, PT_OUTER_LEN + p->hdr, &l->cache->data[from], @ frag.h:344
+1751: (79) r3 = *(u64 *)(r10 -264)    ; R3=map_value(map=pt_cache,ks=4,vs=66923)
+1758: (85) call bpf_skb_store_bytes#9
+invalid access to map value, value_size=66923 off=65548 size=1376
+R3 max value is outside of the allowed memory range
+processed 1226 insns (limit 1000000) max_states_per_insn 1 total_states 54 peak_states 54 mark_read 0
+-- END PROG LOAD LOG --
+libbpf: prog 'pt_tunnel': failed to load: -13`;
+  it('keeps the decisive lines: program, reason, source line, instruction count', () => {
+    expect(summarizeVerifierLog(log)).toEqual({
+      program: 'pt_tunnel',
+      reason: 'invalid access to map value, value_size=66923 off=65548 size=1376; R3 max value is outside of the allowed memory range',
+      source: 'if (bpf_skb_store_bytes(skb, PT_OUTER_LEN + p->hdr, &l->cache->data[from], @ frag.h:344',
+      processed: 'processed 1226 insns (limit 1000000) max_states_per_insn 1 total_states 54 peak_states 54 mark_read 0',
+    });
+  });
+  it('copes with a log without the usual frame', () => {
+    expect(summarizeVerifierLog('something odd').reason).toBe('something odd');
+  });
+});
+
+describe('addresses', () => {
+  it.each([
+    { input: '2001:db8::1', expected: '20010db8000000000000000000000001' },
+    { input: '::', expected: '00000000000000000000000000000000' },
+    { input: 'fe80::1:2', expected: 'fe800000000000000000000000010002' },
+    { input: '::ffff:198.18.9.2', expected: '00000000000000000000ffffc6120902' },
+    { input: '2001:db8:9::2', expected: '20010db8000900000000000000000002' },
+  ])('$input', ({ input, expected }) => {
+    expect(ipv6Bytes(input).toString('hex')).toBe(expected);
+  });
+  it('puts IPv4 in the first 4 of 16 bytes', () => {
+    expect(addrBytes('198.18.9.2').toString('hex')).toBe(`c6120902${'0'.repeat(24)}`);
+  });
+});
+
+describe('counters', () => {
+  it('adds up the loss reasons, not the choices', () => {
+    const c = emptyCounters();
+    c.rateLimited.packets = 3;
+    c.noRoute.packets = 2;
+    c.carrierLost.packets = 1;
+    c.sampledOut.packets = 100; // a choice, not a loss
+    c.limitReached.packets = 50;
+    c.slotBusy.packets = 7; // cut at once instead: delivered
+    expect(lost(c)).toBe(6);
+  });
+  it('reports what a restarted process counted since it started', () => {
+    const a = emptyCounters();
+    const b = emptyCounters();
+    a.mirrored = { packets: 10, bytes: 1000 };
+    b.mirrored = { packets: 4, bytes: 300 };
+    expect(subCounters(a, b).mirrored).toEqual({ packets: 6, bytes: 700 });
+  });
+  it('maps to the assignment status, drop reasons by name', () => {
+    const c = emptyCounters();
+    c.matched.packets = 20;
+    c.mirrored = { packets: 15, bytes: 9000 };
+    c.rateLimited.packets = 5;
+    expect(statusCounters(c)).toMatchObject({ matched: 20, mirrored: 15, bytes: 9000, lost: 5, dropped: { rateLimited: 5 } });
+  });
+});
+
+it('names a policy session by its uid, stably', () => {
+  expect(sessionIdForPolicy('3f1c')).toBe(sessionIdForPolicy('3f1c'));
+  expect(sessionIdForPolicy('3f1c')).toMatch(/^a-[0-9a-f]{12}$/);
+  expect(sessionIdForPolicy('3f1d')).not.toBe(sessionIdForPolicy('3f1c'));
+});
