@@ -69,6 +69,23 @@ function meta(raw: KubeObject, keep: readonly string[]): RawRecord {
   return out;
 }
 
+/**
+ * One copy of the strings many cached objects repeat (namespaces, node
+ * names, phases): JSON.parse makes a new string for every occurrence.
+ * Bounded: past the limit it starts over (only sharing is lost).
+ */
+const strings = new Map<string, string>();
+export function internString(v: string): string;
+export function internString(v: string | undefined): string | undefined;
+export function internString(v: string | undefined): string | undefined {
+  if (v === undefined) return v;
+  const hit = strings.get(v);
+  if (hit !== undefined) return hit;
+  if (strings.size >= 50_000) strings.clear();
+  strings.set(v, v);
+  return v;
+}
+
 export function slimPod(raw: KubeObject): PodInfo {
   const r = raw as Raw;
   const spec = rec(r.spec);
@@ -80,11 +97,12 @@ export function slimPod(raw: KubeObject): PodInfo {
     spec: {},
     status: { ips: podIPs.length > 0 ? podIPs : ip ? [ip] : [] },
   };
+  pod.metadata.namespace = internString(pod.metadata.namespace);
   const nodeName = str(spec.nodeName);
-  if (nodeName) pod.spec.nodeName = nodeName;
+  if (nodeName) pod.spec.nodeName = internString(nodeName);
   if (spec.hostNetwork === true) pod.spec.hostNetwork = true;
   const phase = str(status.phase);
-  if (phase) pod.status.phase = phase;
+  if (phase) pod.status.phase = internString(phase);
   return pod;
 }
 
@@ -127,8 +145,33 @@ export function slimSlice(raw: KubeObject): SliceInfo {
 }
 
 /**
- * Assignments are kept whole but for what only the agent reads: the list of
- * attached interfaces becomes its length (status.attachedInterfaces).
+ * One shared copy of equal JSON values (cached objects are never modified).
+ * Every assignment of a policy carries the same capture config and owner
+ * reference: with 26,000 assignments cached, sharing them saves tens of MB.
+ * Values are held weakly, so a config no assignment uses any more goes.
+ */
+class Interner {
+  private readonly values = new Map<string, WeakRef<object>>();
+  private readonly registry = new FinalizationRegistry<string>((key) => {
+    if (this.values.get(key)?.deref() === undefined) this.values.delete(key);
+  });
+
+  intern<T extends object>(value: T): T {
+    const key = JSON.stringify(value);
+    const hit = this.values.get(key)?.deref();
+    if (hit) return hit as T;
+    this.values.set(key, new WeakRef(value));
+    this.registry.register(value, key);
+    return value;
+  }
+}
+
+const shared = new Interner();
+
+/**
+ * Assignments are kept whole but for what only the agent reads (the list of
+ * attached interfaces becomes its length, status.attachedInterfaces), with
+ * the parts every assignment of a policy repeats shared.
  */
 export function slimAssignment(raw: KubeObject): SniffAssignment {
   const a = stripManagedFields(raw) as unknown as SniffAssignment;
@@ -137,7 +180,32 @@ export function slimAssignment(raw: KubeObject): SniffAssignment {
     st.attachedInterfaces ??= st.interfaces.length;
     delete st.interfaces;
   }
+  a.metadata.namespace = internString(a.metadata.namespace);
+  const labels = a.metadata.labels;
+  if (labels) for (const k of Object.keys(labels)) labels[k] = internString(labels[k]!);
+  if (a.spec?.nodeName) a.spec.nodeName = internString(a.spec.nodeName);
+  if (a.spec?.config) a.spec.config = shared.intern(a.spec.config);
+  if (a.spec?.policy) a.spec.policy = shared.intern(a.spec.policy);
+  if (a.metadata.ownerReferences) a.metadata.ownerReferences = shared.intern(a.metadata.ownerReferences);
   return a;
+}
+
+/**
+ * What a write left on the server, without keeping the server's copy: the
+ * object that was sent (whose config is shared with the other assignments
+ * of its policy) with the metadata the server assigned and its status.
+ */
+export function assignmentAsWritten(sent: SniffAssignment, result: SniffAssignment): SniffAssignment {
+  const m = result.metadata;
+  const out: SniffAssignment = {
+    ...sent,
+    metadata: { ...sent.metadata, uid: m.uid, resourceVersion: m.resourceVersion, generation: m.generation, creationTimestamp: m.creationTimestamp },
+  };
+  if (result.status) {
+    const { interfaces, ...status } = result.status;
+    out.status = interfaces && status.attachedInterfaces === undefined ? { ...status, attachedInterfaces: interfaces.length } : status;
+  }
+  return out;
 }
 
 export function slimPolicy(raw: KubeObject): PolicyObject {

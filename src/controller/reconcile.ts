@@ -37,7 +37,7 @@ import { resolveCollector, type CollectorResolution } from './collector.ts';
 import { jsonEqual, replacingMergePatch } from './equal.ts';
 import type { Limiter } from './limiter.ts';
 import { evaluateLimits, nodeCap } from './limits.ts';
-import { slimAssignment, slimPolicy, type PolicyObject } from './objects.ts';
+import { assignmentAsWritten, slimPolicy, type PolicyObject } from './objects.ts';
 import type { RecentPolicyWrites } from './recent.ts';
 import { selectPods, type Selection } from './selection.ts';
 import { aggregateStatus, eventType, readyCondition, statusEqual, type NodeInput } from './status.ts';
@@ -339,7 +339,7 @@ export class Reconciler {
     const failures: unknown[] = [];
     const group = `${namespace}/${name}`;
     const remember = (a: SniffAssignment, result: SniffAssignment | undefined, readVersion: string | undefined) =>
-      recent?.assignments.record(`${a.metadata.namespace}/${a.metadata.name}`, group, result && slimAssignment(result), readVersion);
+      recent?.assignments.record(`${a.metadata.namespace}/${a.metadata.name}`, group, result && assignmentAsWritten(a, result), readVersion);
     const attempt = (what: string, a: SniffAssignment, call: () => Promise<SniffAssignment | undefined>, readVersion: string | undefined) =>
       limiter
         .run(call)

@@ -23,15 +23,11 @@ export class Store<T extends KubeObject> implements ReadStore<T> {
   private readonly items = new Map<string, T>();
   private readonly indexers: Record<string, IndexFunc<T>>;
   private readonly indices = new Map<string, Map<string, Set<string>>>();
-  /** Per index, the values each key was filed under (to unfile on update and delete). */
-  private readonly filed = new Map<string, Map<string, readonly string[]>>();
 
+  /** Index functions must be pure: the values an object was filed under are computed again to unfile it. */
   constructor(indexers: Record<string, IndexFunc<T>> = {}) {
     this.indexers = indexers;
-    for (const name of Object.keys(indexers)) {
-      this.indices.set(name, new Map());
-      this.filed.set(name, new Map());
-    }
+    for (const name of Object.keys(indexers)) this.indices.set(name, new Map());
   }
 
   get size(): number {
@@ -75,7 +71,7 @@ export class Store<T extends KubeObject> implements ReadStore<T> {
     const key = objectKey(obj);
     const old = this.items.get(key);
     this.items.set(key, obj);
-    this.reindex(key, obj);
+    this.reindex(key, old, obj);
     return old;
   }
 
@@ -84,14 +80,13 @@ export class Store<T extends KubeObject> implements ReadStore<T> {
     const old = this.items.get(key);
     if (!old) return undefined;
     this.items.delete(key);
-    this.reindex(key, undefined);
+    this.reindex(key, old, undefined);
     return old;
   }
 
   clear(): void {
     this.items.clear();
     for (const m of this.indices.values()) m.clear();
-    for (const m of this.filed.values()) m.clear();
   }
 
   private index(name: string): Map<string, Set<string>> {
@@ -100,11 +95,10 @@ export class Store<T extends KubeObject> implements ReadStore<T> {
     return idx;
   }
 
-  private reindex(key: string, obj: T | undefined): void {
+  private reindex(key: string, old: T | undefined, obj: T | undefined): void {
     for (const [name, fn] of Object.entries(this.indexers)) {
       const idx = this.indices.get(name)!;
-      const filed = this.filed.get(name)!;
-      const before = filed.get(key) ?? [];
+      const before = old ? fn(old) : [];
       const after = obj ? fn(obj) : [];
       if (before.length === after.length && before.every((v, i) => v === after[i])) continue;
       for (const v of before) {
@@ -118,8 +112,6 @@ export class Store<T extends KubeObject> implements ReadStore<T> {
         if (!set) idx.set(v, (set = new Set()));
         set.add(key);
       }
-      if (after.length > 0) filed.set(key, after);
-      else filed.delete(key);
     }
   }
 }
