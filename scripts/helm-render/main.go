@@ -104,6 +104,9 @@ func run(o options) error {
 	}
 	if o.kustomizeDir != "" {
 		values = coalesce(kustomizeValues(), values)
+		if o.releaseService == "Helm" {
+			o.releaseService = "kustomize"
+		}
 	}
 	if o.valuesOut != "" {
 		b, err := json.MarshalIndent(values, "", "  ")
@@ -541,10 +544,11 @@ func readCRDs(chartDir string) ([]document, error) {
 
 // The one difference between deploy/ and the chart's defaults: a static
 // manifest cannot generate a secret, and one committed to git is no secret.
-// The collector token comes from a file the user writes next to the
-// kustomization (see docs/install.md), through a secretGenerator.
+// The collector's tokens come from a file the user writes next to the
+// kustomization (token=… and api-token=… lines, see docs/install.md),
+// through a secretGenerator.
 const kustomizeTokenSecret = "podtap-collector-token"
-const kustomizeTokenFile = "collector-token"
+const kustomizeTokenFile = "collector-tokens.env"
 
 func kustomizeValues() map[string]interface{} {
 	return map[string]interface{}{
@@ -563,8 +567,8 @@ func writeKustomize(o options, docs, crds []document) error {
 	if err := os.MkdirAll(filepath.Join(dir, "crds"), 0o755); err != nil {
 		return err
 	}
-	header := "# Generated from charts/podtap by scripts/helm-render (-kustomize) with the chart's\n" +
-		"# default values: do not edit. Regenerate with the command in docs/install.md.\n"
+	header := "# Generated from charts/podtap with the chart's default values: do not edit. Regenerate:\n" +
+		"#   GO111MODULE=off GOPATH=/usr/share/gocode go run ./scripts/helm-render -kustomize deploy charts/podtap\n"
 	keep := map[string]bool{}
 	write := func(rel, body string) error {
 		keep[filepath.Clean(rel)] = true
@@ -603,9 +607,10 @@ func writeKustomize(o options, docs, crds []document) error {
 	for _, r := range resources {
 		k.WriteString("  - " + strconv.Quote(r) + "\n")
 	}
-	fmt.Fprintf(&k, "secretGenerator:\n  - name: %s\n    namespace: %s\n    files:\n      - token=%s\n",
+	fmt.Fprintf(&k, "# The collector's tokens: write %s first (docs/install.md).\n", kustomizeTokenFile)
+	fmt.Fprintf(&k, "secretGenerator:\n  - name: %s\n    namespace: %s\n    envs:\n      - %s\n",
 		kustomizeTokenSecret, o.namespace, kustomizeTokenFile)
-	if err := write(".gitignore", "# the collector token (docs/install.md): never commit it\n/"+kustomizeTokenFile+"\n"); err != nil {
+	if err := write(".gitignore", "# the collector's tokens (docs/install.md): never commit them\n/"+kustomizeTokenFile+"\n"); err != nil {
 		return err
 	}
 	if err := write("kustomization.yaml", k.String()); err != nil {
