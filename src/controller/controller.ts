@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { API_VERSION, type SniffAssignment } from '../api/index.ts';
-import { EventRecorder, KubeClient, Resources, loadKubeConfig, podNamespace, type ClusterAccess } from '../k8s/index.ts';
+import { EventRecorder, KubeClient, Resources, loadKubeConfig, podNamespace } from '../k8s/index.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { startHttp, type HttpEndpoint } from './http.ts';
 import { createInformers, policyKey, type ControllerInformers } from './informers.ts';
@@ -26,8 +26,8 @@ export const DEFAULT_LEASE_NAMESPACE = 'podtap-system';
 export interface ControllerOptions {
   /** A kubeconfig file; without it $KUBECONFIG, in-cluster, ~/.kube/config. */
   kubeconfig?: string | undefined;
-  /** An already resolved cluster (tests, the demo); wins over `kubeconfig`. */
-  access?: ClusterAccess | undefined;
+  /** An already resolved cluster (tests, the demo): loadKubeConfig()'s result or a client-node KubeConfig; wins over `kubeconfig`. */
+  kubeConfig?: ConstructorParameters<typeof KubeClient>[0] | undefined;
   /** HOST:PORT for /metrics, /healthz, /readyz; '' disables. Default ':8080'. */
   metricsAddr?: string | undefined;
   leaderElect?: boolean | undefined;
@@ -96,7 +96,7 @@ function reconcileApi(client: KubeClient, metrics: ControllerMetrics): Reconcile
 export async function startController(opts: ControllerOptions = {}): Promise<RunningController> {
   const log = opts.logger ?? rootLogger('controller');
   const identity = opts.identity ?? defaultIdentity();
-  const access = opts.access ?? loadKubeConfig(opts.kubeconfig);
+  const access = opts.kubeConfig ?? loadKubeConfig(opts.kubeconfig);
   const client = new KubeClient(access, { userAgent: 'podtap-controller' });
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? false });
   const queue = new WorkQueue({ metrics: metrics.queue });
