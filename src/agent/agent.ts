@@ -20,7 +20,7 @@ import { WorkQueue } from '../controller/queue.ts';
 import { Announcer, probeCollector } from '../datapath/announcer.ts';
 import { CompileError } from '../datapath/compile.ts';
 import { configFromSpec, type DataplaneConfig, type Direction } from '../datapath/config.ts';
-import { LOSS_REASONS, lost, REASONS, type Counters } from '../datapath/counters.ts';
+import { LOSS_REASONS, lost, type Counters } from '../datapath/counters.ts';
 import { createRunner, type Runner } from '../datapath/exec.ts';
 import { PIN_ROOT, Session } from '../datapath/session.ts';
 import { VerifierError } from '../datapath/verifier.ts';
@@ -52,12 +52,11 @@ interface Tracked {
   announced: string;
   policy: { namespace: string; name: string; uid: string };
   interfaces: { pod: string; name: string; ifindex: number; directions: ('Ingress' | 'Egress')[] }[];
-  configJson: string;
   state: SniffAssignmentStatus['state'];
   reason: string | undefined;
   message: string | undefined;
   collectorReachable: boolean;
-  /** counters when the current object was loaded (reported values are since the capture began) */
+  /** detached (policy completed or assignment gone); final holds the last counters */
   stopped: boolean;
   final: Counters | undefined;
 }
@@ -155,7 +154,7 @@ export class NodeAgent {
 
   private newTracked(key: string, session: Session, policy: Tracked['policy']): Tracked {
     return {
-      key, session, announcer: undefined, announced: '', policy, interfaces: [], configJson: '',
+      key, session, announcer: undefined, announced: '', policy, interfaces: [],
       state: 'Attaching', reason: undefined, message: undefined, collectorReachable: true, stopped: false, final: undefined,
     };
   }
@@ -409,6 +408,3 @@ export class NodeAgent {
     this.log.info({ detached: !!opts.detach }, 'agent stopped');
   }
 }
-
-/** Names of every counter, for metrics. */
-export const COUNTER_NAMES = REASONS;
