@@ -1,0 +1,278 @@
+/**
+ * The container image, without Docker: the Dockerfile's steps run in a
+ * Debian 12 root made with debootstrap (test/unit/packaging/lib/image-rootfs.ts,
+ * layers cached under /var/tmp/podtap-image), and the result runs as the
+ * chart runs it — the image's user and environment, a read-only root
+ * filesystem, emptyDirs and hostPaths as bind mounts, /proc/sys read-only as
+ * container runtimes mount it, and the agent's capability set (setpriv) — to
+ * show that `podtap --version` works, that the agent's data plane compiles,
+ * loads and attaches from the image, and that each capability the chart
+ * grants the agent is needed.
+ *
+ * Building the rootfs needs the network (debootstrap, apt-get, npm ci) and the
+ * suite runs without one: scripts/setup.sh builds it first. Here only steps
+ * that work offline may still run (the TypeScript build after a source change).
+ */
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { leftovers } from '../../src/datapath/cleanup.ts';
+import { createRunner } from '../../src/datapath/exec.ts';
+import { readFrames, waitForLine } from '../helpers/capture.ts';
+import { policyYaml, startCollector } from '../helpers/harness.ts';
+import { createTopology, NODE_BIN, type Topology } from '../helpers/netns.ts';
+import { buildImage, CACHE, overlayMount, sq, type BuildResult } from '../unit/packaging/lib/image-rootfs.ts';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+/** What the chart's agent container adds (charts/podtap/templates/agent.yaml). */
+const AGENT_CAPS = ['bpf', 'net_admin', 'perfmon', 'sys_admin'];
+
+let image: BuildResult;
+let work: string;
+let buildSeconds = 0;
+
+beforeAll(async () => {
+  const started = Date.now();
+  try {
+    image = await buildImage();
+  } catch (err) {
+    throw new Error(
+      `could not build the image rootfs in ${CACHE}: ${(err as Error).message.slice(0, 2000)}\n` +
+        'The steps that download (debootstrap, apt-get, npm ci) need the network, which the test suite does not have: ' +
+        'run scripts/setup.sh first (it builds the rootfs: node test/unit/packaging/lib/image-rootfs.ts), then the test again.',
+      { cause: err },
+    );
+  }
+  buildSeconds = (Date.now() - started) / 1000;
+  work = await mkdtemp(join(tmpdir(), 'podtap-image-'));
+  await chmod(work, 0o755);
+}, 600_000);
+
+afterAll(async () => {
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+interface RunOptions {
+  /** Network namespace to run in (default: the suite's). */
+  netns?: string;
+  /** uid:gid, or "root" with the capabilities in `caps`. */
+  user?: string;
+  caps?: string[];
+  /** Extra bind mounts: host path -> path in the image (read-only unless rw). */
+  binds?: { host: string; path: string; rw?: boolean }[];
+  cwd?: string;
+}
+
+/**
+ * Run argv in the image as a container runtime would: the image's layers as a
+ * read-only root, tmpfs /tmp and /run, the image's environment.
+ */
+function inImage(argv: string[], opts: RunOptions = {}): ResultPromise<{ reject: false; all: true }> {
+  const m = join(work, `root-${Math.random().toString(36).slice(2, 8)}`);
+  const cfg = image.image.config;
+  const env = Object.entries({ ...cfg.env, HOME: '/nonexistent' }).map(([k, v]) => sq(`${k}=${v}`)).join(' ');
+  const lines = [
+    `mkdir -p ${sq(m)}`,
+    overlayMount(image.image.layers, m),
+    `mount -t proc proc ${sq(`${m}/proc`)}`,
+    // container runtimes mount /proc/sys and /sys read-only for unprivileged containers
+    `mount --bind ${sq(`${m}/proc/sys`)} ${sq(`${m}/proc/sys`)} && mount -o remount,bind,ro ${sq(`${m}/proc/sys`)}`,
+    `mount -t sysfs -o ro sysfs ${sq(`${m}/sys`)}`,
+    `mount --rbind /dev ${sq(`${m}/dev`)}`,
+    `mount -t tmpfs tmpfs ${sq(`${m}/tmp`)}`,
+    `mount -t tmpfs tmpfs ${sq(`${m}/run`)} && mkdir -p ${sq(`${m}/run/podtap`)} ${sq(`${m}/run/netns`)}`,
+  ];
+  for (const b of opts.binds ?? []) {
+    // recursive, as runtimes bind volumes (/run/netns holds one mount per namespace)
+    lines.push(`mount --rbind ${sq(b.host)} ${sq(m + b.path)}`);
+    if (!b.rw) lines.push(`mount -o remount,bind,ro ${sq(m + b.path)}`);
+  }
+  let priv = '';
+  if (opts.caps) {
+    const set = opts.caps.length ? `-all,${opts.caps.map((c) => `+${c}`).join(',')}` : '-all';
+    // allowPrivilegeEscalation: false, except beside SYS_ADMIN (Kubernetes refuses that pair)
+    const nnp = opts.caps.includes('sys_admin') ? '' : '--no-new-privs ';
+    priv = `/usr/bin/setpriv ${nnp}--bounding-set ${set} --inh-caps -all -- `;
+  }
+  const userspec = opts.user && opts.user !== 'root' ? `--userspec=${sq(opts.user)} ` : '';
+  const inner = `cd ${sq(opts.cwd ?? cfg.workdir)} && exec ${priv}/usr/bin/env -i ${env} ${argv.map(sq).join(' ')}`;
+  lines.push(`exec chroot ${userspec}${sq(m)} /bin/sh -c ${sq(inner)}`);
+  const script = lines.join('\n');
+  const unshare = ['unshare', '--mount', '--propagation', 'private', 'sh', '-euc', script];
+  const cmd = opts.netns ? ['nsenter', `--net=/run/netns/${opts.netns}`, ...unshare] : unshare;
+  return execa(cmd[0]!, cmd.slice(1), { reject: false, all: true });
+}
+
+async function pcapngFiles(dir: string): Promise<string[]> {
+  return (await readdir(dir, { recursive: true })).filter((f) => f.endsWith('.pcapng')).map((f) => join(dir, f));
+}
+
+describe('the image (Dockerfile, built in a debootstrap root)', () => {
+  it('runs podtap as its own non-root user, by its entrypoint', async () => {
+    console.log(`image rootfs: ${image.image.layers.length} layers, ready in ${buildSeconds.toFixed(1)} s; rebuilt: ${image.ran.map((r) => `${r.step.slice(0, 60)} (${r.seconds.toFixed(1)} s)`).join('; ') || 'nothing'}`);
+    const cfg = image.image.config;
+    expect(cfg.user).toMatch(/^[1-9]\d*:[1-9]\d*$/);
+    expect(cfg.entrypoint).toEqual(['podtap']);
+    const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const version = await inImage([...cfg.entrypoint, '--version'], { user: cfg.user });
+    expect(version.exitCode, String(version.all)).toBe(0);
+    expect(version.stdout.trim()).toBe(`podtap ${pkg.version}`);
+    const byDefault = await inImage([...cfg.entrypoint, ...cfg.cmd], { user: cfg.user });
+    expect(byDefault.exitCode, String(byDefault.all)).toBe(0);
+    for (const role of ['controller', 'agent', 'collector', 'cleanup']) expect(byDefault.stdout).toContain(`  ${role} `);
+    const id = await inImage(['id', '-u'], { user: cfg.user });
+    expect(id.stdout.trim()).toBe(cfg.user.split(':')[0]);
+    expect(cfg.labels['org.opencontainers.image.version']).toBe(pkg.version);
+  });
+
+  it('has the tools the agent runs, and no package the Dockerfile does not ask for', async () => {
+    const tools = await inImage(['sh', '-c', 'for t in clang bpftool tc ip bridge nsenter setpriv stat mount find; do command -v $t >/dev/null || echo "missing $t"; done; ls /usr/include/bpf/bpf_helpers.h /usr/include/linux/bpf.h /opt/podtap/bpf/podtap.bpf.c']);
+    expect(tools.exitCode, String(tools.all)).toBe(0);
+    expect(tools.stdout).not.toContain('missing');
+    const pkgs = await inImage(['dpkg-query', '-W', '-f', '${Package}\n']);
+    const installed = new Set(pkgs.stdout.split('\n'));
+    for (const p of ['clang', 'libbpf-dev', 'linux-libc-dev', 'iproute2', 'bpftool', 'util-linux']) expect(installed.has(p), p).toBe(true);
+    // recommends and build tools stay out (--no-install-recommends)
+    for (const p of ['python3', 'curl', 'wget', 'git', 'make', 'gcc', 'tcpdump', 'tshark', 'procps', 'ca-certificates']) expect(installed.has(p), p).toBe(false);
+    // nothing the apt step downloaded is left behind
+    const lists = await inImage(['sh', '-c', 'ls /var/lib/apt/lists | grep -v -e ^lock$ -e ^partial$ || true']);
+    expect(lists.stdout.trim()).toBe('');
+  });
+});
+
+describe("the agent's data plane from the image, with the chart's capabilities only", () => {
+  let topo: Topology | undefined;
+  afterEach(async () => {
+    if (topo) {
+      await execa('nsenter', [`--net=/run/netns/${topo.node}`, NODE_BIN, 'src/cli/main.ts', 'cleanup'], { reject: false, cwd: ROOT });
+      await topo.destroy();
+    }
+    topo = undefined;
+  });
+
+  async function setup(): Promise<{ topo: Topology; policyDir: string; cacheDir: string }> {
+    topo = await createTopology({ pods: 2 });
+    const policyDir = await mkdtemp(join(work, 'policy-'));
+    const cacheDir = join(work, 'compile-cache');
+    await execa('mkdir', ['-p', cacheDir]);
+    await chmod(policyDir, 0o755);
+    await writeFile(join(policyDir, 'p.yaml'), policyYaml({ collector: { address: topo.collector.ip4 }, filter: { protocols: ['ICMP'] } }, topo.prefix));
+    return { topo, policyDir, cacheDir };
+  }
+
+  function sniff(t: Topology, policyDir: string, cacheDir: string, caps: string[]): ResultPromise<{ reject: false; all: true }> {
+    return inImage(['podtap', 'sniff', '--policy', '/mnt/p.yaml', '--iface', t.pods[0]!.hostIf, '--quiet'], {
+      netns: t.node,
+      user: 'root',
+      caps,
+      binds: [
+        { host: '/sys/fs/bpf', path: '/sys/fs/bpf', rw: true },
+        { host: cacheDir, path: '/var/cache/podtap', rw: true },
+        { host: policyDir, path: '/mnt' },
+      ],
+    });
+  }
+
+  it('compiles, loads and attaches the programs, mirrors the traffic and detaches', async () => {
+    const { topo: t, policyDir, cacheDir } = await setup();
+    const col = await startCollector(t);
+    const s = sniff(t, policyDir, cacheDir, AGENT_CAPS);
+    try {
+      await waitForLine(s, /podtap: tapping/, 90_000);
+    } catch (err) {
+      s.kill('SIGKILL');
+      throw new Error(`podtap sniff in the image did not start: ${String((await s).all).slice(-3000)}`, { cause: err });
+    }
+    const ping = await execa('nsenter', [`--net=/run/netns/${t.pods[0]!.ns}`, 'ping', '-c', '5', '-i', '0.2', t.pods[1]!.ip4], { reject: false });
+    expect(ping.stdout).toMatch(/5 received/);
+    s.kill('SIGINT');
+    const done = await s;
+    expect(done.exitCode, String(done.all)).toBe(0);
+    await new Promise((r) => setTimeout(r, 300));
+    col.proc.kill('SIGTERM');
+    await col.proc;
+    // the object was compiled in the image, by its clang, into the cache volume
+    expect((await readdir(join(cacheDir, 'objects'))).filter((f) => f.endsWith('.o')).length).toBeGreaterThan(0);
+    const files = await pcapngFiles(col.dir);
+    expect(files.length).toBeGreaterThan(0);
+    let frames = 0;
+    for (const f of files) frames += (await readFrames(f, 'icmp')).length;
+    expect(frames).toBe(10);
+    expect(await leftovers({ runner: createRunner(t.node) })).toEqual([]);
+  });
+
+  // What each capability is for, shown by taking it away. CAP_SYS_ADMIN
+  // implies CAP_BPF and CAP_PERFMON (the kernel's bpf_capable() and
+  // perfmon_capable()); the chart lists them anyway, so that dropping
+  // SYS_ADMIN later (counters read without bpftool's BTF lookup, no netns
+  // fallback) changes nothing else.
+  const capabilityCases: { description: string; caps: string[]; expected: 'captures' | 'refused at start' | 'cannot read its counters' }[] = [
+    { description: 'without CAP_NET_ADMIN (tc, ip link)', caps: ['bpf', 'perfmon', 'sys_admin'], expected: 'refused at start' },
+    { description: 'without CAP_SYS_ADMIN (bpftool reads maps through their BTF, by id)', caps: ['bpf', 'net_admin', 'perfmon'], expected: 'cannot read its counters' },
+    { description: 'without CAP_BPF (implied by CAP_SYS_ADMIN)', caps: ['net_admin', 'perfmon', 'sys_admin'], expected: 'captures' },
+    { description: 'without CAP_PERFMON (implied by CAP_SYS_ADMIN)', caps: ['bpf', 'net_admin', 'sys_admin'], expected: 'captures' },
+  ];
+  it.each(capabilityCases)('$description: $expected, and leaves nothing behind', async ({ caps, expected }) => {
+    const { topo: t, policyDir, cacheDir } = await setup();
+    const col = await startCollector(t);
+    const s = sniff(t, policyDir, cacheDir, caps);
+    let output = '';
+    let exited = false;
+    s.all?.on('data', (d: Buffer) => (output += d.toString()));
+    void s.finally(() => (exited = true));
+    const started = Date.now();
+    while (!/podtap: tapping/.test(output) && !exited && Date.now() < started + 60_000) await new Promise((r) => setTimeout(r, 100));
+    const tapping = /podtap: tapping/.test(output);
+    if (tapping) {
+      await execa('nsenter', [`--net=/run/netns/${t.pods[0]!.ns}`, 'ping', '-c', '2', '-i', '0.2', t.pods[1]!.ip4], { reject: false });
+      s.kill('SIGINT');
+    }
+    const done = await s;
+    col.proc.kill('SIGTERM');
+    await col.proc;
+    const all = String(done.all);
+    console.log(`capabilities [${caps.join(', ')}]: exit ${done.exitCode ?? done.signal} after ${((Date.now() - started) / 1000).toFixed(1)} s\n${all.slice(-400)}`);
+    if (expected === 'refused at start') {
+      expect(tapping, all).toBe(false);
+      expect(done.exitCode, all).not.toBe(0);
+    } else if (expected === 'cannot read its counters') {
+      expect(tapping, all).toBe(true);
+      expect(done.exitCode, all).not.toBe(0);
+      expect(all).toMatch(/failed to get btf/);
+      // sniff's error path leaves the programs attached; podtap cleanup, from
+      // the image with the chart's capabilities, removes them
+      const cleanup = await inImage(['podtap', 'cleanup'], { netns: t.node, user: 'root', caps: AGENT_CAPS, binds: [{ host: '/sys/fs/bpf', path: '/sys/fs/bpf', rw: true }] });
+      expect(cleanup.exitCode, String(cleanup.all)).toBe(0);
+    } else {
+      expect(tapping, all).toBe(true);
+      expect(done.exitCode, all).toBe(0);
+    }
+    expect(await leftovers({ runner: createRunner(t.node) })).toEqual([]);
+  });
+
+  it('looks into pod network namespaces (the netns fallback) with CAP_SYS_ADMIN, and not without', async () => {
+    topo = await createTopology({ pods: 1 });
+    const pod = topo.pods[0]!;
+    const binds = [{ host: '/run/netns', path: '/run/netns' }];
+    const look = (caps: string[]) => inImage(['ip', '-n', pod.ns, '-j', 'addr', 'show'], { netns: topo!.node, user: 'root', caps, binds });
+    const withAdmin = await look(AGENT_CAPS);
+    expect(withAdmin.exitCode, String(withAdmin.all)).toBe(0);
+    expect(withAdmin.stdout).toContain(pod.ip4);
+    const withoutAdmin = await look(AGENT_CAPS.filter((c) => c !== 'sys_admin'));
+    expect(withoutAdmin.exitCode).not.toBe(0);
+    expect(String(withoutAdmin.all)).toMatch(/Operation not permitted|setting the network namespace/i);
+  });
+});
+
+describe('the image rootfs cache', () => {
+  it('lives outside the work tree and holds only the current layers', async () => {
+    expect(CACHE.startsWith(ROOT)).toBe(false);
+    const layers = await readdir(join(CACHE, 'layers'));
+    const used = new Set(image.stages.flatMap((s) => s.layers.map((l) => l.split('/').pop()!)));
+    expect(layers.filter((l) => !used.has(l))).toEqual([]);
+    expect(existsSync(join(image.baseLayer, 'diff/usr/local/bin/node'))).toBe(true);
+  });
+});
