@@ -16,8 +16,12 @@
 //	helm-render [-f values.yaml]... [-name R] [-namespace NS] [-api-versions G/V]...
 //	            [-include-crds] [-notes] [-values-out FILE] [-kustomize DIR] CHART
 //
-// Not implemented (the chart does not use them): subcharts, .Files beyond
-// Get, toToml, --set. lookup returns an empty map, as in `helm template`.
+// -cluster FILE makes lookup find the objects in FILE, as `helm upgrade`
+// against a cluster would; without it lookup finds nothing, as in
+// `helm template`. -kustomize DIR writes a kustomize base instead (deploy/).
+//
+// Not implemented (the chart does not use them): subcharts, .Files, toToml,
+// --set.
 package main
 
 import (
