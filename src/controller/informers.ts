@@ -140,7 +140,8 @@ export function createInformers(opts: InformerSetOptions): ControllerInformers {
   const coalesce = opts.statusCoalesceMs ?? 1000;
   const common = { client, logger, pageSize: opts.pageSize };
   const policies = new Informer<PolicyObject>({ ...common, resource: Resources.sniffPolicies, transform: slimPolicy, indexers: policyIndexers });
-  const pods = new Informer<PodInfo>({ ...common, resource: Resources.pods, transform: slimPod, equal: podEqual, indexers: podIndexers });
+  // Pods are the big list: smaller pages keep each page's JSON text (a large object V8 frees late) small.
+  const pods = new Informer<PodInfo>({ ...common, pageSize: opts.pageSize ?? 100, resource: Resources.pods, transform: slimPod, equal: podEqual, indexers: podIndexers });
   const nodes = new Informer<NodeInfo>({ ...common, resource: Resources.nodes, transform: slimNode, equal: nodeEqual });
   const namespaces = new Informer<NamespaceInfo>({ ...common, resource: Resources.namespaces, transform: slimNamespace, equal: namespaceEqual });
   const services = new Informer<ServiceInfo>({ ...common, resource: Resources.services, transform: slimService, equal: serviceEqual });

@@ -70,6 +70,30 @@ function meta(raw: KubeObject, keep: readonly string[]): RawRecord {
 }
 
 /**
+ * One shared copy of equal JSON values (cached objects are never modified).
+ * Every assignment of a policy carries the same capture config and owner
+ * reference: with 26,000 assignments cached, sharing them saves tens of MB.
+ * Values are held weakly, so a config no assignment uses any more goes.
+ */
+class Interner {
+  private readonly values = new Map<string, WeakRef<object>>();
+  private readonly registry = new FinalizationRegistry<string>((key) => {
+    if (this.values.get(key)?.deref() === undefined) this.values.delete(key);
+  });
+
+  intern<T extends object>(value: T): T {
+    const key = JSON.stringify(value);
+    const hit = this.values.get(key)?.deref();
+    if (hit) return hit as T;
+    this.values.set(key, new WeakRef(value));
+    this.registry.register(value, key);
+    return value;
+  }
+}
+
+const shared = new Interner();
+
+/**
  * One copy of the strings many cached objects repeat (namespaces, node
  * names, phases): JSON.parse makes a new string for every occurrence.
  * Bounded: past the limit it starts over (only sharing is lost).
@@ -98,6 +122,8 @@ export function slimPod(raw: KubeObject): PodInfo {
     status: { ips: podIPs.length > 0 ? podIPs : ip ? [ip] : [] },
   };
   pod.metadata.namespace = internString(pod.metadata.namespace);
+  // Pods of one ReplicaSet or StatefulSet carry the same labels: one object for all.
+  if (pod.metadata.labels) pod.metadata.labels = shared.intern(pod.metadata.labels);
   const nodeName = str(spec.nodeName);
   if (nodeName) pod.spec.nodeName = internString(nodeName);
   if (spec.hostNetwork === true) pod.spec.hostNetwork = true;
@@ -144,29 +170,6 @@ export function slimSlice(raw: KubeObject): SliceInfo {
   return slice;
 }
 
-/**
- * One shared copy of equal JSON values (cached objects are never modified).
- * Every assignment of a policy carries the same capture config and owner
- * reference: with 26,000 assignments cached, sharing them saves tens of MB.
- * Values are held weakly, so a config no assignment uses any more goes.
- */
-class Interner {
-  private readonly values = new Map<string, WeakRef<object>>();
-  private readonly registry = new FinalizationRegistry<string>((key) => {
-    if (this.values.get(key)?.deref() === undefined) this.values.delete(key);
-  });
-
-  intern<T extends object>(value: T): T {
-    const key = JSON.stringify(value);
-    const hit = this.values.get(key)?.deref();
-    if (hit) return hit as T;
-    this.values.set(key, new WeakRef(value));
-    this.registry.register(value, key);
-    return value;
-  }
-}
-
-const shared = new Interner();
 
 /**
  * Assignments are kept whole but for what only the agent reads (the list of

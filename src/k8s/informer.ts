@@ -143,6 +143,8 @@ export class Informer<T extends KubeObject> {
   }
 
   private async relist(signal: AbortSignal): Promise<void> {
+    // The first list goes straight into the (empty) store: no second copy of everything to diff.
+    if (this.store.size === 0) return this.firstList(signal);
     const fresh = new Map<string, T>();
     const rv = await this.opts.client.listPages<KubeObject>(
       this.resource,
@@ -167,8 +169,25 @@ export class Informer<T extends KubeObject> {
     }
     for (const obj of gone) this.emit('delete', undefined, obj);
     for (const obj of fresh.values()) this.apply(obj);
+    this.listed(rv, fresh.size);
+  }
+
+  private async firstList(signal: AbortSignal): Promise<void> {
+    const rv = await this.opts.client.listPages<KubeObject>(
+      this.resource,
+      { namespace: this.opts.namespace, labelSelector: this.opts.labelSelector, fieldSelector: this.opts.fieldSelector, pageSize: this.opts.pageSize, signal },
+      (items) => {
+        if (this.stopped) return;
+        for (const raw of items) this.apply(this.transform(raw));
+      },
+    );
+    if (this.stopped) return;
+    this.listed(rv, this.store.size);
+  }
+
+  private listed(rv: string, objects: number): void {
     this.resourceVersion = rv;
-    this.log.debug({ objects: fresh.size, resourceVersion: rv }, 'listed');
+    this.log.debug({ objects, resourceVersion: rv }, 'listed');
     if (!this.synced) {
       this.synced = true;
       for (const w of this.syncWaiters) w();
