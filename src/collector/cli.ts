@@ -207,6 +207,17 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
   const token = values.token ?? process.env.PODTAP_TOKEN ?? '';
 
   const log = logger ?? rootLogger('collector');
+  // listen for the signals first: one that comes while starting (or right
+  // after the "listening" line) still gets a clean close
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
   let collector;
   try {
     collector = await startCollector({
@@ -223,15 +234,7 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
   const api = collector.http ? `, API on http://${collector.http.host}:${collector.http.port}` : '';
   process.stdout.write(`podtap collector: listening on udp ${host}:${collector.address.port} (${mode}), writing ${outDir}${api}\n`);
 
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await stopped;
   await collector.close();
   process.stdout.write(summaryLine(collector.stats(), outDir));
   return ExitCode.ok;

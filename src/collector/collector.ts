@@ -84,6 +84,8 @@ export interface CollectorStats extends WorkerStats, Omit<StoreStats, never> {
   livePackets: number;
   liveDropped: number;
   workers: number;
+  /** datagrams received by each ingest worker */
+  workerReceived: number[];
 }
 
 export interface Collector {
@@ -158,7 +160,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       timestampFallback: r.timestampFallback, truncated: r.truncated, oversize: r.oversize, interfaces: r.interfaces,
       writeDropped: w.handoffDropped + st.droppedSlow + st.droppedDiskFull + st.lostInWrite,
       kernelDropped: kernel.dropped, socketQueueBytes: kernel.queued, ingestLagMs: lagMs,
-      liveClients: l.clients, livePackets: l.packets, liveDropped: l.dropped, workers: runner.workers,
+      liveClients: l.clients, livePackets: l.packets, liveDropped: l.dropped, workers: runner.workers, workerReceived: runner.perWorker(),
     };
   };
   const registry = collectorMetrics(stats);

@@ -37,6 +37,8 @@ export interface LiveStats {
   packets: number;
   /** packets dropped for readers that did not keep up, all clients */
   dropped: number;
+  /** the most bytes any client had waiting (bounded by its buffer plus one batch) */
+  maxBacklog: number;
 }
 
 export function matchesFilter(f: StreamFilter, iface: Iface): boolean {
@@ -58,6 +60,8 @@ export class LiveClient {
   #pendingDrops = 0;
   dropped = 0;
   packets = 0;
+  /** the most bytes ever waiting for this client */
+  maxBacklog = 0;
 
   constructor(out: Writable, filter: StreamFilter, limit: number, section: LiveOptions['section']) {
     this.#out = out;
@@ -102,6 +106,8 @@ export class LiveClient {
     }
     w.packet(id, tsHi, tsLo, data, off, len, origLen, direction, comment);
     this.packets++;
+    const b = this.backlog;
+    if (b > this.maxBacklog) this.maxBacklog = b;
     return true;
   }
 }
@@ -113,6 +119,7 @@ export class LiveHub implements PacketOutput {
   readonly #section: LiveOptions['section'];
   #packets = 0;
   #dropped = 0;
+  #maxBacklog = 0;
 
   constructor(opts: LiveOptions = {}) {
     this.#limit = opts.clientBufferBytes ?? 8 << 20;
@@ -132,6 +139,7 @@ export class LiveHub implements PacketOutput {
   }
 
   remove(c: LiveClient): void {
+    this.#maxBacklog = Math.max(this.#maxBacklog, c.maxBacklog);
     this.#clients.delete(c);
   }
 
@@ -150,6 +158,8 @@ export class LiveHub implements PacketOutput {
   }
 
   stats(): LiveStats {
-    return { clients: this.#clients.size, packets: this.#packets, dropped: this.#dropped };
+    let maxBacklog = this.#maxBacklog;
+    for (const c of this.#clients) maxBacklog = Math.max(maxBacklog, c.maxBacklog);
+    return { clients: this.#clients.size, packets: this.#packets, dropped: this.#dropped, maxBacklog };
   }
 }

@@ -106,5 +106,15 @@ export function collectorMetrics(stats: () => CollectorStats): Registry {
   gauge('streams', 'Sequence streams tracked.', (v) => v.streams);
   gauge('live_clients', 'Live-stream readers connected.', (v) => v.liveClients);
   gauge('workers', 'Ingest worker threads (0: ingest in the main thread).', (v) => v.workers);
+  new Counter({
+    name: 'podtap_collector_worker_received_total',
+    help: 'Datagrams received by each ingest worker (how SO_REUSEPORT spreads the streams).',
+    labelNames: ['worker'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      s().workerReceived.forEach((n, i) => this.inc({ worker: String(i) }, n));
+    },
+  });
   return registry;
 }

@@ -39,6 +39,8 @@ export interface IngestRunner {
   readonly recvBufferSize: number;
   readonly workers: number;
   stats(): WorkerStats;
+  /** datagrams received by each worker (its predecessors included): how SO_REUSEPORT spread the streams */
+  perWorker(): number[];
   /** the largest delay (ms) from receiving a frame to handing it to the writer since the last call */
   takeLag(): number;
   tick(nowMs: number): void;
@@ -80,6 +82,7 @@ export async function startInProcess(opts: RunnerOptions & { sockets: number }):
     recvBufferSize: sockets[0]!.getRecvBufferSize(),
     workers: 0,
     stats: () => ({ ...ingest.stats(), handoffDropped: 0 }),
+    perWorker: () => [],
     takeLag: () => 0,
     tick: (now) => ingest.tick(now),
     stop: async () => {
@@ -91,6 +94,8 @@ export async function startInProcess(opts: RunnerOptions & { sockets: number }):
 
 interface Slot {
   index: number;
+  /** datagrams of the workers that had this slot before */
+  before: number;
   worker: Worker;
   decoder: HandoffDecoder;
   last: WorkerStats;
@@ -124,7 +129,7 @@ export async function startPool(opts: RunnerOptions & { workers: number; handoff
       let ready = false;
       let markStopped!: () => void;
       const slot: Slot = {
-        index, worker, decoder: new HandoffDecoder(), last: emptyWorkerStats(), stopping: false,
+        index, before: 0, worker, decoder: new HandoffDecoder(), last: emptyWorkerStats(), stopping: false,
         stopped: new Promise<void>((r) => (markStopped = r)),
       };
       worker.on('message', (m: FromWorker) => {
@@ -173,6 +178,7 @@ export async function startPool(opts: RunnerOptions & { workers: number; handoff
         if (stopping || slot.stopping) return;
         // keep its counts; start a successor on the same port (its streams rehash to the remaining sockets meanwhile)
         addStats(retired, { ...slot.last, sources: 0, streams: 0, pendingFrames: 0, pendingBytes: 0 });
+        const before = slot.before + slot.last.received;
         slot.last = emptyWorkerStats();
         restarts++;
         log.error({ worker: index, code, restarts }, 'ingest worker exited; starting another');
@@ -180,7 +186,10 @@ export async function startPool(opts: RunnerOptions & { workers: number; handoff
         setTimeout(() => {
           if (stopping) return;
           spawn(index).then(
-            (s) => (slots[slots.indexOf(slot)] = s),
+            (s) => {
+              s.before = before;
+              slots[slots.indexOf(slot)] = s;
+            },
             (err: unknown) => log.error({ err, worker: index }, 'cannot restart ingest worker'),
           );
         }, 200);
@@ -206,6 +215,7 @@ export async function startPool(opts: RunnerOptions & { workers: number; handoff
       for (const slot of slots) addStats(s, slot.last);
       return s;
     },
+    perWorker: () => slots.map((s) => s.before + s.last.received),
     takeLag: () => {
       const l = lag;
       lag = 0;

@@ -422,19 +422,25 @@ export class CaptureStore implements PacketOutput {
       else this.#deletedBySize++;
       const abs = join(this.root, e.path);
       this.#log.info({ file: abs, bytes: e.size, reason: why }, 'capture file deleted by retention');
-      void unlink(abs).catch((err: unknown) => {
-        if (errCode(err) !== 'ENOENT') this.#log.warn({ err, file: abs }, 'cannot delete capture file');
-      });
+      void unlink(abs).then(
+        () => this.#dropDirIfEmpty(e.path),
+        (err: unknown) => {
+          if (errCode(err) !== 'ENOENT') this.#log.warn({ err, file: abs }, 'cannot delete capture file');
+        },
+      );
     }
-    // directories of captures with nothing left (synchronously: #open recreates them synchronously too)
-    const dirs = new Set([...doomed.keys()].map((e) => e.path.split('/')).filter((p) => p.length === 2).map((p) => p[0]!));
-    for (const dir of dirs) {
-      if ([...this.#entries.values()].some((e) => e.path.startsWith(`${dir}/`))) continue;
-      try {
-        rmdirSync(join(this.root, dir));
-      } catch {
-        // not empty yet (unlinks in flight) or gone: the next pass tries again
-      }
+  }
+
+  /** Removes the directory of a deleted file when no file of ours is left in it (synchronously: #open recreates it synchronously too). */
+  #dropDirIfEmpty(rel: string): void {
+    const slash = rel.indexOf('/');
+    if (slash < 0) return;
+    const dir = rel.slice(0, slash + 1);
+    for (const e of this.#entries.values()) if (e.path.startsWith(dir)) return;
+    try {
+      rmdirSync(join(this.root, dir));
+    } catch {
+      // not empty (something else is in it) or gone
     }
   }
 
