@@ -14,7 +14,7 @@
  * that work offline may still run (the TypeScript build after a source change).
  */
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -25,6 +25,7 @@ import { readFrames, waitForLine } from '../helpers/capture.ts';
 import { policyYaml, startCollector } from '../helpers/harness.ts';
 import { createTopology, NODE_BIN, type Topology } from '../helpers/netns.ts';
 import { buildImage, CACHE, overlayMount, sq, type BuildResult } from '../unit/packaging/lib/image-rootfs.ts';
+import { render } from '../unit/packaging/lib/render.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 /** What the chart's agent container adds (charts/podtap/templates/agent.yaml). */
@@ -64,6 +65,8 @@ interface RunOptions {
   /** Extra bind mounts: host path -> path in the image (read-only unless rw). */
   binds?: { host: string; path: string; rw?: boolean }[];
   cwd?: string;
+  /** Extra environment, as a pod spec's env adds to the image's. */
+  env?: Record<string, string>;
 }
 
 /**
@@ -73,10 +76,13 @@ interface RunOptions {
 function inImage(argv: string[], opts: RunOptions = {}): ResultPromise<{ reject: false; all: true }> {
   const m = join(work, `root-${Math.random().toString(36).slice(2, 8)}`);
   const cfg = image.image.config;
-  const env = Object.entries({ ...cfg.env, HOME: '/nonexistent' }).map(([k, v]) => sq(`${k}=${v}`)).join(' ');
+  const env = Object.entries({ ...cfg.env, HOME: '/nonexistent', ...opts.env }).map(([k, v]) => sq(`${k}=${v}`)).join(' ');
+  // Like runc: the image's layers under a throwaway upper layer, mount points
+  // for the volumes created, then the root made read-only.
   const lines = [
-    `mkdir -p ${sq(m)}`,
-    overlayMount(image.image.layers, m),
+    `mkdir -p ${sq(m)} ${sq(`${m}.rw`)}`,
+    `mount -t tmpfs tmpfs ${sq(`${m}.rw`)} && mkdir ${sq(`${m}.rw/upper`)} ${sq(`${m}.rw/work`)}`,
+    overlayMount(image.image.layers, m, { diff: `${m}.rw/upper`, work: `${m}.rw/work` }),
     `mount -t proc proc ${sq(`${m}/proc`)}`,
     // container runtimes mount /proc/sys and /sys read-only for unprivileged containers
     `mount --bind ${sq(`${m}/proc/sys`)} ${sq(`${m}/proc/sys`)} && mount -o remount,bind,ro ${sq(`${m}/proc/sys`)}`,
@@ -87,9 +93,10 @@ function inImage(argv: string[], opts: RunOptions = {}): ResultPromise<{ reject:
   ];
   for (const b of opts.binds ?? []) {
     // recursive, as runtimes bind volumes (/run/netns holds one mount per namespace)
-    lines.push(`mount --rbind ${sq(b.host)} ${sq(m + b.path)}`);
+    lines.push(`mkdir -p ${sq(m + b.path)}`, `mount --rbind ${sq(b.host)} ${sq(m + b.path)}`);
     if (!b.rw) lines.push(`mount -o remount,bind,ro ${sq(m + b.path)}`);
   }
+  lines.push(`mount -o remount,bind,ro ${sq(m)}`);
   let priv = '';
   if (opts.caps) {
     const set = opts.caps.length ? `-all,${opts.caps.map((c) => `+${c}`).join(',')}` : '-all';
@@ -126,6 +133,10 @@ describe('the image (Dockerfile, built in a debootstrap root)', () => {
     const id = await inImage(['id', '-u'], { user: cfg.user });
     expect(id.stdout.trim()).toBe(cfg.user.split(':')[0]);
     expect(cfg.labels['org.opencontainers.image.version']).toBe(pkg.version);
+    // the root filesystem is read-only here, as the chart runs every container
+    const write = await inImage(['touch', '/opt/podtap/x'], { user: 'root' });
+    expect(write.exitCode).not.toBe(0);
+    expect(write.stderr).toContain('Read-only file system');
   });
 
   it('has the tools the agent runs, and no package the Dockerfile does not ask for', async () => {
@@ -202,6 +213,17 @@ describe("the agent's data plane from the image, with the chart's capabilities o
     for (const f of files) frames += (await readFrames(f, 'icmp')).length;
     expect(frames).toBe(10);
     expect(await leftovers({ runner: createRunner(t.node) })).toEqual([]);
+    // the uninstall check of docs/install.md, as a node debug pod runs it: the
+    // host's bpffs under /host (here /mnt), PODTAP_PIN_ROOT pointing there
+    const check = await inImage(['podtap', 'cleanup', '--check'], {
+      netns: t.node,
+      user: 'root',
+      caps: AGENT_CAPS,
+      env: { PODTAP_PIN_ROOT: '/mnt/podtap' },
+      binds: [{ host: '/sys/fs/bpf', path: '/mnt' }],
+    });
+    expect(check.exitCode, String(check.all)).toBe(0);
+    expect(check.stdout).toContain('nothing of podtap is left');
   });
 
   // What each capability is for, shown by taking it away. CAP_SYS_ADMIN
@@ -264,6 +286,32 @@ describe("the agent's data plane from the image, with the chart's capabilities o
     const withoutAdmin = await look(AGENT_CAPS.filter((c) => c !== 'sys_admin'));
     expect(withoutAdmin.exitCode).not.toBe(0);
     expect(String(withoutAdmin.all)).toMatch(/Operation not permitted|setting the network namespace/i);
+  });
+});
+
+describe("the chart's init containers, run from the image", () => {
+  it('bpffs: passes on a BPF filesystem and stops the pod with a message on anything else', async () => {
+    const ds = (await render()).objects.find((o) => o.kind === 'DaemonSet')!;
+    const init = (ds.spec as { template: { spec: { initContainers: { name: string; command: string[]; securityContext: { runAsUser: number; runAsGroup: number } }[] } } }).template.spec.initContainers.find((c) => c.name === 'bpffs')!;
+    const user = `${init.securityContext.runAsUser}:${init.securityContext.runAsGroup}`;
+    const ok = await inImage(init.command, { user, caps: [], binds: [{ host: '/sys/fs/bpf', path: '/sys/fs/bpf' }] });
+    expect(ok.exitCode, String(ok.all)).toBe(0);
+    const plain = await mkdtemp(join(work, 'not-bpffs-'));
+    const refused = await inImage(init.command, { user, caps: [], binds: [{ host: plain, path: '/sys/fs/bpf' }] });
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toContain('no BPF filesystem at /sys/fs/bpf on this node');
+  });
+
+  it('captures-owner: hands a host directory to the collector with CAP_CHOWN alone', async () => {
+    const d = (await render({ values: { collector: { persistence: { hostPath: '/var/lib/podtap/captures' } } } })).objects.find((o) => o.kind === 'Deployment' && o.metadata.name.endsWith('-collector'))!;
+    const init = (d.spec as { template: { spec: { initContainers: { name: string; command: string[]; securityContext: { capabilities: { add: string[] } } }[] } } }).template.spec.initContainers.find((c) => c.name === 'captures-owner')!;
+    const dir = await mkdtemp(join(work, 'captures-'));
+    const caps = init.securityContext.capabilities.add.map((c) => c.toLowerCase());
+    const r = await inImage(init.command, { user: 'root', caps, binds: [{ host: dir, path: '/captures', rw: true }] });
+    expect(r.exitCode, String(r.all)).toBe(0);
+    const st = await stat(dir);
+    expect([st.uid, st.gid]).toEqual([65532, 65532]);
+    await rm(dir, { recursive: true, force: true });
   });
 });
 
