@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -63,9 +63,11 @@ export function helmRender(): Promise<string> {
     const bin = join(CACHE, `helm-render-${key}`);
     if (!existsSync(bin)) {
       await mkdir(CACHE, { recursive: true });
-      const r = await execa('go', ['build', '-o', `${bin}.tmp`, '.'], { cwd: join(ROOT, 'scripts/helm-render'), env: goEnv(), reject: false, all: true });
+      // test files run in parallel workers: each builds to its own name, the rename is atomic
+      const tmp = `${bin}.${process.pid}.${process.hrtime.bigint()}.tmp`;
+      const r = await execa('go', ['build', '-o', tmp, '.'], { cwd: join(ROOT, 'scripts/helm-render'), env: goEnv(), reject: false, all: true });
       if (r.exitCode !== 0) throw new Error(`building scripts/helm-render failed:\n${r.all}`);
-      await execa('mv', [`${bin}.tmp`, bin]);
+      await rename(tmp, bin);
     }
     return bin;
   })();
