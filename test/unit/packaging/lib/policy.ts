@@ -85,6 +85,10 @@ export function policyViolations(objects: K8sObject[]): string[] {
         if (!allowed.includes(cap)) out.push(`${where}: adds ${cap}, not in its allow-list [${allowed.join(', ')}]`);
       }
       if (sc.readOnlyRootFilesystem !== true) out.push(`${where}: root filesystem is writable`);
+      // Kubernetes' own validation refuses this pair (the embedded API does not check it)
+      if (sc.allowPrivilegeEscalation === false && (sc.capabilities?.add ?? []).includes('SYS_ADMIN')) {
+        out.push(`${where}: allowPrivilegeEscalation=false with SYS_ADMIN (Kubernetes refuses it)`);
+      }
       for (const m of c.volumeMounts ?? []) {
         // Kubernetes allows Bidirectional only in privileged containers.
         if (m.mountPropagation === 'Bidirectional') out.push(`${where}: Bidirectional mount propagation of ${m.mountPath}`);
