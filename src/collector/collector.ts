@@ -50,6 +50,8 @@ export interface CollectorOptions {
   limits?: Partial<IngestLimits & RouterLimits>;
   reassembly?: Partial<ReassemblyLimits>;
   handoff?: HandoffOptions;
+  /** workers: sleep after a turn that drained the socket, so the next reads a batch (default 1 ms; 0 = off) */
+  coalesceMs?: number;
   /** file layout: one series per policy (default) or a single series */
   layout?: Layout;
   rotateBytes?: number;
@@ -137,7 +139,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   const runnerOpts = { host, port, mode, token: opts.token, recvBufferSize, limits: opts.limits, reassembly: opts.reassembly, sink: router, logger: log };
   let runner: IngestRunner;
   try {
-    runner = workers > 0 ? await startPool({ ...runnerOpts, workers, ...(opts.handoff ? { handoff: opts.handoff } : {}) }) : await startInProcess({ ...runnerOpts, sockets: opts.sockets ?? 1 });
+    runner = workers > 0 ? await startPool({ ...runnerOpts, workers, ...(opts.handoff ? { handoff: opts.handoff } : {}), ...(opts.coalesceMs === undefined ? {} : { coalesceMs: opts.coalesceMs }) }) : await startInProcess({ ...runnerOpts, sockets: opts.sockets ?? 1 });
   } catch (err) {
     await store.close();
     throw new Error('binding the collector socket failed', { cause: err });

@@ -104,7 +104,7 @@ interface Slot {
 }
 
 /** Ingest in `workers` threads. */
-export async function startPool(opts: RunnerOptions & { workers: number; handoff?: HandoffOptions }): Promise<IngestRunner> {
+export async function startPool(opts: RunnerOptions & { workers: number; handoff?: HandoffOptions; coalesceMs?: number }): Promise<IngestRunner> {
   const log = opts.logger;
   const slots: Slot[] = [];
   /** counters of workers that exited (a restarted worker starts from zero) */
@@ -123,7 +123,7 @@ export async function startPool(opts: RunnerOptions & { workers: number; handoff
     new Promise((resolve, reject) => {
       const cfg: WorkerConfig = {
         index, host: opts.host, port, mode: opts.mode, token: opts.token, recvBufferSize: opts.recvBufferSize,
-        limits: opts.limits, reassembly: opts.reassembly, handoff: opts.handoff ?? {},
+        limits: opts.limits, reassembly: opts.reassembly, handoff: opts.handoff ?? {}, coalesceMs: opts.coalesceMs ?? 1,
       };
       const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: cfg, name: `podtap-ingest-${index}` });
       let ready = false;

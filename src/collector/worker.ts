@@ -22,6 +22,8 @@ export interface WorkerConfig {
   limits: Partial<IngestLimits> | undefined;
   reassembly: Partial<ReassemblyLimits> | undefined;
   handoff: HandoffOptions;
+  /** after an event-loop turn that drained the socket, sleep this long so the next turn reads a batch (0 = never) */
+  coalesceMs: number;
 }
 
 export interface WorkerStats extends IngestStats {
@@ -41,6 +43,8 @@ export type FromWorker =
 /** A batch smaller than this waits (at most FLUSH_DELAY_MS) for more frames. */
 const FLUSH_MIN_BYTES = 128 << 10;
 const FLUSH_DELAY_MS = 2;
+/** Datagrams libuv reads from a socket per event-loop turn at most (uv__udp_recvmsg). */
+const UV_READS_PER_TURN = 32;
 
 async function run(cfg: WorkerConfig): Promise<void> {
   const port = parentPort!;
@@ -53,23 +57,39 @@ async function run(cfg: WorkerConfig): Promise<void> {
   const ingest = new Ingest(enc, { mode: cfg.mode, token: cfg.token, limits: cfg.limits, reassembly: cfg.reassembly });
   const stats = (): WorkerStats => ({ ...ingest.stats(), handoffDropped: enc.dropped });
 
-  // batches go out after each burst the event loop delivers, or soon after
+  // Batches go out after each burst the event loop delivers, or soon after.
+  //
+  // Interrupt coalescing: every event-loop turn costs a wakeup, an epoll_wait
+  // and the loop's phases, which at moderate rates (one datagram per turn)
+  // cost more than the datagram. After a turn that drained the socket (fewer
+  // reads than libuv's per-turn limit), the thread sleeps coalesceMs so the
+  // next turn finds a batch waiting — what a NIC's interrupt moderation or
+  // tcpdump's ring block timeout do. The socket buffer holds the meantime.
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
   let scheduled = false;
-  const flushSoon = (): void => {
+  let reads = 0;
+  let flushTimer: NodeJS.Timeout | undefined;
+  const flushDue = (): void => {
+    flushTimer = undefined;
+    if (enc.pending > 0) enc.flush();
+  };
+  const turn = (): void => {
     scheduled = false;
-    if (enc.pending === 0) return;
-    if (enc.pending >= FLUSH_MIN_BYTES || performance.timeOrigin + performance.now() - enc.firstRecvMs >= FLUSH_DELAY_MS) {
+    const n = reads;
+    reads = 0;
+    if (enc.pending >= FLUSH_MIN_BYTES || (enc.pending > 0 && performance.timeOrigin + performance.now() - enc.firstRecvMs >= FLUSH_DELAY_MS)) {
       enc.flush();
-      return;
+    } else if (enc.pending > 0 && !flushTimer) {
+      flushTimer = setTimeout(flushDue, FLUSH_DELAY_MS);
     }
-    scheduled = true;
-    setTimeout(flushSoon, 1);
+    if (cfg.coalesceMs > 0 && n < UV_READS_PER_TURN) Atomics.wait(sleeper, 0, 0, cfg.coalesceMs);
   };
   const sock = await bindSocket(cfg.host, cfg.port, true, cfg.recvBufferSize, (msg, address) => {
     ingest.handle(msg, address);
+    reads++;
     if (!scheduled) {
       scheduled = true;
-      setImmediate(flushSoon);
+      setImmediate(turn);
     }
   });
   sock.on('error', (err) => send({ t: 'fatal', message: `socket error: ${err.message}` }));
