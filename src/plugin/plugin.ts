@@ -1,0 +1,162 @@
+/**
+ * `kubectl podtap`: the kubectl plugin (the `kubectl-podtap` executable).
+ * Argument parsing and help; the work is in capture.ts and commands.ts.
+ */
+import { parseArgs } from 'node:util';
+import { Directions, type Direction } from '../api/index.ts';
+import { parseDuration } from '../collector/units.ts';
+import { ExitCode, UserError } from '../util/errors.ts';
+import { capture, type PluginIO } from './capture.ts';
+import type { CollectorFlags } from './collector-api.ts';
+import { fetchCapture, listCaptures, status } from './commands.ts';
+import { Kube } from './kube.ts';
+
+export type { PluginIO };
+
+export const PLUGIN_HELP = `kubectl podtap: capture a pod's packets, whole, into Wireshark — no tcpdump in the pod.
+
+Usage:
+  kubectl podtap capture [-n NS] POD | -l SELECTOR [--filter K=V]... [-w FILE | -o - | --wireshark]
+  kubectl podtap list    [-n NS | -A] [--policy NAME] [-o json]
+  kubectl podtap status  [-n NS | -A] [NAME]
+  kubectl podtap fetch   PATH | --policy NAME [-n NS] [-w FILE | -o -]
+
+capture creates a short-lived SniffPolicy for the pod (or every pod the
+selector picks in the namespace), streams its packets live from the podtap
+collector through the API server's port-forward, and deletes the policy when
+you press Ctrl-C, when Wireshark closes, or after --for.
+  -l, --selector SEL     pods by label (app=web,tier!=db, env in (a,b), !canary)
+  --filter K=V[,V]       proto=tcp,udp | port=443,8000-8100 | cidr=10.0.0.0/8 |
+                         host=IP | tcp-flags=syn,rst   (repeat: keys are ANDed)
+  --direction D          Both (default), Ingress (sent by the pod), Egress (to it)
+  --snaplen N            bytes kept per packet (default 0: whole packets)
+  --max-packets N        the policy completes after N packets
+  --duration D           the policy's own limit, so a capture whose command
+                         dies still ends (default 10m)
+  --for D                stop the command after D (30s, 5m; default: Ctrl-C)
+  -w FILE                write pcapng to FILE
+  -o -                   write pcapng to standard output: | wireshark -k -i -
+  --wireshark            start Wireshark on the live stream
+
+list    the capture files the collector keeps (per policy, rotated)
+status  SniffPolicies with their state and counts, and the collector's
+fetch   download a stored capture (PATH from list; --policy: its newest file)
+
+Cluster and collector:
+  -n, --namespace NS     namespace of the pod and the policy (default: the context's)
+  -A, --all-namespaces   list/status: every namespace
+  --kubeconfig FILE, --context NAME
+  --collector-namespace NS   where podtap's collector runs (default podtap-system)
+  --collector-service NAME   its Service (default podtap-collector)
+  --collector-port N         its HTTP port (default: the Service's port named http)
+  --collector-url URL        reach the collector directly instead of through the
+                             API server's port-forward (e.g. http://127.0.0.1:8080
+                             after kubectl port-forward, or from inside the cluster)
+  --token-file FILE          the collector API's bearer token (default:
+                             $PODTAP_COLLECTOR_TOKEN, else the Secret
+                             podtap-collector-token, key api-token, if readable)
+  --collector-token-secret NAME
+  -h, --help
+
+Exit codes: 0 done, 1 failure, 2 usage, 4 a missing tool (wireshark),
+5 bad input, 7 the cluster or collector unreachable.
+`;
+
+const DEFAULTS = { collectorNamespace: 'podtap-system', collectorService: 'podtap-collector', tokenSecret: 'podtap-collector-token' };
+
+function usage(message: string): UserError {
+  return new UserError(message, { exitCode: ExitCode.usage, hint: 'see kubectl podtap --help' });
+}
+
+export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: {
+        namespace: { type: 'string', short: 'n' },
+        'all-namespaces': { type: 'boolean', short: 'A' },
+        selector: { type: 'string', short: 'l' },
+        filter: { type: 'string', multiple: true },
+        direction: { type: 'string', default: 'Both' },
+        snaplen: { type: 'string', default: '0' },
+        'max-packets': { type: 'string', default: '0' },
+        duration: { type: 'string', default: '10m' },
+        for: { type: 'string' },
+        write: { type: 'string', short: 'w' },
+        output: { type: 'string', short: 'o' },
+        wireshark: { type: 'boolean' },
+        policy: { type: 'string' },
+        kubeconfig: { type: 'string' },
+        context: { type: 'string' },
+        'collector-namespace': { type: 'string', default: DEFAULTS.collectorNamespace },
+        'collector-service': { type: 'string', default: DEFAULTS.collectorService },
+        'collector-port': { type: 'string' },
+        'collector-url': { type: 'string' },
+        'token-file': { type: 'string' },
+        'collector-token-secret': { type: 'string', default: DEFAULTS.tokenSecret },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    throw usage(err instanceof Error ? err.message : String(err));
+  }
+  const { values: v, positionals } = parsed;
+  const [cmd, ...args] = positionals;
+  if (v.help || !cmd || cmd === 'help') {
+    io.stdout.write(PLUGIN_HELP);
+    return v.help || cmd === 'help' ? ExitCode.ok : ExitCode.usage;
+  }
+  const collectorPort = v['collector-port'] === undefined ? undefined : Number(v['collector-port']);
+  if (collectorPort !== undefined && !(Number.isInteger(collectorPort) && collectorPort > 0 && collectorPort < 65536)) throw usage('--collector-port: 1..65535');
+  const collector: CollectorFlags = {
+    url: v['collector-url'], namespace: v['collector-namespace'], service: v['collector-service'], port: collectorPort,
+    tokenFile: v['token-file'], tokenSecret: v['collector-token-secret'],
+  };
+  const kubeFlags = { kubeconfig: v.kubeconfig, context: v.context, namespace: v.namespace };
+  const json = v.output === 'json';
+  const toStdout = v.output === '-';
+  if (v.output !== undefined && !json && !toStdout) throw usage('-o: "-" (capture, fetch) or "json" (list)');
+
+  switch (cmd) {
+    case 'capture': {
+      if (args.length > 1) throw usage(`capture takes one pod, got ${args.join(' ')}`);
+      const direction = Directions.find((d) => d.toLowerCase() === v.direction.toLowerCase());
+      if (!direction) throw usage(`--direction: ${Directions.join(', ')}`);
+      const snapLength = Number(v.snaplen);
+      if (!Number.isInteger(snapLength) || snapLength < 0 || snapLength > 65535) throw usage('--snaplen: 0..65535');
+      const maxPackets = Number(v['max-packets']);
+      if (!Number.isInteger(maxPackets) || maxPackets < 0) throw usage('--max-packets: a count');
+      if (parseDuration(v.duration) === undefined) throw usage(`--duration: "${v.duration}" is not a duration (30s, 10m, 1h)`);
+      const stopAfterMs = v.for === undefined ? 0 : parseDuration(v.for);
+      if (stopAfterMs === undefined) throw usage(`--for: "${v.for}" is not a duration (30s, 5m)`);
+      if (json) throw usage('capture writes pcapng: -o - or -w FILE');
+      const kube = new Kube(kubeFlags);
+      return capture(
+        kube,
+        {
+          namespace: kube.namespace, pod: args[0], selector: v.selector, filters: v.filter ?? [], direction: direction as Direction, snapLength,
+          duration: v.duration, stopAfterMs, maxPackets, write: v.write, stdout: toStdout, wireshark: v.wireshark ?? false, collector,
+        },
+        io,
+      );
+    }
+    case 'list': {
+      const kube = collector.url && !v.namespace ? undefined : new Kube(kubeFlags);
+      return listCaptures(kube, { namespace: v['all-namespaces'] ? undefined : (v.namespace ?? kube?.namespace), policy: v.policy, json, collector }, io);
+    }
+    case 'status': {
+      const kube = new Kube(kubeFlags);
+      return status(kube, { namespace: v['all-namespaces'] ? undefined : kube.namespace, name: args[0], collector, withCollector: true }, io);
+    }
+    case 'fetch': {
+      if (v.write !== undefined && toStdout) throw usage('choose -w FILE or -o -');
+      const kube = collector.url ? undefined : new Kube(kubeFlags);
+      return fetchCapture(kube, { path: args[0], namespace: v.namespace ?? kube?.namespace, policy: v.policy, write: v.write, stdout: toStdout, collector }, io);
+    }
+    default:
+      throw usage(`unknown command "${cmd}" (capture, list, status, fetch)`);
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * The plugin's own parsing: label selectors as kubectl takes them, --filter
+ * into spec.filter, the policy a capture creates, and the packet counter of
+ * the progress line.
+ */
+import { describe, expect, it } from 'vitest';
+import { PcapngWriter } from '../../../src/collector/pcapng.ts';
+import { PacketCounter, capturePolicy } from '../../../src/plugin/capture.ts';
+import { parseFilters } from '../../../src/plugin/filter.ts';
+import { parseSelector } from '../../../src/plugin/selector.ts';
+import { pattern } from '../wire/frames.ts';
+
+describe('label selectors', () => {
+  it.each([
+    { description: 'equality', input: 'app=web', expected: { matchLabels: { app: 'web' } } },
+    { description: 'double equals and a prefixed key', input: 'app.kubernetes.io/name==web', expected: { matchLabels: { 'app.kubernetes.io/name': 'web' } } },
+    { description: 'inequality', input: 'tier!=db', expected: { matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['db'] }] } },
+    {
+      description: 'set-based, with spaces',
+      input: 'env in (prod, staging),track notin (canary)',
+      expected: { matchExpressions: [{ key: 'env', operator: 'In', values: ['prod', 'staging'] }, { key: 'track', operator: 'NotIn', values: ['canary'] }] },
+    },
+    { description: 'exists and does not exist', input: 'gpu,!spot', expected: { matchExpressions: [{ key: 'gpu', operator: 'Exists' }, { key: 'spot', operator: 'DoesNotExist' }] } },
+    {
+      description: 'everything at once',
+      input: 'app=web,tier!=db,env in (a,b),!x',
+      expected: {
+        matchLabels: { app: 'web' },
+        matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['db'] }, { key: 'env', operator: 'In', values: ['a', 'b'] }, { key: 'x', operator: 'DoesNotExist' }],
+      },
+    },
+  ])('$description', ({ input, expected }) => {
+    expect(parseSelector(input)).toEqual(expected);
+  });
+
+  it.each([
+    { description: 'empty', input: '', expected: /empty/ },
+    { description: 'unbalanced', input: 'env in (a,b', expected: /unbalanced/ },
+    { description: 'bad key', input: '-app=web', expected: /not a label key/ },
+    { description: 'bad value', input: 'app=we b', expected: /not a requirement|not a label value/ },
+    { description: 'two values for one key', input: 'app=a,app=b', expected: /two values/ },
+    { description: 'empty set', input: 'env in ()', expected: /no values|not a label value/ },
+  ])('refuses $description', ({ input, expected }) => {
+    expect(() => parseSelector(input)).toThrow(expected);
+  });
+});
+
+describe('--filter', () => {
+  it.each([
+    { description: 'nothing', input: [], expected: undefined },
+    { description: 'protocols, any case, repeated', input: ['proto=tcp,UDP', 'proto=icmp6,tcp'], expected: { protocols: ['TCP', 'UDP', 'ICMPv6'] } },
+    { description: 'ports and ranges', input: ['port=443,8000-8100'], expected: { ports: [{ port: 443 }, { port: 8000, endPort: 8100 }] } },
+    { description: 'cidrs and hosts', input: ['cidr=10.0.0.0/8', 'host=198.18.0.1,2001:db8::1'], expected: { cidrs: ['10.0.0.0/8', '198.18.0.1/32', '2001:db8::1/128'] } },
+    { description: 'tcp flags', input: ['tcp-flags=syn,rst'], expected: { tcpFlags: ['SYN', 'RST'] } },
+  ])('$description', ({ input, expected }) => {
+    expect(parseFilters(input)).toEqual(expected);
+  });
+
+  it.each([
+    { description: 'no value', input: ['proto='], expected: /no value/ },
+    { description: 'no key', input: ['tcp'], expected: /not KEY=VALUE/ },
+    { description: 'unknown key', input: ['vlan=3'], expected: /unknown key "vlan"/ },
+    { description: 'unknown protocol', input: ['proto=gre'], expected: /unknown protocol "gre"/ },
+    { description: 'port out of range', input: ['port=70000'], expected: /port must be between 1 and 65535/ },
+    { description: 'reversed range', input: ['port=9000-8000'], expected: /endPort must be greater/ },
+    { description: 'not a cidr', input: ['cidr=10.0.0.0/33'], expected: /must be a CIDR/ },
+    { description: 'not a host', input: ['host=example.com'], expected: /not an IP address/ },
+    { description: 'unknown flag', input: ['tcp-flags=syn,xmas'], expected: /unknown TCP flag "xmas"/ },
+  ])('refuses $description', ({ input, expected }) => {
+    expect(() => parseFilters(input)).toThrow(expected);
+  });
+});
+
+describe('the capture policy', () => {
+  const base = {
+    name: 'podtap-capture-abc123', namespace: 'shop', selector: { matchLabels: { 'capture.podtap.io/abc123': 'true' } }, filters: [],
+    direction: 'Both' as const, snapLength: 0, duration: '10m', maxPackets: 0, collector: { namespace: 'podtap-system', service: 'podtap-collector' }, target: 'shop/web-1',
+  };
+  it('is a valid SniffPolicy owned by the plugin, bounded in time, pointing at the collector Service', () => {
+    const p = capturePolicy(base);
+    expect(p).toMatchObject({
+      apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy',
+      metadata: { name: 'podtap-capture-abc123', namespace: 'shop', labels: { 'app.kubernetes.io/managed-by': 'kubectl-podtap' } },
+      spec: { podSelector: base.selector, direction: 'Both', snapLength: 0, collector: { service: { name: 'podtap-collector', namespace: 'podtap-system' } }, limits: { duration: '10m' } },
+    });
+    expect(p.metadata.annotations?.['podtap.io/captured-by']).toMatch(/@.* \(kubectl podtap capture shop\/web-1\)$/);
+    expect(capturePolicy({ ...base, maxPackets: 100 }).spec.limits).toMatchObject({ maxPackets: 100 });
+  });
+
+  it('refuses what the API would refuse', () => {
+    expect(() => capturePolicy({ ...base, duration: 'ten minutes' })).toThrow(/limits\.duration/);
+  });
+});
+
+describe('packet counter', () => {
+  it('counts packets however the stream is cut', () => {
+    const chunks: Buffer[] = [];
+    const w = new PcapngWriter((c) => chunks.push(c), { batchSize: 1 << 17 });
+    w.sectionHeader({ userappl: 'podtap' });
+    const id = w.addInterface({ name: 'x' });
+    for (let i = 0; i < 50; i++) w.packet(id, 0, i, pattern(1 + i * 37), 0, 1 + i * 37, 1 + i * 37, 1, i % 7 === 0 ? 'a note' : undefined);
+    w.flush();
+    const all = Buffer.concat(chunks);
+    for (const size of [1, 3, 7, 64, 1000, all.length]) {
+      const c = new PacketCounter();
+      for (let p = 0; p < all.length; p += size) c.push(all.subarray(p, p + size));
+      expect({ size, packets: c.packets, bytes: c.bytes }).toEqual({ size, packets: 50, bytes: all.length });
+    }
+  });
+});
