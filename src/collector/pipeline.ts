@@ -5,7 +5,7 @@
  */
 import { MALFORMED_REASONS, type MalformedReason } from '../wire/format.ts';
 import { Ingest, type IngestLimits, type IngestOptions, type IngestStats } from './ingest.ts';
-import type { PcapngWriter } from './pcapng.ts';
+import { PcapngWriter } from './pcapng.ts';
 import { Router, type Iface, type PacketOutput, type RouterLimits, type RouterStats } from './router.ts';
 
 /** Every interface into one writer, each one's IDB before its first packet. */
@@ -35,7 +35,7 @@ export class Pipeline {
   readonly #writer: PcapngWriter | undefined;
 
   constructor(out: PcapngWriter | PacketOutput, opts: PipelineOptions) {
-    const output = 'packet' in out && !('addInterface' in out) ? out : new WriterOutput(out as PcapngWriter);
+    const output = out instanceof PcapngWriter ? new WriterOutput(out) : out;
     this.#writer = output instanceof WriterOutput ? output.writer : undefined;
     this.router = new Router([output], { limits: opts.limits ?? {} });
     this.ingest = new Ingest(this.router, opts);

@@ -184,6 +184,18 @@ describe('podtap collector process', () => {
     { description: 'bad tunnel', input: ['--out', '/tmp', '--tunnel', 'gre'], expected: { code: 2, message: /--tunnel/ } },
     { description: 'unknown option', input: ['--out', '/tmp', '--bogus'], expected: { code: 2, message: /bogus/ } },
     { description: 'not a directory', input: ['--out', '/nonexistent/dir'], expected: { code: 5, message: /not a directory/ } },
+    { description: 'a size without a number', input: ['--out', '/tmp', '--rotate-size', 'big'], expected: { code: 2, message: /--rotate-size: "big" is not a size/ } },
+    { description: 'a tiny rotation size', input: ['--out', '/tmp', '--rotate-size', '1000'], expected: { code: 2, message: /--rotate-size: at least 1MiB/ } },
+    { description: 'a rotation interval under a second', input: ['--out', '/tmp', '--rotate-interval', '500ms'], expected: { code: 2, message: /--rotate-interval: at least 1s/ } },
+    { description: 'a bad retention age', input: ['--out', '/tmp', '--retain-age', 'a week'], expected: { code: 2, message: /--retain-age: "a week" is not a duration/ } },
+    { description: 'a bad layout', input: ['--out', '/tmp', '--layout', 'flat'], expected: { code: 2, message: /--layout: expected policy or single/ } },
+    { description: 'too many workers', input: ['--out', '/tmp', '--workers', '65'], expected: { code: 2, message: /--workers: expected 0\.\.64/ } },
+    { description: 'a token file without --http', input: ['--out', '/tmp', '--auth-token-file', '/etc/hostname'], expected: { code: 2, message: /need --http/ } },
+    {
+      description: 'a missing token file',
+      input: ['--out', '/tmp', '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0', '--auth-token-file', '/nonexistent/token'],
+      expected: { code: 5, message: /--auth-token-file: \/nonexistent\/token is missing, unreadable or empty/ },
+    },
   ])('usage error: $description', async ({ input, expected }) => {
     const r = await execa(NODE, [SCRIPT, ...input], { reject: false });
     expect(r.exitCode).toBe(expected.code);
