@@ -9,7 +9,6 @@ import { ExitCode, UserError } from '../util/errors.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { GENEVE_PORT, VXLAN_PORT, type TunnelMode } from '../wire/format.ts';
 import { defaultWorkers, startCollector, type CollectorStats } from './collector.ts';
-import { DEFAULT_PUBLIC_PATHS } from './http.ts';
 import { parseDuration, parseSize } from './units.ts';
 
 export const COLLECTOR_HELP = `Usage: podtap collector --out DIR [options]
@@ -31,10 +30,10 @@ Tunnel:
   --token TOKEN        accept data only from senders whose announcement
                        carries this token (default: \$PODTAP_TOKEN; empty =
                        accept every sender)
-  --workers N          ingest threads sharing the port with SO_REUSEPORT
-                       (default ${defaultWorkers()} here: the CPUs but one, at most 4); each
+  --workers N          ingest threads sharing the port with SO_REUSEPORT; each
                        sequence stream stays on one thread. 0 = receive in
-                       the main thread
+                       the main thread (default ${defaultWorkers()} here: the CPUs but one,
+                       at most 4; 0 on two CPUs or fewer)
   --sockets N          with --workers 0: sockets sharing the port in the main
                        thread (default 1)
 
@@ -62,7 +61,7 @@ HTTP API:
   --auth-token-file F  require "Authorization: Bearer <token>", the token read
                        from F (a mounted Secret; re-read when it changes)
   --http-public LIST   paths served without the token, comma-separated
-                       (default ${DEFAULT_PUBLIC_PATHS.join(',')}; "none": all need it)
+                       (default /healthz,/readyz,/metrics; "none": all need it)
   -h, --help           show this help
 
 Files are opened when their first packet comes, rotated by size and time

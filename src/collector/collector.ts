@@ -15,7 +15,7 @@ import type { Logger } from '../util/log.ts';
 import { GENEVE_PORT, MALFORMED_REASONS, VXLAN_PORT, type TunnelMode } from '../wire/format.ts';
 import type { CaptureFs } from './capture-file.ts';
 import type { HandoffOptions } from './handoff.ts';
-import { startHttp, type HttpApi } from './http.ts';
+import type { HttpApi } from './http.ts';
 import type { IngestLimits } from './ingest.ts';
 import { LiveHub, type LiveOptions } from './live.ts';
 import { collectorMetrics } from './metrics.ts';
@@ -50,7 +50,7 @@ export interface CollectorOptions {
   limits?: Partial<IngestLimits & RouterLimits>;
   reassembly?: Partial<ReassemblyLimits>;
   handoff?: HandoffOptions;
-  /** workers: sleep after a turn that drained the socket, so the next reads a batch (default 1 ms; 0 = off) */
+  /** sleep after a read turn that drained the sockets, so the next reads a batch (coalesce.ts; default 1 ms in workers, 0 in-process) */
   coalesceMs?: number;
   /** file layout: one series per policy (default) or a single series */
   layout?: Layout;
@@ -106,9 +106,15 @@ export interface Collector {
   close(): Promise<void>;
 }
 
-/** Worker threads for this machine: one core is the writer's. */
-export function defaultWorkers(): number {
-  return Math.min(4, Math.max(1, availableParallelism() - 1));
+/**
+ * Ingest threads for this machine: one core is the writer's, at most 4. On
+ * two CPUs or fewer, ingest runs in the main thread: a worker costs a
+ * handoff (about 2 µs a datagram here) and competes with the writer for the
+ * same cores, and on this project's 2-CPU machine in-process ingest kept
+ * bursts that a worker dropped (bench/collector.ts, docs/collector.md).
+ */
+export function defaultWorkers(cpus = availableParallelism()): number {
+  return cpus <= 2 ? 0 : Math.min(4, cpus - 1);
 }
 
 export async function startCollector(opts: CollectorOptions): Promise<Collector> {
@@ -139,7 +145,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   const runnerOpts = { host, port, mode, token: opts.token, recvBufferSize, limits: opts.limits, reassembly: opts.reassembly, sink: router, logger: log };
   let runner: IngestRunner;
   try {
-    runner = workers > 0 ? await startPool({ ...runnerOpts, workers, ...(opts.handoff ? { handoff: opts.handoff } : {}), ...(opts.coalesceMs === undefined ? {} : { coalesceMs: opts.coalesceMs }) }) : await startInProcess({ ...runnerOpts, sockets: opts.sockets ?? 1 });
+    runner = workers > 0 ? await startPool({ ...runnerOpts, workers, ...(opts.handoff ? { handoff: opts.handoff } : {}), ...(opts.coalesceMs === undefined ? {} : { coalesceMs: opts.coalesceMs }) }) : await startInProcess({ ...runnerOpts, sockets: opts.sockets ?? 1, ...(opts.coalesceMs === undefined ? {} : { coalesceMs: opts.coalesceMs }) });
   } catch (err) {
     await store.close();
     throw new Error('binding the collector socket failed', { cause: err });
@@ -187,6 +193,8 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   let http: HttpApi | undefined;
   if (opts.http) {
     try {
+      // (loaded only when asked for: node:http brings undici and its WebAssembly parser with it)
+      const { startHttp } = await import('./http.ts');
       http = await startHttp(
         { host: opts.http.host, port: opts.http.port, logger: log, tokenFile: opts.http.tokenFile, ...(opts.http.publicPaths ? { publicPaths: opts.http.publicPaths } : {}) },
         { store, live, registry, status: stats, ready: () => ready },
@@ -213,11 +221,12 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       ready = false;
       clearInterval(fast);
       clearInterval(slow);
+      // the kernel's drop counts go with the sockets: read them while they exist
+      await kernel.refresh().catch(() => undefined);
       await runner.stop();
       live.flush();
       await http?.close();
       await store.close();
-      await kernel.refresh().catch(() => undefined);
       const s = stats();
       const reasons = Object.fromEntries(Object.entries(s.malformedByReason).filter(([, n]) => n > 0));
       log.info({ ...s, malformedByReason: reasons, dir: opts.outDir }, 'collector closed');

@@ -6,7 +6,7 @@
  * overlaps what a frame already has is counted and ignored, so a frame is
  * only ever made of bytes that agree.
  */
-import { Flag, type PieceMeta } from '../wire/format.ts';
+import { FRAME_MAX, Flag, type PieceMeta } from '../wire/format.ts';
 import { restorePrefix } from '../wire/restore.ts';
 
 export interface ReassemblyLimits {
@@ -19,6 +19,15 @@ export interface ReassemblyLimits {
 }
 
 export const DEFAULT_REASSEMBLY_LIMITS: ReassemblyLimits = { maxFrames: 4096, maxBytes: 128 << 20, timeoutMs: 2000 };
+
+/**
+ * Frame buffers kept for reuse. A completed frame's bytes are copied out by
+ * the sink (into a pcapng or handoff batch) before the next piece arrives, so
+ * its buffer can serve the next frame: at thousands of 64 KB frames a
+ * second, allocating each one kept the garbage collector busy exactly when
+ * bursts needed the thread.
+ */
+const POOL_MAX = 32;
 
 /** Flags that must be equal in every piece of a frame (not FRAG or LAST). */
 const FRAME_FLAGS = ~(Flag.frag | Flag.last) & 0xff;
@@ -73,7 +82,8 @@ export class Reassembler {
   readonly #pending = new Map<number, PendingFrame>();
   #bytes = 0;
   #scratch = Buffer.alloc(512);
-  /** the frame the last add() completed (valid until the next add()) */
+  readonly #pool: Buffer[] = [];
+  /** the frame the last add() completed (valid until the next start() or add()) */
   completed: PendingFrame | undefined;
   /** frames dropped unfinished: timed out, evicted by the limits, or their stream restarted */
   incomplete = 0;
@@ -96,7 +106,7 @@ export class Reassembler {
    * parseDatagramInto's checks, so its offsets lie inside the frame.
    */
   start(stream: number, m: PieceMeta, src: Buffer, innerOff: number, innerLen: number, now: number): PieceResultValue {
-    this.completed = undefined;
+    this.#recycle();
     const key = frameKey(stream, m.seq);
     const old = this.#pending.get(key);
     if (old) this.#drop(old); // cannot happen unless a stream was not reset: be safe
@@ -105,7 +115,7 @@ export class Reassembler {
       this.#drop(oldest);
       this.evicted++;
     }
-    const data = Buffer.allocUnsafe(m.capLen);
+    const data = (this.#pool.pop() ?? Buffer.allocUnsafeSlow(FRAME_MAX)).subarray(0, m.capLen);
     const prefixLen = restorePrefix(src, innerOff, m, data, 0);
     const f: PendingFrame = {
       key, stream, created: now, data, capLen: m.capLen, prefixLen, have: 0, ranges: [],
@@ -119,7 +129,7 @@ export class Reassembler {
 
   /** A further piece of a frame already started. */
   add(stream: number, m: PieceMeta, src: Buffer, innerOff: number, innerLen: number): PieceResultValue {
-    this.completed = undefined;
+    this.#recycle();
     const f = this.#pending.get(frameKey(stream, m.seq));
     if (!f) return PieceResult.unknown;
     if (
@@ -166,10 +176,22 @@ export class Reassembler {
     return PieceResult.pending;
   }
 
+  /** The last completed frame has been consumed: its buffer serves the next frame. */
+  #recycle(): void {
+    const f = this.completed;
+    this.completed = undefined;
+    if (f) this.#release(f);
+  }
+
+  #release(f: PendingFrame): void {
+    if (this.#pool.length < POOL_MAX) this.#pool.push(Buffer.from(f.data.buffer, f.data.byteOffset, FRAME_MAX));
+  }
+
   #drop(f: PendingFrame): void {
     this.#pending.delete(f.key);
     this.#bytes -= f.capLen;
     this.incomplete++;
+    this.#release(f);
   }
 
   /** Drops frames older than the timeout. */

@@ -7,6 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Announcement } from '../wire/announce.ts';
 import type { TunnelMode } from '../wire/format.ts';
+import { readCoalescer } from './coalesce.ts';
 import { HandoffEncoder, type HandoffOptions } from './handoff.ts';
 import { Ingest, type IngestLimits, type IngestStats } from './ingest.ts';
 import type { ReassemblyLimits } from './reassembly.ts';
@@ -22,7 +23,7 @@ export interface WorkerConfig {
   limits: Partial<IngestLimits> | undefined;
   reassembly: Partial<ReassemblyLimits> | undefined;
   handoff: HandoffOptions;
-  /** after an event-loop turn that drained the socket, sleep this long so the next turn reads a batch (0 = never) */
+  /** after an event-loop turn that drained the socket, sleep this long so the next turn reads a batch (0 = never; coalesce.ts) */
   coalesceMs: number;
 }
 
@@ -43,8 +44,6 @@ export type FromWorker =
 /** A batch smaller than this waits (at most FLUSH_DELAY_MS) for more frames. */
 const FLUSH_MIN_BYTES = 128 << 10;
 const FLUSH_DELAY_MS = 2;
-/** Datagrams libuv reads from a socket per event-loop turn at most (uv__udp_recvmsg). */
-const UV_READS_PER_TURN = 32;
 
 async function run(cfg: WorkerConfig): Promise<void> {
   const port = parentPort!;
@@ -57,40 +56,23 @@ async function run(cfg: WorkerConfig): Promise<void> {
   const ingest = new Ingest(enc, { mode: cfg.mode, token: cfg.token, limits: cfg.limits, reassembly: cfg.reassembly });
   const stats = (): WorkerStats => ({ ...ingest.stats(), handoffDropped: enc.dropped });
 
-  // Batches go out after each burst the event loop delivers, or soon after.
-  //
-  // Interrupt coalescing: every event-loop turn costs a wakeup, an epoll_wait
-  // and the loop's phases, which at moderate rates (one datagram per turn)
-  // cost more than the datagram. After a turn that drained the socket (fewer
-  // reads than libuv's per-turn limit), the thread sleeps coalesceMs so the
-  // next turn finds a batch waiting — what a NIC's interrupt moderation or
-  // tcpdump's ring block timeout do. The socket buffer holds the meantime.
-  const sleeper = new Int32Array(new SharedArrayBuffer(4));
-  let scheduled = false;
-  let reads = 0;
+  // Batches go out after each event-loop turn that filled enough of one, or
+  // FLUSH_DELAY_MS after their first frame; the turns themselves are coalesced.
   let flushTimer: NodeJS.Timeout | undefined;
   const flushDue = (): void => {
     flushTimer = undefined;
     if (enc.pending > 0) enc.flush();
   };
-  const turn = (): void => {
-    scheduled = false;
-    const n = reads;
-    reads = 0;
+  const onRead = readCoalescer(cfg.coalesceMs, () => {
     if (enc.pending >= FLUSH_MIN_BYTES || (enc.pending > 0 && performance.timeOrigin + performance.now() - enc.firstRecvMs >= FLUSH_DELAY_MS)) {
       enc.flush();
     } else if (enc.pending > 0 && !flushTimer) {
       flushTimer = setTimeout(flushDue, FLUSH_DELAY_MS);
     }
-    if (cfg.coalesceMs > 0 && n < UV_READS_PER_TURN) Atomics.wait(sleeper, 0, 0, cfg.coalesceMs);
-  };
+  });
   const sock = await bindSocket(cfg.host, cfg.port, true, cfg.recvBufferSize, (msg, address) => {
     ingest.handle(msg, address);
-    reads++;
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(turn);
-    }
+    onRead();
   });
   sock.on('error', (err) => send({ t: 'fatal', message: `socket error: ${err.message}` }));
 

@@ -7,7 +7,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { captureFileName, startCollector } from '../../../src/collector/collector.ts';
+import { captureFileName, defaultWorkers, startCollector } from '../../../src/collector/collector.ts';
 import { parseListen } from '../../../src/collector/cli.ts';
 import { silentLogger } from '../../../src/util/log.ts';
 import { encodeAnnouncement, monotonicRealtimePair } from '../../../src/wire/announce.ts';
@@ -119,6 +119,15 @@ describe('collector on a UDP socket', () => {
     const start = Date.parse('2025-11-25T10:15:30.250Z');
     expect(captureFileName('web-debug', start, 1)).toBe('web-debug-20251125T101530Z-0001.pcapng');
     expect(captureFileName('web-debug', start, 12345)).toBe('web-debug-20251125T101530Z-12345.pcapng');
+  });
+
+  it.each([
+    { input: 1, expected: 0 },
+    { input: 2, expected: 0 },
+    { input: 3, expected: 2 },
+    { input: 8, expected: 4 },
+  ])('default ingest workers on $input CPUs: $expected', ({ input, expected }) => {
+    expect(defaultWorkers(input)).toBe(expected);
   });
 
   it.each([
