@@ -59,7 +59,8 @@ export async function startCapture(
       await new Promise((r) => setTimeout(r, 300));
       col.proc.kill('SIGTERM');
       const c = await col.proc;
-      const files = (await readdir(col.dir)).filter((f) => f.endsWith('.pcapng')).map((f) => join(col.dir, f));
+      // the collector writes one directory per policy
+      const files = (await readdir(col.dir, { recursive: true })).filter((f) => f.endsWith('.pcapng')).map((f) => join(col.dir, f));
       return { files, sniffOutput: `${String(s.all ?? '')}${s.signal ? `\n(killed by ${s.signal})` : ''}`, collectorOutput: String(c.all ?? ''), sniffExit: s.exitCode };
     },
   };

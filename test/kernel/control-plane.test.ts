@@ -203,10 +203,14 @@ describe('operator end to end', () => {
   it("wrote the selected pods' traffic, named by pod, and nothing of the others", async () => {
     collector.proc.kill('SIGTERM');
     await collector.proc;
-    const file = readdirSync(out).find((f) => f.endsWith('.pcapng'));
-    expect(file).toBeTruthy();
-    const r = await execa('tshark', ['-r', join(out, file!), '-T', 'fields', '-e', 'frame.interface_name', '-e', 'frame.len', '-Y', 'icmp']);
-    const rows = r.stdout.split('\n').filter(Boolean).map((l) => l.split('\t'));
+    // one directory per policy: read them all
+    const files = readdirSync(out, { recursive: true }).map(String).filter((f) => f.endsWith('.pcapng'));
+    expect(files.length).toBeGreaterThan(0);
+    const rows: string[][] = [];
+    for (const file of files) {
+      const r = await execa('tshark', ['-r', join(out, file), '-T', 'fields', '-e', 'frame.interface_name', '-e', 'frame.len', '-Y', 'icmp']);
+      rows.push(...r.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')));
+    }
     const names = new Set(rows.map((x) => x[0]));
     expect(names.has('demo/web-1')).toBe(true);
     // db-1 only under the limited policy: exactly its first 10 packets

@@ -66,7 +66,8 @@ describe('sniffer lifecycle', () => {
     await col.proc;
 
     // every echo request and reply is in the capture once
-    const frames = await readFrames(join(col.dir, (await import('node:fs')).readdirSync(col.dir).find((f) => f.endsWith('.pcapng'))!), 'icmp');
+    const pcapng = (await import('node:fs')).readdirSync(col.dir, { recursive: true }).map(String).find((f) => f.endsWith('.pcapng'))!;
+    const frames = await readFrames(join(col.dir, pcapng), 'icmp');
     expect(frames).toHaveLength(120);
     // the restarted sniffer removed what it (and its predecessor) attached
     expect(await leftovers({ runner: createRunner(topo.node) })).toEqual([]);

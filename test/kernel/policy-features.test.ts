@@ -25,7 +25,8 @@ async function capture(topo: Topology, spec: Record<string, unknown>, count: num
   const seconds = (performance.now() - t0) / 1000;
   await new Promise((r) => setTimeout(r, 300));
   const stopped = await run.stop();
-  const line = stopped.sniffOutput.split('\n').find((l) => /^podtap: matched/.test(l)) ?? '';
+  const line = stopped.sniffOutput.split('\n').find((l) => /^podtap: matched/.test(l));
+  if (!line) throw new Error(`no counters in the sniffer output (exit ${stopped.sniffExit}):\n${stopped.sniffOutput}`);
   const counters: Record<string, number> = {};
   for (const m of line.matchAll(/([a-z-]+) (\d+)/g)) counters[m[1]!] = Number(m[2]);
   const lostLine = stopped.sniffOutput.split('\n').find((l) => /^podtap: lost/.test(l)) ?? '';
