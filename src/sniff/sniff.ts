@@ -184,19 +184,42 @@ export async function sniffCommand(argv: string[]): Promise<number> {
     maxBytes: spec.limits?.maxBytes ?? 0,
   };
   const tty = process.stderr.isTTY && !o.quiet;
-  const started = Date.now();
-  // counts since this run started: an adopted object keeps its maps
-  const base: Counters = await session.counters();
-  let last: Counters = subCounters(base, base);
-  let stopReason: string | undefined;
+  // from here on, whatever happens, the session is detached before exiting
+  try {
+    const r = await monitor(session, limits, { tty, quiet: !!o.quiet });
+    console.error(`podtap: stopped (${r.reason}) after ${r.seconds.toFixed(1)}s; detaching ${ifaces.length} interface(s)`);
+    console.error(`podtap: ${formatCounters(r.counters)}`);
+    const drops = Object.entries(r.counters).filter(([k, v]) => v.packets > 0 && (LOSS_REASONS as string[]).includes(k));
+    if (drops.length) console.error(`podtap: lost ${lost(r.counters)}: ${drops.map(([k, v]) => `${k} ${v.packets}`).join(', ')}`);
+    return ExitCode.ok;
+  } finally {
+    await announcer?.stop().catch(() => undefined);
+    await cleanup().catch((err: unknown) => console.error(`podtap: detaching failed: ${(err as Error).message} (run podtap cleanup)`));
+  }
+}
 
+/** Live counters until a signal or a limit; the counts since this run began. */
+async function monitor(
+  session: Session,
+  limits: Limits,
+  out: { tty: boolean; quiet: boolean },
+): Promise<{ reason: string; seconds: number; counters: Counters }> {
+  const started = Date.now();
+  // an adopted object keeps its maps: count from here
+  const base = await session.counters();
+  let last = subCounters(base, base);
+  let reason = '';
   await new Promise<void>((resolve) => {
     let lastPrint = 0;
-    const stop = (reason: string) => {
-      stopReason ??= reason;
+    // the handlers stay for the life of the process: a second Ctrl-C while
+    // detaching must not kill it half way (that would leave programs attached)
+    const stop = (why: string) => {
+      if (reason) {
+        console.error('podtap: detaching, please wait');
+        return;
+      }
+      reason = why;
       clearInterval(timer);
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
       resolve();
     };
     const onInt = () => stop('SIGINT');
@@ -210,8 +233,8 @@ export async function sniffCommand(argv: string[]): Promise<number> {
       const now = Date.now();
       const reached = limitReached(limits, last, now);
       if (reached) return stop(`limit ${reached} reached`);
-      if (tty) process.stderr.write(`\r\x1b[K${Math.round((now - started) / 1000)}s  ${formatCounters(last)}`);
-      else if (!o.quiet && now - lastPrint >= 10_000) {
+      if (out.tty) process.stderr.write(`\r\x1b[K${Math.round((now - started) / 1000)}s  ${formatCounters(last)}`);
+      else if (!out.quiet && now - lastPrint >= 10_000) {
         lastPrint = now;
         console.error(`podtap: ${formatCounters(last)}`);
       }
@@ -221,19 +244,11 @@ export async function sniffCommand(argv: string[]): Promise<number> {
     process.on('SIGTERM', onTerm);
     void tick();
   });
-
-  if (tty) process.stderr.write('\n');
+  if (out.tty) process.stderr.write('\n');
   try {
     last = subCounters(await session.counters(), base);
   } catch {
     /* keep the last reading */
   }
-  await announcer?.stop();
-  await cleanup();
-  const secs = ((Date.now() - started) / 1000).toFixed(1);
-  console.error(`podtap: stopped (${stopReason}) after ${secs}s; detached ${ifaces.length} interface(s)`);
-  console.error(`podtap: ${formatCounters(last)}`);
-  const drops = Object.entries(last).filter(([k, v]) => v.packets > 0 && (LOSS_REASONS as string[]).includes(k));
-  if (drops.length) console.error(`podtap: lost ${lost(last)}: ${drops.map(([k, v]) => `${k} ${v.packets}`).join(', ')}`);
-  return ExitCode.ok;
+  return { reason, seconds: (Date.now() - started) / 1000, counters: last };
 }
