@@ -5,7 +5,7 @@
  * leaves it in place — then capture must keep running for the next agent.
  */
 import { hostname } from 'node:os';
-import { isNotFound, type KubeClient } from '../k8s/index.ts';
+import { httpStatus, isNotFound, type KubeClient } from '../k8s/index.ts';
 import type { Logger } from '../util/log.ts';
 
 interface OwnerRef {
@@ -29,6 +29,10 @@ export async function uninstalling(client: KubeClient, namespace: string | undef
       return isNotFound(err);
     }
   } catch (err) {
+    // 401/403: our service account or its RBAC is gone already — an uninstall
+    // that skipped the chart's pre-delete hook
+    const code = httpStatus(err);
+    if (code === 401 || code === 403) return true;
     log.warn({ err }, 'could not tell an uninstall from a restart; keeping capture attached');
     return false;
   }
