@@ -54,7 +54,8 @@ export const CAPTURE_DEVICE_RE = /^pt[cp][a-z0-9]{1,10}$/;
 
 /**
  * The capture device: a veth pair the agent owns. MTU 65535 so no frame is too
- * big for it; IPv6 off so the kernel sends nothing of its own through it.
+ * big for it; no IPv6 address so the kernel sends nothing of its own through it
+ * (the tunnel program would count it as foreign and drop it anyway).
  */
 export async function ensureCaptureDevice(runner: Runner, session: string): Promise<Link> {
   const { dev, peer } = captureDeviceNames(session);
@@ -62,6 +63,9 @@ export async function ensureCaptureDevice(runner: Runner, session: string): Prom
   if (!link) {
     await runner.check('ip', ['link', 'add', dev, 'mtu', '65535', 'type', 'veth', 'peer', 'name', peer, 'mtu', '65535']);
     for (const d of [dev, peer]) {
+      // no IPv6 link-local address, hence no ND/MLD of the kernel's own; works
+      // where /proc/sys is read-only (a container), unlike disable_ipv6
+      await runner.check('ip', ['link', 'set', d, 'addrgenmode', 'none']);
       await runner.run('sysctl', ['-qw', `net.ipv6.conf.${d}.disable_ipv6=1`]);
     }
     link = await getLink(runner, dev);
