@@ -9,6 +9,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 scripts/setup.sh
 npm exec -- tsc -p tsconfig.json --noEmit
+# The container image, built from the Dockerfile's steps in a debootstrap root
+# (no Docker engine here), for test/kernel/image.test.ts, which runs without
+# network: cached in /var/tmp/podtap-image, rebuilt where inputs changed.
+npm exec -- node test/unit/packaging/lib/image-rootfs.ts
 
 # Run the tests inside a private network namespace: every listener they open
 # (the embedded API, collectors, HTTP endpoints) is then invisible from the
