@@ -32,8 +32,9 @@ Tunnel:
                        accept every sender)
   --workers N          ingest threads sharing the port with SO_REUSEPORT; each
                        sequence stream stays on one thread. 0 = receive in
-                       the main thread (default ${defaultWorkers()} here: the CPUs but one,
-                       at most 4; 0 on two CPUs or fewer)
+                       the main thread (default ${defaultWorkers()} here: the usable CPUs —
+                       affinity and cgroup CPU limit — but one, at most 4;
+                       0 on two CPUs or fewer)
   --sockets N          with --workers 0: sockets sharing the port in the main
                        thread (default 1)
 

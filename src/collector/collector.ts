@@ -8,7 +8,8 @@
  *                   Router (names, clocks, policies) ─► CaptureStore (files)
  *                                                    └► LiveHub (HTTP streams)
  */
-import { availableParallelism, hostname, release, type } from 'node:os';
+import { hostname, release, type } from 'node:os';
+import { usableCpus } from '../util/cpus.ts';
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../util/log.ts';
@@ -107,13 +108,14 @@ export interface Collector {
 }
 
 /**
- * Ingest threads for this machine: one core is the writer's, at most 4. On
+ * Ingest threads for the CPUs this process may use (its affinity and its
+ * container's CPU limit): one core is the writer's, at most 4. On
  * two CPUs or fewer, ingest runs in the main thread: a worker costs a
  * handoff (about 2 µs a datagram here) and competes with the writer for the
  * same cores, and on this project's 2-CPU machine in-process ingest kept
  * bursts that a worker dropped (bench/collector.ts, docs/collector.md).
  */
-export function defaultWorkers(cpus = availableParallelism()): number {
+export function defaultWorkers(cpus = usableCpus()): number {
   return cpus <= 2 ? 0 : Math.min(4, cpus - 1);
 }
 

@@ -255,11 +255,23 @@ describe('chart', () => {
     for (const s of scraped) expect((s.spec as { ports: { name: string }[] }).ports[0]!.name).toBe('metrics');
   });
 
+  it.each([
+    { description: 'auto leaves the choice to the collector', input: 'auto', expected: undefined },
+    { description: 'a number is passed on', input: 3, expected: '--workers=3' },
+    { description: 'zero (in-process ingest) too', input: 0, expected: '--workers=0' },
+  ])('collector.workers: $description', async ({ input, expected }) => {
+    const r = await render({ values: { collector: { workers: input } } });
+    const dep = find(r.objects, 'Deployment', '-collector');
+    const args = (dep.spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]!.args;
+    expect(args.find((a) => a.startsWith('--workers'))).toBe(expected);
+  });
+
   const refusals: { description: string; input: Record<string, unknown>; expected: RegExp }[] = [
     { description: 'a misspelt key', input: { agent: { netnsFalback: true } }, expected: /additionalProperties|netnsFalback/ },
     { description: 'no replicas', input: { controller: { replicas: 0 } }, expected: /minimum|replicas/ },
     { description: 'a container without limits', input: { collector: { resources: { limits: null } } }, expected: /limits/ },
     { description: 'an unknown tunnel', input: { collector: { tunnel: 'gre' } }, expected: /enum|tunnel/ },
+    { description: 'workers neither a number nor auto', input: { collector: { workers: 'many' } }, expected: /oneOf|const|integer/ },
   ];
   it.each(refusals)('values.schema.json refuses $description', async ({ input, expected }) => {
     const r = await render({ values: input });
