@@ -264,9 +264,11 @@ describe('the kubectl-podtap executable under the real kubectl', () => {
   it('kubectl finds the plugin; Ctrl-C (SIGINT) cleans up a capture', async () => {
     const bin = join(dir, 'pluginbin');
     await mkdir(bin, { recursive: true });
-    await symlink(join(process.cwd(), 'src/cli/kubectl-podtap.ts'), join(bin, 'kubectl-podtap'));
-    // PATH: the plugin, then Node 24 (the plugin's #!/usr/bin/env node), then the rest
-    const env = { KUBECONFIG: kubeconfig, PATH: `${bin}:${join(process.cwd(), 'node_modules/.bin')}:${process.env.PATH}`, KUBECACHEDIR: join(dir, 'kube-cache') };
+    // installed as the README says: a link to the repository's wrapper, which
+    // brings its own Node 24 — the PATH has only the system's (older) node
+    await symlink(join(process.cwd(), 'scripts/kubectl-podtap'), join(bin, 'kubectl-podtap'));
+    const PATH = [bin, ...String(process.env.PATH).split(':').filter((d) => !d.includes('node_modules'))].join(':');
+    const env = { KUBECONFIG: kubeconfig, PATH, KUBECACHEDIR: join(dir, 'kube-cache') };
     const help = await execa('kubectl', ['podtap', '--help'], { env, reject: false });
     expect(help.exitCode).toBe(0);
     expect(help.stdout).toContain('kubectl podtap capture');
