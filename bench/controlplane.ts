@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
-import { parseAllDocuments } from 'yaml';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { defaultWriteOptions } from '../src/devcluster/api.ts';
 import { writeKubeconfig } from '../src/devcluster/index.ts';
 import { createClusterState, createHandler, createHttpServer } from '../src/devcluster/server.ts';
@@ -33,6 +33,9 @@ const ROUNDS = Number(args.rounds);
 const NODES = 1000;
 const PODS = 30_000;
 const POLICIES = 100;
+// the controller runs with the V8 flags the chart gives it
+const CHART_VALUES = parseYaml(await readFile(join(import.meta.dirname, '../charts/podtap/values.yaml'), 'utf8')) as { controller: { nodeOptions?: string } };
+const CONTROLLER_NODE_OPTIONS = CHART_VALUES.controller.nodeOptions ?? '';
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -89,7 +92,7 @@ async function convergence(): Promise<{ ms: number; assignments: number; rssMb: 
   for (let i = 0; i < PODS; i += 3) expected.add(`${i % teams}/${nodeOf(i)}`);
 
   const ctl = execa(NODE_BIN, [PODTAP_MAIN, 'controller', '--kubeconfig', kubeconfig, '--metrics-addr', '', '--leader-elect=false', '--workers', '8'], {
-    reject: false, env: { ...process.env, PODTAP_LOG_LEVEL: 'warn' },
+    reject: false, env: { ...process.env, PODTAP_LOG_LEVEL: 'warn', NODE_OPTIONS: CONTROLLER_NODE_OPTIONS },
   });
   // wait until the controller has synced its informers (it writes nothing without policies)
   await new Promise((r) => setTimeout(r, 4000));
@@ -175,11 +178,11 @@ const result = {
   date: new Date().toISOString(),
   cpus: (await execa('nproc')).stdout,
   size: { nodes: NODES, pods: PODS, policies: POLICIES, assignments: conv[0]?.assignments },
-  convergence: { runs: conv, medianMs: Math.round(median(conv.map((c) => c.ms))), peakRssMb: Math.round(Math.max(...conv.map((c) => c.rssMb))) },
+  convergence: { nodeOptions: CONTROLLER_NODE_OPTIONS, runs: conv, medianMs: Math.round(median(conv.map((c) => c.ms))), peakRssMb: Math.round(Math.max(...conv.map((c) => c.rssMb))) },
   firstPacketMs: { cold: fp.cold.map(Math.round), warm: fp.warm.map(Math.round), medianCold: Math.round(median(fp.cold)), medianWarm: Math.round(median(fp.warm)) },
 };
 console.log('\nController convergence (1,000 nodes, 30,000 pods, 100 policies)');
-console.table({ 'apply -> all assignments written (ms, median)': result.convergence.medianMs, assignments: result.size.assignments, 'controller peak RSS (MB)': result.convergence.peakRssMb, 'goal (ms / MB)': '5000 / 300' });
+console.table({ 'apply -> all assignments written (ms, median)': result.convergence.medianMs, assignments: result.size.assignments, 'controller peak RSS (MB)': result.convergence.peakRssMb, 'goal (ms / MB)': '5000 / 300', 'controller NODE_OPTIONS (chart)': CONTROLLER_NODE_OPTIONS || '-' });
 console.log('\nPolicy apply -> first mirrored packet at the collector (ms)');
 console.table({ cold: { median: result.firstPacketMs.medianCold, runs: result.firstPacketMs.cold.join(' '), goal: 2000 }, warm: { median: result.firstPacketMs.medianWarm, runs: result.firstPacketMs.warm.join(' '), goal: 500 } });
 const dir = join(import.meta.dirname, 'results');
