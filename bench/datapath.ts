@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { configFromSpec } from '../src/datapath/config.ts';
+import { LOSS_REASONS } from '../src/datapath/counters.ts';
 import { createRunner } from '../src/datapath/exec.ts';
 import { Session } from '../src/datapath/session.ts';
 import { createTopology, inNs, sh, type Topology } from '../test/helpers/netns.ts';
@@ -143,8 +144,19 @@ interface ThroughputRun {
   sinkPackets: number;
   sinkBytes: number;
   lost?: number;
+  /** pieces the uplink dropped (node side tx + collector side rx): the collector sees them as sequence gaps */
+  uplinkDropped?: number;
   captured?: number;
   dropped?: number;
+}
+
+/** Drops of the uplink veth pair: tx on the node's side, rx on the collector's. */
+async function uplinkDrops(topo: Topology): Promise<number> {
+  const drops = async (ns: string, dev: string, dir: 'tx' | 'rx') => {
+    const [l] = JSON.parse(await inNs(ns, 'ip', ['-s', '-j', 'link', 'show', dev])) as { stats64: Record<'tx' | 'rx', { dropped: number }> }[];
+    return l!.stats64[dir].dropped;
+  };
+  return (await drops(topo.node, 'up0', 'tx')) + (await drops(topo.collector.ns, 'eth0', 'rx'));
 }
 
 async function throughputRound(topo: Topology, mode: Mode): Promise<ThroughputRun> {
@@ -159,12 +171,13 @@ async function throughputRound(topo: Topology, mode: Mode): Promise<ThroughputRu
   if (mode === 'podtap') {
     return withSession(topo, 'bench-tput', {}, [p1.hostIf], async (s) => {
       const c0 = await s.counters();
+      const u0 = await uplinkDrops(topo);
       const gbps = await measure();
       await new Promise((r) => setTimeout(r, 300));
       const c = await s.counters();
-      const lost = ['rateLimited', 'cloneError', 'noRoute', 'redirectError', 'busy', 'shapeError', 'mtu'].reduce(
-        (n, k) => n + (c[k as keyof typeof c].packets - c0[k as keyof typeof c0].packets), 0);
-      return { mode, gbps, mirrored: c.mirrored.packets - c0.mirrored.packets, piecesSent: c.pieces.packets - c0.pieces.packets, lost, ...(await sinkDelta()) };
+      const lost = LOSS_REASONS.reduce((n, k) => n + (c[k].packets - c0[k].packets), 0);
+      const uplinkDropped = (await uplinkDrops(topo)) - u0;
+      return { mode, gbps, mirrored: c.mirrored.packets - c0.mirrored.packets, piecesSent: c.pieces.packets - c0.pieces.packets, lost, uplinkDropped, ...(await sinkDelta()) };
     });
   }
   if (mode === 'mirred') {
@@ -229,7 +242,8 @@ async function main(): Promise<void> {
       const sent = rs.reduce((n, x) => n + (x.piecesSent ?? 0), 0);
       const got = rs.reduce((n, x) => n + x.sinkPackets, 0);
       const lost = rs.reduce((n, x) => n + (x.lost ?? 0), 0);
-      delivered = `${((100 * Math.min(got, sent)) / Math.max(sent, 1)).toFixed(2)}% of pieces; ${lost} lost`;
+      const uplink = rs.reduce((n, x) => n + (x.uplinkDropped ?? 0), 0);
+      delivered = `${((100 * Math.min(got, sent)) / Math.max(sent, 1)).toFixed(3)}% of pieces; ${lost} counted lost; uplink dropped ${uplink}`;
     } else if (m === 'tcpdump') {
       const c = rs.reduce((n, x) => n + (x.captured ?? 0), 0);
       const d = rs.reduce((n, x) => n + (x.dropped ?? 0), 0);
