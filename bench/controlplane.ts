@@ -141,9 +141,9 @@ async function firstPackets(): Promise<{ cold: number[]; warm: number[] }> {
   const cache = await mkdtemp(join(tmpdir(), 'podtap-bench-cache-'));
   const lab = await Lab.start({ pods: [{ namespace: 'demo', name: 'web-1', labels: { app: 'web' } }, { namespace: 'demo', name: 'db-1', labels: { app: 'db' } }] });
   const out = { cold: [] as number[], warm: [] as number[] };
+  const captures = await mkdtemp(join(tmpdir(), 'podtap-bench-col-'));
   try {
-    const out2 = await mkdtemp(join(tmpdir(), 'podtap-bench-col-'));
-    lab.startCollector(out2);
+    lab.startCollector(captures);
     lab.startController();
     // the agent compiles into a cache of its own, which each cold round empties
     const agent = execa('nsenter', [`--net=/run/netns/${lab.topo.node}`, NODE_BIN, PODTAP_MAIN, 'agent', '--node', lab.nodeName, '--kubeconfig', lab.kubeconfig, '--metrics-addr', '', '--report-interval', '1'], {
@@ -163,6 +163,7 @@ async function firstPackets(): Promise<{ cold: number[]; warm: number[] }> {
   } finally {
     await lab.stop();
     await rm(cache, { recursive: true, force: true });
+    await rm(captures, { recursive: true, force: true });
   }
   return out;
 }

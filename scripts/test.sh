@@ -20,6 +20,10 @@ npm exec -- node test/unit/packaging/lib/image-rootfs.ts
 # /sys/fs/bpf stays the host's bpffs.
 ns="podtap-test-$$"
 ip netns add "$ns"
-trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
+# Every temporary file of the run (the tests' and the tools' they start) goes
+# under one directory, removed at the end whatever happened.
+tmp=$(mktemp -d /tmp/podtap-test.XXXXXX)
+chmod 1777 "$tmp" # (one test runs the sniffer as a user other than root)
+trap 'ip netns del "$ns" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 ip -n "$ns" link set lo up
-nsenter --net="/run/netns/$ns" npm exec -- vitest run "$@"
+TMPDIR="$tmp" nsenter --net="/run/netns/$ns" npm exec -- vitest run "$@"

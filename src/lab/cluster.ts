@@ -8,7 +8,7 @@
  *   (API, controller)                      | vpt1..N --- pods
  *                                          | up0 ------- collector
  */
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -196,6 +196,8 @@ export class Lab {
     await this.api.close();
     await sh('ip', ['link', 'del', this.link], { reject: false });
     await this.topo.destroy();
+    // the kubeconfig: the API server it points to is gone
+    await rm(this.dir, { recursive: true, force: true });
     this.log.info('lab removed');
   }
 }

@@ -2,12 +2,20 @@
  * A capture end to end: `podtap collector` in the collector namespace and
  * `podtap sniff` in the node namespace, both the real CLI processes.
  */
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
+import { afterAll } from 'vitest';
 import { podtap, waitForLine } from './capture.ts';
 import type { Topology } from './netns.ts';
+
+// The collectors' output directories outlive stop() (tests read the files
+// after it): each test file that imports this removes them when it is done.
+const madeDirs: string[] = [];
+afterAll(async () => {
+  for (const d of madeDirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
 
 export interface CaptureRun {
   dir: string;
@@ -22,7 +30,8 @@ export function policyYaml(spec: Record<string, unknown>, name = 'test'): string
 }
 
 export async function startCollector(topo: Topology, opts: { tunnel?: 'geneve' | 'vxlan'; listen?: string; ns?: string; dir?: string } = {}): Promise<{ dir: string; proc: ResultPromise }> {
-  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'podtap-cap-')));
+  let dir = opts.dir;
+  if (!dir) madeDirs.push((dir = await mkdtemp(join(tmpdir(), 'podtap-cap-'))));
   const tunnel = opts.tunnel ?? 'geneve';
   const listen = opts.listen ?? `${topo.collector.ip4}:${tunnel === 'vxlan' ? 4789 : 6081}`;
   const proc = podtap(opts.ns ?? topo.collector.ns, ['collector', '--listen', listen, '--out', dir, '--tunnel', tunnel]);

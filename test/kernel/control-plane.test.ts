@@ -4,7 +4,8 @@
  * scenario, in order, as a cluster admin would live it.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,7 +79,7 @@ describe('operator end to end', () => {
 
   beforeAll(async () => {
     lab = await Lab.start({ pods: PODS });
-    out = await mkdtemp('/tmp/podtap-e2e-');
+    out = await mkdtemp(join(tmpdir(), 'podtap-e2e-'));
     collector = lab.startCollector(out);
     controller = lab.startController();
     agent = lab.startAgent();
@@ -86,6 +87,7 @@ describe('operator end to end', () => {
 
   afterAll(async () => {
     await lab?.stop();
+    if (out) await rm(out, { recursive: true, force: true });
   });
 
   it('applies a policy: the selected pods are tapped within seconds, the others are not', async () => {

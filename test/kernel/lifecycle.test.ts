@@ -4,11 +4,11 @@
  * per hook and no gap, and cleanup removes every trace. Plus the CLI's clear,
  * non-zero exits.
  */
-import { chmod, mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { leftovers } from '../../src/datapath/cleanup.ts';
 import { createRunner } from '../../src/datapath/exec.ts';
 import { ExitCode } from '../../src/util/errors.ts';
@@ -126,6 +126,7 @@ describe('sniff fails clearly', () => {
   it.each(cases)('on $description', async (c) => {
     topo = await createTopology({ pods: 1 });
     const dir = await mkdtemp(join(tmpdir(), 'podtap-cli-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     await chmod(dir, 0o755);
     const file = join(dir, 'p.yaml');
     await writeFile(file, policyYaml({ collector: { address: topo.collector.ip4 }, ...(c.policy ?? {}) }, topo.prefix));

@@ -4,7 +4,7 @@
  * the printer columns, describe with events, get -w, delete — and bad policies
  * refused by kubectl apply with the field named, or reported as a condition.
  */
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -51,6 +51,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await controller?.stop();
   await api?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 describe('kubectl against the embedded API', () => {

@@ -3,7 +3,7 @@
  * its HTTP API, a UDP sender, and the datagrams of a small fake cluster.
  */
 import { createSocket, type Socket } from 'node:dgram';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startCollector, type Collector, type CollectorOptions } from '../../../src/collector/collector.ts';
 import { silentLogger } from '../../../src/util/log.ts';
@@ -52,6 +52,7 @@ export async function startRunning(opts: Partial<CollectorOptions> = {}): Promis
       udp.close();
       await c.close();
       await cleanup();
+      await rm(tokenFile, { force: true });
     },
   };
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -25,5 +25,6 @@ describe('usable CPUs', () => {
     writeFileSync(file, `${(availableParallelism() + 8) * 100000} 100000\n`);
     expect(usableCpus(file)).toBe(availableParallelism());
     expect(usableCpus(join(dir, 'missing'))).toBe(availableParallelism());
+    rmSync(dir, { recursive: true });
   });
 });
