@@ -53,6 +53,8 @@ export interface CollectorOptions {
   handoff?: HandoffOptions;
   /** sleep after a read turn that drained the sockets, so the next reads a batch (coalesce.ts; default 1 ms in workers, 0 in-process) */
   coalesceMs?: number;
+  /** the ingest workers' module (default ./worker.ts; tests wrap it to inject a crash) */
+  workerModule?: URL;
   /** file layout: one series per policy (default) or a single series */
   layout?: Layout;
   rotateBytes?: number;
@@ -89,6 +91,8 @@ export interface CollectorStats extends WorkerStats, Omit<StoreStats, never> {
   workers: number;
   /** datagrams received by each ingest worker */
   workerReceived: number[];
+  /** ingest workers that died and were replaced */
+  workerRestarts: number;
 }
 
 export interface Collector {
@@ -147,7 +151,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   const runnerOpts = { host, port, mode, token: opts.token, recvBufferSize, limits: opts.limits, reassembly: opts.reassembly, sink: router, logger: log };
   let runner: IngestRunner;
   try {
-    runner = workers > 0 ? await startPool({ ...runnerOpts, workers, ...(opts.handoff ? { handoff: opts.handoff } : {}), ...(opts.coalesceMs === undefined ? {} : { coalesceMs: opts.coalesceMs }) }) : await startInProcess({ ...runnerOpts, sockets: opts.sockets ?? 1, ...(opts.coalesceMs === undefined ? {} : { coalesceMs: opts.coalesceMs }) });
+    runner = workers > 0 ? await startPool({ ...runnerOpts, workers, workerModule: opts.workerModule, ...(opts.handoff ? { handoff: opts.handoff } : {}), ...(opts.coalesceMs === undefined ? {} : { coalesceMs: opts.coalesceMs }) }) : await startInProcess({ ...runnerOpts, sockets: opts.sockets ?? 1, ...(opts.coalesceMs === undefined ? {} : { coalesceMs: opts.coalesceMs }) });
   } catch (err) {
     await store.close();
     throw new Error('binding the collector socket failed', { cause: err });
@@ -170,7 +174,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       timestampFallback: r.timestampFallback, truncated: r.truncated, oversize: r.oversize, interfaces: r.interfaces,
       writeDropped: w.handoffDropped + st.droppedSlow + st.droppedDiskFull + st.lostInWrite,
       kernelDropped: kernel.dropped, socketQueueBytes: kernel.queued, ingestLagMs: lagMs,
-      liveClients: l.clients, livePackets: l.packets, liveDropped: l.dropped, workers: runner.workers, workerReceived: runner.perWorker(),
+      liveClients: l.clients, livePackets: l.packets, liveDropped: l.dropped, workers: runner.workers, workerReceived: runner.perWorker(), workerRestarts: runner.workerRestarts(),
     };
   };
   const registry = collectorMetrics(stats);

@@ -106,6 +106,7 @@ export function collectorMetrics(stats: () => CollectorStats): Registry {
   gauge('streams', 'Sequence streams tracked.', (v) => v.streams);
   gauge('live_clients', 'Live-stream readers connected.', (v) => v.liveClients);
   gauge('workers', 'Ingest worker threads (0: ingest in the main thread).', (v) => v.workers);
+  counter('worker_restarts_total', 'Ingest workers that died and were replaced (their frames in flight count as incomplete).', (v) => v.workerRestarts);
   new Counter({
     name: 'podtap_collector_worker_received_total',
     help: 'Datagrams received by each ingest worker (how SO_REUSEPORT spreads the streams).',

@@ -42,6 +42,8 @@ export interface IngestRunner {
   stats(): WorkerStats;
   /** datagrams received by each worker (its predecessors included): how SO_REUSEPORT spread the streams */
   perWorker(): number[];
+  /** workers that died and were replaced */
+  workerRestarts(): number;
   /** the largest delay (ms) from receiving a frame to handing it to the writer since the last call */
   takeLag(): number;
   tick(nowMs: number): void;
@@ -93,6 +95,7 @@ export async function startInProcess(opts: RunnerOptions & { sockets: number; co
     workers: 0,
     stats: () => ({ ...ingest.stats(), handoffDropped: 0 }),
     perWorker: () => [],
+    workerRestarts: () => 0,
     takeLag: () => 0,
     tick: (now) => ingest.tick(now),
     stop: async () => {
@@ -114,7 +117,9 @@ interface Slot {
 }
 
 /** Ingest in `workers` threads. */
-export async function startPool(opts: RunnerOptions & { workers: number; handoff?: HandoffOptions; coalesceMs?: number }): Promise<IngestRunner> {
+export async function startPool(
+  opts: RunnerOptions & { workers: number; handoff?: HandoffOptions; coalesceMs?: number; workerModule?: URL | undefined },
+): Promise<IngestRunner> {
   const log = opts.logger;
   const slots: Slot[] = [];
   /** counters of workers that exited (a restarted worker starts from zero) */
@@ -135,7 +140,7 @@ export async function startPool(opts: RunnerOptions & { workers: number; handoff
         index, host: opts.host, port, mode: opts.mode, token: opts.token, recvBufferSize: opts.recvBufferSize,
         limits: opts.limits, reassembly: opts.reassembly, handoff: opts.handoff ?? {}, coalesceMs: opts.coalesceMs ?? 1,
       };
-      const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: cfg, name: `podtap-ingest-${index}` });
+      const worker = new Worker(opts.workerModule ?? new URL('./worker.ts', import.meta.url), { workerData: cfg, name: `podtap-ingest-${index}` });
       let ready = false;
       let markStopped!: () => void;
       const slot: Slot = {
@@ -226,6 +231,7 @@ export async function startPool(opts: RunnerOptions & { workers: number; handoff
       return s;
     },
     perWorker: () => slots.map((s) => s.before + s.last.received),
+    workerRestarts: () => restarts,
     takeLag: () => {
       const l = lag;
       lag = 0;

@@ -76,6 +76,17 @@ async function run(cfg: WorkerConfig): Promise<void> {
   });
   sock.on('error', (err) => send({ t: 'fatal', message: `socket error: ${err.message}` }));
 
+  // a bug that kills this thread must not take its counts (and its rebuilt
+  // frames) with it: hand them over on the way down
+  process.on('uncaughtExceptionMonitor', () => {
+    try {
+      enc.flush();
+      send({ t: 'stats', s: stats() });
+    } catch {
+      /* dying anyway */
+    }
+  });
+
   const ticker = setInterval(() => ingest.tick(), 100);
   const reporter = setInterval(() => send({ t: 'stats', s: stats() }), 250);
 

@@ -5,6 +5,9 @@
  * and datagrams the kernel dropped before anyone read them.
  */
 import { createSocket, type Socket } from 'node:dgram';
+import { rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HandoffDecoder, HandoffEncoder } from '../../../src/collector/handoff.ts';
@@ -121,6 +124,43 @@ describe('worker threads', () => {
     expect(s.workerReceived.reduce((a, b) => a + b, 0)).toBe(s.received);
     const packets = await readCapture(r.c.files()[0]!);
     expect(packets.length).toBe(frames);
+  });
+
+  it('replaces a worker that dies, keeps its counts, and goes on rebuilding', async () => {
+    const mark = join(tmpdir(), `podtap-crash-${process.pid}-${Date.now()}`);
+    process.env.PODTAP_TEST_CRASH_MARK = mark; // (a worker's env is a copy made when it starts)
+    try {
+      r = await startRunning({ workers: 2, workerModule: new URL('./crashing-worker.ts', import.meta.url) });
+    } finally {
+      delete process.env.PODTAP_TEST_CRASH_MARK;
+    }
+    await r.send([announcement(null, [{ ifindex: 11, namespace: 'shop', pod: 'web-1' }])]);
+    const streams = await sockets(8);
+    const src = new FrameSource();
+    const round = async () => {
+      await Promise.all(streams.map((s, cpu) => sendAll(r!.udp, r!.c.address.port, src.frames(5, { ifindex: 11, cpu }), s)));
+      return streams.length * 5;
+    };
+    const before = await round();
+    await until(() => r!.c.stats().written === before, 'the frames sent before the crash');
+    // worker 0 dies now; what it counted since its last periodic report
+    // reaches us through its dying words (uncaughtExceptionMonitor)
+    await writeFile(`${mark}.now`, '');
+    await until(() => r!.c.stats().workerRestarts === 1, 'worker 0 to die and be replaced', 5000);
+    // the successor is bound again: every stream is served, whichever socket it hashes to
+    await new Promise((res) => setTimeout(res, 500));
+    const after = await round();
+    await until(() => r!.c.stats().written === before + after, 'the frames sent after the restart');
+    // the dead worker's counts are kept, not reset with it (workers report every 250 ms)
+    await until(() => r!.c.stats().received === 1 + before + after, 'every datagram counted', 2000).catch(() => undefined);
+    const s = r.c.stats();
+    expect(s).toMatchObject({ workerRestarts: 1, rebuilt: before + after, lost: 0, malformed: 0 });
+    expect(s.received).toBe(1 + before + after);
+    const metrics = await (await r.get('/metrics')).text();
+    expect(metrics).toMatch(/^podtap_collector_worker_restarts_total 1$/m);
+    expect((await r.get('/healthz')).status).toBe(200);
+    await rm(mark, { force: true });
+    await rm(`${mark}.now`, { force: true });
   });
 
   it('an announcement on one worker lets the source’s data in on the others', async () => {
