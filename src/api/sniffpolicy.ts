@@ -8,7 +8,7 @@
  * not, so an older reader tolerates fields a newer writer adds.
  */
 import { z } from 'zod';
-import { CountSchema, DnsLabelSchema, DroppedSchema, GenerationSchema, NodeStateSchema, TimestampSchema } from './common.ts';
+import { CountSchema, DnsLabelSchema, DroppedSchema, GenerationSchema, NodeStateSchema, ObjectNameSchema, TimestampSchema } from './common.ts';
 import { ConditionSchema } from './conditions.ts';
 import { isCIDR, isIPAddress } from './netaddr.ts';
 import { withRule } from './rules.ts';
@@ -178,6 +178,15 @@ export type Limits = z.infer<typeof LimitsSchema>;
 export const SniffPolicySpecSchema = z
   .strictObject({
     podSelector: LabelSelectorSchema.default({}).meta({ description: "Pods of the policy's namespace to capture; {} selects all of them." }),
+    podNames: z
+      .array(ObjectNameSchema)
+      .min(1, 'name at least one pod, or leave podNames out to capture every selected pod')
+      .max(64, 'at most 64 pod names; select more pods with podSelector')
+      .optional()
+      .meta({
+        description:
+          'Only the pods of these names among those podSelector selects: one pod, exactly, without labelling it (what kubectl podtap capture POD uses). Absent = every selected pod.',
+      }),
     nodeSelector: LabelSelectorSchema.optional().meta({ description: 'Only pods on nodes with these labels.' }),
     direction: DirectionSchema.default('Both'),
     filter: FilterSchema.optional(),

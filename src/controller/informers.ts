@@ -65,9 +65,12 @@ export function policyKey(p: { metadata: { namespace?: string; name?: string } }
   return `${p.metadata.namespace ?? ''}/${p.metadata.name ?? ''}`;
 }
 
-/** Whether a raw policy's podSelector matches labels; a malformed selector counts as a match (reconcile reports it). */
-function selects(p: PolicyObject, labels: Record<string, string> | undefined): boolean {
-  const sel = (p.spec as { podSelector?: unknown } | undefined)?.podSelector;
+/** Whether a raw policy selects a pod (podNames, podSelector); a malformed spec counts as a match (reconcile reports it). */
+function selects(p: PolicyObject, pod: PodInfo): boolean {
+  const spec = p.spec as { podSelector?: unknown; podNames?: unknown } | undefined;
+  if (Array.isArray(spec?.podNames) && !spec.podNames.includes(pod.metadata.name)) return false;
+  const labels = pod.metadata.labels;
+  const sel = spec?.podSelector;
   if (sel === undefined) return true;
   try {
     return typeof sel !== 'object' || sel === null || matchesSelector(sel as LabelSelector, labels);
@@ -82,7 +85,7 @@ export function policyKeysForPod(stores: Pick<WorldStores, 'policies'>, old: Pod
   if (!ns) return [];
   const keys: string[] = [];
   for (const p of stores.policies.byIndex(BY_NAMESPACE, ns)) {
-    if ((pod && selects(p, pod.metadata.labels)) || (old && selects(p, old.metadata.labels))) keys.push(policyKey(p));
+    if ((pod && selects(p, pod)) || (old && selects(p, old))) keys.push(policyKey(p));
   }
   return keys;
 }
@@ -96,7 +99,7 @@ export function policyKeysForNode(stores: Pick<WorldStores, 'policies' | 'pods'>
     const ns = pod.metadata.namespace;
     let policies = byNs.get(ns);
     if (!policies) byNs.set(ns, (policies = stores.policies.byIndex(BY_NAMESPACE, ns)));
-    for (const p of policies) if (selects(p, pod.metadata.labels)) keys.add(policyKey(p));
+    for (const p of policies) if (selects(p, pod)) keys.add(policyKey(p));
   }
   return [...keys];
 }

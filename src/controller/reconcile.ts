@@ -169,6 +169,7 @@ export function planPolicy(input: PlanInput): Plan {
 
   const selection = selectPods({
     podSelector: spec.podSelector,
+    podNames: spec.podNames,
     nodeSelector: spec.nodeSelector,
     pods: world.podsInNamespace(namespace),
     node: (n) => world.node(n),

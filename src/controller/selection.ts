@@ -3,7 +3,8 @@
  * the policy's namespace and the nodes, returns the selection and, for each
  * pod the podSelector matched but that is left out, why (so the status can
  * say it). A pod is captured when it is
- * - matched by spec.podSelector (pods of the policy's namespace only),
+ * - matched by spec.podSelector (pods of the policy's namespace only) and,
+ *   when the policy names pods (spec.podNames), one of those,
  * - not terminating, Running, scheduled and with an IP,
  * - not on the host network (its traffic crosses no veth of its own: there
  *   is nothing to attach to without capturing the whole node),
@@ -39,14 +40,18 @@ export interface Selection {
   byNode: Map<string, AssignedPod[]>;
   /** Pods captured. */
   selected: number;
-  /** Pods the podSelector matched (captured or not). */
+  /** Pods the podSelector (and podNames) matched (captured or not). */
   matched: number;
+  /** What selected them, for messages: "spec.podSelector" or "spec.podSelector and spec.podNames". */
+  criteria: string;
   /** Per reason: how many matched pods were left out, and the first few names. */
   skipped: Partial<Record<SkipReason, { count: number; names: string[] }>>;
 }
 
 export interface SelectionInput {
   podSelector: LabelSelector;
+  /** only pods of these names (spec.podNames) */
+  podNames?: readonly string[] | undefined;
   nodeSelector?: LabelSelector | undefined;
   pods: Iterable<PodInfo>;
   node(name: string): NodeInfo | undefined;
@@ -79,7 +84,9 @@ export function selectPods(input: SelectionInput): Selection {
     else return;
     s.names.sort();
   };
+  const names = input.podNames ? new Set(input.podNames) : undefined;
   for (const pod of input.pods) {
+    if (names && !names.has(pod.metadata.name)) continue;
     if (!matchesSelector(input.podSelector, pod.metadata.labels)) continue;
     matched++;
     const why = skipReason(pod, input.exclude);
@@ -105,7 +112,7 @@ export function selectPods(input: SelectionInput): Selection {
     selected++;
   }
   for (const list of byNode.values()) list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return { byNode, selected, matched, skipped };
+  return { byNode, selected, matched, skipped, criteria: names ? 'spec.podSelector and spec.podNames' : 'spec.podSelector' };
 }
 
 /** "2 pods on the host network (no veth of their own to tap): a, b; 1 pod not running: c". */

@@ -51,7 +51,7 @@ export interface StatusInput {
   /** A report older than this marks the node AgentNotReporting. */
   staleMs: number;
   nodes: readonly NodeInput[];
-  selection?: Pick<Selection, 'selected' | 'matched' | 'skipped'> | undefined;
+  selection?: Pick<Selection, 'selected' | 'matched' | 'skipped'> & Partial<Pick<Selection, 'criteria'>> | undefined;
   namespace?: string | undefined;
   /** Something that stops the whole policy: InvalidSpec or CollectorNotFound. */
   blocker?: { reason: ConditionReason; message: string } | undefined;
@@ -260,14 +260,14 @@ function nothingSelected(input: StatusInput): { status: ConditionStatus; reason:
   const sel = input.selection;
   const where = input.namespace ? ` of namespace ${input.namespace}` : '';
   if (!sel || sel.matched === 0) {
-    return { status: 'False', reason: 'NoPodsSelected', message: `no pod${where} matches spec.podSelector` };
+    return { status: 'False', reason: 'NoPodsSelected', message: `no pod${where} matches ${sel?.criteria ?? 'spec.podSelector'}` };
   }
   const skipped = sel.skipped;
   const onNodes = (skipped.nodeNotMatched?.count ?? 0) + (skipped.nodeNotFound?.count ?? 0);
   if (onNodes > 0 && onNodes === sel.matched) {
     return { status: 'False', reason: 'NoNodesMatched', message: `${plural(sel.matched, 'pod')} selected, none on a node matching spec.nodeSelector: ${describeSkipped(skipped)}` };
   }
-  return { status: 'False', reason: 'NoPodsSelected', message: `${plural(sel.matched, 'pod')} match spec.podSelector, none can be captured: ${describeSkipped(skipped)}` };
+  return { status: 'False', reason: 'NoPodsSelected', message: `${plural(sel.matched, 'pod')} match ${sel.criteria ?? 'spec.podSelector'}, none can be captured: ${describeSkipped(skipped)}` };
 }
 
 /** The Ready condition of a status, if any. */

@@ -63,8 +63,11 @@ export const policyCases: PolicyCase[] = [
   { description: 'snapLength 65535', input: spec({ snapLength: 65535 }), expected: 'valid' },
   { description: 'Exists without values', input: spec({ podSelector: { matchExpressions: [{ key: 'app', operator: 'Exists' }] } }), expected: 'valid' },
   { description: 'sampling without oneIn (defaults to 1)', input: spec({ sampling: {} }), expected: 'valid' },
+  { description: 'podNames: one pod by name', input: spec({ podNames: ['web-1'] }), expected: 'valid' },
 
   // invalid: one issue each
+  { description: 'podNames: not an object name', input: spec({ podNames: ['web-1', 'Web_2'] }), expected: { path: 'spec.podNames[1]', message: 'must be a lowercase DNS-1123 name' } },
+  { description: 'podNames: empty', input: spec({ podNames: [] }), expected: { path: 'spec.podNames', message: 'name at least one pod, or leave podNames out to capture every selected pod' } },
   { description: 'CIDR prefix too long', input: spec({ filter: { cidrs: ['10.0.0.0/8', '10.0.0.0/33'] } }), expected: { path: 'spec.filter.cidrs[1]', message: cidr } },
   { description: 'CIDR octet out of range', input: spec({ filter: { cidrs: ['10.0.0.300/8'] } }), expected: { path: 'spec.filter.cidrs[0]', message: cidr } },
   { description: 'CIDR without prefix', input: spec({ filter: { cidrs: ['10.0.0.0'] } }), expected: { path: 'spec.filter.cidrs[0]', message: cidr } },

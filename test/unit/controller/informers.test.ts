@@ -9,6 +9,7 @@ const policies = [
   policy({}, { name: 'web' }),
   policy({ podSelector: { matchLabels: { app: 'db' } } }, { name: 'db' }),
   policy({ podSelector: {} }, { name: 'all' }),
+  policy({ podSelector: {}, podNames: ['web-9'] }, { name: 'one-pod' }),
   policy({ podSelector: { matchLabels: { app: 'web' } } }, { name: 'other-ns', ns: 'elsewhere' }),
   policy({ podSelector: { matchLabels: { app: 'x' } }, nodeSelector: { matchLabels: { zone: 'a' } } }, { name: 'zoned' }),
   policy({ podSelector: { matchLabels: { app: 'x' } }, collector: { service: { name: 'col' } } }, { name: 'by-svc' }),
@@ -23,6 +24,7 @@ describe('event → policy keys', () => {
     { description: 'a relabelled pod: policies matching the old or the new labels', old: pod('web-2'), now: pod('web-2', { labels: { app: 'db' } }), expected: [`${NS}/all`, `${NS}/db`, `${NS}/web`] },
     { description: 'a deleted pod: policies that selected it', old: pod('db-2', { labels: { app: 'db' } }), now: undefined, expected: [`${NS}/all`, `${NS}/db`] },
     { description: 'a pod in a namespace without policies', old: undefined, now: pod('web-1', { ns: 'quiet' }), expected: [] },
+    { description: 'a pod a policy names: that policy too', old: undefined, now: pod('web-9'), expected: [`${NS}/all`, `${NS}/one-pod`, `${NS}/web`] },
   ])('pod: $description', ({ old, now, expected }) => {
     expect(keys(policyKeysForPod(stores, old && slimPod(old), now && slimPod(now)))).toEqual(expected);
   });

@@ -11,6 +11,7 @@ interface Case {
   description: string;
   pods: ReturnType<typeof pod>[];
   podSelector?: LabelSelector;
+  podNames?: string[];
   nodeSelector?: LabelSelector;
   exclude?: { ips: Set<string>; pods: Set<string> };
   expected: { byNode: Record<string, string[]>; matched: number; skipped?: Record<string, string[]> };
@@ -39,6 +40,19 @@ const cases: Case[] = [
     nodeSelector: { matchLabels: { zone: 'a' } },
     pods: [pod('web-1'), pod('web-2', { node: 'node-b' }), pod('web-3', { node: 'node-c' })],
     expected: { byNode: { 'node-a': ['web-1'], 'node-c': ['web-3'] }, matched: 3, skipped: { nodeNotMatched: ['web-2'] } },
+  },
+  {
+    description: 'podNames keeps only the named pods among those selected',
+    podSelector: {},
+    podNames: ['web-2', 'db-1', 'gone-1'],
+    pods: [pod('web-1'), pod('web-2', { node: 'node-b' }), pod('db-1', { labels: { app: 'db' } })],
+    expected: { byNode: { 'node-a': ['db-1'], 'node-b': ['web-2'] }, matched: 2 },
+  },
+  {
+    description: 'podNames and podSelector are ANDed',
+    podNames: ['web-1', 'db-1'],
+    pods: [pod('web-1'), pod('web-2'), pod('db-1', { labels: { app: 'db' } })],
+    expected: { byNode: { 'node-a': ['web-1'] }, matched: 1 },
   },
   {
     description: 'pods on a node that is gone are left out',
@@ -70,9 +84,10 @@ const cases: Case[] = [
 ];
 
 describe('selectPods', () => {
-  it.each(cases)('$description', ({ pods, podSelector, nodeSelector, exclude, expected }) => {
+  it.each(cases)('$description', ({ pods, podSelector, podNames, nodeSelector, exclude, expected }) => {
     const sel = selectPods({
       podSelector: podSelector ?? { matchLabels: { app: 'web' } },
+      podNames,
       nodeSelector,
       pods: pods.map(slimPod),
       node: (n) => nodes.get(n),
