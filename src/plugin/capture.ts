@@ -6,10 +6,9 @@
  * Order matters: the live stream is opened first (filtered by the policy's
  * name, chosen up front), then the policy is created, so the first packet
  * cannot slip by before anyone listens. A single pod is selected exactly by
- * a label made for this capture (capture.podtap.io/<id>), removed at the end;
- * without permission to label pods, the pod's own labels select it and the
- * stream is filtered to it by name. The policy carries limits.duration, so
- * a capture whose command was killed (kill -9, a lost laptop) still ends.
+ * its name (spec.podNames): the pod itself is never touched. The policy
+ * carries limits.duration, so a capture whose command was killed (kill -9,
+ * a lost laptop) still ends.
  */
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
@@ -24,7 +23,7 @@ import { SniffPolicySchema, describeIssues, type Direction, type LabelSelector, 
 import { ExitCode, UserError } from '../util/errors.ts';
 import { connectCollector, get, type CollectorFlags } from './collector-api.ts';
 import { parseFilters } from './filter.ts';
-import { Kube, isStatus } from './kube.ts';
+import { Kube } from './kube.ts';
 import { parseSelector } from './selector.ts';
 
 export interface CaptureOptions {
@@ -61,6 +60,8 @@ export function capturePolicy(o: {
   name: string;
   namespace: string;
   selector: LabelSelector;
+  /** one pod, by name (spec.podNames) */
+  pod?: string | undefined;
   filters: string[];
   direction: Direction;
   snapLength: number;
@@ -81,6 +82,7 @@ export function capturePolicy(o: {
     },
     spec: {
       podSelector: o.selector,
+      ...(o.pod ? { podNames: [o.pod] } : {}),
       direction: o.direction,
       ...(filter ? { filter } : {}),
       snapLength: o.snapLength,
@@ -201,32 +203,15 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
   const id = randomBytes(4).toString('hex').slice(0, 6);
   const name = `podtap-capture-${id}`;
   const ns = o.namespace;
-  let selector: LabelSelector;
-  let streamPod: string | undefined;
-  let labelKey: string | undefined;
   const target = o.pod ? `${ns}/${o.pod}` : `-l ${o.selector} in ${ns}`;
 
   // validate everything before touching the cluster
   capturePolicy({ ...o, name, selector: { matchLabels: { probe: 'x' } }, collector: o.collector, target });
 
+  let selector: LabelSelector = {};
   if (o.pod) {
     const pod = await kube.pod(ns, o.pod);
     if (pod.status?.phase && pod.status.phase !== 'Running') say(`pod ${ns}/${o.pod} is ${pod.status.phase}: packets flow once it runs`);
-    const key = `capture.podtap.io/${id}`;
-    try {
-      await kube.labelPod(ns, o.pod, key, 'true');
-      labelKey = key;
-      selector = { matchLabels: { [key]: 'true' } };
-    } catch (err) {
-      if (!isStatus(err, 403)) throw err;
-      const labels = pod.metadata?.labels ?? {};
-      if (Object.keys(labels).length === 0) {
-        throw new UserError(`may not label pod ${ns}/${o.pod}, and it has no labels to select it by`, { exitCode: ExitCode.failure, hint: 'ask for patch on pods, or use -l' });
-      }
-      say(`may not label pod ${ns}/${o.pod}: selecting by its labels, and showing only its packets`);
-      selector = { matchLabels: labels };
-      streamPod = o.pod;
-    }
   } else {
     selector = parseSelector(o.selector!);
   }
@@ -241,16 +226,15 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
       }
     }
   };
-  if (labelKey) cleanups.push(() => kube.labelPod(ns, o.pod!, labelKey!, null));
 
   let counter: PacketCounter | undefined;
   let output: Output | undefined;
   let reason = 'stopped';
   try {
-    const policy = capturePolicy({ ...o, name, selector, collector: o.collector, target });
+    const policy = capturePolicy({ ...o, name, selector, pod: o.pod, collector: o.collector, target });
     const ep = await connectCollector(kube, o.collector, io.env);
     cleanups.push(() => ep.close());
-    const q = new URLSearchParams({ namespace: ns, policy: name, ...(streamPod ? { pod: streamPod } : {}) });
+    const q = new URLSearchParams({ namespace: ns, policy: name });
     const streamAbort = new AbortController();
     const res = await get(ep, `/stream?${q}`, streamAbort.signal);
     cleanups.push(async () => {

@@ -12,9 +12,7 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
-  PatchStrategy,
   PortForward,
-  setHeaderOptions,
   type V1Pod,
 } from '@kubernetes/client-node';
 import { GROUP, VERSION, type LabelSelector, type SniffPolicy } from '../api/index.ts';
@@ -124,14 +122,6 @@ export class Kube {
     } catch (err) {
       throw apiError(`reading pod ${namespace}/${name}`, err);
     }
-  }
-
-  /** Sets (value) or removes (null) one label of a pod, with a JSON merge patch. */
-  async labelPod(namespace: string, name: string, key: string, value: string | null): Promise<void> {
-    await this.core.patchNamespacedPod(
-      { namespace, name, body: { metadata: { labels: { [key]: value } } } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
   }
 
   async pods(namespace: string, selector: LabelSelector): Promise<V1Pod[]> {

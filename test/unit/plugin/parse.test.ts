@@ -73,7 +73,7 @@ describe('--filter', () => {
 
 describe('the capture policy', () => {
   const base = {
-    name: 'podtap-capture-abc123', namespace: 'shop', selector: { matchLabels: { 'capture.podtap.io/abc123': 'true' } }, filters: [],
+    name: 'podtap-capture-abc123', namespace: 'shop', selector: {}, pod: 'web-1', filters: [],
     direction: 'Both' as const, snapLength: 0, duration: '10m', maxPackets: 0, collector: { namespace: 'podtap-system', service: 'podtap-collector' }, target: 'shop/web-1',
   };
   it('is a valid SniffPolicy owned by the plugin, bounded in time, pointing at the collector Service', () => {
@@ -81,10 +81,12 @@ describe('the capture policy', () => {
     expect(p).toMatchObject({
       apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy',
       metadata: { name: 'podtap-capture-abc123', namespace: 'shop', labels: { 'app.kubernetes.io/managed-by': 'kubectl-podtap' } },
-      spec: { podSelector: base.selector, direction: 'Both', snapLength: 0, collector: { service: { name: 'podtap-collector', namespace: 'podtap-system' } }, limits: { duration: '10m' } },
+      spec: { podSelector: {}, podNames: ['web-1'], direction: 'Both', snapLength: 0, collector: { service: { name: 'podtap-collector', namespace: 'podtap-system' } }, limits: { duration: '10m' } },
     });
     expect(p.metadata.annotations?.['podtap.io/captured-by']).toMatch(/@.* \(kubectl podtap capture shop\/web-1\)$/);
     expect(capturePolicy({ ...base, maxPackets: 100 }).spec.limits).toMatchObject({ maxPackets: 100 });
+    // a selector instead of a pod: no podNames
+    expect(capturePolicy({ ...base, pod: undefined, selector: { matchLabels: { app: 'web' } } }).spec).not.toHaveProperty('podNames');
   });
 
   it('refuses what the API would refuse', () => {
