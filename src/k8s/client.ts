@@ -20,7 +20,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { accessFromClientNode, type ClusterAccess } from './config.ts';
-import { KubeApiError, httpStatus, type Status } from './errors.ts';
+import { KubeApiError, type Status } from './errors.ts';
 
 /** Where a kind of object lives in the API. */
 export interface ResourceRef {

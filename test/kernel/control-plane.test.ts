@@ -125,7 +125,7 @@ describe('operator end to end', () => {
     await new Promise((r) => setTimeout(r, 500));
     const p = await policy('web-debug');
     await policies().patch('demo', 'web-debug', { spec: { snapLength: 9000 } });
-    const after = await until('new program on web-1', async () => {
+    await until('new program on web-1', async () => {
       const t = await taps(hostIf('web-1'));
       return t.ingress.length === 1 && t.egress.length === 1 && t.ingress[0] !== before.ingress[0] && t.egress[0] !== before.egress[0] ? t : undefined;
     });

@@ -11,7 +11,7 @@ import { sessionIdFor } from '../../src/sniff/sniff.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { diffMultiset, digestCounts, readFrames, startTcpdump } from '../helpers/capture.ts';
 import { startCapture } from '../helpers/harness.ts';
-import { createTopology, inNs, type Topology } from '../helpers/netns.ts';
+import { createTopology, type Topology } from '../helpers/netns.ts';
 import { ping, udpSend } from '../helpers/traffic.ts';
 
 let topo: Topology | undefined;
