@@ -229,10 +229,9 @@ static __always_inline int pt_send_pieces(struct pt_loop *l, __u32 *reason)
 	if (*reason)
 		return TC_ACT_SHOT;
 	if (w->plan.npieces > 1) {
-		if (bpf_clone_redirect(skb, w->out_ifindex, 0) < 0) {
-			*reason = PT_C_REDIRECT_ERR;
+		*reason = pt_xmit_clone(l);
+		if (*reason)
 			return TC_ACT_SHOT;
-		}
 		if (w->plan.npieces > 2)
 			bpf_loop(w->plan.npieces - 2, pt_piece_cb, l, 0);
 		if (w->err) {

@@ -178,6 +178,11 @@
  * SO_REUSEPORT hashing keep it in order on one path and one worker. */
 #define PT_SPORT_BASE 0xC000
 
+/* bpf_clone_redirect() to the uplink returns the device's verdict: NET_XMIT_DROP
+ * (include/linux/netdevice.h) when its qdisc, or a veth peer's backlog, was
+ * full or a program there dropped it; the piece is gone. */
+#define PT_NET_XMIT_DROP 1
+
 _Static_assert(PT_NR_CPUS * PT_SLOTS <= PT_MARK_KEY + 1, "stash keys must fit the mark");
 
 #endif /* PODTAP_CONSTS_H */

@@ -357,6 +357,20 @@ static __noinline int pt_piece(struct pt_loop *l, __u32 k, int shaped)
 	return 0;
 }
 
+/* Send a clone of the piece built in the skb; 0 or why it is lost. Once the
+ * uplink drops one piece the frame cannot be rebuilt: the caller stops, which
+ * also relieves a congested uplink of the rest. */
+static __always_inline __u32 pt_xmit_clone(struct pt_loop *l)
+{
+	long ret = bpf_clone_redirect(l->skb, l->w->out_ifindex, 0);
+
+	if (ret < 0)
+		return PT_C_REDIRECT_ERR;
+	if (ret == PT_NET_XMIT_DROP)
+		return PT_C_XMIT_DROP;
+	return 0;
+}
+
 /* bpf_loop() callback: pieces 1 .. npieces-2, each sent as a clone. */
 static long pt_piece_cb(__u64 i, void *ctx)
 {
@@ -365,8 +379,8 @@ static long pt_piece_cb(__u64 i, void *ctx)
 	int rc;
 
 	rc = pt_piece(l, k, 0);
-	if (!rc && bpf_clone_redirect(l->skb, l->w->out_ifindex, 0) < 0)
-		rc = PT_C_REDIRECT_ERR;
+	if (!rc)
+		rc = pt_xmit_clone(l);
 	if (rc) {
 		l->w->err = rc;
 		return 1;

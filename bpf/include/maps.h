@@ -57,7 +57,8 @@ enum pt_reason {
 	PT_C_SLOT_BUSY = 20,    /* tunnel: stash slots all in use: cut synchronously */
 	PT_C_CARRIER_LOST = 21, /* emit: a stashed frame's carrier never arrived (lost) */
 	PT_C_LIMIT = 22,        /* tap: matched after the policy's limit was reached */
-	PT_C_MAX = 23,
+	PT_C_XMIT_DROP = 23,    /* tunnel: the uplink dropped a piece; rest of the frame not sent (lost) */
+	PT_C_MAX = 24,
 };
 
 struct pt_count {

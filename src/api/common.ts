@@ -20,6 +20,7 @@ export const DropReasons = [
   'cloneError',
   'noRoute',
   'redirectError',
+  'xmitDrop',
   'busy',
   'shapeError',
   'mtu',

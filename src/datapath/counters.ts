@@ -3,7 +3,7 @@ export const REASONS = [
   'seen', 'skipOwn', 'filtered', 'matched', 'sampledOut', 'rateLimited', 'cloneError',
   'tunnelIn', 'mirrored', 'fragmented', 'pieces', 'truncated', 'oversize', 'noRoute',
   'redirectError', 'busy', 'foreign', 'shapeError', 'mtu', 'csumUnsupported',
-  'slotBusy', 'carrierLost', 'limitReached',
+  'slotBusy', 'carrierLost', 'limitReached', 'xmitDrop',
 ] as const;
 export type Reason = (typeof REASONS)[number];
 
@@ -17,7 +17,7 @@ export type Counters = Record<Reason, Count>;
  *  except those lost before the tunnel assigned a sequence number). */
 export const LOSS_REASONS: Reason[] = [
   'rateLimited', 'cloneError', 'noRoute', 'redirectError', 'busy', 'shapeError', 'mtu',
-  'carrierLost',
+  'carrierLost', 'xmitDrop',
 ];
 
 export function emptyCounters(): Counters {

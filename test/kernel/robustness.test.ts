@@ -11,7 +11,7 @@ import { sessionIdFor } from '../../src/sniff/sniff.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { diffMultiset, digestCounts, readFrames, startTcpdump } from '../helpers/capture.ts';
 import { startCapture } from '../helpers/harness.ts';
-import { createTopology, type Topology } from '../helpers/netns.ts';
+import { createTopology, inNs, type Topology } from '../helpers/netns.ts';
 import { ping, udpSend } from '../helpers/traffic.ts';
 
 let topo: Topology | undefined;
@@ -93,6 +93,33 @@ describe('robustness', () => {
     expect(c.diff.missing).toBe(0);
     const nested = await readFrames(s.files[0]!, 'udp.port == 6081');
     expect(nested).toHaveLength(0);
+  });
+
+  it('counts the pieces an uplink drops (xmitDrop) and sends no more of those frames', async () => {
+    topo = await createTopology({ pods: 2 });
+    const [p1, p2] = topo.pods as [Topology['pods'][0], Topology['pods'][0]];
+    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, filter: { protocols: ['ICMP'] } }, [p1.hostIf], { name: topo.prefix });
+    // delivered while the uplink works (and the collector's neighbour entry is made)
+    expect(await ping(p1.ns, p2.ip4, { size: 56, count: 2 })).toEqual({ sent: 2, received: 2 });
+    // the uplink's queue is full: a qdisc that holds nothing drops every
+    // packet offered to it (NET_XMIT_DROP), link and neighbour still up
+    await inNs(topo.node, 'tc', ['qdisc', 'replace', 'dev', 'up0', 'root', 'pfifo', 'limit', '0']);
+    // 8000-byte pings: 6 fragments each way per ping; the first 5 (1514-byte
+    // frames) are two pieces each, the last (642 bytes) one
+    expect(await ping(p1.ns, p2.ip4, { size: 8000, count: 5 })).toEqual({ sent: 5, received: 5 });
+    await new Promise((r) => setTimeout(r, 300));
+    const s = await run.stop();
+    const n = (name: string) => Number(new RegExp(`\\b${name} (\\d+)`).exec(s.sniffOutput)?.[1] ?? NaN);
+    expect(n('matched'), s.sniffOutput).toBe(4 + 60);
+    // two-piece frames: the first piece's drop is seen, the second never sent
+    expect(s.sniffOutput).toMatch(/lost 50: xmitDrop 50\b/);
+    // one-piece frames leave with bpf_redirect(), whose fate the program cannot
+    // see: they count as mirrored, and the qdisc (and the collector's sequence
+    // gaps) count their loss
+    expect(n('mirrored'), s.sniffOutput).toBe(4 + 10);
+    const q = await inNs(topo.node, 'tc', ['-s', '-j', 'qdisc', 'show', 'dev', 'up0']);
+    // (the sniffer's own announcements cross this qdisc too)
+    expect((JSON.parse(q) as { kind: string; drops: number }[]).find((x) => x.kind === 'pfifo')?.drops).toBeGreaterThanOrEqual(50 + 10);
   });
 
   for (const variant of [

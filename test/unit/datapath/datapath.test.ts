@@ -1,9 +1,11 @@
 /** The data plane's userspace arithmetic and parsing, as tables. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { statusCounters, sessionIdForPolicy } from '../../../src/agent/agent.ts';
 import { addrBytes, ipv6Bytes } from '../../../src/datapath/bpftool.ts';
 import { compileDefines, configFromSpec, hooksFor } from '../../../src/datapath/config.ts';
-import { emptyCounters, lost, subCounters } from '../../../src/datapath/counters.ts';
+import { REASONS, emptyCounters, lost, subCounters } from '../../../src/datapath/counters.ts';
 import { cacheValueSize, chunkMax, outerL3Len, pieceMax } from '../../../src/datapath/sizes.ts';
 import { summarizeVerifierLog } from '../../../src/datapath/verifier.ts';
 import { META_LEN } from '../../../src/wire/format.ts';
@@ -98,6 +100,16 @@ describe('addresses', () => {
 });
 
 describe('counters', () => {
+  it('name the C enum pt_reason in its order (bpf/include/maps.h)', () => {
+    const header = readFileSync(join(import.meta.dirname, '../../../bpf/include/maps.h'), 'utf8');
+    const entries = [...header.matchAll(/^\s*PT_C_([A-Z_]+) = (\d+),/gm)].filter((m) => m[1] !== 'MAX');
+    expect(entries.map((m) => Number(m[2]))).toEqual(entries.map((_, i) => i));
+    expect(entries.length).toBe(REASONS.length);
+    // the names agree too, once camelCased: PT_C_XMIT_DROP ~ xmitDrop
+    const squash = (x: string) => x.replace(/_/g, '').toLowerCase();
+    const aliases: Record<string, string> = { CLONE_ERR: 'cloneError', REDIRECT_ERR: 'redirectError', SHAPE_ERR: 'shapeError', CSUM_UNSUPP: 'csumUnsupported', LIMIT: 'limitReached' };
+    expect(entries.map((m) => aliases[m[1]!] ?? m[1]!).map(squash)).toEqual(REASONS.map(squash));
+  });
   it('adds up the loss reasons, not the choices', () => {
     const c = emptyCounters();
     c.rateLimited.packets = 3;
