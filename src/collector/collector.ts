@@ -9,9 +9,9 @@
  *                                                    └► LiveHub (HTTP streams)
  */
 import { hostname, release, type } from 'node:os';
-import { usableCpus } from '../util/cpus.ts';
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
+import { usableCpus } from '../util/cpus.ts';
 import type { Logger } from '../util/log.ts';
 import { GENEVE_PORT, MALFORMED_REASONS, VXLAN_PORT, type TunnelMode } from '../wire/format.ts';
 import type { CaptureFs } from './capture-file.ts';
