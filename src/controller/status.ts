@@ -51,7 +51,7 @@ export interface StatusInput {
   /** A report older than this marks the node AgentNotReporting. */
   staleMs: number;
   nodes: readonly NodeInput[];
-  selection?: Pick<Selection, 'selected' | 'matched' | 'skipped'> & Partial<Pick<Selection, 'criteria'>> | undefined;
+  selection?: Pick<Selection, 'selected' | 'matched' | 'skipped' | 'criteria'> | undefined;
   namespace?: string | undefined;
   /** Something that stops the whole policy: InvalidSpec or CollectorNotFound. */
   blocker?: { reason: ConditionReason; message: string } | undefined;
@@ -267,7 +267,7 @@ function nothingSelected(input: StatusInput): { status: ConditionStatus; reason:
   if (onNodes > 0 && onNodes === sel.matched) {
     return { status: 'False', reason: 'NoNodesMatched', message: `${plural(sel.matched, 'pod')} selected, none on a node matching spec.nodeSelector: ${describeSkipped(skipped)}` };
   }
-  return { status: 'False', reason: 'NoPodsSelected', message: `${plural(sel.matched, 'pod')} match ${sel.criteria ?? 'spec.podSelector'}, none can be captured: ${describeSkipped(skipped)}` };
+  return { status: 'False', reason: 'NoPodsSelected', message: `${plural(sel.matched, 'pod')} match ${sel.criteria}, none can be captured: ${describeSkipped(skipped)}` };
 }
 
 /** The Ready condition of a status, if any. */

@@ -15,7 +15,7 @@ function rep(name: string, state: SniffAssignmentStatus['state'], extra: Partial
 }
 
 const base: StatusInput = { generation: 3, previous: undefined, now: NOW, staleMs: 30_000, nodes: [], namespace: 'shop' };
-const sel = (selected: number, matched = selected, skipped = {}) => ({ selection: { selected, matched, skipped } });
+const sel = (selected: number, matched = selected, skipped = {}, criteria = 'spec.podSelector') => ({ selection: { selected, matched, skipped, criteria } });
 
 interface Case {
   description: string;
@@ -46,6 +46,11 @@ const cases: Case[] = [
     description: 'no pod matches: NoPodsSelected',
     input: { ...sel(0, 0) },
     expected: { ready: ['False', 'NoPodsSelected'], message: /no pod of namespace shop matches spec.podSelector/ },
+  },
+  {
+    description: 'no pod matches the names a policy gives: the message says both',
+    input: { ...sel(0, 0, {}, 'spec.podSelector and spec.podNames') },
+    expected: { ready: ['False', 'NoPodsSelected'], message: /no pod of namespace shop matches spec.podSelector and spec.podNames$/ },
   },
   {
     description: 'pods match but all are hostNetwork: NoPodsSelected, saying why',
