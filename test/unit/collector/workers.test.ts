@@ -9,7 +9,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { HandoffDecoder, HandoffEncoder } from '../../../src/collector/handoff.ts';
 import type { IngestSink } from '../../../src/collector/ingest.ts';
 import { udpSockets } from '../../../src/collector/sockets.ts';
@@ -128,6 +128,7 @@ describe('worker threads', () => {
 
   it('replaces a worker that dies, keeps its counts, and goes on rebuilding', async () => {
     const mark = join(tmpdir(), `podtap-crash-${process.pid}-${Date.now()}`);
+    onTestFinished(() => Promise.all([rm(mark, { force: true }), rm(`${mark}.now`, { force: true })]).then(() => undefined));
     process.env.PODTAP_TEST_CRASH_MARK = mark; // (a worker's env is a copy made when it starts)
     try {
       r = await startRunning({ workers: 2, workerModule: new URL('./crashing-worker.ts', import.meta.url) });
@@ -159,8 +160,6 @@ describe('worker threads', () => {
     const metrics = await (await r.get('/metrics')).text();
     expect(metrics).toMatch(/^podtap_collector_worker_restarts_total 1$/m);
     expect((await r.get('/healthz')).status).toBe(200);
-    await rm(mark, { force: true });
-    await rm(`${mark}.now`, { force: true });
   });
 
   it('an announcement on one worker lets the source’s data in on the others', async () => {
