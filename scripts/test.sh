@@ -7,6 +7,15 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "test: the suite needs root (BPF programs, tc, network namespaces)" >&2
   exit 1
 fi
+# One suite per machine: bpffs (/sys/fs/bpf/podtap) is the host's, shared by
+# every network namespace, and the lifecycle tests run `podtap cleanup`, which
+# removes every podtap pin. A second suite (another clone, another worktree)
+# waits here instead of having its programs removed under it.
+exec 9>/run/lock/podtap-test.lock
+if ! flock -n 9; then
+  echo "test: another podtap suite runs on this machine; waiting for it" >&2
+  flock 9
+fi
 scripts/setup.sh
 npm exec -- tsc -p tsconfig.json --noEmit
 # The container image, built from the Dockerfile's steps in a debootstrap root
