@@ -21,7 +21,9 @@ import { dockerignore, imageConfig, parseDockerfile, type ImageConfig, type Inst
 
 export const ROOT = new URL('../../../../', import.meta.url).pathname.replace(/\/$/, '');
 export const CACHE = process.env.PODTAP_IMAGE_CACHE ?? '/var/tmp/podtap-image';
-const MIRROR = process.env.PODTAP_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
+/** The machine's own Debian archive, read from its apt sources (scripts/lib/debian-mirror.sh). */
+const MIRROR = (await execa(join(ROOT, 'scripts/lib/debian-mirror.sh'))).stdout.trim();
+const SECURITY_MIRROR = (await execa(join(ROOT, 'scripts/lib/debian-mirror.sh'), ['security'])).stdout.trim();
 const NODE_BIN = join(ROOT, 'node_modules/node/bin/node');
 
 /** The base image this builder can stand in for, and how. */
@@ -36,7 +38,7 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
-URIs: ${MIRROR.replace(/\/debian$/, '/debian-security')}
+URIs: ${SECURITY_MIRROR}
 Suites: bookworm-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
