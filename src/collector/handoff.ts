@@ -14,7 +14,7 @@
  *   reset:       u32 length, u8 type: forget every source id
  */
 import type { Announcement } from '../wire/announce.ts';
-import type { IngestSink } from './ingest.ts';
+import { emptyFrameRecord, type FrameRecord, type IngestSink } from './ingest.ts';
 
 const REC_FRAME = 1;
 const REC_VXLAN = 2;
@@ -41,6 +41,8 @@ export class HandoffEncoder implements IngestSink {
   readonly #maxInflight: number;
   readonly #free: ArrayBuffer[] = [];
   readonly #ids = new Map<string, number>();
+  /** a VXLAN frame as a record: the VNI in ifindex; no instance, flags or capture time */
+  readonly #vxlanRecord: FrameRecord = emptyFrameRecord();
   #nextId = 0;
   #ab: ArrayBuffer;
   #buf: Buffer;
@@ -79,21 +81,24 @@ export class HandoffEncoder implements IngestSink {
     this.#onAnnounce(address, a);
   }
 
-  frame(
-    address: string, instance: number, ifindex: number, flags: number, tsHi: number, tsLo: number,
-    origLen: number, data: Buffer, off: number, len: number, recvMs: number,
-  ): void {
-    this.#record(REC_FRAME, address, flags, instance, ifindex, tsHi, tsLo, origLen, data, off, len, recvMs);
+  frame(f: FrameRecord): void {
+    this.#record(REC_FRAME, f);
   }
 
   vxlan(address: string, vni: number, data: Buffer, off: number, len: number, recvMs: number): void {
-    this.#record(REC_VXLAN, address, 0, 0, vni, 0, 0, len, data, off, len, recvMs);
+    const v = this.#vxlanRecord;
+    v.address = address;
+    v.ifindex = vni;
+    v.origLen = len;
+    v.data = data;
+    v.off = off;
+    v.len = len;
+    v.recvMs = recvMs;
+    this.#record(REC_VXLAN, v);
   }
 
-  #record(
-    type: number, address: string, flags: number, instance: number, ifindex: number, tsHi: number, tsLo: number,
-    origLen: number, data: Buffer, off: number, len: number, recvMs: number,
-  ): void {
+  #record(type: number, f: FrameRecord): void {
+    const { address, data, off, len } = f;
     const need = HDR + pad8(len);
     if (this.#inflight + this.#pos + need > this.#maxInflight) {
       this.dropped++;
@@ -105,17 +110,17 @@ export class HandoffEncoder implements IngestSink {
     const p = this.#pos;
     b.writeUInt32LE(need, p);
     b[p + 4] = type;
-    b[p + 5] = flags;
-    b.writeUInt16LE(instance, p + 6);
+    b[p + 5] = f.flags;
+    b.writeUInt16LE(f.instance, p + 6);
     b.writeUInt32LE(id, p + 8);
-    b.writeUInt32LE(ifindex >>> 0, p + 12);
-    b.writeUInt32LE(tsHi >>> 0, p + 16);
-    b.writeUInt32LE(tsLo >>> 0, p + 20);
-    b.writeUInt32LE(origLen, p + 24);
+    b.writeUInt32LE(f.ifindex >>> 0, p + 12);
+    b.writeUInt32LE(f.tsHi >>> 0, p + 16);
+    b.writeUInt32LE(f.tsLo >>> 0, p + 20);
+    b.writeUInt32LE(f.origLen, p + 24);
     b.writeUInt32LE(len, p + 28);
-    b.writeDoubleLE(recvMs, p + 32);
+    b.writeDoubleLE(f.recvMs, p + 32);
     data.copy(b, p + HDR, off, off + len);
-    if (this.#frames === 0) this.#first = recvMs;
+    if (this.#frames === 0) this.#first = f.recvMs;
     this.#frames++;
     this.#pos = p + need;
   }
@@ -176,6 +181,7 @@ export class HandoffEncoder implements IngestSink {
 /** The writer's side: turns a batch back into sink calls. One per worker (source ids are per worker). */
 export class HandoffDecoder {
   readonly #names = new Map<number, string>();
+  readonly #frame: FrameRecord = emptyFrameRecord();
 
   /** Returns the number of frames decoded. */
   decode(buf: Buffer, len: number, sink: IngestSink): number {
@@ -190,10 +196,19 @@ export class HandoffDecoder {
         const dlen = buf.readUInt32LE(p + 28);
         const recvMs = buf.readDoubleLE(p + 32);
         if (type === REC_FRAME) {
-          sink.frame(
-            address, buf.readUInt16LE(p + 6), buf.readUInt32LE(p + 12), buf[p + 5]!, buf.readUInt32LE(p + 16), buf.readUInt32LE(p + 20),
-            buf.readUInt32LE(p + 24), buf, p + HDR, dlen, recvMs,
-          );
+          const f = this.#frame;
+          f.address = address;
+          f.instance = buf.readUInt16LE(p + 6);
+          f.ifindex = buf.readUInt32LE(p + 12);
+          f.flags = buf[p + 5]!;
+          f.tsHi = buf.readUInt32LE(p + 16);
+          f.tsLo = buf.readUInt32LE(p + 20);
+          f.origLen = buf.readUInt32LE(p + 24);
+          f.data = buf;
+          f.off = p + HDR;
+          f.len = dlen;
+          f.recvMs = recvMs;
+          sink.frame(f);
         } else {
           sink.vxlan(address, buf.readUInt32LE(p + 12), buf, p + HDR, dlen, recvMs);
         }

@@ -17,25 +17,49 @@ import {
   parseDatagramInto,
   type MalformedReason,
   type ParsedDatagram,
+  type PieceMeta,
   type TunnelMode,
 } from '../wire/format.ts';
 import { decodeAnnouncementPayload, type Announcement } from '../wire/announce.ts';
 import { PieceResult, Reassembler, type ReassemblyLimits } from './reassembly.ts';
 import { SeqStream, SeqVerdict } from './streams.ts';
 
+/**
+ * A rebuilt frame as an Ingest hands it on: its bytes are data[off, off + len).
+ * One record is reused for every frame (no allocation per packet): it and its
+ * buffer are valid only during the sink's call.
+ */
+export interface FrameRecord {
+  /** the sender's address */
+  address: string;
+  /** pt_meta.instance: the data-plane object that took it */
+  instance: number;
+  /** the tapped interface, the node's ifindex */
+  ifindex: number;
+  /** pt_meta flags without FRAG/LAST (what all pieces agree on) */
+  flags: number;
+  /** the node's capture time, ns of CLOCK_MONOTONIC, in 32-bit halves */
+  tsHi: number;
+  tsLo: number;
+  /** length of the frame on the interface */
+  origLen: number;
+  data: Buffer;
+  off: number;
+  len: number;
+  /** wall-clock time it was received, ms since the epoch */
+  recvMs: number;
+}
+
+export function emptyFrameRecord(): FrameRecord {
+  return { address: '', instance: 0, ifindex: 0, flags: 0, tsHi: 0, tsLo: 0, origLen: 0, data: Buffer.alloc(0), off: 0, len: 0, recvMs: 0 };
+}
+
 /** Where an Ingest puts what it accepted. */
 export interface IngestSink {
   /** A well-formed announcement whose token matched (when one is required). */
   announce(address: string, a: Announcement): void;
-  /**
-   * A rebuilt frame, data[off, off + len): the node's capture time in ns
-   * (CLOCK_MONOTONIC, hi/lo halves), pt_meta flags, the wall-clock time
-   * (ms since the epoch) it was received. The buffer is only valid during the call.
-   */
-  frame(
-    address: string, instance: number, ifindex: number, flags: number, tsHi: number, tsLo: number,
-    origLen: number, data: Buffer, off: number, len: number, recvMs: number,
-  ): void;
+  /** A rebuilt frame (the record is only valid during the call). */
+  frame(f: FrameRecord): void;
   /** A VXLAN inner frame as it arrived. */
   vxlan(address: string, vni: number, data: Buffer, off: number, len: number, recvMs: number): void;
 }
@@ -100,6 +124,9 @@ export interface IngestStats {
   pendingBytes: number;
 }
 
+/** What a WHOLE piece's metadata and a rebuilt frame share. */
+type FrameMeta = Pick<PieceMeta, 'ifindex' | 'flags' | 'tstampHi' | 'tstampLo' | 'origLen'>;
+
 interface Stream {
   id: number;
   instance: number;
@@ -129,6 +156,7 @@ export class Ingest {
   readonly #tokenDigest: Buffer | undefined;
   readonly #limits: IngestLimits;
   readonly #parsed: ParsedDatagram = emptyParsed();
+  readonly #frame: FrameRecord = emptyFrameRecord();
   readonly #reasm: Reassembler;
   readonly #sources = new Map<string, Source>();
   readonly #malformed = emptyMalformed();
@@ -317,7 +345,7 @@ export class Ingest {
         return;
       }
       this.#rebuilt++;
-      this.#sink.frame(address, st.instance, m.ifindex, m.flags, m.tstampHi, m.tstampLo, m.origLen, buf, p.innerOff, p.innerLen, recvMs);
+      this.#emit(address, st.instance, m, buf, p.innerOff, p.innerLen, recvMs);
       return;
     }
     const r =
@@ -329,7 +357,7 @@ export class Ingest {
         const f = this.#reasm.completed!;
         this.#rebuilt++;
         // frame flags without FRAG/LAST: what the pieces agree on
-        this.#sink.frame(address, st.instance, f.ifindex, f.flags, f.tstampHi, f.tstampLo, f.origLen, f.data, 0, f.capLen, recvMs);
+        this.#emit(address, st.instance, f, f.data, 0, f.capLen, recvMs);
         return;
       }
       case PieceResult.duplicate:
@@ -343,6 +371,23 @@ export class Ingest {
         this.#malformed.inconsistent++;
         return;
     }
+  }
+
+  /** Fills the reused frame record from a piece's (or a rebuilt frame's) metadata and hands it to the sink. */
+  #emit(address: string, instance: number, m: FrameMeta, data: Buffer, off: number, len: number, recvMs: number): void {
+    const f = this.#frame;
+    f.address = address;
+    f.instance = instance;
+    f.ifindex = m.ifindex;
+    f.flags = m.flags;
+    f.tsHi = m.tstampHi;
+    f.tsLo = m.tstampLo;
+    f.origLen = m.origLen;
+    f.data = data;
+    f.off = off;
+    f.len = len;
+    f.recvMs = recvMs;
+    this.#sink.frame(f);
   }
 
   /** End of input: missing sequence numbers become lost, pending frames incomplete. */

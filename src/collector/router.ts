@@ -8,7 +8,7 @@
  */
 import { Flag, type MalformedReason } from '../wire/format.ts';
 import type { Announcement } from '../wire/announce.ts';
-import type { IngestSink } from './ingest.ts';
+import type { FrameRecord, IngestSink } from './ingest.ts';
 import { Direction } from './pcapng.ts';
 
 const TWO32 = 0x1_0000_0000;
@@ -181,10 +181,8 @@ export class Router implements IngestSink {
     this.onRefuse('too-many');
   }
 
-  frame(
-    address: string, instance: number, ifindex: number, flags: number, tsHi: number, tsLo: number,
-    origLen: number, data: Buffer, off: number, len: number, recvMs: number,
-  ): void {
+  frame(f: FrameRecord): void {
+    const { address, instance, ifindex, flags, tsHi, tsLo } = f;
     const src = this.#source(address);
     if (!src) return this.#refuse();
     src.lastSeen = this.#now;
@@ -197,14 +195,14 @@ export class Router implements IngestSink {
     if (c) {
       this.#addNs(c.realHi, c.realLo, (tsHi - c.monoHi) * TWO32 + (tsLo - c.monoLo));
     } else {
-      this.#wallNs(recvMs);
+      this.#wallNs(f.recvMs);
       this.#fallback++;
     }
     if (flags & Flag.trunc) this.#truncated++;
     if (flags & Flag.oversize) this.#oversize++;
     this.#routed++;
     const dir = flags & Flag.toPod ? Direction.inbound : Direction.outbound;
-    for (const o of this.#outputs) o.packet(iface, this.#tsHi, this.#tsLo, data, off, len, origLen, dir);
+    for (const o of this.#outputs) o.packet(iface, this.#tsHi, this.#tsLo, f.data, f.off, f.len, f.origLen, dir);
   }
 
   vxlan(address: string, vni: number, data: Buffer, off: number, len: number, recvMs: number): void {

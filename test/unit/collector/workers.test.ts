@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { HandoffDecoder, HandoffEncoder } from '../../../src/collector/handoff.ts';
-import type { IngestSink } from '../../../src/collector/ingest.ts';
+import type { FrameRecord, IngestSink } from '../../../src/collector/ingest.ts';
 import { udpSockets } from '../../../src/collector/sockets.ts';
 import { pattern } from '../wire/frames.ts';
 import { readCapture } from './helpers.ts';
@@ -24,10 +24,15 @@ function recorder(): IngestSink & { calls: Call[] } {
   return {
     calls,
     announce: (address, a) => calls.push(['announce', address, a.node]),
-    frame: (address, instance, ifindex, flags, tsHi, tsLo, origLen, data, off, len, recvMs) =>
-      calls.push(['frame', address, instance, ifindex, flags, tsHi, tsLo, origLen, Buffer.from(data.subarray(off, off + len)).toString('hex'), recvMs]),
+    frame: (f) =>
+      calls.push(['frame', f.address, f.instance, f.ifindex, f.flags, f.tsHi, f.tsLo, f.origLen, Buffer.from(f.data.subarray(f.off, f.off + f.len)).toString('hex'), f.recvMs]),
     vxlan: (address, vni, data, off, len, recvMs) => calls.push(['vxlan', address, vni, Buffer.from(data.subarray(off, off + len)).toString('hex'), recvMs]),
   };
+}
+
+/** A 1400-byte frame of stream 198.18.0.1 / instance 1, captured at `tsLo`. */
+function frameRecord(data: Buffer, tsLo: number): FrameRecord {
+  return { address: '198.18.0.1', instance: 1, ifindex: 1, flags: 0, tsHi: 0, tsLo, origLen: 1400, data, off: 0, len: 1400, recvMs: 0 };
 }
 
 describe('handoff batches', () => {
@@ -38,13 +43,16 @@ describe('handoff batches', () => {
     for (let k = 0; k < 100; k++) {
       const data = pattern(100 + k * 13, k);
       const address = k % 3 === 0 ? '198.18.0.1' : k % 3 === 1 ? '2001:db8::7' : '198.18.0.2';
-      const args = [address, k, 1000 + k, k & 0x1f, 0x18000000 + k, 0xfffffff0 - k, data.length + 7, data, 0, data.length, 1.7641e12 + k / 7] as const;
+      const f: FrameRecord = {
+        address, instance: k, ifindex: 1000 + k, flags: k & 0x1f, tsHi: 0x18000000 + k, tsLo: 0xfffffff0 - k, origLen: data.length + 7,
+        data, off: 0, len: data.length, recvMs: 1.7641e12 + k / 7,
+      };
       if (k % 10 === 9) {
-        enc.vxlan(address, 42 + k, data, 0, data.length, args[10]);
-        want.vxlan(address, 42 + k, data, 0, data.length, args[10]);
+        enc.vxlan(address, 42 + k, data, 0, data.length, f.recvMs);
+        want.vxlan(address, 42 + k, data, 0, data.length, f.recvMs);
       } else {
-        enc.frame(...args);
-        want.frame(...args);
+        enc.frame(f);
+        want.frame(f);
       }
     }
     enc.flush();
@@ -63,7 +71,7 @@ describe('handoff batches', () => {
     const enc = new HandoffEncoder((ab, len) => held.push({ ab, len }), () => undefined, { batchBytes: 1 << 16, maxInflightBytes: 1 << 18 });
     const data = pattern(1400);
     for (let k = 0; k < 400; k++) {
-      enc.frame('198.18.0.1', 1, 1, 0, 0, k, 1400, data, 0, 1400, 0);
+      enc.frame(frameRecord(data, k));
       if (k % 40 === 39) enc.flush();
     }
     expect(enc.dropped).toBeGreaterThan(200);
@@ -71,7 +79,7 @@ describe('handoff batches', () => {
     // the writer catches up: the space comes back
     for (const h of held.splice(0)) enc.recycle(h.ab, h.len);
     const dropped = enc.dropped;
-    enc.frame('198.18.0.1', 1, 1, 0, 0, 999, 1400, data, 0, 1400, 0);
+    enc.frame(frameRecord(data, 999));
     expect(enc.dropped).toBe(dropped);
   });
 });
