@@ -6,7 +6,7 @@
  *   generator (Node workers, one UDP   up0 ── eth0   podtap collector (the CLI process)
  *   socket per sequence stream)                      tcpdump -w on eth0, same traffic
  *
- * Two kinds of traffic, pre-encoded with src/wire/encode.ts (the data plane's
+ * Two kinds of traffic, pre-encoded with test/helpers/encode.ts (the data plane's
  * piece builder) and replayed with the sequence number patched per frame:
  *   pieces      a 1400-byte frame per datagram (one WHOLE piece)
  *   reassembly  65549-byte frames (65535-byte IPv4 packets), 48 pieces each
@@ -33,7 +33,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { execa, type ResultPromise } from 'execa';
 import { NODE_BIN, PODTAP_MAIN, createTopology, inNs, sh, type Topology } from '../src/lab/netns.ts';
 import { encodeAnnouncement, monotonicRealtimePair } from '../src/wire/announce.ts';
-import { encodeFrame } from '../src/wire/encode.ts';
+import { encodeFrame } from '../test/helpers/encode.ts';
 import { META_LEN, MetaOff } from '../src/wire/format.ts';
 
 type Mode = 'pieces' | 'reassembly';

@@ -2,8 +2,9 @@
  * podtap's tunnel format, receiving half. bpf/include/wire.h and consts.h are
  * the authority; this file mirrors their constants and parses one UDP payload
  * (Geneve or VXLAN) without allocating, so the collector can run it per packet.
- * The sending half (the data plane's piece builder mirrored in TypeScript) is
- * src/wire/encode.ts, announcements src/wire/announce.ts; docs/wire-format.md
+ * The sending half is the data plane (bpf/include/frag.h; mirrored in
+ * TypeScript for tests in test/helpers/encode.ts), announcements
+ * src/wire/announce.ts; docs/wire-format.md
  * has the prose.
  */
 

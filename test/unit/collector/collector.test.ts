@@ -11,7 +11,7 @@ import { captureFileName, defaultWorkers, startCollector } from '../../../src/co
 import { parseListen } from '../../../src/collector/cli.ts';
 import { silentLogger } from '../../../src/util/log.ts';
 import { encodeAnnouncement, monotonicRealtimePair } from '../../../src/wire/announce.ts';
-import { encodeFrame } from '../../../src/wire/encode.ts';
+import { encodeFrame } from '../../helpers/encode.ts';
 import { ipv4Frame, ipv6Frame, rawFrame } from '../wire/frames.ts';
 import { readCapture, tempDir } from './helpers.ts';
 

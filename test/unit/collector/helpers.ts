@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { CaptureFile } from '../../../src/collector/capture-file.ts';
-import { Pipeline, type PipelineOptions, type PipelineStats } from '../../../src/collector/pipeline.ts';
+import { Pipeline, type PipelineOptions, type PipelineStats } from '../../helpers/pipeline.ts';
 
 export interface Datagram {
   buf: Buffer;

@@ -6,9 +6,9 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PcapngWriter } from '../../../src/collector/pcapng.ts';
-import { Pipeline, type PipelineOptions } from '../../../src/collector/pipeline.ts';
+import { Pipeline, type PipelineOptions } from '../../helpers/pipeline.ts';
 import { encodeAnnouncement, type Announcement } from '../../../src/wire/announce.ts';
-import { encodeFrame, type EncodeOptions } from '../../../src/wire/encode.ts';
+import { encodeFrame, type EncodeOptions } from '../../helpers/encode.ts';
 import { MALFORMED_REASONS, META_LEN, MetaOff, type MalformedReason } from '../../../src/wire/format.ts';
 import { ipv4Frame, ipv6Frame, rawFrame } from '../wire/frames.ts';
 import { readCapture, runPipeline, tempDir } from './helpers.ts';

@@ -1,5 +1,5 @@
 /**
- * Frames → the data plane's encoder (src/wire/encode.ts) → datagrams in
+ * Frames → the data plane's encoder (test/helpers/encode.ts) → datagrams in
  * various orders → the collector pipeline → pcapng → tshark: byte-identical
  * frames, the right interface names, lengths and directions.
  */
@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeAnnouncement, type Announcement } from '../../../src/wire/announce.ts';
-import { encodeFrame, type EncodeOptions } from '../../../src/wire/encode.ts';
+import { encodeFrame, type EncodeOptions } from '../../helpers/encode.ts';
 import { FRAME_MAX } from '../../../src/wire/format.ts';
 import { ipv4Frame, ipv6Frame, rawFrame } from '../wire/frames.ts';
 import { readCapture, runPipeline, shuffle, tempDir, type Datagram } from './helpers.ts';

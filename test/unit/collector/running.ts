@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { startCollector, type Collector, type CollectorOptions } from '../../../src/collector/collector.ts';
 import { silentLogger } from '../../../src/util/log.ts';
 import { encodeAnnouncement, monotonicRealtimePair, type AnnouncedInterface } from '../../../src/wire/announce.ts';
-import { encodeFrame, type EncodeOptions } from '../../../src/wire/encode.ts';
+import { encodeFrame, type EncodeOptions } from '../../helpers/encode.ts';
 import { ipv4Frame } from '../wire/frames.ts';
 import { tempDir } from './helpers.ts';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeFrame, makePlan, pieceSizes, type EncodeOptions } from '../../../src/wire/encode.ts';
+import { encodeFrame, makePlan, pieceSizes, type EncodeOptions } from '../../helpers/encode.ts';
 import { FRAME_MAX, Flag, Kind, META_LEN, MetaOff, framePrefixLen, parseTunnelDatagram, type PieceMeta } from '../../../src/wire/format.ts';
 import { restorePrefix } from '../../../src/wire/restore.ts';
 import { ipv4Frame, ipv6Frame, rawFrame } from './frames.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeFrame, pieceSizes } from '../../../src/wire/encode.ts';
+import { encodeFrame, pieceSizes } from '../../helpers/encode.ts';
 import { encodeAnnouncement } from '../../../src/wire/announce.ts';
 import { Flag, Kind, META_LEN, MetaOff, parseTunnelDatagram, type MalformedReason } from '../../../src/wire/format.ts';
 import { ipv4Frame, ipv6Frame, rawFrame } from './frames.ts';

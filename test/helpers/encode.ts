@@ -2,7 +2,8 @@
  * The sending half of the wire format in TypeScript: cuts a frame into the
  * same pieces the data plane's pt_tunnel program sends (pt_plan_make,
  * pt_piece and pt_piece_ip in bpf/include/frag.h). Used by the tests and the
- * benchmark's traffic generator; the BPF program stays the authority, and a
+ * benchmark's traffic generator, never shipped (nothing in src/ sends
+ * pieces: the data plane does); the BPF program stays the authority, and a
  * change there must be mirrored here.
  */
 import {
@@ -32,7 +33,7 @@ import {
   VXLAN_FLAG_I,
   VXLAN_LEN,
   type TunnelMode,
-} from './format.ts';
+} from '../../src/wire/format.ts';
 
 export interface EncodeOptions {
   /** L3 MTU of the path to the collector (PT_MTU). */

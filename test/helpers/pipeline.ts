@@ -1,12 +1,13 @@
 /**
  * Ingest and Router in one object, writing into one pcapng writer: datagrams
- * in, packets out, with no sockets, threads or files of its own. For tools
- * and tests that turn a list of datagrams into a capture.
+ * in, packets out, with no sockets, threads or files of its own. For tests
+ * that turn a list of datagrams into a capture (the collector itself wires
+ * these stages in src/collector/collector.ts).
  */
-import { MALFORMED_REASONS, type MalformedReason } from '../wire/format.ts';
-import { Ingest, type IngestLimits, type IngestOptions, type IngestStats } from './ingest.ts';
-import { PcapngWriter } from './pcapng.ts';
-import { Router, type Iface, type PacketOutput, type RouterLimits, type RouterStats } from './router.ts';
+import { Ingest, type IngestLimits, type IngestOptions, type IngestStats } from '../../src/collector/ingest.ts';
+import { PcapngWriter } from '../../src/collector/pcapng.ts';
+import { Router, type Iface, type PacketOutput, type RouterLimits, type RouterStats } from '../../src/collector/router.ts';
+import { MALFORMED_REASONS, type MalformedReason } from '../../src/wire/format.ts';
 
 /** Every interface into one writer, each one's IDB before its first packet. */
 export class WriterOutput implements PacketOutput {
