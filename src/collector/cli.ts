@@ -221,8 +221,11 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
   let collector;
   try {
     collector = await startCollector({
-      host, port, outDir, tunnel: mode, token: token || undefined, logger: log, workers, sockets, layout,
-      rotateBytes, rotateMs, retainBytes, retainMs, ...(http ? { http } : {}),
+      logger: log,
+      ingest: { host, port, tunnel: mode, token: token || undefined, workers, sockets },
+      store: { dir: outDir, layout, rotateBytes, rotateMs },
+      retention: { maxBytes: retainBytes, maxAgeMs: retainMs },
+      ...(http ? { http } : {}),
     });
   } catch (err) {
     if (err instanceof UserError) throw err;

@@ -13,86 +13,34 @@ import { join } from 'node:path';
 import type { Registry } from 'prom-client';
 import { usableCpus } from '../util/cpus.ts';
 import type { Logger } from '../util/log.ts';
-import { GENEVE_PORT, MALFORMED_REASONS, VXLAN_PORT, type TunnelMode } from '../wire/format.ts';
-import type { CaptureFs } from './capture-file.ts';
-import type { HandoffOptions } from './handoff.ts';
-import type { HttpApi } from './http.ts';
-import type { IngestLimits } from './ingest.ts';
+import type { HttpApi, HttpOptions } from './http.ts';
 import { LiveHub, type LiveOptions } from './live.ts';
 import { collectorMetrics } from './metrics.ts';
-import { startInProcess, startPool, type IngestRunner } from './pool.ts';
-import type { ReassemblyLimits } from './reassembly.ts';
+import { DEFAULT_RECV_BUFFER, startIngest, type IngestRunner, type IngestStageOptions } from './pool.ts';
+import { Retention, type RetentionOptions } from './retention.ts';
 import { Router, type RouterLimits } from './router.ts';
 import { KernelDrops } from './sockets.ts';
-import { CaptureStore, type Layout, type StoreStats } from './store.ts';
-import type { WorkerStats } from './worker.ts';
+import { collectorStats, type CollectorStats } from './stats.ts';
+import { CaptureStore, type StoreOptions } from './store.ts';
 
 export { captureFileName } from './store.ts';
+export type { CollectorStats } from './stats.ts';
 
+/** The collector's configuration, one part per stage. */
 export interface CollectorOptions {
-  /** address to bind; default 0.0.0.0 */
-  host?: string;
-  /** UDP port; default 6081 (Geneve) or 4789 (VXLAN); 0 = any free port */
-  port?: number;
-  /** directory for the capture files (must exist) */
-  outDir: string;
-  tunnel?: TunnelMode;
-  /** when set, data is taken only from sources that announced themselves with it */
-  token?: string | undefined;
   logger: Logger;
-  /** ingest worker threads; 0 (the default here) = ingest in this thread */
-  workers?: number;
-  /** with workers 0: sockets sharing the port in this thread (default 1) */
-  sockets?: number;
-  /** requested SO_RCVBUF per socket (default 32 MiB; the kernel caps it at net.core.rmem_max) */
-  recvBufferSize?: number;
-  /** frames are dropped (and counted) while this many bytes wait for the disk (default 256 MiB) */
-  maxQueuedBytes?: number;
-  limits?: Partial<IngestLimits & RouterLimits>;
-  reassembly?: Partial<ReassemblyLimits>;
-  handoff?: HandoffOptions;
-  /** sleep after a read turn that drained the sockets, so the next reads a batch (coalesce.ts; default 1 ms in workers, 0 in-process) */
-  coalesceMs?: number;
-  /** the ingest workers' module (default ./worker.ts; tests wrap it to inject a crash) */
-  workerModule?: URL;
-  /** file layout: one series per policy (default) or a single series */
-  layout?: Layout;
-  rotateBytes?: number;
-  rotateMs?: number;
-  retainBytes?: number;
-  retainMs?: number;
-  minFreeBytes?: number;
+  /** the tunnel port and the threads that parse, sequence and rebuild (default: 0.0.0.0:6081, Geneve, in this thread) */
+  ingest?: IngestStageOptions;
+  /** what is kept about senders (names, clocks, policies) */
+  router?: { limits?: Partial<RouterLimits> };
+  /** the capture files; `dir` must exist */
+  store: Omit<StoreOptions, 'logger' | 'section'>;
+  /** which closed files are deleted (default: none) */
+  retention?: RetentionOptions;
+  /** live streams */
+  live?: Omit<LiveOptions, 'section'>;
   /** the HTTP API; absent = none */
-  http?: { host: string; port: number; tokenFile?: string | undefined; publicPaths?: readonly string[] };
-  live?: LiveOptions;
-  /** file operations (tests: a disk that fills up) */
-  fs?: CaptureFs;
-  /** wall clock for rotation and retention (tests) */
-  clock?: () => number;
-}
-
-export interface CollectorStats extends WorkerStats, Omit<StoreStats, never> {
-  /** datagrams dropped as malformed or refused, all reasons */
-  malformed: number;
-  timestampFallback: number;
-  truncated: number;
-  oversize: number;
-  interfaces: number;
-  /** rebuilt frames that reached no capture file: handoff, slow disk, full disk, failed writes */
-  writeDropped: number;
-  /** datagrams the kernel dropped before we read them (full socket buffers) */
-  kernelDropped: number;
-  socketQueueBytes: number;
-  /** largest receive→writer delay in the last second, ms */
-  ingestLagMs: number;
-  liveClients: number;
-  livePackets: number;
-  liveDropped: number;
-  workers: number;
-  /** datagrams received by each ingest worker */
-  workerReceived: number[];
-  /** ingest workers that died and were replaced */
-  workerRestarts: number;
+  http?: Omit<HttpOptions, 'logger'>;
 }
 
 export interface Collector {
@@ -124,59 +72,38 @@ export function defaultWorkers(cpus = usableCpus()): number {
 }
 
 export async function startCollector(opts: CollectorOptions): Promise<Collector> {
-  const mode = opts.tunnel ?? 'geneve';
-  const host = opts.host ?? '0.0.0.0';
-  const port = opts.port ?? (mode === 'vxlan' ? VXLAN_PORT : GENEVE_PORT);
-  const workers = Math.max(0, opts.workers ?? 0);
-  const recvBufferSize = opts.recvBufferSize ?? 32 << 20;
   const log = opts.logger;
+  const dir = opts.store.dir;
   const section = { userappl: 'podtap', os: `${type()} ${release()}`, hardware: hostname() };
 
-  const store = await CaptureStore.open({
-    dir: opts.outDir, logger: log, layout: opts.layout ?? 'policy', section,
-    ...(opts.rotateBytes === undefined ? {} : { rotateBytes: opts.rotateBytes }),
-    ...(opts.rotateMs === undefined ? {} : { rotateMs: opts.rotateMs }),
-    ...(opts.retainBytes === undefined ? {} : { retainBytes: opts.retainBytes }),
-    ...(opts.retainMs === undefined ? {} : { retainMs: opts.retainMs }),
-    ...(opts.maxQueuedBytes === undefined ? {} : { maxQueuedBytes: opts.maxQueuedBytes }),
-    ...(opts.minFreeBytes === undefined ? {} : { minFreeBytes: opts.minFreeBytes }),
-    ...(opts.fs ? { fs: opts.fs } : {}),
-    ...(opts.clock ? { clock: opts.clock } : {}),
-  });
+  const store = await CaptureStore.open({ ...opts.store, logger: log, section });
+  const retention = new Retention(store, { ...opts.retention, logger: log, ...(opts.store.clock ? { clock: opts.store.clock } : {}) });
+  store.onFileClosed = () => retention.run();
+  retention.run();
   const live = new LiveHub({ ...opts.live, section });
-  const router = new Router([store, live], { limits: opts.limits ?? {} });
-  let routerRefused = 0;
-  router.onRefuse = () => routerRefused++;
+  const router = new Router([store, live], { limits: opts.router?.limits ?? {} });
 
-  const runnerOpts = { host, port, mode, token: opts.token, recvBufferSize, limits: opts.limits, reassembly: opts.reassembly, sink: router, logger: log };
   let runner: IngestRunner;
   try {
-    runner = workers > 0 ? await startPool({ ...runnerOpts, workers, workerModule: opts.workerModule, ...(opts.handoff ? { handoff: opts.handoff } : {}), ...(opts.coalesceMs === undefined ? {} : { coalesceMs: opts.coalesceMs }) }) : await startInProcess({ ...runnerOpts, sockets: opts.sockets ?? 1, ...(opts.coalesceMs === undefined ? {} : { coalesceMs: opts.coalesceMs }) });
+    runner = await startIngest(opts.ingest ?? {}, router, log);
   } catch (err) {
     await store.close();
     throw new Error('binding the collector socket failed', { cause: err });
   }
+  const mode = opts.ingest?.tunnel ?? 'geneve';
+  const host = opts.ingest?.host ?? '0.0.0.0';
   const bound = { host, port: runner.port };
   const kernel = new KernelDrops(runner.port);
   let lagMs = 0;
   let lagWindow = 0;
 
-  const stats = (): CollectorStats => {
-    const w = runner.stats();
-    const r = router.stats();
-    const st = store.stats();
-    const l = live.stats();
-    const malformedByReason = { ...w.malformedByReason, 'too-many': w.malformedByReason['too-many'] + routerRefused };
-    let malformed = 0;
-    for (const reason of MALFORMED_REASONS) malformed += malformedByReason[reason];
-    return {
-      ...w, ...st, malformedByReason, malformed,
-      timestampFallback: r.timestampFallback, truncated: r.truncated, oversize: r.oversize, interfaces: r.interfaces,
-      writeDropped: w.handoffDropped + st.droppedSlow + st.droppedDiskFull + st.lostInWrite,
-      kernelDropped: kernel.dropped, socketQueueBytes: kernel.queued, ingestLagMs: lagMs,
-      liveClients: l.clients, livePackets: l.packets, liveDropped: l.dropped, workers: runner.workers, workerReceived: runner.perWorker(), workerRestarts: runner.workerRestarts(),
-    };
-  };
+  const stats = (): CollectorStats =>
+    collectorStats({
+      ingest: runner.stats(), router: router.stats(), store: store.stats(), retention: retention.stats(), live: live.stats(),
+      kernel: { dropped: kernel.dropped, queued: kernel.queued },
+      runner: { workers: runner.workers, perWorker: runner.perWorker(), restarts: runner.workerRestarts() },
+      ingestLagMs: lagMs,
+    });
   const registry = collectorMetrics(stats);
 
   let ready = true;
@@ -186,6 +113,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
     router.tick(now);
     live.flush();
     store.tick();
+    retention.tick();
     lagWindow = Math.max(lagWindow, runner.takeLag());
   }, 100);
   fast.unref();
@@ -201,10 +129,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
     try {
       // (loaded only when asked for: node:http brings undici and its WebAssembly parser with it)
       const { startHttp } = await import('./http.ts');
-      http = await startHttp(
-        { host: opts.http.host, port: opts.http.port, logger: log, tokenFile: opts.http.tokenFile, ...(opts.http.publicPaths ? { publicPaths: opts.http.publicPaths } : {}) },
-        { store, live, registry, status: stats, ready: () => ready },
-      );
+      http = await startHttp({ ...opts.http, logger: log }, { store, live, registry, status: stats, ready: () => ready });
     } catch (err) {
       clearInterval(fast);
       clearInterval(slow);
@@ -214,10 +139,10 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
     }
   }
   log.info(
-    { host, port: bound.port, tunnel: mode, dir: opts.outDir, workers: runner.workers, recvBufferSize: runner.recvBufferSize, http: http?.address },
+    { host, port: bound.port, tunnel: mode, dir, workers: runner.workers, recvBufferSize: runner.recvBufferSize, http: http?.address },
     'collector listening',
   );
-  if (runner.recvBufferSize < recvBufferSize) {
+  if (runner.recvBufferSize < (opts.ingest?.recvBufferSize ?? DEFAULT_RECV_BUFFER)) {
     log.warn({ recvBufferSize: runner.recvBufferSize }, 'socket receive buffer capped by net.core.rmem_max; raise it to absorb bursts');
   }
 
@@ -235,7 +160,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       await store.close();
       const s = stats();
       const reasons = Object.fromEntries(Object.entries(s.malformedByReason).filter(([, n]) => n > 0));
-      log.info({ ...s, malformedByReason: reasons, dir: opts.outDir }, 'collector closed');
+      log.info({ ...s, malformedByReason: reasons, dir }, 'collector closed');
     })();
     return closing;
   };
@@ -247,7 +172,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
     store,
     live,
     router,
-    files: () => store.list().map((e) => join(opts.outDir, e.path)),
+    files: () => store.list().map((e) => join(dir, e.path)),
     stats,
     close,
   };

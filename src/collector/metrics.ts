@@ -3,7 +3,7 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import { MALFORMED_REASONS } from '../wire/format.ts';
-import type { CollectorStats } from './collector.ts';
+import type { CollectorStats } from './stats.ts';
 
 export function collectorMetrics(stats: () => CollectorStats): Registry {
   const registry = new Registry();

@@ -15,13 +15,58 @@
 import { Worker } from 'node:worker_threads';
 import type { Socket } from 'node:dgram';
 import type { Logger } from '../util/log.ts';
-import { MALFORMED_REASONS, type TunnelMode } from '../wire/format.ts';
+import { GENEVE_PORT, MALFORMED_REASONS, VXLAN_PORT, type TunnelMode } from '../wire/format.ts';
 import { readCoalescer } from './coalesce.ts';
 import { HandoffDecoder, type HandoffOptions } from './handoff.ts';
 import { Ingest, emptyMalformed, type IngestLimits, type IngestSink } from './ingest.ts';
 import type { ReassemblyLimits } from './reassembly.ts';
 import { bindSocket } from './sockets.ts';
 import type { FromWorker, ToWorker, WorkerConfig, WorkerStats } from './worker.ts';
+
+/** The ingest stage as the collector is configured: the tunnel sockets and the threads behind them. */
+export interface IngestStageOptions {
+  /** address to bind; default 0.0.0.0 */
+  host?: string;
+  /** UDP port; default 6081 (Geneve) or 4789 (VXLAN); 0 = any free port */
+  port?: number;
+  tunnel?: TunnelMode;
+  /** when set, data is taken only from sources that announced themselves with it */
+  token?: string | undefined;
+  /** ingest worker threads; 0 (the default here) = ingest in this thread */
+  workers?: number;
+  /** with workers 0: sockets sharing the port in this thread (default 1) */
+  sockets?: number;
+  /** requested SO_RCVBUF per socket (default 32 MiB; the kernel caps it at net.core.rmem_max) */
+  recvBufferSize?: number;
+  limits?: Partial<IngestLimits>;
+  reassembly?: Partial<ReassemblyLimits>;
+  handoff?: HandoffOptions;
+  /** sleep after a read turn that drained the sockets, so the next reads a batch (coalesce.ts; default 1 ms in workers, 0 in-process) */
+  coalesceMs?: number;
+  /** the ingest workers' module (default ./worker.ts; tests wrap it to inject a crash) */
+  workerModule?: URL;
+}
+
+export const DEFAULT_RECV_BUFFER = 32 << 20;
+
+/** The tunnel port of a mode when none is given. */
+export function defaultTunnelPort(mode: TunnelMode): number {
+  return mode === 'vxlan' ? VXLAN_PORT : GENEVE_PORT;
+}
+
+/** Binds the tunnel port and starts ingest (in worker threads, or in this thread with workers 0), feeding `sink`. */
+export function startIngest(opts: IngestStageOptions, sink: IngestSink, logger: Logger): Promise<IngestRunner> {
+  const mode = opts.tunnel ?? 'geneve';
+  const base: RunnerOptions = {
+    host: opts.host ?? '0.0.0.0', port: opts.port ?? defaultTunnelPort(mode), mode, token: opts.token,
+    recvBufferSize: opts.recvBufferSize ?? DEFAULT_RECV_BUFFER, limits: opts.limits, reassembly: opts.reassembly, sink, logger,
+  };
+  const coalesce = opts.coalesceMs === undefined ? {} : { coalesceMs: opts.coalesceMs };
+  const workers = Math.max(0, opts.workers ?? 0);
+  return workers > 0
+    ? startPool({ ...base, workers, workerModule: opts.workerModule, ...(opts.handoff ? { handoff: opts.handoff } : {}), ...coalesce })
+    : startInProcess({ ...base, sockets: opts.sockets ?? 1, ...coalesce });
+}
 
 export interface RunnerOptions {
   host: string;

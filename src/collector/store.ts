@@ -1,6 +1,6 @@
 /**
- * The capture files: one rotating series per policy, retention, and what
- * happens when the disk is full.
+ * The capture files: one rotating series per policy, and what happens when
+ * the disk is full. (Which closed files to delete is retention.ts's.)
  *
  * Layout under the capture directory (layout "policy", the default):
  *
@@ -12,8 +12,7 @@
  *
  * A file is opened when its first packet comes and rotated when it reaches
  * the size limit or the time limit; rotation flushes, fsyncs and closes it.
- * Retention deletes the oldest closed files beyond the total size, and closed
- * files older than the age limit. Sequence numbers continue from the highest
+ * Sequence numbers continue from the highest
  * on disk, so names never repeat. A write failure (ENOSPC, EDQUOT, EIO) stops
  * all writing: open files are cut back to their last whole block and closed,
  * packets are counted as dropped while the condition lasts, and writing
@@ -37,10 +36,6 @@ export interface StoreOptions {
   rotateBytes?: number;
   /** rotate a file this long after it was opened (default 1 h; 0 = never) */
   rotateMs?: number;
-  /** keep at most this many bytes of captures (default 0 = no limit) */
-  retainBytes?: number;
-  /** delete closed files older than this (default 0 = keep) */
-  retainMs?: number;
   /** packets are dropped (and counted) while this many bytes wait for the disk (default 256 MiB) */
   maxQueuedBytes?: number;
   /** after a full disk, writing resumes when this much is free (default 64 MiB) */
@@ -90,13 +85,13 @@ export interface StoreStats {
   droppedSlow: number;
   /** packets in batches whose write failed */
   lostInWrite: number;
-  deletedBySize: number;
-  deletedByAge: number;
   /** files whose torn tail was cut on start, and empty ones removed */
   repaired: number;
 }
 
 const SINGLE = 'podtap';
+/** How often the free space is looked at (the disk_free_bytes metric). */
+const FREE_CHECK_INTERVAL_MS = 10_000;
 const NAME_RE = /^(.+)-(\d{8}T\d{6}Z)-(\d{4,})\.pcapng$/;
 const LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
 const DIR_RE = new RegExp(`^(${LABEL})_(${LABEL}(\\.${LABEL})*)$`);
@@ -149,8 +144,6 @@ export class CaptureStore implements PacketOutput {
   readonly #layout: Layout;
   readonly #rotateBytes: number;
   readonly #rotateMs: number;
-  readonly #retainBytes: number;
-  readonly #retainMs: number;
   readonly #maxQueued: number;
   readonly #minFree: number;
   readonly #batchSize: number | undefined;
@@ -163,7 +156,7 @@ export class CaptureStore implements PacketOutput {
   #queued = 0;
   #full: { since: number; code: string } | undefined;
   #lastProbe = 0;
-  #lastRetention = 0;
+  #lastFreeCheck = 0;
   #closed = false;
   #diskFree = 0;
   // counters
@@ -172,9 +165,9 @@ export class CaptureStore implements PacketOutput {
   #lostClosed = 0;
   #droppedDiskFull = 0;
   #droppedSlow = 0;
-  #deletedBySize = 0;
-  #deletedByAge = 0;
   #repaired = 0;
+  /** told after a file was closed (rotation, a failed write, close): retention runs then */
+  onFileClosed: () => void = () => undefined;
 
   private constructor(opts: StoreOptions) {
     this.root = opts.dir;
@@ -182,8 +175,6 @@ export class CaptureStore implements PacketOutput {
     this.#layout = opts.layout ?? 'policy';
     this.#rotateBytes = opts.rotateBytes ?? 256 << 20;
     this.#rotateMs = opts.rotateMs ?? 3_600_000;
-    this.#retainBytes = opts.retainBytes ?? 0;
-    this.#retainMs = opts.retainMs ?? 0;
     this.#maxQueued = opts.maxQueuedBytes ?? 256 << 20;
     this.#minFree = opts.minFreeBytes ?? 64 << 20;
     this.#batchSize = opts.batchSize;
@@ -197,7 +188,6 @@ export class CaptureStore implements PacketOutput {
     const s = new CaptureStore(opts);
     await s.#scan();
     s.#diskFree = await s.#fs.freeBytes(s.root).catch(() => 0);
-    s.#retain();
     return s;
   }
 
@@ -349,7 +339,7 @@ export class CaptureStore implements PacketOutput {
         this.#log.info({ file: f.path, bytes: f.size, packets: f.packetsWritten }, 'capture file closed');
       }
       this.#closing.delete(p);
-      this.#retain();
+      this.onFileClosed();
     });
     this.#closing.add(p);
   }
@@ -364,7 +354,7 @@ export class CaptureStore implements PacketOutput {
     for (const cap of this.#captures.values()) this.#rotate(cap);
   }
 
-  /** Time passes: flush batches, rotate by age, look for disk space after a failure, apply retention. */
+  /** Time passes: flush batches, rotate by age, look for disk space after a failure. */
   tick(): void {
     const now = this.#clock();
     for (const cap of this.#captures.values()) {
@@ -385,10 +375,9 @@ export class CaptureStore implements PacketOutput {
       this.#lastProbe = now;
       void this.#probe();
     }
-    if (now - this.#lastRetention >= 10_000) {
-      this.#lastRetention = now;
+    if (now - this.#lastFreeCheck >= FREE_CHECK_INTERVAL_MS) {
+      this.#lastFreeCheck = now;
       void this.#fs.freeBytes(this.root).then((b) => (this.#diskFree = b), () => undefined);
-      this.#retain();
     }
   }
 
@@ -400,35 +389,21 @@ export class CaptureStore implements PacketOutput {
     this.#full = undefined;
   }
 
-  /** Deletes what retention says must go (oldest closed files first). */
-  #retain(): void {
-    const now = this.#clock();
-    const closed = [...this.#entries.values()].filter((e) => !e.open).sort((a, b) => a.modified - b.modified || a.start - b.start || a.seq - b.seq);
-    const doomed = new Map<Entry, 'age' | 'size'>();
-    if (this.#retainMs > 0) for (const e of closed) if (now - e.modified > this.#retainMs) doomed.set(e, 'age');
-    if (this.#retainBytes > 0) {
-      let total = 0;
-      for (const e of this.#entries.values()) if (!doomed.has(e)) total += e.file ? e.file.size : e.size;
-      for (const e of closed) {
-        if (total <= this.#retainBytes) break;
-        if (doomed.has(e)) continue;
-        doomed.set(e, 'size');
-        total -= e.size;
-      }
-    }
-    for (const [e, why] of doomed) {
-      this.#entries.delete(e.path);
-      if (why === 'age') this.#deletedByAge++;
-      else this.#deletedBySize++;
-      const abs = join(this.root, e.path);
-      this.#log.info({ file: abs, bytes: e.size, reason: why }, 'capture file deleted by retention');
-      void unlink(abs).then(
-        () => this.#dropDirIfEmpty(e.path),
-        (err: unknown) => {
-          if (errCode(err) !== 'ENOENT') this.#log.warn({ err, file: abs }, 'cannot delete capture file');
-        },
-      );
-    }
+  /**
+   * Deletes a closed file of the catalogue (retention's decision): gone from
+   * listings at once, from the disk soon after, its directory with its last file.
+   */
+  delete(path: string): void {
+    const e = this.#entries.get(path);
+    if (!e || e.open) return;
+    this.#entries.delete(path);
+    const abs = join(this.root, path);
+    void unlink(abs).then(
+      () => this.#dropDirIfEmpty(path),
+      (err: unknown) => {
+        if (errCode(err) !== 'ENOENT') this.#log.warn({ err, file: abs }, 'cannot delete capture file');
+      },
+    );
   }
 
   /** Removes the directory of a deleted file when no file of ours is left in it (synchronously: #open recreates it synchronously too). */
@@ -476,7 +451,7 @@ export class CaptureStore implements PacketOutput {
     return {
       written, bytesWritten: bytes, files: this.#entries.size, openFiles: open, diskUsage: usage, diskFree: this.#diskFree,
       diskFull: this.#full !== undefined, droppedDiskFull: this.#droppedDiskFull, droppedSlow: this.#droppedSlow, lostInWrite: lost,
-      deletedBySize: this.#deletedBySize, deletedByAge: this.#deletedByAge, repaired: this.#repaired,
+      repaired: this.#repaired,
     };
   }
 

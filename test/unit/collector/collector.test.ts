@@ -72,7 +72,7 @@ describe('collector on a UDP socket', () => {
   it('receives, rebuilds and writes; close leaves a complete file; metrics count', async () => {
     const out = join(dir, 'sock');
     await execa('mkdir', ['-p', out]);
-    const c = await startCollector({ host: '127.0.0.1', port: 0, outDir: out, logger: silentLogger, sockets: 2 });
+    const c = await startCollector({ logger: silentLogger, ingest: { host: '127.0.0.1', port: 0, sockets: 2 }, store: { dir: out } });
     const fs = frames();
     const ds = [announcement(), ...datagrams(fs), Buffer.from('not a tunnel packet')];
     await send(client, c.address.port, ds);
@@ -103,7 +103,7 @@ describe('collector on a UDP socket', () => {
   it('with a token: data only from announced senders', async () => {
     const out = join(dir, 'token');
     await execa('mkdir', ['-p', out]);
-    const c = await startCollector({ host: '127.0.0.1', port: 0, outDir: out, logger: silentLogger, token: 'k' });
+    const c = await startCollector({ logger: silentLogger, ingest: { host: '127.0.0.1', port: 0, token: 'k' }, store: { dir: out } });
     const fs = frames();
     const before = datagrams(fs.slice(0, 1));
     await send(client, c.address.port, [...before, announcement('wrong')]);

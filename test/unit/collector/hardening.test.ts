@@ -24,9 +24,8 @@ const src = new FrameSource();
 
 beforeAll(async () => {
   r = await startRunning({
-    workers: 2, token: AGENT_TOKEN,
-    limits: { interfacesPerSource: 64 },
-    reassembly: { maxFrames: 256, maxBytes: 4 << 20, timeoutMs: 500 },
+    ingest: { workers: 2, token: AGENT_TOKEN, reassembly: { maxFrames: 256, maxBytes: 4 << 20, timeoutMs: 500 } },
+    router: { limits: { interfacesPerSource: 64 } },
   });
   stranger = createSocket('udp4');
   await new Promise<void>((res) => stranger.bind(0, '127.0.0.2', () => res()));
@@ -186,11 +185,14 @@ describe('a full disk end to end', () => {
     let full = false;
     const { nodeCaptureFs } = await import('../../../src/collector/capture-file.ts');
     const rr = await startRunning({
-      workers: 1, minFreeBytes: 1,
-      fs: {
-        ...nodeCaptureFs,
-        write: (fd, buf, off, len, pos) => (full ? Promise.reject(Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' })) : nodeCaptureFs.write(fd, buf, off, len, pos)),
-        freeBytes: async () => (full ? 0 : 1 << 30),
+      ingest: { workers: 1 },
+      store: {
+        minFreeBytes: 1,
+        fs: {
+          ...nodeCaptureFs,
+          write: (fd, buf, off, len, pos) => (full ? Promise.reject(Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' })) : nodeCaptureFs.write(fd, buf, off, len, pos)),
+          freeBytes: async () => (full ? 0 : 1 << 30),
+        },
       },
     });
     try {

@@ -26,7 +26,7 @@ describe('HTTP API', () => {
   let r: Running;
   const src = new FrameSource();
   beforeAll(async () => {
-    r = await startRunning({ workers: 1 });
+    r = await startRunning({ ingest: { workers: 1 } });
     await r.send([announcement(WEB, PODS), ...src.frames(20, { ifindex: 11 }), ...src.frames(10, { ifindex: 12, payload: 3000 })]);
     await until(() => r.c.stats().rebuilt === 30, 'the first frames');
   });
@@ -126,7 +126,7 @@ describe('live stream', () => {
   let r: Running;
   const src = new FrameSource();
   beforeAll(async () => {
-    r = await startRunning({ workers: 2, live: { clientBufferBytes: 256 << 10 } });
+    r = await startRunning({ ingest: { workers: 2 }, live: { clientBufferBytes: 256 << 10 } });
     await r.send([announcement(WEB, PODS)]);
     await until(() => r.c.stats().announcements === 1, 'the announcement');
   });

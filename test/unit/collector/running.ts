@@ -34,12 +34,21 @@ export async function until(cond: () => boolean | Promise<boolean>, what: string
   }
 }
 
-export async function startRunning(opts: Partial<CollectorOptions> = {}): Promise<Running> {
+/** What a test changes of the collector's defaults here, stage by stage. */
+export interface RunningOptions extends Omit<CollectorOptions, 'logger' | 'store' | 'http'> {
+  store?: Partial<CollectorOptions['store']>;
+}
+
+export async function startRunning(opts: RunningOptions = {}): Promise<Running> {
   const { dir, cleanup } = await tempDir();
   const tokenFile = join(dir, '..', `${dir.split('/').pop()}.token`);
   await writeFile(tokenFile, `${TOKEN}\n`);
   const c = await startCollector({
-    host: '127.0.0.1', port: 0, outDir: dir, logger: silentLogger, http: { host: '127.0.0.1', port: 0, tokenFile }, ...opts,
+    ...opts,
+    logger: silentLogger,
+    ingest: { host: '127.0.0.1', port: 0, ...opts.ingest },
+    store: { ...opts.store, dir },
+    http: { host: '127.0.0.1', port: 0, tokenFile },
   });
   const udp = createSocket('udp4');
   await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));

@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { nodeCaptureFs, type CaptureFs } from '../../../src/collector/capture-file.ts';
 import { repairCapture } from '../../../src/collector/repair.ts';
 import { captureKey, type Iface, type Ref } from '../../../src/collector/router.ts';
+import { Retention, type RetentionOptions } from '../../../src/collector/retention.ts';
 import { CaptureStore, type StoreOptions } from '../../../src/collector/store.ts';
 import { silentLogger } from '../../../src/util/log.ts';
 import { pattern } from '../wire/frames.ts';
@@ -128,16 +129,26 @@ describe('rotation', () => {
   });
 });
 
+/** Retention over a store, run as the collector runs it: at start, after each closed file, on ticks. */
+function retain(s: CaptureStore, opts: RetentionOptions): Retention {
+  const r = new Retention(s, { ...opts, logger: silentLogger, clock: () => now });
+  s.onFileClosed = () => r.run();
+  r.run();
+  return r;
+}
+
 describe('retention', () => {
   it('by total size: the oldest closed files go first; open files count but stay', async () => {
-    const s = await open({ rotateBytes: 64 << 20, rotateMs: 60_000, retainBytes: 3_000_000 });
+    const s = await open({ rotateBytes: 64 << 20, rotateMs: 60_000 });
+    const r = retain(s, { maxBytes: 3_000_000 });
     const i = iface('web-1', WEB);
     const j = iface('db-0', DB, 'data');
     for (let k = 0; k < 6; k++) {
       send(s, k % 2 ? j : i, 1000, 1100, k * 1000); // ~1.1 MB: one file each (rotated by time)
       now += 60_000;
       s.tick();
-      await new Promise((r) => setTimeout(r, 30));
+      r.tick();
+      await new Promise((res) => setTimeout(res, 30));
     }
     await s.close();
     const usage = s.stats().diskUsage;
@@ -146,24 +157,26 @@ describe('retention', () => {
     expect(left.length).toBe(2);
     // what is left is the newest
     expect(left.map((f) => /-(\d{8}T\d{6}Z)-/.exec(f)![1]).sort()).toEqual(['20251125T100400Z', '20251125T100500Z']);
-    expect(s.stats().deletedBySize).toBeGreaterThanOrEqual(4);
+    expect(r.stats().deletedBySize).toBeGreaterThanOrEqual(4);
   });
 
   it('by age: closed files older than the limit are deleted, their directory too', async () => {
-    const s = await open({ retainMs: 3_600_000 });
+    const s = await open();
     send(s, iface('db-0', DB, 'data'), 3);
     send(s, iface('web-1', WEB), 3);
     await s.close();
     // closed "at" T0 on the test's clock
     for (const f of await tree()) await utimes(join(dir, f), T0 / 1000, T0 / 1000);
-    const s2 = await open({ retainMs: 3_600_000 });
+    const s2 = await open();
+    const r = retain(s2, { maxAgeMs: 3_600_000 });
     now += 3_600_000 + 20_000;
     send(s2, iface('web-1', WEB), 1); // a fresh file, open: never deleted
     s2.tick();
+    r.tick();
     await new Promise((r) => setTimeout(r, 50));
     expect(await tree()).toEqual(['shop_web-debug/web-debug-20251125T110020Z-0002.pcapng']);
     expect(await readdir(dir)).toEqual(['shop_web-debug']);
-    expect(s2.stats().deletedByAge).toBe(2);
+    expect(r.stats().deletedByAge).toBe(2);
     await s2.close();
   });
 });

@@ -105,7 +105,7 @@ describe('worker threads', () => {
   }
 
   it('each stream (one source port) stays on one worker: every frame once, none lost, none split', async () => {
-    r = await startRunning({ workers: 3, token: 'tok' });
+    r = await startRunning({ ingest: { workers: 3, token: 'tok' } });
     const policy = { namespace: 'shop', name: 'web-debug' };
     // the agent announces from its own port; each data-plane stream has its own source port
     await r.send([announcement(policy, [{ ifindex: 11, namespace: 'shop', pod: 'web-1' }], { token: 'tok' })]);
@@ -139,7 +139,7 @@ describe('worker threads', () => {
     onTestFinished(() => Promise.all([rm(mark, { force: true }), rm(`${mark}.now`, { force: true })]).then(() => undefined));
     process.env.PODTAP_TEST_CRASH_MARK = mark; // (a worker's env is a copy made when it starts)
     try {
-      r = await startRunning({ workers: 2, workerModule: new URL('./crashing-worker.ts', import.meta.url) });
+      r = await startRunning({ ingest: { workers: 2, workerModule: new URL('./crashing-worker.ts', import.meta.url) } });
     } finally {
       delete process.env.PODTAP_TEST_CRASH_MARK;
     }
@@ -171,7 +171,7 @@ describe('worker threads', () => {
   });
 
   it('an announcement on one worker lets the source’s data in on the others', async () => {
-    r = await startRunning({ workers: 3, token: 'tok' });
+    r = await startRunning({ ingest: { workers: 3, token: 'tok' } });
     const streams = await sockets(9);
     const src = new FrameSource();
     const ds = streams.map((_, cpu) => src.frames(1, { ifindex: 11, cpu }));
@@ -188,7 +188,7 @@ describe('worker threads', () => {
   });
 
   it('datagrams the kernel dropped (full socket buffer) are counted, from /proc/net/udp', async () => {
-    r = await startRunning({ workers: 0, recvBufferSize: 4096 });
+    r = await startRunning({ ingest: { workers: 0, recvBufferSize: 4096 } });
     await r.send([announcement(null, [])]);
     // our socket is in the kernel's list, with its drops column
     const mine = await udpSockets(r.c.address.port);

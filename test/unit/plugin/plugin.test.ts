@@ -62,7 +62,7 @@ beforeAll(async () => {
   await mkdir(join(dir, 'captures'));
   await writeFile(join(dir, 'api-token'), API_TOKEN);
   collector = await startCollector({
-    host: '127.0.0.1', port: 0, outDir: join(dir, 'captures'), logger: silentLogger, workers: 1,
+    logger: silentLogger, ingest: { host: '127.0.0.1', port: 0, workers: 1 }, store: { dir: join(dir, 'captures') },
     http: { host: '127.0.0.1', port: 0, tokenFile: join(dir, 'api-token') },
   });
   // its pod, Service and Secret in podtap-system
