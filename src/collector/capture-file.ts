@@ -139,6 +139,11 @@ export class CaptureFile {
     this.writer.flush();
   }
 
+  /** Resolves when every block handed to the disk so far is written (or has failed). */
+  settled(): Promise<void> {
+    return this.#chain;
+  }
+
   /** Writes what is buffered, waits for the disk, fsyncs and closes. Idempotent; never throws. */
   close(): Promise<void> {
     this.#closed ??= (async () => {

@@ -455,10 +455,20 @@ export class CaptureStore implements PacketOutput {
     };
   }
 
+  /**
+   * Resolves when what was handed to the disk so far is written (or has
+   * failed, and the store knows it) and every file being closed is closed:
+   * flushed, fsynced, in the catalogue.
+   */
+  async idle(): Promise<void> {
+    await Promise.all([...this.#captures.values()].map((c) => c.file?.settled()));
+    while (this.#closing.size > 0) await Promise.all([...this.#closing]);
+  }
+
   /** Closes every open file (flushed, fsynced). Later packets are dropped and counted. */
   async close(): Promise<void> {
     this.#closed = true;
     for (const cap of this.#captures.values()) this.#rotate(cap);
-    while (this.#closing.size > 0) await Promise.all([...this.#closing]);
+    await this.idle();
   }
 }

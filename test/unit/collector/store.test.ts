@@ -6,7 +6,7 @@
  */
 import { appendFile, mkdir, readFile, readdir, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { nodeCaptureFs, type CaptureFs } from '../../../src/collector/capture-file.ts';
 import { repairCapture } from '../../../src/collector/repair.ts';
 import { captureKey, type Iface, type Ref } from '../../../src/collector/router.ts';
@@ -110,7 +110,7 @@ describe('rotation', () => {
     expect(s.stats().openFiles).toBe(1);
     now += 1_000;
     s.tick();
-    await new Promise((r) => setTimeout(r, 50));
+    await s.idle();
     expect(s.stats().openFiles).toBe(0);
     send(s, i, 5);
     await s.close();
@@ -148,13 +148,14 @@ describe('retention', () => {
       now += 60_000;
       s.tick();
       r.tick();
-      await new Promise((res) => setTimeout(res, 30));
+      await s.idle();
     }
     await s.close();
     const usage = s.stats().diskUsage;
     expect(usage).toBeLessThanOrEqual(3_000_000);
+    // (deleting from the disk is asynchronous; the catalogue is not)
+    await vi.waitFor(async () => expect((await tree()).length).toBe(2));
     const left = await tree();
-    expect(left.length).toBe(2);
     // what is left is the newest
     expect(left.map((f) => /-(\d{8}T\d{6}Z)-/.exec(f)![1]).sort()).toEqual(['20251125T100400Z', '20251125T100500Z']);
     expect(r.stats().deletedBySize).toBeGreaterThanOrEqual(4);
@@ -173,9 +174,10 @@ describe('retention', () => {
     send(s2, iface('web-1', WEB), 1); // a fresh file, open: never deleted
     s2.tick();
     r.tick();
-    await new Promise((r) => setTimeout(r, 50));
-    expect(await tree()).toEqual(['shop_web-debug/web-debug-20251125T110020Z-0002.pcapng']);
-    expect(await readdir(dir)).toEqual(['shop_web-debug']);
+    await vi.waitFor(async () => {
+      expect(await tree()).toEqual(['shop_web-debug/web-debug-20251125T110020Z-0002.pcapng']);
+      expect(await readdir(dir)).toEqual(['shop_web-debug']); // (the directory goes after its last file)
+    });
     expect(r.stats().deletedByAge).toBe(2);
     await s2.close();
   });
@@ -270,7 +272,7 @@ describe('a full disk', () => {
     for (let k = 0; k < 8; k++) {
       send(s, i, 100, 1000, k * 100); // ~105 KB, one batch each
       s.tick();
-      await new Promise((r) => setTimeout(r, 20));
+      await s.idle(); // (this batch reached the disk, or the store knows it is full)
     }
     const full = s.stats();
     expect(full.diskFull).toBe(true);
@@ -280,9 +282,11 @@ describe('a full disk', () => {
     expect(s.list().length).toBe(1);
     fs.free();
     now += 2000;
-    s.tick();
-    await new Promise((r) => setTimeout(r, 20));
-    expect(s.stats().diskFull).toBe(false);
+    await vi.waitFor(() => {
+      now += 1000; // (it looks for room again on a tick, at most once a second)
+      s.tick();
+      expect(s.stats().diskFull).toBe(false);
+    });
     send(s, i, 10);
     await s.close();
     const after = s.stats();
