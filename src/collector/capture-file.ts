@@ -30,7 +30,8 @@ const pclose = promisify(close);
 const pstatfs = promisify(statfs);
 
 export const nodeCaptureFs: CaptureFs = {
-  create: (path) => openSync(path, 'wx', 0o644),
+  // 0600: a capture holds other pods' traffic
+  create: (path) => openSync(path, 'wx', 0o600),
   write: (fd, buf, off, len, pos) => pwrite(fd, buf, off, len, pos),
   fsync: (fd) => pfsync(fd),
   ftruncate: (fd, len) => pftruncate(fd, len),

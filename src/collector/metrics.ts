@@ -85,11 +85,13 @@ export function collectorMetrics(stats: () => CollectorStats): Registry {
     'disk-slow': (v) => v.droppedSlow,
     'disk-full': (v) => v.droppedDiskFull,
     'write-failed': (v) => v.lostInWrite,
+    'create-failed': (v) => v.droppedCreateFailed,
   });
   labelled('files_deleted_total', 'Capture files deleted by retention, by reason.', 'reason', {
     size: (v) => v.deletedBySize,
     age: (v) => v.deletedByAge,
   });
+  counter('capture_errors_total', 'Times a capture file could not be created for a reason other than a full disk (that capture only; see the log).', (v) => v.captureErrors);
   counter('files_repaired_total', 'Capture files whose torn tail was cut (or that held nothing) on start.', (v) => v.repaired);
   counter('live_packets_total', 'Packets sent to live-stream readers.', (v) => v.livePackets);
   counter('live_dropped_total', 'Packets dropped for live-stream readers that did not keep up.', (v) => v.liveDropped);

@@ -18,7 +18,7 @@ export interface CollectorStats extends WorkerStats, StoreStats, RetentionStats 
   truncated: number;
   oversize: number;
   interfaces: number;
-  /** rebuilt frames that reached no capture file: handoff, slow disk, full disk, failed writes */
+  /** rebuilt frames that reached no capture file: handoff, slow disk, full disk, failed writes, files that could not be created */
   writeDropped: number;
   /** datagrams the kernel dropped before we read them (full socket buffers) */
   kernelDropped: number;
@@ -63,7 +63,7 @@ export function collectorStats(s: StageStats): CollectorStats {
     truncated: s.router.truncated,
     oversize: s.router.oversize,
     interfaces: s.router.interfaces,
-    writeDropped: s.ingest.handoffDropped + s.store.droppedSlow + s.store.droppedDiskFull + s.store.lostInWrite,
+    writeDropped: s.ingest.handoffDropped + s.store.droppedSlow + s.store.droppedDiskFull + s.store.lostInWrite + s.store.droppedCreateFailed,
     kernelDropped: s.kernel.dropped,
     socketQueueBytes: s.kernel.queued,
     ingestLagMs: s.ingestLagMs,

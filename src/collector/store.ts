@@ -12,15 +12,24 @@
  *
  * A file is opened when its first packet comes and rotated when it reaches
  * the size limit or the time limit; rotation flushes, fsyncs and closes it.
- * Sequence numbers continue from the highest
- * on disk, so names never repeat. A write failure (ENOSPC, EDQUOT, EIO) stops
- * all writing: open files are cut back to their last whole block and closed,
- * packets are counted as dropped while the condition lasts, and writing
- * resumes in new files once the file system has room again.
+ * Sequence numbers continue from the highest on disk, so names never repeat.
+ * A write failure (ENOSPC, EDQUOT, EIO) stops all writing: open files are cut
+ * back to their last whole block and closed, packets are counted as dropped
+ * while the condition lasts, and writing resumes in new files once the file
+ * system has room again. A file that cannot be created for any other reason
+ * (a name the file system refuses, a permission) stops only its own capture,
+ * for CREATE_RETRY_MS, its packets counted (create-failed).
+ *
+ * Names come from senders' announcements, which the wire schema already
+ * holds to Kubernetes' name rules; the store checks again that every
+ * directory and file name it makes is one of its own grammar and that the
+ * path stays inside the capture directory, so no name can reach outside it.
+ * Files are created 0600 and directories 0700: captures are other pods'
+ * traffic.
  */
-import { mkdirSync, rmdirSync } from 'node:fs';
-import { readdir, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdirSync, rmdirSync, type Stats } from 'node:fs';
+import { chmod, readdir, stat, unlink } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Logger } from '../util/log.ts';
 import { CaptureFile, nodeCaptureFs, type CaptureFs } from './capture-file.ts';
 import { repairCapture } from './repair.ts';
@@ -83,6 +92,10 @@ export interface StoreStats {
   droppedDiskFull: number;
   /** packets refused because the disk could not keep up */
   droppedSlow: number;
+  /** packets of captures whose file could not be created (not for lack of space): see captureErrors */
+  droppedCreateFailed: number;
+  /** times a capture's file could not be created */
+  captureErrors: number;
   /** packets in batches whose write failed */
   lostInWrite: number;
   /** files whose torn tail was cut on start, and empty ones removed */
@@ -90,11 +103,36 @@ export interface StoreStats {
 }
 
 const SINGLE = 'podtap';
+/** A capture whose file could not be created waits this long before it tries again. */
+export const CREATE_RETRY_MS = 10_000;
+/** The longest file or directory name (bytes) the file systems we write to take (NAME_MAX). */
+const NAME_MAX = 255;
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
 /** How often the free space is looked at (the disk_free_bytes metric). */
 const FREE_CHECK_INTERVAL_MS = 10_000;
 const NAME_RE = /^(.+)-(\d{8}T\d{6}Z)-(\d{4,})\.pcapng$/;
 const LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
-const DIR_RE = new RegExp(`^(${LABEL})_(${LABEL}(\\.${LABEL})*)$`);
+const SUBDOMAIN = `${LABEL}(\\.${LABEL})*`;
+const DIR_RE = new RegExp(`^(${LABEL})_(${SUBDOMAIN})$`);
+const PREFIX_RE = new RegExp(`^${SUBDOMAIN}$`);
+
+/** A capture's directory or file name could not be made safely. */
+export class CaptureNameError extends Error {}
+
+/**
+ * `rel` resolved under `root`, refused unless it stays strictly inside it:
+ * no `..`, no absolute part, nothing that resolves to the root itself.
+ */
+export function pathUnder(root: string, rel: string): string {
+  const base = resolve(root);
+  const abs = resolve(base, rel);
+  const r = relative(base, abs);
+  if (r === '' || r === '..' || r.startsWith(`..${sep}`) || isAbsolute(r)) {
+    throw new CaptureNameError(`${JSON.stringify(rel)} is not inside the capture directory ${base}`);
+  }
+  return abs;
+}
 
 /** 20251125T101530Z */
 export function utcStamp(ms: number): string {
@@ -127,6 +165,8 @@ interface Capture {
   /** clock() when the open file was opened */
   openedAt: number;
   nextSeq: number;
+  /** its file could not be created: no new try before `until` (clock()) */
+  failed: { until: number; code: string } | undefined;
 }
 
 const errCode = (err: unknown): string | undefined => {
@@ -165,6 +205,8 @@ export class CaptureStore implements PacketOutput {
   #lostClosed = 0;
   #droppedDiskFull = 0;
   #droppedSlow = 0;
+  #droppedCreateFailed = 0;
+  #captureErrors = 0;
   #repaired = 0;
   /** told after a file was closed (rotation, a failed write, close): retention runs then */
   onFileClosed: () => void = () => undefined;
@@ -201,6 +243,7 @@ export class CaptureStore implements PacketOutput {
         }
       }
     }
+    for (const d of new Set(found.map((f) => f.dir).filter((d) => d !== ''))) await this.#private(join(this.root, d), DIR_MODE);
     for (const f of found) {
       const abs = join(this.root, f.rel);
       let outcome;
@@ -225,13 +268,25 @@ export class CaptureStore implements PacketOutput {
         this.#log.warn({ file: abs, removedBytes: outcome.removedBytes, size: outcome.size }, 'capture file had a torn tail, cut back to its last whole block');
       }
       const m = NAME_RE.exec(f.name)!;
-      const st = await stat(abs);
+      const st = await this.#private(abs, FILE_MODE);
       const [namespace, policy] = this.#owner(f.dir, m[1]!);
       this.#entries.set(f.rel, {
         path: f.rel, capture: f.dir || SINGLE, namespace, policy, start: parseStamp(m[2]!), seq: Number(m[3]),
         size: outcome.size, modified: st.mtimeMs, open: false, file: undefined,
       });
     }
+  }
+
+  /** Takes group and other permissions away from a file or directory of ours (older versions wrote 0644); returns its stat. */
+  async #private(abs: string, mode: number): Promise<Stats> {
+    const st = await stat(abs);
+    if ((st.mode & 0o777) !== mode) {
+      await chmod(abs, mode).then(
+        () => this.#log.info({ path: abs, was: (st.mode & 0o777).toString(8), now: mode.toString(8) }, 'capture path made private'),
+        (err: unknown) => this.#log.warn({ err, path: abs }, 'cannot make a capture path private'),
+      );
+    }
+    return st;
   }
 
   #owner(dir: string, prefix: string): [string | null, string | null] {
@@ -250,23 +305,40 @@ export class CaptureStore implements PacketOutput {
     cap = {
       key, dir, prefix, namespace: key === SINGLE || key === UNASSIGNED ? null : iface.policy!.namespace,
       policy: key === SINGLE || key === UNASSIGNED ? null : iface.policy!.name, file: undefined, entry: undefined, openedAt: 0, nextSeq: seq + 1,
+      failed: undefined,
     };
     this.#captures.set(key, cap);
     return cap;
   }
 
+  /**
+   * The directory and file name of a capture's next file, checked: names of
+   * our own grammar only, short enough for the file system, inside the root.
+   */
+  #paths(cap: Capture, start: number, seq: number): { dirAbs: string; name: string; rel: string; abs: string } {
+    const name = captureFileName(cap.prefix, start, seq);
+    const ownDir = cap.dir === '' || cap.dir === UNASSIGNED || DIR_RE.test(cap.dir);
+    const ownPrefix = cap.prefix === SINGLE || cap.prefix === UNASSIGNED || PREFIX_RE.test(cap.prefix);
+    if (!ownDir || !ownPrefix) throw new CaptureNameError(`capture ${JSON.stringify(cap.key)} does not make a capture file name`);
+    if (Buffer.byteLength(cap.dir) > NAME_MAX || Buffer.byteLength(name) > NAME_MAX) {
+      throw new CaptureNameError(`capture ${JSON.stringify(cap.key)}: its directory or file name would be longer than ${NAME_MAX} bytes`);
+    }
+    const rel = cap.dir ? `${cap.dir}/${name}` : name;
+    const abs = pathUnder(this.root, rel);
+    return { dirAbs: cap.dir ? pathUnder(this.root, cap.dir) : resolve(this.root), name, rel, abs };
+  }
+
   #open(cap: Capture): CaptureFile | undefined {
     const start = this.#clock();
-    const dirAbs = join(this.root, cap.dir);
+    if (cap.failed && start < cap.failed.until) return undefined;
     try {
-      if (cap.dir) mkdirSync(dirAbs, { recursive: true });
       for (;;) {
         const seq = cap.nextSeq++;
-        const name = captureFileName(cap.prefix, start, seq);
-        const rel = cap.dir ? `${cap.dir}/${name}` : name;
+        const { dirAbs, rel, abs } = this.#paths(cap, start, seq);
+        if (cap.dir) mkdirSync(dirAbs, { recursive: true, mode: DIR_MODE });
         let file: CaptureFile;
         try {
-          file = CaptureFile.create(join(dirAbs, name), {
+          file = CaptureFile.create(abs, {
             fs: this.#fs,
             ...(this.#batchSize === undefined ? {} : { batchSize: this.#batchSize }),
             onError: (err) => this.#writeFailed(err),
@@ -285,11 +357,22 @@ export class CaptureStore implements PacketOutput {
         cap.file = file;
         cap.entry = entry;
         cap.openedAt = start;
-        this.#log.info({ file: join(this.root, rel) }, 'capture file opened');
+        cap.failed = undefined;
+        this.#log.info({ file: abs }, 'capture file opened');
         return file;
       }
     } catch (err) {
-      this.#writeFailed(new Error('creating a capture file failed', { cause: err }));
+      cap.nextSeq--; // that number was not used: the next try takes it
+      const code = errCode(err) ?? (err instanceof CaptureNameError ? 'bad-name' : 'unknown');
+      const wrapped = new Error('creating a capture file failed', { cause: err });
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        this.#writeFailed(wrapped); // the file system is full: for every capture
+        return undefined;
+      }
+      // this capture only: the others keep writing
+      this.#captureErrors++;
+      cap.failed = { until: start + CREATE_RETRY_MS, code };
+      this.#log.error({ err: wrapped, capture: cap.key, code, retryMs: CREATE_RETRY_MS }, 'cannot create a capture file: packets of this capture are dropped and counted until it can');
       return undefined;
     }
   }
@@ -307,7 +390,8 @@ export class CaptureStore implements PacketOutput {
     const cap = this.#capture(iface);
     const f = cap.file ?? this.#open(cap);
     if (!f) {
-      this.#droppedDiskFull++;
+      if (this.#full) this.#droppedDiskFull++;
+      else this.#droppedCreateFailed++;
       return;
     }
     const w = f.writer;
@@ -451,7 +535,7 @@ export class CaptureStore implements PacketOutput {
     return {
       written, bytesWritten: bytes, files: this.#entries.size, openFiles: open, diskUsage: usage, diskFree: this.#diskFree,
       diskFull: this.#full !== undefined, droppedDiskFull: this.#droppedDiskFull, droppedSlow: this.#droppedSlow, lostInWrite: lost,
-      repaired: this.#repaired,
+      droppedCreateFailed: this.#droppedCreateFailed, captureErrors: this.#captureErrors, repaired: this.#repaired,
     };
   }
 

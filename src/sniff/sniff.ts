@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { durationSeconds, type SniffPolicy } from '../api/sniffpolicy.ts';
-import { parseSniffPolicyYaml } from '../api/index.ts';
+import { ObjectNameSchema, parseSniffPolicyYaml } from '../api/index.ts';
 import { configFromSpec, DEFAULT_PORT, type DataplaneConfig } from '../datapath/config.ts';
 import { formatCounters, LOSS_REASONS, lost, subCounters, type Counters } from '../datapath/counters.ts';
 import { createRunner } from '../datapath/exec.ts';
@@ -19,6 +19,7 @@ import { requireRoot, requireTools } from '../datapath/tools.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { rootLogger, silentLogger } from '../util/log.ts';
 import { Announcer, probeCollector } from '../datapath/announcer.ts';
+import { nodeNameOf } from '../wire/announce.ts';
 
 const HELP = `Usage: podtap sniff --policy FILE.yaml --iface NAME[,NAME...] [options]
 
@@ -38,7 +39,8 @@ Options:
                         IPv6 as [ADDR]:PORT
   --mtu N               outer MTU (overrides spec.mtu; default: the MTU of the
                         route to the collector)
-  --node NAME           node name announced to the collector (default: hostname)
+  --node NAME           node name announced to the collector (default: the host
+                        name, in lower case with other characters as -)
   --quiet               no live progress line
   --help                this text
 
@@ -97,6 +99,9 @@ export async function sniffCommand(argv: string[]): Promise<number> {
     return ExitCode.ok;
   }
   if (!o.policy || !o.iface) throw new UserError('--policy and --iface are required', { exitCode: ExitCode.usage, hint: 'see podtap sniff --help' });
+  if (o.node !== undefined && !ObjectNameSchema.safeParse(o.node).success) {
+    throw new UserError(`--node: "${o.node}" is not a node name (lowercase letters, digits, "-" and ".", at most 253)`, { exitCode: ExitCode.usage });
+  }
   const ifaces = o.iface.split(',').map((s) => s.trim()).filter(Boolean);
   const mtu = o.mtu === undefined ? undefined : Number(o.mtu);
   if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 1280 || mtu > 9216)) {
@@ -152,7 +157,7 @@ export async function sniffCommand(argv: string[]): Promise<number> {
     }
     announcer = new Announcer({
       collector: cfg.collector,
-      node: o.node ?? hostname(),
+      node: o.node ?? nodeNameOf(hostname()),
       sender: 'sniff',
       tunnel,
       instance: () => session.currentInstance,

@@ -8,6 +8,7 @@
  * three reserved bytes}, then the UTF-8 JSON of an Announcement.
  */
 import { z } from 'zod';
+import { DnsLabelSchema, ObjectNameSchema } from '../api/common.ts';
 import {
   ANNOUNCE_OPT_VERSION,
   GENEVE_BASE_LEN,
@@ -19,12 +20,24 @@ import {
 } from './format.ts';
 
 const decimal = z.string().regex(/^\d{1,20}$/, 'a non-negative decimal integer');
-const ref = z.object({ namespace: z.string().max(253), name: z.string().max(253) });
+/**
+ * A namespaced Kubernetes object by name, held to Kubernetes' own rules:
+ * these names become capture directories and file names on the collector,
+ * so nothing else (no `/`, no `..`, no upper case) may pass.
+ */
+const ref = z.object({ namespace: DnsLabelSchema, name: ObjectNameSchema });
+/** A Linux interface name (IFNAMSIZ 16 with its NUL): no `/`, no space or control character. */
+const IfNameSchema = z
+  .string()
+  .min(1)
+  .max(15)
+  .regex(/^[^\s/\u0000-\u001f\u007f]+$/, 'a Linux interface name')
+  .refine((n) => n !== '.' && n !== '..', 'a Linux interface name');
 
 export const AnnouncedInterfaceSchema = z.object({
   ifindex: z.number().int().min(1).max(0xffffffff),
   /** the host-side interface name (veth…) */
-  name: z.string().min(1).max(64),
+  name: IfNameSchema,
   pod: ref.nullable(),
   directions: z.array(z.enum(['Ingress', 'Egress'])).max(2),
 });
@@ -33,20 +46,35 @@ export const AnnouncementSchema = z.object({
   v: z.literal(1),
   /** per-install token; empty when the collector requires none */
   token: z.string().max(256),
-  node: z.string().min(1).max(253),
+  /** the node's name (a Kubernetes Node name; `podtap sniff` uses the host name) */
+  node: ObjectNameSchema,
   sender: z.enum(['agent', 'sniff']),
   /** random per sender process: tells a restarted sender from the old one */
-  senderId: z.string().min(1).max(64),
+  senderId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" or "-", at most 64'),
   /** pt_meta.instance of the data-plane object these interfaces feed */
   instance: z.number().int().min(0).max(0xffff),
   tunnel: z.enum(['Geneve', 'VXLAN']),
-  policy: ref.extend({ uid: z.string().max(64) }).nullable(),
+  policy: ref.extend({ uid: z.string().regex(/^[A-Za-z0-9-]{0,64}$/, 'a Kubernetes UID') }).nullable(),
   /** CLOCK_MONOTONIC and CLOCK_REALTIME of the node, sampled together, in ns */
   clock: z.object({ monoNs: decimal, realtimeNs: decimal }),
   interfaces: z.array(AnnouncedInterfaceSchema).max(4096),
 });
 
 export type Announcement = z.infer<typeof AnnouncementSchema>;
+
+/**
+ * A host name as an announced node name (a lowercase DNS-1123 subdomain): a
+ * host called `Build_01.lab` announces itself as `build-01.lab`.
+ */
+export function nodeNameOf(host: string): string {
+  const labels = host
+    .toLowerCase()
+    .split('.')
+    .map((l) => l.replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, ''))
+    .filter((l) => l !== '');
+  const name = labels.join('.').slice(0, 253).replace(/[.-]+$/, '');
+  return name === '' ? 'localhost' : name;
+}
 export type AnnouncedInterface = z.infer<typeof AnnouncedInterfaceSchema>;
 
 /** Announcements above this many bytes of JSON are split (see splitAnnouncement). */

@@ -115,6 +115,26 @@ describe('collector on a UDP socket', () => {
     expect((await readCapture(c.files()[0]!)).length).toBe(3);
   });
 
+  it('a forged announcement naming its policy ../../ creates nothing outside the capture directory (issue 9)', async () => {
+    const out = join(dir, 'traversal', 'captures');
+    await execa('mkdir', ['-p', out]);
+    const c = await startCollector({ logger: silentLogger, ingest: { host: '127.0.0.1', port: 0 }, store: { dir: out } });
+    // the JSON a forger writes by hand: the encoder itself refuses such names
+    const good = announcement();
+    const json = JSON.parse(good.subarray(16).toString('utf8')) as Record<string, unknown>;
+    json.policy = { namespace: 'shop', name: '../../escaped', uid: 'u' };
+    const forged = Buffer.concat([good.subarray(0, 16), Buffer.from(JSON.stringify(json))]);
+    const ds = [forged, ...datagrams(frames())];
+    await send(client, c.address.port, ds);
+    await until(() => c.stats().received === ds.length, 'all datagrams');
+    await c.close();
+    expect(c.stats().malformedByReason['bad-announcement']).toBe(1);
+    // its frames were taken as from a sender that announced nothing
+    expect(c.files().map((f) => f.slice(out.length + 1).split('/')[0])).toEqual(['unassigned']);
+    expect(await readdir(join(dir, 'traversal'))).toEqual(['captures']);
+    expect(await readdir(dir)).not.toContain('escaped');
+  });
+
   it('file names: <policy>-<UTC start>-<seq>.pcapng', async () => {
     const start = Date.parse('2025-11-25T10:15:30.250Z');
     expect(captureFileName('web-debug', start, 1)).toBe('web-debug-20251125T101530Z-0001.pcapng');

@@ -1,17 +1,17 @@
 /**
  * The capture files: naming per policy, rotation by size and time, retention
  * by size and age, sequence numbers across restarts, torn tails repaired on
- * start, and a disk that fills up and frees again. Files are read back with
- * tshark.
+ * start, a disk that fills up and frees again, hostile names, files that
+ * cannot be created, and file modes. Files are read back with tshark.
  */
-import { appendFile, mkdir, readFile, readdir, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, readFile, readdir, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { nodeCaptureFs, type CaptureFs } from '../../../src/collector/capture-file.ts';
 import { repairCapture } from '../../../src/collector/repair.ts';
 import { captureKey, type Iface, type Ref } from '../../../src/collector/router.ts';
 import { Retention, type RetentionOptions } from '../../../src/collector/retention.ts';
-import { CaptureStore, type StoreOptions } from '../../../src/collector/store.ts';
+import { CREATE_RETRY_MS, CaptureNameError, CaptureStore, pathUnder, type StoreOptions } from '../../../src/collector/store.ts';
 import { silentLogger } from '../../../src/util/log.ts';
 import { pattern } from '../wire/frames.ts';
 import { readCapture, tempDir } from './helpers.ts';
@@ -295,5 +295,70 @@ describe('a full disk', () => {
     expect(files.length).toBe(2);
     const counts = await Promise.all(files.map(async (f) => (await readCapture(join(dir, f))).length));
     expect(counts).toEqual([full.written, 10]);
+  });
+});
+
+describe('hostile names and failed creates', () => {
+  /** An interface whose policy names are whatever a (buggy or forged) sender said, bypassing the announcement schema. */
+  function hostile(policy: Ref): Iface {
+    return { uid: ++uid, name: 'x/y', description: '', pod: null, policy, capture: captureKey(policy) };
+  }
+
+  it.each([
+    { description: 'a policy named ../../escape', input: { namespace: 'shop', name: '../../escape' } },
+    { description: 'a namespace with a slash', input: { namespace: '../..', name: 'web' } },
+    { description: 'an absolute path', input: { namespace: 'shop', name: '/tmp/escape' } },
+    { description: 'upper case (not a Kubernetes name)', input: { namespace: 'shop', name: 'Web' } },
+    { description: 'a name too long for the file system', input: { namespace: 'shop', name: `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(50)}` } },
+  ])('$description: no file anywhere, that capture counted, the others keep writing', async ({ input }) => {
+    const outside = await readdir(join(dir, '..'));
+    const s = await open();
+    send(s, hostile(input), 3);
+    send(s, iface('web-1', WEB), 2);
+    await s.close();
+    expect(await readdir(join(dir, '..'))).toEqual(outside);
+    expect(await tree()).toEqual(['shop_web-debug/web-debug-20251125T100000Z-0001.pcapng']);
+    expect(s.stats()).toMatchObject({ captureErrors: 1, droppedCreateFailed: 3, diskFull: false, droppedDiskFull: 0, written: 2 });
+  });
+
+  it('pathUnder refuses what leaves the root', () => {
+    expect(pathUnder('/captures', 'shop_web/web-1.pcapng')).toBe('/captures/shop_web/web-1.pcapng');
+    for (const rel of ['..', '../x', 'a/../../x', '/etc/passwd', '', '.']) expect(() => pathUnder('/captures', rel), rel).toThrow(CaptureNameError);
+  });
+
+  it('a file that cannot be created (not for space) stops only its capture, for a while, counted', async () => {
+    let refuse = true;
+    const fs: CaptureFs = {
+      ...nodeCaptureFs,
+      create: (path) => {
+        if (refuse && path.includes('/data_db.slow/')) throw Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' });
+        return nodeCaptureFs.create(path);
+      },
+    };
+    const s = await open({ fs });
+    send(s, iface('db-0', DB, 'data'), 4);
+    send(s, iface('web-1', WEB), 2);
+    expect(s.stats()).toMatchObject({ captureErrors: 1, droppedCreateFailed: 4, diskFull: false });
+    refuse = false;
+    send(s, iface('db-0', DB, 'data'), 1); // still waiting: no new try yet
+    now += CREATE_RETRY_MS;
+    send(s, iface('db-0', DB, 'data'), 2);
+    await s.close();
+    expect(s.stats()).toMatchObject({ captureErrors: 1, droppedCreateFailed: 5, written: 4, diskFull: false, droppedDiskFull: 0 });
+    expect(await tree()).toEqual(['data_db.slow/db.slow-20251125T100010Z-0001.pcapng', 'shop_web-debug/web-debug-20251125T100000Z-0001.pcapng']);
+  });
+
+  it('files are 0600 and directories 0700; older 0644 files are made private on start', async () => {
+    const s = await open();
+    send(s, iface('web-1', WEB), 1);
+    await s.close();
+    const file = join(dir, (await tree())[0]!);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    expect((await stat(join(dir, 'shop_web-debug'))).mode & 0o777).toBe(0o700);
+    await chmod(file, 0o644);
+    await chmod(join(dir, 'shop_web-debug'), 0o755);
+    await (await open()).close();
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    expect((await stat(join(dir, 'shop_web-debug'))).mode & 0o777).toBe(0o700);
   });
 });

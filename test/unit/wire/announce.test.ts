@@ -4,6 +4,7 @@ import {
   encodeAnnouncement,
   encodeAnnouncements,
   monotonicRealtimePair,
+  nodeNameOf,
   splitAnnouncement,
   type Announcement,
 } from '../../../src/wire/announce.ts';
@@ -56,6 +57,39 @@ describe('announcements', () => {
     const r = decodeAnnouncement(d);
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.error).toMatch(expected);
+  });
+
+  // names become directories and file names on the collector: only Kubernetes' own rules pass
+  const pod0 = base.interfaces[0]!;
+  it.each([
+    { description: 'a policy name with ../', input: { ...base, policy: { ...base.policy!, name: '../../etc/cron.d/x' } }, expected: /policy.name/ },
+    { description: 'a policy name with a slash', input: { ...base, policy: { ...base.policy!, name: 'a/b' } }, expected: /policy.name/ },
+    { description: 'a policy namespace that is no DNS label', input: { ...base, policy: { ...base.policy!, namespace: 'a.b' } }, expected: /policy.namespace/ },
+    { description: 'a namespace of 64 characters', input: { ...base, policy: { ...base.policy!, namespace: 'a'.repeat(64) } }, expected: /policy.namespace/ },
+    { description: 'an upper-case policy name', input: { ...base, policy: { ...base.policy!, name: 'Web' } }, expected: /policy.name/ },
+    { description: 'a policy name of 254 characters', input: { ...base, policy: { ...base.policy!, name: 'a'.repeat(254) } }, expected: /policy.name/ },
+    { description: 'a pod name with ..', input: { ...base, interfaces: [{ ...pod0, pod: { namespace: 'demo', name: '..' } }] }, expected: /interfaces/ },
+    { description: 'a pod namespace with a slash', input: { ...base, interfaces: [{ ...pod0, pod: { namespace: 'de/mo', name: 'web-1' } }] }, expected: /interfaces/ },
+    { description: 'a node name with a slash', input: { ...base, node: '../node' }, expected: /node/ },
+    { description: 'an interface name with a slash', input: { ...base, interfaces: [{ ...pod0, name: 'veth/../x' }] }, expected: /interfaces/ },
+    { description: 'an interface name of 16 characters', input: { ...base, interfaces: [{ ...pod0, name: 'v'.repeat(16) }] }, expected: /interfaces/ },
+    { description: 'a uid with a slash', input: { ...base, policy: { ...base.policy!, uid: 'a/b' } }, expected: /uid/ },
+  ])('decode refuses $description', ({ input, expected }) => {
+    const b = encodeAnnouncement(base);
+    const r = decodeAnnouncement(Buffer.concat([b.subarray(0, 16), Buffer.from(JSON.stringify(input))]));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error).toMatch(expected);
+  });
+
+  it.each([
+    { input: 'node-a', expected: 'node-a' },
+    { input: 'Build_01.Lab', expected: 'build-01.lab' },
+    { input: '-x-.', expected: 'x' },
+    { input: '___', expected: 'localhost' },
+    { input: `${'a'.repeat(70)}.b`, expected: `${'a'.repeat(63)}.b` },
+  ])('the host name $input is announced as node $expected', ({ input, expected }) => {
+    expect(nodeNameOf(input)).toBe(expected);
+    expect(() => encodeAnnouncement({ ...base, node: nodeNameOf(input) })).not.toThrow();
   });
 
   it('decode refuses a data packet', () => {
