@@ -8,12 +8,25 @@
  * numbers start again) from reordering without guessing thresholds: a lower
  * number with a newer timestamp, or a known number with another timestamp,
  * means the numbering restarted.
+ *
+ * Numbers are the sender's word, and a forged or corrupted one must not spoil
+ * the stream for good (issue 9): a jump further than the window is taken only
+ * once a second frame continues from it (until then the frame is delivered
+ * but the window stays), and LATE_RESYNC late frames in a row that continue
+ * one another mean the window itself was pushed astray: the stream starts
+ * over at them.
  */
 /** Frames a stream may be reordered by: the data plane sends a frame cut in its
  * emit stage (GSO super-packets) after later, smaller frames of the same CPU
  * that were cut at once, by up to a backlog batch. */
 export const SEQ_WINDOW = 1024;
 const MASK = SEQ_WINDOW - 1;
+/**
+ * Late frames in a row, each a little after the one before, after which the
+ * stream starts over at them: real frames behind a window that a forged
+ * number moved are then lost at most this many, not forever.
+ */
+export const LATE_RESYNC = 64;
 
 /** What observe() says about a piece's frame number. */
 export const SeqVerdict = {
@@ -42,6 +55,11 @@ export class SeqStream {
   #highTsHi = 0;
   #highTsLo = 0;
   #started = false;
+  /** a frame further ahead than the window, not taken yet (see observe) */
+  #candidate: { seq: number; tsHi: number; tsLo: number } | undefined;
+  /** late frames in a row continuing one another, and the last of them */
+  #lateRun = 0;
+  #lateLast = 0;
 
   /** Highest frame number seen. */
   get high(): number {
@@ -77,8 +95,50 @@ export class SeqStream {
   #restart(seq: number, tsHi: number, tsLo: number): SeqVerdictValue {
     this.flush();
     this.restarts++;
+    this.#candidate = undefined;
+    this.#lateRun = 0;
     this.#reset(seq, tsHi, tsLo);
     return SeqVerdict.restart;
+  }
+
+  /** Moves the window d (> 0) frames ahead to `seq`: numbers leaving it unseen are lost. */
+  #advance(seq: number, tsHi: number, tsLo: number, d: number): void {
+    const high = this.#high;
+    const leaving = Math.min(d, SEQ_WINDOW);
+    for (let i = 0; i < leaving; i++) {
+      const x = (high - MASK + i) >>> 0;
+      if (this.#ring[x & MASK] !== x) this.lost++;
+    }
+    if (d > SEQ_WINDOW) this.lost += d - SEQ_WINDOW;
+    for (let x = Math.max(1, d - MASK); x < d; x++) {
+      const y = (high + x) >>> 0;
+      this.#ring[y & MASK] = (y + 1) >>> 0; // not seen
+      this.#tsKnown[y & MASK] = 0;
+    }
+    this.#mark(seq, tsLo);
+    this.#high = seq;
+    this.#highTsHi = tsHi;
+    this.#highTsLo = tsLo;
+  }
+
+  /**
+   * A frame further ahead than the window: a real gap (frames lost before
+   * the collector) or a forged number. The first such frame is delivered but
+   * only remembered; a second one continuing from it within the window
+   * confirms the jump. Anything else leaves the window where it is.
+   */
+  #farAhead(seq: number, tsHi: number, tsLo: number): SeqVerdictValue {
+    const c = this.#candidate;
+    if (c && c.seq === seq && c.tsHi === tsHi && c.tsLo === tsLo) return SeqVerdict.seen; // another piece of it
+    const dc = c ? (seq - c.seq) | 0 : 0;
+    if (c && dc > 0 && dc <= SEQ_WINDOW && (tsHi > c.tsHi || (tsHi === c.tsHi && tsLo > c.tsLo))) {
+      this.#candidate = undefined;
+      this.#advance(c.seq, c.tsHi, c.tsLo, (c.seq - this.#high) | 0);
+      this.#advance(seq, tsHi, tsLo, dc);
+      return SeqVerdict.fresh;
+    }
+    this.#candidate = { seq, tsHi, tsLo };
+    return SeqVerdict.fresh;
   }
 
   observe(seq: number, tsHi: number, tsLo: number): SeqVerdictValue {
@@ -88,26 +148,14 @@ export class SeqStream {
     }
     const d = (seq - this.#high) | 0;
     if (d > 0) {
-      // advance: numbers leaving the window unseen are lost
-      const high = this.#high;
-      const leaving = Math.min(d, SEQ_WINDOW);
-      for (let i = 0; i < leaving; i++) {
-        const x = (high - MASK + i) >>> 0;
-        if (this.#ring[x & MASK] !== x) this.lost++;
-      }
-      if (d > SEQ_WINDOW) this.lost += d - SEQ_WINDOW;
-      for (let x = Math.max(1, d - MASK); x < d; x++) {
-        const y = (high + x) >>> 0;
-        this.#ring[y & MASK] = (y + 1) >>> 0; // not seen
-        this.#tsKnown[y & MASK] = 0;
-      }
-      this.#mark(seq, tsLo);
-      this.#high = seq;
-      this.#highTsHi = tsHi;
-      this.#highTsLo = tsLo;
+      this.#lateRun = 0;
+      if (d > SEQ_WINDOW) return this.#farAhead(seq, tsHi, tsLo);
+      this.#candidate = undefined;
+      this.#advance(seq, tsHi, tsLo, d);
       return SeqVerdict.fresh;
     }
     if (-d < SEQ_WINDOW) {
+      this.#lateRun = 0;
       const s = seq & MASK;
       if (this.#ring[s] === seq) {
         if (!this.#tsKnown[s]) {
@@ -124,6 +172,11 @@ export class SeqStream {
       return SeqVerdict.fresh;
     }
     if (this.#newerThanHigh(tsHi, tsLo)) return this.#restart(seq, tsHi, tsLo);
+    // behind the window: late, unless late frames keep coming in order
+    const dl = (seq - this.#lateLast) | 0;
+    this.#lateRun = this.#lateRun > 0 && dl > 0 && dl <= SEQ_WINDOW ? this.#lateRun + 1 : 1;
+    this.#lateLast = seq;
+    if (this.#lateRun >= LATE_RESYNC) return this.#restart(seq, tsHi, tsLo);
     this.late++;
     return SeqVerdict.late;
   }
@@ -131,6 +184,10 @@ export class SeqStream {
   /** Counts the numbers still missing in the window as lost (at close or restart). */
   flush(): void {
     if (!this.#started) return;
+    // a jump nothing came to confirm or contradict: the stream ended after a gap
+    const c = this.#candidate;
+    this.#candidate = undefined;
+    if (c && ((c.seq - this.#high) | 0) > 0) this.#advance(c.seq, c.tsHi, c.tsLo, (c.seq - this.#high) | 0);
     for (let i = 0; i < SEQ_WINDOW; i++) {
       const x = (this.#high - i) >>> 0;
       if (this.#ring[x & MASK] !== x) {

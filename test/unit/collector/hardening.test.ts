@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CollectorStats } from '../../../src/collector/collector.ts';
 import { encodeAnnouncement, monotonicRealtimePair } from '../../../src/wire/announce.ts';
 import { MALFORMED_REASONS, META_LEN, MetaOff, type MalformedReason } from '../../../src/wire/format.ts';
-import { pattern } from '../wire/frames.ts';
+import { encodeFrame } from '../../helpers/encode.ts';
+import { ipv4Frame, pattern } from '../wire/frames.ts';
 import { FrameSource, announcement, sendAll, startRunning, until, type Running } from './running.ts';
 
 const AGENT_TOKEN = 'install-token';
@@ -93,6 +94,17 @@ const cases: Case[] = [
       return { datagrams: [...old, ...src.frames(1100, { ifindex: 11, cpu: 1, payload: 20 }), ...old] };
     },
     expected: { late: 1, rebuilt: 1101, written: 1101 },
+  },
+  {
+    description: 'a forged sequence number far ahead (and a far-future timestamp), then the real frames: none late',
+    input: () => {
+      const forged = encodeFrame(ipv4Frame({ proto: 'UDP', payload: 100, seed: 9 }), {
+        instance: 1, cpu: 6, ifindex: 11, seq: 0x40000000, tstamp: process.hrtime.bigint() + 10n ** 15n,
+      });
+      return { datagrams: [...src.frames(5, { ifindex: 11, cpu: 6 }), ...forged, ...src.frames(50, { ifindex: 11, cpu: 6 })] };
+    },
+    // (the forged frame itself came on an accepted stream: it is written too)
+    expected: { rebuilt: 56, written: 56 },
   },
   {
     description: 'overlapping pieces: a piece shifted by 8 bytes after the real one',

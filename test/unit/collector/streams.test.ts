@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SEQ_WINDOW, SeqStream, SeqVerdict } from '../../../src/collector/streams.ts';
+import { LATE_RESYNC, SEQ_WINDOW, SeqStream, SeqVerdict } from '../../../src/collector/streams.ts';
 
 /** [seq, tstamp] arrivals; tstamp defaults to seq * 10 (frames of one CPU get later with their number). */
 type Arrival = number | [number, number];
@@ -45,6 +45,47 @@ describe('sequence tracking', () => {
     },
   ])('$description', ({ input, expected }) => {
     expect(run(input)).toMatchObject(expected);
+  });
+
+  // a forged (or corrupted) number far ahead must not make the real frames late forever (issue 9)
+  const FAR = 1_000_000;
+  it.each([
+    {
+      description: 'one forged frame far ahead: the real frames after it are all taken, nothing counted lost or late',
+      input: [...range(0, 100), [FAR, 10 * FAR], ...range(100, 3000)] as Arrival[],
+      expected: { lost: 0, late: 0, restarts: 0, taken: 3000 },
+    },
+    {
+      description: 'two forged frames far ahead: the real ones are late at most LATE_RESYNC - 1 times, then taken again',
+      input: [...range(0, 100), [FAR, 10 * FAR], [FAR + 1, 10 * FAR + 10], ...range(100, 3000)] as Arrival[],
+      expected: { late: LATE_RESYNC - 1, restarts: 1, taken: 3000 - (LATE_RESYNC - 1) },
+    },
+    {
+      description: 'a forged restart (a number behind the window with a newer timestamp): the real frames continue as a confirmed jump',
+      input: [...range(0, 100), [0xfffff000, 10 * FAR], ...range(100, 3000)] as Arrival[],
+      expected: { late: 0, restarts: 1, taken: 3000 },
+    },
+    {
+      description: 'a real gap beyond the window: confirmed by the next frame, counted lost',
+      input: [...range(0, 10), ...range(5000, 5010)] as Arrival[],
+      expected: { lost: 4990, late: 0, restarts: 0, taken: 20 },
+    },
+    {
+      description: 'a real gap beyond the window just before the end: counted at flush',
+      input: [...range(0, 10), 5000] as Arrival[],
+      expected: { lost: 4990, late: 0, restarts: 0, taken: 11 },
+    },
+    {
+      description: 'a single straggler behind the window between real frames: late once, no resync',
+      input: [...range(0, 2000), 5, ...range(2000, 2100)] as Arrival[],
+      expected: { lost: 0, late: 1, restarts: 0, taken: 2100 },
+    },
+  ])('$description', ({ input, expected }) => {
+    const r = run(input);
+    const taken = r.verdicts.filter((v) => v === fresh || v === restart).length - (input.length - r.verdicts.length);
+    // (the forged frames themselves are delivered: they came on an accepted stream)
+    const forged = input.filter((a) => typeof a !== 'number').length;
+    expect({ ...r, taken: taken - forged }).toMatchObject(expected);
   });
 
   it('pieces of one frame (same number and timestamp) are seen, not new', () => {
