@@ -68,6 +68,12 @@ export interface IngestLimits {
   sources: number;
   /** streams at once (below 2^21: frame keys hold a stream number, see reassembly.ts) */
   streams: number;
+  /**
+   * streams of one sender: (data-plane instances) × (CPUs). A stream costs
+   * about 9 KiB (its sequence window), so this bounds what one sender can
+   * make the collector hold (about 9 MiB at 1024), whatever it sends.
+   */
+  streamsPerSource: number;
   /** a stream silent this long is retired (its gaps counted): data planes come and go */
   streamIdleMs: number;
   /** a source silent this long is forgotten (senders re-announce periodically) */
@@ -77,6 +83,7 @@ export interface IngestLimits {
 export const DEFAULT_INGEST_LIMITS: IngestLimits = {
   sources: 4096,
   streams: 65536,
+  streamsPerSource: 1024,
   streamIdleMs: 120_000,
   sourceIdleMs: 600_000,
 };
@@ -321,7 +328,7 @@ export class Ingest {
     const skey = m.instance * 0x10000 + m.cpu;
     let st = src.streams.get(skey);
     if (!st) {
-      if (this.#streamCount >= this.#limits.streams) {
+      if (this.#streamCount >= this.#limits.streams || src.streams.size >= this.#limits.streamsPerSource) {
         this.#malformed['too-many']++;
         return;
       }

@@ -49,11 +49,21 @@ export interface PacketOutput {
 export interface RouterLimits {
   sources: number;
   interfacesPerSource: number;
+  /** interfaces filed under one policy, all senders together */
+  interfacesPerPolicy: number;
+  /** interfaces known at once, all senders together (each costs a few hundred bytes) */
+  interfaces: number;
   /** a source silent this long is forgotten (its interfaces and clock) */
   sourceIdleMs: number;
 }
 
-export const DEFAULT_ROUTER_LIMITS: RouterLimits = { sources: 4096, interfacesPerSource: 16384, sourceIdleMs: 600_000 };
+export const DEFAULT_ROUTER_LIMITS: RouterLimits = {
+  sources: 4096,
+  interfacesPerSource: 16384,
+  interfacesPerPolicy: 65536,
+  interfaces: 262_144,
+  sourceIdleMs: 600_000,
+};
 
 export interface RouterStats {
   /** frames handed to the outputs */
@@ -103,6 +113,9 @@ export class Router implements IngestSink {
   readonly #sources = new Map<string, Source>();
   readonly #onAnnounce: ((address: string, a: Announcement) => void) | undefined;
   #nextUid = 1;
+  /** interfaces known, in all and by capture key */
+  #ifaceCount = 0;
+  readonly #perCapture = new Map<string, number>();
   #now = performance.now();
   #lastExpiry = this.#now;
   // result of #addNs
@@ -132,7 +145,18 @@ export class Router implements IngestSink {
     this.#now = nowMs;
     if (nowMs - this.#lastExpiry < 5000 && nowMs >= this.#lastExpiry) return;
     this.#lastExpiry = nowMs;
-    for (const [address, src] of this.#sources) if (nowMs - src.lastSeen >= this.#limits.sourceIdleMs) this.#sources.delete(address);
+    for (const [address, src] of this.#sources) {
+      if (nowMs - src.lastSeen < this.#limits.sourceIdleMs) continue;
+      for (const i of src.ifaces.values()) this.#count(i.capture, -1);
+      this.#sources.delete(address);
+    }
+  }
+
+  #count(capture: string, d: number): void {
+    this.#ifaceCount += d;
+    const n = (this.#perCapture.get(capture) ?? 0) + d;
+    if (n > 0) this.#perCapture.set(capture, n);
+    else this.#perCapture.delete(capture);
   }
 
   #source(address: string): Source | undefined {
@@ -170,8 +194,13 @@ export class Router implements IngestSink {
   #describe(src: Source, key: number, name: string, description: string, pod: Ref | null, policy: Ref | null): Iface | undefined {
     const old = src.ifaces.get(key);
     if (old && old.name === name && old.description === description && captureKey(old.policy) === captureKey(policy)) return old;
-    if (!old && src.ifaces.size >= this.#limits.interfacesPerSource) return undefined;
-    const iface: Iface = { uid: this.#nextUid++, name, description, pod: pod ? { ...pod } : null, policy, capture: captureKey(policy) };
+    const capture = captureKey(policy);
+    const l = this.#limits;
+    if (!old && (src.ifaces.size >= l.interfacesPerSource || this.#ifaceCount >= l.interfaces)) return undefined;
+    if (old?.capture !== capture && (this.#perCapture.get(capture) ?? 0) >= l.interfacesPerPolicy) return undefined;
+    const iface: Iface = { uid: this.#nextUid++, name, description, pod: pod ? { ...pod } : null, policy, capture };
+    if (old) this.#count(old.capture, -1);
+    this.#count(capture, 1);
     src.ifaces.set(key, iface);
     return iface;
   }

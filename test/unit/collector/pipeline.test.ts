@@ -73,6 +73,35 @@ describe('idle streams and sources', () => {
   });
 });
 
+describe('state is bounded per sender and per policy (issue 9)', () => {
+  it('one sender flooding new streams gets streamsPerSource of them; another sender still gets its own', () => {
+    const p = memoryPipeline({ mode: 'geneve', limits: { streamsPerSource: 16 } });
+    for (let cpu = 0; cpu < 1000; cpu++) for (const d of enc(frame(cpu), { seq: 0, cpu })) p.handle(d, SRC);
+    for (let cpu = 0; cpu < 3; cpu++) for (const d of enc(frame(cpu), { seq: 0, cpu })) p.handle(d, '198.18.0.2');
+    expect(p.stats()).toMatchObject({ streams: 16 + 3, rebuilt: 16 + 3 });
+    expect(p.stats().malformedByReason['too-many']).toBe(1000 - 16);
+  });
+
+  it('interfaces of one policy are bounded over all its senders; other policies are not affected', () => {
+    const p = memoryPipeline({ mode: 'geneve', limits: { interfacesPerPolicy: 4 } });
+    const pods = (n: number, base: number): Announcement['interfaces'] =>
+      Array.from({ length: n }, (_, i) => ({ ifindex: base + i, name: `veth${base + i}`, pod: { namespace: 'ns', name: `p${base + i}` }, directions: ['Ingress' as const] }));
+    const policy = (name: string) => ({ namespace: 'ns', name, uid: '' });
+    p.handle(ann({ policy: policy('web'), interfaces: pods(3, 10) }), SRC);
+    p.handle(ann({ policy: policy('web'), interfaces: pods(3, 20) }), '198.18.0.2');
+    p.handle(ann({ instance: 2, policy: policy('db'), interfaces: pods(3, 30) }), SRC);
+    expect(p.router.interfaces().map((i) => i.capture).sort()).toEqual([...Array(3).fill('ns_db'), ...Array(4).fill('ns_web')]);
+  });
+
+  it('interfaces are bounded over every sender', () => {
+    const p = memoryPipeline({ mode: 'geneve', limits: { interfaces: 5 } });
+    for (let k = 0; k < 10; k++) for (const d of enc(frame(k), { seq: 0, cpu: 0, ifindex: 100 + k })) p.handle(d, `198.18.1.${k}`);
+    expect(p.stats()).toMatchObject({ rebuilt: 10 });
+    expect(p.router.interfaces()).toHaveLength(5);
+    expect(p.stats().malformedByReason['too-many']).toBe(5);
+  });
+});
+
 describe('malformed and refused datagrams are counted by reason', () => {
   const split = enc(frame(1, 4000), { seq: 1 });
   const withToken: PipelineOptions = { mode: 'geneve', token: 's3cret' };
