@@ -23,10 +23,11 @@ import { runInNewContext } from 'node:vm';
 import { startCollector } from '../src/collector/collector.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { encodeAnnouncement, monotonicRealtimePair } from '../src/wire/announce.ts';
+import { deriveNodeKey } from '../src/wire/auth.ts';
 import { encodeFrame } from '../test/helpers/encode.ts';
 import { enterPrivateNamespace } from './privatens.ts';
 
-const TOKEN = 'bench-install-token';
+const SECRET = 'bench-install-secret';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { datagrams: { type: 'string', default: '65536' } } });
@@ -42,7 +43,7 @@ async function main(): Promise<void> {
   };
 
   const dir = await mkdtemp(join(tmpdir(), 'podtap-flood-'));
-  const c = await startCollector({ logger: silentLogger, ingest: { host: '127.0.0.1', port: 0, token: TOKEN, workers: 0 }, store: { dir } });
+  const c = await startCollector({ logger: silentLogger, ingest: { host: '127.0.0.1', port: 0, secret: SECRET, workers: 0 }, store: { dir } });
   const udp = createSocket('udp4');
   await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
   const send = (b: Buffer): Promise<void> => new Promise((res, rej) => udp.send(b, c.address.port, '127.0.0.1', (e) => (e ? rej(e) : res())));
@@ -51,11 +52,14 @@ async function main(): Promise<void> {
     const tiny = Buffer.alloc(60, 1);
     const flood = Array.from({ length: n }, (_, k) => encodeFrame(tiny, { instance: 1, cpu: k & 0xffff, seq: k >>> 16, ifindex: 7, tstamp: 1n })[0]!);
     await send(
-      encodeAnnouncement({
-        v: 1, token: TOKEN, node: 'flood', sender: 'agent', senderId: 'flood', instance: 1, tunnel: 'Geneve',
-        policy: { namespace: 'bench', name: 'flood', uid: '' }, clock: monotonicRealtimePair(),
-        interfaces: [{ ifindex: 7, name: 'veth7', pod: { namespace: 'bench', name: 'p' }, directions: ['Ingress'] }],
-      }),
+      encodeAnnouncement(
+        {
+          v: 2, node: 'flood', source: '127.0.0.1', sender: 'agent', senderId: 'flood', instance: 1, tunnel: 'Geneve',
+          policy: { namespace: 'bench', name: 'flood', uid: '' }, clock: monotonicRealtimePair(),
+          interfaces: [{ ifindex: 7, name: 'veth7', pod: { namespace: 'bench', name: 'p' }, directions: ['Ingress'] }],
+        },
+        { key: { id: 'flood', key: deriveNodeKey(SECRET, 'flood') } },
+      ),
     );
     const before = await settle();
     for (let i = 0; i < flood.length; i++) {

@@ -141,12 +141,13 @@ async function senderThread(cfg: GenConfig): Promise<GenResult> {
 async function generator(opts: { mode: Mode; rate: number; seconds: number; senders: number; streams: number; target: string }): Promise<GenResult> {
   // announce the interface and the clock first, as an agent would
   const a = createSocket('udp4');
+  await new Promise<void>((r) => a.connect(PORT, opts.target, () => r()));
   const ann = encodeAnnouncement({
-    v: 1, token: '', node: 'bench-node', sender: 'agent', senderId: 'bench', instance: 1, tunnel: 'Geneve',
+    v: 2, node: 'bench-node', source: a.address().address, sender: 'agent', senderId: 'bench', instance: 1, tunnel: 'Geneve',
     policy: { namespace: 'bench', name: opts.mode, uid: 'b' }, clock: monotonicRealtimePair(),
     interfaces: [{ ifindex: IFINDEX, name: 'veth-bench', pod: { namespace: 'bench', name: 'pod-1' }, directions: ['Ingress', 'Egress'] }],
   });
-  await new Promise<void>((r) => a.send(ann, PORT, opts.target, () => r()));
+  await new Promise<void>((r) => a.send(ann, () => r()));
   a.close();
   await new Promise((r) => setTimeout(r, 200));
   const workers: Promise<GenResult>[] = [];

@@ -18,6 +18,7 @@ import type { SniffAssignment, SniffAssignmentStatus } from '../api/index.ts';
 import { LABEL_NODE, labelValue } from '../api/index.ts';
 import { WorkQueue } from '../controller/queue.ts';
 import { Announcer, probeCollector } from '../datapath/announcer.ts';
+import type { NodeKeySource } from '../wire/auth.ts';
 import { CompileError } from '../datapath/compile.ts';
 import { configFromSpec, type DataplaneConfig, type Direction } from '../datapath/config.ts';
 import { LOSS_REASONS, lost, type Counters } from '../datapath/counters.ts';
@@ -37,8 +38,8 @@ export interface AgentOptions {
   logger?: Logger;
   /** How often counters are written to each assignment's status. */
   reportIntervalMs?: number;
-  /** Collector authentication token put in announcements. */
-  token?: string | undefined;
+  /** This node's key: announcements to the collector are signed with it (wire/auth.ts). */
+  nodeKey?: NodeKeySource | undefined;
   resolve?: ResolveOptions;
   metrics?: AgentMetrics;
   pinRoot?: string;
@@ -299,7 +300,7 @@ export class NodeAgent {
       node: this.opts.nodeName,
       sender: 'agent',
       tunnel: cfg.tunnel,
-      token: this.opts.token,
+      key: this.opts.nodeKey,
       instance: () => tr.session.currentInstance,
       policy: tr.policy,
       interfaces: async () =>

@@ -7,6 +7,7 @@ import { requireRoot, requireTools } from '../datapath/tools.ts';
 import { KubeClient, loadKubeConfig, podNamespace } from '../k8s/index.ts';
 import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
+import { installSecretKeySource } from '../wire/auth.ts';
 import { NodeAgent } from './agent.ts';
 import { createAgentMetrics } from './metrics.ts';
 import { uninstalling } from './uninstall.ts';
@@ -23,7 +24,10 @@ Options:
   --kubeconfig FILE       kubeconfig (default: $KUBECONFIG, else in-cluster)
   --metrics-addr ADDR     /metrics, /healthz, /readyz (default :9090; "" = off)
   --report-interval SEC   how often counters are written to status (default 5)
-  --token-file FILE       collector token for announcements (default: none)
+  --token-file FILE       the install's collector secret: the agent derives this
+                          node's key from it and signs its announcements with
+                          it; neither ever leaves the node (default: none,
+                          unsigned announcements, for a collector without one)
   --detach-on-exit        on SIGTERM detach everything (default: only when the
                           agent's DaemonSet is being deleted: uninstall; a
                           restart or rolling update keeps capture running)
@@ -57,11 +61,13 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
   const nodeName = values.node ?? process.env.NODE_NAME ?? hostname();
   const interval = Number(values['report-interval']);
   if (!Number.isFinite(interval) || interval <= 0) throw new UserError('--report-interval must be a positive number of seconds', { exitCode: ExitCode.usage });
-  const token = values['token-file'] ? (await readFile(values['token-file'], 'utf8')).trim() : undefined;
+  const secret = values['token-file'] ? (await readFile(values['token-file'], 'utf8')).trim() : undefined;
+  // (docs/security.md: until the key service hands each agent only its own key)
+  const nodeKey = secret ? installSecretKeySource(secret, nodeName) : undefined;
   const kc = loadKubeConfig(values.kubeconfig);
   const client = new KubeClient(kc, { userAgent: `podtap-agent/${nodeName}` });
   const metrics = createAgentMetrics({ defaultMetrics: true });
-  const agent = new NodeAgent({ client, nodeName, logger: log, reportIntervalMs: interval * 1000, token, metrics });
+  const agent = new NodeAgent({ client, nodeName, logger: log, reportIntervalMs: interval * 1000, nodeKey, metrics });
   const http = values['metrics-addr']
     ? await startHttp(values['metrics-addr'], { registry: metrics.registry, notReady: () => (agent.informer.hasSynced() ? undefined : 'assignments not synced') }, log)
     : undefined;

@@ -27,9 +27,16 @@ Tunnel:
                        node's capture time; vxlan: plain VXLAN, each inner
                        frame written as it arrives, one interface per sender
                        and VNI, stamped with the receive time
-  --token TOKEN        accept data only from senders whose announcement
-                       carries this token (default: \$PODTAP_TOKEN; empty =
-                       accept every sender)
+  --token SECRET       the install's secret (default: \$PODTAP_TOKEN): each
+                       node's key is derived from it, and only announcements
+                       signed with their node's key, fresh (within
+                       --max-skew of our clock) and never seen before are
+                       taken; data only on the streams they announce. It
+                       never travels: senders send a MAC, not the secret.
+                       Empty = authenticate nobody and take data from every
+                       sender (a warning is logged)
+  --max-skew D         how far an announcement's time may be from the
+                       collector's clock (default 60s)
   --workers N          ingest threads sharing the port with SO_REUSEPORT; each
                        sequence stream stays on one thread. 0 = receive in
                        the main thread (default ${defaultWorkers()} here: the usable CPUs —
@@ -155,6 +162,7 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
         out: { type: 'string' },
         tunnel: { type: 'string', default: 'geneve' },
         token: { type: 'string' },
+        'max-skew': { type: 'string', default: '60s' },
         workers: { type: 'string' },
         sockets: { type: 'string', default: '1' },
         layout: { type: 'string', default: 'policy' },
@@ -205,6 +213,8 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
     throw usage('--auth-token-file and --http-public need --http ADDR:PORT');
   }
   const token = values.token ?? process.env.PODTAP_TOKEN ?? '';
+  const maxSkewMs = durationFlag('--max-skew', values['max-skew']);
+  if (maxSkewMs < 1000) throw usage('--max-skew: at least 1s');
 
   const log = logger ?? rootLogger('collector');
   // listen for the signals first: one that comes while starting (or right
@@ -222,7 +232,7 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
   try {
     collector = await startCollector({
       logger: log,
-      ingest: { host, port, tunnel: mode, token: token || undefined, workers, sockets },
+      ingest: { host, port, tunnel: mode, secret: token || undefined, maxSkewMs, workers, sockets },
       store: { dir: outDir, layout, rotateBytes, rotateMs },
       retention: { maxBytes: retainBytes, maxAgeMs: retainMs },
       ...(http ? { http } : {}),

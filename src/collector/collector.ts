@@ -2,18 +2,22 @@
  * The collector: UDP ingest (worker threads, or this thread) → Router →
  * rotating capture files and live streams, with metrics and the HTTP API.
  *
- *   socket ─ Ingest (parse, sequence, reassembly) ─┐   per worker thread
- *   socket ─ Ingest ───────────────────────────────┤   (SO_REUSEPORT)
- *                                                  ▼   transferred batches
- *                   Router (names, clocks, policies) ─► CaptureStore (files)
- *                                                    └► LiveHub (HTTP streams)
+ *   socket ─ Ingest (parse, authenticate, sequence, reassembly) ─┐   per worker thread
+ *   socket ─ Ingest ─────────────────────────────────────────────┤   (SO_REUSEPORT)
+ *                                                                ▼   transferred batches
+ *     Admission (replays, assignments, stream grants back to every Ingest)
+ *       ▼
+ *     Router (names, clocks, policies) ─► CaptureStore (files)
+ *                                      └► LiveHub (HTTP streams)
  */
 import { hostname, release, type } from 'node:os';
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
 import { usableCpus } from '../util/cpus.ts';
 import type { Logger } from '../util/log.ts';
+import { Admission, type AdmissionLimits, type AllowSet } from './admission.ts';
 import type { HttpApi, HttpOptions } from './http.ts';
+import { DEFAULT_MAX_SKEW_MS } from './ingest.ts';
 import { LiveHub, type LiveOptions } from './live.ts';
 import { collectorMetrics } from './metrics.ts';
 import { DEFAULT_RECV_BUFFER, startIngest, type IngestRunner, type IngestStageOptions } from './pool.ts';
@@ -31,6 +35,8 @@ export interface CollectorOptions {
   logger: Logger;
   /** the tunnel port and the threads that parse, sequence and rebuild (default: 0.0.0.0:6081, Geneve, in this thread) */
   ingest?: IngestStageOptions;
+  /** which authenticated announcements are acted on (replays, assignments) and how long a stream stays granted */
+  admission?: { allow?: AllowSet; grantTtlMs?: number; limits?: Partial<AdmissionLimits> };
   /** what is kept about senders (names, clocks, policies) */
   router?: { limits?: Partial<RouterLimits> };
   /** the capture files; `dir` must exist */
@@ -82,14 +88,23 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   retention.run();
   const live = new LiveHub({ ...opts.live, section });
   const router = new Router([store, live], { limits: opts.router?.limits ?? {} });
+  const admission = new Admission(router, {
+    authenticated: !!opts.ingest?.secret, maxSkewMs: opts.ingest?.maxSkewMs ?? DEFAULT_MAX_SKEW_MS,
+    allow: opts.admission?.allow, limits: opts.admission?.limits,
+    ...(opts.admission?.grantTtlMs === undefined ? {} : { grantTtlMs: opts.admission.grantTtlMs }),
+  });
+  if (!opts.ingest?.secret) log.warn('no install secret: announcements are not authenticated and data is taken from any sender');
 
   let runner: IngestRunner;
   try {
-    runner = await startIngest(opts.ingest ?? {}, router, log);
+    runner = await startIngest(opts.ingest ?? {}, admission, log);
   } catch (err) {
+    admission.close();
     await store.close();
     throw new Error('binding the collector socket failed', { cause: err });
   }
+  admission.onGrant = (address, instance, ttlMs) => runner.grant(address, instance, ttlMs);
+  admission.onRevoke = (address, instance) => runner.revoke(address, instance);
   const mode = opts.ingest?.tunnel ?? 'geneve';
   const host = opts.ingest?.host ?? '0.0.0.0';
   const bound = { host, port: runner.port };
@@ -99,7 +114,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
 
   const stats = (): CollectorStats =>
     collectorStats({
-      ingest: runner.stats(), router: router.stats(), store: store.stats(), retention: retention.stats(), live: live.stats(),
+      ingest: runner.stats(), admission: admission.stats(), router: router.stats(), store: store.stats(), retention: retention.stats(), live: live.stats(),
       kernel: { dropped: kernel.dropped, queued: kernel.queued },
       runner: { workers: runner.workers, perWorker: runner.perWorker(), restarts: runner.workerRestarts() },
       ingestLagMs: lagMs,
@@ -120,6 +135,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   const slow = setInterval(() => {
     lagMs = lagWindow;
     lagWindow = 0;
+    admission.tick();
     kernel.refresh().catch(() => undefined);
   }, 1000);
   slow.unref();
@@ -155,6 +171,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       // the kernel's drop counts go with the sockets: read them while they exist
       await kernel.refresh().catch(() => undefined);
       await runner.stop();
+      admission.close();
       live.flush();
       await http?.close();
       await store.close();

@@ -13,7 +13,7 @@
  *   source:      u32 length, u8 type, 3 pad, u32 source id, u16 address length, address
  *   reset:       u32 length, u8 type: forget every source id
  */
-import type { Announcement } from '../wire/announce.ts';
+import type { Announcement, AnnouncementAuth } from '../wire/announce.ts';
 import { emptyFrameRecord, type FrameRecord, type IngestSink } from './ingest.ts';
 
 const REC_FRAME = 1;
@@ -36,7 +36,7 @@ export type PostBatch = (buf: ArrayBuffer, len: number, frames: number, firstRec
 
 export class HandoffEncoder implements IngestSink {
   readonly #post: PostBatch;
-  readonly #onAnnounce: (address: string, a: Announcement) => void;
+  readonly #onAnnounce: (address: string, a: Announcement, auth: AnnouncementAuth | undefined) => void;
   readonly #batchBytes: number;
   readonly #maxInflight: number;
   readonly #free: ArrayBuffer[] = [];
@@ -53,7 +53,7 @@ export class HandoffEncoder implements IngestSink {
   /** frames dropped because the writer had not taken back enough */
   dropped = 0;
 
-  constructor(post: PostBatch, onAnnounce: (address: string, a: Announcement) => void, opts: HandoffOptions = {}) {
+  constructor(post: PostBatch, onAnnounce: (address: string, a: Announcement, auth: AnnouncementAuth | undefined) => void, opts: HandoffOptions = {}) {
     this.#post = post;
     this.#onAnnounce = onAnnounce;
     this.#batchBytes = opts.batchBytes ?? 512 << 10;
@@ -77,8 +77,8 @@ export class HandoffEncoder implements IngestSink {
     return this.#inflight;
   }
 
-  announce(address: string, a: Announcement): void {
-    this.#onAnnounce(address, a);
+  announce(address: string, a: Announcement, auth: AnnouncementAuth | undefined): void {
+    this.#onAnnounce(address, a, auth);
   }
 
   frame(f: FrameRecord): void {

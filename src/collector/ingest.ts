@@ -6,10 +6,15 @@
  * ingest worker. SO_REUSEPORT keeps each (instance, CPU) stream on one socket
  * (the data plane gives each stream its own UDP source port, PT_SPORT_BASE in
  * bpf/include/consts.h), so per-worker sequence tracking and reassembly are
- * exact. Announcements may land on any worker: the collector passes the
- * acceptance of a source on to the others (accept()).
+ * exact.
+ *
+ * Announcements are authenticated here, before their JSON is parsed (a MAC
+ * under the sender's node key, a time window: wire/announce.ts); whether one
+ * is a replay and whether its policy is assigned here is decided once, on
+ * the writer's thread (admission.ts), which then grants the announced stream
+ * (source address, instance) to every Ingest for a while. With an install
+ * secret, data is taken only on granted streams; without one, from anyone.
  */
-import { timingSafeEqual, createHash } from 'node:crypto';
 import {
   Kind,
   MALFORMED_REASONS,
@@ -20,7 +25,8 @@ import {
   type PieceMeta,
   type TunnelMode,
 } from '../wire/format.ts';
-import { decodeAnnouncementPayload, type Announcement } from '../wire/announce.ts';
+import { openAnnouncement, type Announcement, type AnnouncementAuth } from '../wire/announce.ts';
+import { derivedKeyring, type NodeKeyring } from '../wire/auth.ts';
 import { PieceResult, Reassembler, type ReassemblyLimits } from './reassembly.ts';
 import { SeqStream, SeqVerdict } from './streams.ts';
 
@@ -56,8 +62,11 @@ export function emptyFrameRecord(): FrameRecord {
 
 /** Where an Ingest puts what it accepted. */
 export interface IngestSink {
-  /** A well-formed announcement whose token matched (when one is required). */
-  announce(address: string, a: Announcement): void;
+  /**
+   * A well-formed announcement, its MAC and time checked when the Ingest has
+   * an install secret (`auth` then says by which key, nonce and time).
+   */
+  announce(address: string, a: Announcement, auth: AnnouncementAuth | undefined): void;
   /** A rebuilt frame (the record is only valid during the call). */
   frame(f: FrameRecord): void;
   /** A VXLAN inner frame as it arrived. */
@@ -74,6 +83,8 @@ export interface IngestLimits {
    * make the collector hold (about 9 MiB at 1024), whatever it sends.
    */
   streamsPerSource: number;
+  /** data-plane instances one source may be granted at once (one per capture session on its node) */
+  instancesPerSource: number;
   /** a stream silent this long is retired (its gaps counted): data planes come and go */
   streamIdleMs: number;
   /** a source silent this long is forgotten (senders re-announce periodically) */
@@ -84,6 +95,7 @@ export const DEFAULT_INGEST_LIMITS: IngestLimits = {
   sources: 4096,
   streams: 65536,
   streamsPerSource: 1024,
+  instancesPerSource: 256,
   streamIdleMs: 120_000,
   sourceIdleMs: 600_000,
 };
@@ -91,12 +103,23 @@ export const DEFAULT_INGEST_LIMITS: IngestLimits = {
 /** How often idle streams and sources are looked for. */
 const EXPIRY_INTERVAL_MS = 5000;
 
+/** How far an announcement's time may be from the collector's (clocks of nodes differ a little). */
+export const DEFAULT_MAX_SKEW_MS = 60_000;
+
 export interface IngestOptions {
   mode: TunnelMode;
-  /** when set, only sources that announced themselves with this token are taken */
-  token?: string | undefined;
-  limits?: Partial<IngestLimits>;
-  reassembly?: Partial<ReassemblyLimits>;
+  /**
+   * the install's secret: announcements must carry a MAC under their node's
+   * key (derived from it), and data is taken only on granted streams.
+   * Absent = authenticate nobody, take data from anyone.
+   */
+  secret?: string | undefined;
+  /** how far an announcement's time may be from ours (default 60 s) */
+  maxSkewMs?: number | undefined;
+  limits?: Partial<IngestLimits> | undefined;
+  reassembly?: Partial<ReassemblyLimits> | undefined;
+  /** wall clock, ms (tests) */
+  wallClock?: () => number;
 }
 
 /** What an Ingest counted. Plain numbers: workers copy them into shared memory. */
@@ -106,7 +129,7 @@ export interface IngestStats {
   receivedBytes: number;
   /** well-formed data pieces */
   pieces: number;
-  /** announcements accepted */
+  /** announcements well-formed and, with a secret, authenticated (admission may still refuse them) */
   announcements: number;
   /** frames rebuilt and handed on */
   rebuilt: number;
@@ -143,14 +166,11 @@ interface Stream {
 
 interface Source {
   address: string;
-  announced: boolean;
+  /** instances granted (admitted announcements), until when (this Ingest's clock) */
+  grants: Map<number, number>;
   lastSeen: number;
   /** instance * 2^16 + cpu */
   streams: Map<number, Stream>;
-}
-
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
 }
 
 export function emptyMalformed(): Record<MalformedReason, number> {
@@ -160,7 +180,9 @@ export function emptyMalformed(): Record<MalformedReason, number> {
 export class Ingest {
   readonly mode: TunnelMode;
   readonly #sink: IngestSink;
-  readonly #tokenDigest: Buffer | undefined;
+  readonly #keyring: NodeKeyring | undefined;
+  readonly #maxSkewMs: number;
+  readonly #wallClock: () => number;
   readonly #limits: IngestLimits;
   readonly #parsed: ParsedDatagram = emptyParsed();
   readonly #frame: FrameRecord = emptyFrameRecord();
@@ -187,7 +209,9 @@ export class Ingest {
   constructor(sink: IngestSink, opts: IngestOptions) {
     this.mode = opts.mode;
     this.#sink = sink;
-    this.#tokenDigest = opts.token ? digest(opts.token) : undefined;
+    this.#keyring = opts.secret ? derivedKeyring(opts.secret) : undefined;
+    this.#maxSkewMs = opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
+    this.#wallClock = opts.wallClock ?? Date.now;
     this.#limits = { ...DEFAULT_INGEST_LIMITS, ...opts.limits };
     if (this.#limits.streams > 1 << 21) throw new RangeError('at most 2^21 streams');
     this.#reasm = new Reassembler(opts.reassembly);
@@ -209,7 +233,9 @@ export class Ingest {
   #expire(now: number): void {
     const { streamIdleMs, sourceIdleMs } = this.#limits;
     for (const [address, src] of this.#sources) {
-      const forget = now - src.lastSeen >= sourceIdleMs;
+      for (const [instance, until] of src.grants) if (until <= now) src.grants.delete(instance);
+      // (with a secret, a source is only its grants and streams)
+      const forget = now - src.lastSeen >= sourceIdleMs || (this.#keyring !== undefined && src.grants.size === 0 && src.streams.size === 0);
       for (const [key, st] of src.streams) {
         if (forget || now - st.lastSeen >= streamIdleMs) {
           this.#retire(st);
@@ -243,7 +269,7 @@ export class Ingest {
         this.#piece(buf, p, address, recvMs);
         return;
       case 'vxlan': {
-        const src = this.#dataSource(address);
+        const src = this.#dataSource(address, undefined);
         if (!src) return;
         src.lastSeen = this.#now;
         this.#pieces++;
@@ -252,7 +278,7 @@ export class Ingest {
         return;
       }
       case 'announce':
-        this.#announce(buf.subarray(p.innerOff, p.innerOff + p.innerLen), address);
+        this.#announce(buf, p.innerOff, address);
         return;
       default:
         this.#malformed[p.reason ?? 'short']++;
@@ -265,64 +291,70 @@ export class Ingest {
   }
 
   /**
-   * Another worker accepted an announcement of `address`: take its data
-   * here too (with a token, data of unannounced sources is refused).
+   * Data of `instance` from `address` is taken for `ttlMs` (admission
+   * admitted its announcement; the sender re-announces well within it).
    */
-  accept(address: string): void {
+  grant(address: string, instance: number, ttlMs: number): void {
     const src = this.#source(address);
-    if (!src) return;
-    src.announced = true;
+    if (!src || (!src.grants.has(instance) && src.grants.size >= this.#limits.instancesPerSource)) {
+      this.#malformed['too-many']++;
+      return;
+    }
+    src.grants.set(instance, this.#now + ttlMs);
     src.lastSeen = this.#now;
+  }
+
+  /** Data of `instance` from `address` is no longer taken (its assignment went away). */
+  revoke(address: string, instance: number): void {
+    this.#sources.get(address)?.grants.delete(instance);
   }
 
   #source(address: string): Source | undefined {
     let src = this.#sources.get(address);
     if (!src) {
       if (this.#sources.size >= this.#limits.sources) return undefined;
-      src = { address, announced: false, lastSeen: this.#now, streams: new Map() };
+      src = { address, grants: new Map(), lastSeen: this.#now, streams: new Map() };
       this.#sources.set(address, src);
     }
     return src;
   }
 
-  /** The source of a data datagram, or undefined after counting why it is refused. */
-  #dataSource(address: string): Source | undefined {
-    const src = this.#tokenDigest ? this.#sources.get(address) : this.#source(address);
-    if (!src) {
-      this.#malformed[this.#tokenDigest ? 'unannounced' : 'too-many']++;
-      return undefined;
+  /**
+   * The source of a data datagram of `instance` (undefined: VXLAN, any
+   * instance), or undefined after counting why it is refused.
+   */
+  #dataSource(address: string, instance: number | undefined): Source | undefined {
+    if (!this.#keyring) {
+      const src = this.#source(address);
+      if (!src) this.#malformed['too-many']++;
+      return src;
     }
-    if (this.#tokenDigest && !src.announced) {
+    const src = this.#sources.get(address);
+    if (!src || !this.#granted(src, instance)) {
       this.#malformed.unannounced++;
       return undefined;
     }
     return src;
   }
 
-  #announce(payload: Buffer, address: string): void {
-    const r = decodeAnnouncementPayload(payload);
+  #granted(src: Source, instance: number | undefined): boolean {
+    if (instance !== undefined) return (src.grants.get(instance) ?? 0) > this.#now;
+    for (const until of src.grants.values()) if (until > this.#now) return true;
+    return false;
+  }
+
+  #announce(buf: Buffer, at: number, address: string): void {
+    const r = openAnnouncement(buf, at, { keyring: this.#keyring, nowMs: this.#wallClock(), maxSkewMs: this.#maxSkewMs, source: address });
     if (!r.ok) {
-      this.#malformed['bad-announcement']++;
+      this.#malformed[r.reason]++;
       return;
     }
-    const a = r.announcement;
-    if (this.#tokenDigest && !timingSafeEqual(digest(a.token), this.#tokenDigest)) {
-      this.#malformed['bad-token']++;
-      return;
-    }
-    const src = this.#source(address);
-    if (!src) {
-      this.#malformed['too-many']++;
-      return;
-    }
-    src.announced = true;
-    src.lastSeen = this.#now;
     this.#announcements++;
-    this.#sink.announce(address, a);
+    this.#sink.announce(address, r.announcement, r.auth);
   }
 
   #piece(buf: Buffer, p: ParsedDatagram, address: string, recvMs: number): void {
-    const src = this.#dataSource(address);
+    const src = this.#dataSource(address, p.meta.instance);
     if (!src) return;
     const m = p.meta;
     const skey = m.instance * 0x10000 + m.cpu;

@@ -9,8 +9,8 @@
  * stream from its own UDP source port, and the kernel hashes the 4-tuple to
  * pick the socket, so each stream stays on one worker: its sequence numbers
  * and its pieces are all seen by the same Ingest, exactly as with one thread.
- * Announcements can land on any worker; the writer forwards the acceptance of
- * a source to the others.
+ * Announcements can land on any worker; the writer's thread admits them
+ * (admission.ts) and grants the announced stream to every worker.
  */
 import { Worker } from 'node:worker_threads';
 import type { Socket } from 'node:dgram';
@@ -30,8 +30,10 @@ export interface IngestStageOptions {
   /** UDP port; default 6081 (Geneve) or 4789 (VXLAN); 0 = any free port */
   port?: number;
   tunnel?: TunnelMode;
-  /** when set, data is taken only from sources that announced themselves with it */
-  token?: string | undefined;
+  /** the install's secret: announcements must be authenticated and data is taken only on granted streams (ingest.ts) */
+  secret?: string | undefined;
+  /** how far an announcement's time may be from ours (default 60 s) */
+  maxSkewMs?: number | undefined;
   /** ingest worker threads; 0 (the default here) = ingest in this thread */
   workers?: number;
   /** with workers 0: sockets sharing the port in this thread (default 1) */
@@ -58,7 +60,7 @@ export function defaultTunnelPort(mode: TunnelMode): number {
 export function startIngest(opts: IngestStageOptions, sink: IngestSink, logger: Logger): Promise<IngestRunner> {
   const mode = opts.tunnel ?? 'geneve';
   const base: RunnerOptions = {
-    host: opts.host ?? '0.0.0.0', port: opts.port ?? defaultTunnelPort(mode), mode, token: opts.token,
+    host: opts.host ?? '0.0.0.0', port: opts.port ?? defaultTunnelPort(mode), mode, secret: opts.secret, maxSkewMs: opts.maxSkewMs,
     recvBufferSize: opts.recvBufferSize ?? DEFAULT_RECV_BUFFER, limits: opts.limits, reassembly: opts.reassembly, sink, logger,
   };
   const coalesce = opts.coalesceMs === undefined ? {} : { coalesceMs: opts.coalesceMs };
@@ -72,7 +74,8 @@ export interface RunnerOptions {
   host: string;
   port: number;
   mode: TunnelMode;
-  token: string | undefined;
+  secret: string | undefined;
+  maxSkewMs: number | undefined;
   recvBufferSize: number;
   limits?: Partial<IngestLimits> | undefined;
   reassembly?: Partial<ReassemblyLimits> | undefined;
@@ -89,6 +92,10 @@ export interface IngestRunner {
   perWorker(): number[];
   /** workers that died and were replaced */
   workerRestarts(): number;
+  /** data of `instance` from `address` is taken for `ttlMs`, in every ingest */
+  grant(address: string, instance: number, ttlMs: number): void;
+  /** and no longer */
+  revoke(address: string, instance: number): void;
   /** the largest delay (ms) from receiving a frame to handing it to the writer since the last call */
   takeLag(): number;
   tick(nowMs: number): void;
@@ -113,7 +120,7 @@ function addStats(a: WorkerStats, b: WorkerStats): void {
 
 /** Ingest in this thread, on `sockets` sockets sharing the port. */
 export async function startInProcess(opts: RunnerOptions & { sockets: number; coalesceMs?: number }): Promise<IngestRunner> {
-  const ingest = new Ingest(opts.sink, { mode: opts.mode, token: opts.token, limits: opts.limits, reassembly: opts.reassembly });
+  const ingest = new Ingest(opts.sink, { mode: opts.mode, secret: opts.secret, maxSkewMs: opts.maxSkewMs, limits: opts.limits, reassembly: opts.reassembly });
   // no coalescing by default here: this thread also serves HTTP and files,
   // and on a machine whose CPUs are all busy (the small machines that run
   // ingest in-process) waking at once on each datagram kept bursts from
@@ -141,6 +148,8 @@ export async function startInProcess(opts: RunnerOptions & { sockets: number; co
     stats: () => ({ ...ingest.stats(), handoffDropped: 0 }),
     perWorker: () => [],
     workerRestarts: () => 0,
+    grant: (address, instance, ttlMs) => ingest.grant(address, instance, ttlMs),
+    revoke: (address, instance) => ingest.revoke(address, instance),
     takeLag: () => 0,
     tick: (now) => ingest.tick(now),
     stop: async () => {
@@ -175,14 +184,14 @@ export async function startPool(
   let stopping = false;
   let restarts = 0;
 
-  const broadcastAccept = (from: Slot, address: string): void => {
-    for (const s of slots) if (s !== from && !s.stopping) s.worker.postMessage({ t: 'accept', address } satisfies ToWorker);
+  const broadcast = (m: ToWorker): void => {
+    for (const s of slots) if (!s.stopping) s.worker.postMessage(m);
   };
 
   const spawn = (index: number): Promise<Slot> =>
     new Promise((resolve, reject) => {
       const cfg: WorkerConfig = {
-        index, host: opts.host, port, mode: opts.mode, token: opts.token, recvBufferSize: opts.recvBufferSize,
+        index, host: opts.host, port, mode: opts.mode, secret: opts.secret, maxSkewMs: opts.maxSkewMs, recvBufferSize: opts.recvBufferSize,
         limits: opts.limits, reassembly: opts.reassembly, handoff: opts.handoff ?? {}, coalesceMs: opts.coalesceMs ?? 1,
       };
       const worker = new Worker(opts.workerModule ?? new URL('./worker.ts', import.meta.url), { workerData: cfg, name: `podtap-ingest-${index}` });
@@ -212,8 +221,7 @@ export async function startPool(
             return;
           }
           case 'announce':
-            opts.sink.announce(m.address, m.a);
-            if (opts.token) broadcastAccept(slot, m.address);
+            opts.sink.announce(m.address, m.a, m.auth);
             return;
           case 'stats':
             slot.last = m.s;
@@ -277,6 +285,9 @@ export async function startPool(
     },
     perWorker: () => slots.map((s) => s.before + s.last.received),
     workerRestarts: () => restarts,
+    // (a worker started later learns streams from their next announcement, within seconds)
+    grant: (address, instance, ttlMs) => broadcast({ t: 'grant', address, instance, ttlMs }),
+    revoke: (address, instance) => broadcast({ t: 'revoke', address, instance }),
     takeLag: () => {
       const l = lag;
       lag = 0;

@@ -5,6 +5,7 @@
  * Prometheus series.
  */
 import { MALFORMED_REASONS, type MalformedReason } from '../wire/format.ts';
+import type { AdmissionStats } from './admission.ts';
 import type { LiveStats } from './live.ts';
 import type { RetentionStats } from './retention.ts';
 import type { RouterStats } from './router.ts';
@@ -12,6 +13,8 @@ import type { StoreStats } from './store.ts';
 import type { WorkerStats } from './worker.ts';
 
 export interface CollectorStats extends WorkerStats, StoreStats, RetentionStats {
+  /** stream grants in force (authenticated announcements admitted within their time to live) */
+  grants: number;
   /** datagrams dropped as malformed or refused, all reasons */
   malformed: number;
   timestampFallback: number;
@@ -38,6 +41,7 @@ export interface CollectorStats extends WorkerStats, StoreStats, RetentionStats 
 /** Each stage's stats at one moment. */
 export interface StageStats {
   ingest: WorkerStats;
+  admission: AdmissionStats;
   router: RouterStats;
   store: StoreStats;
   retention: RetentionStats;
@@ -47,9 +51,14 @@ export interface StageStats {
   ingestLagMs: number;
 }
 
-/** One snapshot from the stages' stats. Frames the router refused count with the ingest's refusals (too-many). */
+/**
+ * One snapshot from the stages' stats. Announcements admission refused and
+ * frames the router refused count with the ingest's refusals; `announcements`
+ * are those admitted.
+ */
 export function collectorStats(s: StageStats): CollectorStats {
   const malformedByReason: Record<MalformedReason, number> = { ...s.ingest.malformedByReason };
+  for (const r of MALFORMED_REASONS) malformedByReason[r] += s.admission.refusedByReason[r];
   malformedByReason['too-many'] += s.router.refused;
   let malformed = 0;
   for (const reason of MALFORMED_REASONS) malformed += malformedByReason[reason];
@@ -57,6 +66,8 @@ export function collectorStats(s: StageStats): CollectorStats {
     ...s.ingest,
     ...s.store,
     ...s.retention,
+    announcements: s.admission.admitted,
+    grants: s.admission.grants,
     malformedByReason,
     malformed,
     timestampFallback: s.router.timestampFallback,

@@ -5,7 +5,7 @@
  * transferred batches. See pool.ts for the other side.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { Announcement } from '../wire/announce.ts';
+import type { Announcement, AnnouncementAuth } from '../wire/announce.ts';
 import type { TunnelMode } from '../wire/format.ts';
 import { readCoalescer } from './coalesce.ts';
 import { HandoffEncoder, type HandoffOptions } from './handoff.ts';
@@ -18,7 +18,8 @@ export interface WorkerConfig {
   host: string;
   port: number;
   mode: TunnelMode;
-  token: string | undefined;
+  secret: string | undefined;
+  maxSkewMs: number | undefined;
   recvBufferSize: number;
   limits: Partial<IngestLimits> | undefined;
   reassembly: Partial<ReassemblyLimits> | undefined;
@@ -31,12 +32,16 @@ export interface WorkerStats extends IngestStats {
   handoffDropped: number;
 }
 
-export type ToWorker = { t: 'accept'; address: string } | { t: 'free'; ab: ArrayBuffer; len: number } | { t: 'stop' };
+export type ToWorker =
+  | { t: 'grant'; address: string; instance: number; ttlMs: number }
+  | { t: 'revoke'; address: string; instance: number }
+  | { t: 'free'; ab: ArrayBuffer; len: number }
+  | { t: 'stop' };
 
 export type FromWorker =
   | { t: 'ready'; port: number; recvBufferSize: number }
   | { t: 'batch'; ab: ArrayBuffer; len: number; frames: number; first: number }
-  | { t: 'announce'; address: string; a: Announcement }
+  | { t: 'announce'; address: string; a: Announcement; auth: AnnouncementAuth | undefined }
   | { t: 'stats'; s: WorkerStats }
   | { t: 'stopped'; s: WorkerStats }
   | { t: 'fatal'; message: string };
@@ -50,10 +55,10 @@ async function run(cfg: WorkerConfig): Promise<void> {
   const send = (m: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer ?? []);
   const enc = new HandoffEncoder(
     (ab, len, frames, first) => send({ t: 'batch', ab, len, frames, first }, [ab]),
-    (address, a) => send({ t: 'announce', address, a }),
+    (address, a, auth) => send({ t: 'announce', address, a, auth }),
     cfg.handoff,
   );
-  const ingest = new Ingest(enc, { mode: cfg.mode, token: cfg.token, limits: cfg.limits, reassembly: cfg.reassembly });
+  const ingest = new Ingest(enc, { mode: cfg.mode, secret: cfg.secret, maxSkewMs: cfg.maxSkewMs, limits: cfg.limits, reassembly: cfg.reassembly });
   const stats = (): WorkerStats => ({ ...ingest.stats(), handoffDropped: enc.dropped });
 
   // Batches go out after each event-loop turn that filled enough of one, or
@@ -92,8 +97,11 @@ async function run(cfg: WorkerConfig): Promise<void> {
 
   port.on('message', (m: ToWorker) => {
     switch (m.t) {
-      case 'accept':
-        ingest.accept(m.address);
+      case 'grant':
+        ingest.grant(m.address, m.instance, m.ttlMs);
+        return;
+      case 'revoke':
+        ingest.revoke(m.address, m.instance);
         return;
       case 'free':
         enc.recycle(m.ab, m.len);

@@ -1,14 +1,18 @@
 /**
  * In-band announcements to the collector: which interface each ifindex is
  * (namespace/pod when known), the node's clock pair for timestamps, and the
- * per-install token. Sent from the node's own address on the tunnel port when
+ * address they come from, each signed with the node's key (wire/auth.ts: a
+ * MAC over the message, its time and a fresh nonce; the key itself never
+ * leaves the node). Sent from the node's own address on the tunnel port when
  * a session starts, whenever the interfaces change, and periodically (so a
- * restarted collector learns them again). Large lists are split.
+ * restarted collector learns them again, and its grant of the stream never
+ * lapses). Large lists are split.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import { encodeAnnouncement, encodeAnnouncements, monotonicRealtimePair, type AnnouncedInterface } from '../wire/announce.ts';
+import type { NodeKeySource } from '../wire/auth.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 
@@ -19,7 +23,8 @@ export interface AnnouncerOptions {
   node: string;
   sender: 'agent' | 'sniff';
   tunnel: 'Geneve' | 'VXLAN';
-  token?: string | undefined;
+  /** the node's key: announcements are signed with it (absent: unsigned, for a collector without a secret) */
+  key?: NodeKeySource | undefined;
   /** The loaded object's instance id (changes when the object is swapped). */
   instance: () => number;
   policy: { namespace: string; name: string; uid: string } | null;
@@ -60,10 +65,12 @@ export class Announcer {
 
   /** The announcements for the current state (split to fit a datagram). */
   async build(instance = this.opts.instance()): Promise<Buffer[]> {
+    const key = await this.opts.key?.current();
     return encodeAnnouncements({
-      v: 1,
-      token: this.opts.token ?? '',
+      v: 2,
       node: this.opts.node,
+      // the address the kernel chose for the connected socket: the one the data plane sends from too
+      source: this.socket?.address().address ?? '0.0.0.0',
       sender: this.opts.sender,
       senderId: this.senderId,
       instance,
@@ -71,7 +78,7 @@ export class Announcer {
       policy: this.opts.policy,
       clock: monotonicRealtimePair(),
       interfaces: await this.opts.interfaces(),
-    });
+    }, { key });
   }
 
   /** Announce now, for @instance (default: the session's current one). */
@@ -109,20 +116,22 @@ export async function probeCollector(collector: { address: string; port: number 
       hint: 'start it (podtap collector --listen ADDR:PORT --out DIR) or fix --collector',
     });
   const code = (err: Error) => (err as NodeJS.ErrnoException).code ?? err.message;
-  const probe = encodeAnnouncement({
-    v: 1, token: '', node: 'probe', sender: 'sniff', senderId: 'probe', instance: 0, tunnel: 'Geneve',
-    policy: null, clock: monotonicRealtimePair(), interfaces: [],
-  });
+  // an unsigned, empty announcement: a collector counts it (unauthenticated, or as an announcement of nothing)
+  const probe = (): Buffer =>
+    encodeAnnouncement({
+      v: 2, node: 'probe', source: socket.address().address, sender: 'sniff', senderId: 'probe', instance: 0, tunnel: 'Geneve',
+      policy: null, clock: monotonicRealtimePair(), interfaces: [],
+    });
   let timer: NodeJS.Timeout | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (err) => reject(fail(code(err))));
       socket.connect(collector.port, collector.address, () => {
-        socket.send(probe, (err) => {
+        socket.send(probe(), (err) => {
           if (err) return reject(fail(code(err)));
           // a second send surfaces a pending ICMP error as ECONNREFUSED
           timer = setTimeout(() => {
-            socket.send(probe, (e2) => (e2 ? reject(fail(code(e2))) : (timer = setTimeout(resolve, 50))));
+            socket.send(probe(), (e2) => (e2 ? reject(fail(code(e2))) : (timer = setTimeout(resolve, 50))));
           }, waitMs);
         });
       });

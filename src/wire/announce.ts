@@ -1,14 +1,24 @@
 /**
  * Announcements: how a sender (the agent, or `podtap sniff`) tells the
  * collector, in-band on the tunnel port, what its tapped interfaces are and
- * how to turn its CLOCK_MONOTONIC timestamps into wall time.
+ * how to turn its CLOCK_MONOTONIC timestamps into wall time, and proves which
+ * node it speaks for (auth.ts) without sending anything a listener could
+ * reuse.
  *
- * Encoding: a Geneve packet with the O (control) bit set, protocol type
- * 0x88B6, one option {class 0xFF70, type 0x02, length 1 word: version 1 and
- * three reserved bytes}, then the UTF-8 JSON of an Announcement.
+ * Encoding (docs/wire-format.md, "Announcements"): a Geneve packet with the O
+ * (control) bit set, protocol type 0x88B6, one option {class 0xFF70, type
+ * 0x02, length 1 word: version 2 and three reserved bytes}, then the envelope
+ *
+ *   scheme (1), key id length K (1), JSON length J (2), time ms (8), nonce (16),
+ *   key id (K), JSON (J), MAC (32, scheme 1 only)
+ *
+ * and nothing after it. The MAC covers every byte before it. The collector
+ * checks the envelope and the MAC before it parses the JSON.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DnsLabelSchema, ObjectNameSchema } from '../api/common.ts';
+import { AuthScheme, MAC_LEN, NONCE_LEN, announcementMac, newNonce, verifyAnnouncementMac, type NodeKey, type NodeKeyring } from './auth.ts';
 import {
   ANNOUNCE_OPT_VERSION,
   GENEVE_BASE_LEN,
@@ -16,6 +26,7 @@ import {
   OPT_CLASS,
   OPT_TYPE_ANNOUNCE,
   parseTunnelDatagram,
+  type MalformedReason,
   type TunnelMode,
 } from './format.ts';
 
@@ -43,11 +54,11 @@ export const AnnouncedInterfaceSchema = z.object({
 });
 
 export const AnnouncementSchema = z.object({
-  v: z.literal(1),
-  /** per-install token; empty when the collector requires none */
-  token: z.string().max(256),
-  /** the node's name (a Kubernetes Node name; `podtap sniff` uses the host name) */
+  v: z.literal(2),
+  /** the node's name (a Kubernetes Node name; `podtap sniff` uses the host name); with a MAC, also its key id */
   node: ObjectNameSchema,
+  /** the address the sender sends from (its socket's): a collector that authenticates refuses the announcement from any other */
+  source: z.string().refine((a) => isIP(a) !== 0, 'an IP address'),
   sender: z.enum(['agent', 'sniff']),
   /** random per sender process: tells a restarted sender from the old one */
   senderId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" or "-", at most 64'),
@@ -79,12 +90,30 @@ export type AnnouncedInterface = z.infer<typeof AnnouncedInterfaceSchema>;
 
 /** Announcements above this many bytes of JSON are split (see splitAnnouncement). */
 export const ANNOUNCE_MAX_JSON = 8000;
+/** Geneve header and the option with its one word of data. */
 const HEADER_LEN = GENEVE_BASE_LEN + 4 + 4;
+/** scheme, key id length, JSON length, time, nonce. */
+const ENVELOPE_FIXED = 1 + 1 + 2 + 8 + NONCE_LEN;
+const KEY_ID_MAX = 253;
+const JSON_MAX = 0xffff;
 
-/** The UDP payload of one announcement. */
-export function encodeAnnouncement(a: Announcement): Buffer {
+/** How one announcement is signed: with `key` a MAC under it; time and nonce default to now and fresh random bytes. */
+export interface SignOptions {
+  key?: NodeKey | undefined;
+  timeMs?: number;
+  nonce?: Buffer;
+}
+
+/** The UDP payload of one announcement, signed with `sign.key` when given. */
+export function encodeAnnouncement(a: Announcement, sign: SignOptions = {}): Buffer {
   const json = Buffer.from(JSON.stringify(AnnouncementSchema.parse(a)), 'utf8');
-  const b = Buffer.alloc(HEADER_LEN + json.length);
+  const key = sign.key;
+  if (key && key.id !== a.node) throw new RangeError(`the key of node ${key.id} cannot sign an announcement of node ${a.node}`);
+  const keyId = Buffer.from(key?.id ?? '', 'utf8');
+  const nonce = sign.nonce ?? newNonce();
+  if (json.length > JSON_MAX || keyId.length > KEY_ID_MAX || nonce.length !== NONCE_LEN) throw new RangeError('announcement too large');
+  const macAt = HEADER_LEN + ENVELOPE_FIXED + keyId.length + json.length;
+  const b = Buffer.alloc(macAt + (key ? MAC_LEN : 0));
   b[0] = 2; // version 0, options: 2 words
   b[1] = 0x80; // O: a control message
   b.writeUInt16BE(GENEVE_PROTO_ANNOUNCE, 2);
@@ -92,7 +121,16 @@ export function encodeAnnouncement(a: Announcement): Buffer {
   b[10] = OPT_TYPE_ANNOUNCE;
   b[11] = 1; // one word of option data
   b[12] = ANNOUNCE_OPT_VERSION;
-  json.copy(b, HEADER_LEN);
+  let p = HEADER_LEN;
+  b[p] = key ? AuthScheme.hmacSha256 : AuthScheme.none;
+  b[p + 1] = keyId.length;
+  b.writeUInt16BE(json.length, p + 2);
+  b.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(sign.timeMs ?? Date.now()))), p + 4);
+  nonce.copy(b, p + 12);
+  p += ENVELOPE_FIXED;
+  keyId.copy(b, p);
+  json.copy(b, p + keyId.length);
+  if (key) announcementMac(key.key, b.subarray(0, macAt)).copy(b, macAt);
   return b;
 }
 
@@ -119,14 +157,43 @@ export function splitAnnouncement(a: Announcement, maxJson = ANNOUNCE_MAX_JSON):
   return parts;
 }
 
-/** splitAnnouncement + encodeAnnouncement: the datagrams to send. */
-export function encodeAnnouncements(a: Announcement, maxJson = ANNOUNCE_MAX_JSON): Buffer[] {
-  return splitAnnouncement(a, maxJson).map(encodeAnnouncement);
+/** splitAnnouncement + encodeAnnouncement: the datagrams to send, each with its own nonce. */
+export function encodeAnnouncements(a: Announcement, sign: Omit<SignOptions, 'nonce'> = {}, maxJson = ANNOUNCE_MAX_JSON): Buffer[] {
+  return splitAnnouncement(a, maxJson).map((part) => encodeAnnouncement(part, sign));
+}
+
+/** An announcement's envelope, read but not yet trusted. Buffers point into the datagram. */
+export interface Envelope {
+  scheme: number;
+  keyId: string;
+  timeMs: number;
+  nonce: Buffer;
+  json: Buffer;
+  /** the bytes the MAC covers, and the MAC (empty without one) */
+  signed: Buffer;
+  mac: Buffer;
+}
+
+/** Reads the envelope that follows the option (`at`: its first byte). Never throws; checks lengths only. */
+export function readEnvelope(buf: Buffer, at: number): Envelope | undefined {
+  if (at + ENVELOPE_FIXED > buf.length) return undefined;
+  const scheme = buf[at]!;
+  const k = buf[at + 1]!;
+  const j = buf.readUInt16BE(at + 2);
+  const timeMs = Number(buf.readBigUInt64BE(at + 4));
+  const keyAt = at + ENVELOPE_FIXED;
+  const macAt = keyAt + k + j;
+  const macLen = scheme === AuthScheme.hmacSha256 ? MAC_LEN : scheme === AuthScheme.none ? 0 : -1;
+  if (macLen < 0 || k > KEY_ID_MAX || macAt + macLen !== buf.length) return undefined;
+  return {
+    scheme, keyId: buf.toString('latin1', keyAt, keyAt + k), timeMs, nonce: buf.subarray(at + 4 + 8, keyAt),
+    json: buf.subarray(keyAt + k, macAt), signed: buf.subarray(0, macAt), mac: buf.subarray(macAt),
+  };
 }
 
 export type DecodeResult = { ok: true; announcement: Announcement } | { ok: false; error: string };
 
-/** Decode the JSON payload of an announcement (what follows the Geneve option). */
+/** Decode the JSON of an announcement. */
 export function decodeAnnouncementPayload(payload: Buffer): DecodeResult {
   let json: unknown;
   try {
@@ -139,11 +206,72 @@ export function decodeAnnouncementPayload(payload: Buffer): DecodeResult {
   return { ok: true, announcement: r.data };
 }
 
-/** Decode a whole announcement datagram (the UDP payload). Never throws. */
-export function decodeAnnouncement(buf: Buffer, mode: TunnelMode = 'geneve'): DecodeResult {
+/** What proved an admitted announcement: its node's key id, nonce (hex) and time. */
+export interface AnnouncementAuth {
+  keyId: string;
+  nonce: string;
+  timeMs: number;
+}
+
+export interface OpenOptions {
+  /** the node keys; absent = a collector that authenticates nobody (announcements are taken as they come) */
+  keyring?: NodeKeyring | undefined;
+  /** wall clock now, ms */
+  nowMs: number;
+  /** how far an announcement's time may be from ours */
+  maxSkewMs: number;
+  /** the address the datagram came from */
+  source: string;
+}
+
+export type OpenResult =
+  | { ok: true; announcement: Announcement; auth: AnnouncementAuth | undefined }
+  | { ok: false; reason: MalformedReason; error: string };
+
+/** An IPv4 address as a dual-stack socket reports it (::ffff:a.b.c.d) is the IPv4 address. */
+function plainAddress(a: string): string {
+  return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
+}
+
+/**
+ * The collector's side of an announcement datagram (`at`: where the envelope
+ * starts): envelope, then — with a keyring — the MAC and the time window,
+ * and only then the JSON, its node against the key id and its source against
+ * the datagram's. Never throws. Replays are the caller's to refuse (the nonce
+ * is in `auth`): they need state across datagrams.
+ */
+export function openAnnouncement(buf: Buffer, at: number, o: OpenOptions): OpenResult {
+  const env = readEnvelope(buf, at);
+  if (!env) return { ok: false, reason: 'bad-announcement', error: 'envelope lengths do not add up' };
+  let auth: AnnouncementAuth | undefined;
+  if (o.keyring) {
+    if (env.scheme !== AuthScheme.hmacSha256) return { ok: false, reason: 'unauthenticated', error: 'no MAC' };
+    if (!ObjectNameSchema.safeParse(env.keyId).success) return { ok: false, reason: 'bad-announcement', error: 'key id is not a node name' };
+    const key = o.keyring.keyFor(env.keyId);
+    if (!key || !verifyAnnouncementMac(key, env.signed, env.mac)) return { ok: false, reason: 'bad-mac', error: `MAC does not verify for node ${env.keyId}` };
+    if (Math.abs(o.nowMs - env.timeMs) > o.maxSkewMs) {
+      return { ok: false, reason: 'stale', error: `sent at ${new Date(env.timeMs).toISOString()}, more than ${o.maxSkewMs} ms from now` };
+    }
+    auth = { keyId: env.keyId, nonce: env.nonce.toString('hex'), timeMs: env.timeMs };
+  }
+  const r = decodeAnnouncementPayload(env.json);
+  if (!r.ok) return { ok: false, reason: 'bad-announcement', error: r.error };
+  const a = r.announcement;
+  if (auth && a.node !== auth.keyId) return { ok: false, reason: 'bad-announcement', error: `node ${a.node} signed with the key of ${auth.keyId}` };
+  if (auth && plainAddress(a.source) !== plainAddress(o.source)) {
+    return { ok: false, reason: 'wrong-source', error: `announces ${a.source} but came from ${o.source}` };
+  }
+  return { ok: true, announcement: a, auth };
+}
+
+/** Decode a whole announcement datagram (the UDP payload) without checking any MAC (tools and tests). Never throws. */
+export function decodeAnnouncement(buf: Buffer, mode: TunnelMode = 'geneve'): DecodeResult & { envelope?: Envelope } {
   const p = parseTunnelDatagram(buf, mode);
   if (p.type !== 'announce') return { ok: false, error: `not an announcement (${p.type === 'malformed' ? p.reason : p.type})` };
-  return decodeAnnouncementPayload(p.payload);
+  const env = readEnvelope(buf, buf.length - p.payload.length);
+  if (!env) return { ok: false, error: 'envelope lengths do not add up' };
+  const r = decodeAnnouncementPayload(env.json);
+  return r.ok ? { ...r, envelope: env } : r;
 }
 
 /**

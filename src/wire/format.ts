@@ -36,7 +36,8 @@ export const MetaOff = {
   fix: 36,
   tstamp: 44,
 } as const;
-export const ANNOUNCE_OPT_VERSION = 1;
+/** Version of the announcement option: 2 = authenticated envelope (announce.ts; 1 carried a bearer token and is refused). */
+export const ANNOUNCE_OPT_VERSION = 2;
 
 /** Geneve protocol types of the inner payload. */
 export const GENEVE_PROTO_ETH = 0x6558;
@@ -105,10 +106,15 @@ export const MALFORMED_REASONS = [
   'outside-frame', // a chunk that does not lie inside [prefix, cap_len)
   'inconsistent', // a piece contradicting the other pieces of its frame
   'unknown-control', // control message (O bit) we do not know
-  'bad-announcement', // announcement whose JSON does not validate
-  'bad-token', // announcement with the wrong token
-  'unannounced', // data from a source with no valid announcement (token set)
-  'too-many', // a state limit (sources, streams, interfaces) was reached
+  'bad-announcement', // announcement whose envelope or JSON does not validate, or names another node than its key
+  'unauthenticated', // announcement without a MAC where the collector requires one
+  'bad-mac', // announcement whose MAC does not verify under its node's key (forged, altered, wrong key)
+  'stale', // announcement whose time is outside the window (a late replay, or a clock far off)
+  'replayed', // announcement whose nonce was seen already
+  'wrong-source', // announcement sent from another address than the one it names
+  'not-assigned', // announcement for a (namespace, policy, node) the controller did not assign to this collector
+  'unannounced', // data of a stream no admitted announcement covers (secret set)
+  'too-many', // a state limit (sources, streams, interfaces, nonces) was reached
 ] as const;
 export type MalformedReason = (typeof MALFORMED_REASONS)[number];
 

@@ -1,10 +1,11 @@
 /**
- * Ingest and Router in one object, writing into one pcapng writer: datagrams
- * in, packets out, with no sockets, threads or files of its own. For tests
- * that turn a list of datagrams into a capture (the collector itself wires
- * these stages in src/collector/collector.ts).
+ * Ingest, Admission and Router in one object, writing into one pcapng writer:
+ * datagrams in, packets out, with no sockets, threads or files of its own.
+ * For tests that turn a list of datagrams into a capture (the collector
+ * itself wires these stages in src/collector/collector.ts).
  */
-import { Ingest, type IngestLimits, type IngestOptions, type IngestStats } from '../../src/collector/ingest.ts';
+import { Admission, type AdmissionOptions } from '../../src/collector/admission.ts';
+import { DEFAULT_MAX_SKEW_MS, Ingest, type IngestLimits, type IngestOptions, type IngestStats } from '../../src/collector/ingest.ts';
 import { PcapngWriter } from '../../src/collector/pcapng.ts';
 import { Router, type Iface, type PacketOutput, type RouterLimits, type RouterStats } from '../../src/collector/router.ts';
 import { MALFORMED_REASONS, type MalformedReason } from '../../src/wire/format.ts';
@@ -26,12 +27,14 @@ export class WriterOutput implements PacketOutput {
 
 export interface PipelineOptions extends Omit<IngestOptions, 'limits'> {
   limits?: Partial<IngestLimits & RouterLimits>;
+  admission?: Pick<AdmissionOptions, 'allow' | 'grantTtlMs' | 'limits' | 'clock'>;
 }
 
-export type PipelineStats = IngestStats & Omit<RouterStats, 'refused'> & { malformed: number; bytesWritten: number };
+export type PipelineStats = IngestStats & Omit<RouterStats, 'refused'> & { malformed: number; bytesWritten: number; grants: number };
 
 export class Pipeline {
   readonly ingest: Ingest;
+  readonly admission: Admission;
   readonly router: Router;
   readonly #writer: PcapngWriter | undefined;
 
@@ -39,7 +42,10 @@ export class Pipeline {
     const output = out instanceof PcapngWriter ? new WriterOutput(out) : out;
     this.#writer = output instanceof WriterOutput ? output.writer : undefined;
     this.router = new Router([output], { limits: opts.limits ?? {} });
-    this.ingest = new Ingest(this.router, opts);
+    this.admission = new Admission(this.router, { ...opts.admission, authenticated: !!opts.secret, maxSkewMs: opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS });
+    this.ingest = new Ingest(this.admission, opts);
+    this.admission.onGrant = (address, instance, ttlMs) => this.ingest.grant(address, instance, ttlMs);
+    this.admission.onRevoke = (address, instance) => this.ingest.revoke(address, instance);
     this.router.onRefuse = (reason: MalformedReason) => this.ingest.refuse(reason);
   }
 
@@ -61,9 +67,13 @@ export class Pipeline {
 
   stats(): PipelineStats {
     const i = this.ingest.stats();
+    const a = this.admission.stats();
     const { refused: _, ...r } = this.router.stats();
     let malformed = 0;
-    for (const reason of MALFORMED_REASONS) malformed += i.malformedByReason[reason];
-    return { ...i, ...r, malformed, bytesWritten: this.#writer?.bytes ?? 0 };
+    for (const reason of MALFORMED_REASONS) {
+      i.malformedByReason[reason] += a.refusedByReason[reason];
+      malformed += i.malformedByReason[reason];
+    }
+    return { ...i, ...r, announcements: a.admitted, grants: a.grants, malformed, bytesWritten: this.#writer?.bytes ?? 0 };
   }
 }

@@ -11,6 +11,7 @@ import { captureFileName, defaultWorkers, startCollector } from '../../../src/co
 import { parseListen } from '../../../src/collector/cli.ts';
 import { silentLogger } from '../../../src/util/log.ts';
 import { encodeAnnouncement, monotonicRealtimePair } from '../../../src/wire/announce.ts';
+import { deriveNodeKey } from '../../../src/wire/auth.ts';
 import { encodeFrame } from '../../helpers/encode.ts';
 import { ipv4Frame, ipv6Frame, rawFrame } from '../wire/frames.ts';
 import { readCapture, tempDir } from './helpers.ts';
@@ -27,12 +28,13 @@ function frames(): Buffer[] {
   ];
 }
 
-function announcement(token = ''): Buffer {
+/** node-a's announcement from 127.0.0.1, signed with its key under `secret` when given. */
+function announcement(secret?: string): Buffer {
   return encodeAnnouncement({
-    v: 1, token, node: 'node-a', sender: 'sniff', senderId: 'x', instance: 3, tunnel: 'Geneve', policy: null,
+    v: 2, node: 'node-a', source: '127.0.0.1', sender: 'sniff', senderId: 'x', instance: 3, tunnel: 'Geneve', policy: null,
     clock: monotonicRealtimePair(),
     interfaces: [{ ifindex: 21, name: 'veth21', pod: { namespace: 'shop', name: 'cart-0' }, directions: ['Ingress', 'Egress'] }],
-  });
+  }, secret ? { key: { id: 'node-a', key: deriveNodeKey(secret, 'node-a') } } : {});
 }
 
 function datagrams(fs: Buffer[]): Buffer[] {
@@ -100,10 +102,10 @@ describe('collector on a UDP socket', () => {
     expect(metrics).toMatch(/podtap_collector_bytes_written_total \d+/);
   });
 
-  it('with a token: data only from announced senders', async () => {
-    const out = join(dir, 'token');
+  it('with a secret: data only on streams an authenticated announcement granted', async () => {
+    const out = join(dir, 'secret');
     await execa('mkdir', ['-p', out]);
-    const c = await startCollector({ logger: silentLogger, ingest: { host: '127.0.0.1', port: 0, token: 'k' }, store: { dir: out } });
+    const c = await startCollector({ logger: silentLogger, ingest: { host: '127.0.0.1', port: 0, secret: 'k' }, store: { dir: out } });
     const fs = frames();
     const before = datagrams(fs.slice(0, 1));
     await send(client, c.address.port, [...before, announcement('wrong')]);
@@ -111,7 +113,7 @@ describe('collector on a UDP socket', () => {
     await send(client, c.address.port, [announcement('k'), ...datagrams(fs).slice(before.length)]);
     await until(() => c.stats().rebuilt === 3, 'accepted frames');
     await c.close();
-    expect(c.stats().malformedByReason).toMatchObject({ unannounced: before.length, 'bad-token': 1 });
+    expect(c.stats().malformedByReason).toMatchObject({ unannounced: before.length, 'bad-mac': 1 });
     expect((await readCapture(c.files()[0]!)).length).toBe(3);
   });
 
@@ -121,9 +123,11 @@ describe('collector on a UDP socket', () => {
     const c = await startCollector({ logger: silentLogger, ingest: { host: '127.0.0.1', port: 0 }, store: { dir: out } });
     // the JSON a forger writes by hand: the encoder itself refuses such names
     const good = announcement();
-    const json = JSON.parse(good.subarray(16).toString('utf8')) as Record<string, unknown>;
+    const json = JSON.parse(good.subarray(44).toString('utf8')) as Record<string, unknown>;
     json.policy = { namespace: 'shop', name: '../../escaped', uid: 'u' };
-    const forged = Buffer.concat([good.subarray(0, 16), Buffer.from(JSON.stringify(json))]);
+    const body = Buffer.from(JSON.stringify(json));
+    const forged = Buffer.concat([good.subarray(0, 44), body]);
+    forged.writeUInt16BE(body.length, 18);
     const ds = [forged, ...datagrams(frames())];
     await send(client, c.address.port, ds);
     await until(() => c.stats().received === ds.length, 'all datagrams');

@@ -1,20 +1,19 @@
 /**
  * What a collector on the network gets that it did not ask for. Each case
- * sends it through a real socket to a collector with ingest workers and a
- * token, then checks that it was counted under the right name and that the
- * collector still serves: /healthz answers and a good frame sent afterwards
- * reaches the capture file.
+ * sends it through a real socket to a collector with ingest workers and an
+ * install secret, then checks that it was counted under the right name and
+ * that the collector still serves: /healthz answers and a good frame sent
+ * afterwards reaches the capture file.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CollectorStats } from '../../../src/collector/collector.ts';
-import { encodeAnnouncement, monotonicRealtimePair } from '../../../src/wire/announce.ts';
 import { MALFORMED_REASONS, META_LEN, MetaOff, type MalformedReason } from '../../../src/wire/format.ts';
 import { encodeFrame } from '../../helpers/encode.ts';
 import { ipv4Frame, pattern } from '../wire/frames.ts';
-import { FrameSource, announcement, sendAll, startRunning, until, type Running } from './running.ts';
+import { FrameSource, announcement, rawAnnouncement, sendAll, startRunning, until, type Running } from './running.ts';
 
-const AGENT_TOKEN = 'install-token';
+const SECRET = 'install-secret';
 const POLICY = { namespace: 'shop', name: 'web-debug' };
 const META = 12;
 const INNER = META + META_LEN;
@@ -22,21 +21,33 @@ const INNER = META + META_LEN;
 let r: Running;
 let stranger: Socket;
 const src = new FrameSource();
+/** the agent's own announcement, admitted at the start (the replay cases send it again) */
+let agentAnnouncement: Buffer;
 
 beforeAll(async () => {
   r = await startRunning({
-    ingest: { workers: 2, token: AGENT_TOKEN, reassembly: { maxFrames: 256, maxBytes: 4 << 20, timeoutMs: 500 } },
+    ingest: { workers: 2, secret: SECRET, reassembly: { maxFrames: 256, maxBytes: 4 << 20, timeoutMs: 500 } },
     router: { limits: { interfacesPerSource: 64 } },
   });
   stranger = createSocket('udp4');
   await new Promise<void>((res) => stranger.bind(0, '127.0.0.2', () => res()));
-  await r.send([announcement(POLICY, [{ ifindex: 11, namespace: 'shop', pod: 'web-1' }], { token: AGENT_TOKEN })]);
-  await until(() => r.c.stats().announcements === 1, 'the agent announcement');
+  agentAnnouncement = announcement(POLICY, [{ ifindex: 11, namespace: 'shop', pod: 'web-1' }], { secret: SECRET });
+  await r.send([agentAnnouncement]);
+  // (admission counts at once; the workers report their counts every 250 ms)
+  await until(() => r.c.stats().announcements === 1 && r.c.stats().grants === 1 && r.c.stats().received === 1, 'the agent announcement');
 });
 afterAll(async () => {
   stranger.close();
   await r.stop();
 });
+
+/** An announcement's JSON with some fields changed (its MAC is made for it by rawAnnouncement). */
+function rawJson(over: Record<string, unknown>): string {
+  return JSON.stringify({
+    v: 2, node: 'node-a', source: '127.0.0.1', sender: 'agent', senderId: 's', instance: 1, tunnel: 'Geneve', policy: null,
+    clock: { monoNs: '1', realtimeNs: '2' }, interfaces: [], ...over,
+  });
+}
 
 function mutate(d: Buffer, f: (b: Buffer) => void): Buffer {
   const b = Buffer.from(d);
@@ -129,27 +140,42 @@ const cases: Case[] = [
   },
   { description: 'data from an address that never announced', input: () => ({ datagrams: src.frames(2, { ifindex: 11, cpu: 4 }), from: 'stranger' }), expected: { unannounced: 2 } },
   {
-    description: 'an announcement with a wrong token, then its data',
+    description: 'an announcement signed under a guessed secret, then its data',
     input: () => ({
-      datagrams: [announcement(POLICY, [{ ifindex: 11, namespace: 'shop', pod: 'evil' }], { token: 'guess' }), ...src.frames(1, { ifindex: 11, cpu: 5 })],
+      datagrams: [announcement(POLICY, [{ ifindex: 11, namespace: 'shop', pod: 'evil' }], { secret: 'guess' }), ...src.frames(1, { ifindex: 11, cpu: 5 })],
       from: 'stranger',
     }),
-    expected: { 'bad-token': 1, unannounced: 1 },
+    expected: { 'bad-mac': 1, unannounced: 1 },
   },
   {
-    description: 'an announcement that is not JSON',
-    input: () => ({ datagrams: [Buffer.concat([announcement(null, []).subarray(0, 16), Buffer.from('{"v":1,')])] }),
+    description: 'an unsigned announcement (no MAC), then its data',
+    input: () => ({ datagrams: [announcement(POLICY, [{ ifindex: 11, namespace: 'shop', pod: 'evil' }]), ...src.frames(1, { ifindex: 11, cpu: 5, instance: 9 })] }),
+    expected: { unauthenticated: 1, unannounced: 1 },
+  },
+  { description: "the agent's announcement replayed", input: () => ({ datagrams: [agentAnnouncement] }), expected: { replayed: 1 } },
+  {
+    description: "the agent's announcement replayed from another address, then data from there",
+    input: () => ({ datagrams: [agentAnnouncement, ...src.frames(1, { ifindex: 11, cpu: 5 })], from: 'stranger' }),
+    expected: { 'wrong-source': 1, unannounced: 1 },
+  },
+  {
+    description: 'a signed announcement dated ten minutes ago',
+    input: () => ({ datagrams: [rawAnnouncement(rawJson({}), SECRET, 'node-a', Date.now() - 600_000)] }),
+    expected: { stale: 1 },
+  },
+  {
+    description: 'a signed announcement that is not JSON',
+    input: () => ({ datagrams: [rawAnnouncement('{"v":2,', SECRET)] }),
     expected: { 'bad-announcement': 1 },
   },
   {
-    description: 'an announcement that does not validate',
-    input: () => ({
-      datagrams: [
-        encodeAnnouncement({
-          v: 1, token: AGENT_TOKEN, node: 'n', sender: 'agent', senderId: 's', instance: 1, tunnel: 'Geneve', policy: null, clock: monotonicRealtimePair(), interfaces: [],
-        }).toString('latin1').replace('"instance":1', '"instance":-1'),
-      ].map((s) => Buffer.from(s, 'latin1')),
-    }),
+    description: 'a signed announcement that does not validate',
+    input: () => ({ datagrams: [rawAnnouncement(rawJson({ instance: -1 }), SECRET)] }),
+    expected: { 'bad-announcement': 1 },
+  },
+  {
+    description: "a node's key signing another node's announcement",
+    input: () => ({ datagrams: [rawAnnouncement(rawJson({ node: 'node-b' }), SECRET, 'node-a')] }),
     expected: { 'bad-announcement': 1 },
   },
   { description: 'an unknown control message', input: () => ({ datagrams: [mutate(announcement(null, []), (b) => b.writeUInt16BE(0x1234, 2))] }), expected: { 'unknown-control': 1 } },

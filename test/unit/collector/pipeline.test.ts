@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PcapngWriter } from '../../../src/collector/pcapng.ts';
 import { Pipeline, type PipelineOptions } from '../../helpers/pipeline.ts';
 import { encodeAnnouncement, type Announcement } from '../../../src/wire/announce.ts';
+import { deriveNodeKey } from '../../../src/wire/auth.ts';
 import { encodeFrame, type EncodeOptions } from '../../helpers/encode.ts';
 import { MALFORMED_REASONS, META_LEN, MetaOff, type MalformedReason } from '../../../src/wire/format.ts';
 import { ipv4Frame, ipv6Frame, rawFrame } from '../wire/frames.ts';
@@ -18,13 +19,17 @@ const SRC = '198.18.0.1';
 const META = 12;
 const INNER = META + META_LEN;
 
-function ann(over: Partial<Announcement> = {}): Buffer {
-  return encodeAnnouncement({
-    v: 1, token: 's3cret', node: 'node-a', sender: 'agent', senderId: 'a1', instance: 1, tunnel: 'Geneve', policy: null,
+const SECRET = 's3cret';
+
+/** An announcement of node-a from SRC, signed with node-a's key under `secret` (null: unsigned). */
+function ann(over: Partial<Announcement> = {}, secret: string | null = SECRET): Buffer {
+  const a: Announcement = {
+    v: 2, node: 'node-a', source: SRC, sender: 'agent', senderId: 'a1', instance: 1, tunnel: 'Geneve', policy: null,
     clock: { monoNs: '0', realtimeNs: '1764100000000000000' },
     interfaces: [{ ifindex: 5, name: 'veth5', pod: { namespace: 'ns', name: 'p' }, directions: ['Ingress'] }],
     ...over,
-  });
+  };
+  return encodeAnnouncement(a, secret === null ? {} : { key: { id: a.node, key: deriveNodeKey(secret, a.node) } });
 }
 
 const frame = (seed: number, payload = 64): Buffer => ipv4Frame({ proto: 'UDP', payload, seed });
@@ -52,7 +57,7 @@ describe('sequence gaps through the pipeline', () => {
 
 describe('idle streams and sources', () => {
   it('retires a silent stream (its gaps count) and forgets a silent source', () => {
-    const p = memoryPipeline({ mode: 'geneve', token: 's3cret', limits: { streamIdleMs: 10_000, sourceIdleMs: 60_000, streams: 1 } });
+    const p = memoryPipeline({ mode: 'geneve', secret: SECRET, limits: { streamIdleMs: 10_000, sourceIdleMs: 60_000, streams: 1 } });
     p.tick(0);
     p.handle(ann(), SRC);
     for (const seq of [0, 1, 3]) for (const d of enc(frame(seq), { seq, cpu: 0 })) p.handle(d, SRC);
@@ -67,7 +72,7 @@ describe('idle streams and sources', () => {
     expect(p.stats()).toMatchObject({ streams: 1, rebuilt: 4 });
     p.tick(70_000);
     expect(p.stats()).toMatchObject({ streams: 0, sources: 0, lost: 1 });
-    // forgotten: with a token, data needs a fresh announcement
+    // forgotten (and its grant expired): with a secret, data needs a fresh announcement
     for (const d of enc(frame(10), { seq: 1, cpu: 1 })) p.handle(d, SRC);
     expect(p.stats().malformedByReason.unannounced).toBe(1);
   });
@@ -104,15 +109,23 @@ describe('state is bounded per sender and per policy (issue 9)', () => {
 
 describe('malformed and refused datagrams are counted by reason', () => {
   const split = enc(frame(1, 4000), { seq: 1 });
-  const withToken: PipelineOptions = { mode: 'geneve', token: 's3cret' };
+  const withSecret: PipelineOptions = { mode: 'geneve', secret: SECRET };
   const cases: { description: string; input: { opts?: PipelineOptions; datagrams: Buffer[] }; expected: Partial<Record<MalformedReason, number>> & { rebuilt?: number } }[] = [
     { description: 'foreign UDP on the port', input: { datagrams: [Buffer.from('hello world, not a tunnel')] }, expected: { 'bad-version': 1 } },
     { description: 'truncated datagram', input: { datagrams: [split[0]!.subarray(0, 30)] }, expected: { 'bad-options': 1 } },
     { description: 'announcement that is not JSON', input: { datagrams: [Buffer.concat([ann().subarray(0, 16), Buffer.from('{oops')])] }, expected: { 'bad-announcement': 1 } },
-    { description: 'data without an announcement, token set', input: { opts: withToken, datagrams: enc(frame(1), { seq: 1 }) }, expected: { unannounced: 1, rebuilt: 0 } },
-    { description: 'announcement with the wrong token', input: { opts: withToken, datagrams: [ann({ token: 'guess' }), ...enc(frame(1), { seq: 1 })] }, expected: { 'bad-token': 1, unannounced: 1, rebuilt: 0 } },
-    { description: 'announced with the token', input: { opts: withToken, datagrams: [ann(), ...enc(frame(1), { seq: 1 })] }, expected: { rebuilt: 1 } },
-    { description: 'no token required: any announcement', input: { datagrams: [ann({ token: 'whatever' }), ...enc(frame(1), { seq: 1 })] }, expected: { rebuilt: 1 } },
+    { description: 'data without an announcement, secret set', input: { opts: withSecret, datagrams: enc(frame(1), { seq: 1 }) }, expected: { unannounced: 1, rebuilt: 0 } },
+    { description: 'announcement signed under another install', input: { opts: withSecret, datagrams: [ann({}, 'guess'), ...enc(frame(1), { seq: 1 })] }, expected: { 'bad-mac': 1, unannounced: 1, rebuilt: 0 } },
+    { description: 'unsigned announcement, secret set', input: { opts: withSecret, datagrams: [ann({}, null), ...enc(frame(1), { seq: 1 })] }, expected: { unauthenticated: 1, unannounced: 1, rebuilt: 0 } },
+    { description: 'announced, signed with its node key', input: { opts: withSecret, datagrams: [ann(), ...enc(frame(1), { seq: 1 })] }, expected: { rebuilt: 1 } },
+    { description: 'the same announcement twice: the replay is refused', input: { opts: withSecret, datagrams: [...Array(2).fill(ann()), ...enc(frame(1), { seq: 1 })] }, expected: { replayed: 1, rebuilt: 1 } },
+    {
+      description: 'data of an instance the announcement did not name',
+      input: { opts: withSecret, datagrams: [ann({ instance: 1 }), ...enc(frame(1), { seq: 1, instance: 2 })] },
+      expected: { unannounced: 1, rebuilt: 0 },
+    },
+    { description: 'an announcement naming another source address', input: { opts: withSecret, datagrams: [ann({ source: '198.18.7.7' })] }, expected: { 'wrong-source': 1 } },
+    { description: 'no secret: any announcement, signed or not', input: { datagrams: [ann({}, null), ann({}, 'whatever'), ...enc(frame(1), { seq: 1 })] }, expected: { rebuilt: 1 } },
     {
       description: 'piece contradicting its frame (orig_len)',
       input: { datagrams: [split[0]!, (() => { const b = Buffer.from(split[1]!); b.writeUInt32BE(9999, META + MetaOff.origLen); return b; })(), split[2]!, split[1]!] },
@@ -208,7 +221,7 @@ describe('interfaces and timestamps in the capture', () => {
 
   it('unknown until announced, renamed by a later announcement; receive time before any clock', async () => {
     const announcement = (pod: string, mono: string): Buffer =>
-      ann({ token: '', clock: { monoNs: mono, realtimeNs: '1764100000000000000' }, interfaces: [{ ifindex: 5, name: 'veth5', pod: { namespace: 'ns', name: pod }, directions: ['Ingress'] }] });
+      ann({ clock: { monoNs: mono, realtimeNs: '1764100000000000000' }, interfaces: [{ ifindex: 5, name: 'veth5', pod: { namespace: 'ns', name: pod }, directions: ['Ingress'] }] });
     const datagrams = [
       ...enc(frame(0), { seq: 0, tstamp: 10_000_000_000n }),
       announcement('web-1', '10000000000'),

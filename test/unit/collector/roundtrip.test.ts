@@ -17,7 +17,7 @@ const MONO0 = 5_000_000_000n;
 const REAL0 = 1_764_100_000_000_000_000n;
 
 const announcement: Announcement = {
-  v: 1, token: '', node: 'node-a', sender: 'agent', senderId: 'a1', instance: 7, tunnel: 'Geneve',
+  v: 2, node: 'node-a', source: SRC, sender: 'agent', senderId: 'a1', instance: 7, tunnel: 'Geneve',
   policy: { namespace: 'demo', name: 'web-debug', uid: 'u1' },
   clock: { monoNs: MONO0.toString(), realtimeNs: REAL0.toString() },
   interfaces: [

@@ -7,7 +7,8 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startCollector, type Collector, type CollectorOptions } from '../../../src/collector/collector.ts';
 import { silentLogger } from '../../../src/util/log.ts';
-import { encodeAnnouncement, monotonicRealtimePair, type AnnouncedInterface } from '../../../src/wire/announce.ts';
+import { encodeAnnouncement, monotonicRealtimePair, readEnvelope, type AnnouncedInterface } from '../../../src/wire/announce.ts';
+import { announcementMac, deriveNodeKey } from '../../../src/wire/auth.ts';
 import { encodeFrame, type EncodeOptions } from '../../helpers/encode.ts';
 import { ipv4Frame } from '../wire/frames.ts';
 import { tempDir } from './helpers.ts';
@@ -81,14 +82,36 @@ export interface PodSpec {
   pod: string;
 }
 
-export function announcement(policy: { namespace: string; name: string } | null, pods: PodSpec[], opts: { instance?: number; token?: string } = {}): Buffer {
+/**
+ * An announcement of node-a from 127.0.0.1 (where the tests send from),
+ * signed with node-a's key under `secret` when one is given.
+ */
+export function announcement(policy: { namespace: string; name: string } | null, pods: PodSpec[], opts: { instance?: number; secret?: string; node?: string } = {}): Buffer {
   const interfaces: AnnouncedInterface[] = pods.map((p) => ({
     ifindex: p.ifindex, name: `veth${p.ifindex}`, pod: { namespace: p.namespace, name: p.pod }, directions: ['Ingress', 'Egress'],
   }));
   return encodeAnnouncement({
-    v: 1, token: opts.token ?? '', node: 'node-a', sender: 'agent', senderId: 'test', instance: opts.instance ?? 1, tunnel: 'Geneve',
+    v: 2, node: opts.node ?? 'node-a', source: '127.0.0.1', sender: 'agent', senderId: 'test', instance: opts.instance ?? 1, tunnel: 'Geneve',
     policy: policy ? { ...policy, uid: 'u' } : null, clock: monotonicRealtimePair(), interfaces,
-  });
+  }, opts.secret ? { key: { id: opts.node ?? 'node-a', key: deriveNodeKey(opts.secret, opts.node ?? 'node-a') } } : {});
+}
+
+/**
+ * An announcement datagram carrying `json` exactly as given, in a valid
+ * envelope, signed with `node`'s key under `secret` when one is given: what a
+ * forger, or a key holder gone wrong, writes by hand.
+ */
+export function rawAnnouncement(json: string, secret?: string, node = 'node-a', timeMs = Date.now()): Buffer {
+  const shell = encodeAnnouncement(
+    { v: 2, node, source: '127.0.0.1', sender: 'agent', senderId: 'raw', instance: 1, tunnel: 'Geneve', policy: null, clock: monotonicRealtimePair(), interfaces: [] },
+    { timeMs, ...(secret ? { key: { id: node, key: deriveNodeKey(secret, node) } } : {}) },
+  );
+  const env = readEnvelope(shell, 16)!;
+  const at = env.signed.length - env.json.length;
+  const body = Buffer.from(json);
+  const signed = Buffer.concat([shell.subarray(0, at), body]);
+  signed.writeUInt16BE(body.length, 18);
+  return secret ? Buffer.concat([signed, announcementMac(deriveNodeKey(secret, node), signed)]) : signed;
 }
 
 /** Sequence numbers per (instance, cpu), as the data plane keeps them. */

@@ -105,10 +105,10 @@ describe('worker threads', () => {
   }
 
   it('each stream (one source port) stays on one worker: every frame once, none lost, none split', async () => {
-    r = await startRunning({ ingest: { workers: 3, token: 'tok' } });
+    r = await startRunning({ ingest: { workers: 3, secret: 'tok' } });
     const policy = { namespace: 'shop', name: 'web-debug' };
     // the agent announces from its own port; each data-plane stream has its own source port
-    await r.send([announcement(policy, [{ ifindex: 11, namespace: 'shop', pod: 'web-1' }], { token: 'tok' })]);
+    await r.send([announcement(policy, [{ ifindex: 11, namespace: 'shop', pod: 'web-1' }], { secret: 'tok' })]);
     await until(() => r!.c.stats().announcements === 1, 'the announcement');
     const streams = await sockets(12);
     const src = new FrameSource();
@@ -171,14 +171,14 @@ describe('worker threads', () => {
   });
 
   it('an announcement on one worker lets the source’s data in on the others', async () => {
-    r = await startRunning({ ingest: { workers: 3, token: 'tok' } });
+    r = await startRunning({ ingest: { workers: 3, secret: 'tok' } });
     const streams = await sockets(9);
     const src = new FrameSource();
     const ds = streams.map((_, cpu) => src.frames(1, { ifindex: 11, cpu }));
     // before the announcement: refused everywhere
     await Promise.all(streams.map((s, i) => sendAll(r!.udp, r!.c.address.port, ds[i]!, s)));
     await until(() => r!.c.stats().malformedByReason.unannounced === 9, 'refusals');
-    await r.send([announcement(null, [], { token: 'tok' })]);
+    await r.send([announcement(null, [], { secret: 'tok' })]);
     await until(() => r!.c.stats().announcements === 1, 'the announcement');
     await new Promise((res) => setTimeout(res, 50)); // (the writer passes it on to the other workers)
     const after = streams.map((_, cpu) => src.frames(1, { ifindex: 11, cpu }));

@@ -8,12 +8,13 @@ import {
   splitAnnouncement,
   type Announcement,
 } from '../../../src/wire/announce.ts';
+import { announcementMac, deriveNodeKey } from '../../../src/wire/auth.ts';
 import { GENEVE_PROTO_ANNOUNCE, OPT_CLASS, OPT_TYPE_ANNOUNCE } from '../../../src/wire/format.ts';
 
 const base: Announcement = {
-  v: 1,
-  token: 'tok',
+  v: 2,
   node: 'node-a',
+  source: '198.18.0.1',
   sender: 'agent',
   senderId: 'c0ffee',
   instance: 7,
@@ -26,35 +27,64 @@ const base: Announcement = {
   ],
 };
 
+const SECRET = 'install-secret-of-this-test';
+
+/** An unsigned announcement datagram carrying `json` as it is (what a forger writes by hand). */
+function withJson(json: string): Buffer {
+  const b = encodeAnnouncement(base);
+  const j = Buffer.from(json);
+  const out = Buffer.concat([b.subarray(0, 44), j]);
+  out.writeUInt16BE(j.length, 18);
+  return out;
+}
+
 describe('announcements', () => {
-  it('encode: Geneve control message, protocol 0x88B6, option 0xFF70/0x02 version 1, JSON', () => {
-    const b = encodeAnnouncement(base);
+  it('encode: Geneve control message, protocol 0x88B6, option 0xFF70/0x02 version 2, envelope, JSON', () => {
+    const b = encodeAnnouncement(base, { timeMs: 1_764_100_000_123, nonce: Buffer.alloc(16, 7) });
     expect(b[0]).toBe(2); // version 0, two option words
     expect(b[1]).toBe(0x80); // O bit
     expect(b.readUInt16BE(2)).toBe(GENEVE_PROTO_ANNOUNCE);
     expect(b.readUInt16BE(8)).toBe(OPT_CLASS);
     expect(b[10]).toBe(OPT_TYPE_ANNOUNCE);
     expect(b[11]).toBe(1);
-    expect([...b.subarray(12, 16)]).toEqual([1, 0, 0, 0]);
-    expect(JSON.parse(b.subarray(16).toString('utf8'))).toEqual(base);
+    expect([...b.subarray(12, 16)]).toEqual([2, 0, 0, 0]);
+    const json = Buffer.from(JSON.stringify(base));
+    expect(b[16]).toBe(0); // scheme none
+    expect(b[17]).toBe(0); // no key id
+    expect(b.readUInt16BE(18)).toBe(json.length);
+    expect(b.readBigUInt64BE(20)).toBe(1_764_100_000_123n);
+    expect(b.subarray(28, 44)).toEqual(Buffer.alloc(16, 7));
+    expect(JSON.parse(b.subarray(44).toString('utf8'))).toEqual(base);
+    expect(b.length).toBe(44 + json.length);
+  });
+
+  it('encode signed: the node name as key id, then the JSON, then a 32-byte MAC over everything before it', () => {
+    const key = { id: 'node-a', key: deriveNodeKey(SECRET, 'node-a') };
+    const b = encodeAnnouncement(base, { key });
+    expect(b[16]).toBe(1);
+    expect(b[17]).toBe(6);
+    expect(b.subarray(44, 50).toString()).toBe('node-a');
+    const macAt = b.length - 32;
+    expect(b.subarray(macAt)).toEqual(announcementMac(key.key, b.subarray(0, macAt)));
+    // a key signs only its own node's announcements
+    expect(() => encodeAnnouncement({ ...base, node: 'node-b' }, { key })).toThrow(/node-a/);
   });
 
   it('round trips', () => {
-    expect(decodeAnnouncement(encodeAnnouncement(base))).toEqual({ ok: true, announcement: base });
-    const sniff = { ...base, sender: 'sniff' as const, policy: null, token: '' };
-    expect(decodeAnnouncement(encodeAnnouncement(sniff))).toEqual({ ok: true, announcement: sniff });
+    expect(decodeAnnouncement(encodeAnnouncement(base))).toMatchObject({ ok: true, announcement: base });
+    const sniff = { ...base, sender: 'sniff' as const, policy: null };
+    expect(decodeAnnouncement(encodeAnnouncement(sniff, { key: { id: 'node-a', key: Buffer.alloc(32, 1) } }))).toMatchObject({ ok: true, announcement: sniff });
   });
 
   it.each([
     { description: 'not JSON', input: 'hello', expected: /not JSON/ },
-    { description: 'wrong version', input: JSON.stringify({ ...base, v: 2 }), expected: /v/ },
+    { description: 'wrong version', input: JSON.stringify({ ...base, v: 1 }), expected: /v/ },
+    { description: 'a v1 token instead of a source', input: JSON.stringify({ ...base, source: undefined, token: 't' }), expected: /source/ },
     { description: 'bigint as a number', input: JSON.stringify({ ...base, clock: { monoNs: 5, realtimeNs: '1' } }), expected: /monoNs/ },
     { description: 'ifindex 0', input: JSON.stringify({ ...base, interfaces: [{ ...base.interfaces[0], ifindex: 0 }] }), expected: /ifindex/ },
     { description: 'unknown sender', input: JSON.stringify({ ...base, sender: 'other' }), expected: /sender/ },
   ])('decode refuses $description', ({ input, expected }) => {
-    const b = encodeAnnouncement(base);
-    const d = Buffer.concat([b.subarray(0, 16), Buffer.from(input)]);
-    const r = decodeAnnouncement(d);
+    const r = decodeAnnouncement(withJson(input));
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.error).toMatch(expected);
   });
@@ -75,8 +105,7 @@ describe('announcements', () => {
     { description: 'an interface name of 16 characters', input: { ...base, interfaces: [{ ...pod0, name: 'v'.repeat(16) }] }, expected: /interfaces/ },
     { description: 'a uid with a slash', input: { ...base, policy: { ...base.policy!, uid: 'a/b' } }, expected: /uid/ },
   ])('decode refuses $description', ({ input, expected }) => {
-    const b = encodeAnnouncement(base);
-    const r = decodeAnnouncement(Buffer.concat([b.subarray(0, 16), Buffer.from(JSON.stringify(input))]));
+    const r = decodeAnnouncement(withJson(JSON.stringify(input)));
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.error).toMatch(expected);
   });

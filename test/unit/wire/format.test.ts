@@ -20,7 +20,7 @@ const big = encodeFrame(ipv4Frame({ proto: 'TCP', payload: 5000 }), { seq: 10 })
 const v6 = encodeFrame(ipv6Frame({ proto: 'UDP', payload: 5000 }), {});
 const raw = encodeFrame(rawFrame(4000), {});
 const announce = encodeAnnouncement({
-  v: 1, token: '', node: 'n', sender: 'agent', senderId: 's', instance: 1, tunnel: 'Geneve', policy: null,
+  v: 2, node: 'n', source: '198.18.0.1', sender: 'agent', senderId: 's', instance: 1, tunnel: 'Geneve', policy: null,
   clock: { monoNs: '1', realtimeNs: '2' }, interfaces: [],
 });
 
@@ -74,7 +74,8 @@ describe('parseTunnelDatagram', () => {
     { description: 'chunk inside the prefix', input: { d: mutate(big[1]!, (b) => b.writeUInt32BE(10, M + MetaOff.pieceOff)) }, expected: 'outside-frame' },
     { description: 'WHOLE piece that is not the whole frame', input: { d: small.subarray(0, small.length - 1) }, expected: 'outside-frame' },
     { description: 'control bit with a data protocol', input: { d: mutate(small, (b) => (b[1] = 0x80)) }, expected: 'unknown-control' },
-    { description: 'announcement option version 2', input: { d: mutate(announce, (b) => (b[12] = 2)) }, expected: 'bad-announcement' },
+    { description: 'announcement option version 1 (a bearer token in the JSON: no longer taken)', input: { d: mutate(announce, (b) => (b[12] = 1)) }, expected: 'bad-announcement' },
+    { description: 'announcement option version 3', input: { d: mutate(announce, (b) => (b[12] = 3)) }, expected: 'bad-announcement' },
     { description: 'VXLAN without the I flag', input: { d: mutate(encodeFrame(rawFrame(100), { tunnel: 'vxlan' })[0]!, (b) => (b[0] = 0)), mode: 'vxlan' }, expected: 'vxlan-flags' },
     { description: 'a DNS query on the Geneve port', input: { d: Buffer.from('12340100000100000000000003777777076578616d706c6503636f6d0000010001', 'hex') }, expected: 'bad-options' },
   ];
