@@ -19,6 +19,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "include/consts.h"
+#include "include/compat.h"
 #include "include/maps.h"
 #include "include/parse.h"
 #include "include/filter.h"
@@ -44,7 +45,7 @@ static __always_inline int pt_admit(const struct pt_config *cfg, __u32 bytes, __
 	if (!lim)
 		return 1;
 	if (PT_SAMPLE_ONE_IN > 1 &&
-	    __sync_fetch_and_add(&lim->sample, 1) % PT_SAMPLE_ONE_IN != 0) {
+	    PT_FETCH_ADD(&lim->lock, &lim->sample, 1) % PT_SAMPLE_ONE_IN != 0) {
 		*reason = PT_C_SAMPLED_OUT;
 		return 0;
 	}
@@ -81,8 +82,8 @@ static __always_inline int pt_admit(const struct pt_config *cfg, __u32 bytes, __
 			return 0;
 		}
 	}
-	if ((cfg->budget_packets && __sync_fetch_and_add(&lim->admitted_packets, 1) >= cfg->budget_packets) ||
-	    (cfg->budget_bytes && __sync_fetch_and_add(&lim->admitted_bytes, bytes) >= cfg->budget_bytes)) {
+	if ((cfg->budget_packets && PT_FETCH_ADD(&lim->lock, &lim->admitted_packets, 1) >= cfg->budget_packets) ||
+	    (cfg->budget_bytes && PT_FETCH_ADD(&lim->lock, &lim->admitted_bytes, bytes) >= cfg->budget_bytes)) {
 		*reason = PT_C_LIMIT;
 		return 0;
 	}
@@ -232,8 +233,7 @@ static __always_inline int pt_send_pieces(struct pt_loop *l, __u32 *reason)
 		*reason = pt_xmit_clone(l);
 		if (*reason)
 			return TC_ACT_SHOT;
-		if (w->plan.npieces > 2)
-			bpf_loop(w->plan.npieces - 2, pt_piece_cb, l, 0);
+		pt_pieces_middle(l);
 		if (w->err) {
 			*reason = w->err;
 			return TC_ACT_SHOT;
@@ -323,6 +323,7 @@ int pt_tunnel(struct __sk_buff *skb)
 		}
 	}
 	l.cache = bpf_map_lookup_elem(&pt_cache, &key);
+	l.key = key;
 	if (!w || !l.cache) {
 		reason = PT_C_SHAPE_ERR;
 		goto out;
@@ -382,7 +383,7 @@ int pt_tunnel(struct __sk_buff *skb)
 
 		barrier_var(size);
 		if (size < 1 || size > PT_FRAME_MAX ||
-		    bpf_skb_load_bytes(skb, 0, l.cache->data, size)) {
+		    bpf_skb_load_bytes(skb, 0, l.cache->data, pt_at_least_1(size))) {
 			reason = PT_C_SHAPE_ERR;
 			goto out;
 		}
@@ -427,8 +428,9 @@ out:
 /* The capture veth's peer runs this XDP program only so that the kernel
  * copies each carrier into a fresh page-pool buffer (veth's XDP path does so
  * for skbs whose head it may not write) before pt_emit sees it. Declared
- * frags-aware so the veth may keep its 64 KB MTU. */
-SEC("xdp.frags")
+ * frags-aware where the kernel can (compat.h), so the veth may keep its 64 KB
+ * MTU. */
+SEC(PT_SEC_CARRIER)
 int pt_carrier(struct xdp_md *ctx)
 {
 	return XDP_PASS;
@@ -456,6 +458,7 @@ int pt_emit(struct __sk_buff *skb)
 	}
 	l.skb = skb;
 	l.w = w;
+	l.key = key;
 	skb->mark = PT_MARK_MAGIC | PT_MARK_PIECE;
 	skb->priority = 0;
 	rc = pt_send_pieces(&l, &reason);

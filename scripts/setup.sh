@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # Install everything podtap needs on a Debian 12 host (run as root), then the npm
 # dependencies (which bring Node.js 24 for every npm script via the `node` package).
+#   --kernel-matrix   also what scripts/kernel-matrix.sh needs to boot other kernels
 set -euo pipefail
 cd "$(dirname "$0")/.."
+matrix=0
+for a in "$@"; do
+  case "$a" in
+    --kernel-matrix) matrix=1 ;;
+    *) echo "setup: unknown argument: $a (known: --kernel-matrix)" >&2; exit 2 ;;
+  esac
+done
 
 PKGS=(
   clang llvm           # compiles bpf/*.c to BPF objects (agent, sniff)
@@ -21,6 +29,14 @@ PKGS=(
   debootstrap          # tests: the container image's Debian 12 root (test/kernel/image.test.ts)
   shellcheck           # tests: lint scripts/e2e-kind.sh
 )
+if [ "$matrix" = 1 ]; then
+  PKGS+=(
+    qemu-system-x86    # kernel matrix: boots Debian's kernels (TCG) with this host's tools over 9p
+    busybox-static     # kernel matrix: the guest's initramfs (loads 9p from the kernel's package)
+    cpio               # kernel matrix: packs that initramfs
+    kmod               # kernel matrix: depmod for the downloaded kernels; modprobe in the guest
+  )
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

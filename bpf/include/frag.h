@@ -19,6 +19,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "consts.h"
+#include "compat.h"
 #include "csum.h"
 #include "encap.h"
 #include "maps.h"
@@ -81,6 +82,7 @@ struct pt_loop {
 	struct __sk_buff *skb;
 	struct pt_cache *cache;
 	struct pt_work *w;
+	__u32 key;              /* the stash key of cache and w */
 };
 
 static __always_inline __u8 pt_c8(const struct pt_cache *c, __u32 off)
@@ -328,6 +330,7 @@ static __noinline int pt_piece(struct pt_loop *l, __u32 k, int shaped)
 		barrier_var(pre);
 		if (pre > PT_PREFIX_MAX)
 			return PT_C_SHAPE_ERR;
+		pre = pt_at_least_1(pre);       /* non-zero: tested above */
 		if (bpf_skb_store_bytes(skb, PT_OUTER_LEN, l->cache->data, pre,
 					BPF_F_RECOMPUTE_CSUM))
 			return PT_C_SHAPE_ERR;
@@ -346,6 +349,7 @@ static __noinline int pt_piece(struct pt_loop *l, __u32 k, int shaped)
 		if (from >= PT_FRAME_MAX || size < 1 || size > PT_CHUNK_MAX ||
 		    p->hdr > PT_PREFIX_MAX + 8)
 			return PT_C_SHAPE_ERR;
+		size = pt_at_least_1(size);
 		if (bpf_skb_store_bytes(skb, PT_OUTER_LEN + p->hdr, &l->cache->data[from],
 					size, BPF_F_RECOMPUTE_CSUM))
 			return PT_C_SHAPE_ERR;
@@ -371,6 +375,7 @@ static __always_inline __u32 pt_xmit_clone(struct pt_loop *l)
 	return 0;
 }
 
+#if PT_HAVE_BPF_LOOP
 /* bpf_loop() callback: pieces 1 .. npieces-2, each sent as a clone. */
 static long pt_piece_cb(__u64 i, void *ctx)
 {
@@ -386,6 +391,56 @@ static long pt_piece_cb(__u64 i, void *ctx)
 		return 1;
 	}
 	return 0;
+}
+#else
+/*
+ * Piece @k of the frame stashed at @key, sent as a clone; 0 or a reason. A
+ * global function where bpf_loop() is missing (compat.h): the verifier checks
+ * it once, on its own, instead of once per iteration of the caller's loop. It
+ * may take only the context and scalars, so it finds the frame by its key.
+ */
+__noinline int pt_piece_global(struct __sk_buff *skb, __u32 key, __u32 k)
+{
+	struct pt_loop l = { .skb = skb, .key = key };
+	int rc;
+
+	l.w = bpf_map_lookup_elem(&pt_work, &key);
+	l.cache = bpf_map_lookup_elem(&pt_cache, &key);
+	if (!l.w || !l.cache)
+		return PT_C_SHAPE_ERR;
+	rc = pt_piece(&l, k, 0);
+	if (!rc)
+		rc = pt_xmit_clone(&l);
+	return rc;
+}
+#endif
+
+/* Pieces 1 .. npieces-2 of the frame in @l, each sent as a clone; the first
+ * failure is left in l->w->err and stops the rest. */
+static __always_inline void pt_pieces_middle(struct pt_loop *l)
+{
+	__u32 n = l->w->plan.npieces;
+
+	if (n <= 2)
+		return;
+#if PT_HAVE_BPF_LOOP
+	bpf_loop(n - 2, pt_piece_cb, l, 0);
+#else
+	{
+		__u32 k;
+		int rc;
+
+		for (k = 1; k < PT_PIECES_MAX - 1; k++) {
+			if (k + 1 >= n)
+				break;
+			rc = pt_piece_global(l->skb, l->key, k);
+			if (rc) {
+				l->w->err = rc;
+				break;
+			}
+		}
+	}
+#endif
 }
 
 #endif /* PODTAP_FRAG_H */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Read-only view of the kernel's struct sk_buff checksum state through
- * bpf_cast_to_kern_ctx() (kernel 6.3+) and CO-RE, resolved at load time
- * against /sys/kernel/btf/vmlinux. Only the fields named here are used.
+ * bpf_cast_to_kern_ctx() (kernel 6.2+; bpf_probe_read_kernel() before, see
+ * compat.h) and CO-RE, resolved at load time against
+ * /sys/kernel/btf/vmlinux. Only the fields named here are used.
  *
  * Why: a copy whose L4 checksum is still to be computed by the device
  * (CHECKSUM_PARTIAL, the normal state of a pod's own TCP/UDP traffic on a
@@ -18,6 +19,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include "compat.h"
 
 #define PT_CHECKSUM_PARTIAL 3   /* include/linux/skbuff.h */
 
@@ -30,8 +32,6 @@ struct sk_buff {
 	__u8 csum_not_inet : 1;
 } __attribute__((preserve_access_index));
 
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
-
 struct pt_csum_state {
 	__u32 partial;          /* CHECKSUM_PARTIAL with an Internet checksum */
 	__u32 not_inet;         /* CHECKSUM_PARTIAL with CRC32c (SCTP) */
@@ -41,8 +41,8 @@ struct pt_csum_state {
 
 static __always_inline void pt_csum_state(struct __sk_buff *ctx, struct pt_csum_state *st)
 {
-	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
-	__u32 summed = BPF_CORE_READ_BITFIELD(skb, ip_summed);
+	struct sk_buff *skb = PT_KERN_SKB(ctx);
+	__u32 summed = PT_SKB_BITFIELD(skb, ip_summed);
 
 	st->partial = 0;
 	st->not_inet = 0;
@@ -52,13 +52,14 @@ static __always_inline void pt_csum_state(struct __sk_buff *ctx, struct pt_csum_
 		return;
 	/* csum_not_inet exists only in kernels built with SCTP */
 	if (bpf_core_field_exists(skb->csum_not_inet) &&
-	    BPF_CORE_READ_BITFIELD(skb, csum_not_inet)) {
+	    PT_SKB_BITFIELD(skb, csum_not_inet)) {
 		st->not_inet = 1;
 		return;
 	}
 	st->partial = 1;
-	st->start = (__s32)skb->csum_start - (__s32)(skb->data - skb->head);
-	st->offset = skb->csum_offset;
+	st->start = (__s32)PT_SKB_FIELD(skb, csum_start) -
+		    (__s32)(PT_SKB_FIELD(skb, data) - PT_SKB_FIELD(skb, head));
+	st->offset = PT_SKB_FIELD(skb, csum_offset);
 }
 
 #endif /* PODTAP_KERN_H */

@@ -23,6 +23,7 @@ import { CompileError } from '../datapath/compile.ts';
 import { configFromSpec, type DataplaneConfig, type Direction } from '../datapath/config.ts';
 import { LOSS_REASONS, lost, type Counters } from '../datapath/counters.ts';
 import { createRunner, type Runner } from '../datapath/exec.ts';
+import { KernelUnsupportedError } from '../datapath/features.ts';
 import { PIN_ROOT, Session } from '../datapath/session.ts';
 import { VerifierError } from '../datapath/verifier.ts';
 import { Informer, isNotFound, objectKey, Resources, sniffAssignments, type KubeClient, type ResourceClient } from '../k8s/index.ts';
@@ -234,7 +235,8 @@ export class NodeAgent {
       if (applied.loaded) log.info({ key: applied.key, cached: applied.cached, compileMs: applied.compileMs, mtu: applied.mtu }, 'data plane loaded');
     } catch (err) {
       const [reason, state] =
-        err instanceof VerifierError ? ['VerifierRejected', 'Failed'] as const
+        err instanceof KernelUnsupportedError ? ['KernelUnsupported', 'Failed'] as const
+        : err instanceof VerifierError ? ['VerifierRejected', 'Failed'] as const
         : err instanceof CompileError ? ['CompileFailed', 'Failed'] as const
         : err instanceof UserError && err.exitCode === ExitCode.unreachable ? ['CollectorUnreachable', 'Degraded'] as const
         : ['CompileFailed', 'Failed'] as const;

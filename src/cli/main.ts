@@ -33,6 +33,10 @@ const commands: Record<string, Command> = {
     summary: 'the whole thing on this machine, in network namespaces (root)',
     run: async (a) => (await import('../demo/demo.ts')).demoCommand(a),
   },
+  features: {
+    summary: "what this kernel's BPF offers, and the data plane variant built for it (root)",
+    run: async (a) => (await import('./features.ts')).featuresCommand(a),
+  },
   cleanup: {
     summary: 'remove every podtap program, pin and capture device from this host (root)',
     run: async (a) => (await import('./cleanup.ts')).cleanupCommand(a),

@@ -7,7 +7,7 @@
  * pods is ready; otherwise it carries the most actionable reason, in this
  * order: what blocks everything (InvalidSpec, CollectorNotFound), a reached
  * limit, nothing to capture (NoPodsSelected, NoNodesMatched), what an agent
- * cannot do (VerifierRejected, CompileFailed, CollectorUnreachable,
+ * cannot do (KernelUnsupported, VerifierRejected, CompileFailed, CollectorUnreachable,
  * InterfaceNotFound, other failures as PartiallyAttached), an agent that is
  * silent (AgentNotReporting), and last the normal wait (Attaching).
  */
@@ -78,7 +78,7 @@ interface Classified {
 }
 
 /** Agent failures, most actionable first; anything else an agent says is PartiallyAttached. */
-const FAILURE_ORDER: readonly ConditionReason[] = ['VerifierRejected', 'CompileFailed', 'CollectorUnreachable', 'InterfaceNotFound', 'PartiallyAttached', 'AgentNotReporting'];
+const FAILURE_ORDER: readonly ConditionReason[] = ['KernelUnsupported', 'VerifierRejected', 'CompileFailed', 'CollectorUnreachable', 'InterfaceNotFound', 'PartiallyAttached', 'AgentNotReporting'];
 
 const MAX_LISTED = 5;
 

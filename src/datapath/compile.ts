@@ -50,11 +50,15 @@ function multiarchInclude(): string[] {
   return dir && existsSync(dir) ? [`-I${dir}`] : [];
 }
 
+/** The data plane's program; bpf/probes/ holds the feature probes (features.ts). */
+export const MAIN_SOURCE = 'podtap.bpf.c';
+
 /** The cache key of a configuration: sources + flags + compiler. */
-export async function objectKey(defines: string[], runner: Runner = createRunner()): Promise<string> {
+export async function objectKey(defines: string[], runner: Runner = createRunner(), source = MAIN_SOURCE): Promise<string> {
   clangVersion ??= runner.check('clang', ['--version'], { netnsScoped: false }).then((v) => v.split('\n')[0] ?? v);
   const h = createHash('sha256');
   h.update(`clang:${await clangVersion}\n`);
+  h.update(`source:${source}\n`);
   for (const f of await sourceFiles(BPF_DIR)) {
     h.update(`file:${relative(BPF_DIR, f)}\n`);
     h.update(await readFile(f));
@@ -65,11 +69,12 @@ export async function objectKey(defines: string[], runner: Runner = createRunner
 
 export async function compileObject(
   defines: string[],
-  opts: { cacheDir?: string; runner?: Runner } = {},
+  opts: { cacheDir?: string; runner?: Runner; source?: string } = {},
 ): Promise<CompiledObject> {
   const runner = opts.runner ?? createRunner();
   const cacheDir = opts.cacheDir ?? DEFAULT_CACHE_DIR;
-  const key = await objectKey(defines, runner);
+  const source = opts.source ?? MAIN_SOURCE;
+  const key = await objectKey(defines, runner, source);
   const path = join(cacheDir, `podtap-${key}.o`);
   if (existsSync(path) && (await stat(path)).size > 0) return { path, key, cached: true, ms: 0 };
 
@@ -78,7 +83,7 @@ export async function compileObject(
   const started = performance.now();
   const args = [
     '-O2', '-g', '-target', 'bpf', '-Wall', '-Werror', '-Wno-unused-function', '-Wno-pass-failed',
-    ...multiarchInclude(), ...defines, '-c', join(BPF_DIR, 'podtap.bpf.c'), '-o', tmp,
+    ...multiarchInclude(), ...defines, '-c', join(BPF_DIR, source), '-o', tmp,
   ];
   const r = await runner.run('clang', args, { netnsScoped: false });
   if (r.exitCode !== 0) {

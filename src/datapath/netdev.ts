@@ -52,16 +52,25 @@ export function captureDeviceNames(session: string): { dev: string; peer: string
 
 export const CAPTURE_DEVICE_RE = /^pt[cp][a-z0-9]{1,10}$/;
 
+/** The capture device's MTU: no frame is too big for it. */
+export const CAPTURE_MTU = 65535;
+
 /**
  * The capture device: a veth pair the agent owns. MTU 65535 so no frame is too
  * big for it; no IPv6 address so the kernel sends nothing of its own through it
- * (the tunnel program would count it as foreign and drop it anyway).
+ * (the tunnel program would count it as foreign and drop it anyway). @mtu:
+ * the device's MTU where 65535 cannot be (a kernel whose veth takes XDP
+ * without frags only below a page, features.ts); its peer keeps 65535.
  */
-export async function ensureCaptureDevice(runner: Runner, session: string): Promise<Link> {
+export async function ensureCaptureDevice(runner: Runner, session: string, mtu = CAPTURE_MTU): Promise<Link> {
   const { dev, peer } = captureDeviceNames(session);
   let link = await getLink(runner, dev);
+  if (link && link.mtu !== mtu) {
+    await runner.check('ip', ['link', 'set', 'dev', dev, 'mtu', String(mtu)]);
+    link = await getLink(runner, dev);
+  }
   if (!link) {
-    await runner.check('ip', ['link', 'add', dev, 'mtu', '65535', 'type', 'veth', 'peer', 'name', peer, 'mtu', '65535']);
+    await runner.check('ip', ['link', 'add', dev, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', peer, 'mtu', String(CAPTURE_MTU)]);
     for (const d of [dev, peer]) {
       // no IPv6 link-local address, hence no ND/MLD of the kernel's own; works
       // where /proc/sys is read-only (a container), unlike disable_ipv6

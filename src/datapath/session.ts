@@ -15,6 +15,7 @@
 import { randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
+import { release } from 'node:os';
 import { join } from 'node:path';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
@@ -24,7 +25,8 @@ import {
 import { compileObject } from './compile.ts';
 import { compileDefines, hooksFor, type DataplaneConfig, type Direction, type NodeParams } from './config.ts';
 import { addCounters, emptyCounters, type Counters } from './counters.ts';
-import { createRunner, type Runner } from './exec.ts';
+import { CommandError, createRunner, type Runner } from './exec.ts';
+import { carrierMtuRefusal, kernelVariant } from './features.ts';
 import { captureDeviceNames, deleteLink, ensureCaptureDevice, getLink, listLinks, routeTo, type Route } from './netdev.ts';
 import { choosePref, deleteFilter, ensureClsact, listFilters, replaceFilter, type Hook } from './tc.ts';
 import { possibleCpus } from './tools.ts';
@@ -76,6 +78,8 @@ export class Session {
   private readonly attachments = new Map<string, Attachment>();
   /** Program ids of objects adopted at open() that are not the current one. */
   private staleIds = new Set<number>();
+  /** The capture device's MTU where the kernel's XDP lacks frags (features.ts). */
+  private carrierMtu: number | undefined;
 
   private constructor(opts: SessionOptions) {
     if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(opts.id)) throw new Error(`invalid session id "${opts.id}"`);
@@ -183,9 +187,12 @@ export class Session {
     }
     const mtu = node.mtu || route.mtu;
     const params: NodeParams = { mtu, nrCpus: node.nrCpus ?? (await possibleCpus()) };
-    const defines = compileDefines(cfg, params);
+    // the variant this kernel can run (features.ts), or KernelUnsupportedError
+    const kernel = await kernelVariant(this.runner, { pinRoot: this.pinRoot, ...(this.cacheDir ? { cacheDir: this.cacheDir } : {}) });
+    const defines = [...compileDefines(cfg, params), ...kernel.defines];
     const compiled = await compileObject(defines, { runner: this.runner, ...(this.cacheDir ? { cacheDir: this.cacheDir } : {}) });
-    const capture = await ensureCaptureDevice(this.runner, this.id);
+    this.carrierMtu = kernel.xdpFrags ? undefined : mtu;
+    const capture = await ensureCaptureDevice(this.runner, this.id, this.carrierMtu);
     const loaded = compiled.key !== this.objectKey;
     const previous = this.object;
 
@@ -270,7 +277,14 @@ export class Session {
    *  pt_tunnel at the device's egress. */
   private async attachStages(obj: PinnedObject, oldIds: Set<number>): Promise<void> {
     const { dev, peer } = this.capture;
-    await this.runner.check('ip', ['-force', 'link', 'set', 'dev', peer, 'xdpdrv', 'pinned', obj.progs.pt_carrier.path]);
+    const xdp = ['-force', 'link', 'set', 'dev', peer, 'xdpdrv', 'pinned', obj.progs.pt_carrier.path];
+    const r = await this.runner.run('ip', xdp);
+    if (r.exitCode !== 0) {
+      const err = new CommandError(`ip ${xdp.join(' ')}`, r);
+      // veth: "Peer MTU is too large to set XDP" (no multi-buffer XDP here)
+      if (this.carrierMtu !== undefined && /MTU is too large/.test(r.stderr)) throw carrierMtuRefusal(release(), this.carrierMtu, err);
+      throw err;
+    }
     await this.attachProgram(peer, 'ingress', obj.progs.pt_emit.path, oldIds);
     await this.attachProgram(dev, 'egress', obj.progs.pt_tunnel.path, oldIds);
   }

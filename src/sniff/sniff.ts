@@ -46,7 +46,8 @@ Options:
 
 Exit codes: 0 ok; 2 usage; 3 not root; 4 missing tool; 5 invalid policy or
 unknown interface; 6 the kernel's verifier rejected the program; 7 collector
-unreachable.`;
+unreachable; 8 this kernel lacks a BPF feature the capture needs (the kernel
+and the feature are named; podtap features lists what it has).`;
 
 export function parseHostPort(s: string, defaultPort: number): { address: string; port: number } {
   const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+)(?::(\d+))?$/.exec(s) ?? [s, s, undefined];

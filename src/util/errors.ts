@@ -23,6 +23,7 @@ export const ExitCode = {
   badInput: 5,
   verifier: 6,
   unreachable: 7,
+  kernelUnsupported: 8,
 } as const;
 
 export function errorMessage(err: unknown): string {

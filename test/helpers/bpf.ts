@@ -7,6 +7,8 @@ import { execa } from 'execa';
 import { loadAndPin, type PinnedObject } from '../../src/datapath/bpftool.ts';
 import { compileObject } from '../../src/datapath/compile.ts';
 import { compileDefines, configFromSpec, type DataplaneConfig, type NodeParams } from '../../src/datapath/config.ts';
+import { createRunner } from '../../src/datapath/exec.ts';
+import { kernelVariant } from '../../src/datapath/features.ts';
 
 export const TEST_CACHE = join(tmpdir(), 'podtap-test-objects');
 
@@ -14,11 +16,16 @@ export function testConfig(over: Partial<DataplaneConfig> = {}): DataplaneConfig
   return { ...configFromSpec({ direction: 'Both', snapLength: 0 } as never, { address: '198.18.200.2' }), ...over };
 }
 
+/** The running kernel's variant of the data plane (src/datapath/features.ts), as the agent builds it. */
+export async function kernelDefines(): Promise<string[]> {
+  return (await kernelVariant(createRunner(), { pinRoot: '/sys/fs/bpf', cacheDir: TEST_CACHE })).defines;
+}
+
 export async function loadTestObject(
   defines: string[],
   pinRoot: string,
 ): Promise<PinnedObject> {
-  const obj = await compileObject(defines, { cacheDir: TEST_CACHE });
+  const obj = await compileObject([...defines, ...(await kernelDefines())], { cacheDir: TEST_CACHE });
   return loadAndPin(obj.path, join(pinRoot, obj.key), { logDir: join(tmpdir(), 'podtap-test-logs'), key: obj.key });
 }
 

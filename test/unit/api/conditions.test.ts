@@ -100,7 +100,7 @@ describe('condition helpers', () => {
     expect(Object.values(ConditionType)).toEqual(['Ready', 'Progressing', 'Degraded', 'Completed']);
     const required = [
       'Attached', 'Attaching', 'NoPodsSelected', 'NoNodesMatched', 'CollectorUnreachable', 'CollectorNotFound', 'VerifierRejected',
-      'CompileFailed', 'InterfaceNotFound', 'LimitReached', 'InvalidSpec', 'AgentNotReporting', 'PartiallyAttached',
+      'KernelUnsupported', 'CompileFailed', 'InterfaceNotFound', 'LimitReached', 'InvalidSpec', 'AgentNotReporting', 'PartiallyAttached',
     ];
     expect(Object.keys(ConditionReason)).toEqual(expect.arrayContaining(required));
     for (const reason of Object.values(ConditionReason)) {

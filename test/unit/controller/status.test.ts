@@ -86,6 +86,18 @@ const cases: Case[] = [
     expected: { ready: ['False', 'VerifierRejected'], degraded: ['True', 'VerifierRejected'], nodesReady: 1, degradedMessage: /2 nodes not capturing: b \(VerifierRejected: R1 invalid mem access\), a \(InterfaceNotFound/ },
   },
   {
+    description: "one node's kernel lacks a feature, another's verifier refused: KernelUnsupported first, naming the kernel",
+    input: {
+      nodes: [
+        rep('a', 'Failed', { reason: 'VerifierRejected', message: 'R1 invalid mem access' }),
+        rep('b', 'Failed', { reason: 'KernelUnsupported', message: 'kernel 5.4.0-1 lacks the bpf_loop() helper (5.17) and global BPF functions (5.6), needed for cutting a frame larger than the MTU into pieces' }),
+        rep('c', 'Attached'),
+      ],
+      ...sel(6),
+    },
+    expected: { ready: ['False', 'KernelUnsupported'], degraded: ['True', 'KernelUnsupported'], nodesReady: 1, degradedMessage: /b \(KernelUnsupported: kernel 5\.4\.0-1 lacks the bpf_loop\(\) helper/ },
+  },
+  {
     description: 'clang failed: CompileFailed',
     input: { nodes: [rep('a', 'Failed', { reason: 'CompileFailed', message: 'clang: exit 1' })], ...sel(2) },
     expected: { ready: ['False', 'CompileFailed'], degraded: ['True', 'CompileFailed'] },

@@ -1,0 +1,197 @@
+/**
+ * What this kernel's BPF can do, found by loading a tiny program per feature
+ * (bpf/probes/, the way bpftool feature probe and libbpf do) — never by
+ * reading the version number, which says nothing about backports, distribution
+ * patches or lockdown. The answers choose the data plane's variant
+ * (bpf/include/compat.h): every variant keeps the same promise, and the
+ * newest kernels get the fastest one. Where no variant fits, the data plane
+ * is refused with KernelUnsupportedError, naming the kernel and the feature.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { ExitCode, UserError } from '../util/errors.ts';
+import { compileObject } from './compile.ts';
+import type { Runner } from './exec.ts';
+
+/** A probe: bpf/probes/<name>.bpf.c, loaded, and run when @run says so. */
+interface Probe {
+  /** What the kernel can do when the probe loads (and runs right). */
+  feature: string;
+  /** Mainline kernel that brought it (for messages and docs; never tested). */
+  since: string;
+  /** BPF_PROG_TEST_RUN it once; it returns 1 when what it read is right. */
+  run?: boolean;
+}
+
+export const PROBES = {
+  bpf_loop: { feature: 'the bpf_loop() helper', since: '5.17' },
+  global_func: { feature: 'global BPF functions', since: '5.6' },
+  atomic_fetch: { feature: 'BPF atomics that return the old value', since: '5.12' },
+  kern_ctx: { feature: 'the bpf_cast_to_kern_ctx() kfunc', since: '6.2', run: true },
+  probe_read_kernel: { feature: 'bpf_probe_read_kernel() in tc programs', since: '5.5', run: true },
+  xdp_frags: { feature: 'multi-buffer XDP (xdp.frags)', since: '5.18' },
+} as const satisfies Record<string, Probe>;
+
+export type ProbeName = keyof typeof PROBES;
+
+export interface KernelFeatures {
+  /** uname -r */
+  release: string;
+  /** /sys/kernel/btf/vmlinux: CO-RE relocations resolve against it. */
+  btf: boolean;
+  /** Each probe: whether it loaded (and ran right), and the kernel's reason when not. */
+  probes: Record<ProbeName, { ok: boolean; error?: string | undefined }>;
+}
+
+/** The data plane's variant for a kernel: one choice per kernel-dependent piece. */
+export interface Variant {
+  /** Cutting the pieces between the first and the last. */
+  loop: 'bpf_loop' | 'bounded loop of a global function';
+  /** Sampling and budget counters shared by every CPU. */
+  counters: 'atomic fetch-and-add' | 'spin lock';
+  /** Reading a copy's checksum state from its struct sk_buff. */
+  skb: 'bpf_cast_to_kern_ctx' | 'bpf_probe_read_kernel';
+  /** The carrier stage's XDP program, and with it the capture device's MTU. */
+  carrier: 'xdp.frags (capture device MTU 65535)' | 'xdp (capture device MTU = uplink MTU)';
+}
+
+export interface Missing {
+  /** What the kernel lacks (every alternative). */
+  lacks: string;
+  /** What podtap needs it for. */
+  neededFor: string;
+}
+
+export type Choice = { ok: true; variant: Variant; defines: string[]; xdpFrags: boolean } | { ok: false; missing: Missing[] };
+
+const has = (f: KernelFeatures, p: ProbeName) => f.probes[p].ok;
+const lacks = (p: ProbeName) => `${PROBES[p].feature} (${PROBES[p].since})`;
+
+/** The variant that fits @f, as -D flags, or what is missing. */
+export function chooseVariant(f: KernelFeatures): Choice {
+  const missing: Missing[] = [];
+  if (!f.btf) missing.push({ lacks: 'BTF type information (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)', neededFor: "reading a copy's checksum state from the kernel's struct sk_buff" });
+  if (!has(f, 'bpf_loop') && !has(f, 'global_func')) {
+    missing.push({ lacks: `${lacks('bpf_loop')} and ${lacks('global_func')}`, neededFor: 'cutting a frame larger than the MTU into pieces' });
+  }
+  if (f.btf && !has(f, 'kern_ctx') && !has(f, 'probe_read_kernel')) {
+    missing.push({ lacks: `${lacks('kern_ctx')} and ${lacks('probe_read_kernel')}`, neededFor: "reading a copy's checksum state from the kernel's struct sk_buff" });
+  }
+  if (missing.length) return { ok: false, missing };
+  const variant: Variant = {
+    loop: has(f, 'bpf_loop') ? 'bpf_loop' : 'bounded loop of a global function',
+    counters: has(f, 'atomic_fetch') ? 'atomic fetch-and-add' : 'spin lock',
+    skb: has(f, 'kern_ctx') ? 'bpf_cast_to_kern_ctx' : 'bpf_probe_read_kernel',
+    carrier: has(f, 'xdp_frags') ? 'xdp.frags (capture device MTU 65535)' : 'xdp (capture device MTU = uplink MTU)',
+  };
+  const flag = (name: string, on: boolean) => `-D${name}=${on ? 1 : 0}`;
+  return {
+    ok: true,
+    variant,
+    xdpFrags: has(f, 'xdp_frags'),
+    defines: [
+      flag('PT_HAVE_BPF_LOOP', has(f, 'bpf_loop')),
+      flag('PT_HAVE_ATOMIC_FETCH', has(f, 'atomic_fetch')),
+      flag('PT_HAVE_KERN_CTX', has(f, 'kern_ctx')),
+      flag('PT_HAVE_XDP_FRAGS', has(f, 'xdp_frags')),
+    ],
+  };
+}
+
+/** Refusal of the data plane on this kernel: `podtap sniff` exits with
+ *  ExitCode.kernelUnsupported, the agent reports reason KernelUnsupported. */
+export class KernelUnsupportedError extends UserError {
+  readonly release: string;
+  readonly missing: Missing[];
+  constructor(kernel: string, missing: Missing[], cause?: unknown) {
+    super(`kernel ${kernel} lacks ${missing.map((m) => `${m.lacks}, needed for ${m.neededFor}`).join('; and ')}`, {
+      exitCode: ExitCode.kernelUnsupported,
+      cause,
+      hint: 'podtap runs on Linux 5.10 or newer with BTF; see docs/install.md (requirements) and `podtap features` for what this kernel offers',
+    });
+    this.name = 'KernelUnsupportedError';
+    this.release = kernel;
+    this.missing = missing;
+  }
+}
+
+/** The last lines of a failed load: the verifier's or libbpf's reason. */
+function loadError(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l && !/libbpf strict mode|--legacy option|^-- (BEGIN|END) PROG LOAD LOG --$/.test(l));
+  const reason = lines.find((l) => /unknown func|not found in kernel|invalid|unsupported|not supported|Permission denied|Invalid argument/i.test(l));
+  return (reason ?? lines.at(-1) ?? 'failed').slice(0, 200);
+}
+
+async function runProbe(name: ProbeName, runner: Runner, dir: string, cacheDir: string | undefined): Promise<{ ok: boolean; error?: string }> {
+  const obj = await compileObject([], { runner, source: `probes/${name}.bpf.c`, ...(cacheDir ? { cacheDir } : {}) });
+  const pin = join(dir, name);
+  const load = await runner.run('bpftool', ['prog', 'load', obj.path, pin], { netnsScoped: false });
+  if (load.exitCode !== 0) return { ok: false, error: loadError(`${load.stderr}\n${load.stdout}`) };
+  try {
+    if (!('run' in PROBES[name])) return { ok: true };
+    // a 64-byte frame: the probe compares what it read with the context's length
+    const pkt = join(tmpdir(), `podtap-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+    await writeFile(pkt, Buffer.alloc(64));
+    try {
+      const r = await runner.run('bpftool', ['prog', 'run', 'pinned', pin, 'data_in', pkt], { netnsScoped: false });
+      const ret = /Return value: (-?\d+)/.exec(r.stdout)?.[1];
+      if (ret === '1') return { ok: true };
+      return { ok: false, error: ret === undefined ? `test run failed: ${loadError(r.stderr)}` : 'loads, but reads wrong values (kernel lockdown?)' };
+    } finally {
+      await rm(pkt, { force: true });
+    }
+  } finally {
+    await rm(pin, { force: true });
+  }
+}
+
+/**
+ * Probe the running kernel. @pinRoot: a directory on a BPF filesystem where
+ * the probes are pinned for the moment they run (under podtap's own pin root,
+ * so `podtap cleanup` removes what a crash leaves).
+ */
+export async function probeKernel(runner: Runner, opts: { pinRoot: string; cacheDir?: string }): Promise<KernelFeatures> {
+  const dir = join(opts.pinRoot, `probe-${process.pid}-${randomBytes(3).toString('hex')}`); // bpffs names take no dot
+  await mkdir(dir, { recursive: true });
+  const probes = {} as KernelFeatures['probes'];
+  try {
+    for (const name of Object.keys(PROBES) as ProbeName[]) probes[name] = await runProbe(name, runner, dir, opts.cacheDir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return { release: release(), btf: existsSync('/sys/kernel/btf/vmlinux'), probes };
+}
+
+let probed: Promise<KernelFeatures> | undefined;
+
+/** probeKernel, once per process: the kernel does not change under us. */
+export function kernelFeatures(runner: Runner, opts: { pinRoot: string; cacheDir?: string }): Promise<KernelFeatures> {
+  probed ??= probeKernel(runner, opts).catch((err: unknown) => {
+    probed = undefined;
+    throw new Error('probing the kernel\'s BPF features failed', { cause: err });
+  });
+  return probed;
+}
+
+/** The variant for this kernel, or KernelUnsupportedError. */
+export async function kernelVariant(runner: Runner, opts: { pinRoot: string; cacheDir?: string }): Promise<Extract<Choice, { ok: true }>> {
+  const f = await kernelFeatures(runner, opts);
+  const choice = chooseVariant(f);
+  if (!choice.ok) throw new KernelUnsupportedError(f.release, choice.missing);
+  return choice;
+}
+
+/**
+ * veth refuses an XDP program without frags support while its peer's MTU
+ * exceeds about a page; the capture device then has the uplink's MTU, and an
+ * uplink MTU above that limit cannot be served.
+ */
+export function carrierMtuRefusal(kernel: string, mtu: number, cause: unknown): KernelUnsupportedError {
+  return new KernelUnsupportedError(kernel, [{
+    lacks: lacks('xdp_frags'),
+    neededFor: `an uplink MTU of ${mtu}: without it the capture device's XDP stage takes frames of one page only`,
+  }], cause);
+}
