@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # Install everything podtap needs on a Debian 12 host (run as root), then the npm
 # dependencies (which bring Node.js 24 for every npm script via the `node` package).
+#   scripts/setup.sh            what the test suite and the demo need
+#   scripts/setup.sh --cluster  also what scripts/cluster.sh and scripts/e2e.sh need
 set -euo pipefail
 cd "$(dirname "$0")/.."
+cluster=false
+case "${1:-}" in
+  --cluster) cluster=true ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--cluster]" >&2; exit 2 ;;
+esac
 
 PKGS=(
   clang llvm           # compiles bpf/*.c to BPF objects (agent, sniff)
@@ -21,6 +29,21 @@ PKGS=(
   debootstrap          # tests: the container image's Debian 12 root (test/kernel/image.test.ts)
   shellcheck           # tests: lint scripts/e2e-kind.sh
 )
+if $cluster; then
+  # The single-node cluster of scripts/cluster.sh (Kubernetes itself, etcd and
+  # helm are built from their Go modules by scripts/cluster/build.sh).
+  # Installing containerd starts nothing here: its package brings a systemd
+  # unit only, and cluster.sh runs it itself, inside the node's network namespace.
+  PKGS+=(
+    containerd                     # the container runtime (CRI) the kubelet talks to
+    runc                           # ... and the OCI runtime it starts containers with
+    containernetworking-plugins    # CNI plugins: bridge, ptp, host-local, loopback, portmap
+    iptables                       # kube-proxy's Service rules and the CNI plugins' masquerade
+    conntrack                      # kube-proxy clears stale UDP conntrack entries with it
+    buildah                        # builds the images from their Dockerfiles without a Docker engine
+    openssl                        # the cluster's certificates and ServiceAccount signing key
+  )
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
