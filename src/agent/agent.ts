@@ -252,7 +252,7 @@ export class NodeAgent {
     const want = new Map<string, { pod: string; ifindex: number }>();
     const missing: string[] = [];
     for (const pod of a.spec.pods) {
-      const r = await resolvePodInterface(this.runner, pod.ips, this.opts.resolve ?? {});
+      const r = await resolvePodInterface(this.runner, pod, this.opts.resolve ?? {});
       if (r) want.set(r.ifname, { pod: pod.name, ifindex: r.ifindex });
       else missing.push(pod.name);
     }
