@@ -9,13 +9,16 @@
 # caches live under $CACHE/go, so a rebuild after a pin change recompiles only
 # what changed, and nothing of this touches the user's own Go caches.
 #
-#   scripts/cluster/build.sh [kube|helm|pause|all]     (prints the bin directories)
+#   scripts/cluster/build.sh [kube|helm|pause|all] [--cached-only]   (prints the bin directories;
+#                                   --cached-only: fail instead of building)
 # Environment: PODTAP_CLUSTER_CACHE (default /var/cache/podtap/cluster).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${PODTAP_CLUSTER_CACHE:-/var/cache/podtap/cluster}
 export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS=-modcacherw GOTOOLCHAIN=local CGO_ENABLED=0
 what=${1:-all}
+cached_only=false
+[ "${2:-}" = --cached-only ] && cached_only=true
 
 command -v go >/dev/null || { echo "build: no Go toolchain on PATH (the project's machines have Go 1.26 preinstalled)" >&2; exit 4; }
 
@@ -31,6 +34,10 @@ build_tools() {
   if [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$want" ]; then
     log "$(basename "$out"): cached in $out"
     return 0
+  fi
+  if $cached_only; then
+    echo "build: $(basename "$out") is not built (or its pin changed): run scripts/cluster/build.sh" >&2
+    exit 1
   fi
   rm -rf "$out.tmp"; mkdir -p "$out.tmp/bin" "$CACHE"
   local started=$SECONDS n=0 total=$#
