@@ -67,6 +67,8 @@ export interface ClusterRecord {
   created: string[];
   sysctls: Record<string, string>;
   hostIptables: string;
+  /** Propagation of the mounts under /sys before `up` ("private" when all are). */
+  sysPropagation?: string;
 }
 
 export const paths = {
@@ -197,6 +199,23 @@ async function makeNetns(): Promise<void> {
   // same bridge (kube-proxy's DNAT; the reply is un-NATed on the bridge).
   await sysctlIn('net.bridge.bridge-nf-call-iptables', '1').catch(() => undefined);
   await sysctlIn('net.bridge.bridge-nf-call-ip6tables', '1').catch(() => undefined);
+}
+
+// ---------------------------------------------------------------- bpffs
+
+/**
+ * The agent mounts the host's /sys/fs/bpf with HostToContainer propagation,
+ * which containerd allows only from a shared (or slave) mount: what systemd
+ * makes every mount on a real node. A machine without systemd has them
+ * private, and bpffs may be mounted there several times over (containerd
+ * judges the lowest, which no path reaches): for the cluster's lifetime the
+ * whole /sys tree is made shared, and `down` makes it private again — only
+ * when every mount under /sys was private, so that is exactly what it was.
+ */
+async function sysPropagation(): Promise<string> {
+  const r = await execa('findmnt', ['-R', '-n', '-o', 'PROPAGATION', '/sys'], { reject: false });
+  const all = new Set(r.stdout.split('\n').map((l) => l.trim()).filter(Boolean));
+  return all.size === 1 ? [...all][0]! : [...all].sort().join(',');
 }
 
 // ---------------------------------------------------------------- configuration files
@@ -346,8 +365,13 @@ export async function up(o: UpOptions): Promise<void> {
     created: OUTSIDE.filter((p) => !existsSync(p)),
     sysctls: Object.fromEntries(KUBELET_SYSCTLS.map((k) => [k, readFileSync(`/proc/sys/${k}`, 'utf8').trim()])),
     hostIptables: await hostIptables(),
+    sysPropagation: await sysPropagation(),
   };
   await saveRecord(record);
+  if (record.sysPropagation === 'private') await execa('mount', ['--make-rshared', '/sys']);
+  else if (record.sysPropagation !== 'shared') {
+    throw new Error(`the mounts under /sys are ${record.sysPropagation}: the agent's /sys/fs/bpf mount needs them shared (as systemd makes them), and cluster.sh changes them only when all are private`);
+  }
 
   log(`network namespace ${CLUSTER.netns}: node ${CLUSTER.nodeIPv4}, ${CLUSTER.nodeIPv6}; pods ${CLUSTER.podCidrs}; services ${CLUSTER.serviceCidrs}`);
   await makeNetns();
@@ -510,6 +534,7 @@ export async function down(): Promise<void> {
   if (record) {
     await removeOutside(record.created);
     for (const [k, v] of Object.entries(record.sysctls)) await writeFile(`/proc/sys/${k}`, v).catch(() => undefined);
+    if (record.sysPropagation === 'private') await execa('mount', ['--make-rprivate', '/sys'], { reject: false });
   }
   await rm(STATE, { recursive: true, force: true });
   log(`down in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -542,6 +567,8 @@ export async function leftovers(record?: ClusterRecord): Promise<string[]> {
       const now = readFileSync(`/proc/sys/${k}`, 'utf8').trim();
       if (now !== v) left.push(`sysctl ${k} = ${now} (was ${v})`);
     }
+    const prop = await sysPropagation();
+    if (record.sysPropagation && prop !== record.sysPropagation) left.push(`the mounts under /sys are ${prop} (were ${record.sysPropagation})`);
     const ipt = await hostIptables();
     if (ipt !== record.hostIptables) left.push(`the host's iptables rules changed:\n${ipt}`);
   }
