@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, rmdir } from 'node:fs/promises';
 import type { SniffAssignment, SniffAssignmentStatus } from '../api/index.ts';
 import { LABEL_NODE, labelValue } from '../api/index.ts';
 import { WorkQueue } from '../controller/queue.ts';
@@ -405,6 +405,9 @@ export class NodeAgent {
       await t.announcer?.stop();
       if (opts.detach && !t.stopped) await t.session.destroy();
     }
+    // Uninstall leaves nothing: the sessions removed their pins, the directory
+    // that held them goes too (rmdir: only when nothing else is pinned there).
+    if (opts.detach) await rmdir(this.opts.pinRoot ?? PIN_ROOT).catch(() => undefined);
     this.log.info({ detached: !!opts.detach }, 'agent stopped');
   }
 }
