@@ -15,6 +15,13 @@ node() { "$ROOT/node_modules/.bin/node" "$@"; }
 cmd=${1:-help}
 case $cmd in
   up|images)
+    # refuse a bad command line before minutes of building
+    if [ "$cmd" = up ]; then
+      case "${2:-}${3:+ $3}${4:+ $4}" in
+        ""|"--layout bridge"|"--layout ptp"|--layout=bridge|--layout=ptp) ;;
+        *) echo "cluster: up takes [--layout bridge|ptp], not: ${*:2}" >&2; exit 2 ;;
+      esac
+    fi
     scripts/setup.sh --cluster >&2
     exec 9>/run/lock/podtap-cluster.lock
     flock -n 9 || { echo "cluster: another cluster.sh up/down runs on this machine" >&2; exit 1; }
