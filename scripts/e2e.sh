@@ -35,6 +35,7 @@ done
 NS=podtap-system
 APP=podtap-e2e
 RELEASE=podtap
+NETNS=/run/netns/podtap-node
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/podtap-e2e.XXXXXXXXXX")
 TCPDUMP_PID=
 
@@ -144,7 +145,9 @@ EOF
   # ---- traffic, with tcpdump as ground truth on the host veth --------------
   VETH=$(host_veth client)
   log "client's host veth: $VETH; tcpdump there"
-  X tcpdump -i "$VETH" -w "$WORK/truth.pcap" -s 0 -U --immediate-mode -B 65536 2>"$WORK/tcpdump.log" &
+  # nsenter execs tcpdump: $! is tcpdump itself (SIGTERM ends it cleanly; a
+  # background job of this shell ignores SIGINT)
+  nsenter --net="$NETNS" tcpdump -i "$VETH" -w "$WORK/truth.pcap" -s 0 -U --immediate-mode -B 65536 2>"$WORK/tcpdump.log" &
   TCPDUMP_PID=$!
   for _ in $(seq 50); do grep -q listening "$WORK/tcpdump.log" && break; sleep 0.1; done
   log "traffic: TCP bulk (iperf3, GSO), a 65507-byte UDP datagram, 65507-byte pings"
@@ -160,7 +163,7 @@ EOF
     k -n "$APP" exec client -- iperf3 -6 -c "$SERVER6" -t 1 -b 40M -f m | tail -2 >&2
   fi
   sleep 2
-  kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" || true; TCPDUMP_PID=
+  kill -TERM "$TCPDUMP_PID"; wait "$TCPDUMP_PID" || true; TCPDUMP_PID=
   sleep 6 # a report interval: counters reach the policy's status
   k -n "$APP" get sniffpolicies -o wide
 
