@@ -14,6 +14,17 @@ export default defineConfig({
       },
       {
         test: {
+          // A real etcd and kube-apiserver per file (test/helpers/apiserver.ts),
+          // built by scripts/cluster/build.sh; one file at a time on 2 cores.
+          name: 'k8s',
+          include: ['test/k8s/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 60_000,
+          hookTimeout: 180_000,
+        },
+      },
+      {
+        test: {
           name: 'kernel',
           include: ['test/kernel/**/*.test.ts'],
           fileParallelism: false,

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Install everything podtap needs on a Debian 12 host (run as root), then the npm
 # dependencies (which bring Node.js 24 for every npm script via the `node` package).
-#   --kernel-matrix   also what scripts/kernel-matrix.sh needs to boot other kernels
+#   scripts/setup.sh                  what the test suite and the demo need
+#   scripts/setup.sh --cluster        also what scripts/cluster.sh and scripts/e2e.sh need
+#   scripts/setup.sh --kernel-matrix  also what scripts/kernel-matrix.sh needs to boot other kernels
 set -euo pipefail
 cd "$(dirname "$0")/.."
-matrix=0
+cluster=false
+matrix=false
 for a in "$@"; do
   case "$a" in
-    --kernel-matrix) matrix=1 ;;
-    *) echo "setup: unknown argument: $a (known: --kernel-matrix)" >&2; exit 2 ;;
+    --cluster) cluster=true ;;
+    --kernel-matrix) matrix=true ;;
+    *) echo "setup: unknown argument: $a (known: --cluster, --kernel-matrix)" >&2; exit 2 ;;
   esac
 done
 
@@ -29,12 +33,27 @@ PKGS=(
   debootstrap          # tests: the container image's Debian 12 root (test/kernel/image.test.ts)
   shellcheck           # tests: lint scripts/e2e-kind.sh
 )
-if [ "$matrix" = 1 ]; then
+if $matrix; then
   PKGS+=(
     qemu-system-x86    # kernel matrix: boots Debian's kernels (TCG) with this host's tools over 9p
     busybox-static     # kernel matrix: the guest's initramfs (loads 9p from the kernel's package)
     cpio               # kernel matrix: packs that initramfs
     kmod               # kernel matrix: depmod for the downloaded kernels; modprobe in the guest
+  )
+fi
+if $cluster; then
+  # The single-node cluster of scripts/cluster.sh (Kubernetes itself, etcd and
+  # helm are built from their Go modules by scripts/cluster/build.sh).
+  # Installing containerd starts nothing here: its package brings a systemd
+  # unit only, and cluster.sh runs it itself, inside the node's network namespace.
+  PKGS+=(
+    containerd                     # the container runtime (CRI) the kubelet talks to
+    runc                           # ... and the OCI runtime it starts containers with
+    containernetworking-plugins    # CNI plugins: bridge, ptp, host-local, loopback, portmap
+    iptables                       # kube-proxy's Service rules and the CNI plugins' masquerade
+    conntrack                      # kube-proxy clears stale UDP conntrack entries with it
+    buildah                        # builds the images from their Dockerfiles without a Docker engine
+    openssl                        # the cluster's certificates and ServiceAccount signing key
   )
 fi
 missing=()

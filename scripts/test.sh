@@ -22,6 +22,10 @@ npm exec -- tsc -p tsconfig.json --noEmit
 # (no Docker engine here), for test/kernel/image.test.ts, which runs without
 # network: cached in /var/tmp/podtap-image, rebuilt where inputs changed.
 npm exec -- node test/unit/packaging/lib/image-rootfs.ts
+# etcd and kube-apiserver for test/k8s (test/helpers/apiserver.ts), built from
+# their Go modules once per pinned version (cold: ~22 min on 2 busy cores;
+# cached: a second), outside the private namespace: it needs the module proxy.
+scripts/cluster/build.sh kube >/dev/null
 
 # Run the tests inside a private network namespace: every listener they open
 # (the embedded API, collectors, HTTP endpoints) is then invisible from the

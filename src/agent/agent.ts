@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, rmdir } from 'node:fs/promises';
 import type { SniffAssignment, SniffAssignmentStatus } from '../api/index.ts';
 import { LABEL_NODE, labelValue } from '../api/index.ts';
 import { WorkQueue } from '../controller/queue.ts';
@@ -255,7 +255,7 @@ export class NodeAgent {
     const want = new Map<string, { pod: string; ifindex: number }>();
     const missing: string[] = [];
     for (const pod of a.spec.pods) {
-      const r = await resolvePodInterface(this.runner, pod.ips, this.opts.resolve ?? {});
+      const r = await resolvePodInterface(this.runner, pod, this.opts.resolve ?? {});
       if (r) want.set(r.ifname, { pod: pod.name, ifindex: r.ifindex });
       else missing.push(pod.name);
     }
@@ -408,6 +408,9 @@ export class NodeAgent {
       await t.announcer?.stop();
       if (opts.detach && !t.stopped) await t.session.destroy();
     }
+    // Uninstall leaves nothing: the sessions removed their pins, the directory
+    // that held them goes too (rmdir: only when nothing else is pinned there).
+    if (opts.detach) await rmdir(this.opts.pinRoot ?? PIN_ROOT).catch(() => undefined);
     this.log.info({ detached: !!opts.detach }, 'agent stopped');
   }
 }

@@ -10,6 +10,7 @@ import { rootLogger, type Logger } from '../util/log.ts';
 import { installSecretKeySource } from '../wire/auth.ts';
 import { NodeAgent } from './agent.ts';
 import { createAgentMetrics } from './metrics.ts';
+import { RESOLVE_METHODS, type ResolveMethod } from './resolve.ts';
 import { uninstalling } from './uninstall.ts';
 
 const HELP = `Usage: podtap agent [options]
@@ -28,6 +29,12 @@ Options:
                           node's key from it and signs its announcements with
                           it; neither ever leaves the node (default: none,
                           unsigned announcements, for a collector without one)
+  --resolve METHODS       how pods' host-side veths are found, comma-separated,
+                          tried in order (default: pod). pod: by the pod's UID
+                          (its cgroup, its network namespace, the veth peer of
+                          the interface with its IP; needs the host's /proc).
+                          route, bridge, netns: by the pod's IP alone, for pods
+                          that are bare network namespaces (no kubelet)
   --detach-on-exit        on SIGTERM detach everything (default: only when the
                           agent's DaemonSet is being deleted: uninstall; a
                           restart or rolling update keeps capture running)
@@ -44,6 +51,7 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
         'metrics-addr': { type: 'string', default: ':9090' },
         'report-interval': { type: 'string', default: '5' },
         'token-file': { type: 'string' },
+        resolve: { type: 'string' },
         'detach-on-exit': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -61,13 +69,18 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
   const nodeName = values.node ?? process.env.NODE_NAME ?? hostname();
   const interval = Number(values['report-interval']);
   if (!Number.isFinite(interval) || interval <= 0) throw new UserError('--report-interval must be a positive number of seconds', { exitCode: ExitCode.usage });
+  const methods = values.resolve?.split(',').map((m) => m.trim());
+  const bad = methods?.filter((m) => !RESOLVE_METHODS.includes(m as ResolveMethod));
+  if (methods && (bad?.length || !methods.length)) {
+    throw new UserError(`--resolve: unknown method(s) ${bad?.join(', ') || '(none given)'}; known: ${RESOLVE_METHODS.join(', ')}`, { exitCode: ExitCode.usage });
+  }
   const secret = values['token-file'] ? (await readFile(values['token-file'], 'utf8')).trim() : undefined;
   // (docs/security.md: until the key service hands each agent only its own key)
   const nodeKey = secret ? installSecretKeySource(secret, nodeName) : undefined;
   const kc = loadKubeConfig(values.kubeconfig);
   const client = new KubeClient(kc, { userAgent: `podtap-agent/${nodeName}` });
   const metrics = createAgentMetrics({ defaultMetrics: true });
-  const agent = new NodeAgent({ client, nodeName, logger: log, reportIntervalMs: interval * 1000, nodeKey, metrics });
+  const agent = new NodeAgent({ client, nodeName, logger: log, reportIntervalMs: interval * 1000, nodeKey, metrics, ...(methods ? { resolve: { methods: methods as ResolveMethod[] } } : {}) });
   const http = values['metrics-addr']
     ? await startHttp(values['metrics-addr'], { registry: metrics.registry, notReady: () => (agent.informer.hasSynced() ? undefined : 'assignments not synced') }, log)
     : undefined;

@@ -172,7 +172,9 @@ export class Lab {
 
   /** The node agent, in the node's namespace, as root. */
   startAgent(extra: string[] = []): LabProcess {
-    const p = spawnPodtap(this.topo.node, ['agent', '--node', this.nodeName, '--kubeconfig', this.kubeconfig, '--metrics-addr', '', '--report-interval', '1', ...extra]);
+    // The lab's pods are bare network namespaces (no kubelet, no pod cgroups):
+    // the agent finds their veths by address.
+    const p = spawnPodtap(this.topo.node, ['agent', '--node', this.nodeName, '--kubeconfig', this.kubeconfig, '--metrics-addr', '', '--report-interval', '1', '--resolve', 'route,bridge,netns', ...extra]);
     this.procs.push(p);
     return p;
   }

@@ -94,7 +94,8 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
     const ds = find(r().objects, 'DaemonSet', '-agent');
     const pod = podOf(ds);
     expect(pod.hostNetwork).toBe(true);
-    expect(Boolean(pod.hostPID)).toBe(values.agent.mountBpffs);
+    // the host's processes: the veth lookup by pod identity (cgroup -> /proc/PID/ns/net)
+    expect(pod.hostPID).toBe(true);
     expect((pod as unknown as { tolerations: unknown[] }).tolerations).toEqual(values.agent.tolerations);
     expect((ds.spec as { updateStrategy: unknown }).updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
     expect((pod as unknown as { priorityClassName?: string }).priorityClassName).toBeTruthy();
@@ -111,7 +112,7 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
     if (values.agent.netnsFallback) expect(mounts['/run/netns']).toMatchObject({ readOnly: true, mountPropagation: 'HostToContainer' });
     else expect(mounts['/run/netns']).toBeUndefined();
     // exactly the set test/kernel/image.test.ts shows the data plane needs, each of them
-    expect(agent.securityContext?.capabilities).toEqual({ drop: ['ALL'], add: ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_ADMIN'] });
+    expect(agent.securityContext?.capabilities).toEqual({ drop: ['ALL'], add: ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE'] });
     // hostPaths: exactly these, nothing else of the host
     const hostPaths = (pod.volumes ?? []).filter((v) => v.hostPath).map((v) => v.hostPath!.path).sort();
     const expected = ['/sys/fs/bpf', ...(values.agent.netnsFallback ? [values.agent.netnsDir] : []), ...(values.agent.compileCacheHostPath ? [values.agent.compileCacheHostPath] : [])].sort();

@@ -280,6 +280,18 @@ async function withLock<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Only the base (node:24-bookworm-slim stand-in): its layer directory, whose
+ * diff/ is a complete root file system. scripts/cluster/images.ts imports it
+ * into buildah as the base of the real image builds.
+ */
+export function buildBase(): Promise<{ dir: string; ran: BuildResult['ran'] }> {
+  return withLock(async () => {
+    const ran: BuildResult['ran'] = [];
+    return { dir: await baseLayer(ran), ran };
+  });
+}
+
 /** Build every stage of the Dockerfile (from the cache where nothing changed); drop layers no stage uses now. */
 export function buildImage(): Promise<BuildResult> {
   return withLock(async () => {

@@ -36,7 +36,8 @@ export interface PodSpec {
  * addition, in any container, is a violation.
  */
 export const CAPABILITY_ALLOW_LIST: Record<string, string[]> = {
-  agent: ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_ADMIN'],
+  // SYS_PTRACE: the veth lookup by pod identity opens /proc/PID/ns/net of pods' processes (other users)
+  agent: ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE'],
   bpffs: ['SYS_ADMIN', 'SYS_CHROOT', 'SYS_PTRACE'],
   'captures-owner': ['CHOWN'],
 };

@@ -1,0 +1,119 @@
+/**
+ * A real etcd and kube-apiserver for a test file, as controller-runtime's
+ * envtest gives Go projects: started once (beforeAll), on free loopback ports
+ * of the test's network namespace, with the cluster's flags
+ * (scripts/cluster/controlplane.ts: TLS, Node and RBAC authorizers,
+ * ServiceAccount token signing, the default admission plugins with
+ * ValidatingAdmissionPolicy), an admin kubeconfig, and kubeconfigs for any
+ * ServiceAccount (a token from the TokenRequest API, as a pod would get).
+ *
+ * The programs are those scripts/cluster/build.sh builds (cached by version;
+ * scripts/test.sh builds them before the suite).
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { apiserverArgs, etcdArgs, makeControlPlanePki, type ControlPlaneAddresses } from '../../scripts/cluster/controlplane.ts';
+import { alive, startDaemon, stopPid, waitFor } from '../../scripts/cluster/daemon.ts';
+import { kubeconfig } from '../../scripts/cluster/pki.ts';
+
+const ROOT = new URL('../../', import.meta.url).pathname.replace(/\/$/, '');
+
+export interface TestApiServer {
+  /** https://127.0.0.1:PORT */
+  url: string;
+  /** The admin's kubeconfig (system:masters). */
+  kubeconfig: string;
+  caFile: string;
+  dir: string;
+  /** kubectl as the admin (or with another kubeconfig). */
+  kubectl(args: string[], opts?: { input?: string; kubeconfig?: string; reject?: boolean }): Promise<{ stdout: string; stderr: string; exitCode: number }>;
+  /** A token of the ServiceAccount @namespace/@name (TokenRequest). */
+  tokenFor(namespace: string, name: string): Promise<string>;
+  /** A kubeconfig file that authenticates as the ServiceAccount. */
+  kubeconfigFor(namespace: string, name: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** The directory of kube-apiserver, etcd and kubectl; fails with what to run when they are not built. */
+export async function kubeBin(): Promise<string> {
+  const r = await execa(join(ROOT, 'scripts/cluster/build.sh'), ['kube', '--cached-only'], { reject: false });
+  if (r.exitCode !== 0) {
+    throw new Error(`the Kubernetes programs are not built: run scripts/cluster/build.sh kube (cold: tens of minutes; scripts/test.sh does it)\n${r.stderr}`);
+  }
+  return r.stdout.trim();
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export async function startApiServer(): Promise<TestApiServer> {
+  const bin = await kubeBin();
+  const dir = await mkdtemp(join(tmpdir(), 'podtap-apiserver-'));
+  const pids: number[] = [];
+  const stop = async () => {
+    for (const p of pids.reverse()) await stopPid(p, 5_000);
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const addrs: ControlPlaneAddresses = {
+      advertise: '127.0.0.1',
+      bind: '127.0.0.1',
+      apiPort: await freePort(),
+      etcdClientPort: await freePort(),
+      etcdPeerPort: await freePort(),
+      // never routed: no Service traffic happens in these tests
+      serviceCidrs: '198.19.0.0/24',
+      kubernetesServiceIps: ['198.19.0.1'],
+    };
+    const files = await makeControlPlanePki(join(dir, 'pki'), addrs);
+    const url = `https://127.0.0.1:${addrs.apiPort}`;
+    const admin = join(dir, 'admin.kubeconfig');
+    await writeFile(admin, kubeconfig(url, files.pki.caCert, 'kubernetes-admin', { cert: files.pki.cert('admin'), key: files.pki.key('admin') }), { mode: 0o600 });
+    pids.push(startDaemon({ name: 'etcd', cmd: join(bin, 'etcd'), args: etcdArgs(files, addrs, join(dir, 'etcd')), logFile: join(dir, 'etcd.log') }));
+    const apiLog = join(dir, 'kube-apiserver.log');
+    const api = startDaemon({ name: 'kube-apiserver', cmd: join(bin, 'kube-apiserver'), args: apiserverArgs(files, addrs), logFile: apiLog });
+    pids.push(api);
+    const kubectl: TestApiServer['kubectl'] = async (args, opts = {}) => {
+      const r = await execa(join(bin, 'kubectl'), [`--kubeconfig=${opts.kubeconfig ?? admin}`, ...args], { input: opts.input, reject: false });
+      if ((opts.reject ?? false) && r.exitCode !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${r.exitCode}): ${r.stderr}`);
+      return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
+    };
+    await waitFor('kube-apiserver /readyz', async () => ((await kubectl(['get', '--raw=/readyz'])).exitCode === 0 ? true : undefined), { timeoutMs: 90_000, logFile: apiLog, pid: api });
+    // the default ServiceAccount of `default` comes from the controller-manager, which a bare API server lacks
+    const tokenFor = async (namespace: string, name: string) => {
+      await kubectl(['create', 'namespace', namespace]);
+      await kubectl(['-n', namespace, 'create', 'serviceaccount', name]);
+      return (await kubectl(['-n', namespace, 'create', 'token', name, '--duration=1h'], { reject: true })).stdout.trim();
+    };
+    return {
+      url,
+      kubeconfig: admin,
+      caFile: files.pki.caCert,
+      dir,
+      kubectl,
+      tokenFor,
+      async kubeconfigFor(namespace, name) {
+        const file = join(dir, `sa-${namespace}-${name}.kubeconfig`);
+        await writeFile(file, kubeconfig(url, files.pki.caCert, `system:serviceaccount:${namespace}:${name}`, { token: await tokenFor(namespace, name) }), { mode: 0o600 });
+        return file;
+      },
+      async stop() {
+        if (pids.some(alive)) await stop();
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
