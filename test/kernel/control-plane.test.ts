@@ -189,6 +189,8 @@ describe('operator end to end', () => {
     expect(p.status?.packets).toBe(10); // the data plane stops at the limit, exactly
     expect(p.status?.completionTime).toBeTruthy();
     await policies().delete('demo', 'ten');
+    // (or the lab stops the agent before it detached, and its pins stay for the next test file to find)
+    await until('pins of ten gone', async () => !existsSync(`/sys/fs/bpf/podtap/${sessionIdForPolicy(p.metadata.uid as string)}`));
   });
 
   it('leaves nothing behind when the policy is deleted', async () => {

@@ -84,7 +84,10 @@ describe('robustness', () => {
     expect(before.skipOwn.packets).toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, 1500));
     const after = await read();
-    expect(after.seen.packets - before.seen.packets).toBeLessThan(5); // at most ND/ARP chatter
+    // at most chatter: ND/ARP and the sniffer's announcements, which cross pod2's
+    // tapped veth too (6 were seen at load 10); a copy that fed another would
+    // add thousands here, and pieces beyond what was mirrored (next line)
+    expect(after.seen.packets - before.seen.packets).toBeLessThan(20);
     expect(after.pieces.packets).toBe(before.pieces.packets + (after.mirrored.packets - before.mirrored.packets));
     const s = await run.stop();
     expect(s.sniffOutput).toMatch(/lost 0/);
