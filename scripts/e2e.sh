@@ -174,13 +174,15 @@ EOF
   node_ scripts/e2e/compare.ts "$WORK/truth.pcap" "$WORK/podtap.pcapng" "$APP/client" || fail "the capture misses frames tcpdump saw"
 
   log "kubectl podtap capture client -o -: the live stream"
-  X env PATH="$ROOT/scripts:$PATH" timeout 40 kubectl podtap capture -n "$APP" client --for 15s -o - >"$WORK/live.pcapng" 2>"$WORK/live.log" &
+  X env PATH="$ROOT/scripts:$PATH" timeout 120 kubectl podtap capture -n "$APP" client --for 30s -o - >"$WORK/live.pcapng" 2>"$WORK/live.log" &
   live=$!
-  sleep 8
+  # its policy is new: the agent compiles and attaches first (seconds, more on a busy machine)
+  for _ in $(seq 120); do grep -q 'ready: capturing' "$WORK/live.log" && break; sleep 0.5; done
+  grep -q 'ready: capturing' "$WORK/live.log" || fail "kubectl podtap capture never became ready: $(tail -5 "$WORK/live.log")"
   k -n "$APP" exec client -- ping -c 5 -i 0.2 "$SERVER4" >/dev/null
   wait "$live" || fail "kubectl podtap capture failed: $(tail -5 "$WORK/live.log")"
   n=$(tshark -r "$WORK/live.pcapng" -Y "icmp && ip.addr == $SERVER4" -T fields -e frame.number 2>/dev/null | wc -l)
-  [ "$n" -ge 10 ] || fail "the live stream has $n ICMP frames of the 10 sent and answered"
+  [ "$n" -ge 10 ] || fail "the live stream has $n ICMP frames of the 10 sent and answered: $(tail -3 "$WORK/live.log")"
 
   log "the policy's status: Ready, packets counted"
   packets=$(k -n "$APP" get sniffpolicy client -o jsonpath='{.status.packets}')
