@@ -213,12 +213,21 @@ EOF
   # ---- upgrade keeps capturing ---------------------------------------------
   log "helm upgrade with changed values (the agents roll) keeps capturing"
   before=$(k -n "$APP" get sniffpolicy client -o jsonpath='{.status.packets}')
+  # the agent being replaced: its last words (does it detach? it must not) outlive its pod
+  state=${PODTAP_CLUSTER_STATE:-/var/lib/podtap/cluster}
+  tail -n +1 -F "$state"/log/pods/"$NS"_podtap-agent-*/agent/*.log >"$WORK/old-agent.log" 2>/dev/null &
+  TAIL_PID=$!
   helm upgrade "$RELEASE" charts/podtap -n "$NS" --reuse-values --set agent.reportIntervalSeconds=3 --wait --timeout 5m
   k -n "$NS" rollout status daemonset/podtap-agent --timeout=3m
   k -n "$APP" exec client -- ping -c 20 -i 0.1 "$SERVER4" >/dev/null
   sleep 8
   after=$(k -n "$APP" get sniffpolicy client -o jsonpath='{.status.packets}')
-  [ "$after" -ge $((before + 40)) ] || fail "after the upgrade the policy counted $((after - before)) packets of the 40 pinged"
+  kill "$TAIL_PID" 2>/dev/null || true
+  if [ "$after" -lt $((before + 40)) ]; then
+    grep -E 'stopping|stopped|detach' "$WORK/old-agent.log" | tail -5 >&2 || true
+    k -n "$NS" logs -l app.kubernetes.io/component=agent -c agent | grep -E 'adopted|agent started' >&2 || true
+    fail "after the upgrade the policy counted $((after - before)) packets of the 40 pinged"
+  fi
 
   # ---- uninstall ---------------------------------------------------------------
   log "policy delete detaches"
