@@ -38,6 +38,7 @@ RELEASE=podtap
 NETNS=/run/netns/podtap-node
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/podtap-e2e.XXXXXXXXXX")
 TCPDUMP_PID=
+TAIL_PID=
 
 log() { printf '%s e2e[%s]: %s\n' "$(date +%H:%M:%S)" "${LAYOUT:-}" "$*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }
@@ -60,6 +61,7 @@ diagnostics() {
 cleanup() {
   local rc=$?
   if [ -n "$TCPDUMP_PID" ]; then kill "$TCPDUMP_PID" 2>/dev/null || true; fi
+  if [ -n "$TAIL_PID" ]; then kill "$TAIL_PID" 2>/dev/null || true; fi
   if [ "$rc" -ne 0 ]; then diagnostics; fi
   if ! $keep || [ "$rc" -eq 0 ]; then scripts/cluster.sh down || rc=1; fi
   rm -rf "$WORK"
