@@ -101,9 +101,10 @@ async function cgroupRoots(): Promise<string[]> {
     if (!pre || !post) continue;
     const mountPoint = pre.split(' ')[4]!;
     const fstype = post.split(' ')[0];
-    // every v1 hierarchy (the kubelet wants its cgroup root in the named systemd one too), or the unified one when it is the only one
-    if (fstype === 'cgroup') roots.push(mountPoint);
-    if (fstype === 'cgroup2' && mountPoint === '/sys/fs/cgroup') roots.push(mountPoint);
+    // every v1 hierarchy (the kubelet wants its cgroup root in the named
+    // systemd one too) and the unified one, alone at /sys/fs/cgroup or beside
+    // them (hybrid: runc puts every container there as well)
+    if (fstype === 'cgroup' || fstype === 'cgroup2') roots.push(mountPoint);
   }
   return roots;
 }
