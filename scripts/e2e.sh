@@ -38,6 +38,7 @@ RELEASE=podtap
 NETNS=/run/netns/podtap-node
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/podtap-e2e.XXXXXXXXXX")
 TCPDUMP_PID=
+TAIL_PID=
 
 log() { printf '%s e2e[%s]: %s\n' "$(date +%H:%M:%S)" "${LAYOUT:-}" "$*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }
@@ -60,6 +61,7 @@ diagnostics() {
 cleanup() {
   local rc=$?
   if [ -n "$TCPDUMP_PID" ]; then kill "$TCPDUMP_PID" 2>/dev/null || true; fi
+  if [ -n "$TAIL_PID" ]; then kill "$TAIL_PID" 2>/dev/null || true; fi
   if [ "$rc" -ne 0 ]; then diagnostics; fi
   if ! $keep || [ "$rc" -eq 0 ]; then scripts/cluster.sh down || rc=1; fi
   rm -rf "$WORK"
@@ -174,13 +176,15 @@ EOF
   node_ scripts/e2e/compare.ts "$WORK/truth.pcap" "$WORK/podtap.pcapng" "$APP/client" || fail "the capture misses frames tcpdump saw"
 
   log "kubectl podtap capture client -o -: the live stream"
-  X env PATH="$ROOT/scripts:$PATH" timeout 40 kubectl podtap capture -n "$APP" client --for 15s -o - >"$WORK/live.pcapng" 2>"$WORK/live.log" &
+  X env PATH="$ROOT/scripts:$PATH" timeout 120 kubectl podtap capture -n "$APP" client --for 30s -o - >"$WORK/live.pcapng" 2>"$WORK/live.log" &
   live=$!
-  sleep 8
+  # its policy is new: the agent compiles and attaches first (seconds, more on a busy machine)
+  for _ in $(seq 120); do grep -q 'ready: capturing' "$WORK/live.log" && break; sleep 0.5; done
+  grep -q 'ready: capturing' "$WORK/live.log" || fail "kubectl podtap capture never became ready: $(tail -5 "$WORK/live.log")"
   k -n "$APP" exec client -- ping -c 5 -i 0.2 "$SERVER4" >/dev/null
   wait "$live" || fail "kubectl podtap capture failed: $(tail -5 "$WORK/live.log")"
   n=$(tshark -r "$WORK/live.pcapng" -Y "icmp && ip.addr == $SERVER4" -T fields -e frame.number 2>/dev/null | wc -l)
-  [ "$n" -ge 10 ] || fail "the live stream has $n ICMP frames of the 10 sent and answered"
+  [ "$n" -ge 10 ] || fail "the live stream has $n ICMP frames of the 10 sent and answered: $(tail -3 "$WORK/live.log")"
 
   log "the policy's status: Ready, packets counted"
   packets=$(k -n "$APP" get sniffpolicy client -o jsonpath='{.status.packets}')
@@ -211,12 +215,21 @@ EOF
   # ---- upgrade keeps capturing ---------------------------------------------
   log "helm upgrade with changed values (the agents roll) keeps capturing"
   before=$(k -n "$APP" get sniffpolicy client -o jsonpath='{.status.packets}')
+  # the agent being replaced: its last words (does it detach? it must not) outlive its pod
+  state=${PODTAP_CLUSTER_STATE:-/var/lib/podtap/cluster}
+  tail -n +1 -F "$state"/log/pods/"$NS"_podtap-agent-*/agent/*.log >"$WORK/old-agent.log" 2>/dev/null &
+  TAIL_PID=$!
   helm upgrade "$RELEASE" charts/podtap -n "$NS" --reuse-values --set agent.reportIntervalSeconds=3 --wait --timeout 5m
   k -n "$NS" rollout status daemonset/podtap-agent --timeout=3m
   k -n "$APP" exec client -- ping -c 20 -i 0.1 "$SERVER4" >/dev/null
   sleep 8
   after=$(k -n "$APP" get sniffpolicy client -o jsonpath='{.status.packets}')
-  [ "$after" -ge $((before + 40)) ] || fail "after the upgrade the policy counted $((after - before)) packets of the 40 pinged"
+  kill "$TAIL_PID" 2>/dev/null || true
+  if [ "$after" -lt $((before + 40)) ]; then
+    grep -E 'stopping|stopped|detach' "$WORK/old-agent.log" | tail -5 >&2 || true
+    k -n "$NS" logs -l app.kubernetes.io/component=agent -c agent | grep -E 'adopted|agent started' >&2 || true
+    fail "after the upgrade the policy counted $((after - before)) packets of the 40 pinged"
+  fi
 
   # ---- uninstall ---------------------------------------------------------------
   log "policy delete detaches"

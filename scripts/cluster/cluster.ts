@@ -15,7 +15,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, rmdir, writeFile, readlink, lstat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { apiserverArgs, controllerManagerArgs, etcdArgs, makeControlPlanePki, schedulerArgs, type ControlPlaneAddresses } from './controlplane.ts';
 import { alive, inNetns, sleep, startDaemon, stopPid, tail, waitFor } from './daemon.ts';
@@ -101,9 +101,10 @@ async function cgroupRoots(): Promise<string[]> {
     if (!pre || !post) continue;
     const mountPoint = pre.split(' ')[4]!;
     const fstype = post.split(' ')[0];
-    // every v1 hierarchy (the kubelet wants its cgroup root in the named systemd one too), or the unified one when it is the only one
-    if (fstype === 'cgroup') roots.push(mountPoint);
-    if (fstype === 'cgroup2' && mountPoint === '/sys/fs/cgroup') roots.push(mountPoint);
+    // every v1 hierarchy (the kubelet wants its cgroup root in the named
+    // systemd one too) and the unified one, alone at /sys/fs/cgroup or beside
+    // them (hybrid: runc puts every container there as well)
+    if (fstype === 'cgroup' || fstype === 'cgroup2') roots.push(mountPoint);
   }
   return roots;
 }
@@ -362,7 +363,7 @@ export async function up(o: UpOptions): Promise<void> {
     bin: o.bin,
     startedAt: new Date().toISOString(),
     pids: {},
-    created: OUTSIDE.filter((p) => !existsSync(p)),
+    created: [...OUTSIDE, dirname(STATE)].filter((p) => !existsSync(p)),
     sysctls: Object.fromEntries(KUBELET_SYSCTLS.map((k) => [k, readFileSync(`/proc/sys/${k}`, 'utf8').trim()])),
     hostIptables: await hostIptables(),
     sysPropagation: await sysPropagation(),
@@ -506,7 +507,8 @@ async function killCgroup(): Promise<void> {
 
 /** Remove what the programs left outside the state directory (only what `up` found absent). */
 async function removeOutside(created: string[]): Promise<void> {
-  for (const p of created) await rm(p, { recursive: true, force: true });
+  // the state directory's parent, made by up: only if nothing else is in it
+  for (const p of created) await (p === dirname(STATE) ? rmdir(p).catch(() => undefined) : rm(p, { recursive: true, force: true }));
   // Kept directories: only our entries. The kubelet's links point into our state directory.
   if (!created.includes('/var/log/containers') && existsSync('/var/log/containers')) {
     for (const e of await readdir('/var/log/containers')) {
@@ -531,12 +533,12 @@ export async function down(): Promise<void> {
   const cg = await removeCgroups();
   if (cg.length) log(`warning: cgroups still busy: ${cg.join(', ')}`);
   if (existsSync(NETNS_PATH)) await execa('ip', ['netns', 'del', CLUSTER.netns], { reject: false });
+  await rm(STATE, { recursive: true, force: true });
   if (record) {
     await removeOutside(record.created);
     for (const [k, v] of Object.entries(record.sysctls)) await writeFile(`/proc/sys/${k}`, v).catch(() => undefined);
     if (record.sysPropagation === 'private') await execa('mount', ['--make-rprivate', '/sys'], { reject: false });
   }
-  await rm(STATE, { recursive: true, force: true });
   log(`down in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const left = await leftovers(record);
   if (left.length) throw new Error(`down left things behind:\n  ${left.join('\n  ')}`);
