@@ -302,6 +302,7 @@ export class NodeAgent {
       node: this.opts.nodeName,
       sender: 'agent',
       tunnel: cfg.tunnel,
+      snapLength: cfg.snapLength,
       key: this.opts.nodeKey,
       instance: () => tr.session.currentInstance,
       policy: tr.policy,

@@ -3,8 +3,8 @@
  * podtap — one binary, several roles. Each subcommand lives in its own module
  * and is imported only when used.
  */
-import { readFileSync } from 'node:fs';
 import { errorMessage, ExitCode, UserError } from '../util/errors.ts';
+import { podtapVersion } from '../util/version.ts';
 
 type Command = { summary: string; run: (argv: string[]) => Promise<number> };
 
@@ -43,11 +43,6 @@ const commands: Record<string, Command> = {
   },
 };
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
-
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
   return [
@@ -70,7 +65,7 @@ export async function main(argv: string[]): Promise<number> {
     return name ? ExitCode.ok : ExitCode.usage;
   }
   if (name === '--version' || name === 'version') {
-    console.log(`podtap ${version()}`);
+    console.log(`podtap ${podtapVersion()}`);
     return ExitCode.ok;
   }
   const cmd = commands[name];
