@@ -78,4 +78,19 @@ fi
 if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
+
+# test/unit/packaging/npm-package.test.ts installs the packed package into an
+# empty directory the way a user does, but without network (the suite runs in
+# a private network namespace): npm's cache must hold what that install
+# resolves, the dependencies' metadata included, which `npm ci` never fetches.
+# One install of the same dependencies fills it, again when they change.
+deps_key=$(npm exec -- node -p 'JSON.stringify(require("./package.json").dependencies)' | sha256sum | cut -c1-16)
+deps_stamp="node_modules/.cache/podtap/package-deps-$deps_key"
+if [ ! -f "$deps_stamp" ]; then
+  warm=$(mktemp -d)
+  npm exec -- node -e 'const p = require("./package.json"); require("fs").writeFileSync(process.argv[1] + "/package.json", JSON.stringify({ name: "podtap-cache-warm", private: true, dependencies: p.dependencies }))' "$warm"
+  (cd "$warm" && npm install --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+  rm -rf "$warm"
+  mkdir -p "$(dirname "$deps_stamp")" && touch "$deps_stamp"
+fi
 echo "setup: ok (node $(npm exec -- node --version))"
