@@ -44,4 +44,7 @@ async function run(): Promise<number> {
   }
 }
 
-process.exitCode = await run();
+// (no top-level await: the self-contained plugin is bundled as CommonJS)
+void run().then((code) => {
+  process.exitCode = code;
+});

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { Directions, type Direction } from '../api/index.ts';
 import { parseDuration } from '../collector/units.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
+import { podtapVersion } from '../util/version.ts';
 import { capture, type PluginIO } from './capture.ts';
 import type { CollectorFlags } from './collector-api.ts';
 import { fetchCapture, listCaptures, status } from './commands.ts';
@@ -57,6 +58,7 @@ Cluster and collector:
                              podtap-collector-token, key api-token, if readable)
   --collector-token-secret NAME
   -h, --help
+  --version              print the plugin's version (also: kubectl podtap version)
 
 Exit codes: 0 done, 1 failure, 2 usage, 4 a missing tool (wireshark),
 5 bad input, 7 the cluster or collector unreachable.
@@ -98,6 +100,7 @@ export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<numbe
         'token-file': { type: 'string' },
         'collector-token-secret': { type: 'string', default: DEFAULTS.tokenSecret },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -105,6 +108,10 @@ export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<numbe
   }
   const { values: v, positionals } = parsed;
   const [cmd, ...args] = positionals;
+  if (v.version || cmd === 'version') {
+    io.stdout.write(`kubectl-podtap ${podtapVersion()}\n`);
+    return ExitCode.ok;
+  }
   if (v.help || !cmd || cmd === 'help') {
     io.stdout.write(PLUGIN_HELP);
     return v.help || cmd === 'help' ? ExitCode.ok : ExitCode.usage;
