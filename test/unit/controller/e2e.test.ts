@@ -94,10 +94,10 @@ async function metric(c: RunningController, name: string): Promise<string> {
 
 /** Wait until the controller has made no API write for 500 ms. */
 async function quiet(c: RunningController): Promise<void> {
-  let last = await metric(c, 'podtap_assignment_writes_total');
+  let last = await metric(c, 'podtap_controller_assignment_writes_total');
   let since = Date.now();
   await until('the controller to stop writing', async () => {
-    const now = await metric(c, 'podtap_assignment_writes_total');
+    const now = await metric(c, 'podtap_controller_assignment_writes_total');
     if (now !== last) {
       last = now;
       since = Date.now();
@@ -221,8 +221,8 @@ describe('controller on the embedded API', () => {
     await client.delete(Resources.sniffPolicies, NS, 'web-debug');
     await until('assignments gone', async () => (await assignments('web-debug')).length === 0);
 
-    expect(await metric(c, 'podtap_leader')).toBe('podtap_leader 1');
-    expect(await metric(c, 'podtap_reconcile_total{result="success"}')).not.toBe('podtap_reconcile_total{result="success"} 0');
+    expect(await metric(c, 'podtap_controller_leader')).toBe('podtap_controller_leader 1');
+    expect(await metric(c, 'podtap_controller_reconcile_total{result="success"}')).not.toBe('podtap_controller_reconcile_total{result="success"} 0');
     const readyz = await fetch(`http://${c.metricsAddress}/readyz`);
     expect(readyz.status).toBe(200);
   }, 30_000);
@@ -273,7 +273,7 @@ describe('controller on the embedded API', () => {
       return ready(st)?.reason === 'InvalidSpec' ? st : undefined;
     });
     expect(ready(s)!.message.split('; ').sort()).toEqual(['spec.collector.port: port must be between 1 and 65535', 'spec.mtu: mtu must be 0 (the route to the collector decides) or 1280..9216']);
-    expect(await metric(c, 'podtap_reconcile_total{result="terminal"}')).not.toBe('podtap_reconcile_total{result="terminal"} 0');
+    expect(await metric(c, 'podtap_controller_reconcile_total{result="terminal"}')).not.toBe('podtap_controller_reconcile_total{result="terminal"} 0');
     expect(await assignments('bad')).toEqual([]);
     await client.delete(Resources.sniffPolicies, NS, 'bad');
   }, 30_000);
@@ -290,8 +290,8 @@ describe('controller on the embedded API', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(one.isLeader()).toBe(true);
     expect(two.isLeader()).toBe(false);
-    expect(await metric(two, 'podtap_leader')).toBe('podtap_leader 0');
-    expect(await metric(two, 'podtap_assignment_writes_total')).toBe('');
+    expect(await metric(two, 'podtap_controller_leader')).toBe('podtap_controller_leader 0');
+    expect(await metric(two, 'podtap_controller_assignment_writes_total')).toBe('');
     expect((await fetch(`http://${two.metricsAddress}/readyz`)).status).toBe(200); // a warm standby is ready
     const lease = await client.get<{ spec: { holderIdentity: string } }>(Resources.leases, 'podtap-system', 'podtap-controller');
     expect(lease.spec.holderIdentity).toBe('replica-one');
