@@ -17,6 +17,8 @@ import { exponentNumbers, policyViolations, workloads, type Container, type PodS
 import { schemaErrors, unknownFieldErrors } from './lib/validate.ts';
 import { VALUE_SETS } from './lib/value-sets.ts';
 
+/** The Prometheus operator's kinds: no Kubernetes OpenAPI schema to check them against. */
+const PROMETHEUS_OPERATOR_KINDS = ['ServiceMonitor', 'PrometheusRule'];
 const schema = JSON.parse(await readFile(join(CHART, 'values.schema.json'), 'utf8')) as object;
 const validateValues = new Ajv({ allErrors: true, strict: false }).compile(schema);
 
@@ -67,7 +69,7 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
   it('renders only objects the Kubernetes OpenAPI schemas accept', async () => {
     const errors: string[] = [];
     for (const o of r().objects) {
-      if (o.kind === 'ServiceMonitor') continue; // not a Kubernetes kind; checked below
+      if (PROMETHEUS_OPERATOR_KINDS.includes(o.kind)) continue; // not Kubernetes kinds; checked below and in observability.test.ts
       const e = await schemaErrors(o);
       if (e) errors.push(`${o.kind}/${o.metadata.name}: ${e}`);
     }
@@ -233,7 +235,7 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
 describe('chart', () => {
   it('uses no field Kubernetes does not have (strict field validation, from the OpenAPI types)', async () => {
     const all = [...renders.entries()].flatMap(([desc, r]) =>
-      r.objects.filter((o) => o.kind !== 'ServiceMonitor').map((obj) => ({ label: `[${desc}] ${obj.kind}/${obj.metadata.name}`, obj })),
+      r.objects.filter((o) => !PROMETHEUS_OPERATOR_KINDS.includes(o.kind)).map((obj) => ({ label: `[${desc}] ${obj.kind}/${obj.metadata.name}`, obj })),
     );
     expect(all.length).toBeGreaterThan(40);
     expect(await unknownFieldErrors(all)).toEqual([]);
@@ -278,6 +280,30 @@ describe('chart', () => {
     const r = await render({ values: input });
     expect(validateValues(r.values)).toBe(false);
     expect(JSON.stringify(validateValues.errors)).toMatch(expected);
+  });
+
+  it('adds extra arguments, environment, volumes and mounts to each role, after its own', async () => {
+    const extra = (role: string) => ({
+      extraArgs: [`--x-${role}`],
+      extraEnv: [{ name: `X_${role.toUpperCase()}`, value: '1' }],
+      extraVolumes: [{ name: `x-${role}`, emptyDir: {} }],
+      extraVolumeMounts: [{ name: `x-${role}`, mountPath: `/x/${role}` }],
+    });
+    const r = await render({ values: { controller: extra('controller'), agent: extra('agent'), collector: extra('collector') } });
+    for (const [kind, role] of [['Deployment', 'controller'], ['DaemonSet', 'agent'], ['Deployment', 'collector']] as const) {
+      const w = find(r.objects, kind, `-${role}`);
+      const c = container(w, role);
+      expect(c.args?.at(-1), role).toBe(`--x-${role}`);
+      expect(c.args?.[0], role).toBe(role);
+      expect((c.env ?? []).map((e) => e.name), role).toContain(`X_${role.toUpperCase()}`);
+      expect((c.volumeMounts ?? []).find((m) => m.name === `x-${role}`)?.mountPath, role).toBe(`/x/${role}`);
+      expect((podOf(w).volumes ?? []).some((v) => v.name === `x-${role}`), role).toBe(true);
+    }
+  });
+
+  it('accepts global values, as a subchart gets them from its parent', async () => {
+    const r = await render({ values: { global: { imageRegistry: 'registry.example.com', storageClass: 'fast' } } });
+    expect(validateValues(r.values), JSON.stringify(validateValues.errors)).toBe(true);
   });
 
   it('refuses a NetworkPolicy without node CIDRs (an empty "from" would admit everyone)', async () => {

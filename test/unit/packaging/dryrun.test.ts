@@ -13,8 +13,8 @@ import { startDevCluster, type DevCluster } from './lib/cluster.ts';
 import { ROOT, render, type K8sObject } from './lib/render.ts';
 import { VALUE_SETS } from './lib/value-sets.ts';
 
-/** Kinds the embedded API does not serve: Jobs (the uninstall hook) and the Prometheus operator's ServiceMonitor. */
-const NOT_SERVED = ['Job', 'ServiceMonitor'];
+/** Kinds the embedded API does not serve: Jobs (the hooks) and the Prometheus operator's ServiceMonitor and PrometheusRule. */
+const NOT_SERVED = ['Job', 'ServiceMonitor', 'PrometheusRule'];
 
 let cluster: DevCluster;
 beforeAll(async () => {
