@@ -227,7 +227,11 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
   it('renders NOTES.txt with the next commands', async () => {
     const notes = (await render({ ...set.options, notes: true })).text;
     expect(notes).toContain(`kubectl -n ${set.release.namespace} rollout status daemonset/`);
-    expect(notes).toContain('kind: SniffPolicy');
+    expect(notes).toContain(`helm test ${set.release.name} -n ${set.release.namespace}`);
+    expect(notes).toContain('kubectl podtap capture -n <namespace> <pod> --wireshark');
+    expect(notes).not.toContain('kubectl cp');
+    // a release whose collector is not podtap-system/podtap-collector says how to reach it
+    if (set.release.namespace !== 'podtap-system') expect(notes).toContain(`--collector-namespace ${set.release.namespace}`);
     expect(notes).toContain('podtap cleanup --check');
   });
 });
@@ -339,6 +343,37 @@ describe('chart', () => {
     expect((job.spec as { activeDeadlineSeconds: number }).activeDeadlineSeconds).toBeGreaterThan(60);
   });
 
+  it('updates the CRDs before an upgrade (a pre-upgrade hook running podtap crds apply, allowed get and update of the two CRDs only)', async () => {
+    const objs = renders.get(VALUE_SETS[0]!.description)!.objects;
+    const hooks = objs.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'pre-upgrade');
+    expect(hooks.map((o) => o.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'Job', 'ServiceAccount']);
+    expect(rules(objs, 'ClusterRole', '-crd-upgrade')).toEqual([
+      { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], resourceNames: ['sniffpolicies.podtap.io', 'sniffassignments.podtap.io'], verbs: ['get', 'update'] },
+    ]);
+    const c = container(find(objs, 'Job', '-crd-upgrade'), 'crds');
+    expect([...(c.command ?? []), ...(c.args ?? [])]).toEqual(['podtap', 'crds', 'apply']);
+    const off = await render({ values: { crds: { upgradeOnHelmUpgrade: false } } });
+    expect(off.objects.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'pre-upgrade')).toEqual([]);
+  });
+
+  it('helm test captures end to end with the plugin the image carries, its flags the plugin\'s own', async () => {
+    const objs = renders.get(VALUE_SETS[0]!.description)!.objects;
+    const tests = objs.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'test');
+    expect(tests.map((o) => o.kind).sort()).toEqual(['Pod', 'Role', 'RoleBinding', 'ServiceAccount']);
+    const pod = tests.find((o) => o.kind === 'Pod')!;
+    expect(pod.metadata.labels?.['podtap.io/collector-client']).toBe('true');
+    const script = (pod.spec as PodSpec).containers[0]!.args![0]!;
+    const sh = await execa('sh', ['-n', '-c', script], { reject: false, all: true });
+    expect(sh.exitCode, sh.all).toBe(0);
+    expect(script).toContain('/opt/podtap/dist/cli/kubectl-podtap.js capture');
+    const { PLUGIN_HELP } = await import('../../../src/plugin/plugin.ts');
+    for (const flag of script.match(/--[a-z][a-z-]+(?==| )/g)!.filter((f) => f !== '--input-type')) expect(PLUGIN_HELP, flag).toContain(flag);
+    expect(rules(objs, 'Role', '-test')).toEqual([
+      { apiGroups: ['podtap.io'], resources: ['sniffpolicies'], verbs: ['create', 'get', 'delete'] },
+      { apiGroups: [''], resources: ['pods'], verbs: ['get'] },
+    ]);
+  });
+
   it('passes the roles only flags that `podtap <role> --help` documents', async () => {
     const objs = renders.get(VALUE_SETS[0]!.description)!.objects;
     const node = join(ROOT, 'node_modules/.bin/node');
@@ -349,6 +384,11 @@ describe('chart', () => {
         const help = await execa(node, [join(ROOT, 'src/cli/main.ts'), role!, '--help'], { reject: false, all: true });
         expect(help.exitCode, `podtap ${role} --help:\n${help.all}`).toBe(0);
         for (const a of args) {
+          // a subcommand (podtap crds apply) is documented as a word of the usage
+          if (!a.startsWith('-')) {
+            expect(help.stdout, `podtap ${role} --help does not name ${a}`).toMatch(new RegExp(`\\b${a}\\b`));
+            continue;
+          }
           const flag = /^(--[a-z0-9-]+)/.exec(a)?.[1];
           expect(flag, a).toBeTruthy();
           expect(help.stdout, `podtap ${role} has no ${flag}`).toContain(flag!);
