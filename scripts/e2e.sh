@@ -107,6 +107,8 @@ run_layout() {
   k -n "$NS" rollout status daemonset/podtap-agent --timeout=3m
   k -n "$NS" rollout status deployment/podtap-controller --timeout=3m
   k -n "$NS" rollout status deployment/podtap-collector --timeout=3m
+  log "helm test (the chart's own end-to-end: a pod captures its API traffic through the collector)"
+  helm test "$RELEASE" -n "$NS" --timeout 3m --logs
 
   # ---- two pods and a policy ---------------------------------------------
   log "test pods"
