@@ -26,6 +26,8 @@ npm exec -- node test/unit/packaging/lib/image-rootfs.ts
 # their Go modules once per pinned version (cold: ~22 min on 2 busy cores;
 # cached: a second), outside the private namespace: it needs the module proxy.
 scripts/cluster/build.sh kube >/dev/null
+# helm, for the chart tests that run helm itself (lint, package, template)
+scripts/cluster/build.sh helm >/dev/null
 # Prometheus's promtool (the chart's alert rules) and krew (the plugin's
 # manifest), built from the Go module proxy once per pinned version: the tests
 # run without network.
