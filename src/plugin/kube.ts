@@ -178,6 +178,28 @@ export class Kube {
     return { pod: ready.metadata.name, port: 8080 };
   }
 
+  /**
+   * podtap collector Services, found by the chart's labels
+   * (app.kubernetes.io/name=podtap, component=collector) in @namespace or, when
+   * undefined, in every namespace; undefined when the account may not list
+   * Services there.
+   */
+  async collectorServices(namespace: string | undefined): Promise<{ namespace: string; name: string }[] | undefined> {
+    const labelSelector = 'app.kubernetes.io/name=podtap,app.kubernetes.io/component=collector';
+    try {
+      const list = namespace
+        ? await this.core.listNamespacedService({ namespace, labelSelector })
+        : await this.core.listServiceForAllNamespaces({ labelSelector });
+      // the chart's metrics Service carries the same labels: the collector's own has the tunnel port
+      return list.items
+        .filter((s) => (s.spec?.ports ?? []).some((p) => p.name === 'tunnel'))
+        .map((s) => ({ namespace: s.metadata?.namespace ?? '', name: s.metadata?.name ?? '' }));
+    } catch (err) {
+      if (isStatus(err, 403)) return undefined;
+      throw apiError(`listing collector Services${namespace ? ` in ${namespace}` : ''}`, err);
+    }
+  }
+
   /** A key of a Secret, or undefined when there is none or we may not read it. */
   async secretValue(namespace: string, name: string, key: string): Promise<string | undefined> {
     try {

@@ -8,7 +8,7 @@ import { parseDuration } from '../collector/units.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { podtapVersion } from '../util/version.ts';
 import { capture, type PluginIO } from './capture.ts';
-import type { CollectorFlags } from './collector-api.ts';
+import { defaultCollector, findCollector, type CollectorFlags } from './collector-api.ts';
 import { fetchCapture, listCaptures, status } from './commands.ts';
 import { Kube } from './kube.ts';
 
@@ -47,15 +47,18 @@ Cluster and collector:
   -n, --namespace NS     namespace of the pod and the policy (default: the context's)
   -A, --all-namespaces   list/status: every namespace
   --kubeconfig FILE, --context NAME
-  --collector-namespace NS   where podtap's collector runs (default podtap-system)
-  --collector-service NAME   its Service (default podtap-collector)
+  --collector-namespace NS   where podtap's collector runs (default: found by
+                             the chart's labels in any namespace, else
+                             podtap-system)
+  --collector-service NAME   its Service (default: found likewise, else
+                             podtap-collector)
   --collector-port N         its HTTP port (default: the Service's port named http)
   --collector-url URL        reach the collector directly instead of through the
                              API server's port-forward (e.g. http://127.0.0.1:8080
                              after kubectl port-forward, or from inside the cluster)
   --token-file FILE          the collector API's bearer token (default:
                              $PODTAP_COLLECTOR_TOKEN, else the Secret
-                             podtap-collector-token, key api-token, if readable)
+                             <collector service>-token, key api-token, if readable)
   --collector-token-secret NAME
   -h, --help
   --version              print the plugin's version (also: kubectl podtap version)
@@ -64,7 +67,6 @@ Exit codes: 0 done, 1 failure, 2 usage, 4 a missing tool (wireshark),
 5 bad input, 7 the cluster or collector unreachable.
 `;
 
-const DEFAULTS = { collectorNamespace: 'podtap-system', collectorService: 'podtap-collector', tokenSecret: 'podtap-collector-token' };
 
 function usage(message: string): UserError {
   return new UserError(message, { exitCode: ExitCode.usage, hint: 'see kubectl podtap --help' });
@@ -93,12 +95,12 @@ export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<numbe
         policy: { type: 'string' },
         kubeconfig: { type: 'string' },
         context: { type: 'string' },
-        'collector-namespace': { type: 'string', default: DEFAULTS.collectorNamespace },
-        'collector-service': { type: 'string', default: DEFAULTS.collectorService },
+        'collector-namespace': { type: 'string' },
+        'collector-service': { type: 'string' },
         'collector-port': { type: 'string' },
         'collector-url': { type: 'string' },
         'token-file': { type: 'string' },
-        'collector-token-secret': { type: 'string', default: DEFAULTS.tokenSecret },
+        'collector-token-secret': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -118,10 +120,12 @@ export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<numbe
   }
   const collectorPort = v['collector-port'] === undefined ? undefined : Number(v['collector-port']);
   if (collectorPort !== undefined && !(Number.isInteger(collectorPort) && collectorPort > 0 && collectorPort < 65536)) throw usage('--collector-port: 1..65535');
-  const collector: CollectorFlags = {
-    url: v['collector-url'], namespace: v['collector-namespace'], service: v['collector-service'], port: collectorPort,
-    tokenFile: v['token-file'], tokenSecret: v['collector-token-secret'],
-  };
+  const given = { namespace: v['collector-namespace'], service: v['collector-service'], tokenSecret: v['collector-token-secret'] };
+  /** The collector: found through the cluster when there is one to ask (findCollector), else the flags or defaults. */
+  const collectorOf = async (kube: Kube | undefined): Promise<CollectorFlags> => ({
+    url: v['collector-url'], port: collectorPort, tokenFile: v['token-file'],
+    ...(kube ? await findCollector(kube, given) : defaultCollector(given)),
+  });
   const kubeFlags = { kubeconfig: v.kubeconfig, context: v.context, namespace: v.namespace };
   const json = v.output === 'json';
   const toStdout = v.output === '-';
@@ -145,23 +149,23 @@ export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<numbe
         kube,
         {
           namespace: kube.namespace, pod: args[0], selector: v.selector, filters: v.filter ?? [], direction: direction as Direction, snapLength,
-          duration: v.duration, stopAfterMs, maxPackets, write: v.write, stdout: toStdout, wireshark: v.wireshark ?? false, collector,
+          duration: v.duration, stopAfterMs, maxPackets, write: v.write, stdout: toStdout, wireshark: v.wireshark ?? false, collector: await collectorOf(kube),
         },
         io,
       );
     }
     case 'list': {
-      const kube = collector.url && !v.namespace ? undefined : new Kube(kubeFlags);
-      return listCaptures(kube, { namespace: v['all-namespaces'] ? undefined : (v.namespace ?? kube?.namespace), policy: v.policy, json, collector }, io);
+      const kube = v['collector-url'] && !v.namespace ? undefined : new Kube(kubeFlags);
+      return listCaptures(kube, { namespace: v['all-namespaces'] ? undefined : (v.namespace ?? kube?.namespace), policy: v.policy, json, collector: await collectorOf(kube) }, io);
     }
     case 'status': {
       const kube = new Kube(kubeFlags);
-      return status(kube, { namespace: v['all-namespaces'] ? undefined : kube.namespace, name: args[0], collector, withCollector: true }, io);
+      return status(kube, { namespace: v['all-namespaces'] ? undefined : kube.namespace, name: args[0], collector: await collectorOf(kube), withCollector: true }, io);
     }
     case 'fetch': {
       if (v.write !== undefined && toStdout) throw usage('choose -w FILE or -o -');
-      const kube = collector.url ? undefined : new Kube(kubeFlags);
-      return fetchCapture(kube, { path: args[0], namespace: v.namespace ?? kube?.namespace, policy: v.policy, write: v.write, stdout: toStdout, collector }, io);
+      const kube = v['collector-url'] ? undefined : new Kube(kubeFlags);
+      return fetchCapture(kube, { path: args[0], namespace: v.namespace ?? kube?.namespace, policy: v.policy, write: v.write, stdout: toStdout, collector: await collectorOf(kube) }, io);
     }
     default:
       throw usage(`unknown command "${cmd}" (capture, list, status, fetch)`);
