@@ -17,7 +17,7 @@ export type { PluginIO };
 export const PLUGIN_HELP = `kubectl podtap: capture a pod's packets, whole, into Wireshark — no tcpdump in the pod.
 
 Usage:
-  kubectl podtap capture [-n NS] POD | -l SELECTOR [--filter K=V]... [-w FILE | -o - | --wireshark]
+  kubectl podtap capture [-n NS] POD | -l SELECTOR [-f EXPR]... [-w FILE | -o - | --wireshark]
   kubectl podtap list    [-n NS | -A] [--policy NAME] [-o json]
   kubectl podtap status  [-n NS | -A] [NAME]
   kubectl podtap fetch   PATH | --policy NAME [-n NS] [-w FILE | -o -]
@@ -27,8 +27,13 @@ selector picks in the namespace), streams its packets live from the podtap
 collector through the API server's port-forward, and deletes the policy when
 you press Ctrl-C, when Wireshark closes, or after --for.
   -l, --selector SEL     pods by label (app=web,tier!=db, env in (a,b), !canary)
-  --filter K=V[,V]       proto=tcp,udp | port=443,8000-8100 | cidr=10.0.0.0/8 |
-                         host=IP | tcp-flags=syn,rst   (repeat: keys are ANDed)
+  -f, --filter EXPR      a tcpdump-like expression: "tcp port 443 and host 10.0.0.5",
+                         "(port 80 or port 443) and net 10.0.0.0/8",
+                         "tcp[tcpflags] & (tcp-syn|tcp-rst) != 0"; or K=V[,V]:
+                         proto=tcp,udp | port=443,8000-8100 | cidr=10.0.0.0/8 |
+                         host=IP | tcp-flags=syn,rst   (repeat: ANDed). What a
+                         SniffPolicy cannot express (not, src/dst, or across
+                         kinds) is refused, never approximated
   --direction D          Both (default), Ingress (sent by the pod), Egress (to it)
   --snaplen N            bytes kept per packet (default 0: whole packets)
   --max-packets N        the policy completes after N packets
@@ -83,7 +88,7 @@ export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<numbe
         namespace: { type: 'string', short: 'n' },
         'all-namespaces': { type: 'boolean', short: 'A' },
         selector: { type: 'string', short: 'l' },
-        filter: { type: 'string', multiple: true },
+        filter: { type: 'string', short: 'f', multiple: true },
         direction: { type: 'string', default: 'Both' },
         snaplen: { type: 'string', default: '0' },
         'max-packets': { type: 'string', default: '0' },

@@ -58,7 +58,7 @@ describe('--filter', () => {
 
   it.each([
     { description: 'no value', input: ['proto='], expected: /no value/ },
-    { description: 'no key', input: ['tcp'], expected: /not KEY=VALUE/ },
+    { description: 'neither KEY=VALUE nor an expression', input: ['=tcp'], expected: /is not something podtap's filter can express/ },
     { description: 'unknown key', input: ['vlan=3'], expected: /unknown key "vlan"/ },
     { description: 'unknown protocol', input: ['proto=gre'], expected: /unknown protocol "gre"/ },
     { description: 'port out of range', input: ['port=70000'], expected: /port must be between 1 and 65535/ },
