@@ -25,6 +25,7 @@ import { connectCollector, get, type CollectorFlags } from './collector-api.ts';
 import { parseFilters } from './filter.ts';
 import { Kube } from './kube.ts';
 import { parseSelector } from './selector.ts';
+import { parseTarget, type WorkloadKind } from './target.ts';
 
 export interface CaptureOptions {
   namespace: string;
@@ -198,7 +199,10 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
     if (io.stdoutIsTTY) throw new UserError('where to? -w FILE, -o - (a pipe) or --wireshark', { exitCode: ExitCode.usage, hint: 'e.g. kubectl podtap capture -n shop web-1 --wireshark' });
     o.stdout = true;
   }
-  if (!o.pod === !o.selector) throw new UserError('name one pod, or a label selector with -l', { exitCode: ExitCode.usage });
+  if (!o.pod === !o.selector) throw new UserError('name one pod (or deploy/, sts/, ds/ NAME), or a label selector with -l', { exitCode: ExitCode.usage });
+  const t = o.pod ? parseTarget(o.pod) : undefined;
+  /** one pod, selected by name (spec.podNames); a workload's pods go by its selector */
+  const podName = t?.kind === 'Pod' ? t.name : undefined;
 
   const id = randomBytes(4).toString('hex').slice(0, 6);
   const name = `podtap-capture-${id}`;
@@ -206,12 +210,14 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
   const target = o.pod ? `${ns}/${o.pod}` : `-l ${o.selector} in ${ns}`;
 
   // validate everything before touching the cluster
-  capturePolicy({ ...o, name, selector: { matchLabels: { probe: 'x' } }, collector: o.collector, target });
+  capturePolicy({ ...o, name, selector: { matchLabels: { probe: 'x' } }, pod: podName, collector: o.collector, target });
 
   let selector: LabelSelector = {};
-  if (o.pod) {
-    const pod = await kube.pod(ns, o.pod);
-    if (pod.status?.phase && pod.status.phase !== 'Running') say(`pod ${ns}/${o.pod} is ${pod.status.phase}: packets flow once it runs`);
+  if (podName) {
+    const pod = await kube.pod(ns, podName);
+    if (pod.status?.phase && pod.status.phase !== 'Running') say(`pod ${ns}/${podName} is ${pod.status.phase}: packets flow once it runs`);
+  } else if (t) {
+    selector = await kube.workloadSelector(ns, t.kind as WorkloadKind, t.name);
   } else {
     selector = parseSelector(o.selector!);
   }
@@ -231,7 +237,7 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
   let output: Output | undefined;
   let reason = 'stopped';
   try {
-    const policy = capturePolicy({ ...o, name, selector, pod: o.pod, collector: o.collector, target });
+    const policy = capturePolicy({ ...o, name, selector, pod: podName, collector: o.collector, target });
     const ep = await connectCollector(kube, o.collector, io.env);
     cleanups.push(() => ep.close());
     const q = new URLSearchParams({ namespace: ns, policy: name });

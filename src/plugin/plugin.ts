@@ -17,14 +17,16 @@ export type { PluginIO };
 export const PLUGIN_HELP = `kubectl podtap: capture a pod's packets, whole, into Wireshark — no tcpdump in the pod.
 
 Usage:
-  kubectl podtap capture [-n NS] POD | -l SELECTOR [-f EXPR]... [-w FILE | -o - | --wireshark]
+  kubectl podtap capture [-n NS] POD | deploy/NAME | sts/NAME | ds/NAME | -l SELECTOR
+                         [-f EXPR]... [-w FILE | -o - | --wireshark]
   kubectl podtap list    [-n NS | -A] [--policy NAME] [-o json]
   kubectl podtap status  [-n NS | -A] [NAME]
   kubectl podtap fetch   PATH | --policy NAME [-n NS] [-w FILE | -o -]
 
-capture creates a short-lived SniffPolicy for the pod (or every pod the
-selector picks in the namespace), streams its packets live from the podtap
-collector through the API server's port-forward, and deletes the policy when
+capture creates a short-lived SniffPolicy for the pod (or every pod of the
+workload, or every pod the selector picks in the namespace), streams its
+packets live from the podtap collector through the API server's port-forward,
+and deletes the policy when
 you press Ctrl-C, when Wireshark closes, or after --for.
   -l, --selector SEL     pods by label (app=web,tier!=db, env in (a,b), !canary)
   -f, --filter EXPR      a tcpdump-like expression: "tcp port 443 and host 10.0.0.5",

@@ -1,7 +1,8 @@
-/** The tcpdump-like -f expression onto spec.filter: what it expresses exactly, and a clear refusal of the rest. */
+/** kubectl podtap capture's arguments: the tcpdump-like -f expression onto spec.filter (exactly, or a clear refusal), and the TARGET as kubectl names it. */
 import { describe, expect, it } from 'vitest';
 import { parseExpression } from '../../../src/plugin/expression.ts';
 import { parseFilters } from '../../../src/plugin/filter.ts';
+import { parseTarget } from '../../../src/plugin/target.ts';
 
 describe('-f expressions', () => {
   it.each([
@@ -51,5 +52,26 @@ describe('-f expressions', () => {
 
   it('--filter: what the expression makes is still validated by the policy schema', () => {
     expect(() => parseFilters(['port 70000'])).toThrow(/filter\.ports\[0\]\.port/);
+  });
+});
+
+describe('capture targets', () => {
+  it.each([
+    { description: 'a bare name is a pod', input: 'web-1', expected: { kind: 'Pod', name: 'web-1' } },
+    { description: 'po/', input: 'po/web-1', expected: { kind: 'Pod', name: 'web-1' } },
+    { description: 'deploy/', input: 'deploy/web', expected: { kind: 'Deployment', name: 'web' } },
+    { description: 'deployment.apps/', input: 'deployment.apps/web', expected: { kind: 'Deployment', name: 'web' } },
+    { description: 'sts/', input: 'sts/db', expected: { kind: 'StatefulSet', name: 'db' } },
+    { description: 'ds/', input: 'ds/node-exporter', expected: { kind: 'DaemonSet', name: 'node-exporter' } },
+    { description: 'rs/', input: 'replicasets/web-5d8f', expected: { kind: 'ReplicaSet', name: 'web-5d8f' } },
+  ])('$description: $input', ({ input, expected }) => {
+    expect(parseTarget(input)).toEqual(expected);
+  });
+
+  it.each([
+    { description: 'a Service', input: 'svc/web', expected: /not "svc"/ },
+    { description: 'a bad name', input: 'deploy/Web_1', expected: /"Web_1" is not a Kubernetes name/ },
+  ])('refuses $description', ({ input, expected }) => {
+    expect(() => parseTarget(input)).toThrow(expected);
   });
 });
