@@ -26,8 +26,8 @@ Usage:
 capture creates a short-lived SniffPolicy for the pod (or every pod of the
 workload, or every pod the selector picks in the namespace), streams its
 packets live from the podtap collector through the API server's port-forward,
-and deletes the policy when
-you press Ctrl-C, when Wireshark closes, or after --for.
+and deletes the policy when you press Ctrl-C, when Wireshark closes, or after
+--for.
   -l, --selector SEL     pods by label (app=web,tier!=db, env in (a,b), !canary)
   -f, --filter EXPR      a tcpdump-like expression: "tcp port 443 and host 10.0.0.5",
                          "(port 80 or port 443) and net 10.0.0.0/8",
