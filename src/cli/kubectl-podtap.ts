@@ -31,6 +31,7 @@ async function run(): Promise<number> {
       signal: stop.signal,
       env: process.env,
       stdoutIsTTY: process.stdout.isTTY === true,
+      stderrIsTTY: process.stderr.isTTY === true,
     });
   } catch (err) {
     if (err instanceof UserError) {

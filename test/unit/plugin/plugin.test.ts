@@ -193,8 +193,9 @@ describe('kubectl podtap capture', () => {
     } as KubeObject);
     const out = new PassThrough();
     out.resume();
-    const x = io({ stdout: out });
-    const run = kubectlPodtap(['capture', '-n', NS, 'deployment.apps/web', '--for', '2s', '-o', '-', ...KC()], x);
+    // stderr a terminal: the status line is rewritten in place every second
+    const x = io({ stdout: out, stderrIsTTY: true });
+    const run = kubectlPodtap(['capture', '-n', NS, 'deployment.apps/web', '--for', '3s', '-o', '-', ...KC()], x);
     await until(async () => (await policies()).length === 1, 'the policy');
     const p = (await policies())[0]!;
     expect(p.spec.podSelector).toEqual(selector);
@@ -202,6 +203,9 @@ describe('kubectl podtap capture', () => {
     await traffic(p.metadata.name!, 2, [{ ifindex: 51, pod: 'web-1' }]);
     expect(await run).toBe(0);
     expect(x.err()).toMatch(/capturing shop\/deployment\.apps\/web /);
+    expect(x.err()).toMatch(/\r\x1b\[Kkubectl podtap: \d+ packets \(\d+\/s\), .*, lost (\d+|\?), stream dropped 0/);
+    // the line is cleared before the last words
+    expect(x.err()).toMatch(/\r\x1b\[Kkubectl podtap: deleted SniffPolicy/);
     expect(await policies()).toEqual([]);
   });
 
