@@ -32,6 +32,7 @@ const ROOT = join(import.meta.dirname, '..');
 /** The fuse Node's single-executable support looks for (node/src/node_sea.cc): flipped when a blob is injected. */
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 const KREW_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
+const COMPLETION = 'kubectl_complete-podtap';
 
 export interface PluginBuild {
   executable: string;
@@ -93,8 +94,10 @@ export async function buildPlugin(o: { out: string; uriBase: string }): Promise<
   await copyFile(executable, join(staged, 'kubectl-podtap'));
   await chmod(join(staged, 'kubectl-podtap'), 0o755);
   await copyFile(join(ROOT, 'README.md'), join(staged, 'README.md'));
+  // kubectl (1.26+) completes `kubectl podtap …` by running this from the PATH
+  await writeFile(join(staged, COMPLETION), '#!/bin/sh\n# kubectl runs this to complete `kubectl podtap …`: link it into your PATH beside kubectl-podtap.\nexec kubectl-podtap __complete "$@"\n', { mode: 0o755 });
   // reproducible: fixed owner, order and times
-  await execa('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', staged, '-czf', archive, 'kubectl-podtap', 'README.md']);
+  await execa('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', staged, '-czf', archive, 'kubectl-podtap', COMPLETION, 'README.md']);
   const sha256 = createHash('sha256').update(await readFile(archive)).digest('hex');
 
   const manifest = join(o.out, 'podtap.yaml');
@@ -118,7 +121,7 @@ export function krewManifest(o: { version: string; description: string; homepage
       ...(o.homepage ? { homepage: o.homepage } : {}),
       shortDescription: "Capture a pod's packets, whole, into Wireshark",
       description: `${o.description}.\nkubectl podtap capture streams a pod's traffic live from podtap's collector into a\npcapng file, standard output or Wireshark, without tcpdump in the pod.\nNeeds podtap installed in the cluster (its Helm chart).\n`,
-      caveats: 'podtap itself must be installed in the cluster: see the README (helm install podtap ...).\n',
+      caveats: 'podtap itself must be installed in the cluster: see the README (helm install podtap ...).\nShell completion (kubectl 1.26+): ln -s "$HOME/.krew/store/podtap/v' + o.version + '/kubectl_complete-podtap" into your PATH.\n',
       platforms: [
         {
           selector: { matchLabels: { os: o.os, arch: o.cpu } },
@@ -127,6 +130,7 @@ export function krewManifest(o: { version: string; description: string; homepage
           bin: 'kubectl-podtap',
           files: [
             { from: 'kubectl-podtap', to: '.' },
+            { from: COMPLETION, to: '.' },
             { from: 'README.md', to: '.' },
           ],
         },

@@ -3,6 +3,8 @@
  * Argument parsing and help; the work is in capture.ts and commands.ts.
  */
 import { parseArgs } from 'node:util';
+import { complete } from './complete.ts';
+import { foreignOption, parseArgsOptions, Subcommands, type Subcommand } from './options.ts';
 import { Directions, type Direction } from '../api/index.ts';
 import { parseDuration } from '../collector/units.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
@@ -13,6 +15,14 @@ import { fetchCapture, listCaptures, status } from './commands.ts';
 import { Kube } from './kube.ts';
 
 export type { PluginIO };
+
+/** What parseArgs gives for OPTIONS (options.ts). */
+interface ParsedValues {
+  namespace?: string; 'all-namespaces'?: boolean; selector?: string; filter?: string[]; direction: string; snaplen: string;
+  'max-packets': string; duration: string; for?: string; write?: string; output?: string; wireshark?: boolean; policy?: string;
+  kubeconfig?: string; context?: string; 'collector-namespace'?: string; 'collector-service'?: string; 'collector-port'?: string;
+  'collector-url'?: string; 'token-file'?: string; 'collector-token-secret'?: string; help?: boolean; version?: boolean;
+}
 
 export const PLUGIN_HELP = `kubectl podtap: capture a pod's packets, whole, into Wireshark — no tcpdump in the pod.
 
@@ -70,6 +80,10 @@ Cluster and collector:
   -h, --help
   --version              print the plugin's version (also: kubectl podtap version)
 
+Completion (kubectl 1.26+): put kubectl_complete-podtap on your PATH beside
+kubectl-podtap (npm installs it; from the krew archive, link it); kubectl
+then completes subcommands, options, pods, workloads, policies, namespaces.
+
 Exit codes: 0 done, 1 failure, 2 usage, 4 a missing tool (wireshark),
 5 bad input, 7 the cluster or collector unreachable.
 `;
@@ -81,42 +95,22 @@ function usage(message: string): UserError {
 
 export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<number> {
   let parsed;
+  // shell completion: the words as typed so far, unparsed (the last may be half an option)
+  if (argv[0] === '__complete') return complete(argv.slice(1), io);
   try {
-    parsed = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        namespace: { type: 'string', short: 'n' },
-        'all-namespaces': { type: 'boolean', short: 'A' },
-        selector: { type: 'string', short: 'l' },
-        filter: { type: 'string', short: 'f', multiple: true },
-        direction: { type: 'string', default: 'Both' },
-        snaplen: { type: 'string', default: '0' },
-        'max-packets': { type: 'string', default: '0' },
-        duration: { type: 'string', default: '10m' },
-        for: { type: 'string' },
-        write: { type: 'string', short: 'w' },
-        output: { type: 'string', short: 'o' },
-        wireshark: { type: 'boolean' },
-        policy: { type: 'string' },
-        kubeconfig: { type: 'string' },
-        context: { type: 'string' },
-        'collector-namespace': { type: 'string' },
-        'collector-service': { type: 'string' },
-        'collector-port': { type: 'string' },
-        'collector-url': { type: 'string' },
-        'token-file': { type: 'string' },
-        'collector-token-secret': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean' },
-      },
-    });
+    parsed = parseArgs({ args: argv, strict: true, allowPositionals: true, tokens: true, options: parseArgsOptions() });
   } catch (err) {
     throw usage(err instanceof Error ? err.message : String(err));
   }
-  const { values: v, positionals } = parsed;
+  const { positionals, tokens } = parsed;
+  const v = parsed.values as ParsedValues;
   const [cmd, ...args] = positionals;
+  if (cmd !== undefined && (Subcommands as readonly string[]).includes(cmd)) {
+    const foreign = foreignOption(cmd as Subcommand, tokens.filter((t) => t.kind === 'option').map((t) => t.name));
+    if (foreign) {
+      throw usage(`--${foreign.option} is not an option of ${cmd}${foreign.takenBy.length ? ` (${foreign.takenBy.join(', ')} ${foreign.takenBy.length > 1 ? 'take' : 'takes'} it)` : ''}`);
+    }
+  }
   if (v.version || cmd === 'version') {
     io.stdout.write(`kubectl-podtap ${podtapVersion()}\n`);
     return ExitCode.ok;

@@ -62,6 +62,7 @@ describe('npm package', () => {
     { description: 'podtap --version', input: ['podtap', '--version'], expected: `podtap ${pkg.version}` },
     { description: 'podtap --help lists the roles', input: ['podtap', '--help'], expected: 'collector' },
     { description: 'kubectl-podtap --help', input: ['kubectl-podtap', '--help'], expected: 'kubectl podtap capture' },
+    { description: 'kubectl_complete-podtap (kubectl\'s completion protocol)', input: ['kubectl_complete-podtap', 'ca'], expected: 'capture\n:4' },
   ])('$description runs from node_modules/.bin', async ({ input, expected }) => {
     const [cmd, ...args] = input as [string, ...string[]];
     const r = await execa(join(app, 'node_modules/.bin', cmd), args, { cwd: app, env, extendEnv: false, reject: false });

@@ -101,6 +101,10 @@ describe('the self-contained kubectl plugin', () => {
     expect(r.exitCode, r.all).toBe(0);
     const installed = await run(join(krewRoot, 'bin/kubectl-podtap'), ['--version']);
     expect(installed.stdout, installed.stderr).toBe(`kubectl-podtap ${pkg.version}`);
+    // the completion script krew unpacked beside it answers kubectl's protocol
+    const completion = join(krewRoot, `store/podtap/v${pkg.version}/kubectl_complete-podtap`);
+    const completed = await execa(completion, ['ca'], { env: { PATH: `${bin}:/usr/bin:/bin` }, extendEnv: false, reject: false, all: true });
+    expect(completed.stdout, completed.all).toBe('capture\n:4');
     // a manifest whose checksum does not match the archive is refused
     const manifest = parse(await readFile(built.manifest, 'utf8')) as { spec: { platforms: { sha256: string }[] } };
     manifest.spec.platforms[0]!.sha256 = '0'.repeat(64);
