@@ -7,13 +7,13 @@
  * newest kernels get the fastest one. Where no variant fits, the data plane
  * is refused with KernelUnsupportedError, naming the kernel and the feature.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { release, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { release, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { ExitCode, UserError } from '../util/errors.ts';
-import { compileObject } from './compile.ts';
+import { BPF_DIR, compileObject } from './compile.ts';
 import type { Runner } from './exec.ts';
 
 /** A probe: bpf/probes/<name>.bpf.c, loaded, and run when @run says so. */
@@ -153,7 +153,7 @@ async function runProbe(name: ProbeName, runner: Runner, dir: string, cacheDir: 
  * the probes are pinned for the moment they run (under podtap's own pin root,
  * so `podtap cleanup` removes what a crash leaves).
  */
-export async function probeKernel(runner: Runner, opts: { pinRoot: string; cacheDir?: string }): Promise<KernelFeatures> {
+export async function probeKernel(runner: Runner, opts: ProbeOptions): Promise<KernelFeatures> {
   const dir = join(opts.pinRoot, `probe-${process.pid}-${randomBytes(3).toString('hex')}`); // bpffs names take no dot
   await mkdir(dir, { recursive: true });
   const probes = {} as KernelFeatures['probes'];
@@ -165,19 +165,53 @@ export async function probeKernel(runner: Runner, opts: { pinRoot: string; cache
   return { release: release(), btf: existsSync('/sys/kernel/btf/vmlinux'), probes };
 }
 
+export interface ProbeOptions {
+  pinRoot: string;
+  cacheDir?: string;
+  /** Where the answers are kept for the rest of this boot (a tmpfs such as /run/podtap). */
+  stateDir?: string;
+}
+
+/** The answers' file for this boot and these probes: the kernel does not change
+ *  until it reboots, and a new podtap may probe differently. */
+async function answersFile(stateDir: string): Promise<string> {
+  const h = createHash('sha256');
+  h.update((await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim());
+  for (const name of Object.keys(PROBES).sort()) h.update(`${name}\n`).update(await readFile(join(BPF_DIR, 'probes', `${name}.bpf.c`)));
+  return join(stateDir, `features-${h.digest('hex').slice(0, 16)}.json`);
+}
+
+async function probeOnce(runner: Runner, opts: ProbeOptions): Promise<KernelFeatures> {
+  const file = opts.stateDir ? await answersFile(opts.stateDir) : undefined;
+  if (file && existsSync(file)) {
+    try {
+      return JSON.parse(await readFile(file, 'utf8')) as KernelFeatures;
+    } catch {
+      /* unreadable: probe again */
+    }
+  }
+  const f = await probeKernel(runner, opts);
+  if (file) {
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(`${file}.${process.pid}`, JSON.stringify(f));
+    await rename(`${file}.${process.pid}`, file);
+  }
+  return f;
+}
+
 let probed: Promise<KernelFeatures> | undefined;
 
-/** probeKernel, once per process: the kernel does not change under us. */
-export function kernelFeatures(runner: Runner, opts: { pinRoot: string; cacheDir?: string }): Promise<KernelFeatures> {
-  probed ??= probeKernel(runner, opts).catch((err: unknown) => {
+/** What this kernel can do: probed once per boot (and kept in @stateDir) or once per process. */
+export function kernelFeatures(runner: Runner, opts: ProbeOptions): Promise<KernelFeatures> {
+  probed ??= probeOnce(runner, opts).catch((err: unknown) => {
     probed = undefined;
-    throw new Error('probing the kernel\'s BPF features failed', { cause: err });
+    throw new Error("probing the kernel's BPF features failed", { cause: err });
   });
   return probed;
 }
 
 /** The variant for this kernel, or KernelUnsupportedError. */
-export async function kernelVariant(runner: Runner, opts: { pinRoot: string; cacheDir?: string }): Promise<Extract<Choice, { ok: true }>> {
+export async function kernelVariant(runner: Runner, opts: ProbeOptions): Promise<Extract<Choice, { ok: true }>> {
   const f = await kernelFeatures(runner, opts);
   const choice = chooseVariant(f);
   if (!choice.ok) throw new KernelUnsupportedError(f.release, choice.missing);
