@@ -21,7 +21,8 @@ mount -t tmpfs -o mode=0755 run /run
 mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null || true
 mkdir -p /run/netns /run/lock
-for a in $(cat /proc/cmdline); do
+read -r -a cmdline < /proc/cmdline
+for a in "${cmdline[@]}"; do
   case "$a" in
     podtap.repo=*) repo="${a#podtap.repo=}" ;;
     podtap.kdir=*) kdir="${a#podtap.kdir=}" ;;
@@ -45,7 +46,7 @@ ip link set lo up
 sysctl -qw net.core.rmem_max=67108864
 echo "podtap-guest: ready $release"
 
-cd "$repo"
+cd "$repo" || exit 1
 # clang runs on the host (guest-bin/clang): under TCG it takes ~20 s per object
 export PATH="$repo/scripts/kernel-matrix/guest-bin:$repo/node_modules/.bin:$PATH"
 export PODTAP_CLANG_SPOOL=/share/clang TMPDIR=/tmp

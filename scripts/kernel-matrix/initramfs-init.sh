@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # The matrix guest's first stage (busybox, in the initramfs built by
 # initramfs.ts): load the modules the kernel's package provides for virtiofs
 # and overlayfs, mount the host's root read-only (virtiofs tag "hostroot")
@@ -9,10 +10,11 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 fail() { echo "podtap-guest: initramfs: $*"; echo o > /proc/sysrq-trigger; sleep 10; }
-for m in $(cat /modules.order); do
+while read -r m; do
   insmod "/modules/$m" || fail "insmod $m failed"
-done
+done < /modules.order
 guest=
+# shellcheck disable=SC2013 # the command line is words
 for a in $(cat /proc/cmdline); do
   case "$a" in podtap.guest=*) guest="${a#podtap.guest=}" ;; esac
 done
