@@ -3,7 +3,7 @@
  * the way scripts/test.sh runs the suite (a private network namespace, a
  * private TMPDIR, the machine-wide suite lock unless the caller holds it).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -12,6 +12,17 @@ export interface HostRun {
   testSeconds: number;
   exitCode: number;
   dir: string;
+}
+
+/** The tests' own time in vitest's report: not the wait for another suite's lock. */
+async function vitestSeconds(file: string): Promise<number | undefined> {
+  try {
+    const r = JSON.parse(await readFile(file, 'utf8')) as { startTime: number; testResults: { endTime: number }[] };
+    const end = Math.max(...r.testResults.map((f) => f.endTime));
+    return Number.isFinite(end) ? (end - r.startTime) / 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export async function runHost(o: { repo: string; tests: string[]; dir: string; lockHeld: boolean; cancel?: AbortSignal; log?: (line: string) => void }): Promise<HostRun> {
@@ -33,7 +44,7 @@ export async function runHost(o: { repo: string; tests: string[]; dir: string; l
     const r = await p;
     const exitCode = r.exitCode ?? 1;
     await writeFile(join(o.dir, 'exit'), `${exitCode}\n`);
-    return { testSeconds: (performance.now() - started) / 1000, exitCode, dir: o.dir };
+    return { testSeconds: (await vitestSeconds(join(o.dir, 'results.json'))) ?? (performance.now() - started) / 1000, exitCode, dir: o.dir };
   } finally {
     await execa('ip', ['netns', 'del', ns], { reject: false });
     await rm(tmp, { recursive: true, force: true });

@@ -7,8 +7,8 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
 import type { KernelImage } from './kernels.ts';
 
@@ -65,5 +65,9 @@ export async function buildInitramfs(k: KernelImage, cache: string): Promise<str
   await execa('sh', ['-c', 'find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1 > "$1"', 'sh', `${path}.tmp`], { cwd: dir });
   await rename(`${path}.tmp`, path);
   await rm(dir, { recursive: true, force: true });
+  // the same kernel's older recipes
+  for (const f of await readdir(dirname(path))) {
+    if (f.startsWith(`${k.release}-`) && join(dirname(path), f) !== path) await rm(join(dirname(path), f), { recursive: true, force: true });
+  }
   return path;
 }

@@ -108,7 +108,7 @@ export function renderTable(r: MatrixRecord): string {
     k.source,
     variantText(k.variant),
     ...COLUMNS.map((c) => MARK[k.cells[c.key] ?? 'not run']),
-    `${k.bootSeconds.toFixed(0)}, ${k.testSeconds.toFixed(0)}`,
+    `${k.bootSeconds ? k.bootSeconds.toFixed(0) : '–'}, ${k.testSeconds.toFixed(0)}`,
   ]);
   const line = (cols: string[]) => `| ${cols.join(' | ')} |`;
   return [
