@@ -35,8 +35,8 @@ PKGS=(
 )
 if $matrix; then
   PKGS+=(
-    qemu-system-x86    # kernel matrix: boots Debian's kernels (TCG) with this host's tools over 9p
-    busybox-static     # kernel matrix: the guest's initramfs (loads 9p from the kernel's package)
+    qemu-system-x86    # kernel matrix: boots Debian's kernels (TCG) with this host's root over virtiofs (its virtiofsd)
+    busybox-static     # kernel matrix: the guest's initramfs (loads virtiofs and overlay from the kernel's package)
     cpio               # kernel matrix: packs that initramfs
     kmod               # kernel matrix: depmod for the downloaded kernels; modprobe in the guest
   )

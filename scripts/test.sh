@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: what CI runs (.ci/run) and what the README says.
 # Needs root (BPF, tc, network namespaces); installs what it needs first.
+#   scripts/test.sh [ARGS]                  the suite (ARGS go to vitest)
+#   scripts/test.sh --kernel-matrix [ARGS]  then the kernel matrix too:
+#       scripts/kernel-matrix.sh, the kernel tests on Debian's 5.10, 6.1 and
+#       6.12 under qemu and on this kernel (~5-10 min per kernel)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+matrix=false
+if [ "${1:-}" = --kernel-matrix ]; then
+  matrix=true
+  shift
+fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "test: the suite needs root (BPF programs, tc, network namespaces)" >&2
   exit 1
@@ -46,4 +55,14 @@ tmp=$(mktemp -d /tmp/podtap-test.XXXXXX)
 chmod 1777 "$tmp" # (one test runs the sniffer as a user other than root)
 trap 'ip netns del "$ns" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 ip -n "$ns" link set lo up
-TMPDIR="$tmp" nsenter --net="/run/netns/$ns" npm exec -- vitest run "$@"
+rc=0
+TMPDIR="$tmp" nsenter --net="/run/netns/$ns" npm exec -- vitest run "$@" || rc=$?
+if $matrix; then
+  # outside the private namespace (it downloads the kernels; its guests have
+  # no network device at all), with this suite's lock, which it inherits
+  if ! PODTAP_SUITE_LOCK_HELD=1 scripts/kernel-matrix.sh; then
+    echo "test: the kernel matrix failed: above, the kernels and tests that did" >&2
+    rc=1
+  fi
+fi
+exit "$rc"
