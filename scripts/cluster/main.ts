@@ -22,7 +22,7 @@ const USAGE = `usage: scripts/cluster.sh COMMAND
   env                        print the variables exec sets (KUBECONFIG, PATH, PODTAP_CLUSTER_*)
 
 Environment: PODTAP_CLUSTER_STATE (default /var/lib/podtap/cluster),
-PODTAP_CLUSTER_CACHE (default /var/cache/podtap/cluster).`;
+PODTAP_CLUSTER_CACHE (default /var/cache/podtap-cluster).`;
 
 function bin(): string {
   // up: the freshly built programs; every other command: those the cluster runs
