@@ -99,7 +99,14 @@ run_layout() {
 
   # ---- install ------------------------------------------------------------
   log "helm install (the image built from the Dockerfile, imported into containerd)"
-  # (the single-node cluster has no storage provisioner: captures on an emptyDir)
+  # The single-node cluster has no storage provisioner: the chart's default
+  # (captures on a claim) is refused at install, naming what to set, rather
+  # than leaving the claim Pending and the collector never started ...
+  if out=$(helm install "$RELEASE" charts/podtap -n "$NS" --create-namespace --dry-run=server 2>&1); then
+    fail "helm install with a capture claim and no default StorageClass was accepted"
+  fi
+  grep -q 'collector.persistence: this cluster has no default StorageClass' <<<"$out" || fail "unexpected refusal: $out"
+  # ... so captures go on an emptyDir here
   helm install "$RELEASE" charts/podtap -n "$NS" --create-namespace \
     --set image.repository=localhost/podtap/podtap --set image.tag=e2e --set image.pullPolicy=Never \
     --set collector.persistence.enabled=false \
