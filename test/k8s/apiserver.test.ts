@@ -6,8 +6,6 @@
  * with zod's message where a CEL rule of the CRD catches it — the same answers
  * test/unit/api/cel.test.ts gets from its model of the API server.
  */
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCrds, type JsonSchema } from '../../src/api/crd.ts';
 import { SniffPolicySchema } from '../../src/api/sniffpolicy.ts';
@@ -15,7 +13,6 @@ import { startApiServer, type TestApiServer } from '../helpers/apiserver.ts';
 import { applyDefaults, celViolations } from '../unit/api/k8s-schema.ts';
 import { policy, policyCases } from '../unit/api/policy-cases.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const policySchema = (buildCrds()[0] as { spec: { versions: { schema: { openAPIV3Schema: JsonSchema } }[] } }).spec.versions[0]!.schema.openAPIV3Schema;
 
 describe('the real API server and the SniffPolicy CRD', () => {
@@ -23,8 +20,7 @@ describe('the real API server and the SniffPolicy CRD', () => {
 
   beforeAll(async () => {
     api = await startApiServer();
-    for (const f of await readdir(join(ROOT, 'crds'))) await api.kubectl(['apply', '-f', join(ROOT, 'crds', f)], { reject: true });
-    await api.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/sniffpolicies.podtap.io', 'crd/sniffassignments.podtap.io'], { reject: true });
+    await api.installCrds();
     await api.kubectl(['create', 'namespace', 'demo'], { reject: true });
   }, 180_000);
   afterAll(async () => {
