@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: what CI runs (.ci/run) and what the README says.
 # Needs root (BPF, tc, network namespaces); installs what it needs first.
+#   scripts/test.sh          everything: unit, k8s (real kube-apiserver), kernel
+#                            tests, then scripts/e2e.sh on the real cluster
+#   scripts/test.sh ARGS     vitest with ARGS only (a subset: no e2e)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+full=true
+[ $# -eq 0 ] || full=false
+phase_t0=$SECONDS
+phase() { echo "test: $1 took $((SECONDS - phase_t0)) s" >&2; phase_t0=$SECONDS; }
 if [ "$(id -u)" -ne 0 ]; then
   echo "test: the suite needs root (BPF programs, tc, network namespaces)" >&2
   exit 1
@@ -16,7 +23,7 @@ if ! flock -n 9; then
   echo "test: another podtap suite runs on this machine; waiting for it" >&2
   flock 9
 fi
-scripts/setup.sh
+if $full; then scripts/setup.sh --cluster; else scripts/setup.sh; fi
 npm exec -- tsc -p tsconfig.json --noEmit
 # The container image, built from the Dockerfile's steps in a debootstrap root
 # (no Docker engine here), for test/kernel/image.test.ts, which runs without
@@ -25,7 +32,9 @@ npm exec -- node test/unit/packaging/lib/image-rootfs.ts
 # etcd and kube-apiserver for test/k8s (test/helpers/apiserver.ts), built from
 # their Go modules once per pinned version (cold: ~22 min on 2 busy cores;
 # cached: a second), outside the private namespace: it needs the module proxy.
-scripts/cluster/build.sh kube >/dev/null
+# The e2e also needs helm and the pause program (cold: helm ~10 min more).
+if $full; then scripts/cluster/build.sh all >/dev/null; else scripts/cluster/build.sh kube >/dev/null; fi
+phase "setup, type check and builds"
 
 # Run the tests inside a private network namespace: every listener they open
 # (the embedded API, collectors, HTTP endpoints) is then invisible from the
@@ -39,4 +48,16 @@ tmp=$(mktemp -d /tmp/podtap-test.XXXXXX)
 chmod 1777 "$tmp" # (one test runs the sniffer as a user other than root)
 trap 'ip netns del "$ns" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 ip -n "$ns" link set lo up
-TMPDIR="$tmp" nsenter --net="/run/netns/$ns" npm exec -- vitest run "$@"
+rc=0
+TMPDIR="$tmp" nsenter --net="/run/netns/$ns" npm exec -- vitest run "$@" || rc=$?
+phase "vitest (unit, k8s, kernel)"
+if $full; then
+  # outside the private namespace: the cluster makes its own (podtap-node),
+  # and its image build fetches npm packages; with this suite's lock
+  if ! PODTAP_SUITE_LOCK_HELD=1 scripts/e2e.sh; then
+    echo "test: scripts/e2e.sh failed (above: the step and the cluster's diagnostics)" >&2
+    rc=1
+  fi
+  phase "e2e on the real cluster (both layouts)"
+fi
+exit "$rc"

@@ -476,6 +476,29 @@ export async function up(o: UpOptions): Promise<void> {
   log(`up: node ${CLUSTER.nodeName} Ready, ${o.layout} layout, in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 
+// ---------------------------------------------------------------- layout
+
+/**
+ * Switch the pod network layout of a running cluster: the next pods are
+ * wired the new way (containerd reloads the CNI configuration when it
+ * changes). Refused while a pod on the pod network exists — it would keep
+ * the old wiring, and a bridge cannot go while ports are on it. Costs
+ * seconds, where down + up costs a minute and the image imports again.
+ */
+export async function relayout(layout: Layout): Promise<void> {
+  const record = readRecord();
+  if (!record) throw new Error('no cluster is up: scripts/cluster.sh up');
+  if (record.layout === layout) return;
+  const pods = await kubectl(record.bin, ['get', 'pods', '-A', '-o', 'jsonpath={range .items[?(@.spec.hostNetwork!=true)]}{.metadata.namespace}/{.metadata.name} {end}']);
+  if (pods.stdout.trim()) throw new Error(`pods on the pod network still exist (${pods.stdout.trim()}): delete them first, they would keep the ${record.layout} wiring`);
+  const cidrs = JSON.parse((await kubectl(record.bin, ['get', 'node', CLUSTER.nodeName, '-o', 'jsonpath={.spec.podCIDRs}'])).stdout) as string[];
+  await writeFile(join(paths.cniConf, '10-podtap.conflist'), cniConfig(layout, cidrs));
+  if (record.layout === 'bridge') await execa('ip', ['-n', CLUSTER.netns, 'link', 'del', CLUSTER.bridge], { reject: false });
+  record.layout = layout;
+  await saveRecord(record);
+  log(`layout: ${layout}; the next pods are wired by the ${layout} plugin`);
+}
+
 // ---------------------------------------------------------------- down
 
 /** Mount points under @dir, deepest first. */
