@@ -314,6 +314,44 @@ describe('chart', () => {
     await expect(render({ values: { collector: { networkPolicy: { nodeCIDRs: [] } } } })).rejects.toThrow(/collector\.networkPolicy\.nodeCIDRs is empty/);
   });
 
+  describe('refuses at install a capture claim that no StorageClass would bind (it would stay Pending)', () => {
+    const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kube-system' } };
+    const sc = (name: string, isDefault: boolean) => ({
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'StorageClass',
+      metadata: { name, ...(isDefault ? { annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' } } : {}) },
+      provisioner: 'example.invalid/none',
+    });
+    const cases = [
+      { description: 'no cluster (helm template): rendered', input: { cluster: undefined, values: {} }, expected: 'claim' },
+      { description: 'a cluster without StorageClasses: refused', input: { cluster: [ns], values: {} }, expected: 'refused' },
+      { description: 'a cluster with only a non-default class: refused', input: { cluster: [ns, sc('slow', false)], values: {} }, expected: 'refused' },
+      { description: 'a cluster with a default class: rendered', input: { cluster: [ns, sc('slow', false), sc('fast', true)], values: {} }, expected: 'claim' },
+      { description: 'no default, but a class named: rendered', input: { cluster: [ns], values: { collector: { persistence: { storageClass: 'slow' } } } }, expected: 'claim' },
+      { description: 'no default, persistence off: an emptyDir', input: { cluster: [ns], values: { collector: { persistence: { enabled: false } } } }, expected: 'no claim' },
+      { description: 'no default, an existing claim: used', input: { cluster: [ns], values: { collector: { persistence: { existingClaim: 'mine' } } } }, expected: 'no claim' },
+    ] as const;
+    it.each(cases)('$description', async ({ input, expected }) => {
+      const dir = await mkdtemp(join(tmpdir(), 'podtap-lookup-'));
+      try {
+        const extraArgs: string[] = [];
+        if (input.cluster) {
+          await writeFile(join(dir, 'cluster.yaml'), input.cluster.map((o) => stringify(o)).join('---\n'));
+          extraArgs.push('-cluster', join(dir, 'cluster.yaml'));
+        }
+        const r = render({ values: input.values, extraArgs });
+        if (expected === 'refused') {
+          await expect(r).rejects.toThrow(/collector\.persistence: this cluster has no default StorageClass.*collector\.persistence\.enabled=false/);
+          return;
+        }
+        const claims = (await r).objects.filter((o) => o.kind === 'PersistentVolumeClaim');
+        expect(claims.length).toBe(expected === 'claim' ? 1 : 0);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
   it('makes random collector tokens (tunnel and API) per install and keeps them on upgrade', async () => {
     const tokens = async (cluster?: string) => {
       const r = await render({ extraArgs: cluster ? ['-cluster', cluster, '-is-upgrade'] : [] });
