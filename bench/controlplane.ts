@@ -18,11 +18,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { defaultWriteOptions } from '../src/devcluster/api.ts';
-import { writeKubeconfig } from '../src/devcluster/index.ts';
-import { createClusterState, createHandler, createHttpServer } from '../src/devcluster/server.ts';
-import { CRD_DIR, Lab } from '../src/lab/cluster.ts';
-import { NODE_BIN, PODTAP_MAIN } from '../src/lab/netns.ts';
+import { createClusterState, createHandler, createHttpServer, defaultWriteOptions, writeKubeconfig } from '@podtap/devcluster';
+import { CRD_DIR, Lab } from '../test/lab/cluster.ts';
+import { NODE_BIN, PODTAP_MAIN } from '../test/lab/netns.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { enterPrivateNamespace } from './privatens.ts';
 

@@ -1,6 +1,6 @@
 /**
  * The controller end to end against the project's embedded Kubernetes API
- * (src/devcluster): real REST and watch over HTTP, the generated CRDs,
+ * (packages/devcluster): real REST and watch over HTTP, the generated CRDs,
  * resourceVersions, the status subresource, garbage collection and Leases.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startApiServer, writeKubeconfig, type ApiServer } from '@podtap/devcluster';
 import type { SniffAssignment, SniffPolicyStatus } from '../../../src/api/index.ts';
 import { startController, type RunningController } from '../../../src/controller/controller.ts';
-import { startApiServer, writeKubeconfig, type ApiServer } from '../../../src/devcluster/index.ts';
 import { KubeClient, Resources, loadKubeConfig, type KubeObject, type ResourceRef } from '../../../src/k8s/index.ts';
 import { silentLogger } from '../../../src/util/log.ts';
 

@@ -1,5 +1,5 @@
 /**
- * charts/podtap rendered with Helm's template engine (scripts/helm-render)
+ * charts/podtap rendered with Helm's template engine (tools/helm-render)
  * for the default values and two other installs, and checked: values against
  * values.schema.json, every object against the Kubernetes OpenAPI schemas
  * (kubernetes-models), the security rules, and what each role needs.

@@ -4,8 +4,8 @@
  * paths and messages.
  */
 import { describe, expect, it } from 'vitest';
-import { StructuralSchema, SchemaCompileError, type SchemaNode } from '../../../src/devcluster/schema.ts';
-import { fieldErrorText } from '../../../src/devcluster/errors.ts';
+import { StructuralSchema, SchemaCompileError, type SchemaNode } from '../src/schema.ts';
+import { fieldErrorText } from '../src/errors.ts';
 import { widgetCrd } from './harness.ts';
 
 const widgetSchema = widgetCrd.spec.versions[0]!.schema.openAPIV3Schema as unknown as SchemaNode;

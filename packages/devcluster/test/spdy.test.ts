@@ -21,7 +21,7 @@ import {
   RstStatus,
   type Frame,
   type SpdyHeaders,
-} from '../../../src/devcluster/spdy.ts';
+} from '../src/spdy.ts';
 import { eventually, http, startCluster, type Cluster } from './harness.ts';
 
 const u32s = (...v: number[]) => Buffer.concat(v.map((n) => Buffer.of(n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255)));

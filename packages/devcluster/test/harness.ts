@@ -16,7 +16,7 @@ import {
   KubeConfig,
   KubernetesObjectApi,
 } from '@kubernetes/client-node';
-import { startApiServer, writeKubeconfig, type ApiServer, type StartOptions } from '../../../src/devcluster/index.ts';
+import { startApiServer, writeKubeconfig, type ApiServer, type StartOptions } from '../src/index.ts';
 
 export interface Cluster {
   server: ApiServer;

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 
-const main = new URL('../../../src/cli/main.ts', import.meta.url).pathname;
+// podtap of a clone of the repository, which has the development commands
+const main = new URL('../../../tools/dev/main.ts', import.meta.url).pathname;
 
 describe('podtap devcluster', () => {
   it('explains itself with --help', async () => {

@@ -7,9 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { createClusterState, createHandler, createHttpServer, type ClusterState } from '../../../src/devcluster/server.ts';
-import { defaultWriteOptions } from '../../../src/devcluster/api.ts';
-import { silentLogger } from '../../../src/util/log.ts';
+import { pino } from 'pino';
+import { createClusterState, createHandler, createHttpServer, type ClusterState } from '../src/server.ts';
+import { defaultWriteOptions } from '../src/api.ts';
 
 const NODES = 1000;
 const PODS = 30_000;
@@ -19,7 +19,7 @@ let url: string;
 let seedMs = 0;
 
 beforeAll(async () => {
-  const opts = { logger: silentLogger };
+  const opts = { logger: pino({ level: 'silent' }) };
   state = createClusterState(opts);
   server = createHttpServer(createHandler(state, opts, () => 'x'));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));

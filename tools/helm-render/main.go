@@ -9,7 +9,7 @@
 // It is built offline from Debian's Go source packages (golang-go,
 // golang-github-masterminds-sprig-dev, golang-k8s-sigs-yaml-dev):
 //
-//	GO111MODULE=off GOPATH=/usr/share/gocode go build -o helm-render ./scripts/helm-render
+//	GO111MODULE=off GOPATH=/usr/share/gocode go build -o helm-render ./tools/helm-render
 //
 // Usage:
 //
@@ -572,7 +572,7 @@ func writeKustomize(o options, docs, crds []document) error {
 		return err
 	}
 	header := "# Generated from charts/podtap with the chart's default values: do not edit. Regenerate:\n" +
-		"#   GO111MODULE=off GOPATH=/usr/share/gocode go run ./scripts/helm-render -kustomize deploy charts/podtap\n"
+		"#   GO111MODULE=off GOPATH=/usr/share/gocode go run ./tools/helm-render -kustomize deploy charts/podtap\n"
 	keep := map[string]bool{}
 	write := func(rel, body string) error {
 		keep[filepath.Clean(rel)] = true

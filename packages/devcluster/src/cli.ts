@@ -5,9 +5,24 @@
  */
 import { parseArgs } from 'node:util';
 import { isIP } from 'node:net';
-import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
-import { rootLogger } from '../util/log.ts';
+import { pino } from 'pino';
 import { startApiServer, writeKubeconfig } from './index.ts';
+
+/** Exit codes, as podtap's CLI numbers them. */
+const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+/** A failure the user can act on: the message on stderr, the exit code returned. */
+class CliError extends Error {
+  readonly exitCode: number;
+  readonly hint: string | undefined;
+  constructor(message: string, opts: { exitCode: number; hint?: string; cause?: unknown }) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.exitCode = opts.exitCode;
+    this.hint = opts.hint;
+  }
+}
+
+const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 const HELP = `Usage: podtap devcluster [--port N] [--host ADDR] [--kubeconfig FILE] [options]
 
@@ -33,6 +48,17 @@ Options:
 Stop it with Ctrl-C (SIGINT) or SIGTERM.`;
 
 export async function devclusterCommand(argv: string[]): Promise<number> {
+  try {
+    return await run(argv);
+  } catch (err) {
+    if (!(err instanceof CliError)) throw err;
+    console.error(`podtap devcluster: error: ${err.message}`);
+    if (err.hint) console.error(`  ${err.hint}`);
+    return err.exitCode;
+  }
+}
+
+async function run(argv: string[]): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
@@ -49,24 +75,25 @@ export async function devclusterCommand(argv: string[]): Promise<number> {
       allowPositionals: false,
     }));
   } catch (err) {
-    throw new UserError(errorMessage(err), { exitCode: ExitCode.usage, hint: 'see "podtap devcluster --help"' });
+    throw new CliError(errorMessage(err), { exitCode: EXIT.usage, hint: 'see "podtap devcluster --help"' });
   }
   if (values.help) {
     console.log(HELP);
-    return ExitCode.ok;
+    return EXIT.ok;
   }
   const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`--port: "${values.port}" is not a port number`, { exitCode: ExitCode.usage });
-  if (!isIP(values.host)) throw new UserError(`--host: "${values.host}" is not an IP address`, { exitCode: ExitCode.usage });
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError(`--port: "${values.port}" is not a port number`, { exitCode: EXIT.usage });
+  if (!isIP(values.host)) throw new CliError(`--host: "${values.host}" is not an IP address`, { exitCode: EXIT.usage });
   const history = Number(values.history);
-  if (!Number.isInteger(history) || history < 1) throw new UserError(`--history: "${values.history}" is not a positive integer`, { exitCode: ExitCode.usage });
+  if (!Number.isInteger(history) || history < 1) throw new CliError(`--history: "${values.history}" is not a positive integer`, { exitCode: EXIT.usage });
 
-  const logger = rootLogger('devcluster');
+  // JSON lines on stderr, as podtap's own components log.
+  const logger = pino({ name: 'devcluster', level: process.env.PODTAP_LOG_LEVEL ?? 'info', base: { component: 'devcluster' } }, pino.destination({ fd: 2, sync: false }));
   let server;
   try {
     server = await startApiServer({ port, host: values.host, logger, historySize: history });
   } catch (err) {
-    throw new UserError(`cannot listen on ${values.host}:${port}: ${errorMessage(err)}`, { exitCode: ExitCode.failure, cause: err });
+    throw new CliError(`cannot listen on ${values.host}:${port}: ${errorMessage(err)}`, { exitCode: EXIT.failure, cause: err });
   }
   if (values.kubeconfig) await writeKubeconfig(values.kubeconfig, server.url, { namespace: values.namespace });
 
@@ -88,5 +115,5 @@ export async function devclusterCommand(argv: string[]): Promise<number> {
   logger.info({ signal }, 'devcluster stopping');
   await server.close();
   console.log('podtap devcluster: stopped');
-  return ExitCode.ok;
+  return EXIT.ok;
 }

@@ -46,7 +46,7 @@ export function inNs(ns: string, cmd: string, args: string[], opts: { reject?: b
 /** Node.js 24 of this checkout (the machine's may be older). */
 export const NODE_BIN = fileURLToPath(new URL('../../node_modules/.bin/node', import.meta.url));
 /** The podtap CLI of this checkout. */
-export const PODTAP_MAIN = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
+export const PODTAP_MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 export async function createTopology(opts: { pods?: number; podMtu?: number; uplinkMtu?: number } = {}): Promise<Topology> {
   const prefix = `pt${randomBytes(3).toString('hex')}`;

@@ -14,9 +14,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { parseAllDocuments } from 'yaml';
-import { startApiServer, writeKubeconfig, type ApiServer } from '../devcluster/index.ts';
-import { KubeClient, loadKubeConfig, type KubeObject, type ResourceRef } from '../k8s/index.ts';
-import { silentLogger, type Logger } from '../util/log.ts';
+import { startApiServer, writeKubeconfig, type ApiServer } from '@podtap/devcluster';
+import { KubeClient, loadKubeConfig, type KubeObject, type ResourceRef } from '../../src/k8s/index.ts';
+import { silentLogger, type Logger } from '../../src/util/log.ts';
 import { createTopology, inNs, NODE_BIN, PODTAP_MAIN, sh, type Topology } from './netns.ts';
 
 export const CRD_DIR = fileURLToPath(new URL('../../crds/', import.meta.url));

@@ -11,12 +11,12 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
-import { Lab } from '../lab/cluster.ts';
-import { inNs } from '../lab/netns.ts';
-import { requireRoot, requireTools } from '../datapath/tools.ts';
-import { sniffPolicies } from '../k8s/index.ts';
-import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
-import { silentLogger } from '../util/log.ts';
+import { Lab } from '../../test/lab/cluster.ts';
+import { inNs } from '../../test/lab/netns.ts';
+import { requireRoot, requireTools } from '../../src/datapath/tools.ts';
+import { sniffPolicies } from '../../src/k8s/index.ts';
+import { ExitCode, UserError, errorMessage } from '../../src/util/errors.ts';
+import { silentLogger } from '../../src/util/log.ts';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/sniffpolicy.yaml', import.meta.url));
 

@@ -3,9 +3,9 @@
  * directives kubectl sends, and field ownership / server-side apply.
  */
 import { describe, expect, it } from 'vitest';
-import { jsonMergePatch, strategicMergePatch, builtinListMeta } from '../../../src/devcluster/patch.ts';
-import { decodeFieldsV1, encodeFieldsV1, fieldSet, fieldsTree, serverSideApply, trackUpdate } from '../../../src/devcluster/managed.ts';
-import { ApiError } from '../../../src/devcluster/errors.ts';
+import { jsonMergePatch, strategicMergePatch, builtinListMeta } from '../src/patch.ts';
+import { decodeFieldsV1, encodeFieldsV1, fieldSet, fieldsTree, serverSideApply, trackUpdate } from '../src/managed.ts';
+import { ApiError } from '../src/errors.ts';
 
 const podSpec = {
   spec: {

@@ -21,7 +21,7 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import { connect, isIPv6, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createWebSocketStream, WebSocketServer, type RawData, type WebSocket } from 'ws';
-import type { Logger } from '../util/log.ts';
+import type { Logger } from 'pino';
 import type { Api } from './api.ts';
 import { ApiError, asApiError, badRequest } from './errors.ts';
 import { getPath, type KubeObject } from './objects.ts';

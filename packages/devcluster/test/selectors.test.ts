@@ -3,10 +3,10 @@
  * and fields), and the printer-column JSONPath subset.
  */
 import { describe, expect, it } from 'vitest';
-import { matchFields, matchLabels, parseFieldSelector, parseLabelSelector } from '../../../src/devcluster/selectors.ts';
-import { ApiError } from '../../../src/devcluster/errors.ts';
-import { compileJsonPath, evaluateJsonPath } from '../../../src/devcluster/jsonpath.ts';
-import { humanDuration } from '../../../src/devcluster/table.ts';
+import { matchFields, matchLabels, parseFieldSelector, parseLabelSelector } from '../src/selectors.ts';
+import { ApiError } from '../src/errors.ts';
+import { compileJsonPath, evaluateJsonPath } from '../src/jsonpath.ts';
+import { humanDuration } from '../src/table.ts';
 
 const labels = { app: 'web', tier: 'front', version: '12', empty: '' };
 

@@ -7,12 +7,14 @@
  * what it does implement.
  */
 import type { AddressInfo } from 'node:net';
-import type { Logger } from '../util/log.ts';
-import { silentLogger } from '../util/log.ts';
+import { pino, type Logger } from 'pino';
 import { createClusterState, createHandler, createHttpServer } from './server.ts';
 
 export { writeKubeconfig, kubeconfigYaml } from './kubeconfig.ts';
 export { GIT_VERSION } from './server.ts';
+// The in-process server without a listener, for benchmarks that drive it directly.
+export { createClusterState, createHandler, createHttpServer } from './server.ts';
+export { defaultWriteOptions } from './api.ts';
 
 export interface ApiServer {
   url: string;
@@ -37,7 +39,7 @@ export interface StartOptions {
 }
 
 export async function startApiServer(opts: StartOptions = {}): Promise<ApiServer> {
-  const logger = opts.logger ?? silentLogger;
+  const logger = opts.logger ?? pino({ level: 'silent' });
   const host = opts.host ?? '127.0.0.1';
   const serverOpts = {
     logger,

@@ -3,7 +3,7 @@
  * semantics of k8s.io/apiserver/pkg/cel/library (ip.go, cidr.go).
  */
 import { describe, expect, it } from 'vitest';
-import { compileRule, evaluateRule, formatAddr, parseAddr } from '../../../src/devcluster/cel.ts';
+import { compileRule, evaluateRule, formatAddr, parseAddr } from '../src/cel.ts';
 
 function run(rule: string, self: unknown = null): boolean | string {
   const r = evaluateRule(compileRule({ rule, message: 'failed' }), self, undefined);

@@ -9,7 +9,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { constants as zc, createInflate, deflateRawSync, deflateSync, type Inflate } from 'node:zlib';
-import type { Logger } from '../util/log.ts';
+import type { Logger } from 'pino';
 
 export const ControlType = { synStream: 1, synReply: 2, rstStream: 3, settings: 4, ping: 6, goAway: 7, headers: 8, windowUpdate: 9 } as const;
 export const RstStatus = { protocolError: 1, invalidStream: 2, refusedStream: 3, cancel: 5, internalError: 6, streamAlreadyClosed: 9 } as const;
