@@ -19,7 +19,7 @@ import { KubeClient, loadKubeConfig, type KubeObject, type ResourceRef } from '.
 import { silentLogger, type Logger } from '../../src/util/log.ts';
 import { createTopology, inNs, NODE_BIN, PODTAP_MAIN, sh, type Topology } from './netns.ts';
 
-export const CRD_DIR = fileURLToPath(new URL('../../crds/', import.meta.url));
+export const CRD_DIR = fileURLToPath(new URL('../../charts/podtap/crds/', import.meta.url));
 
 export interface LabPodSpec {
   namespace: string;

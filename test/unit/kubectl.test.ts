@@ -13,7 +13,7 @@ import { startApiServer, writeKubeconfig, type ApiServer } from '@podtap/devclus
 import { startController, type RunningController } from '../../src/controller/controller.ts';
 import { loadKubeConfig } from '../../src/k8s/index.ts';
 
-const CRD_DIR = new URL('../../crds/', import.meta.url).pathname;
+const CRD_DIR = new URL('../../charts/podtap/crds/', import.meta.url).pathname;
 
 let api: ApiServer;
 let controller: RunningController;

@@ -53,7 +53,7 @@ beforeAll(async () => {
   kubeconfig = join(dir, 'kubeconfig');
   await writeKubeconfig(kubeconfig, api.url);
   client = new KubeClient(loadKubeConfig(kubeconfig));
-  const crdDir = new URL('../../../crds/', import.meta.url);
+  const crdDir = new URL('../../../charts/podtap/crds/', import.meta.url);
   for (const f of readdirSync(crdDir).filter((n) => n.endsWith('.yaml'))) await client.create(CRD_REF, parse(readFileSync(new URL(f, crdDir), 'utf8')) as KubeObject);
   await until(async () => Boolean(await client.list(Resources.sniffPolicies).catch(() => undefined)), 'the CRDs to be served');
   for (const ns of [NS, 'podtap-system']) await client.create(Resources.namespaces, { metadata: { name: ns } });
