@@ -14,20 +14,18 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, rmdir } from 'node:fs/promises';
-import type { SniffAssignment, SniffAssignmentStatus } from '../api/index.ts';
-import { LABEL_NODE, labelValue } from '../api/index.ts';
+import type { CaptureConfig, SniffAssignment, SniffAssignmentStatus } from '../api/index.ts';
+import { CaptureConfigSchema, LABEL_NODE, labelValue } from '../api/index.ts';
+import { Announcer, probeCollector } from '../capture/announcer.ts';
+import { directionsOf, hooksFor } from '../capture/directions.ts';
 import { WorkQueue } from '../controller/queue.ts';
-import { Announcer, probeCollector } from '../datapath/announcer.ts';
+import {
+  CompileError, createRunner, KernelUnsupportedError, LOSS_REASONS, lost, PIN_ROOT, Session, VerifierError, type Counters, type Runner,
+} from '../datapath/index.ts';
 import type { NodeKeySource } from '../wire/auth.ts';
-import { CompileError } from '../datapath/compile.ts';
-import { configFromSpec, type DataplaneConfig, type Direction } from '../datapath/config.ts';
-import { LOSS_REASONS, lost, type Counters } from '../datapath/counters.ts';
-import { createRunner, type Runner } from '../datapath/exec.ts';
-import { KernelUnsupportedError } from '../datapath/features.ts';
-import { PIN_ROOT, Session } from '../datapath/session.ts';
-import { VerifierError } from '../datapath/verifier.ts';
 import { Informer, isNotFound, objectKey, Resources, sniffAssignments, type KubeClient, type ResourceClient } from '../k8s/index.ts';
 import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
+import { jsonEqual } from '../util/json.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { resolvePodInterface, type ResolveOptions } from './resolve.ts';
 import type { AgentMetrics } from './metrics.ts';
@@ -65,10 +63,6 @@ interface Tracked {
 
 export function sessionIdForPolicy(uid: string): string {
   return `a-${createHash('sha256').update(uid).digest('hex').slice(0, 12)}`;
-}
-
-function directionsOf(d: Direction): ('Ingress' | 'Egress')[] {
-  return d === 'Both' ? ['Ingress', 'Egress'] : [d];
 }
 
 /** The counters as an assignment status reports them. */
@@ -112,7 +106,7 @@ export class NodeAgent {
       labelSelector: `${LABEL_NODE}=${labelValue(opts.nodeName)}`,
       logger: this.log,
       // the agent acts on spec changes; its own status writes need no reconcile
-      equal: (a, b) => JSON.stringify(a.spec) === JSON.stringify(b.spec) && a.metadata.deletionTimestamp === b.metadata.deletionTimestamp,
+      equal: (a, b) => jsonEqual(a.spec, b.spec) && a.metadata.deletionTimestamp === b.metadata.deletionTimestamp,
     });
     this.informer.on({
       add: (a) => this.queue.add(objectKey(a)),
@@ -219,17 +213,15 @@ export class NodeAgent {
     this.tracked.set(key, tr);
     tr.policy = policy;
     tr.stopped = false;
-    const c = a.spec.config;
-    const cfg: DataplaneConfig = configFromSpec(
-      { direction: c.direction, filter: c.filter, sampling: c.sampling, snapLength: c.snapLength, rateLimit: c.rateLimit, tunnel: c.tunnel },
-      c.collector,
-    );
+    // as the controller wrote it, every default applied (an older controller's
+    // config gets the defaults of the fields it did not know)
+    const cfg: CaptureConfig = CaptureConfigSchema.parse(a.spec.config);
 
     // 1. the data-plane object for this configuration
     try {
       // the data plane enforces the node's cap on mirrored packets/bytes exactly
       // a swapped-in object announces itself before its first copy can arrive
-      const applied = await session.apply(cfg, c.mtu ? { mtu: c.mtu } : {}, { packets: a.spec.limits.maxPackets, bytes: a.spec.limits.maxBytes }, async (instance) => {
+      const applied = await session.apply(cfg, cfg.mtu ? { mtu: cfg.mtu } : {}, { packets: a.spec.limits.maxPackets, bytes: a.spec.limits.maxBytes }, async (instance) => {
         if (tr.announcer) await tr.announcer.announceNow(instance);
       });
       if (applied.loaded) log.info({ key: applied.key, cached: applied.cached, compileMs: applied.compileMs, mtu: applied.mtu }, 'data plane loaded');
@@ -264,7 +256,7 @@ export class NodeAgent {
     tr.interfaces = [...want.entries()].map(([name, w]) => ({ pod: w.pod, name, ifindex: w.ifindex, directions: directionsOf(cfg.direction) }));
     await this.announce(tr, cfg, log);
     for (const cur of session.interfaces()) if (!want.has(cur.dev)) await session.detach(cur.dev);
-    for (const dev of want.keys()) await session.attach(dev, cfg.direction);
+    for (const dev of want.keys()) await session.attach(dev, hooksFor(cfg.direction));
     let reachable = true;
     try {
       await probeCollector(cfg.collector);
@@ -290,7 +282,7 @@ export class NodeAgent {
     await this.reportOne(tr, a);
   }
 
-  private async announce(tr: Tracked, cfg: DataplaneConfig, log: Logger): Promise<void> {
+  private async announce(tr: Tracked, cfg: CaptureConfig, log: Logger): Promise<void> {
     const names = JSON.stringify(tr.interfaces);
     if (tr.announcer && tr.announced === `${cfg.collector.address}:${cfg.collector.port}`) {
       await tr.announcer.announceNow();
@@ -301,7 +293,7 @@ export class NodeAgent {
       collector: cfg.collector,
       node: this.opts.nodeName,
       sender: 'agent',
-      tunnel: cfg.tunnel,
+      tunnel: cfg.tunnel.protocol,
       key: this.opts.nodeKey,
       instance: () => tr.session.currentInstance,
       policy: tr.policy,

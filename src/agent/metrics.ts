@@ -4,8 +4,7 @@
  * the report loop with the growth since the last report.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Counters, Reason } from '../datapath/counters.ts';
-import { REASONS } from '../datapath/counters.ts';
+import { REASONS, type Counters, type Reason } from '../datapath/index.ts';
 
 export interface AgentMetrics {
   registry: Registry;

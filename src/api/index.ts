@@ -1,4 +1,5 @@
 /** The podtap.io/v1alpha1 API: schemas, types and helpers. */
+export * from './vocabulary.ts';
 export * from './common.ts';
 export * from './conditions.ts';
 export * from './sniffpolicy.ts';

@@ -6,6 +6,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { errorMessage } from '../util/errors.ts';
+import { parseHostPort } from '../util/hostport.ts';
 import type { Logger } from '../util/log.ts';
 
 export interface HttpEndpoint {
@@ -14,14 +16,17 @@ export interface HttpEndpoint {
   close(): Promise<void>;
 }
 
-/** ":8080" -> all interfaces; "127.0.0.1:0"; "[::1]:9090"; "8080". */
+/** ":8080" -> all interfaces; "127.0.0.1:0"; "[::1]:9090"; "8080" (util/hostport.ts); a port is required. */
 export function parseListenAddress(addr: string): { host: string | undefined; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*))?:?(\d+)$/.exec(addr.trim());
-  if (!m) throw new Error(`invalid listen address "${addr}" (want HOST:PORT or :PORT)`);
-  const host = m[1] ?? (m[2] || undefined);
-  const port = Number(m[3]);
-  if (port > 65535) throw new Error(`invalid port in listen address "${addr}"`);
-  return { host, port };
+  const want = `invalid listen address "${addr}" (want HOST:PORT or :PORT)`;
+  let parsed;
+  try {
+    parsed = parseHostPort(addr.trim());
+  } catch (err) {
+    throw new Error(`${want}: ${errorMessage(err)}`, { cause: err });
+  }
+  if (parsed.port === undefined) throw new Error(want);
+  return { host: parsed.host, port: parsed.port };
 }
 
 export interface HttpHandlers {

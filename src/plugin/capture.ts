@@ -20,11 +20,11 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { execa } from 'execa';
 import { SniffPolicySchema, describeIssues, type Direction, type LabelSelector, type SniffPolicy } from '../api/index.ts';
+import { LabelSelectorSyntaxError, parseLabelSelector } from '../k8s/labels.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { connectCollector, get, type CollectorFlags } from './collector-api.ts';
 import { parseFilters } from './filter.ts';
 import { Kube } from './kube.ts';
-import { parseSelector } from './selector.ts';
 
 export interface CaptureOptions {
   namespace: string;
@@ -93,6 +93,16 @@ export function capturePolicy(o: {
   const r = SniffPolicySchema.safeParse(policy);
   if (!r.success) throw new UserError(`the capture's policy would be invalid: ${describeIssues(r.error).join('; ')}`, { exitCode: ExitCode.usage });
   return r.data;
+}
+
+/** -l as kubectl takes it; a bad selector is a usage error saying what is wrong. */
+export function selectorFlag(s: string): LabelSelector {
+  try {
+    return parseLabelSelector(s);
+  } catch (err) {
+    if (!(err instanceof LabelSelectorSyntaxError)) throw err;
+    throw new UserError(`-l: ${err.message}`, { exitCode: ExitCode.usage, hint: 'e.g. -l app=web,tier!=db or -l "env in (prod,staging),!canary"', cause: err });
+  }
 }
 
 function safeUser(): string {
@@ -213,7 +223,7 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
     const pod = await kube.pod(ns, o.pod);
     if (pod.status?.phase && pod.status.phase !== 'Running') say(`pod ${ns}/${o.pod} is ${pod.status.phase}: packets flow once it runs`);
   } else {
-    selector = parseSelector(o.selector!);
+    selector = selectorFlag(o.selector!);
   }
 
   const cleanups: (() => Promise<void>)[] = [];

@@ -1,3 +1,4 @@
+/** JSON values, once: structural equality and a replacing merge patch (the controller, the agent, the tests' fake API). */
 /**
  * Structural equality of JSON values: key order does not matter, a key whose
  * value is undefined counts as absent (the server never sends one, the code

@@ -1,5 +1,6 @@
 /**
- * Sizes and durations as operators write them on a command line.
+ * Sizes as operators write them on a command line (durations are the API's
+ * vocabulary: src/api/vocabulary.ts).
  */
 
 const SIZE_UNITS: Record<string, number> = {
@@ -15,17 +16,6 @@ export function parseSize(s: string): number | undefined {
   const unit = SIZE_UNITS[m[2]!.toLowerCase()];
   if (unit === undefined) return undefined;
   return Math.round(Number(m[1]) * unit);
-}
-
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** "30s", "10m", "1h30m", "7d", "250ms" → ms; undefined when it is not a duration. */
-export function parseDuration(s: string): number | undefined {
-  const t = s.trim();
-  if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(t)) return undefined;
-  let ms = 0;
-  for (const m of t.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(m[1]) * DURATION_UNITS[m[2]!]!;
-  return Math.round(ms);
 }
 
 /** 1536 → "1.5 KiB" */

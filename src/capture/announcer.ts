@@ -15,6 +15,7 @@ import { encodeAnnouncement, encodeAnnouncements, monotonicRealtimePair, type An
 import type { NodeKeySource } from '../wire/auth.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
+import type { TunnelKind } from '../wire/sizes.ts';
 
 export type { AnnouncedInterface };
 
@@ -22,7 +23,7 @@ export interface AnnouncerOptions {
   collector: { address: string; port: number };
   node: string;
   sender: 'agent' | 'sniff';
-  tunnel: 'Geneve' | 'VXLAN';
+  tunnel: TunnelKind;
   /** the node's key: announcements are signed with it (absent: unsigned, for a collector without a secret) */
   key?: NodeKeySource | undefined;
   /** The loaded object's instance id (changes when the object is swapped). */
