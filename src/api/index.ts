@@ -6,5 +6,6 @@ export * from './sniffpolicy.ts';
 export * from './assignment.ts';
 export * from './parse.ts';
 export * from './netaddr.ts';
+export * from './resources.ts';
 export { withRule, celRulesOf, X_VALIDATIONS, type CelRule } from './rules.ts';
 export { buildCrds, crdFiles, KUBERNETES_EXTENSIONS, toStructural, resourceSchema, SNIFFPOLICY_COLUMNS, SNIFFASSIGNMENT_COLUMNS, CRD_HEADER, type JsonSchema, type PrinterColumn } from './crd.ts';

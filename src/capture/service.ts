@@ -73,6 +73,8 @@ export interface ApplyOutcome extends ApplyResult {
 
 export class CaptureService {
   readonly session: Session;
+  /** The policy announced with the interfaces (an adopted capture learns it later). */
+  policy: { namespace: string; name: string; uid: string } | null;
   private readonly opts: CaptureServiceOptions;
   private readonly log: Logger;
   private announcer: Announcer | undefined;
@@ -80,10 +82,18 @@ export class CaptureService {
   private announcing = '';
   private targets: CaptureTarget[] = [];
   private limits: CaptureLimits = { maxPackets: 0, maxBytes: 0 };
+  /**
+   * Where apply() is, or stopped: 'object' while compiling and loading (a
+   * failure there is the program's: compile, verifier, no route), 'collector'
+   * for sniff's probe, 'attach' while announcing and attaching (a failure
+   * there is the node's: an interface gone, tc), 'done'.
+   */
+  phase: 'object' | 'collector' | 'attach' | 'done' = 'done';
 
   private constructor(session: Session, opts: CaptureServiceOptions) {
     this.session = session;
     this.opts = opts;
+    this.policy = opts.policy;
     this.log = opts.logger ?? silentLogger;
   }
 
@@ -116,11 +126,14 @@ export class CaptureService {
    */
   async apply(config: CaptureConfig, targets: CaptureTarget[], limits: CaptureLimits, opts: { requireCollector?: boolean } = {}): Promise<ApplyOutcome> {
     this.limits = limits;
+    this.phase = 'object';
     const applied = await this.session.apply(config, config.mtu ? { mtu: config.mtu } : {}, { packets: limits.maxPackets, bytes: limits.maxBytes }, async (instance) => {
       // a swapped-in object announces itself before its first copy can arrive
       await this.announcer?.announceNow(instance);
     });
+    this.phase = 'collector';
     if (opts.requireCollector) await probeCollector(config.collector);
+    this.phase = 'attach';
     this.targets = targets;
     await this.announce(config);
     const hooks = hooksFor(config.direction);
@@ -136,6 +149,7 @@ export class CaptureService {
         unreachable = err;
       }
     }
+    this.phase = 'done';
     return { ...applied, unreachable, interfaces: targets };
   }
 
@@ -155,7 +169,7 @@ export class CaptureService {
       tunnel: config.tunnel.protocol,
       key: this.opts.key,
       instance: () => this.session.currentInstance,
-      policy: this.opts.policy,
+      policy: this.policy,
       interfaces: async () => this.targets.map((t) => ({ ifindex: t.ifindex, name: t.name, pod: t.pod, directions })),
       logger: this.log,
     });

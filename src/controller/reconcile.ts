@@ -31,11 +31,10 @@ import {
   type SniffPolicySpec,
   type SniffPolicyStatus,
 } from '../api/index.ts';
-import { isNotFound } from '../k8s/index.ts';
+import { isNotFound, type Limiter } from '../k8s/index.ts';
 import { jsonEqual, replacingMergePatch } from '../util/json.ts';
 import type { Logger } from '../util/log.ts';
 import { resolveCollector, type CollectorResolution } from './collector.ts';
-import type { Limiter } from './limiter.ts';
 import { evaluateLimits, nodeCap } from './limits.ts';
 import { assignmentAsWritten, slimPolicy, type PolicyObject } from './objects.ts';
 import type { RecentPolicyWrites } from './recent.ts';

@@ -14,7 +14,7 @@ import { execa } from 'execa';
 import { Lab } from '../../test/lab/cluster.ts';
 import { inNs } from '../../test/lab/netns.ts';
 import { requireRoot, requireTools } from '../../src/datapath/tools.ts';
-import { sniffPolicies } from '../../src/k8s/index.ts';
+import { sniffPolicies } from '../../src/api/index.ts';
 import { ExitCode, UserError, errorMessage } from '../../src/util/errors.ts';
 import { silentLogger } from '../../src/util/log.ts';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LABEL_NODE, LABEL_POLICY, type SniffAssignment, type SniffPolicyStatus } from '../../../src/api/index.ts';
 import { RecentWrites, withRecentWrites, type RecentPolicyWrites } from '../../../src/controller/recent.ts';
-import { Limiter } from '../../../src/controller/limiter.ts';
+import { Limiter } from '../../../src/k8s/index.ts';
 import { slimPod, slimPolicy, type PolicyObject } from '../../../src/controller/objects.ts';
 import { Reconciler, planPolicy, statusPatch, type Plan } from '../../../src/controller/reconcile.ts';
 import { worldFrom, type WorldObjects } from '../../../src/controller/world.ts';

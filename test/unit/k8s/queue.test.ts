@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { TokenBucket, WorkQueue } from '../../../src/controller/queue.ts';
+import { TokenBucket, WorkQueue } from '../../../src/k8s/queue.ts';
 
 afterEach(() => {
   vi.useRealTimers();

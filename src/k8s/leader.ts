@@ -16,7 +16,9 @@
  */
 import type { Logger } from '../util/log.ts';
 import { silentLogger } from '../util/log.ts';
-import { httpStatus, isConflict, isNotFound, Resources, type KubeClient, type KubeObject } from '../k8s/index.ts';
+import type { KubeClient, KubeObject } from './client.ts';
+import { httpStatus, isConflict, isNotFound } from './errors.ts';
+import { Resources } from './resources.ts';
 
 export interface LeaseSpec {
   holderIdentity?: string | null;
