@@ -1,7 +1,7 @@
 /**
  * SniffPolicy (podtap.io/v1alpha1): the single source of truth for the policy's
  * TypeScript types, its runtime validation, and (through src/api/crd.ts and
- * scripts/gen-crds.ts) the CRD's openAPIV3Schema. Field names follow DESIGN.md.
+ * scripts/gen-crds.ts) the CRD's openAPIV3Schema. docs/api.md describes every field.
  *
  * Spec objects are strict: a misspelt field is an error in the CLI, as it is
  * for `kubectl apply` with server-side field validation. Status objects are
