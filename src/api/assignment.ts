@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { DNS_SUBDOMAIN } from '../k8s/names.ts';
 import { CountSchema, DroppedSchema, GenerationSchema, NodeStateSchema, ObjectNameSchema, TimestampSchema } from './common.ts';
 import {
   API_VERSION,
@@ -162,7 +163,7 @@ const HASH_LEN = 10;
  */
 export function assignmentName(policyName: string, nodeName: string): string {
   const plain = `${policyName}.${nodeName}`;
-  if (!policyName.includes('.') && plain.length <= MAX_NAME && isDnsSubdomain(plain)) return plain;
+  if (!policyName.includes('.') && plain.length <= MAX_NAME && DNS_SUBDOMAIN.test(plain)) return plain;
   return hashedName(plain, `${policyName}\u0000${nodeName}`, MAX_NAME);
 }
 
@@ -202,10 +203,6 @@ export function captureConfig(
     mtu: spec.mtu,
     collector,
   });
-}
-
-function isDnsSubdomain(s: string): boolean {
-  return /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(s);
 }
 
 /** `<prefix>-<hash>` within `max` characters, a DNS-1123 subdomain (so also a valid label value). */

@@ -11,6 +11,7 @@ export * from './errors.ts';
 export * from './events.ts';
 export * from './informer.ts';
 export * from './labels.ts';
+export * from './names.ts';
 export * from './resources.ts';
 export * from './store.ts';
 export * from './queue.ts';
