@@ -25,9 +25,9 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, rmdir } from 'node:fs/promises';
 import {
-  CaptureConfigSchema, LABEL_NODE, labelValue, PodtapResources, sniffAssignments, type SniffAssignment, type SniffAssignmentSpec, type SniffAssignmentStatus,
+  CaptureConfigSchema, LABEL_NODE, labelValue, PodtapResources, sniffAssignments, type PolicyType, type SniffAssignment, type SniffAssignmentSpec, type SniffAssignmentStatus,
 } from '../api/index.ts';
-import { directionsOf } from '../capture/directions.ts';
+import { policyTypesCaptured } from '../capture/directions.ts';
 import { CaptureService, type CaptureTarget } from '../capture/service.ts';
 import {
   CompileError, createRunner, KernelUnsupportedError, LOSS_REASONS, lost, PIN_ROOT, VerifierError, type Counters, type Runner,
@@ -63,7 +63,7 @@ interface Tracked {
   applied: SniffAssignmentSpec | undefined;
   /** Apply again from this time on (epoch ms): a degraded capture retries. */
   retryAt: number | undefined;
-  interfaces: { pod: string; name: string; ifindex: number; directions: ('Ingress' | 'Egress')[] }[];
+  interfaces: { pod: string; name: string; ifindex: number; policyTypes: PolicyType[] }[];
   state: SniffAssignmentStatus['state'];
   reason: string | undefined;
   message: string | undefined;
@@ -237,8 +237,16 @@ export class NodeAgent {
     tr.applied = undefined;
     tr.retryAt = undefined;
     // as the controller wrote it, every default applied (an older controller's
-    // config gets the defaults of the fields it did not know)
-    const cfg = CaptureConfigSchema.parse(a.spec.config);
+    // config gets the defaults of the fields it did not know). A config without
+    // a field that has no safe default (hooks: podtap 0.1's config.direction
+    // named them) is not guessed at: retried until the controller rewrites it.
+    const parsed = CaptureConfigSchema.safeParse(a.spec.config);
+    if (!parsed.success) {
+      throw new Error(`spec.config cannot be captured with (${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}); waiting for the controller to rewrite it`, {
+        cause: parsed.error,
+      });
+    }
+    const cfg = parsed.data;
     // pods -> host-side interfaces
     const targets: CaptureTarget[] = [];
     const missing: string[] = [];
@@ -274,7 +282,7 @@ export class NodeAgent {
       return reason === 'CollectorUnreachable' ? this.retry(tr, 10_000) : { result: 'failed' };
     }
     tr.applied = a.spec;
-    tr.interfaces = targets.map((t) => ({ pod: t.pod!.name, name: t.name, ifindex: t.ifindex, directions: directionsOf(cfg.direction) }));
+    tr.interfaces = targets.map((t) => ({ pod: t.pod!.name, name: t.name, ifindex: t.ifindex, policyTypes: policyTypesCaptured(cfg) }));
     tr.collectorReachable = outcome.unreachable === undefined;
     let result: SyncResult = { result: 'applied' };
     if (outcome.unreachable) {

@@ -176,7 +176,7 @@ describe('aggregateStatus', () => {
       ...sel(4),
       nodes: [
         rep('b', 'Attached', { attachedInterfaces: 2, counters: { mirrored: 10, bytes: 1000, pieces: 3, lost: 1, dropped: { rateLimited: 1 } } }),
-        rep('a', 'Attached', { interfaces: [{ pod: 'p', name: 'veth1', ifindex: 3, directions: ['Ingress'] }], counters: { mirrored: 5, bytes: 500, lost: 2, dropped: { rateLimited: 2, busy: 4 } } }),
+        rep('a', 'Attached', { interfaces: [{ pod: 'p', name: 'veth1', ifindex: 3, policyTypes: ['Ingress'] }], counters: { mirrored: 5, bytes: 500, lost: 2, dropped: { rateLimited: 2, busy: 4 } } }),
       ],
     });
     expect(status).toMatchObject({ packets: 15, bytes: 1500, fragments: 3, lost: 3, attachedInterfaces: 3, dropped: { rateLimited: 3, busy: 4 }, selectedPods: 4, nodesTotal: 2 });

@@ -140,7 +140,7 @@ describe('kubectl podtap capture', () => {
     expect(p.spec).toMatchObject({
       podSelector: {},
       podNames: ['web-1'],
-      direction: 'Both',
+      policyTypes: ['Ingress', 'Egress'],
       collector: { service: { name: 'podtap-collector', namespace: 'podtap-system' } },
       limits: { duration: '10m' },
     });
@@ -165,14 +165,14 @@ describe('kubectl podtap capture', () => {
     out.on('data', (d: Buffer) => bytes.push(d));
     const x = io({ stdout: out });
     const run = kubectlPodtap(
-      ['capture', '-n', NS, '-l', 'app=web,tier notin (db)', '--filter', 'proto=tcp,udp', '--filter', 'port=443,8000-8100', '--direction', 'ingress', '--snaplen', '128', '--for', '3s', '-o', '-', ...KC()],
+      ['capture', '-n', NS, '-l', 'app=web,tier notin (db)', '--filter', 'proto=tcp,udp', '--filter', 'port=443,8000-8100', '--direction', 'in', '--snaplen', '128', '--for', '3s', '-o', '-', ...KC()],
       x,
     );
     await until(async () => (await policies()).length === 1, 'the policy');
     const p = (await policies())[0]!;
     expect(p.spec).toMatchObject({
       podSelector: { matchLabels: { app: 'web' }, matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['db'] }] },
-      direction: 'Ingress',
+      policyTypes: ['Ingress'],
       snapLength: 128,
       filter: { protocols: ['TCP', 'UDP'], ports: [{ port: 443 }, { port: 8000, endPort: 8100 }] },
     });
@@ -313,6 +313,6 @@ describe('the kubectl-podtap executable under the real kubectl', () => {
   it('exit codes: usage 2', async () => {
     const r = await execa(NODE, ['src/cli/kubectl-podtap.ts', 'capture', '--direction', 'sideways', 'x'], { reject: false, env: { KUBECONFIG: kubeconfig } });
     expect(r.exitCode).toBe(2);
-    expect(String(r.stderr)).toMatch(/--direction: Ingress, Egress, Both/);
+    expect(String(r.stderr)).toMatch(/--direction: in, out, both \(from the pod's side\), not "sideways"/);
   });
 });
