@@ -103,6 +103,14 @@ const cases: Case[] = [
     expected: { ready: ['False', 'CompileFailed'], degraded: ['True', 'CompileFailed'] },
   },
   {
+    description: 'a program runs before podtap on a tapped veth: ForeignProgramFirst, the program named',
+    input: {
+      nodes: [rep('a', 'Degraded', { reason: 'ForeignProgramFirst', message: 'veth1 (pod web-1) egress: BPF program cil_to_container at preference 1 runs before podtap\'s' }), rep('b', 'Attached')],
+      ...sel(2),
+    },
+    expected: { ready: ['False', 'ForeignProgramFirst'], degraded: ['True', 'ForeignProgramFirst'], nodesReady: 1, degradedMessage: /a \(ForeignProgramFirst: veth1 \(pod web-1\) egress: BPF program cil_to_container/ },
+  },
+  {
     description: 'an interface is missing: InterfaceNotFound',
     input: { nodes: [rep('a', 'Degraded', { reason: 'InterfaceNotFound' })], ...sel(2) },
     expected: { ready: ['False', 'InterfaceNotFound'], degraded: ['True', 'InterfaceNotFound'] },
