@@ -34,6 +34,9 @@ export interface Iface {
 
 export const UNASSIGNED = 'unassigned';
 
+/** Policies whose rebuilt packets are counted for the tunnel check (a bound against senders announcing without end). */
+export const MAX_REBUILT_POLICIES = 4096;
+
 /** The capture key of a policy: `<namespace>_<policy>`. Kubernetes names hold no `_`, so keys never collide. */
 export function captureKey(policy: Ref | null): string {
   return policy ? `${policy.namespace}_${policy.name}` : UNASSIGNED;
@@ -146,6 +149,8 @@ export class Router implements IngestSink {
   /** interfaces known, in all and by capture key */
   #ifaceCount = 0;
   readonly #perCapture = new Map<string, number>();
+  /** packets rebuilt per capture key since this process started, for the tunnel check (rebuiltByPolicy) */
+  readonly #rebuilt = new Map<string, { policy: Ref; packets: number }>();
   #now = performance.now();
   #lastExpiry = this.#now;
   // result of #addNs
@@ -263,6 +268,7 @@ export class Router implements IngestSink {
     if (flags & Flag.trunc) this.#truncated++;
     if (flags & Flag.oversize) this.#oversize++;
     this.#routed++;
+    if (iface.policy) this.#countRebuilt(iface);
     const dir = flags & Flag.toPod ? Direction.inbound : Direction.outbound;
     for (const o of this.#outputs) o.packet(iface, this.#tsHi, this.#tsLo, f.data, f.off, f.len, f.origLen, dir);
   }
@@ -311,7 +317,20 @@ export class Router implements IngestSink {
     }
     this.#wallNs(recvMs);
     this.#routed++;
+    if (iface.policy) this.#countRebuilt(iface);
     for (const o of this.#outputs) o.packet(iface, this.#tsHi, this.#tsLo, data, off, len, len, undefined);
+  }
+
+  #countRebuilt(iface: Iface): void {
+    const c = this.#rebuilt.get(iface.capture);
+    if (c) c.packets++;
+    // bounded whatever senders announce: a policy past the bound is not counted (its check says so)
+    else if (this.#rebuilt.size < MAX_REBUILT_POLICIES) this.#rebuilt.set(iface.capture, { policy: iface.policy!, packets: 1 });
+  }
+
+  /** Packets rebuilt per policy since this process started: what the agents' mirrored counts are compared with. */
+  rebuiltByPolicy(): { namespace: string; name: string; packets: number }[] {
+    return [...this.#rebuilt.values()].map((c) => ({ namespace: c.policy.namespace, name: c.policy.name, packets: c.packets }));
   }
 
   /** Wall-clock ms (fractional, since the epoch) → ns into #tsHi/#tsLo, relative to an exact base. */

@@ -57,7 +57,9 @@ and deletes the policy when you press Ctrl-C, when Wireshark closes, or after
   --wireshark            start Wireshark on the live stream
 
 list    the capture files the collector keeps (per policy, rotated)
-status  SniffPolicies with their state and counts, and the collector's
+status  SniffPolicies with their state and counts, and the collector's counts;
+        with NAME, its conditions and the tunnel check: the packets the
+        agents mirrored against those the collector rebuilt
 fetch   download a stored capture (PATH from list; --policy: its newest file)
 
 Cluster and collector:

@@ -283,6 +283,32 @@ describe('kubectl podtap list, fetch, status', () => {
     expect(x.out()).toMatch(/collector: received \d+ datagrams, rebuilt \d+ packets, written \d+, lost 0, malformed 0, kernel dropped 0, write dropped 0; \d+ files/);
     await client.delete(PodtapResources.sniffPolicies, NS, 'web-debug');
   });
+
+  // the agents' mirrored count is the policy's status (as the controller sums it); the
+  // collector's rebuilt count is real: 4 frames sent through its socket for the policy
+  it.each([
+    { description: 'every mirrored packet rebuilt: ok', input: { name: 'tunnel-ok', mirrored: 4 }, expected: /^tunnel: ok — the agents mirrored 4 packets, the collector rebuilt 4$/m },
+    {
+      description: 'fewer rebuilt than mirrored: losing, how many',
+      input: { name: 'tunnel-losing', mirrored: 7 },
+      expected: /^tunnel: LOSING — the agents mirrored 7 packets, the collector rebuilt 4: 3 left the nodes and never arrived whole/m,
+    },
+  ])('status NAME compares mirrored with rebuilt end to end: $description', async ({ input, expected }) => {
+    await client.create(PodtapResources.sniffPolicies, {
+      apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', metadata: { name: input.name, namespace: NS },
+      spec: { collector: { service: { name: 'podtap-collector', namespace: 'podtap-system' } } },
+    } as KubeObject);
+    await client.patchStatus(PodtapResources.sniffPolicies, NS, input.name, { status: { packets: input.mirrored, startTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') } });
+    await traffic(input.name, 4, [{ ifindex: 41 + input.mirrored, pod: 'web-1' }]);
+    await until(async () => {
+      const s = (await (await fetch(`http://127.0.0.1:${collector.http!.port}/api/v1/status`, { headers: { Authorization: `Bearer ${API_TOKEN}` } })).json()) as { policies: { name: string; packets: number }[] };
+      return s.policies.find((p) => p.name === input.name)?.packets === 4;
+    }, 'the collector to rebuild the 4 packets');
+    const x = io();
+    expect(await kubectlPodtap(['status', '-n', NS, input.name, ...KC()], x)).toBe(0);
+    expect(x.out()).toMatch(expected);
+    await client.delete(PodtapResources.sniffPolicies, NS, input.name);
+  });
 });
 
 describe('the kubectl-podtap executable under the real kubectl', () => {
