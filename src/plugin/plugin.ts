@@ -46,7 +46,8 @@ and deletes the policy when you press Ctrl-C, when Wireshark closes, or after
                          host=IP | tcp-flags=syn,rst   (repeat: ANDed). What a
                          SniffPolicy cannot express (not, src/dst, or across
                          kinds) is refused, never approximated
-  --direction D          from the pod's side: ${Object.entries(CAPTURE_DIRECTIONS).map(([w, d]) => `${w}: ${d.help}`).join(',\n                         ')}
+  --direction D          from the pod's side, as tcpdump -Q inside the pod:
+${Object.entries(CAPTURE_DIRECTIONS).map(([w, d]) => `                           ${`${w}`.padEnd(5)} ${d.help}`).join('\n')}
   --snaplen N            bytes kept per packet (default 0: whole packets)
   --max-packets N        the policy completes after N packets
   --duration D           the policy's own limit, so a capture whose command
