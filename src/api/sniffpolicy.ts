@@ -14,7 +14,7 @@ import { ConditionSchema } from './conditions.ts';
 import { isCIDR, isIPAddress } from './netaddr.ts';
 import { withRule } from './rules.ts';
 import {
-  DEFAULT_POLICY_TYPES, DEFAULT_TUNNEL, defaultCollectorPort, DURATION_EXAMPLES, DURATION_PATTERN, MTU_MAX, MTU_MIN, PolicyTypes, Protocols, REMOVED_DIRECTIONS, removedDirectionMessage, TcpFlags, TunnelProtocols,
+  DEFAULT_POLICY_TYPES, DEFAULT_TUNNEL, defaultCollectorPort, DURATION_EXAMPLES, DURATION_PATTERN, MTU_MAX, MTU_MIN, PolicyTypes, Protocols, REMOVED_DIRECTIONS, removedDirectionMessage, type RemovedDirection, TcpFlags, TunnelProtocols,
 } from './vocabulary.ts';
 
 export const GROUP = 'podtap.io';
@@ -155,25 +155,31 @@ const RemovedDirectionSchema = z
   .string()
   .max(32)
   .optional()
-  .meta({ description: 'Removed in 0.2 and refused: its Ingress meant sent by the pod, the opposite of NetworkPolicy. Write spec.policyTypes instead.' });
+  .meta({
+    description:
+      'Removed in 0.2: its Ingress meant sent by the pod, the opposite of NetworkPolicy. Ingress and Egress are refused with their conversion; Both (what 0.1 stored by default) is accepted beside both policy types. Write spec.policyTypes instead.',
+  });
 
 /**
  * A spec with spec.direction is refused, one rule per old value so that each
  * message names the conversion (a CEL rule's message is fixed), plus one for
- * any other value. The rules live on the spec: a field's own rules do not run
- * when the field is absent, and "absent" is the only valid state here.
+ * any other value. `Both` is accepted beside both policy types (what a
+ * policy stored by 0.1 reads as: its CRD defaulted direction to Both, and
+ * policyTypes defaults to both), refused beside one. The rules live on the
+ * spec: a field's own rules do not run when the field is absent.
  */
-function refuseDirection<T extends z.ZodType<{ direction?: string | undefined }>>(schema: T): T {
-  const oldValues = Object.keys(REMOVED_DIRECTIONS);
+function refuseDirection<T extends z.ZodType<{ direction?: string | undefined; policyTypes: readonly string[] }>>(schema: T): T {
+  const oldValues = Object.keys(REMOVED_DIRECTIONS) as RemovedDirection[];
   let out = schema;
   for (const v of oldValues) {
-    out = withRule(out, (s) => s.direction !== v, {
-      rule: `!has(self.direction) || self.direction != '${v}'`,
+    const both = v === 'Both';
+    out = withRule(out, (s) => s.direction !== v || (both && s.policyTypes.length === PolicyTypes.length), {
+      rule: `!has(self.direction) || self.direction != '${v}'${both ? ` || size(self.policyTypes) == ${PolicyTypes.length}` : ''}`,
       message: removedDirectionMessage(v),
       fieldPath: '.direction',
     });
   }
-  return withRule(out, (s) => s.direction === undefined || oldValues.includes(s.direction), {
+  return withRule(out, (s) => s.direction === undefined || (oldValues as string[]).includes(s.direction), {
     rule: `!has(self.direction) || self.direction in [${oldValues.map((v) => `'${v}'`).join(', ')}]`,
     message: removedDirectionMessage(undefined),
     fieldPath: '.direction',

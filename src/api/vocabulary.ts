@@ -59,13 +59,17 @@ export function policyTypesOf(hooks: readonly TcHook[]): PolicyType[] {
  * its Ingress meant "sent by the pod": the opposite of NetworkPolicy. It was
  * removed in 0.2 rather than flipped, so that a policy written for the old
  * meaning is refused instead of capturing the other direction. Each old value,
- * what it meant and what to write instead.
+ * what it meant and what to write instead. `Both` alone is still accepted: it
+ * means what it meant, and 0.1's CRD defaulted it into every stored policy,
+ * so refusing it would stop every capture of the cluster on upgrade.
  */
 export const REMOVED_DIRECTIONS = {
-  Ingress: { meant: 'sent by the pod', write: 'spec.policyTypes: [Egress]' },
-  Egress: { meant: 'sent to the pod', write: 'spec.policyTypes: [Ingress]' },
-  Both: { meant: 'both ways', write: 'spec.policyTypes: [Ingress, Egress] or nothing' },
+  Ingress: { meant: 'sent by the pod', write: 'write spec.policyTypes: [Egress]' },
+  Egress: { meant: 'sent to the pod', write: 'write spec.policyTypes: [Ingress]' },
+  // refused only beside spec.policyTypes that say otherwise
+  Both: { meant: 'both ways', write: 'delete it, spec.policyTypes says otherwise' },
 } as const;
+export type RemovedDirection = keyof typeof REMOVED_DIRECTIONS;
 export const REMOVED_IN = '0.2';
 
 /**
@@ -75,9 +79,9 @@ export const REMOVED_IN = '0.2';
  */
 export function removedDirectionMessage(value: unknown): string {
   const head = `removed in ${REMOVED_IN}`;
-  const old = typeof value === 'string' && Object.hasOwn(REMOVED_DIRECTIONS, value) ? REMOVED_DIRECTIONS[value as keyof typeof REMOVED_DIRECTIONS] : undefined;
+  const old = typeof value === 'string' && Object.hasOwn(REMOVED_DIRECTIONS, value) ? REMOVED_DIRECTIONS[value as RemovedDirection] : undefined;
   if (!old) return `${head}: write spec.policyTypes (Ingress: traffic to the pod, Egress: traffic from the pod)`;
-  return `${head}: its ${value} meant ${old.meant}; write ${old.write}`;
+  return `${head}: its ${value} meant ${old.meant}; ${old.write}`;
 }
 
 export const Protocols = ['TCP', 'UDP', 'ICMP', 'ICMPv6', 'SCTP'] as const;

@@ -66,6 +66,9 @@ export const policyCases: PolicyCase[] = [
   { description: 'podNames: one pod by name', input: spec({ podNames: ['web-1'] }), expected: 'valid' },
   { description: 'policyTypes: Ingress (to the pod)', input: spec({ policyTypes: ['Ingress'] }), expected: 'valid' },
   { description: 'policyTypes: both, Egress first', input: spec({ policyTypes: ['Egress', 'Ingress'] }), expected: 'valid' },
+  // what a policy stored by 0.1 reads as (its CRD defaulted direction: Both): it means what it meant, and is not refused
+  { description: 'direction Both of podtap 0.1, alone', input: spec({ direction: 'Both' }), expected: 'valid' },
+  { description: 'direction Both of podtap 0.1, beside both types', input: spec({ direction: 'Both', policyTypes: ['Ingress', 'Egress'] }), expected: 'valid' },
 
   // invalid: one issue each
   { description: 'podNames: not an object name', input: spec({ podNames: ['web-1', 'Web_2'] }), expected: { path: 'spec.podNames[1]', message: 'must be a lowercase DNS-1123 name' } },
@@ -120,9 +123,9 @@ export const policyCases: PolicyCase[] = [
   { description: 'removed direction: Ingress', input: spec({ direction: 'Ingress' }), expected: { path: 'spec.direction', message: 'removed in 0.2: its Ingress meant sent by the pod; write spec.policyTypes: [Egress]' } },
   { description: 'removed direction: Egress', input: spec({ direction: 'Egress' }), expected: { path: 'spec.direction', message: 'removed in 0.2: its Egress meant sent to the pod; write spec.policyTypes: [Ingress]' } },
   {
-    description: 'removed direction: Both, even beside policyTypes',
-    input: spec({ direction: 'Both', policyTypes: ['Ingress', 'Egress'] }),
-    expected: { path: 'spec.direction', message: 'removed in 0.2: its Both meant both ways; write spec.policyTypes: [Ingress, Egress] or nothing' },
+    description: 'removed direction: Both beside one policy type',
+    input: spec({ direction: 'Both', policyTypes: ['Ingress'] }),
+    expected: { path: 'spec.direction', message: 'removed in 0.2: its Both meant both ways; delete it, spec.policyTypes says otherwise' },
   },
   {
     description: 'removed direction: any other value',
