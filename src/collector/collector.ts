@@ -151,7 +151,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
     try {
       // (loaded only when asked for: node:http brings undici and its WebAssembly parser with it)
       const { startHttp } = await import('./http.ts');
-      http = await startHttp({ ...opts.http, logger: log }, { store, live, registry, status: () => ({ ...stats(), startTime: startedAt, policies: router.rebuiltByPolicy() }), ready: () => ready });
+      http = await startHttp({ ...opts.http, logger: log }, { store, live, registry, status: () => ({ ...stats(), startTime: startedAt, policies: router.rebuiltByPolicy(), policiesTruncated: router.rebuiltTruncated() }), ready: () => ready });
     } catch (err) {
       clearInterval(fast);
       clearInterval(slow);

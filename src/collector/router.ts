@@ -34,9 +34,6 @@ export interface Iface {
 
 export const UNASSIGNED = 'unassigned';
 
-/** Policies whose rebuilt packets are counted for the tunnel check (a bound against senders announcing without end). */
-export const MAX_REBUILT_POLICIES = 4096;
-
 /** The capture key of a policy: `<namespace>_<policy>`. Kubernetes names hold no `_`, so keys never collide. */
 export function captureKey(policy: Ref | null): string {
   return policy ? `${policy.namespace}_${policy.name}` : UNASSIGNED;
@@ -86,6 +83,8 @@ export interface RouterLimits {
   interfaces: number;
   /** a source silent this long is forgotten (its interfaces and clock) */
   sourceIdleMs: number;
+  /** policies whose rebuilt packets are counted for the tunnel check (rebuiltByPolicy): a bound against senders announcing without end */
+  rebuiltPolicies: number;
 }
 
 export const DEFAULT_ROUTER_LIMITS: RouterLimits = {
@@ -94,6 +93,7 @@ export const DEFAULT_ROUTER_LIMITS: RouterLimits = {
   interfacesPerPolicy: 65536,
   interfaces: 262_144,
   sourceIdleMs: 600_000,
+  rebuiltPolicies: 4096,
 };
 
 export interface RouterStats {
@@ -151,6 +151,7 @@ export class Router implements IngestSink {
   readonly #perCapture = new Map<string, number>();
   /** packets rebuilt per capture key since this process started, for the tunnel check (rebuiltByPolicy) */
   readonly #rebuilt = new Map<string, { policy: Ref; packets: number }>();
+  #rebuiltTruncated = false;
   #now = performance.now();
   #lastExpiry = this.#now;
   // result of #addNs
@@ -325,7 +326,13 @@ export class Router implements IngestSink {
     const c = this.#rebuilt.get(iface.capture);
     if (c) c.packets++;
     // bounded whatever senders announce: a policy past the bound is not counted (its check says so)
-    else if (this.#rebuilt.size < MAX_REBUILT_POLICIES) this.#rebuilt.set(iface.capture, { policy: iface.policy!, packets: 1 });
+    else if (this.#rebuilt.size < this.#limits.rebuiltPolicies) this.#rebuilt.set(iface.capture, { policy: iface.policy!, packets: 1 });
+    else this.#rebuiltTruncated = true;
+  }
+
+  /** Whether policies went uncounted (rebuiltPolicies reached): their absence from rebuiltByPolicy says nothing. */
+  rebuiltTruncated(): boolean {
+    return this.#rebuiltTruncated;
   }
 
   /** Packets rebuilt per policy since this process started: what the agents' mirrored counts are compared with. */

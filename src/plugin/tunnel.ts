@@ -14,6 +14,8 @@ export interface CollectorCounts {
   /** when the collector process started counting (RFC 3339) */
   startTime?: string | undefined;
   policies?: { namespace: string; name: string; packets: number }[] | undefined;
+  /** the collector counts a bounded number of policies: true when some went uncounted */
+  policiesTruncated?: boolean | undefined;
 }
 
 export type TunnelVerdict = 'ok' | 'losing' | 'not compared';
@@ -33,7 +35,9 @@ export function tunnelCheck(p: SniffPolicy, collector: { namespace: string; serv
   if (Date.parse(counts.startTime) > Date.parse(started)) {
     return notCompared(`the collector started at ${counts.startTime}, after the capture (${started}): it did not see the packets before`);
   }
-  const rebuilt = counts.policies.find((c) => c.namespace === ns && c.name === p.metadata.name)?.packets ?? 0;
+  const entry = counts.policies.find((c) => c.namespace === ns && c.name === p.metadata.name);
+  if (!entry && counts.policiesTruncated) return notCompared('the collector counts a bounded number of policies, and not this one');
+  const rebuilt = entry?.packets ?? 0;
   if (rebuilt >= mirrored) return { verdict: 'ok', line: `tunnel: ok — the agents mirrored ${mirrored} packets, the collector rebuilt ${rebuilt}` };
   return {
     verdict: 'losing',

@@ -27,6 +27,8 @@ describe('the tunnel check', () => {
     { description: 'the capture has not started', input: { p: policy({ startTime: undefined }), c: counts(0) }, expected: 'not compared' },
     { description: 'another collector (an address)', input: { p: policy({ collector: { address: '198.18.9.2' } }), c: counts(0) }, expected: 'not compared' },
     { description: 'another collector (a Service elsewhere)', input: { p: policy({ collector: { service: { name: 'podtap-collector' } } }), c: counts(0) }, expected: 'not compared' },
+    { description: 'a collector past its bound of counted policies, without this one', input: { p: policy(), c: { ...counts(undefined), policiesTruncated: true } }, expected: 'not compared' },
+    { description: 'a collector past its bound, with this one', input: { p: policy(), c: { ...counts(7), policiesTruncated: true } }, expected: 'losing' },
     { description: 'an older collector without per-policy counts', input: { p: policy(), c: { startTime: '2026-01-01T09:00:00Z' } }, expected: 'not compared' },
   ])('$description: $expected', ({ input, expected }) => {
     expect(tunnelCheck(input.p, COLLECTOR, input.c).verdict).toBe(expected);
