@@ -205,8 +205,9 @@ static __always_inline void pt_csum_mode(struct __sk_buff *skb, struct pt_work *
 	}
 }
 
-/* Send the frame stashed in @l as its pieces, the last with bpf_redirect().
- * Returns TC_ACT_REDIRECT, or TC_ACT_SHOT with *reason set. */
+/* Send the frame stashed in @l as its pieces, every one a clone whose fate
+ * (the uplink's NET_XMIT code) is seen and counted; the skb they were built in
+ * is then consumed. Returns TC_ACT_STOLEN, or TC_ACT_SHOT with *reason set. */
 static __always_inline int pt_send_pieces(struct pt_loop *l, __u32 *reason)
 {
 	struct __sk_buff *skb = l->skb;
@@ -241,11 +242,17 @@ static __always_inline int pt_send_pieces(struct pt_loop *l, __u32 *reason)
 		*reason = pt_piece(l, w->plan.npieces - 1, 0);
 		if (*reason)
 			return TC_ACT_SHOT;
-		pt_count(PT_C_FRAGMENTED, w->orig_len);
 	}
+	/* the last (or only) piece leaves as a clone too: with bpf_redirect()
+	 * an uplink that refused it (full queue or backlog) would go unseen */
+	*reason = pt_xmit_clone(l);
+	if (*reason)
+		return TC_ACT_SHOT;
+	if (w->plan.npieces > 1)
+		pt_count(PT_C_FRAGMENTED, w->orig_len);
 	pt_count_n(PT_C_PIECES, w->plan.npieces, 0);
 	pt_count(PT_C_MIRRORED, w->orig_len);
-	return bpf_redirect(w->out_ifindex, 0);
+	return TC_ACT_STOLEN;
 }
 
 /*
@@ -370,9 +377,12 @@ int pt_tunnel(struct __sk_buff *skb)
 				reason = PT_C_SHAPE_ERR;
 				goto out;
 			}
+			reason = pt_xmit_clone(&l);
+			if (reason)
+				goto out;
 			pt_count(PT_C_PIECES, 0);
 			pt_count(PT_C_MIRRORED, len);
-			rc = bpf_redirect(w->out_ifindex, 0);
+			rc = TC_ACT_STOLEN;
 			goto out;
 		}
 	}

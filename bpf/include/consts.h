@@ -178,10 +178,12 @@
  * SO_REUSEPORT hashing keep it in order on one path and one worker. */
 #define PT_SPORT_BASE 0xC000
 
-/* bpf_clone_redirect() to the uplink returns the device's verdict: NET_XMIT_DROP
- * (include/linux/netdevice.h) when its qdisc, or a veth peer's backlog, was
- * full or a program there dropped it; the piece is gone. */
-#define PT_NET_XMIT_DROP 1
+/* bpf_clone_redirect() to the uplink returns the device's verdict
+ * (include/linux/netdevice.h): NET_XMIT_SUCCESS, or NET_XMIT_DROP (1) when its
+ * qdisc, or a veth peer's backlog, was full or a program there dropped it, or
+ * NET_XMIT_CN (2) when a qdisc dropped a packet of the flow (the noop qdisc of
+ * a device being reconfigured drops every packet with CN). */
+#define PT_NET_XMIT_SUCCESS 0
 
 _Static_assert(PT_NR_CPUS * PT_SLOTS <= PT_MARK_KEY + 1, "stash keys must fit the mark");
 

@@ -370,7 +370,11 @@ static __always_inline __u32 pt_xmit_clone(struct pt_loop *l)
 
 	if (ret < 0)
 		return PT_C_REDIRECT_ERR;
-	if (ret == PT_NET_XMIT_DROP)
+	/* NET_XMIT_DROP, or NET_XMIT_CN: a device being reconfigured (its
+	 * noop qdisc drops and says CN) or a qdisc that dropped a packet of
+	 * this flow — of this frame, or of one before it: either way not a
+	 * frame to vouch for */
+	if (ret != PT_NET_XMIT_SUCCESS)
 		return PT_C_XMIT_DROP;
 	return 0;
 }
