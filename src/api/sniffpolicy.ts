@@ -48,6 +48,9 @@ export const Directions = ['Ingress', 'Egress', 'Both'] as const;
 export type Direction = (typeof Directions)[number];
 export const TunnelProtocols = ['Geneve', 'VXLAN'] as const;
 export type TunnelProtocol = (typeof TunnelProtocols)[number];
+/** How frames larger than the MTU travel (spec.tunnel.largeFrames). */
+export const LargeFrameModes = ['Segment', 'Fragment'] as const;
+export type LargeFrameMode = (typeof LargeFrameModes)[number];
 
 const port = z.number().int().min(1, 'port must be between 1 and 65535').max(65535, 'port must be between 1 and 65535');
 
@@ -130,6 +133,10 @@ export const TunnelSchema = z
       description: 'Geneve carries podtap metadata (exact rebuild, pod names, direction); VXLAN is for receivers that only speak VXLAN.',
     }),
     vni: z.number().int().min(0).max(16_777_215, 'vni must be less than 2^24 (16777216)').default(0).meta({ description: 'Virtual network identifier (24 bits).' }),
+    largeFrames: z.enum(LargeFrameModes, { error: 'largeFrames must be Segment or Fragment' }).default('Segment').meta({
+      description:
+        'Frames larger than the MTU. Segment: a TCP super-packet (GSO) leaves once and the kernel or the NIC cuts it into TCP segments, each a complete tunnel packet (the collector rebuilds the super-packet); other frames travel as inner IP fragments. Fragment: every such frame travels as inner IP fragments, for receivers that reassemble IP fragments rather than TCP streams.',
+    }),
   })
   .meta({ description: 'Encapsulation of the mirrored packets.' });
 export type Tunnel = z.infer<typeof TunnelSchema>;

@@ -83,7 +83,7 @@ describe('captureConfig', () => {
     {
       description: 'Geneve defaults, collector resolved with the default port',
       input: { collector: { service: { name: 'podtap-collector' } } },
-      expected: { direction: 'Both', snapLength: 0, tunnel: { protocol: 'Geneve', vni: 0 }, mtu: 0, collector: { address: '198.18.9.2', port: 6081 } },
+      expected: { direction: 'Both', snapLength: 0, tunnel: { protocol: 'Geneve', vni: 0, largeFrames: 'Segment' }, mtu: 0, collector: { address: '198.18.9.2', port: 6081 } },
     },
     {
       description: 'filter, sampling and rate limit carried over; VXLAN port',
@@ -91,7 +91,7 @@ describe('captureConfig', () => {
       expected: {
         direction: 'Both',
         snapLength: 0,
-        tunnel: { protocol: 'VXLAN', vni: 42 },
+        tunnel: { protocol: 'VXLAN', vni: 42, largeFrames: 'Segment' },
         mtu: 0,
         collector: { address: '198.18.9.2', port: 4789 },
         filter: { protocols: ['TCP'] },

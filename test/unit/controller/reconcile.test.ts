@@ -50,7 +50,7 @@ describe('planPolicy: desired assignments', () => {
     expect(b.spec).toEqual({
       nodeName: 'node-b',
       policy: { name: 'web-debug', uid: POLICY_UID, generation: 1 },
-      config: { direction: 'Both', snapLength: 0, tunnel: { protocol: 'Geneve', vni: 0 }, mtu: 0, collector: { address: '198.18.9.9', port: 6081 } },
+      config: { direction: 'Both', snapLength: 0, tunnel: { protocol: 'Geneve', vni: 0, largeFrames: 'Segment' }, mtu: 0, collector: { address: '198.18.9.9', port: 6081 } },
       pods: [
         { name: 'web-0', uid: 'uid-web-0', ips: [expect.any(String)] },
         { name: 'web-2', uid: 'uid-web-2', ips: [expect.any(String)] },
