@@ -50,14 +50,20 @@ static __always_inline int pt_admit(const struct pt_config *cfg, __u32 bytes, __
 		return 0;
 	}
 	if (PT_RATE_LIMITED) {
-		__u64 now = bpf_ktime_get_ns(), elapsed;
+		/* read before the lock (no helper may run under it): another CPU
+		 * may have taken the lock with a later time meanwhile, and then
+		 * nothing has elapsed for this one — never a negative span
+		 * read as a full bucket */
+		__u64 now = bpf_ktime_get_ns(), elapsed = 0;
 		int ok = 1;
 
 		bpf_spin_lock(&lim->lock);
-		elapsed = now - lim->last_ns;
+		if (now > lim->last_ns) {
+			elapsed = now - lim->last_ns;
+			lim->last_ns = now;
+		}
 		if (elapsed > PT_NS)
 			elapsed = PT_NS;        /* the bucket holds one second */
-		lim->last_ns = now;
 		if (PT_RATE_PPS) {
 			lim->pkt_tokens += elapsed * PT_RATE_PPS;
 			if (lim->pkt_tokens > PT_NS * PT_RATE_PPS)

@@ -2,6 +2,7 @@
  * The tap's filter, run on real packets with BPF_PROG_TEST_RUN (bpftool prog
  * run): every policy criterion matches what it should and nothing else.
  */
+import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readCounters, writeCidrs, writeConfig } from '../../src/datapath/bpftool.ts';
 import type { DataplaneConfig } from '../../src/datapath/config.ts';
@@ -123,6 +124,24 @@ describe('tap filter (BPF_PROG_TEST_RUN)', () => {
     const after = await readCounters(obj.maps);
     expect(after.skipOwn.packets - before.skipOwn.packets).toBe(1);
     expect(after.matched.packets - before.matched.packets).toBe(1);
+  });
+
+  it('rate limit: a CPU whose clock reading is older than the bucket\'s last refill adds nothing', async () => {
+    const obj = await loadTestObject(definesFor(testConfig({ rateLimit: { packetsPerSecond: 5, bytesPerSecond: 0 } })), root);
+    await writeConfig(obj.maps, { enabled: true, captureIfindex: 0, instance: 1, routeIfindex: 0, src: '198.18.200.1', dst: '198.18.200.2' });
+    // another CPU took the lock with a later clock reading and emptied the
+    // bucket: this run's reading, taken before the lock, is older
+    const later = process.hrtime.bigint() + 10_000_000_000n; // CLOCK_MONOTONIC, as bpf_ktime_get_ns()
+    const v = Buffer.alloc(56); // struct pt_limit: lock, pad, sample, last_ns, pkt_tokens, ...
+    v.writeBigUInt64LE(later, 16);
+    await execa('bpftool', ['map', 'update', 'pinned', `${obj.maps}/pt_limit`, 'key', '0', '0', '0', '0', 'value', ...[...v].map(String)]);
+    const before = await readCounters(obj.maps);
+    await progRun(obj.progs.pt_tap_ingress.path, buildFrame({ src: POD, dst: PEER, proto: 'UDP' }));
+    const after = await readCounters(obj.maps);
+    expect(after.matched.packets - before.matched.packets).toBe(1);
+    expect(after.rateLimited.packets - before.rateLimited.packets, 'not a full bucket from a negative span').toBe(1);
+    const lim = JSON.parse((await execa('bpftool', ['-j', 'map', 'lookup', 'pinned', `${obj.maps}/pt_limit`, 'key', '0', '0', '0', '0'])).stdout) as { formatted: { value: { last_ns: number } } };
+    expect(BigInt(lim.formatted.value.last_ns), 'the last refill never moves back').toBe(later);
   });
 
   it('passes everything untouched while disabled', async () => {
