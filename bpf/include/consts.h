@@ -104,6 +104,7 @@
 #define PT_IPV4_HLEN_MAX 60     /* IHL 15 */
 #define PT_IPV6_EXT_MAX 4       /* extension headers walked to find the unfragmentable part */
 #define PT_PREFIX_MAX 256       /* longest inner header prefix copied into each piece */
+#define PT_FRAG_TRACK 4096      /* fragmented datagrams whose first fragment matched, remembered */
 
 /* podtap metadata option: Geneve option class in the experimental range
  * (RFC 8926 §7.2: 0xFF00-0xFFFF) and its types. */

@@ -87,9 +87,44 @@ static __always_inline int pt_tcp_flags_ok(const struct pt_pkt *p)
 {
 	if (!PT_TCP_FLAGS || p->l4proto != IPPROTO_TCP || !p->family)
 		return 1;
-	if (!p->has_ports)      /* later fragment: flags unknown */
+	if (!p->has_ports)      /* no TCP header */
 		return 0;
 	return (p->tcp_flags & PT_TCP_FLAGS) != 0;
+}
+
+/* Port and TCP-flag filters on fragments: a later fragment carries no L4
+ * header, so it matches when the first fragment of its datagram did (the
+ * first one is remembered by source, destination, protocol and
+ * identification). A later fragment that arrives before its first one does
+ * not match: the filter cannot know its ports. */
+static __always_inline void pt_frag_key(const struct pt_pkt *p, struct pt_frag_key *k)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->family = p->family;
+	k->proto = p->l4proto;
+	k->id = p->frag_id;
+	__builtin_memcpy(k->src, p->src, 16);
+	__builtin_memcpy(k->dst, p->dst, 16);
+}
+
+static __always_inline int pt_l4_filters_ok(const struct pt_pkt *p)
+{
+#if PT_NPORTS > 0 || PT_TCP_FLAGS
+	struct pt_frag_key k;
+	__u8 one = 1;
+
+	if (p->frag == PT_FRAG_LATER) {
+		pt_frag_key(p, &k);
+		return bpf_map_lookup_elem(&pt_frags, &k) != 0;
+	}
+	if (!pt_ports_ok(p) || !pt_tcp_flags_ok(p))
+		return 0;
+	if (p->frag == PT_FRAG_FIRST) {
+		pt_frag_key(p, &k);
+		bpf_map_update_elem(&pt_frags, &k, &one, BPF_ANY);
+	}
+#endif
+	return 1;
 }
 
 static __always_inline int pt_addr_eq(const __u8 *a, const __u8 *b, int n)
@@ -117,8 +152,7 @@ static __always_inline int pt_match(const struct pt_pkt *p, __u32 to_pod)
 {
 	const __u8 *peer = to_pod ? p->src : p->dst;
 
-	return pt_proto_ok(p) && pt_ports_ok(p) && pt_cidr_ok(p, peer) &&
-	       pt_tcp_flags_ok(p);
+	return pt_proto_ok(p) && pt_cidr_ok(p, peer) && pt_l4_filters_ok(p);
 }
 
 #endif /* PODTAP_FILTER_H */

@@ -122,6 +122,24 @@ struct {
 	__type(value, struct pt_limit);
 } pt_limit SEC(".maps");
 
+/* Fragmented datagrams whose first fragment matched a port or TCP-flag
+ * filter: their later fragments, which carry no L4 header, match too. */
+struct pt_frag_key {
+	__u8 family;
+	__u8 proto;
+	__u16 pad;
+	__u32 id;               /* IPv4 identification or IPv6 Fragment header identification */
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PT_FRAG_TRACK);
+	__type(key, struct pt_frag_key);
+	__type(value, __u8);
+} pt_frags SEC(".maps");
+
 /* Peer CIDR filter (PT_CIDR_FILTER): LPM tries filled by the agent. */
 struct pt_lpm4 {
 	__u32 prefixlen;

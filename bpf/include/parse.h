@@ -19,6 +19,11 @@
 #define PT_NH_ICMPV6 58
 #define PT_NH_SCTP 132
 
+/* pt_pkt.frag */
+#define PT_FRAG_NONE 0          /* not a fragment */
+#define PT_FRAG_FIRST 1         /* the first fragment of a datagram (offset 0, more follow) */
+#define PT_FRAG_LATER 2         /* a later fragment: no L4 header */
+
 struct pt_pkt {
 	__u8 family;            /* 4, 6, or 0 for non-IP */
 	__u8 l4proto;           /* IP protocol / last next header */
@@ -26,6 +31,9 @@ struct pt_pkt {
 	__u8 tcp_flags;
 	__u16 sport;            /* host order */
 	__u16 dport;
+	__u8 frag;              /* PT_FRAG_* */
+	__u8 pad[3];
+	__u32 frag_id;          /* fragments: IPv4 identification / IPv6 Fragment header's */
 	__u8 src[16];
 	__u8 dst[16];
 };
@@ -52,6 +60,11 @@ static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
 		__builtin_memcpy(p->dst, &ip.daddr, 4);
 		/* fragments other than the first carry no L4 header */
 		frag_later = (ip.frag_off & bpf_htons(0x1fff)) != 0;
+		if (frag_later)
+			p->frag = PT_FRAG_LATER;
+		else if (ip.frag_off & bpf_htons(0x2000))
+			p->frag = PT_FRAG_FIRST;
+		p->frag_id = bpf_ntohs(ip.id);
 		l4off = PT_ETH_HLEN + ip.ihl * 4;
 	} else if (eth.h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
@@ -67,7 +80,7 @@ static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
 		l4off = PT_ETH_HLEN + sizeof(ip6);
 #pragma unroll
 		for (i = 0; i < PT_IPV6_EXT_MAX; i++) {
-			__u8 ext[4];
+			__u8 ext[8];
 
 			if (nh != PT_NH_HOPOPTS && nh != PT_NH_ROUTING &&
 			    nh != PT_NH_DSTOPTS && nh != PT_NH_FRAGMENT)
@@ -76,6 +89,8 @@ static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
 				return -1;
 			if (nh == PT_NH_FRAGMENT) {
 				frag_later = ((ext[2] << 8 | ext[3]) & 0xfff8) != 0;
+				p->frag = frag_later ? PT_FRAG_LATER : (ext[3] & 1) ? PT_FRAG_FIRST : PT_FRAG_NONE;
+				p->frag_id = (ext[4] << 24) | (ext[5] << 16) | (ext[6] << 8) | ext[7];
 				l4off += 8;
 			} else {
 				l4off += (ext[1] + 1) * 8;

@@ -84,6 +84,31 @@ const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[]
     ],
   },
   {
+    description: 'ports on fragments: a later fragment matches when the first of its datagram did',
+    cfg: { ports: [{ port: 9 }] },
+    cases: [
+      { frame: { src: POD, dst: PEER, proto: 'UDP', dport: 9, frag: { offset: 0, more: true, id: 7 } }, match: true, why: 'first fragment to port 9' },
+      { frame: { src: POD, dst: PEER, proto: 'UDP', frag: { offset: 1480, more: true, id: 7 } }, match: true, why: 'its second fragment' },
+      { frame: { src: POD, dst: PEER, proto: 'UDP', frag: { offset: 2960, more: false, id: 7 } }, match: true, why: 'its last fragment' },
+      { frame: { src: POD, dst: PEER, proto: 'UDP', frag: { offset: 1480, more: false, id: 8 } }, match: false, why: 'a later fragment whose first was not seen' },
+      { frame: { src: POD, dst: PEER, proto: 'UDP', dport: 10, frag: { offset: 0, more: true, id: 9 } }, match: false, why: 'first fragment to port 10' },
+      { frame: { src: POD, dst: PEER, proto: 'UDP', frag: { offset: 1480, more: false, id: 9 } }, match: false, why: 'its later fragment' },
+      { frame: { src: PEER, dst: POD, proto: 'UDP', frag: { offset: 1480, more: false, id: 7 } }, match: false, why: 'same identification, other direction' },
+      { frame: { src: POD6, dst: PEER6, proto: 'UDP', dport: 9, frag: { offset: 0, more: true, id: 0x10007 } }, match: true, why: 'IPv6 first fragment to port 9' },
+      { frame: { src: POD6, dst: PEER6, proto: 'UDP', frag: { offset: 1448, more: false, id: 0x10007 } }, match: true, why: 'its later fragment' },
+    ],
+  },
+  {
+    description: 'TCP flags on fragments',
+    cfg: { tcpFlags: ['SYN'] },
+    cases: [
+      { frame: { src: POD, dst: PEER, proto: 'TCP', tcpFlags: SYN, frag: { offset: 0, more: true, id: 20 } }, match: true, why: 'first fragment of a SYN' },
+      { frame: { src: POD, dst: PEER, proto: 'TCP', frag: { offset: 1480, more: false, id: 20 } }, match: true, why: 'its later fragment' },
+      { frame: { src: POD, dst: PEER, proto: 'TCP', tcpFlags: ACK, frag: { offset: 0, more: true, id: 21 } }, match: false, why: 'first fragment of an ACK' },
+      { frame: { src: POD, dst: PEER, proto: 'TCP', frag: { offset: 1480, more: false, id: 21 } }, match: false, why: 'its later fragment' },
+    ],
+  },
+  {
     description: 'all criteria together',
     cfg: { protocols: ['TCP'], ports: [{ port: 80 }], cidrs: ['198.18.2.0/24'], tcpFlags: ['SYN'] },
     cases: [
