@@ -138,14 +138,36 @@ static __always_inline int pt_addr_eq(const __u8 *a, const __u8 *b, int n)
 	return 1;
 }
 
-/* podtap's own tunnel traffic towards the collector (e.g. a collector pod on a
- * tapped veth of this node): never mirrored, whatever the policy says. */
-static __always_inline int pt_is_own_tunnel(const struct pt_pkt *p, const struct pt_config *cfg)
+/* podtap's own tunnel traffic (e.g. a collector pod on a tapped veth of this
+ * node): never mirrored, whatever the policy says. That is this object's
+ * tunnel to its collector, and any podtap Geneve data packet (its metadata
+ * option comes first) of another capture on the node: pieces carry no mark,
+ * so they are known by what they are. */
+static __always_inline int pt_is_own_tunnel(struct __sk_buff *skb, const struct pt_pkt *p,
+					    const struct pt_config *cfg)
 {
-	if (!p->family || p->l4proto != IPPROTO_UDP || !p->has_ports ||
-	    p->dport != PT_TUNNEL_PORT)
+	__u8 g[12];
+	__u32 off;
+
+	if (!p->family || p->l4proto != IPPROTO_UDP || !p->has_ports || p->frag != PT_FRAG_NONE)
 		return 0;
-	return pt_addr_eq(p->dst, cfg->dst, p->family == 6 ? 16 : 4);
+	if (p->dport == PT_TUNNEL_PORT && pt_addr_eq(p->dst, cfg->dst, p->family == 6 ? 16 : 4))
+		return 1;
+	/* Geneve header after the UDP header: version 0, O clear, option
+	 * class PT_OPT_CLASS type PT_OPT_TYPE_META first */
+	off = PT_ETH_HLEN + (p->family == 6 ? 40 : 20) + 8;
+	if (p->family == 4) {
+		__u8 vihl;
+
+		if (bpf_skb_load_bytes(skb, PT_ETH_HLEN, &vihl, 1))
+			return 0;
+		off = PT_ETH_HLEN + (vihl & 0xf) * 4 + 8;
+	}
+	if (bpf_skb_load_bytes(skb, off, g, sizeof(g)))
+		return 0;
+	return (g[0] >> 6) == 0 && !(g[1] & 0x80) &&
+	       g[8] == (PT_OPT_CLASS >> 8) && g[9] == (PT_OPT_CLASS & 0xff) &&
+	       (g[10] & 0x7f) == PT_OPT_TYPE_META;
 }
 
 static __always_inline int pt_match(const struct pt_pkt *p, __u32 to_pod)

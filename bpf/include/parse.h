@@ -120,4 +120,28 @@ static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
 	return 0;
 }
 
+/* A hash of the frame's flow (addresses, protocol, and ports where every
+ * fragment of a datagram has them: none for fragments, so a datagram's
+ * fragments share one), for the tunnel's outer source port. */
+static __always_inline __u32 pt_flow_hash(const struct pt_pkt *p)
+{
+	__u32 h = 0x9e3779b9u ^ p->l4proto, w;
+	int i;
+
+	if (!p->family)
+		return 0;
+#pragma unroll
+	for (i = 0; i < 16; i += 4) {
+		__builtin_memcpy(&w, &p->src[i], 4);
+		h = (h ^ w) * 0x85ebca6bu;
+		h ^= h >> 13;
+		__builtin_memcpy(&w, &p->dst[i], 4);
+		h = (h ^ w) * 0xc2b2ae35u;
+		h ^= h >> 16;
+	}
+	if (p->has_ports && p->frag == PT_FRAG_NONE)
+		h = (h ^ ((__u32)p->sport << 16 | p->dport)) * 0x85ebca6bu;
+	return h ^ (h >> 15);
+}
+
 #endif /* PODTAP_PARSE_H */

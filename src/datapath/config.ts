@@ -5,7 +5,7 @@
  * (addresses, ifindexes) go into the pt_config map at load time instead.
  */
 import { isIPv6 } from 'node:net';
-import type { Filter, Protocol, SniffPolicySpec, TcpFlag } from '../api/sniffpolicy.ts';
+import type { Filter, LargeFrameMode, Protocol, SniffPolicySpec, TcpFlag } from '../api/sniffpolicy.ts';
 import { cacheValueSize, checkMtu, type TunnelKind } from './sizes.ts';
 
 export type Direction = 'Ingress' | 'Egress' | 'Both';
@@ -21,6 +21,7 @@ export interface DataplaneConfig {
   rateLimit: { packetsPerSecond: number; bytesPerSecond: number };
   tunnel: TunnelKind;
   vni: number;
+  largeFrames: LargeFrameMode;
   collector: { address: string; port: number };
 }
 
@@ -55,6 +56,7 @@ export function configFromSpec(
     },
     tunnel,
     vni: spec.tunnel?.vni ?? 0,
+    largeFrames: spec.tunnel?.largeFrames ?? 'Segment',
     collector: { address: collector.address, port: collector.port ?? DEFAULT_PORT[tunnel] },
   };
 }
@@ -79,6 +81,9 @@ export function compileDefines(cfg: DataplaneConfig, node: NodeParams): string[]
     ['PT_OUTER_V6', outerV6 ? 1 : 0],
     ['PT_TUNNEL', cfg.tunnel === 'Geneve' ? 1 : 2],
     ['PT_VNI', cfg.vni],
+    // kernels whose bpf_skb_adjust_room() lacks the encapsulation flags
+    // (before 5.12) refuse it at run time: the program then fragments
+    ['PT_SEGMENT_TCP', cfg.largeFrames === 'Segment' ? 1 : 0],
     ['PT_TUNNEL_PORT', cfg.collector.port],
     ['PT_SNAPLEN', cfg.snapLength],
     ['PT_SAMPLE_ONE_IN', cfg.oneIn],

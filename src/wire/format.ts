@@ -7,6 +7,7 @@
  * src/wire/announce.ts; docs/wire-format.md
  * has the prose.
  */
+import { segmentOffset, wholeChecksumValid } from './segments.ts';
 
 export const GENEVE_PORT = 6081;
 export const VXLAN_PORT = 4789;
@@ -15,17 +16,20 @@ export const VXLAN_PORT = 4789;
 export const OPT_CLASS = 0xff70;
 export const OPT_TYPE_META = 0x01;
 export const OPT_TYPE_ANNOUNCE = 0x02;
-export const META_VERSION = 1;
+/** 2: flow, TCP_SEG and the CSUM flag; no checksum sink. */
+export const META_VERSION = 2;
 /** sizeof(struct pt_meta): 12 Geneve words. */
 export const META_LEN = 52;
 /** Byte offsets of struct pt_meta's fields (bpf/include/wire.h). */
 export const MetaOff = {
-  csumSink: 0, // scratch a device may write (checksum offload steering): ignored
+  tcpFlags: 0, // TCP_SEG: the super-packet's TCP flags byte
   version: 2,
   flags: 3,
   kind: 4,
+  flow: 5, // flow bucket: (instance, cpu, flow) names a sequence stream
   cpu: 6,
   instance: 8,
+  l4Off: 10, // TCP_SEG: offset of the TCP header
   seq: 12,
   ifindex: 16,
   origLen: 20,
@@ -56,6 +60,8 @@ export const Flag = {
   oversize: 0x04,
   frag: 0x08,
   last: 0x10,
+  /** WHOLE: a device may have completed the frame's offloaded checksum; fix = offset, original bytes, length */
+  csum: 0x20,
 } as const;
 
 /** pt_meta.kind */
@@ -65,6 +71,8 @@ export const Kind = {
   ipv6New: 2,
   ipv6Refrag: 3,
   raw: 4,
+  /** a TCP super-packet the kernel cut into segments (src/wire/segments.ts) */
+  tcpSeg: 5,
 } as const;
 export type KindValue = (typeof Kind)[keyof typeof Kind];
 
@@ -138,12 +146,18 @@ export interface PieceMeta {
   fix3: number;
   tstampHi: number;
   tstampLo: number;
+  flow: number;
+  /** TCP_SEG: the super-packet's TCP flags, its TCP header's offset, its sequence number (pieceOff is then where this segment's payload belongs) */
+  tcpFlags: number;
+  l4Off: number;
+  tcpSeq: number;
 }
 
 export function emptyMeta(): PieceMeta {
   return {
     version: 0, flags: 0, kind: 0, cpu: 0, instance: 0, seq: 0, ifindex: 0, origLen: 0, capLen: 0,
     pieceOff: 0, hdrLen: 0, l3Off: 0, fix0: 0, fix1: 0, fix2: 0, fix3: 0, tstampHi: 0, tstampLo: 0,
+    flow: 0, tcpFlags: 0, l4Off: 0, tcpSeq: 0,
   };
 }
 
@@ -274,7 +288,16 @@ function parseGeneve(buf: Buffer, out: ParsedDatagram): DatagramType {
   m.fix3 = buf.readUInt16BE(metaAt + MetaOff.fix + 6);
   m.tstampHi = buf.readUInt32BE(metaAt + MetaOff.tstamp);
   m.tstampLo = buf.readUInt32BE(metaAt + MetaOff.tstamp + 4);
-  if (m.kind > Kind.raw) return bad(out, 'unknown-kind');
+  m.flow = buf[metaAt + MetaOff.flow]!;
+  m.tcpFlags = buf[metaAt + MetaOff.tcpFlags]!;
+  m.l4Off = buf.readUInt16BE(metaAt + MetaOff.l4Off);
+  m.tcpSeq = 0;
+  if (m.kind > Kind.tcpSeg) return bad(out, 'unknown-kind');
+  if (m.kind === Kind.tcpSeg) {
+    m.tcpSeq = m.pieceOff;
+    m.pieceOff = segmentOffset(buf, out.innerOff, out.innerLen, m);
+    if (m.pieceOff < 0) return bad(out, 'bad-lengths');
+  }
   if ((m.kind === Kind.raw) !== (protocol === GENEVE_PROTO_RAW)) return bad(out, 'protocol-mismatch');
   const reason = checkPiece(m, out.innerLen);
   if (reason) return bad(out, reason);
@@ -309,6 +332,7 @@ function checkPiece(m: PieceMeta, innerLen: number): MalformedReason | undefined
   if (m.kind === Kind.whole) {
     // one piece carrying the whole captured frame
     if (m.pieceOff !== m.hdrLen || m.hdrLen + chunk !== m.capLen) return 'outside-frame';
+    if (m.flags & Flag.csum && !wholeChecksumValid(m)) return 'bad-lengths';
   } else if (m.pieceOff < prefix || m.pieceOff + chunk > m.capLen) {
     return 'outside-frame';
   }

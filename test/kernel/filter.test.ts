@@ -146,8 +146,13 @@ describe('tap filter (BPF_PROG_TEST_RUN)', () => {
     const before = await readCounters(obj.maps);
     await progRun(obj.progs.pt_tap_egress.path, buildFrame({ src: '198.18.200.1', dst: '198.18.200.2', proto: 'UDP', dport: 6081 }));
     await progRun(obj.progs.pt_tap_egress.path, buildFrame({ src: '198.18.200.1', dst: '198.18.200.3', proto: 'UDP', dport: 6081 }));
+    // another capture's pieces (to another collector, another port): a
+    // Geneve data packet whose first option is podtap's metadata
+    const other = buildFrame({ src: '198.18.200.1', dst: '198.18.200.4', proto: 'UDP', dport: 7000, payload: 80 });
+    Buffer.from([14, 0, 0x65, 0x58, 0, 0, 0, 0, 0xff, 0x70, 0x01, 13]).copy(other, 14 + 20 + 8);
+    await progRun(obj.progs.pt_tap_egress.path, other);
     const after = await readCounters(obj.maps);
-    expect(after.skipOwn.packets - before.skipOwn.packets).toBe(1);
+    expect(after.skipOwn.packets - before.skipOwn.packets).toBe(2);
     expect(after.matched.packets - before.matched.packets).toBe(1);
   });
 

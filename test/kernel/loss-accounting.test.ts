@@ -18,6 +18,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { SniffPolicy } from '../../src/api/index.ts';
 import { readCounters } from '../../src/datapath/bpftool.ts';
 import { lost } from '../../src/datapath/counters.ts';
+import { PIN_ROOT } from '../../src/datapath/session.ts';
 import { sessionIdFor } from '../../src/sniff/sniff.ts';
 import { readFrames, startTcpdump } from '../helpers/capture.ts';
 import { startCapture } from '../helpers/harness.ts';
@@ -69,7 +70,7 @@ describe('loss accounting', () => {
     await sleep(500);
     expect((await truth.stop()).dropped).toBe(0);
 
-    const dir = `/sys/fs/bpf/podtap/${sessionIdFor({ metadata: { name: topo.prefix, namespace: 'default' } } as SniffPolicy)}`;
+    const dir = `${PIN_ROOT}/${sessionIdFor({ metadata: { name: topo.prefix, namespace: 'default' } } as SniffPolicy)}`;
     const [key] = await readdir(dir);
     const c = await readCounters(`${dir}/${key}/maps`);
     const s = await run.stop();
