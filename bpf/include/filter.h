@@ -159,11 +159,11 @@ static __always_inline int pt_is_own_tunnel(struct __sk_buff *skb, const struct 
 	if (p->family == 4) {
 		__u8 vihl;
 
-		if (bpf_skb_load_bytes(skb, PT_ETH_HLEN, &vihl, 1))
+		if (pt_load(skb, PT_ETH_HLEN, &vihl, 1))
 			return 0;
 		off = PT_ETH_HLEN + (vihl & 0xf) * 4 + 8;
 	}
-	if (bpf_skb_load_bytes(skb, off, g, sizeof(g)))
+	if (pt_load(skb, off, g, sizeof(g)))
 		return 0;
 	return (g[0] >> 6) == 0 && !(g[1] & 0x80) &&
 	       g[8] == (PT_OPT_CLASS >> 8) && g[9] == (PT_OPT_CLASS & 0xff) &&

@@ -38,6 +38,20 @@ struct pt_pkt {
 	__u8 dst[16];
 };
 
+/* Copy @len (a constant) bytes at @off of the frame to @dst: straight from
+ * the linear data when it holds them (no helper call: this runs on every
+ * packet of a tapped interface), else with bpf_skb_load_bytes(). 0 or < 0. */
+#define pt_load(skb, off, dst, len) ({                                        \
+	void *__end = (void *)(long)(skb)->data_end;                          \
+	void *__p = (void *)(long)(skb)->data + ((off) & 0xffff);             \
+	long __r = 0;                                                         \
+	if ((off) <= 0xffff && __p + (len) <= __end)                          \
+		__builtin_memcpy((dst), __p, (len));                          \
+	else                                                                  \
+		__r = bpf_skb_load_bytes((skb), (off), (dst), (len));         \
+	__r;                                                                  \
+})
+
 /* Fill @p from the frame; returns 0, or -1 if the frame is too short to say. */
 static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
 {
@@ -46,13 +60,13 @@ static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
 	int frag_later = 0;
 
 	__builtin_memset(p, 0, sizeof(*p));
-	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0)
+	if (pt_load(skb, 0, &eth, sizeof(eth)) < 0)
 		return -1;
 
 	if (eth.h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
 
-		if (bpf_skb_load_bytes(skb, PT_ETH_HLEN, &ip, sizeof(ip)) < 0)
+		if (pt_load(skb, PT_ETH_HLEN, &ip, sizeof(ip)) < 0)
 			return -1;
 		p->family = 4;
 		p->l4proto = ip.protocol;
@@ -71,7 +85,7 @@ static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
 		__u8 nh;
 		int i;
 
-		if (bpf_skb_load_bytes(skb, PT_ETH_HLEN, &ip6, sizeof(ip6)) < 0)
+		if (pt_load(skb, PT_ETH_HLEN, &ip6, sizeof(ip6)) < 0)
 			return -1;
 		p->family = 6;
 		__builtin_memcpy(p->src, &ip6.saddr, 16);
@@ -85,7 +99,7 @@ static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
 			if (nh != PT_NH_HOPOPTS && nh != PT_NH_ROUTING &&
 			    nh != PT_NH_DSTOPTS && nh != PT_NH_FRAGMENT)
 				break;
-			if (bpf_skb_load_bytes(skb, l4off, ext, sizeof(ext)) < 0)
+			if (pt_load(skb, l4off, ext, sizeof(ext)) < 0)
 				return -1;
 			if (nh == PT_NH_FRAGMENT) {
 				frag_later = ((ext[2] << 8 | ext[3]) & 0xfff8) != 0;
@@ -106,16 +120,20 @@ static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
 		return 0;
 	if (p->l4proto == IPPROTO_TCP || p->l4proto == IPPROTO_UDP ||
 	    p->l4proto == PT_NH_SCTP) {
-		__u16 ports[2];
+		__u8 l4[14];
 
-		if (bpf_skb_load_bytes(skb, l4off, ports, sizeof(ports)) < 0)
+		/* ports, and TCP's flags at 13 (the 8 bytes of a UDP header
+		 * and the 12 of SCTP's precede their payload) */
+		if (pt_load(skb, l4off, l4, 4) < 0)
 			return 0;
 		p->has_ports = 1;
-		p->sport = bpf_ntohs(ports[0]);
-		p->dport = bpf_ntohs(ports[1]);
-		if (p->l4proto == IPPROTO_TCP &&
-		    bpf_skb_load_bytes(skb, l4off + 13, &p->tcp_flags, 1) < 0)
-			return 0;
+		p->sport = (l4[0] << 8) | l4[1];
+		p->dport = (l4[2] << 8) | l4[3];
+		if (p->l4proto == IPPROTO_TCP) {
+			if (pt_load(skb, l4off, l4, sizeof(l4)) < 0)
+				return 0;
+			p->tcp_flags = l4[13];
+		}
 	}
 	return 0;
 }

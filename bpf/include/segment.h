@@ -233,8 +233,9 @@ static __always_inline int pt_send_segmented(struct __sk_buff *skb, struct pt_wo
 	/* the inner Ethernet header follows the outer headers (w->prefix) */
 	if (bpf_skb_load_bytes(skb, 0, w->prefix, PT_ETH_HLEN))
 		return 0;
-	if (bpf_skb_adjust_room(skb, PT_OUTER_L3_LEN + PT_ETH_HLEN, BPF_ADJ_ROOM_MAC,
-				PT_ENCAP_FLAGS | BPF_F_ADJ_ROOM_FIXED_GSO))
+	/* the room lowers the GSO size by as much: when the pod's MTU is the
+	 * uplink's, that is exactly the size each segment needs */
+	if (bpf_skb_adjust_room(skb, PT_OUTER_L3_LEN + PT_ETH_HLEN, BPF_ADJ_ROOM_MAC, PT_ENCAP_FLAGS))
 		return 0;       /* unchanged: cut it instead */
 	if (bpf_skb_store_bytes(skb, 0, o, PT_OUTER_LEN + PT_ETH_HLEN, 0) ||
 	    pt_gso_resize(skb, (__s32)skb->gso_size - (__s32)mss)) {
