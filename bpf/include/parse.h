@@ -52,8 +52,8 @@ struct pt_pkt {
 	__r;                                                                  \
 })
 
-/* Fill @p from the frame; returns 0, or -1 if the frame is too short to say. */
-static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
+/* pt_parse() for headers that are not all in the linear data. */
+static __noinline int pt_parse_slow(struct __sk_buff *skb, struct pt_pkt *p)
 {
 	struct ethhdr eth;
 	__u32 l4off;
@@ -135,6 +135,71 @@ static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
 			p->tcp_flags = l4[13];
 		}
 	}
+	return 0;
+}
+
+/*
+ * Fill @p from the frame; returns 0, or -1 if the frame is too short to say.
+ * Runs on every packet of a tapped interface: reads the headers in place,
+ * word by word, where the linear data holds them (the common case), and
+ * falls back to copying them out otherwise.
+ */
+static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u8 *l4;
+
+	if ((void *)(eth + 1) > end)
+		return pt_parse_slow(skb, p);
+	__builtin_memset(p, 0, sizeof(*p));
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > end)
+			return pt_parse_slow(skb, p);
+		p->family = 4;
+		p->l4proto = ip->protocol;
+		*(__u32 *)p->src = ip->saddr;
+		*(__u32 *)p->dst = ip->daddr;
+		p->frag_id = bpf_ntohs(ip->id);
+		if (ip->frag_off & bpf_htons(0x1fff)) {
+			/* a later fragment carries no L4 header */
+			p->frag = PT_FRAG_LATER;
+			return 0;
+		}
+		if (ip->frag_off & bpf_htons(0x2000))
+			p->frag = PT_FRAG_FIRST;
+		l4 = (__u8 *)ip + ip->ihl * 4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > end)
+			return pt_parse_slow(skb, p);
+		/* extension headers: the general parse walks them */
+		if (ip6->nexthdr == PT_NH_HOPOPTS || ip6->nexthdr == PT_NH_ROUTING ||
+		    ip6->nexthdr == PT_NH_DSTOPTS || ip6->nexthdr == PT_NH_FRAGMENT)
+			return pt_parse_slow(skb, p);
+		p->family = 6;
+		p->l4proto = ip6->nexthdr;
+		__builtin_memcpy(p->src, &ip6->saddr, 16);
+		__builtin_memcpy(p->dst, &ip6->daddr, 16);
+		l4 = (__u8 *)(ip6 + 1);
+	} else {
+		return 0;
+	}
+	if (p->l4proto == IPPROTO_TCP) {
+		if (l4 + 14 > (__u8 *)end)
+			return pt_parse_slow(skb, p);
+		p->tcp_flags = l4[13];
+	} else if (p->l4proto != IPPROTO_UDP && p->l4proto != PT_NH_SCTP) {
+		return 0;
+	}
+	if (l4 + 4 > (__u8 *)end)
+		return pt_parse_slow(skb, p);
+	p->has_ports = 1;
+	p->sport = bpf_ntohs(*(__u16 *)l4);
+	p->dport = bpf_ntohs(*(__u16 *)(l4 + 2));
 	return 0;
 }
 
