@@ -34,7 +34,8 @@ struct {
 /* Counters by reason; the numbers are part of the interface with userspace
  * (src/datapath/counters.ts) and never change meaning. */
 enum pt_reason {
-	PT_C_SEEN = 0,          /* tap: packets that reached an attached hook */
+	PT_C_SEEN = 0,          /* tap: packets that reached an attached hook (not counted
+	                         * here: the agent sums skipOwn, filtered and matched) */
 	PT_C_SKIP_OWN = 1,      /* tap: podtap's own traffic, never mirrored */
 	PT_C_FILTERED = 2,      /* tap: did not match the policy's filter */
 	PT_C_MATCHED = 3,       /* tap: matched the filter */
