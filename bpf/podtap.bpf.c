@@ -314,6 +314,7 @@ int pt_tunnel(struct __sk_buff *skb)
 {
 	__u32 zero = 0, cb0 = skb->cb[0], len = skb->len, cpu, slot = 0, key, bucket;
 	__u32 seq, cap, gen = 0, reclaimed, flags = 0, reason = 0, partial;
+	__u64 now;
 	struct pt_csum_state st;
 	struct pt_config *cfg;
 	struct pt_cpu *state;
@@ -338,6 +339,7 @@ int pt_tunnel(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	state->busy = 1;
+	now = bpf_ktime_get_ns();
 	cpu = bpf_get_smp_processor_id();
 	bucket = (skb->cb[2] ^ (skb->cb[2] >> 16)) & (PT_FLOW_BUCKETS - 1);
 	seq = state->seq[bucket]++;
@@ -374,16 +376,24 @@ int pt_tunnel(struct __sk_buff *skb)
 		reason = PT_C_SHAPE_ERR;
 		goto out;
 	}
-	__builtin_memset(&w->plan, 0, sizeof(w->plan));
 	__builtin_memset(&w->outer, 0, sizeof(w->outer));
 	w->orig_len = len;
 	w->err = 0;
 	pt_outer_init(&w->outer, cfg,
 		      PT_SPORT_BASE | ((cfg->instance * 0x9e37 + cpu * PT_FLOW_BUCKETS + bucket) & 0x3fff),
 		      PT_GENEVE_PROTO_ETH);
-	reason = pt_route(skb, cfg, &w->outer, &w->out_ifindex, PT_MTU);
-	if (reason)
-		goto out;
+	/* the route to the collector, looked up again after PT_ROUTE_TTL_NS */
+	if (now - state->route_ns < PT_ROUTE_TTL_NS) {
+		w->out_ifindex = state->route_ifindex;
+		__builtin_memcpy(w->outer.eth.h_dest, state->route_macs, 2 * ETH_ALEN);
+	} else {
+		reason = pt_route(skb, cfg, &w->outer, &w->out_ifindex, PT_MTU);
+		if (reason)
+			goto out;
+		state->route_ns = now;
+		state->route_ifindex = w->out_ifindex;
+		__builtin_memcpy(state->route_macs, w->outer.eth.h_dest, 2 * ETH_ALEN);
+	}
 #if PT_TUNNEL == PT_TUN_GENEVE
 	w->outer.meta.flags = flags;
 	w->outer.meta.flow = bucket;
@@ -394,7 +404,7 @@ int pt_tunnel(struct __sk_buff *skb)
 	w->outer.meta.orig_len = bpf_htonl(len);
 	w->outer.meta.cap_len = bpf_htonl(cap);
 	w->outer.meta.l3_off = bpf_htons(PT_ETH_HLEN);
-	w->outer.meta.tstamp = bpf_cpu_to_be64(bpf_ktime_get_ns());
+	w->outer.meta.tstamp = bpf_cpu_to_be64(now);
 #endif
 	/* pieces leave as the node's own packets: no mark, no priority, and no
 	 * departure time (the pod's pacing, which an fq qdisc would honour) */
@@ -424,7 +434,7 @@ int pt_tunnel(struct __sk_buff *skb)
 		struct pt_work *rw;
 
 		state->ring++;
-		gen = pt_slot_claim(cpu * PT_SLOTS + k, bpf_ktime_get_ns(), &reclaimed);
+		gen = pt_slot_claim(cpu * PT_SLOTS + k, now, &reclaimed);
 		if (!gen && partial) {
 			/* every slot waiting, and only a carrier can rid this frame
 			 * of its offloaded checksum */

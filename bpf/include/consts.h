@@ -198,6 +198,11 @@
  * the checksummed header too, whatever its offset. */
 #define PT_CARRIER_LEN 256
 #define PT_CARRIER_MAX 512
+/* The route and next hop towards the collector (bpf_fib_lookup(), a good
+ * part of a small frame's cost) are looked up again after this long, on each
+ * CPU: a change of route or neighbour reaches the tunnel within it. */
+#define PT_ROUTE_TTL_NS 1000000ull
+
 /* A slot whose carrier has not arrived after this long is reclaimed. */
 #define PT_SLOT_TIMEOUT_NS 100000000ull
 

@@ -83,6 +83,9 @@ struct pt_cpu {
 	__u32 busy;
 	__u32 ring;             /* next stash slot (1 .. PT_SLOTS-1) */
 	__u32 seq[PT_FLOW_BUCKETS]; /* next frame number of each of this CPU's streams */
+	__u64 route_ns;         /* when the route below was looked up */
+	__u32 route_ifindex;    /* device towards the collector */
+	__u8 route_macs[12];    /* its next hop's MAC address, then its own */
 };
 
 struct {
