@@ -3,8 +3,8 @@
  * podtap — one binary, several roles. Each subcommand lives in its own module
  * and is imported only when used.
  */
-import { readFileSync } from 'node:fs';
 import { errorMessage, ExitCode, UserError } from '../util/errors.ts';
+import { podtapVersion } from '../util/version.ts';
 
 type Command = { summary: string; run: (argv: string[]) => Promise<number> };
 
@@ -37,16 +37,19 @@ const commands: Record<string, Command> = {
     summary: "what this kernel's BPF offers, and the data plane variant built for it (root)",
     run: async (a) => (await import('./features.ts')).featuresCommand(a),
   },
+  doctor: {
+    summary: 'check this node for what stops or silently bypasses capture (root)',
+    run: async (a) => (await import('./doctor.ts')).doctorCommand(a),
+  },
+  crds: {
+    summary: 'print or update the CustomResourceDefinitions of this version (the chart\'s upgrade hook)',
+    run: async (a) => (await import('./crds.ts')).crdsCommand(a),
+  },
   cleanup: {
     summary: 'remove every podtap program, pin and capture device from this host (root)',
     run: async (a) => (await import('./cleanup.ts')).cleanupCommand(a),
   },
 };
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
@@ -70,7 +73,7 @@ export async function main(argv: string[]): Promise<number> {
     return name ? ExitCode.ok : ExitCode.usage;
   }
   if (name === '--version' || name === 'version') {
-    console.log(`podtap ${version()}`);
+    console.log(`podtap ${podtapVersion()}`);
     return ExitCode.ok;
   }
   const cmd = commands[name];

@@ -13,11 +13,11 @@
  *   instance) to every ingest for a while; a change of the allow-set revokes
  *   the grants it no longer covers.
  *
- * Frames and VXLAN frames pass straight through to the router.
+ * Frames, VXLAN frames and sequence gaps pass straight through to the router.
  */
 import type { MalformedReason } from '../wire/format.ts';
 import type { Announcement, AnnouncementAuth } from '../wire/announce.ts';
-import { emptyMalformed, type FrameRecord, type IngestSink } from './ingest.ts';
+import { emptyMalformed, type FrameRecord, type GapRecord, type IngestSink } from './ingest.ts';
 
 /** What the controller assigned: one policy's capture on one node. */
 export interface AssignedStream {
@@ -160,6 +160,10 @@ export class Admission implements IngestSink {
 
   vxlan(address: string, vni: number, data: Buffer, off: number, len: number, recvMs: number): void {
     this.#next.vxlan(address, vni, data, off, len, recvMs);
+  }
+
+  gap(g: GapRecord): void {
+    this.#next.gap(g);
   }
 
   announce(address: string, a: Announcement, auth: AnnouncementAuth | undefined): void {

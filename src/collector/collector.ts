@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import type { Registry } from 'prom-client';
 import { usableCpus } from '../util/cpus.ts';
 import type { Logger } from '../util/log.ts';
+import { podtapVersion } from '../util/version.ts';
 import { Admission, type AdmissionLimits, type AllowSet } from './admission.ts';
 import type { HttpApi, HttpOptions } from './http.ts';
 import { DEFAULT_MAX_SKEW_MS } from './ingest.ts';
@@ -47,6 +48,8 @@ export interface CollectorOptions {
   live?: Omit<LiveOptions, 'section'>;
   /** the HTTP API; absent = none */
   http?: Omit<HttpOptions, 'logger'>;
+  /** process metrics (CPU, memory, event loop, GC) in /metrics: the CLI's; off in tests, which run many collectors in one process */
+  processMetrics?: boolean;
 }
 
 export interface Collector {
@@ -80,7 +83,8 @@ export function defaultWorkers(cpus = usableCpus()): number {
 export async function startCollector(opts: CollectorOptions): Promise<Collector> {
   const log = opts.logger;
   const dir = opts.store.dir;
-  const section = { userappl: 'podtap', os: `${type()} ${release()}`, hardware: hostname() };
+  // (capinfos: "Capture application: podtap 0.1.0")
+  const section = { userappl: `podtap ${podtapVersion()}`, os: `${type()} ${release()}`, hardware: hostname() };
 
   const store = await CaptureStore.open({ ...opts.store, logger: log, section });
   const retention = new Retention(store, { ...opts.retention, logger: log, ...(opts.store.clock ? { clock: opts.store.clock } : {}) });
@@ -119,7 +123,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       runner: { workers: runner.workers, perWorker: runner.perWorker(), restarts: runner.workerRestarts() },
       ingestLagMs: lagMs,
     });
-  const registry = collectorMetrics(stats);
+  const registry = collectorMetrics(stats, { processMetrics: opts.processMetrics ?? false });
 
   let ready = true;
   const fast = setInterval(() => {

@@ -12,14 +12,19 @@
  *                u32 data length, f64 receive time (ms), data
  *   source:      u32 length, u8 type, 3 pad, u32 source id, u16 address length, address
  *   reset:       u32 length, u8 type: forget every source id
+ *   gap:         u32 length, u8 type, 3 pad, u32 source id, u16 instance, u16 cpu,
+ *                u32 count, u32 first, u32 last (a sequence gap: never dropped
+ *                for the in-flight bound, it is a few bytes and a count)
  */
 import type { Announcement, AnnouncementAuth } from '../wire/announce.ts';
-import { emptyFrameRecord, type FrameRecord, type IngestSink } from './ingest.ts';
+import { emptyFrameRecord, type FrameRecord, type GapRecord, type IngestSink } from './ingest.ts';
 
 const REC_FRAME = 1;
 const REC_VXLAN = 2;
 const REC_SOURCE = 3;
 const REC_RESET = 4;
+const REC_GAP = 5;
+const GAP_LEN = 32;
 const HDR = 40;
 const MAX_IDS = 65536;
 
@@ -95,6 +100,22 @@ export class HandoffEncoder implements IngestSink {
     v.len = len;
     v.recvMs = recvMs;
     this.#record(REC_VXLAN, v);
+  }
+
+  gap(g: GapRecord): void {
+    const id = this.#ids.get(g.address) ?? this.#newSource(g.address);
+    this.#reserve(GAP_LEN);
+    const b = this.#buf;
+    const p = this.#pos;
+    b.writeUInt32LE(GAP_LEN, p);
+    b[p + 4] = REC_GAP;
+    b.writeUInt32LE(id, p + 8);
+    b.writeUInt16LE(g.instance, p + 12);
+    b.writeUInt16LE(g.cpu, p + 14);
+    b.writeUInt32LE(g.count >>> 0, p + 16);
+    b.writeUInt32LE(g.first >>> 0, p + 20);
+    b.writeUInt32LE(g.last >>> 0, p + 24);
+    this.#pos = p + GAP_LEN;
   }
 
   #record(type: number, f: FrameRecord): void {
@@ -216,6 +237,13 @@ export class HandoffDecoder {
       } else if (type === REC_SOURCE) {
         const alen = buf.readUInt16LE(p + 12);
         this.#names.set(buf.readUInt32LE(p + 8), buf.toString('utf8', p + 16, p + 16 + alen));
+      } else if (type === REC_GAP) {
+        const address = this.#names.get(buf.readUInt32LE(p + 8));
+        if (address === undefined) throw new RangeError('handoff gap of an unknown source');
+        sink.gap({
+          address, instance: buf.readUInt16LE(p + 12), cpu: buf.readUInt16LE(p + 14), count: buf.readUInt32LE(p + 16),
+          first: buf.readUInt32LE(p + 20), last: buf.readUInt32LE(p + 24),
+        });
       } else if (type === REC_RESET) {
         this.#names.clear();
       } else {

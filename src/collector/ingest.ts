@@ -62,6 +62,21 @@ export function emptyFrameRecord(): FrameRecord {
   return { address: '', instance: 0, ifindex: 0, flags: 0, tsHi: 0, tsLo: 0, origLen: 0, data: Buffer.alloc(0), off: 0, len: 0, recvMs: 0 };
 }
 
+/**
+ * Frames of one sequence stream that never arrived: `count` numbers, the
+ * first and last of them as declared (not every number between need be
+ * missing). Reported when the stream's window passes them, at a restart, and
+ * when the stream ends.
+ */
+export interface GapRecord {
+  address: string;
+  instance: number;
+  cpu: number;
+  count: number;
+  first: number;
+  last: number;
+}
+
 /** Where an Ingest puts what it accepted. */
 export interface IngestSink {
   /**
@@ -73,6 +88,8 @@ export interface IngestSink {
   frame(f: FrameRecord): void;
   /** A VXLAN inner frame as it arrived. */
   vxlan(address: string, vni: number, data: Buffer, off: number, len: number, recvMs: number): void;
+  /** Frames of a stream that never arrived (they are in `lost` already). */
+  gap(g: GapRecord): void;
 }
 
 export interface IngestLimits {
@@ -162,6 +179,7 @@ type FrameMeta = Pick<PieceMeta, 'ifindex' | 'flags' | 'tstampHi' | 'tstampLo' |
 interface Stream {
   id: number;
   instance: number;
+  cpu: number;
   seq: SeqStream;
   lastSeen: number;
 }
@@ -240,7 +258,7 @@ export class Ingest {
       const forget = now - src.lastSeen >= sourceIdleMs || (this.#keyring !== undefined && src.grants.size === 0 && src.streams.size === 0);
       for (const [key, st] of src.streams) {
         if (forget || now - st.lastSeen >= streamIdleMs) {
-          this.#retire(st);
+          this.#retire(st, address);
           src.streams.delete(key);
         }
       }
@@ -248,8 +266,9 @@ export class Ingest {
     }
   }
 
-  #retire(st: Stream): void {
+  #retire(st: Stream, address: string): void {
     st.seq.flush();
+    this.#reportGap(address, st);
     this.#retiredLost += st.seq.lost;
     this.#retiredLate += st.seq.late;
     this.#retiredRestarts += st.seq.restarts;
@@ -367,7 +386,7 @@ export class Ingest {
         this.#malformed['too-many']++;
         return;
       }
-      st = { id: this.#freeStreamIds.pop() ?? this.#nextStreamId++, instance: m.instance, seq: new SeqStream(), lastSeen: this.#now };
+      st = { id: this.#freeStreamIds.pop() ?? this.#nextStreamId++, instance: m.instance, cpu: m.cpu, seq: new SeqStream(), lastSeen: this.#now };
       this.#streamCount++;
       src.streams.set(skey, st);
     }
@@ -375,6 +394,7 @@ export class Ingest {
     src.lastSeen = this.#now;
     this.#pieces++;
     let verdict = st.seq.observe(m.seq, m.tstampHi, m.tstampLo);
+    if (st.seq.gapPending) this.#reportGap(address, st);
     if (verdict === SeqVerdict.restart) {
       this.#reasm.dropStream(st.id);
       verdict = SeqVerdict.fresh;
@@ -433,9 +453,19 @@ export class Ingest {
     this.#sink.frame(f);
   }
 
+  #reportGap(address: string, st: Stream): void {
+    const g = st.seq.takeGap();
+    if (g) this.#sink.gap({ address, instance: st.instance, cpu: st.cpu, ...g });
+  }
+
   /** End of input: missing sequence numbers become lost, pending frames incomplete. */
   finish(): void {
-    for (const src of this.#sources.values()) for (const st of src.streams.values()) st.seq.flush();
+    for (const src of this.#sources.values()) {
+      for (const st of src.streams.values()) {
+        st.seq.flush();
+        this.#reportGap(src.address, st);
+      }
+    }
     this.#reasm.dropAll();
   }
 

@@ -5,11 +5,15 @@
  * direction. A reader that does not keep up never slows ingest down: once
  * its unsent bytes pass its limit, packets are dropped for that reader only,
  * counted, and the next packet it gets carries a comment saying how many it
- * missed (Wireshark shows it as the packet's comment).
+ * missed (Wireshark shows it as the packet's comment). Frames lost in transit
+ * (sequence gaps) are told the same way to the readers whose filter they
+ * match.
  */
 import type { Writable } from 'node:stream';
+import { podtapVersion } from '../util/version.ts';
+import { PendingNotes } from './annotations.ts';
 import { Direction, PcapngWriter } from './pcapng.ts';
-import type { Iface, PacketOutput } from './router.ts';
+import { describeLoss, type Iface, type PacketOutput, type TransitLoss } from './router.ts';
 
 export const STREAM_DIRECTIONS = ['both', 'ingress', 'egress'] as const;
 export type StreamDirection = (typeof STREAM_DIRECTIONS)[number];
@@ -48,6 +52,19 @@ export function matchesFilter(f: StreamFilter, iface: Iface): boolean {
   return true;
 }
 
+/**
+ * Whether frames lost in transit concern a stream with filter `f`: those of
+ * one interface when known, else of the capture's policy (then a pod filter
+ * cannot tell, and is not told).
+ */
+export function lossMatches(f: StreamFilter, l: TransitLoss): boolean {
+  if (l.iface) return matchesFilter(f, l.iface);
+  if (f.pod !== undefined) return false;
+  if (f.namespace !== undefined && l.policy?.namespace !== f.namespace) return false;
+  if (f.policy !== undefined && l.policy?.name !== f.policy) return false;
+  return true;
+}
+
 export class LiveClient {
   readonly filter: StreamFilter;
   readonly writer: PcapngWriter;
@@ -58,6 +75,8 @@ export class LiveClient {
   readonly #match = new Map<number, boolean>();
   /** dropped since the last packet sent (reported in that packet's comment) */
   #pendingDrops = 0;
+  /** frames lost in transit, told in the next packet's comment */
+  readonly notes = new PendingNotes();
   dropped = 0;
   packets = 0;
   /** the most bytes ever waiting for this client */
@@ -71,7 +90,7 @@ export class LiveClient {
     // a small flush is copied out of the batch buffer: a slow reader's queue
     // must hold the bytes it counts, not 128 KiB buffers around them
     this.writer = new PcapngWriter((chunk) => void out.write(chunk.length < 1 << 16 ? Buffer.from(chunk) : chunk), { batchSize: 1 << 17 });
-    this.writer.sectionHeader(section ?? { userappl: 'podtap' });
+    this.writer.sectionHeader(section ?? { userappl: `podtap ${podtapVersion()}` });
     this.writer.flush(); // readers (wireshark -k -i -) start from the section header
   }
 
@@ -98,13 +117,12 @@ export class LiveClient {
     }
     const w = this.writer;
     let id = w.interfaceId(iface.uid);
-    if (id === undefined) id = w.addInterface({ name: iface.name, description: iface.description }, iface.uid);
-    let comment: string | undefined;
+    if (id === undefined) id = w.addInterface({ name: iface.name, description: iface.description, snaplen: iface.snaplen }, iface.uid);
     if (this.#pendingDrops > 0) {
-      comment = `podtap: ${this.#pendingDrops} packet(s) matching this stream were dropped before this one: the reader did not keep up (${this.dropped} in all)`;
+      this.notes.add(`${this.#pendingDrops} packet(s) matching this stream were dropped before this one: the reader did not keep up (${this.dropped} in all)`);
       this.#pendingDrops = 0;
     }
-    w.packet(id, tsHi, tsLo, data, off, len, origLen, direction, comment);
+    w.packet(id, tsHi, tsLo, data, off, len, origLen, direction, this.notes.take());
     this.packets++;
     const b = this.backlog;
     if (b > this.maxBacklog) this.maxBacklog = b;
@@ -150,6 +168,10 @@ export class LiveHub implements PacketOutput {
       if (c.send(iface, tsHi, tsLo, data, off, len, origLen, direction)) this.#packets++;
       else this.#dropped++;
     }
+  }
+
+  lost(l: TransitLoss): void {
+    for (const c of this.#clients) if (lossMatches(c.filter, l)) c.notes.add(describeLoss(l));
   }
 
   /** Sends what each client has buffered (call a few times a second: live latency). */

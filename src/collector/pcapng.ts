@@ -5,9 +5,12 @@
  * into a large batch buffer that is handed to the output whole, so a packet
  * costs one copy and no allocation.
  */
-const SHB = 0x0a0d0d0a;
-const IDB = 0x00000001;
-const EPB = 0x00000006;
+/** The block types this writer produces (repair.ts recognises exactly these). */
+export const BlockType = { shb: 0x0a0d0d0a, idb: 0x00000001, isb: 0x00000005, epb: 0x00000006 } as const;
+const SHB = BlockType.shb;
+const IDB = BlockType.idb;
+const ISB = BlockType.isb;
+const EPB = BlockType.epb;
 const BYTE_ORDER_MAGIC = 0x1a2b3c4d;
 const OPT_END = 0;
 const OPT_COMMENT = 1;
@@ -18,6 +21,12 @@ const IF_NAME = 2;
 const IF_DESCRIPTION = 3;
 const IF_TSRESOL = 9;
 const EPB_FLAGS = 2;
+const ISB_STARTTIME = 2;
+const ISB_ENDTIME = 3;
+const ISB_IFRECV = 4;
+const ISB_IFDROP = 5;
+const ISB_OSDROP = 7;
+const ISB_USRDELIV = 8;
 
 export const LINKTYPE_ETHERNET = 1;
 
@@ -36,6 +45,22 @@ export interface InterfaceInfo {
   linktype?: number;
   /** 0 = no limit */
   snaplen?: number;
+}
+
+/** What an interface statistics block says (pcapng §4.6); counts are of this section. */
+export interface InterfaceStats {
+  /** ns since the epoch: when capture on the interface started and ended */
+  startNs?: bigint;
+  endNs?: bigint;
+  /** packets the interface received (isb_ifrecv) */
+  received?: number;
+  /** packets lost before they reached the capturer (isb_ifdrop) */
+  ifDropped?: number;
+  /** packets the capturing system dropped (isb_osdrop) */
+  osDropped?: number;
+  /** packets written (isb_usrdeliv) */
+  delivered?: number;
+  comment?: string;
 }
 
 /**
@@ -150,6 +175,26 @@ export class PcapngWriter {
   }
 
   /**
+   * Writes an interface statistics block for interface `ifId`, stamped `atNs`
+   * (ns since the epoch, as the interface's tsresol says).
+   */
+  interfaceStatistics(ifId: number, atNs: bigint, st: InterfaceStats): void {
+    const fixed = Buffer.alloc(12);
+    fixed.writeUInt32LE(ifId, 0);
+    writeTimestamp(fixed, 4, atNs);
+    const opts: Buffer[] = [];
+    if (st.comment !== undefined) opts.push(stringOption(OPT_COMMENT, st.comment));
+    if (st.startNs !== undefined) opts.push(timestampOption(ISB_STARTTIME, st.startNs));
+    if (st.endNs !== undefined) opts.push(timestampOption(ISB_ENDTIME, st.endNs));
+    if (st.received !== undefined) opts.push(u64Option(ISB_IFRECV, st.received));
+    if (st.ifDropped !== undefined) opts.push(u64Option(ISB_IFDROP, st.ifDropped));
+    if (st.osDropped !== undefined) opts.push(u64Option(ISB_OSDROP, st.osDropped));
+    if (st.delivered !== undefined) opts.push(u64Option(ISB_USRDELIV, st.delivered));
+    if (opts.length > 0) opts.push(endOfOptions());
+    this.#block(ISB, Buffer.concat([fixed, ...opts]));
+  }
+
+  /**
    * Writes an enhanced packet block with the packet data src[off, off+len).
    * ts is nanoseconds since the epoch in two 32-bit halves. direction
    * undefined leaves epb_flags out; a comment becomes opt_comment (Wireshark
@@ -203,6 +248,28 @@ function stringOption(code: number, value: string): Buffer {
   b.writeUInt16LE(code, 0);
   b.writeUInt16LE(len, 2);
   v.copy(b, 4, 0, len);
+  return b;
+}
+
+/** A timestamp as pcapng stores it: the upper and the lower 32 bits, each little-endian. */
+function writeTimestamp(b: Buffer, at: number, ns: bigint): void {
+  b.writeUInt32LE(Number((ns >> 32n) & 0xffffffffn), at);
+  b.writeUInt32LE(Number(ns & 0xffffffffn), at + 4);
+}
+
+function timestampOption(code: number, ns: bigint): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt16LE(code, 0);
+  b.writeUInt16LE(8, 2);
+  writeTimestamp(b, 4, ns);
+  return b;
+}
+
+function u64Option(code: number, n: number): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt16LE(code, 0);
+  b.writeUInt16LE(8, 2);
+  b.writeBigUInt64LE(BigInt(n), 4);
   return b;
 }
 

@@ -10,11 +10,12 @@
  * the same length. Only a file that fails that check is walked block by block.
  */
 import { open } from 'node:fs/promises';
+import { BlockType } from './pcapng.ts';
 
-const SHB = 0x0a0d0d0a;
+const SHB = BlockType.shb;
 const BYTE_ORDER_MAGIC = 0x1a2b3c4d;
-/** Block types this collector writes (SHB, IDB, EPB); others end the walk of a file of ours. */
-const KNOWN_TYPES = new Set([SHB, 0x00000001, 0x00000006]);
+/** Block types this collector writes (SHB, IDB, ISB, EPB); others end the walk of a file of ours. */
+const KNOWN_TYPES = new Set<number>(Object.values(BlockType));
 
 export type RepairOutcome =
   /** ends with a complete block */

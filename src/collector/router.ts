@@ -6,9 +6,9 @@
  * capture files and the live streams). It runs on the writer's thread; the
  * ingest workers only rebuild.
  */
-import { Flag, type MalformedReason } from '../wire/format.ts';
+import { FRAME_MAX, Flag, type MalformedReason } from '../wire/format.ts';
 import type { Announcement } from '../wire/announce.ts';
-import type { FrameRecord, IngestSink } from './ingest.ts';
+import type { FrameRecord, GapRecord, IngestSink } from './ingest.ts';
 import { Direction } from './pcapng.ts';
 
 const TWO32 = 0x1_0000_0000;
@@ -24,6 +24,8 @@ export interface Iface {
   readonly uid: number;
   readonly name: string;
   readonly description: string;
+  /** the interface block's snap length: the policy's, the data plane's largest frame when it keeps all, 0 when unknown */
+  readonly snaplen: number;
   readonly pod: Ref | null;
   readonly policy: Ref | null;
   /** the capture this interface's packets are filed under: `<namespace>_<policy>`, or `unassigned` */
@@ -37,6 +39,30 @@ export function captureKey(policy: Ref | null): string {
   return policy ? `${policy.namespace}_${policy.name}` : UNASSIGNED;
 }
 
+/** Frames of a sender's stream that never arrived, filed under the capture its data plane feeds. */
+export interface TransitLoss {
+  count: number;
+  /** the capture key (`<namespace>_<policy>` or `unassigned`) and its policy */
+  capture: string;
+  policy: Ref | null;
+  /** the interface they were taken on, when the data plane taps only that one; else undefined */
+  iface: Iface | undefined;
+  /** the sender: its node (when announced) and address, the data plane's instance and the CPU */
+  node: string | undefined;
+  address: string;
+  instance: number;
+  cpu: number;
+  /** the first and last sequence numbers declared lost */
+  first: number;
+  last: number;
+}
+
+/** One line for a packet comment: what was lost, where. */
+export function describeLoss(l: TransitLoss): string {
+  const numbers = l.count === 1 ? `number ${l.first}` : `numbers ${l.first}..${l.last}`;
+  return `${l.count} frame(s) never arrived from node ${l.node ?? l.address} (data plane ${l.instance}, CPU ${l.cpu}, ${numbers})`;
+}
+
 /** Receives every packet the router produces. */
 export interface PacketOutput {
   /**
@@ -44,6 +70,8 @@ export interface PacketOutput {
    * the pod) / outbound (sent by the pod), undefined when unknown (VXLAN).
    */
   packet(iface: Iface, tsHi: number, tsLo: number, data: Buffer, off: number, len: number, origLen: number, direction: number | undefined): void;
+  /** Frames lost in transit (sequence gaps): their next packet says so. */
+  lost?(l: TransitLoss): void;
 }
 
 export interface RouterLimits {
@@ -96,6 +124,8 @@ interface Source {
   ifaces: Map<number, Iface>;
   /** policy of each announced data-plane instance */
   policies: Map<number, Ref | null>;
+  /** the only interface each instance taps (null: several, or none), found when first asked, forgotten when interfaces change */
+  sole: Map<number, Iface | null>;
 }
 
 function splitNs(v: bigint): { hi: number; lo: number } {
@@ -163,7 +193,7 @@ export class Router implements IngestSink {
     let src = this.#sources.get(address);
     if (!src) {
       if (this.#sources.size >= this.#limits.sources) return undefined;
-      src = { address, node: undefined, clock: undefined, lastSeen: this.#now, ifaces: new Map(), policies: new Map() };
+      src = { address, node: undefined, clock: undefined, lastSeen: this.#now, ifaces: new Map(), policies: new Map(), sole: new Map() };
       this.#sources.set(address, src);
     }
     return src;
@@ -182,26 +212,29 @@ export class Router implements IngestSink {
     src.clock = { monoHi: mono.hi, monoLo: mono.lo, realHi: real.hi, realLo: real.lo };
     const policy = a.policy ? { namespace: a.policy.namespace, name: a.policy.name } : null;
     src.policies.set(a.instance, policy);
+    // the data plane cuts every frame at FRAME_MAX: that is its snap length when the policy keeps all
+    const snaplen = a.tunnel === 'Geneve' ? a.snapLength || FRAME_MAX : 0;
     for (const i of a.interfaces) {
       const key = a.instance * TWO32 + i.ifindex;
       const name = i.pod ? `${i.pod.namespace}/${i.pod.name}` : i.name;
-      this.#describe(src, key, name, announcedDescription(a, i.name, i.ifindex, address), i.pod, policy);
+      this.#describe(src, key, name, announcedDescription(a, i.name, i.ifindex, address), snaplen, i.pod, policy);
     }
     this.#onAnnounce?.(address, a);
   }
 
-  /** (Re)describe an interface; a changed name, description or policy is a new Iface. */
-  #describe(src: Source, key: number, name: string, description: string, pod: Ref | null, policy: Ref | null): Iface | undefined {
+  /** (Re)describe an interface; a changed name, description, snap length or policy is a new Iface. */
+  #describe(src: Source, key: number, name: string, description: string, snaplen: number, pod: Ref | null, policy: Ref | null): Iface | undefined {
     const old = src.ifaces.get(key);
-    if (old && old.name === name && old.description === description && captureKey(old.policy) === captureKey(policy)) return old;
+    if (old && old.name === name && old.description === description && old.snaplen === snaplen && captureKey(old.policy) === captureKey(policy)) return old;
     const capture = captureKey(policy);
     const l = this.#limits;
     if (!old && (src.ifaces.size >= l.interfacesPerSource || this.#ifaceCount >= l.interfaces)) return undefined;
     if (old?.capture !== capture && (this.#perCapture.get(capture) ?? 0) >= l.interfacesPerPolicy) return undefined;
-    const iface: Iface = { uid: this.#nextUid++, name, description, pod: pod ? { ...pod } : null, policy, capture };
+    const iface: Iface = { uid: this.#nextUid++, name, description, snaplen, pod: pod ? { ...pod } : null, policy, capture };
     if (old) this.#count(old.capture, -1);
     this.#count(capture, 1);
     src.ifaces.set(key, iface);
+    src.sole.delete(Math.floor(key / TWO32));
     return iface;
   }
 
@@ -218,7 +251,7 @@ export class Router implements IngestSink {
     const key = instance * TWO32 + ifindex;
     const iface =
       src.ifaces.get(key) ??
-      this.#describe(src, key, `${address}/if${ifindex}`, `not announced: ifindex ${ifindex}, instance ${instance}, from ${address}`, null, null);
+      this.#describe(src, key, `${address}/if${ifindex}`, `not announced: ifindex ${ifindex}, instance ${instance}, from ${address}`, 0, null, null);
     if (!iface) return this.#refuse();
     const c = src.clock;
     if (c) {
@@ -234,6 +267,35 @@ export class Router implements IngestSink {
     for (const o of this.#outputs) o.packet(iface, this.#tsHi, this.#tsLo, f.data, f.off, f.len, f.origLen, dir);
   }
 
+  gap(g: GapRecord): void {
+    const src = this.#sources.get(g.address);
+    const policy = src?.policies.get(g.instance) ?? null;
+    const loss: TransitLoss = {
+      count: g.count, capture: captureKey(policy), policy, iface: src ? this.#sole(src, g.instance) : undefined, node: src?.node,
+      address: g.address, instance: g.instance, cpu: g.cpu, first: g.first, last: g.last,
+    };
+    for (const o of this.#outputs) o.lost?.(loss);
+  }
+
+  /** The interface `instance` of `src` taps, if it taps only one. */
+  #sole(src: Source, instance: number): Iface | undefined {
+    let one = src.sole.get(instance);
+    if (one === undefined) {
+      one = null;
+      let n = 0;
+      for (const [key, iface] of src.ifaces) {
+        if (Math.floor(key / TWO32) !== instance) continue;
+        one = iface;
+        if (++n > 1) {
+          one = null;
+          break;
+        }
+      }
+      src.sole.set(instance, one);
+    }
+    return one ?? undefined;
+  }
+
   vxlan(address: string, vni: number, data: Buffer, off: number, len: number, recvMs: number): void {
     const src = this.#source(address);
     if (!src) return this.#refuse();
@@ -244,7 +306,7 @@ export class Router implements IngestSink {
       const policies = new Set([...src.policies.values()].map(captureKey));
       const only = policies.size === 1 ? [...src.policies.values()][0]! : null;
       const node = src.node ? ` (node ${src.node})` : '';
-      iface = this.#describe(src, vni, `${address}/vni${vni}`, `VXLAN VNI ${vni} from ${address}${node}`, null, only);
+      iface = this.#describe(src, vni, `${address}/vni${vni}`, `VXLAN VNI ${vni} from ${address}${node}`, 0, null, only);
       if (!iface) return this.#refuse();
     }
     this.#wallNs(recvMs);

@@ -31,9 +31,11 @@ import { mkdirSync, rmdirSync, type Stats } from 'node:fs';
 import { chmod, readdir, stat, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Logger } from '../util/log.ts';
+import { podtapVersion } from '../util/version.ts';
+import { FileInterfaces, PendingNotes, msToNs } from './annotations.ts';
 import { CaptureFile, nodeCaptureFs, type CaptureFs } from './capture-file.ts';
 import { repairCapture } from './repair.ts';
-import { UNASSIGNED, type Iface, type PacketOutput } from './router.ts';
+import { UNASSIGNED, describeLoss, type Iface, type PacketOutput, type Ref, type TransitLoss } from './router.ts';
 
 export type Layout = 'policy' | 'single';
 
@@ -167,6 +169,10 @@ interface Capture {
   nextSeq: number;
   /** its file could not be created: no new try before `until` (clock()) */
   failed: { until: number; code: string } | undefined;
+  /** the open file's interfaces and their statistics */
+  ifaces: FileInterfaces;
+  /** losses the next packet's comment tells */
+  notes: PendingNotes;
 }
 
 const errCode = (err: unknown): string | undefined => {
@@ -220,7 +226,7 @@ export class CaptureStore implements PacketOutput {
     this.#maxQueued = opts.maxQueuedBytes ?? 256 << 20;
     this.#minFree = opts.minFreeBytes ?? 64 << 20;
     this.#batchSize = opts.batchSize;
-    this.#section = opts.section ?? { userappl: 'podtap' };
+    this.#section = opts.section ?? { userappl: `podtap ${podtapVersion()}` };
     this.#fs = opts.fs ?? nodeCaptureFs;
     this.#clock = opts.clock ?? Date.now;
   }
@@ -294,18 +300,19 @@ export class CaptureStore implements PacketOutput {
     return m ? [m[1]!, m[2]!] : [null, dir === UNASSIGNED ? null : prefix === SINGLE ? null : prefix];
   }
 
-  #capture(iface: Iface): Capture {
-    const key = this.#layout === 'single' ? SINGLE : iface.capture;
+  /** The capture packets of this capture key (`<namespace>_<policy>`, unassigned) go to: one series in the single layout. */
+  #capture(capture: string, policy: Ref | null): Capture {
+    const key = this.#layout === 'single' ? SINGLE : capture;
     let cap = this.#captures.get(key);
     if (cap) return cap;
     const dir = key === SINGLE ? '' : key;
-    const prefix = key === SINGLE ? SINGLE : key === UNASSIGNED ? UNASSIGNED : iface.policy!.name;
+    const own = key !== SINGLE && key !== UNASSIGNED && policy !== null;
+    const prefix = key === SINGLE ? SINGLE : own ? policy.name : UNASSIGNED;
     let seq = 0;
     for (const e of this.#entries.values()) if (e.capture === key && e.seq > seq) seq = e.seq;
     cap = {
-      key, dir, prefix, namespace: key === SINGLE || key === UNASSIGNED ? null : iface.policy!.namespace,
-      policy: key === SINGLE || key === UNASSIGNED ? null : iface.policy!.name, file: undefined, entry: undefined, openedAt: 0, nextSeq: seq + 1,
-      failed: undefined,
+      key, dir, prefix, namespace: own ? policy.namespace : null, policy: own ? policy.name : null, file: undefined, entry: undefined, openedAt: 0,
+      nextSeq: seq + 1, failed: undefined, ifaces: new FileInterfaces(), notes: new PendingNotes(),
     };
     this.#captures.set(key, cap);
     return cap;
@@ -358,6 +365,7 @@ export class CaptureStore implements PacketOutput {
         cap.entry = entry;
         cap.openedAt = start;
         cap.failed = undefined;
+        cap.ifaces = new FileInterfaces();
         this.#log.info({ file: abs }, 'capture file opened');
         return file;
       }
@@ -383,11 +391,12 @@ export class CaptureStore implements PacketOutput {
       this.#droppedDiskFull++;
       return;
     }
+    const cap = this.#capture(iface.capture, iface.policy);
     if (this.#queued > this.#maxQueued) {
       this.#droppedSlow++;
+      cap.ifaces.osDropped(iface.uid);
       return;
     }
-    const cap = this.#capture(iface);
     const f = cap.file ?? this.#open(cap);
     if (!f) {
       if (this.#full) this.#droppedDiskFull++;
@@ -395,16 +404,29 @@ export class CaptureStore implements PacketOutput {
       return;
     }
     const w = f.writer;
-    let id = w.interfaceId(iface.uid);
-    if (id === undefined) id = w.addInterface({ name: iface.name, description: iface.description }, iface.uid);
-    w.packet(id, tsHi, tsLo, data, off, len, origLen, direction);
+    let id = cap.ifaces.idOf(iface.uid);
+    if (id === undefined) {
+      id = w.addInterface({ name: iface.name, description: iface.description, snaplen: iface.snaplen });
+      cap.ifaces.add(iface.uid, id, msToNs(this.#clock()));
+    }
+    w.packet(id, tsHi, tsLo, data, off, len, origLen, direction, cap.notes.take());
+    cap.ifaces.delivered(iface.uid);
     if (w.bytes >= this.#rotateBytes) this.#rotate(cap);
+  }
+
+  /** Frames lost in transit: the capture's next packet says so, and its file's interface statistics count them. */
+  lost(l: TransitLoss): void {
+    if (this.#closed) return;
+    const cap = this.#capture(l.capture, l.policy);
+    cap.notes.add(describeLoss(l));
+    if (cap.file) cap.ifaces.lost(l.iface?.uid, l.count);
   }
 
   #rotate(cap: Capture): void {
     const f = cap.file;
     const entry = cap.entry;
     if (!f || !entry) return;
+    cap.ifaces.writeStatistics(f.writer, msToNs(this.#clock()));
     cap.file = undefined;
     cap.entry = undefined;
     const p: Promise<void> = f.close().then(async () => {

@@ -60,6 +60,13 @@ export class SeqStream {
   /** late frames in a row continuing one another, and the last of them */
   #lateRun = 0;
   #lateLast = 0;
+  /** lost numbers being declared, run by run (see #noteLost), and the ended runs not yet taken (takeGap) */
+  #run = 0;
+  #runFirst = 0;
+  #runLast = 0;
+  #gapCount = 0;
+  #gapFirst = 0;
+  #gapLast = 0;
 
   /** Highest frame number seen. */
   get high(): number {
@@ -107,9 +114,10 @@ export class SeqStream {
     const leaving = Math.min(d, SEQ_WINDOW);
     for (let i = 0; i < leaving; i++) {
       const x = (high - MASK + i) >>> 0;
-      if (this.#ring[x & MASK] !== x) this.lost++;
+      if (this.#ring[x & MASK] !== x) this.#noteLost(x, 1);
+      else this.#closeRun();
     }
-    if (d > SEQ_WINDOW) this.lost += d - SEQ_WINDOW;
+    if (d > SEQ_WINDOW) this.#noteLost((high + 1) >>> 0, d - SEQ_WINDOW);
     for (let x = Math.max(1, d - MASK); x < d; x++) {
       const y = (high + x) >>> 0;
       this.#ring[y & MASK] = (y + 1) >>> 0; // not seen
@@ -188,13 +196,55 @@ export class SeqStream {
     const c = this.#candidate;
     this.#candidate = undefined;
     if (c && ((c.seq - this.#high) | 0) > 0) this.#advance(c.seq, c.tsHi, c.tsLo, (c.seq - this.#high) | 0);
-    for (let i = 0; i < SEQ_WINDOW; i++) {
+    for (let i = SEQ_WINDOW - 1; i >= 0; i--) {
       const x = (this.#high - i) >>> 0;
       if (this.#ring[x & MASK] !== x) {
-        this.lost++;
+        this.#noteLost(x, 1);
         this.#ring[x & MASK] = x; // counted once
         this.#tsKnown[x & MASK] = 0;
+      } else {
+        this.#closeRun();
       }
     }
+    this.#closeRun();
+  }
+
+  /**
+   * `n` frames from number `first` on are lost: counted at once, and added to
+   * the run of lost numbers being declared (reported by takeGap() once a
+   * seen number ends it, so a gap of five frames is one report, not five).
+   */
+  #noteLost(first: number, n: number): void {
+    this.lost += n;
+    if (this.#run === 0) this.#runFirst = first;
+    this.#run += n;
+    this.#runLast = (first + n - 1) >>> 0;
+  }
+
+  /** The run of lost numbers ended: it is ready for takeGap(). */
+  #closeRun(): void {
+    if (this.#run === 0) return;
+    if (this.#gapCount === 0) this.#gapFirst = this.#runFirst;
+    this.#gapCount += this.#run;
+    this.#gapLast = this.#runLast;
+    this.#run = 0;
+  }
+
+  /** Whether a gap is ready for takeGap(). */
+  get gapPending(): boolean {
+    return this.#gapCount > 0;
+  }
+
+  /**
+   * The frames declared lost in the runs that ended since the last call:
+   * how many, and the first and last of their numbers (in the order they
+   * were declared; not every number between them need be missing).
+   * Undefined when none.
+   */
+  takeGap(): { count: number; first: number; last: number } | undefined {
+    if (this.#gapCount === 0) return undefined;
+    const g = { count: this.#gapCount, first: this.#gapFirst, last: this.#gapLast };
+    this.#gapCount = 0;
+    return g;
   }
 }

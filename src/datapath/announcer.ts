@@ -23,6 +23,8 @@ export interface AnnouncerOptions {
   node: string;
   sender: 'agent' | 'sniff';
   tunnel: 'Geneve' | 'VXLAN';
+  /** the policy's snap length (0 = all): the collector writes it into the interface blocks */
+  snapLength?: number | undefined;
   /** the node's key: announcements are signed with it (absent: unsigned, for a collector without a secret) */
   key?: NodeKeySource | undefined;
   /** The loaded object's instance id (changes when the object is swapped). */
@@ -75,6 +77,7 @@ export class Announcer {
       senderId: this.senderId,
       instance,
       tunnel: this.opts.tunnel,
+      snapLength: this.opts.snapLength ?? 0,
       policy: this.opts.policy,
       clock: monotonicRealtimePair(),
       interfaces: await this.opts.interfaces(),

@@ -161,6 +161,7 @@ export async function sniffCommand(argv: string[]): Promise<number> {
       node: o.node ?? nodeNameOf(hostname()),
       sender: 'sniff',
       tunnel,
+      snapLength: cfg.snapLength,
       instance: () => session.currentInstance,
       policy: { namespace: policy.metadata.namespace ?? 'default', name: policy.metadata.name ?? 'sniff', uid: '' },
       interfaces: async () =>

@@ -65,6 +65,8 @@ export const AnnouncementSchema = z.object({
   /** pt_meta.instance of the data-plane object these interfaces feed */
   instance: z.number().int().min(0).max(0xffff),
   tunnel: z.enum(['Geneve', 'VXLAN']),
+  /** the policy's snap length: bytes kept of each frame (0 = all the data plane carries, 65549) */
+  snapLength: z.number().int().min(0).max(65535).optional(),
   policy: ref.extend({ uid: z.string().regex(/^[A-Za-z0-9-]{0,64}$/, 'a Kubernetes UID') }).nullable(),
   /** CLOCK_MONOTONIC and CLOCK_REALTIME of the node, sampled together, in ns */
   clock: z.object({ monoNs: decimal, realtimeNs: decimal }),

@@ -7,12 +7,14 @@
 import { Admission, type AdmissionOptions } from '../../src/collector/admission.ts';
 import { DEFAULT_MAX_SKEW_MS, Ingest, type IngestLimits, type IngestOptions, type IngestStats } from '../../src/collector/ingest.ts';
 import { PcapngWriter } from '../../src/collector/pcapng.ts';
-import { Router, type Iface, type PacketOutput, type RouterLimits, type RouterStats } from '../../src/collector/router.ts';
+import { PendingNotes } from '../../src/collector/annotations.ts';
+import { Router, describeLoss, type Iface, type PacketOutput, type RouterLimits, type RouterStats, type TransitLoss } from '../../src/collector/router.ts';
 import { MALFORMED_REASONS, type MalformedReason } from '../../src/wire/format.ts';
 
-/** Every interface into one writer, each one's IDB before its first packet. */
+/** Every interface into one writer, each one's IDB before its first packet; losses in the next packet's comment. */
 export class WriterOutput implements PacketOutput {
   readonly writer: PcapngWriter;
+  readonly #notes = new PendingNotes();
   constructor(writer: PcapngWriter) {
     this.writer = writer;
   }
@@ -20,8 +22,12 @@ export class WriterOutput implements PacketOutput {
   packet(iface: Iface, tsHi: number, tsLo: number, data: Buffer, off: number, len: number, origLen: number, direction: number | undefined): void {
     const w = this.writer;
     let id = w.interfaceId(iface.uid);
-    if (id === undefined) id = w.addInterface({ name: iface.name, description: iface.description }, iface.uid);
-    w.packet(id, tsHi, tsLo, data, off, len, origLen, direction);
+    if (id === undefined) id = w.addInterface({ name: iface.name, description: iface.description, snaplen: iface.snaplen }, iface.uid);
+    w.packet(id, tsHi, tsLo, data, off, len, origLen, direction, this.#notes.take());
+  }
+
+  lost(l: TransitLoss): void {
+    this.#notes.add(describeLoss(l));
   }
 }
 

@@ -104,3 +104,33 @@ export function shuffle<T>(items: T[], seed = 12345): T[] {
   }
   return a;
 }
+
+/** Walks the blocks: every length a multiple of 4 and repeated at the end. */
+export function blocks(b: Buffer): { type: number; body: Buffer }[] {
+  const out: { type: number; body: Buffer }[] = [];
+  for (let p = 0; p < b.length; ) {
+    const type = b.readUInt32LE(p);
+    const len = b.readUInt32LE(p + 4);
+    if (len % 4 !== 0 || len < 12 || p + len > b.length) throw new Error(`bad block length ${len} at ${p}`);
+    if (b.readUInt32LE(p + len - 4) !== len) throw new Error(`trailing length differs at ${p}`);
+    out.push({ type, body: b.subarray(p + 8, p + len - 4) });
+    p += len;
+  }
+  return out;
+}
+
+/** Options from `at` in a block body: [code, value] until opt_endofopt, which must be there. */
+export function options(body: Buffer, at: number): [number, Buffer][] {
+  const out: [number, Buffer][] = [];
+  for (let p = at; ; ) {
+    if (p + 4 > body.length) throw new Error('options not terminated');
+    const code = body.readUInt16LE(p);
+    const len = body.readUInt16LE(p + 2);
+    if (code === 0) {
+      if (len !== 0 || p + 4 !== body.length) throw new Error('opt_endofopt not last');
+      return out;
+    }
+    out.push([code, body.subarray(p + 4, p + 4 + len)]);
+    p += 4 + ((len + 3) & ~3);
+  }
+}

@@ -5,37 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CaptureFile } from '../../../src/collector/capture-file.ts';
 import { Direction, PcapngWriter } from '../../../src/collector/pcapng.ts';
 import { pattern } from '../wire/frames.ts';
-import { readCapture, tempDir } from './helpers.ts';
-
-/** Walks the blocks: every length a multiple of 4 and repeated at the end. */
-function blocks(b: Buffer): { type: number; body: Buffer }[] {
-  const out: { type: number; body: Buffer }[] = [];
-  for (let p = 0; p < b.length; ) {
-    const type = b.readUInt32LE(p);
-    const len = b.readUInt32LE(p + 4);
-    if (len % 4 !== 0 || len < 12 || p + len > b.length) throw new Error(`bad block length ${len} at ${p}`);
-    if (b.readUInt32LE(p + len - 4) !== len) throw new Error(`trailing length differs at ${p}`);
-    out.push({ type, body: b.subarray(p + 8, p + len - 4) });
-    p += len;
-  }
-  return out;
-}
-
-/** Options from `at` in a block body: [code, value] until opt_endofopt, which must be there. */
-function options(body: Buffer, at: number): [number, Buffer][] {
-  const out: [number, Buffer][] = [];
-  for (let p = at; ; ) {
-    if (p + 4 > body.length) throw new Error('options not terminated');
-    const code = body.readUInt16LE(p);
-    const len = body.readUInt16LE(p + 2);
-    if (code === 0) {
-      if (len !== 0 || p + 4 !== body.length) throw new Error('opt_endofopt not last');
-      return out;
-    }
-    out.push([code, body.subarray(p + 4, p + 4 + len)]);
-    p += 4 + ((len + 3) & ~3);
-  }
-}
+import { blocks, options, readCapture, tempDir } from './helpers.ts';
 
 describe('pcapng writer', () => {
   let dir: string;
@@ -110,6 +80,36 @@ describe('pcapng writer', () => {
     expect(info.stdout).toMatch(/Time precision = nanoseconds \(9\)/);
     expect(info.stdout).toMatch(/Description = node node-a, interface veth1/);
     expect((await readFile(path)).length).toBe(f.writer.bytes);
+  });
+
+  it('interface statistics blocks: every option where the spec puts it, and capinfos counts them per interface', async () => {
+    const path = join(dir, 'isb.pcapng');
+    const f = CaptureFile.create(path, { batchSize: 1 << 17 });
+    f.writer.sectionHeader({ userappl: 'podtap 9.9.9' });
+    const a = f.writer.addInterface({ name: 'demo/web-1', snaplen: 128 });
+    const b = f.writer.addInterface({ name: 'demo/db-0', snaplen: 65549 });
+    const ns = 1764100000123456789n;
+    f.writer.packet(a, Number(ns >> 32n), Number(ns & 0xffffffffn), pattern(60), 0, 60, 60, Direction.inbound);
+    f.writer.interfaceStatistics(a, ns + 5n, { startNs: ns - 7n, endNs: ns + 5n, received: 12, ifDropped: 3, osDropped: 2, delivered: 10, comment: 'podtap: a note' });
+    f.writer.interfaceStatistics(b, ns + 5n, {});
+    await f.close();
+    const bs = blocks(await readFile(path));
+    expect(bs.map((x) => x.type)).toEqual([0x0a0d0d0a, 1, 1, 6, 5, 5]);
+    const isb = bs[4]!.body;
+    expect([isb.readUInt32LE(0), isb.readUInt32LE(4), isb.readUInt32LE(8)]).toEqual([0, Number((ns + 5n) >> 32n), Number((ns + 5n) & 0xffffffffn)]);
+    const o = new Map(options(isb, 12));
+    const ts = (v: Buffer | undefined): bigint => (BigInt(v!.readUInt32LE(0)) << 32n) | BigInt(v!.readUInt32LE(4));
+    expect(o.get(1)!.toString()).toBe('podtap: a note');
+    expect([ts(o.get(2)), ts(o.get(3))]).toEqual([ns - 7n, ns + 5n]);
+    expect([4, 5, 7, 8].map((code) => o.get(code)!.readBigUInt64LE(0))).toEqual([12n, 3n, 2n, 10n]);
+    expect(bs[5]!.body.length).toBe(12); // no options: no end-of-options either
+    // Wireshark's reader takes the blocks (a malformed ISB is an error to it) and counts one per interface
+    const info = await execa('capinfos', ['-I', '-k', '-F', path]);
+    expect(info.stdout.match(/Number of stat entries = 1/g)).toHaveLength(2);
+    expect(info.stdout).toMatch(/Capture application:\s+podtap 9\.9\.9/);
+    expect(info.stdout).toMatch(/Name = demo\/web-1\n\s+Encapsulation = Ethernet \(1 - ether\)\n\s+Capture length = 128/);
+    expect(info.stdout).toMatch(/Capture length = 65549/);
+    expect((await readCapture(path)).length).toBe(1);
   });
 
   it('never overwrites a file', async () => {

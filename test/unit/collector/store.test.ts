@@ -18,7 +18,7 @@ import { readCapture, tempDir } from './helpers.ts';
 
 let uid = 0;
 function iface(pod: string, policy: Ref | null, ns = 'shop'): Iface {
-  return { uid: ++uid, name: `${ns}/${pod}`, description: `pod ${pod}`, pod: { namespace: ns, name: pod }, policy, capture: captureKey(policy) };
+  return { uid: ++uid, name: `${ns}/${pod}`, description: `pod ${pod}`, snaplen: 0, pod: { namespace: ns, name: pod }, policy, capture: captureKey(policy) };
 }
 
 const WEB: Ref = { namespace: 'shop', name: 'web-debug' };
@@ -301,7 +301,7 @@ describe('a full disk', () => {
 describe('hostile names and failed creates', () => {
   /** An interface whose policy names are whatever a (buggy or forged) sender said, bypassing the announcement schema. */
   function hostile(policy: Ref): Iface {
-    return { uid: ++uid, name: 'x/y', description: '', pod: null, policy, capture: captureKey(policy) };
+    return { uid: ++uid, name: 'x/y', description: '', snaplen: 0, pod: null, policy, capture: captureKey(policy) };
   }
 
   it.each([

@@ -88,6 +88,25 @@ describe('sequence tracking', () => {
     expect({ ...r, taken: taken - forged }).toMatchObject(expected);
   });
 
+  it.each([
+    { description: 'a run of five lost numbers is one report, once the window passes it', input: [...range(0, 10), ...range(15, 15 + SEQ_WINDOW + 5)], expected: [{ count: 5, first: 10, last: 14 }] },
+    { description: 'two runs apart are two reports', input: [0, 2, ...range(3, 3 + SEQ_WINDOW), 5 + SEQ_WINDOW, ...range(6 + SEQ_WINDOW, 10 + 2 * SEQ_WINDOW)], expected: [{ count: 1, first: 1, last: 1 }, { count: 2, first: 3 + SEQ_WINDOW, last: 4 + SEQ_WINDOW }] },
+    { description: 'a gap still in the window is reported when the stream ends', input: [0, 1, 3], expected: [{ count: 1, first: 2, last: 2 }] },
+    { description: 'a jump beyond the window: one report for all it skipped', input: [0, 5000, 5001], expected: [{ count: 4999, first: 1, last: 4999 }] },
+  ])('gap reports: $description', ({ input, expected }) => {
+    const s = new SeqStream();
+    const reports: unknown[] = [];
+    for (const seq of input) {
+      s.observe(seq, 0, seq * 10);
+      const g = s.takeGap();
+      if (g) reports.push(g);
+    }
+    s.flush();
+    const g = s.takeGap();
+    if (g) reports.push(g);
+    expect(reports).toEqual(expected);
+  });
+
   it('pieces of one frame (same number and timestamp) are seen, not new', () => {
     expect(run([5, 5, 5, 6, 6, 5]).verdicts).toEqual([fresh, seen, seen, fresh, seen, seen]);
   });

@@ -27,6 +27,7 @@ function recorder(): IngestSink & { calls: Call[] } {
     frame: (f) =>
       calls.push(['frame', f.address, f.instance, f.ifindex, f.flags, f.tsHi, f.tsLo, f.origLen, Buffer.from(f.data.subarray(f.off, f.off + f.len)).toString('hex'), f.recvMs]),
     vxlan: (address, vni, data, off, len, recvMs) => calls.push(['vxlan', address, vni, Buffer.from(data.subarray(off, off + len)).toString('hex'), recvMs]),
+    gap: (g) => calls.push(['gap', g.address, g.instance, g.cpu, g.count, g.first, g.last]),
   };
 }
 
@@ -36,7 +37,7 @@ function frameRecord(data: Buffer, tsLo: number): FrameRecord {
 }
 
 describe('handoff batches', () => {
-  it('carry frames, VXLAN frames and source names through transferred buffers, in order', () => {
+  it('carry frames, VXLAN frames, sequence gaps and source names through transferred buffers, in order', () => {
     const batches: { ab: ArrayBuffer; len: number; frames: number }[] = [];
     const enc = new HandoffEncoder((ab, len, frames) => batches.push({ ab, len, frames }), () => undefined, { batchBytes: 1 << 16 });
     const want = recorder();
@@ -50,6 +51,10 @@ describe('handoff batches', () => {
       if (k % 10 === 9) {
         enc.vxlan(address, 42 + k, data, 0, data.length, f.recvMs);
         want.vxlan(address, 42 + k, data, 0, data.length, f.recvMs);
+      } else if (k % 10 === 4) {
+        const g = { address, instance: k, cpu: 300 + k, count: 7 * k, first: (0xfffffff0 + k) >>> 0, last: k };
+        enc.gap(g);
+        want.gap(g);
       } else {
         enc.frame(f);
         want.frame(f);
@@ -61,8 +66,8 @@ describe('handoff batches', () => {
     const dec = new HandoffDecoder();
     let frames = 0;
     for (const b of batches) frames += dec.decode(Buffer.from(b.ab, 0, b.len), b.len, got);
-    expect(frames).toBe(100);
-    expect(batches.reduce((n, b) => n + b.frames, 0)).toBe(100);
+    expect(frames).toBe(90);
+    expect(batches.reduce((n, b) => n + b.frames, 0)).toBe(90);
     expect(got.calls).toEqual(want.calls);
   });
 
