@@ -213,8 +213,9 @@ static __always_inline int pt_send_segmented(struct __sk_buff *skb, struct pt_wo
 	__u32 mss;
 
 	/* a device with UDP-tunnel segmentation (a veth, for one) may pass it
-	 * on whole: then it is one outer IP packet, whose lengths must fit */
-	if (!skb->gso_size || len > 0xffff - PT_OUTER_L3_LEN || pt_seg_parse(skb, &sg))
+	 * on whole: then it is one outer IP packet, whose lengths must fit,
+	 * and within the device's GSO size (consts.h) */
+	if (!skb->gso_size || len + PT_OUTER_LEN >= PT_GSO_MAX || pt_seg_parse(skb, &sg))
 		return 0;
 	/* every segment's inner frame fits one outer packet */
 	mss = PT_PIECE_MAX - sg.hdr;
