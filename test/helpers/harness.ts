@@ -33,6 +33,13 @@ function track(proc: ResultPromise, signal: NodeJS.Signals): ResultPromise {
   return proc;
 }
 
+/** A temporary directory removed when the test file is done. */
+export async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  madeDirs.push(dir);
+  return dir;
+}
+
 export interface CaptureRun {
   dir: string;
   collector: ResultPromise;

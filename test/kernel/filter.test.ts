@@ -4,8 +4,8 @@
  */
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { CaptureConfigInput } from '../../src/api/index.ts';
 import { readCounters, writeCidrs, writeConfig } from '../../src/datapath/bpftool.ts';
-import type { DataplaneConfig } from '../../src/datapath/config.ts';
 import { definesFor, loadTestObject, progRun, removePins, testConfig, testPinRoot } from '../helpers/bpf.ts';
 import { buildFrame, type FrameSpec } from '../helpers/packets.ts';
 
@@ -24,7 +24,7 @@ const SYN = 0x02;
 const ACK = 0x10;
 const RST = 0x04;
 
-const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[] }[] = [
+const table: { description: string; cfg: Partial<CaptureConfigInput>; cases: Case[] }[] = [
   {
     description: 'no filter: everything, including ARP',
     cfg: {},
@@ -36,7 +36,7 @@ const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[]
   },
   {
     description: 'protocols TCP and ICMP',
-    cfg: { protocols: ['TCP', 'ICMP'] },
+    cfg: { filter: { protocols: ['TCP', 'ICMP'] } },
     cases: [
       { frame: { src: POD, dst: PEER, proto: 'TCP' }, match: true, why: 'tcp' },
       { frame: { src: POD, dst: PEER, proto: 'ICMP' }, match: true, why: 'icmp' },
@@ -47,7 +47,7 @@ const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[]
   },
   {
     description: 'ports 443 and 8000-8100 at either end',
-    cfg: { ports: [{ port: 443 }, { port: 8000, endPort: 8100 }] },
+    cfg: { filter: { ports: [{ port: 443 }, { port: 8000, endPort: 8100 }] } },
     cases: [
       { frame: { src: POD, dst: PEER, proto: 'TCP', sport: 40000, dport: 443 }, match: true, why: 'dport 443' },
       { frame: { src: POD, dst: PEER, proto: 'TCP', sport: 443, dport: 40000 }, match: true, why: 'sport 443' },
@@ -60,7 +60,7 @@ const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[]
   },
   {
     description: 'peer CIDRs, by direction',
-    cfg: { cidrs: ['198.18.2.0/24', '2001:db8:2::/48'] },
+    cfg: { filter: { cidrs: ['198.18.2.0/24', '2001:db8:2::/48'] } },
     cases: [
       { frame: { src: POD, dst: PEER, proto: 'UDP' }, hook: 'ingress', match: true, why: 'sent by the pod to a peer inside' },
       { frame: { src: POD, dst: FAR, proto: 'UDP' }, hook: 'ingress', match: false, why: 'sent to a peer outside' },
@@ -74,7 +74,7 @@ const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[]
   },
   {
     description: 'TCP flags SYN or RST',
-    cfg: { tcpFlags: ['SYN', 'RST'] },
+    cfg: { filter: { tcpFlags: ['SYN', 'RST'] } },
     cases: [
       { frame: { src: POD, dst: PEER, proto: 'TCP', tcpFlags: SYN }, match: true, why: 'syn' },
       { frame: { src: POD, dst: PEER, proto: 'TCP', tcpFlags: SYN | ACK }, match: true, why: 'syn-ack' },
@@ -85,7 +85,7 @@ const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[]
   },
   {
     description: 'ports on fragments: a later fragment matches when the first of its datagram did',
-    cfg: { ports: [{ port: 9 }] },
+    cfg: { filter: { ports: [{ port: 9 }] } },
     cases: [
       { frame: { src: POD, dst: PEER, proto: 'UDP', dport: 9, frag: { offset: 0, more: true, id: 7 } }, match: true, why: 'first fragment to port 9' },
       { frame: { src: POD, dst: PEER, proto: 'UDP', frag: { offset: 1480, more: true, id: 7 } }, match: true, why: 'its second fragment' },
@@ -100,7 +100,7 @@ const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[]
   },
   {
     description: 'TCP flags on fragments',
-    cfg: { tcpFlags: ['SYN'] },
+    cfg: { filter: { tcpFlags: ['SYN'] } },
     cases: [
       { frame: { src: POD, dst: PEER, proto: 'TCP', tcpFlags: SYN, frag: { offset: 0, more: true, id: 20 } }, match: true, why: 'first fragment of a SYN' },
       { frame: { src: POD, dst: PEER, proto: 'TCP', frag: { offset: 1480, more: false, id: 20 } }, match: true, why: 'its later fragment' },
@@ -110,7 +110,7 @@ const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[]
   },
   {
     description: 'all criteria together',
-    cfg: { protocols: ['TCP'], ports: [{ port: 80 }], cidrs: ['198.18.2.0/24'], tcpFlags: ['SYN'] },
+    cfg: { filter: { protocols: ['TCP'], ports: [{ port: 80 }], cidrs: ['198.18.2.0/24'], tcpFlags: ['SYN'] } },
     cases: [
       { frame: { src: POD, dst: PEER, proto: 'TCP', dport: 80, tcpFlags: SYN }, hook: 'ingress', match: true, why: 'all met' },
       { frame: { src: POD, dst: PEER, proto: 'TCP', dport: 81, tcpFlags: SYN }, hook: 'ingress', match: false, why: 'port' },
@@ -125,7 +125,7 @@ describe('tap filter (BPF_PROG_TEST_RUN)', () => {
   it.each(table)('$description', async ({ cfg, cases }) => {
     const full = testConfig(cfg);
     const obj = await loadTestObject(definesFor(full), root);
-    await writeCidrs(obj.maps, full.cidrs);
+    await writeCidrs(obj.maps, full.filter.cidrs);
     // capture_ifindex 0: the clone fails (counted), the filter verdict is what we test
     await writeConfig(obj.maps, { enabled: true, captureIfindex: 0, instance: 1, routeIfindex: 0, src: '198.18.200.1', dst: '198.18.200.2' });
     for (const c of cases) {
