@@ -119,11 +119,10 @@
 #define PT_GSO_STEP 0xfff       /* most bytes one bpf_skb_adjust_room() may add or remove */
 #define PT_GSO_STEPS 16         /* steps to move a GSO size by up to 65535 */
 /* A GSO packet this long or longer exceeds a device's default GSO size
- * (GSO_LEGACY_MAX_SIZE): the kernel segments it in software before the
- * device (netif_skb_features()), at a cost, and with a large segment size
- * (a 9000-byte uplink) that segmentation refused some of them
- * (validate_xmit_skb() dropped them: xmitDrop). Such super-packets are
- * fragmented instead. */
+ * (GSO_LEGACY_MAX_SIZE): the kernel would segment it in software before the
+ * device (netif_skb_features()). Such super-packets are fragmented instead.
+ * (Added while chasing the 9000-byte uplink's drops in validate_xmit_skb();
+ * it did not remove them: docs/datapath.md.) */
 #define PT_GSO_MAX 65536
 #define PT_FRAG_TRACK 4096      /* fragmented datagrams whose first fragment matched, remembered */
 
