@@ -33,10 +33,11 @@ LABEL org.opencontainers.image.title="podtap" \
       org.opencontainers.image.base.name="docker.io/library/node:24-bookworm-slim"
 # clang compiles the BPF program for each configuration (agent, sniff);
 # libbpf-dev and linux-libc-dev are its headers; iproute2 (tc, ip, bridge)
-# attaches programs and manages the capture device; bpftool loads and pins;
-# util-linux's nsenter enters network namespaces. Nothing else.
+# attaches programs and manages the capture device; ethtool sets the capture
+# device's offloads; bpftool loads and pins; util-linux's nsenter enters
+# network namespaces. Nothing else.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends clang libbpf-dev linux-libc-dev iproute2 bpftool util-linux \
+ && apt-get install -y --no-install-recommends clang libbpf-dev linux-libc-dev iproute2 ethtool bpftool util-linux \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/podtap
 COPY --from=build /src/package.json ./

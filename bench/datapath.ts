@@ -1,36 +1,54 @@
 /**
- * Data-plane benchmark (root; inside network namespaces it creates):
+ * Data-plane benchmark (root; inside network namespaces it creates). Run it
+ * under the machine's benchmark lock, and mind the load it records:
+ *   flock /run/lock/podtap-bench.lock npm run bench:datapath
  *
- *  1. BPF run time per packet (kernel.bpf_stats_enabled: run_time_ns / run_cnt)
- *     of the tap on non-matching and matching packets (a matching tap's time
- *     includes the tunnel program it runs synchronously through the clone) and
- *     of the tunnel on 1400-byte and 64 KB frames (for those: the stash stage
- *     and the emit stage that cuts the pieces, and their sum).
- *  2. Pod-to-pod TCP throughput through the node with: no capture; podtap; the
- *     kernel's `tc ... action mirred` to a VXLAN device; `tcpdump -w` on the
- *     veth — each run side by side, interleaved, as a ratio to no capture, with
- *     the share of mirrored packets that reached a collector-side sink (which
- *     only counts: the collector namespace's interface counters).
+ * For each uplink MTU (1500 and 9000 bytes; the pods' MTU is 1500):
  *
- * Prints a table and writes bench/results/datapath-<time>.json.
- *   npm exec -- node bench/datapath.ts [--seconds 5] [--rounds 3]
+ *  1. BPF run time per frame (kernel.bpf_stats_enabled: run_time_ns /
+ *     run_cnt) of the tap on non-matching and matching pings (a matching
+ *     tap's time includes the tunnel program it runs synchronously through
+ *     the clone); of the tunnel on 1400-byte frames, without an offloaded
+ *     checksum (pings) and with one (TCP segments of a pod with TSO off); on
+ *     TCP super-packets, sent for the kernel to segment (largeFrames Segment)
+ *     and cut into fragments here (Fragment: the tunnel's stash stage plus
+ *     the emit stage); and on 64 KB pings (always cut: stash plus emit).
+ *  2. Pod-to-pod TCP throughput through the node with: no capture; podtap
+ *     (Segment, the default); podtap with Fragment; the kernel's `tc ...
+ *     action mirred` to a VXLAN device; `tcpdump -w` on the veth — each run
+ *     side by side, interleaved, as a ratio to no capture, with what podtap
+ *     counted lost, what the uplink dropped, and the tunnel packets that
+ *     reached a collector-side sink (which only counts).
+ *
+ * Prints tables and writes bench/results/datapath-<time>.json, with the
+ * machine's load before and after.
+ *   npm exec -- node bench/datapath.ts [--seconds 5] [--rounds 3] [--mtus 1500,9000] [--times-only]
  */
+import { loadavg } from 'node:os';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { captureConfig, collectorPort, SniffPolicySpecSchema } from '../src/api/index.ts';
-import { LOSS_REASONS } from '../src/datapath/counters.ts';
+import { LOSS_REASONS, type Counters } from '../src/datapath/counters.ts';
 import { createRunner } from '../src/datapath/exec.ts';
 import { Session } from '../src/datapath/session.ts';
 import { createTopology, inNs, sh, type Topology } from '../test/helpers/netns.ts';
 import { iperf } from '../test/helpers/traffic.ts';
 
 const { values: args } = parseArgs({
-  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' } },
+  options: {
+    seconds: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '3' },
+    mtus: { type: 'string', default: '1500,9000' },
+    'times-only': { type: 'boolean', default: false },
+  },
 });
 const SECONDS = Number(args.seconds);
 const ROUNDS = Number(args.rounds);
+const MTUS = args.mtus.split(',').map(Number);
+
+type Pod = Topology['pods'][0];
 
 interface ProgStats {
   runTimeNs: number;
@@ -42,9 +60,28 @@ async function progStats(id: number): Promise<ProgStats> {
   return { runTimeNs: j.run_time_ns ?? 0, runCnt: j.run_cnt ?? 0 };
 }
 
-function perPacket(a: ProgStats, b: ProgStats): number {
+function perRun(a: ProgStats, b: ProgStats): number {
   const n = b.runCnt - a.runCnt;
   return n > 0 ? (b.runTimeNs - a.runTimeNs) / n : NaN;
+}
+
+/** Run time of each program over @fn, per run of the first one named. */
+async function timed(s: Session, names: string[], fn: () => Promise<unknown>): Promise<{ ns: Record<string, number>; frames: number; counters: Counters }> {
+  const progs = s.pinned!.progs as Record<string, { id: number }>;
+  const before = await Promise.all(names.map((n) => progStats(progs[n]!.id)));
+  const c0 = await s.counters();
+  await fn();
+  const after = await Promise.all(names.map((n) => progStats(progs[n]!.id)));
+  const c1 = await s.counters();
+  const frames = after[0]!.runCnt - before[0]!.runCnt;
+  const ns: Record<string, number> = {};
+  names.forEach((n, i) => {
+    // per frame of the first program: a stage that runs for some frames only
+    // (the emit stage) counts its time against all of them
+    ns[n] = frames > 0 ? (after[i]!.runTimeNs - before[i]!.runTimeNs) / frames : NaN;
+  });
+  const counters = Object.fromEntries(Object.keys(c1).map((k) => [k, { packets: c1[k as keyof Counters].packets - c0[k as keyof Counters].packets, bytes: c1[k as keyof Counters].bytes - c0[k as keyof Counters].bytes }])) as Counters;
+  return { ns, frames, counters };
 }
 
 const SINK_PIN = '/sys/fs/bpf/podtap-bench-sink';
@@ -74,56 +111,63 @@ async function withSession<T>(topo: Topology, id: string, spec: Record<string, u
   try {
     const policy = SniffPolicySpecSchema.parse({ ...spec, collector: { address: topo.collector.ip4 } });
     await session.apply(captureConfig(policy, { address: topo.collector.ip4, port: collectorPort(policy) }));
-    for (const i of ifaces) await session.attach(i, ['ingress', 'egress']);
+    // direction Ingress: what the pod sends, which the host-side veth receives
+    for (const i of ifaces) await session.attach(i, spec.direction === 'Ingress' ? ['ingress'] : ['ingress', 'egress']);
     return await fn(session);
   } finally {
     await session.destroy();
   }
 }
 
-async function runTimes(): Promise<Record<string, number>> {
+/** BPF run times, ns per frame. */
+async function runTimes(uplinkMtu: number): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   await sh('sysctl', ['-qw', 'kernel.bpf_stats_enabled=1']);
   try {
-    // small frames: pod MTU 1500
-    const topo = await createTopology({ pods: 2, podMtu: 1500 });
+    const topo = await createTopology({ pods: 2, podMtu: 1500, uplinkMtu });
     try {
-      const [p1, p2] = topo.pods as [Topology['pods'][0], Topology['pods'][0]];
+      const [p1, p2] = topo.pods as [Pod, Pod];
       const flood = (size: number, count: number) => inNs(p1.ns, 'ping', ['-q', '-f', '-c', String(count), '-s', String(size), p2.ip4]);
       await withSession(topo, 'bench-nomatch', { filter: { ports: [{ port: 1 }] } }, [p1.hostIf], async (s) => {
-        const id = s.pinned!.progs.pt_tap_ingress.id;
-        const a = await progStats(id);
-        await flood(56, 20_000);
-        out.tapNonMatchingNs = perPacket(a, await progStats(id));
+        out.tapNonMatchingNs = (await timed(s, ['pt_tap_ingress'], () => flood(56, 20_000))).ns.pt_tap_ingress!;
       });
-      await withSession(topo, 'bench-match', {}, [p1.hostIf], async (s) => {
-        const tap = s.pinned!.progs.pt_tap_ingress.id;
-        const tun = s.pinned!.progs.pt_tunnel.id;
-        const [a, t0] = [await progStats(tap), await progStats(tun)];
-        await flood(56, 20_000);
-        out.tapMatchingNs = perPacket(a, await progStats(tap));
-        const t1 = await progStats(tun);
-        out.tunnelSmallNs = perPacket(t0, t1);
+      await withSession(topo, 'bench-match', { direction: 'Ingress' }, [p1.hostIf], async (s) => {
+        const small = await timed(s, ['pt_tap_ingress', 'pt_tunnel'], () => flood(56, 20_000));
+        out.tapMatchingNs = small.ns.pt_tap_ingress!;
+        out.tunnelSmallNs = small.ns.pt_tunnel!;
         // a 1400-byte frame: 14 Ethernet + 20 IPv4 + 8 ICMP + 1358
-        await flood(1358, 20_000);
-        out.tunnel1400Ns = perPacket(t1, await progStats(tun));
+        out.tunnel1400Ns = (await timed(s, ['pt_tunnel'], () => flood(1358, 20_000))).ns.pt_tunnel!;
       });
+      // TCP: super-packets (the pods' default), and 1448-byte segments with
+      // their checksum offloaded (a pod with TSO and GSO off)
+      const tcp = (secs: number) => iperf(p2.ns, p2.ip4, p1.ns, secs, ['-b', '2G']);
+      for (const mode of ['Segment', 'Fragment'] as const) {
+        await withSession(topo, `bench-tcp-${mode.toLowerCase()}`, { direction: 'Ingress', filter: { protocols: ['TCP'] }, tunnel: { largeFrames: mode } }, [p1.hostIf], async (s) => {
+          const t = await timed(s, ['pt_tunnel', 'pt_emit'], () => tcp(3));
+          out[`tcp${mode}FrameBytes`] = t.counters.tunnelIn.bytes / Math.max(1, t.counters.tunnelIn.packets);
+          out[`tunnelTcp${mode}Ns`] = t.ns.pt_tunnel! + (t.ns.pt_emit || 0);
+          // per super-packet: the frames over 8 KB are the super-packets
+          if (mode === 'Segment') out.tunnelTcpSegmentedShare = t.counters.segmented.packets / Math.max(1, t.counters.tunnelIn.packets);
+        });
+      }
+      await inNs(p1.ns, 'ethtool', ['-K', 'eth0', 'tso', 'off', 'gso', 'off']);
+      await withSession(topo, 'bench-tcp-small', { direction: 'Ingress', filter: { protocols: ['TCP'] } }, [p1.hostIf], async (s) => {
+        const t = await timed(s, ['pt_tunnel'], () => tcp(2));
+        out.tcpSmallFrameBytes = t.counters.tunnelIn.bytes / Math.max(1, t.counters.tunnelIn.packets);
+        out.tunnelTcp1448PartialNs = t.ns.pt_tunnel!;
+      });
+      await inNs(p1.ns, 'ethtool', ['-K', 'eth0', 'tso', 'on', 'gso', 'on']);
     } finally {
       await topo.destroy();
     }
-    // 64 KB frames: pod MTU 65535
-    const big = await createTopology({ pods: 2, podMtu: 65535 });
+    // 64 KB pings: always cut into fragments (stash + emit stages)
+    const big = await createTopology({ pods: 2, podMtu: 65535, uplinkMtu });
     try {
-      const [p1, p2] = big.pods as [Topology['pods'][0], Topology['pods'][0]];
-      await withSession(big, 'bench-big', {}, [p1.hostIf], async (s) => {
-        const tun = s.pinned!.progs.pt_tunnel.id;
-        const emit = s.pinned!.progs.pt_emit.id;
-        const [a, e] = [await progStats(tun), await progStats(emit)];
-        await inNs(p1.ns, 'ping', ['-q', '-c', '500', '-i', '0.002', '-s', '65000', p2.ip4]);
-        const [a1, e1] = [await progStats(tun), await progStats(emit)];
-        // stage 1 (stash) per frame, stage 2 (47 pieces) per frame, and the sum
-        out.tunnel64kStashNs = perPacket(a, a1);
-        out.tunnel64kEmitNs = perPacket(e, e1);
+      const [p1, p2] = big.pods as [Pod, Pod];
+      await withSession(big, 'bench-big', { direction: 'Ingress' }, [p1.hostIf], async (s) => {
+        const t = await timed(s, ['pt_tunnel', 'pt_emit'], () => inNs(p1.ns, 'ping', ['-q', '-c', '500', '-i', '0.002', '-s', '65000', p2.ip4]));
+        out.tunnel64kStashNs = t.ns.pt_tunnel!;
+        out.tunnel64kEmitNs = t.ns.pt_emit!;
         out.tunnel64kNs = out.tunnel64kStashNs + out.tunnel64kEmitNs;
       });
     } finally {
@@ -135,33 +179,33 @@ async function runTimes(): Promise<Record<string, number>> {
   return out;
 }
 
-type Mode = 'none' | 'podtap' | 'mirred' | 'tcpdump';
+const MODES = ['none', 'podtap', 'podtap-fragment', 'mirred', 'tcpdump'] as const;
+type Mode = (typeof MODES)[number];
 
 interface ThroughputRun {
   mode: Mode;
   gbps: number;
-  mirrored?: number;
-  piecesSent?: number;
   sinkPackets: number;
   sinkBytes: number;
+  /** podtap: frames sent, tunnel packets (pieces or segments), frames counted lost, segmented */
+  mirrored?: number;
+  piecesSent?: number;
   lost?: number;
-  /** pieces the uplink dropped (node side tx + collector side rx): the collector sees them as sequence gaps */
+  segmented?: number;
+  /** packets the uplink veth pair dropped (the node's tx drops: each also counted by the collector side) */
   uplinkDropped?: number;
   captured?: number;
   dropped?: number;
 }
 
-/** Drops of the uplink veth pair: tx on the node's side, rx on the collector's. */
+/** Drops of the uplink veth: its own count of the packets its peer refused. */
 async function uplinkDrops(topo: Topology): Promise<number> {
-  const drops = async (ns: string, dev: string, dir: 'tx' | 'rx') => {
-    const [l] = JSON.parse(await inNs(ns, 'ip', ['-s', '-j', 'link', 'show', dev])) as { stats64: Record<'tx' | 'rx', { dropped: number }> }[];
-    return l!.stats64[dir].dropped;
-  };
-  return (await drops(topo.node, 'up0', 'tx')) + (await drops(topo.collector.ns, 'eth0', 'rx'));
+  const [l] = JSON.parse(await inNs(topo.node, 'ip', ['-s', '-j', 'link', 'show', 'up0'])) as { stats64: Record<'tx', { dropped: number }> }[];
+  return l!.stats64.tx.dropped;
 }
 
 async function throughputRound(topo: Topology, mode: Mode): Promise<ThroughputRun> {
-  const [p1, p2] = topo.pods as [Topology['pods'][0], Topology['pods'][0]];
+  const [p1, p2] = topo.pods as [Pod, Pod];
   const sink0 = await sinkStats();
   const measure = async () => (await iperf(p2.ns, p2.ip4, p1.ns, SECONDS)).bps / 1e9;
   const sinkDelta = async () => {
@@ -169,16 +213,19 @@ async function throughputRound(topo: Topology, mode: Mode): Promise<ThroughputRu
     return { sinkPackets: s.packets - sink0.packets, sinkBytes: s.bytes - sink0.bytes };
   };
   if (mode === 'none') return { mode, gbps: await measure(), ...(await sinkDelta()) };
-  if (mode === 'podtap') {
-    return withSession(topo, 'bench-tput', {}, [p1.hostIf], async (s) => {
+  if (mode === 'podtap' || mode === 'podtap-fragment') {
+    const spec = mode === 'podtap' ? {} : { tunnel: { largeFrames: 'Fragment' } };
+    return withSession(topo, 'bench-tput', spec, [p1.hostIf], async (s) => {
       const c0 = await s.counters();
       const u0 = await uplinkDrops(topo);
       const gbps = await measure();
       await new Promise((r) => setTimeout(r, 300));
       const c = await s.counters();
       const lost = LOSS_REASONS.reduce((n, k) => n + (c[k].packets - c0[k].packets), 0);
-      const uplinkDropped = (await uplinkDrops(topo)) - u0;
-      return { mode, gbps, mirrored: c.mirrored.packets - c0.mirrored.packets, piecesSent: c.pieces.packets - c0.pieces.packets, lost, uplinkDropped, ...(await sinkDelta()) };
+      return {
+        mode, gbps, mirrored: c.mirrored.packets - c0.mirrored.packets, piecesSent: c.pieces.packets - c0.pieces.packets, lost,
+        segmented: c.segmented.packets - c0.segmented.packets, uplinkDropped: (await uplinkDrops(topo)) - u0, ...(await sinkDelta()),
+      };
     });
   }
   if (mode === 'mirred') {
@@ -216,16 +263,14 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
-async function main(): Promise<void> {
-  console.error('bench: BPF run time per packet ...');
-  const rt = await runTimes();
-  const topo = await createTopology({ pods: 2, podMtu: 1500 });
+async function throughput(uplinkMtu: number) {
+  const topo = await createTopology({ pods: 2, podMtu: 1500, uplinkMtu });
   const runs: ThroughputRun[] = [];
   try {
     await installSink(topo);
     for (let r = 0; r < ROUNDS; r++) {
-      for (const mode of ['none', 'podtap', 'mirred', 'tcpdump'] as Mode[]) {
-        console.error(`bench: round ${r + 1}/${ROUNDS} ${mode} ...`);
+      for (const mode of MODES) {
+        console.error(`bench: uplink MTU ${uplinkMtu}, round ${r + 1}/${ROUNDS} ${mode} ...`);
         runs.push(await throughputRound(topo, mode));
       }
     }
@@ -235,44 +280,55 @@ async function main(): Promise<void> {
   }
   const byMode = (m: Mode) => runs.filter((x) => x.mode === m);
   const base = median(byMode('none').map((x) => x.gbps));
-  const rows = (['none', 'podtap', 'mirred', 'tcpdump'] as Mode[]).map((m) => {
+  const rows = MODES.map((m) => {
     const rs = byMode(m);
     const gbps = median(rs.map((x) => x.gbps));
+    const sum = (f: (x: ThroughputRun) => number | undefined) => rs.reduce((n, x) => n + (f(x) ?? 0), 0);
     let delivered = '';
-    if (m === 'podtap') {
-      const sent = rs.reduce((n, x) => n + (x.piecesSent ?? 0), 0);
-      const got = rs.reduce((n, x) => n + x.sinkPackets, 0);
-      const lost = rs.reduce((n, x) => n + (x.lost ?? 0), 0);
-      const uplink = rs.reduce((n, x) => n + (x.uplinkDropped ?? 0), 0);
-      delivered = `${((100 * Math.min(got, sent)) / Math.max(sent, 1)).toFixed(3)}% of pieces; ${lost} counted lost; uplink dropped ${uplink}`;
+    if (m.startsWith('podtap')) {
+      const sent = sum((x) => x.piecesSent);
+      delivered = `${sum((x) => x.mirrored)} frames (${sum((x) => x.segmented)} segmented) in ${sent} tunnel packets, ${sum((x) => x.sinkPackets)} at the sink; ${sum((x) => x.lost)} counted lost; uplink dropped ${sum((x) => x.uplinkDropped)}`;
     } else if (m === 'tcpdump') {
-      const c = rs.reduce((n, x) => n + (x.captured ?? 0), 0);
-      const d = rs.reduce((n, x) => n + (x.dropped ?? 0), 0);
+      const c = sum((x) => x.captured);
+      const d = sum((x) => x.dropped);
       delivered = `${((100 * c) / Math.max(c + d, 1)).toFixed(2)}% written (${d} dropped)`;
     } else if (m === 'mirred') {
-      delivered = `${rs.reduce((n, x) => n + x.sinkPackets, 0)} packets at sink (GSO re-segmented)`;
+      delivered = `${sum((x) => x.sinkPackets)} packets at the sink`;
     }
     return { mode: m, gbps: Number(gbps.toFixed(3)), ratio: Number((gbps / base).toFixed(3)), delivered };
   });
+  return { rows, runs };
+}
+
+async function main(): Promise<void> {
+  const load = () => ({ at: new Date().toISOString(), loadavg: loadavg().map((x) => Number(x.toFixed(2))) });
+  const loadBefore = load();
+  const byMtu: Record<string, unknown> = {};
+  for (const mtu of MTUS) {
+    console.error(`bench: uplink MTU ${mtu}: BPF run time per frame ...`);
+    const rt = await runTimes(mtu);
+    const tp = args['times-only'] ? { rows: [], runs: [] } : await throughput(mtu);
+    byMtu[String(mtu)] = { bpfRunTimeNsPerFrame: Object.fromEntries(Object.entries(rt).map(([k, v]) => [k, Number(v.toFixed(k.endsWith('Share') ? 3 : 0))])), throughput: tp.rows, runs: tp.runs };
+    console.log(`\nUplink MTU ${mtu}: BPF run time per frame (ns; frame sizes in bytes)`);
+    console.table((byMtu[String(mtu)] as { bpfRunTimeNsPerFrame: Record<string, number> }).bpfRunTimeNsPerFrame);
+    console.log(`Uplink MTU ${mtu}: pod-to-pod TCP throughput, ${SECONDS}s x ${ROUNDS} rounds (median), ratio to no capture`);
+    console.table(tp.rows);
+  }
   const result = {
     date: new Date().toISOString(),
     kernel: (await execa('uname', ['-r'])).stdout,
     cpus: (await execa('nproc')).stdout,
     seconds: SECONDS,
     rounds: ROUNDS,
-    bpfRunTimeNsPerPacket: Object.fromEntries(Object.entries(rt).map(([k, v]) => [k, Math.round(v)])),
-    throughput: rows,
-    runs,
+    load: { before: loadBefore, after: load() },
+    byUplinkMtu: byMtu,
   };
-  console.log('\nBPF run time per packet (ns)');
-  console.table(result.bpfRunTimeNsPerPacket);
-  console.log(`\nPod-to-pod TCP throughput, ${SECONDS}s x ${ROUNDS} rounds (median), ratio to no capture`);
-  console.table(rows);
+  console.log(`\nload average before ${loadBefore.loadavg.join(' ')}, after ${result.load.after.loadavg.join(' ')}`);
   const dir = join(import.meta.dirname, 'results');
   await mkdir(dir, { recursive: true });
   const file = join(dir, `datapath-${result.date.replace(/[:.]/g, '-')}.json`);
   await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(`\nsaved ${file}`);
+  console.log(`saved ${file}`);
 }
 
 await main();

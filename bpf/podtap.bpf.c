@@ -8,8 +8,12 @@
  *       next filter, e.g. the CNI's, still runs).
  *
  *   pt_tunnel   clsact egress of the capture device. Owns the clone: wraps it
- *       in Geneve (or VXLAN) towards the collector, cut into pieces when it does
- *       not fit the MTU, and never lets it reach the device itself.
+ *       in Geneve (or VXLAN) towards the collector — whole when it fits, as one
+ *       super-packet for the kernel to segment when it is TCP GSO, else cut
+ *       into pieces here or (large frames, offloaded checksums) by pt_emit.
+ *
+ *   pt_carrier (XDP) / pt_emit   the capture device's peer: the emit stage,
+ *       which cuts a stashed frame into pieces built in its small carrier.
  *
  * Constants: include/consts.h. Wire format: include/wire.h.
  */
@@ -28,6 +32,7 @@
 #include "include/frag.h"
 #include "include/kern.h"
 #include "include/wire.h"
+#include "include/segment.h"
 
 #define PT_NS 1000000000ull     /* token units per packet / byte (ns resolution) */
 #define PT_RATE_LIMITED ((PT_RATE_PPS) != 0 || (PT_RATE_BPS) != 0)
@@ -50,14 +55,20 @@ static __always_inline int pt_admit(const struct pt_config *cfg, __u32 bytes, __
 		return 0;
 	}
 	if (PT_RATE_LIMITED) {
-		__u64 now = bpf_ktime_get_ns(), elapsed;
+		/* read before the lock (no helper may run under it): another CPU
+		 * may have taken the lock with a later time meanwhile, and then
+		 * nothing has elapsed for this one — never a negative span
+		 * read as a full bucket */
+		__u64 now = bpf_ktime_get_ns(), elapsed = 0;
 		int ok = 1;
 
 		bpf_spin_lock(&lim->lock);
-		elapsed = now - lim->last_ns;
+		if (now > lim->last_ns) {
+			elapsed = now - lim->last_ns;
+			lim->last_ns = now;
+		}
 		if (elapsed > PT_NS)
 			elapsed = PT_NS;        /* the bucket holds one second */
-		lim->last_ns = now;
 		if (PT_RATE_PPS) {
 			lim->pkt_tokens += elapsed * PT_RATE_PPS;
 			if (lim->pkt_tokens > PT_NS * PT_RATE_PPS)
@@ -93,24 +104,21 @@ static __always_inline int pt_admit(const struct pt_config *cfg, __u32 bytes, __
 static __always_inline int pt_tap(struct __sk_buff *skb, const __u32 to_pod)
 {
 	__u32 zero = 0, reason = 0, len = skb->len;
+	__u32 cb0, cb1, cb2;
 	struct pt_config *cfg;
 	struct pt_pkt pkt;
-	__u32 mark, prio;
 	long rc;
 
-	if ((skb->mark & PT_MARK_MASK) == PT_MARK_MAGIC) {
-		pt_count(PT_C_SKIP_OWN, len);
-		return TC_ACT_UNSPEC;
-	}
 	cfg = bpf_map_lookup_elem(&pt_config, &zero);
 	if (!cfg || !cfg->enabled)
 		return TC_ACT_UNSPEC;
-	pt_count(PT_C_SEEN, len);
+	/* (seen: skipOwn + filtered + matched, summed by the agent; one map
+	 * update less on every packet) */
 	if (pt_parse(skb, &pkt) < 0) {
 		pt_count(PT_C_FILTERED, len);
 		return TC_ACT_UNSPEC;
 	}
-	if (pt_is_own_tunnel(&pkt, cfg)) {
+	if (pt_is_own_tunnel(skb, &pkt, cfg)) {
 		pt_count(PT_C_SKIP_OWN, len);
 		return TC_ACT_UNSPEC;
 	}
@@ -124,15 +132,18 @@ static __always_inline int pt_tap(struct __sk_buff *skb, const __u32 to_pod)
 		return TC_ACT_UNSPEC;
 	}
 
-	/* The copy carries its origin to the tunnel program in mark (tag and
-	 * direction) and priority (interface); both are restored at once. */
-	mark = skb->mark;
-	prio = skb->priority;
-	skb->mark = PT_MARK_MAGIC | (to_pod ? PT_MARK_TO_POD : 0);
-	skb->priority = skb->ifindex;
+	/* The copy carries its origin to the tunnel program in cb (consts.h);
+	 * the pod's packet gets its own cb words back at once. */
+	cb0 = skb->cb[0];
+	cb1 = skb->cb[1];
+	cb2 = skb->cb[2];
+	skb->cb[0] = PT_CB_MAGIC | (to_pod ? PT_CB_TO_POD : 0);
+	skb->cb[1] = skb->ifindex;
+	skb->cb[2] = pt_flow_hash(&pkt);
 	rc = bpf_clone_redirect(skb, cfg->capture_ifindex, 0);
-	skb->mark = mark;
-	skb->priority = prio;
+	skb->cb[0] = cb0;
+	skb->cb[1] = cb1;
+	skb->cb[2] = cb2;
 	/* a positive NET_XMIT code only says the tunnel consumed the clone */
 	if (rc < 0)
 		pt_count(PT_C_CLONE_ERR, len);
@@ -151,85 +162,28 @@ int pt_tap_egress(struct __sk_buff *skb)
 	return pt_tap(skb, 1);          /* host-side egress: to the pod */
 }
 
-/* Resize the full copy to piece 0's length; for a CHECKSUM_PARTIAL copy also
- * move csum_start so the device's checksum lands in the sink (encap.h).
- * Returns 0 or a reason. */
-static __always_inline int pt_shape_first(struct pt_loop *l, const struct pt_csum_state *st)
-{
-	struct __sk_buff *skb = l->skb;
-	struct pt_plan *p = &l->w->plan;
-	__u32 n = p->cap - p->data_start;
-	__u32 len;
-	__s32 delta;
-
-	if (n > p->chunk)
-		n = p->chunk;
-	len = PT_OUTER_LEN + p->hdr + n;
-	if (l->w->csum_mode != PT_CSUM_STEER)
-		return bpf_skb_change_tail(skb, len, 0) ? PT_C_SHAPE_ERR : 0;
-
-	delta = (__s32)(PT_SINK_OFF - st->offset) - st->start;
-	if (delta < -0xfff || delta > 0xfff)
-		return PT_C_SHAPE_ERR;
-	if (delta >= 0) {
-		if (bpf_skb_change_tail(skb, len - delta, 0))
-			return PT_C_SHAPE_ERR;
-		if (delta && bpf_skb_change_head(skb, delta, 0))
-			return PT_C_SHAPE_ERR;
-	} else {
-		if (bpf_skb_change_tail(skb, len - delta, 0))
-			return PT_C_SHAPE_ERR;
-		if (bpf_skb_adjust_room(skb, delta, BPF_ADJ_ROOM_MAC, 0))
-			return PT_C_SHAPE_ERR;
-	}
-	return 0;
-}
-
-/* Decide the outer UDP checksum for the skb about to be cut into pieces. */
-static __always_inline void pt_csum_mode(struct __sk_buff *skb, struct pt_work *w,
-					 struct pt_csum_state *st, __u32 len)
-{
-	pt_csum_state(skb, st);
-	if (st->not_inet)
-		pt_count(PT_C_CSUM_UNSUPP, len);
-	if (st->partial && ((st->offset != 6 && st->offset != 16) || st->start < 0)) {
-		/* only UDP (6) and TCP (16) checksum offsets are steered */
-		pt_count(PT_C_CSUM_UNSUPP, len);
-		st->partial = 0;
-	}
-	if (st->partial) {
-		w->csum_mode = PT_CSUM_STEER;
-		w->csum_off = st->offset;
-	} else {
-		w->csum_mode = PT_OUTER_V6 ? PT_CSUM_SOFT : PT_CSUM_ZERO;
-	}
-}
-
-/* Send the frame stashed in @l as its pieces, the last with bpf_redirect().
- * Returns TC_ACT_REDIRECT, or TC_ACT_SHOT with *reason set. */
+/* Send the frame in @l as its pieces, every one a clone whose fate (the
+ * uplink's NET_XMIT code) is seen and counted; the skb they were built in
+ * carries no offloaded checksum (see the carrier) and is consumed. Returns
+ * TC_ACT_STOLEN, or TC_ACT_SHOT with *reason set. */
 static __always_inline int pt_send_pieces(struct pt_loop *l, __u32 *reason)
 {
 	struct __sk_buff *skb = l->skb;
 	struct pt_work *w = l->w;
-	struct pt_csum_state st;
+	struct pt_plan *p = &w->plan;
+	__u32 n = p->cap - p->data_start;
 
-	pt_csum_mode(skb, w, &st, w->orig_len);
-	*reason = pt_shape_first(l, &st);
-	if (*reason)
+	if (n > p->chunk)
+		n = p->chunk;
+	/* piece 0's length; the pieces before the last keep it */
+	if (bpf_skb_change_tail(skb, PT_OUTER_LEN + p->hdr + n, 0)) {
+		*reason = PT_C_SHAPE_ERR;
 		return TC_ACT_SHOT;
-	if (w->csum_mode == PT_CSUM_STEER) {
-		struct pt_csum_state now;
-
-		pt_csum_state(skb, &now);
-		if (!now.partial || now.start != (__s32)(PT_SINK_OFF - st.offset)) {
-			*reason = PT_C_SHAPE_ERR;
-			return TC_ACT_SHOT;
-		}
 	}
 	*reason = pt_piece(l, 0, 1);
 	if (*reason)
 		return TC_ACT_SHOT;
-	if (w->plan.npieces > 1) {
+	if (p->npieces > 1) {
 		*reason = pt_xmit_clone(l);
 		if (*reason)
 			return TC_ACT_SHOT;
@@ -238,39 +192,140 @@ static __always_inline int pt_send_pieces(struct pt_loop *l, __u32 *reason)
 			*reason = w->err;
 			return TC_ACT_SHOT;
 		}
-		*reason = pt_piece(l, w->plan.npieces - 1, 0);
+		*reason = pt_piece(l, p->npieces - 1, 0);
 		if (*reason)
 			return TC_ACT_SHOT;
-		pt_count(PT_C_FRAGMENTED, w->orig_len);
 	}
-	pt_count_n(PT_C_PIECES, w->plan.npieces, 0);
+	/* the last (or only) piece leaves as a clone too: with bpf_redirect()
+	 * an uplink that refused it (full queue or backlog) would go unseen */
+	*reason = pt_xmit_clone(l);
+	if (*reason)
+		return TC_ACT_SHOT;
+	if (p->npieces > 1)
+		pt_count(PT_C_FRAGMENTED, w->orig_len);
+	pt_count_n(PT_C_PIECES, p->npieces, 0);
 	pt_count(PT_C_MIRRORED, w->orig_len);
-	return bpf_redirect(w->out_ifindex, 0);
+	return TC_ACT_STOLEN;
+}
+
+/* A hardware-accelerated VLAN tag (skb->vlan_tci) is part of the frame on
+ * the wire, and tcpdump shows it: it goes into the copy's bytes, after the
+ * MAC addresses, and off the skb — it would otherwise be inserted into the
+ * outer frame by the uplink. 0 or -1. */
+static __always_inline int pt_vlan_into_frame(struct __sk_buff *skb)
+{
+	__u8 macs[2 * ETH_ALEN];
+	__u16 tag[2];
+
+	tag[0] = skb->vlan_proto;       /* network order already */
+	tag[1] = bpf_htons(skb->vlan_tci);
+	if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)) ||
+	    bpf_skb_change_head(skb, sizeof(tag), 0) ||
+	    bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) ||
+	    bpf_skb_store_bytes(skb, sizeof(macs), tag, sizeof(tag), 0))
+		return -1;
+	/* clears the accelerated tag; skb->protocol is not a VLAN, so no tag in
+	 * the frame moves into its place */
+	return bpf_skb_vlan_pop(skb) ? -1 : 0;
+}
+
+/* A fresh identification for a frame we fragment, unique across CPUs until
+ * the counter wraps (16 bits used for IPv4, 32 for IPv6). */
+static __always_inline __u32 pt_new_id(void)
+{
+	__u32 zero = 0;
+	struct pt_ids *ids = bpf_map_lookup_elem(&pt_ids, &zero);
+
+	__u32 id;
+
+	if (!ids)
+		return 0;
+	bpf_spin_lock(&ids->lock);
+	id = ids->next++;
+	bpf_spin_unlock(&ids->lock);
+	return id;
+}
+
+/*
+ * Claim stash slot @key for a frame (the emit stage cuts it once its carrier
+ * arrives). A slot whose carrier is overdue is reclaimed — its frame counted
+ * lost — under a new generation, so that a late carrier of it finds out
+ * instead of cutting this frame. Returns the generation, or 0 if every slot
+ * is busy.
+ */
+static __always_inline __u32 pt_slot_claim(__u32 key, __u64 now, __u32 *reclaimed)
+{
+	struct pt_slot *sl = bpf_map_lookup_elem(&pt_slot, &key);
+	__u32 gen = 0;
+
+	*reclaimed = 0;
+	if (!sl)
+		return 0;
+	bpf_spin_lock(&sl->lock);
+	if (sl->state == PT_SLOT_FREE ||
+	    (sl->state == PT_SLOT_STASHED && now - sl->stashed_ns >= PT_SLOT_TIMEOUT_NS)) {
+		*reclaimed = sl->state == PT_SLOT_STASHED;
+		sl->state = PT_SLOT_FILLING;
+		gen = ++sl->gen;
+		if (!gen)
+			gen = ++sl->gen;        /* 0 means "no slot" */
+	}
+	bpf_spin_unlock(&sl->lock);
+	return gen;
+}
+
+/* Move slot @key of generation @gen from state @from to @to; 1 if it was
+ * there. */
+static __always_inline int pt_slot_move(__u32 key, __u32 gen, __u32 from, __u32 to, __u64 now)
+{
+	struct pt_slot *sl = bpf_map_lookup_elem(&pt_slot, &key);
+	int ok = 0;
+
+	if (!sl)
+		return 0;
+	bpf_spin_lock(&sl->lock);
+	if (sl->gen == gen && sl->state == from) {
+		sl->state = to;
+		sl->stashed_ns = now;
+		ok = 1;
+	}
+	bpf_spin_unlock(&sl->lock);
+	return ok;
 }
 
 /*
  * Stage 1, at egress of the capture device: the copy the tap cloned.
  *
- * A frame that fits one outer packet is wrapped here and now. A larger one is
- * stashed in a slot and continues as a small "carrier": every piece we send
- * is a clone of the skb it is built in, and a clone shares its buffer — for a
- * 64 KB frame, a 64 KB buffer per 1.4 KB piece, which is what a receiver's
- * socket accounting (truesize) and the node's memory then see. The carrier
- * crosses the capture veth, whose XDP program (pt_carrier) makes the kernel
- * copy it into a fresh page-sized buffer, and pt_emit cuts the pieces there.
+ * A frame that fits one outer packet is wrapped here and now; a TCP
+ * super-packet leaves once, for the kernel to segment (segment.h). Others are
+ * cut into pieces, each a clone of the skb it is built in. A clone shares its
+ * buffer — for a 64 KB frame, a 64 KB buffer per 1.4 KB piece, which is what
+ * a receiver's socket accounting (truesize) and the node's memory then see —
+ * and the pieces must carry no offloaded checksum a device would write into
+ * them. So a frame without one, up to PT_SYNC_MAX, is cut here; any other is
+ * stashed in a slot and continues as a small carrier through the capture
+ * veth, whose disabled transmit checksum offload makes the kernel complete
+ * the checksum in it, and whose peer's XDP program (pt_carrier) makes the
+ * kernel copy it into a fresh page-sized buffer; pt_emit cuts the pieces
+ * there.
  */
 SEC("tc")
 int pt_tunnel(struct __sk_buff *skb)
 {
-	__u32 zero = 0, mark = skb->mark, len = skb->len, cpu, slot = 0, key;
+	__u32 zero = 0, cb0 = skb->cb[0], len = skb->len, cpu, slot = 0, key, bucket;
+	__u32 seq, cap, gen = 0, reclaimed, flags = 0, reason = 0, partial;
+	__u64 now;
+	struct pt_csum_state st;
 	struct pt_config *cfg;
 	struct pt_cpu *state;
 	struct pt_loop l = {};
 	struct pt_work *w;
-	__u32 seq, cap, flags = 0, reason = 0;
 	int rc = TC_ACT_SHOT;
 
-	if ((mark & PT_MARK_MASK) != PT_MARK_MAGIC || (mark & (PT_MARK_PIECE | PT_MARK_CARRIER))) {
+	/* a carrier's second pass (see below): on to the capture veth */
+	if (cb0 == PT_CB_CARRIER)
+		return TC_ACT_OK;
+	if ((cb0 & PT_CB_MAGIC_MASK) != PT_CB_MAGIC) {
 		pt_count(PT_C_FOREIGN, len);
 		return TC_ACT_SHOT;
 	}
@@ -284,8 +339,18 @@ int pt_tunnel(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	state->busy = 1;
-	seq = state->seq++;
+	now = bpf_ktime_get_ns();
 	cpu = bpf_get_smp_processor_id();
+	bucket = (skb->cb[2] ^ (skb->cb[2] >> 16)) & (PT_FLOW_BUCKETS - 1);
+	seq = state->seq[bucket]++;
+
+	if (skb->vlan_present) {
+		if (pt_vlan_into_frame(skb)) {
+			reason = PT_C_SHAPE_ERR;
+			goto out;
+		}
+		len = skb->len;
+	}
 
 	/* what we carry: at most the cache, at most the snap length */
 	cap = len;
@@ -299,83 +364,112 @@ int pt_tunnel(struct __sk_buff *skb)
 		flags |= PT_F_TRUNC;
 		pt_count(PT_C_TRUNCATED, len);
 	}
-	if (mark & PT_MARK_TO_POD)
+	if (cb0 & PT_CB_TO_POD)
 		flags |= PT_F_TO_POD;
 	(void)flags;            /* VXLAN carries no metadata */
+	(void)seq;
 
-	/* slot 0: frames cut here and now; a ring slot: frames for pt_emit */
-	if (cap > PT_SYNC_MAX) {
-		slot = 1 + state->ring % (PT_SLOTS - 1);
-		state->ring++;
-	}
-	key = cpu * PT_SLOTS + slot;
+	/* slot 0's work area: frames sent from here */
+	key = cpu * PT_SLOTS;
 	w = bpf_map_lookup_elem(&pt_work, &key);
-	if (w && slot && w->busy) {
-		if (bpf_ktime_get_ns() - w->stashed_ns < PT_SLOT_TIMEOUT_NS) {
-			/* all slots waiting: cut this one here, at a higher cost */
+	if (!w) {
+		reason = PT_C_SHAPE_ERR;
+		goto out;
+	}
+	__builtin_memset(&w->outer, 0, sizeof(w->outer));
+	w->orig_len = len;
+	w->err = 0;
+	pt_outer_init(&w->outer, cfg,
+		      PT_SPORT_BASE | ((cfg->instance * 0x9e37 + cpu * PT_FLOW_BUCKETS + bucket) & 0x3fff),
+		      PT_GENEVE_PROTO_ETH);
+	/* the route to the collector, looked up again after PT_ROUTE_TTL_NS */
+	if (now - state->route_ns < PT_ROUTE_TTL_NS) {
+		w->out_ifindex = state->route_ifindex;
+		__builtin_memcpy(w->outer.eth.h_dest, state->route_macs, 2 * ETH_ALEN);
+	} else {
+		reason = pt_route(skb, cfg, &w->outer, &w->out_ifindex, PT_MTU);
+		if (reason)
+			goto out;
+		state->route_ns = now;
+		state->route_ifindex = w->out_ifindex;
+		__builtin_memcpy(state->route_macs, w->outer.eth.h_dest, 2 * ETH_ALEN);
+	}
+#if PT_TUNNEL == PT_TUN_GENEVE
+	w->outer.meta.flags = flags;
+	w->outer.meta.flow = bucket;
+	w->outer.meta.cpu = bpf_htons(cpu);
+	w->outer.meta.instance = bpf_htons(cfg->instance);
+	w->outer.meta.seq = bpf_htonl(seq);
+	w->outer.meta.ifindex = bpf_htonl(skb->cb[1]);
+	w->outer.meta.orig_len = bpf_htonl(len);
+	w->outer.meta.cap_len = bpf_htonl(cap);
+	w->outer.meta.l3_off = bpf_htons(PT_ETH_HLEN);
+	w->outer.meta.tstamp = bpf_cpu_to_be64(now);
+#endif
+	/* pieces leave as the node's own packets: no mark, no priority, and no
+	 * departure time (the pod's pacing, which an fq qdisc would honour) */
+	skb->mark = 0;
+	skb->priority = 0;
+	skb->tstamp = 0;
+
+	/* in one go: whole, or a TCP super-packet the kernel segments */
+	if (cap == len && (skb->gso_size ? pt_send_segmented(skb, w, len, &reason) :
+			   len <= PT_PIECE_MAX && pt_send_whole(skb, w, len, &reason))) {
+		if (!reason)
+			rc = TC_ACT_STOLEN;
+		goto out;
+	}
+#if PT_TUNNEL == PT_TUN_GENEVE
+	/* (a path that declined may have set these) */
+	w->outer.meta.flags = flags;
+	w->outer.meta.tcp_flags = 0;
+	w->outer.meta.l4_off = 0;
+#endif
+
+	/* Cut into pieces: here in slot 0, or through a carrier from a ring slot */
+	pt_csum_state(skb, &st);
+	partial = st.partial || st.not_inet;
+	if (partial || cap > PT_SYNC_MAX) {
+		__u32 k = 1 + state->ring % (PT_SLOTS - 1);
+		struct pt_work *rw;
+
+		state->ring++;
+		gen = pt_slot_claim(cpu * PT_SLOTS + k, now, &reclaimed);
+		if (!gen && partial) {
+			/* every slot waiting, and only a carrier can rid this frame
+			 * of its offloaded checksum */
+			reason = PT_C_NO_SLOT;
+			goto out;
+		}
+		if (!gen) {
+			/* every slot waiting: cut this one here, at a higher cost */
 			pt_count(PT_C_SLOT_BUSY, len);
-			slot = 0;
-			key = cpu * PT_SLOTS;
-			w = bpf_map_lookup_elem(&pt_work, &key);
 		} else {
-			/* its carrier was lost on the way (counted now, once) */
-			pt_count(PT_C_CARRIER_LOST, w->orig_len);
+			slot = k;
+			key = cpu * PT_SLOTS + slot;
+			rw = bpf_map_lookup_elem(&pt_work, &key);
+			if (!rw) {
+				reason = PT_C_SHAPE_ERR;
+				goto out;
+			}
+			if (reclaimed)
+				/* its carrier was lost on the way (counted now, once) */
+				pt_count(PT_C_CARRIER_LOST, rw->orig_len);
+			rw->orig_len = len;
+			rw->out_ifindex = w->out_ifindex;
+			rw->err = 0;
+			__builtin_memcpy(&rw->outer, &w->outer, sizeof(w->outer));
+			w = rw;
 		}
 	}
 	l.cache = bpf_map_lookup_elem(&pt_cache, &key);
 	l.key = key;
-	if (!w || !l.cache) {
+	if (!l.cache) {
 		reason = PT_C_SHAPE_ERR;
 		goto out;
 	}
-	__builtin_memset(w, 0, sizeof(*w));
-	w->orig_len = len;
 	l.skb = skb;
 	l.w = w;
-
-	pt_outer_init(&w->outer, cfg, PT_SPORT_BASE | ((cfg->instance ^ cpu) & 0x3fff),
-		      PT_GENEVE_PROTO_ETH);
-	reason = pt_route(skb, cfg, &w->outer, &w->out_ifindex, PT_MTU);
-	if (reason)
-		goto out;
-#if PT_TUNNEL == PT_TUN_GENEVE
-	w->outer.meta.flags = flags;
-	w->outer.meta.cpu = bpf_htons(cpu);
-	w->outer.meta.instance = bpf_htons(cfg->instance);
-	w->outer.meta.seq = bpf_htonl(seq);
-	w->outer.meta.ifindex = bpf_htonl(skb->priority);
-	w->outer.meta.orig_len = bpf_htonl(len);
-	w->outer.meta.cap_len = bpf_htonl(cap);
-	w->outer.meta.l3_off = bpf_htons(PT_ETH_HLEN);
-	w->outer.meta.tstamp = bpf_cpu_to_be64(bpf_ktime_get_ns());
-#endif
-	skb->mark = PT_MARK_MAGIC | PT_MARK_PIECE;
-	skb->priority = 0;
-
-	/* Fast path: a small, complete, unoffloaded frame is wrapped in place. */
-	if (!PT_OUTER_V6 && cap == len && len <= PT_PIECE_MAX) {
-		struct pt_csum_state st;
-		__u32 gso = skb->gso_size;
-
-		pt_csum_state(skb, &st);
-		if (!gso && !st.partial && !st.not_inet) {
-			pt_outer_lengths(&w->outer, len);
-#if PT_TUNNEL == PT_TUN_GENEVE
-			w->outer.meta.flags = flags | PT_F_LAST;
-			w->outer.meta.kind = PT_K_WHOLE;
-#endif
-			if (bpf_skb_change_head(skb, PT_OUTER_LEN, 0) ||
-			    bpf_skb_store_bytes(skb, 0, &w->outer, sizeof(w->outer),
-						BPF_F_RECOMPUTE_CSUM)) {
-				reason = PT_C_SHAPE_ERR;
-				goto out;
-			}
-			pt_count(PT_C_PIECES, 0);
-			pt_count(PT_C_MIRRORED, len);
-			rc = bpf_redirect(w->out_ifindex, 0);
-			goto out;
-		}
-	}
 
 	/* Copy the frame into the slot's cache and plan its pieces. */
 	{
@@ -388,7 +482,7 @@ int pt_tunnel(struct __sk_buff *skb)
 			goto out;
 		}
 	}
-	reason = pt_plan_make(l.cache, &w->plan, cap, seq, cpu);
+	reason = pt_plan_make(l.cache, w, cap, cap > PT_PIECE_MAX ? pt_new_id() : 0);
 	if (reason)
 		goto out;
 #if PT_TUNNEL == PT_TUN_GENEVE
@@ -406,17 +500,51 @@ int pt_tunnel(struct __sk_buff *skb)
 		goto out;
 	}
 
-	/* Stash: the carrier keeps a few bytes (any checksum offset it carries
-	 * must stay inside) and names its slot in the mark. */
-	if (bpf_skb_change_tail(skb, PT_CARRIER_LEN < len ? PT_CARRIER_LEN : len, 0)) {
-		reason = PT_C_SHAPE_ERR;
-		goto out;
+	/* Stash: the carrier keeps a few bytes (any checksum the capture veth
+	 * completes in it included), names its slot in its first ones, and
+	 * goes to the capture veth's queue of this CPU (so each CPU's carriers
+	 * are cut on that CPU while it can), as a clone whose fate is seen. */
+	{
+		__u32 clen = PT_CARRIER_LEN, need = (__u32)st.start + st.offset + 4;
+		__u8 tag[PT_CARRIER_TAG_LEN];
+		__u16 v;
+		__u32 g;
+
+		if (partial && st.start >= 0 && need > clen)
+			clen = need;
+		if (clen > len)
+			clen = len;
+		if (clen > PT_CARRIER_MAX || bpf_skb_change_tail(skb, clen, 0)) {
+			reason = PT_C_SHAPE_ERR;
+			goto out;
+		}
+		v = bpf_htons(PT_CARRIER_MAGIC);
+		__builtin_memcpy(&tag[0], &v, 2);
+		v = bpf_htons(key);
+		__builtin_memcpy(&tag[2], &v, 2);
+		g = bpf_htonl(gen);
+		__builtin_memcpy(&tag[4], &g, 4);
+		if (bpf_skb_store_bytes(skb, 0, tag, sizeof(tag), 0)) {
+			reason = PT_C_SHAPE_ERR;
+			goto out;
+		}
+		g = gen;
+		gen = 0;        /* from here on the emit stage owns the slot */
+		pt_slot_move(key, g, PT_SLOT_FILLING, PT_SLOT_STASHED, bpf_ktime_get_ns());
+		skb->cb[0] = PT_CB_CARRIER;
+		skb->queue_mapping = cpu + 1;
+		if (pt_xmit(skb, cfg->capture_ifindex)) {
+			/* the capture veth's queue was full: the frame is lost */
+			pt_slot_move(key, g, PT_SLOT_STASHED, PT_SLOT_FREE, 0);
+			reason = PT_C_CARRIER_LOST;
+			goto out;
+		}
+		rc = TC_ACT_STOLEN;
 	}
-	w->stashed_ns = bpf_ktime_get_ns();
-	w->busy = 1;
-	skb->mark = PT_MARK_MAGIC | PT_MARK_CARRIER | (key & PT_MARK_KEY);
-	rc = TC_ACT_OK;
 out:
+	if (gen)
+		/* a slot claimed for a frame that never got stashed */
+		pt_slot_move(key, gen, PT_SLOT_FILLING, PT_SLOT_FREE, 0);
 	if (reason) {
 		pt_count(reason, len);
 		rc = TC_ACT_SHOT;
@@ -441,30 +569,40 @@ int pt_carrier(struct xdp_md *ctx)
 SEC("tc")
 int pt_emit(struct __sk_buff *skb)
 {
-	__u32 mark = skb->mark, key = mark & PT_MARK_KEY, reason = 0;
+	__u8 tag[PT_CARRIER_TAG_LEN];
+	__u32 key, gen, reason = 0;
 	struct pt_loop l = {};
 	struct pt_work *w;
 	int rc;
 
-	if ((mark & PT_MARK_MASK) != PT_MARK_MAGIC || !(mark & PT_MARK_CARRIER)) {
+	if (bpf_skb_load_bytes(skb, 0, tag, sizeof(tag)) ||
+	    ((tag[0] << 8) | tag[1]) != PT_CARRIER_MAGIC) {
 		pt_count(PT_C_FOREIGN, skb->len);
 		return TC_ACT_SHOT;
 	}
+	key = (tag[2] << 8) | tag[3];
+	gen = ((__u32)tag[4] << 24) | (tag[5] << 16) | (tag[6] << 8) | tag[7];
 	w = bpf_map_lookup_elem(&pt_work, &key);
 	l.cache = bpf_map_lookup_elem(&pt_cache, &key);
-	if (!w || !l.cache || !w->busy) {
+	if (!w || !l.cache) {
 		pt_count(PT_C_FOREIGN, skb->len);
+		return TC_ACT_SHOT;
+	}
+	if (!pt_slot_move(key, gen, PT_SLOT_STASHED, PT_SLOT_CUTTING, 0)) {
+		/* its slot was reclaimed while it travelled (the frame was counted
+		 * lost then); the slot now holds another frame */
+		pt_count(PT_C_CARRIER_STALE, skb->len);
 		return TC_ACT_SHOT;
 	}
 	l.skb = skb;
 	l.w = w;
 	l.key = key;
-	skb->mark = PT_MARK_MAGIC | PT_MARK_PIECE;
+	skb->mark = 0;
 	skb->priority = 0;
 	rc = pt_send_pieces(&l, &reason);
 	if (reason)
 		pt_count(reason, w->orig_len);
-	w->busy = 0;
+	pt_slot_move(key, gen, PT_SLOT_CUTTING, PT_SLOT_FREE, 0);
 	return rc;
 }
 

@@ -95,6 +95,16 @@
 #define PT_TCP_FLAGS 0
 #endif
 
+/* Large frames. 1 (spec.tunnel.largeFrames Segment, where the kernel can): a
+ * TCP GSO super-packet leaves once, encapsulated, and the kernel's GSO (or the
+ * NIC's UDP-tunnel segmentation) cuts it into TCP segments, each a complete
+ * tunnel packet; the collector rebuilds the super-packet by TCP sequence.
+ * 0 (Fragment): every frame larger than the MTU travels as inner IP
+ * fragments cut here, for receivers that want IP fragments. */
+#ifndef PT_SEGMENT_TCP
+#define PT_SEGMENT_TCP 1
+#endif
+
 /* ---- fixed facts -------------------------------------------------------- */
 
 #define PT_ETH_HLEN 14          /* Ethernet header of pod frames (veths carry no tag) */
@@ -105,13 +115,23 @@
 #define PT_IPV4_HLEN_MAX 60     /* IHL 15 */
 #define PT_IPV6_EXT_MAX 4       /* extension headers walked to find the unfragmentable part */
 #define PT_PREFIX_MAX 256       /* longest inner header prefix copied into each piece */
+#define PT_SEG_HDR_MAX 256      /* longest headers (L2..TCP options) of a segmented super-packet */
+#define PT_GSO_STEP 0xfff       /* most bytes one bpf_skb_adjust_room() may add or remove */
+#define PT_GSO_STEPS 16         /* steps to move a GSO size by up to 65535 */
+/* A GSO packet this long or longer exceeds a device's default GSO size
+ * (GSO_LEGACY_MAX_SIZE): the kernel would segment it in software before the
+ * device (netif_skb_features()). Such super-packets are fragmented instead.
+ * (Added while chasing the 9000-byte uplink's drops in validate_xmit_skb();
+ * it did not remove them: docs/datapath.md.) */
+#define PT_GSO_MAX 65536
+#define PT_FRAG_TRACK 4096      /* fragmented datagrams whose first fragment matched, remembered */
 
 /* podtap metadata option: Geneve option class in the experimental range
  * (RFC 8926 §7.2: 0xFF00-0xFFFF) and its types. */
 #define PT_OPT_CLASS 0xFF70
 #define PT_OPT_TYPE_META 0x01   /* per-piece metadata (struct pt_meta) */
 #define PT_OPT_TYPE_ANNOUNCE 0x02 /* agent announcement (sent by userspace) */
-#define PT_META_VERSION 1
+#define PT_META_VERSION 2      /* 2: flow, TCP_SEG, CSUM (no checksum sink) */
 
 /* Outer headers, L3 and up (the MTU counts these). */
 #define PT_OUTER_IP_LEN (PT_OUTER_V6 ? 40 : 20)
@@ -147,43 +167,70 @@
  * with the longest prefix; bounded by the bpf_loop below. */
 #define PT_PIECES_MAX 128
 
-/* skb->mark tag: copies carry PT_MARK_MAGIC in the top bits while they travel
- * from the tap to the tunnel program, and pieces carry it with PT_MARK_PIECE on
- * their way out, so no podtap program ever taps podtap's own traffic. A
- * carrier names its stash slot in the low bits: forwarding through the veth
- * clears skb->priority, not the mark. */
-#define PT_MARK_MASK 0xfff00000u
-#define PT_MARK_MAGIC 0x7a700000u
-#define PT_MARK_TO_POD 0x00080000u  /* copy taken at the veth's egress (towards the pod) */
-#define PT_MARK_PIECE 0x00040000u   /* a tunnel piece on its way to the collector */
-#define PT_MARK_CARRIER 0x00020000u /* stage-1 carrier of a stashed frame (see pt_emit) */
-#define PT_MARK_KEY 0x0000ffffu     /* carrier: its stash key, cpu * PT_SLOTS + slot */
+/* What the tap tells the tunnel program about a copy travels in the copy's
+ * skb->cb (the tc programs' scratch words, kept by bpf_clone_redirect() and by
+ * the synchronous transmit to the capture device): no skb->mark bit is ever
+ * set, on a copy or on the pod's packet, so podtap never collides with the
+ * marks CNIs use (docs/datapath.md: Marks), and pieces leave with mark 0.
+ *   cb[0] PT_CB_MAGIC | PT_CB_TO_POD, or PT_CB_CARRIER (a stashed frame's
+ *         carrier on its second pass through the capture device)
+ *   cb[1] ifindex of the tapped interface
+ *   cb[2] flow hash of the frame (the tunnel's outer source port and stream)
+ * The tap restores the pod's packet's cb words after the clone. */
+#define PT_CB_MAGIC 0x7a700000u
+#define PT_CB_MAGIC_MASK 0xffff0000u
+#define PT_CB_TO_POD 0x00000001u    /* copy taken at the veth's egress (towards the pod) */
+#define PT_CB_CARRIER 0x7a70ca00u   /* carrier clone: pass it to the capture veth */
 
-/* Stash slots per CPU. Slot 0 serves frames sent in one piece, synchronously;
- * slots 1.. hold frames waiting for the emit stage. Each is a cache entry.
- * PT_NR_CPUS * PT_SLOTS must fit PT_MARK_KEY. */
+/* A carrier names its stash slot in its first bytes (they are overwritten:
+ * the frame itself waits in the cache): PT_CARRIER_MAGIC (16 bits), the stash
+ * key (16 bits) and the slot's generation (32 bits), all big-endian. */
+#define PT_CARRIER_MAGIC 0x7ac4
+#define PT_CARRIER_TAG_LEN 8
+
+/* Stash slots per CPU. Slot 0 serves frames cut at once in the tunnel
+ * program; slots 1.. hold frames waiting for the emit stage. Each is a cache
+ * entry. PT_NR_CPUS * PT_SLOTS must fit the carrier tag's 16-bit key. */
 #ifndef PT_SLOTS
 #define PT_SLOTS 16
 #endif
-/* Frames up to this size are cut synchronously in the tunnel program: their
- * buffer is small anyway, and a burst of pod-made fragments must not wait for
- * a slot. Larger ones (GSO super-packets) go through a carrier. */
+/* Frames up to this size without an offloaded checksum are cut at once in the
+ * tunnel program: their buffer is small anyway, and a burst of pod-made
+ * fragments must not wait for a slot. Larger ones, and every frame whose
+ * checksum a device is still to fill in, go through a carrier. */
 #define PT_SYNC_MAX 8192
-/* Bytes a carrier keeps: enough for any checksum offset it may still carry. */
+/* Bytes a carrier keeps at least: the carrier crosses the capture veth,
+ * whose disabled transmit checksum offload makes the kernel complete an
+ * offloaded checksum in it (so the pieces built in it carry none). It keeps
+ * the checksummed header too, whatever its offset. */
 #define PT_CARRIER_LEN 256
+#define PT_CARRIER_MAX 512
+/* The route and next hop towards the collector (bpf_fib_lookup(), a good
+ * part of a small frame's cost) are looked up again after this long, on each
+ * CPU: a change of route or neighbour reaches the tunnel within it. */
+#define PT_ROUTE_TTL_NS 1000000ull
+
 /* A slot whose carrier has not arrived after this long is reclaimed. */
 #define PT_SLOT_TIMEOUT_NS 100000000ull
 
-/* UDP source ports of the tunnel: PT_SPORT_BASE + a 14-bit stream id, so each
- * (instance, CPU) sequence stream keeps one 5-tuple: ECMP and the collector's
- * SO_REUSEPORT hashing keep it in order on one path and one worker. */
+/* UDP source ports of the tunnel: PT_SPORT_BASE + 14 bits that mix the
+ * instance, the CPU and the frame's flow bucket, so flows spread over ECMP
+ * paths and receive queues (RFC 8926 §3.3, RFC 7348 §5), while each sequence
+ * stream — (instance, CPU, flow bucket) — keeps one 5-tuple: ECMP and the
+ * collector's SO_REUSEPORT hashing keep it in order on one path and worker. */
 #define PT_SPORT_BASE 0xC000
+/* Flow buckets per CPU: streams of sequence numbers, each with its own outer
+ * source port (a power of two). */
+#define PT_FLOW_BUCKETS 16
 
-/* bpf_clone_redirect() to the uplink returns the device's verdict: NET_XMIT_DROP
- * (include/linux/netdevice.h) when its qdisc, or a veth peer's backlog, was
- * full or a program there dropped it; the piece is gone. */
-#define PT_NET_XMIT_DROP 1
+/* bpf_clone_redirect() to the uplink returns the device's verdict
+ * (include/linux/netdevice.h): NET_XMIT_SUCCESS, or NET_XMIT_DROP (1) when its
+ * qdisc, or a veth peer's backlog, was full or a program there dropped it, or
+ * NET_XMIT_CN (2) when a qdisc dropped a packet of the flow (the noop qdisc of
+ * a device being reconfigured drops every packet with CN). */
+#define PT_NET_XMIT_SUCCESS 0
 
-_Static_assert(PT_NR_CPUS * PT_SLOTS <= PT_MARK_KEY + 1, "stash keys must fit the mark");
+_Static_assert(PT_NR_CPUS * PT_SLOTS <= 0x10000, "stash keys must fit the carrier tag");
+_Static_assert((PT_FLOW_BUCKETS & (PT_FLOW_BUCKETS - 1)) == 0, "flow buckets: a power of two");
 
 #endif /* PODTAP_CONSTS_H */

@@ -118,17 +118,24 @@ static __always_inline void pt_outer_init(struct pt_outer *o, const struct pt_co
 }
 
 /* Lengths and the IPv4 header checksum for a piece whose inner frame has
- * @inner bytes. */
+ * @inner bytes. A super-packet sent for the kernel to segment may not fit the
+ * 16-bit fields: segmentation writes each segment's own lengths, so they are
+ * only capped here. */
 static __always_inline void pt_outer_lengths(struct pt_outer *o, __u32 inner)
 {
 	__u32 udp_len = PT_UDP_LEN + PT_TUN_BASE_LEN + PT_TUN_OPT_LEN + inner;
+	__u32 ip_len = udp_len + PT_OUTER_IP_LEN - (PT_OUTER_V6 ? 40 : 0);
 
+	if (udp_len > 0xffff)
+		udp_len = 0xffff;
+	if (ip_len > 0xffff)
+		ip_len = 0xffff;
 	o->udp.len = bpf_htons(udp_len);
 	o->udp.check = 0;
 #if PT_OUTER_V6
 	o->ip.payload_len = bpf_htons(udp_len);
 #else
-	o->ip.tot_len = bpf_htons(udp_len + sizeof(struct iphdr));
+	o->ip.tot_len = bpf_htons(ip_len);
 	o->ip.check = 0;
 	o->ip.check = pt_csum_fold(pt_csum_add(&o->ip, sizeof(struct iphdr), 0));
 #endif
@@ -144,29 +151,12 @@ static __always_inline __u32 pt_pseudo_sum(const struct pt_outer *o)
 }
 
 /*
- * Where a device completing a copy's offloaded checksum writes it: a scratch
- * field after the outer UDP header (Geneve: pt_meta.csum_sink; VXLAN: its
- * reserved bytes after the flags). Steering csum_start there, rather than onto
- * the outer UDP checksum, keeps it at or after the UDP header, which a
- * receiving Linux stack requires of a CHECKSUM_PARTIAL skb: with csum_start
- * before the UDP header it validates the datagram, overwriting csum_start
- * (a union with skb->csum) and failing at random.
- */
-#if PT_TUNNEL == PT_TUN_GENEVE
-#define PT_SINK_OFF (PT_UDP_OFF + PT_UDP_LEN + PT_TUN_BASE_LEN + 4)
-#else
-#define PT_SINK_OFF (PT_UDP_OFF + PT_UDP_LEN + 2)    /* reserved bytes 2-3 */
-#endif
-
-/*
- * IPv6 requires a UDP checksum; this computes it over the finished piece. For
- * a steered copy (@csum_off != 0) the device will later write ~(sum of
- * [csum_start, end)) into the sink: seeding the sink with ~(that sum) makes
- * the device write 0, so the checksum is computed with a zero sink. A
+ * IPv6 requires a UDP checksum; this computes it over the finished piece,
+ * which carries no offloaded checksum (pieces are built in skbs whose
+ * checksum the kernel completed: see the carrier in podtap.bpf.c). A
  * subprogram: its loop would otherwise swell the caller's stack.
  */
-static __noinline int pt_udp_csum_soft(struct __sk_buff *skb, const struct pt_outer *o,
-				       __u32 len, __u32 csum_off)
+static __noinline int pt_udp_csum_soft(struct __sk_buff *skb, const struct pt_outer *o, __u32 len)
 {
 	__u32 pseudo = pt_pseudo_sum(o);
 	__s64 sum = pt_csum_packet(skb, PT_UDP_OFF, len, 0);
@@ -177,41 +167,29 @@ static __noinline int pt_udp_csum_soft(struct __sk_buff *skb, const struct pt_ou
 	check = pt_csum_fold((__u64)pt_csum_fold_raw(sum) + pt_csum_fold_raw(pseudo));
 	if (!check)
 		check = 0xffff;                         /* RFC 768: 0 means "none" */
-	if (bpf_skb_store_bytes(skb, PT_UDP_OFF + 6, &check, 2, 0))
-		return -1;
-	if (csum_off == 6 || csum_off == 16) {
-		/* A = sum of [csum_start, end) as the device will see it (checksum
-		 * in place, sink zero); csum_start may lie before the UDP header
-		 * (VXLAN, TCP) or after it */
-		__s32 head = (__s32)(PT_SINK_OFF - csum_off) - PT_UDP_OFF;
-		__u64 a = (__u64)pt_csum_fold_raw(sum) + check;
-		__u8 b[16];
-		__u16 w, seed;
-		int i;
+	return bpf_skb_store_bytes(skb, PT_UDP_OFF + 6, &check, 2, 0);
+}
 
-		if (head > 0) {
-			if (bpf_skb_load_bytes(skb, PT_UDP_OFF, b, sizeof(b)))
-				return -1;
-			for (i = 0; i < 16; i += 2) {
-				if (i < head) {
-					__builtin_memcpy(&w, &b[i], 2);
-					a += (__u16)~w;
-				}
-			}
-		} else if (head < 0) {
-			const __u8 *ob = (const __u8 *)o;
+/*
+ * The outer UDP checksum of a frame sent whole while its own L4 checksum is
+ * still to be filled in by the device (CHECKSUM_PARTIAL), computed from the
+ * headers alone (local checksum offload, Documentation/networking/
+ * checksum-offloads.rst): once the device has completed the inner checksum,
+ * the inner L4 data sums to the complement of the value now in its checksum
+ * field. @inner: the frame's first @start bytes (up to the L4 header, zero
+ * padded to 4), @field the checksum field's current value. A device that
+ * completes no checksum (a veth) hands the packet on as CHECKSUM_PARTIAL,
+ * which a Linux receiver takes as verified.
+ */
+static __always_inline __u16 pt_udp_csum_lco(const struct pt_outer *o, const __u8 *inner,
+					     __u32 start, __u16 field)
+{
+	__u64 sum = pt_pseudo_sum(o);
 
-			for (i = 2; i <= 16; i += 2) {
-				if (i <= -head) {
-					__builtin_memcpy(&w, &ob[PT_UDP_OFF - i], 2);
-					a += w;
-				}
-			}
-		}
-		seed = (__u16)~pt_csum_fold_raw(a);
-		return bpf_skb_store_bytes(skb, PT_SINK_OFF, &seed, 2, 0);
-	}
-	return 0;
+	sum += pt_csum_add((const __u8 *)o + PT_UDP_OFF, PT_OUTER_LEN - PT_UDP_OFF, 0);
+	sum += pt_csum_add(inner, (start + 3) & ~3u, 0);
+	sum += (__u16)~field;
+	return pt_csum_fold(sum) ?: 0xffff;
 }
 
 #endif /* PODTAP_ENCAP_H */

@@ -26,25 +26,15 @@
 #include "parse.h"
 #include "wire.h"
 
-/* How the outer UDP checksum is produced. */
-enum pt_csum_mode {
-	PT_CSUM_ZERO = 0,       /* IPv4 outer: no UDP checksum (RFC 768) */
-	PT_CSUM_STEER = 1,      /* CHECKSUM_PARTIAL copy: csum_start steered so the
-	                         * device writes into the sink (encap.h) */
-	PT_CSUM_SOFT = 2,       /* IPv6 outer: computed here over each piece */
-};
-
 struct pt_plan {
 	__u32 cap;              /* frame bytes carried by all pieces */
 	__u32 data_start;       /* first frame byte carried in chunks */
 	__u32 chunk;            /* chunk bytes per piece (a multiple of 8 for IP) */
 	__u32 npieces;
-	__u32 prefix;           /* prefix bytes copied from the cache into each piece */
+	__u32 prefix;           /* prefix bytes copied from the frame into each piece */
 	__u32 hdr;              /* prefix bytes in each piece (prefix + added header) */
-	__u32 nh_off;           /* IPv6 new: frame byte holding the next header we set to 44 */
 	__u32 fh_off;           /* IPv6: offset of the Fragment header (ours or the pod's) */
 	__u32 frag_base;        /* original fragment offset in bytes (pod-made fragments) */
-	__u32 frag_id;          /* IPv6 new: identification of our Fragment header */
 	__u16 ip_id;            /* IPv4: identification written in the pieces */
 	__u8 frag_more;         /* the original was not the last fragment (MF / M) */
 	__u8 kind;              /* PT_K_* */
@@ -53,21 +43,20 @@ struct pt_plan {
 	__u16 pad;
 };
 
-/* Everything a piece needs, one per stash slot next to its cache entry. Too
- * big for the 512-byte stack shared with the bpf_loop() callback. */
+/*
+ * Everything a piece needs, one per stash slot next to its cache entry. Too
+ * big for the 512-byte stack shared with the bpf_loop() callback. Each piece
+ * starts with `outer` and `prefix`, contiguous, written with one store: the
+ * outer headers, then the frame's header prefix as adjusted for the piece.
+ */
 struct pt_work {
-	__u32 busy;             /* slots 1..: a carrier is on its way to pt_emit */
-	__u32 pad;
-	__u64 stashed_ns;       /* when the frame was stashed (stale slot reclaim) */
 	__u32 orig_len;         /* frame length on the interface (for counters) */
-	__u32 pad2;
-	struct pt_plan plan;
-	struct pt_outer outer;
-	__u32 csum_mode;
-	__u32 csum_off;         /* PT_CSUM_STEER: the copy's csum_offset */
 	__u32 out_ifindex;
 	__s32 err;              /* PT_C_* reason of the first failure, or 0 */
-	__u8 ip4[PT_IPV4_HLEN_MAX]; /* scratch: a piece's IPv4 header */
+	__u32 pad;
+	struct pt_plan plan;
+	struct pt_outer outer;
+	__u8 prefix[PT_PREFIX_MAX + 8];
 };
 
 struct {
@@ -97,10 +86,15 @@ static __always_inline __u16 pt_c16(const struct pt_cache *c, __u32 off)
 	return (pt_c8(c, off) << 8) | pt_c8(c, off + 1);
 }
 
-/* Decide how to cut the cached frame of @cap bytes. Returns 0 or a reason. */
-static __always_inline int pt_plan_make(const struct pt_cache *c, struct pt_plan *p,
-					__u32 cap, __u32 seq, __u32 cpu)
+/*
+ * Decide how to cut the cached frame of @cap bytes into @w's pieces and set
+ * up the header prefix they share. @id: a fresh identification (pt_ids) for
+ * a frame we fragment. Returns 0 or a reason.
+ */
+static __always_inline int pt_plan_make(const struct pt_cache *c, struct pt_work *w,
+					__u32 cap, __u32 id)
 {
+	struct pt_plan *p = &w->plan;
 	__u16 proto;
 
 	__builtin_memset(p, 0, sizeof(*p));
@@ -108,6 +102,9 @@ static __always_inline int pt_plan_make(const struct pt_cache *c, struct pt_plan
 	p->kind = PT_K_RAW;
 	p->geneve_proto = PT_GENEVE_PROTO_ETH;
 	proto = cap >= PT_ETH_HLEN ? pt_c16(c, 12) : 0;
+	/* the longest prefix any kind uses, copied once: each piece stores
+	 * only its first p->hdr bytes */
+	__builtin_memcpy(w->prefix, c->data, PT_PREFIX_MAX);
 
 	if (cap <= PT_PIECE_MAX) {
 		/* One piece, the frame unchanged. Copied as a short prefix and a
@@ -142,7 +139,7 @@ static __always_inline int pt_plan_make(const struct pt_cache *c, struct pt_plan
 			 * pieces of two frames that had the same one (RFC 4963). The
 			 * pod's own fragments keep theirs: they belong together. */
 			if (!p->frag_base && !p->frag_more)
-				p->ip_id = (__u16)(seq ^ (cpu << 12));
+				p->ip_id = (__u16)id;
 #endif
 		}
 	} else if (proto == ETH_P_IPV6 && cap >= PT_ETH_HLEN + 40) {
@@ -179,16 +176,22 @@ static __always_inline int pt_plan_make(const struct pt_cache *c, struct pt_plan
 			p->fix[1] = field;                              /* offset + M */
 			p->frag_base = field & 0xfff8;
 			p->frag_more = field & 1;
-		} else if (!refrag && off <= cap && off <= PT_PREFIX_MAX - 8) {
+		} else if (!refrag && off <= cap && off <= PT_PREFIX_MAX - 8 && nh_off < PT_PREFIX_MAX) {
+			__u32 nid = bpf_htonl(id);
+
 			p->kind = PT_K_IPV6_NEW;
 			p->fh_off = off;
-			p->nh_off = nh_off;
 			p->prefix = off;
 			p->hdr = off + 8;
 			p->fix[0] = pt_c16(c, PT_ETH_HLEN + 4);         /* payload length */
 			p->fix[1] = nh_off;
 			p->fix[2] = pt_c8(c, nh_off);                   /* next header */
-			p->frag_id = (cpu << 24) ^ seq;
+			/* the same in every piece: next header 44, then our Fragment
+			 * header (next header = the original, identification) */
+			w->prefix[nh_off] = PT_NH_FRAGMENT;
+			w->prefix[off] = (__u8)p->fix[2];
+			w->prefix[off + 1] = 0;
+			__builtin_memcpy(&w->prefix[off + 4], &nid, 4);
 		}
 	}
 
@@ -219,24 +222,22 @@ static __always_inline int pt_plan_make(const struct pt_cache *c, struct pt_plan
 	return 0;
 }
 
-/* Write the adjusted IP header(s) of piece @k (chunk of @n bytes) at @at. */
-static __always_inline int pt_piece_ip(struct pt_loop *l, __u32 k, __u32 n, __u32 last)
+/* Adjust the prefix's IP header(s) in w->prefix for piece @k (chunk of @n
+ * bytes). Returns 0 or -1. */
+static __always_inline int pt_piece_ip(struct pt_work *w, __u32 k, __u32 n, __u32 last)
 {
-	struct __sk_buff *skb = l->skb;
-	struct pt_plan *p = &l->w->plan;
-	__u32 at = PT_OUTER_LEN;
+	struct pt_plan *p = &w->plan;
 	__u32 off = k * p->chunk;                       /* fragment offset of this chunk */
 	__u32 more = !last || p->frag_more;
+	__u16 v;
 
 	if (p->kind == PT_K_IPV4) {
-		__u8 *ip = l->w->ip4;
+		__u8 *ip = &w->prefix[PT_ETH_HLEN];
 		__u64 ihl = p->prefix - PT_ETH_HLEN;
-		__u16 v;
 
 		barrier_var(ihl);
 		if (ihl < 20 || ihl > PT_IPV4_HLEN_MAX)
 			return -1;
-		__builtin_memcpy(ip, &l->cache->data[PT_ETH_HLEN], PT_IPV4_HLEN_MAX);
 		v = bpf_htons(ihl + n);
 		__builtin_memcpy(&ip[2], &v, 2);
 		v = bpf_htons(p->ip_id);
@@ -250,38 +251,17 @@ static __always_inline int pt_piece_ip(struct pt_loop *l, __u32 k, __u32 n, __u3
 		ip[11] = 0;
 		v = pt_csum_fold(pt_csum_add(ip, ihl, 0));
 		__builtin_memcpy(&ip[10], &v, 2);
-		return bpf_skb_store_bytes(skb, at + PT_ETH_HLEN, ip, ihl, BPF_F_RECOMPUTE_CSUM);
+		return 0;
 	}
-	if (p->kind == PT_K_IPV6_NEW) {
-		__u8 fh[8];
-		__u16 plen = bpf_htons(p->hdr - PT_ETH_HLEN - 40 + n);
-		__u8 nh = PT_NH_FRAGMENT;
-		__u16 field = bpf_htons((off & 0xfff8) | (more ? 1 : 0));
-		__u32 id = bpf_htonl(p->frag_id);
+	if (p->kind == PT_K_IPV6_NEW || p->kind == PT_K_IPV6_REFRAG) {
+		__u32 fh = p->fh_off;
 
-		if (bpf_skb_store_bytes(skb, at + PT_ETH_HLEN + 4, &plen, 2, BPF_F_RECOMPUTE_CSUM))
+		v = bpf_htons(p->hdr - PT_ETH_HLEN - 40 + n);
+		__builtin_memcpy(&w->prefix[PT_ETH_HLEN + 4], &v, 2);
+		if (fh > PT_PREFIX_MAX - 8)
 			return -1;
-		if (p->nh_off > PT_PREFIX_MAX)
-			return -1;
-		if (bpf_skb_store_bytes(skb, at + p->nh_off, &nh, 1, BPF_F_RECOMPUTE_CSUM))
-			return -1;
-		fh[0] = (__u8)p->fix[2];                /* what followed the unfragmentable part */
-		fh[1] = 0;
-		__builtin_memcpy(&fh[2], &field, 2);
-		__builtin_memcpy(&fh[4], &id, 4);
-		if (p->fh_off > PT_PREFIX_MAX)
-			return -1;
-		return bpf_skb_store_bytes(skb, at + p->fh_off, fh, 8, BPF_F_RECOMPUTE_CSUM);
-	}
-	if (p->kind == PT_K_IPV6_REFRAG) {
-		__u16 plen = bpf_htons(p->hdr - PT_ETH_HLEN - 40 + n);
-		__u16 field = bpf_htons(((p->frag_base + off) & 0xfff8) | (more ? 1 : 0));
-
-		if (bpf_skb_store_bytes(skb, at + PT_ETH_HLEN + 4, &plen, 2, BPF_F_RECOMPUTE_CSUM))
-			return -1;
-		if (p->fh_off > PT_PREFIX_MAX)
-			return -1;
-		return bpf_skb_store_bytes(skb, at + p->fh_off + 2, &field, 2, BPF_F_RECOMPUTE_CSUM);
+		v = bpf_htons(((p->frag_base + off) & 0xfff8) | (more ? 1 : 0));
+		__builtin_memcpy(&w->prefix[fh + 2], &v, 2);
 	}
 	return 0;
 }
@@ -289,14 +269,16 @@ static __always_inline int pt_piece_ip(struct pt_loop *l, __u32 k, __u32 n, __u3
 /*
  * Build piece @k in the skb, whose length is already right for it when
  * @shaped, else resized here (pieces never grow: only the last is shorter).
+ * Two stores: the outer headers with the header prefix, then the chunk.
  * Returns 0 or a PT_C_* reason. A subprogram, not inlined: its stack frame
  * then counts once per call chain instead of swelling the main program's.
  */
 static __noinline int pt_piece(struct pt_loop *l, __u32 k, int shaped)
 {
 	struct __sk_buff *skb = l->skb;
-	struct pt_plan *p = &l->w->plan;
-	struct pt_outer *o = &l->w->outer;
+	struct pt_work *w = l->w;
+	struct pt_plan *p = &w->plan;
+	struct pt_outer *o = &w->outer;
 	__u32 src, n, len, last;
 
 	if (k >= PT_PIECES_MAX)
@@ -321,20 +303,16 @@ static __noinline int pt_piece(struct pt_loop *l, __u32 k, int shaped)
 	o->meta.piece_off = bpf_htonl(src);
 	o->meta.hdr_len = bpf_htons(p->hdr);
 #endif
-	if (bpf_skb_store_bytes(skb, 0, o, sizeof(*o), BPF_F_RECOMPUTE_CSUM))
+	if (pt_piece_ip(w, k, n, last))
 		return PT_C_SHAPE_ERR;
+	{
+		__u64 size = PT_OUTER_LEN + p->hdr;
 
-	if (p->prefix) {
-		__u64 pre = p->prefix;
-
-		barrier_var(pre);
-		if (pre > PT_PREFIX_MAX)
+		barrier_var(size);
+		if (size < PT_OUTER_LEN || size > PT_OUTER_LEN + PT_PREFIX_MAX + 8)
 			return PT_C_SHAPE_ERR;
-		pre = pt_at_least_1(pre);       /* non-zero: tested above */
-		if (bpf_skb_store_bytes(skb, PT_OUTER_LEN, l->cache->data, pre,
-					BPF_F_RECOMPUTE_CSUM))
-			return PT_C_SHAPE_ERR;
-		if (pt_piece_ip(l, k, n, last))
+		size = pt_at_least_1(size);     /* non-zero: tested above */
+		if (bpf_skb_store_bytes(skb, 0, o, size, 0))
 			return PT_C_SHAPE_ERR;
 	}
 
@@ -351,12 +329,11 @@ static __noinline int pt_piece(struct pt_loop *l, __u32 k, int shaped)
 			return PT_C_SHAPE_ERR;
 		size = pt_at_least_1(size);
 		if (bpf_skb_store_bytes(skb, PT_OUTER_LEN + p->hdr, &l->cache->data[from],
-					size, BPF_F_RECOMPUTE_CSUM))
+					size, 0))
 			return PT_C_SHAPE_ERR;
 	}
 
-	if (PT_OUTER_V6 && pt_udp_csum_soft(skb, o, len,
-					     l->w->csum_mode == PT_CSUM_STEER ? l->w->csum_off : 0))
+	if (PT_OUTER_V6 && pt_udp_csum_soft(skb, o, len))
 		return PT_C_SHAPE_ERR;
 	return 0;
 }
@@ -364,15 +341,24 @@ static __noinline int pt_piece(struct pt_loop *l, __u32 k, int shaped)
 /* Send a clone of the piece built in the skb; 0 or why it is lost. Once the
  * uplink drops one piece the frame cannot be rebuilt: the caller stops, which
  * also relieves a congested uplink of the rest. */
-static __always_inline __u32 pt_xmit_clone(struct pt_loop *l)
+static __always_inline __u32 pt_xmit(struct __sk_buff *skb, __u32 ifindex)
 {
-	long ret = bpf_clone_redirect(l->skb, l->w->out_ifindex, 0);
+	long ret = bpf_clone_redirect(skb, ifindex, 0);
 
 	if (ret < 0)
 		return PT_C_REDIRECT_ERR;
-	if (ret == PT_NET_XMIT_DROP)
+	/* NET_XMIT_DROP, or NET_XMIT_CN: a device being reconfigured (its
+	 * noop qdisc drops and says CN) or a qdisc that dropped a packet of
+	 * this flow — of this frame, or of one before it: either way not a
+	 * frame to vouch for */
+	if (ret != PT_NET_XMIT_SUCCESS)
 		return PT_C_XMIT_DROP;
 	return 0;
+}
+
+static __always_inline __u32 pt_xmit_clone(struct pt_loop *l)
+{
+	return pt_xmit(l->skb, l->w->out_ifindex);
 }
 
 #if PT_HAVE_BPF_LOOP

@@ -6,12 +6,12 @@
  * /sys/kernel/btf/vmlinux. Only the fields named here are used.
  *
  * Why: a copy whose L4 checksum is still to be computed by the device
- * (CHECKSUM_PARTIAL, the normal state of a pod's own TCP/UDP traffic on a
- * veth) keeps that state through bpf_clone_redirect(). A NIC, or
- * skb_checksum_help(), would then write a checksum at csum_start +
- * csum_offset of every piece we send, in the middle of the captured bytes. The
- * tunnel program steers that write into a scratch field of the tunnel header
- * instead (PT_SINK_OFF in encap.h).
+ * (CHECKSUM_PARTIAL, the normal state of a pod's own TCP/UDP/SCTP traffic on a
+ * veth) keeps that state through bpf_clone_redirect(). A device, or the
+ * kernel's software fallback, then writes a checksum at csum_start +
+ * csum_offset: into the inner frame of a copy sent whole (the collector puts
+ * the original bytes back, segment.h), never into pieces (podtap.bpf.c: the
+ * carrier).
  */
 #ifndef PODTAP_KERN_H
 #define PODTAP_KERN_H

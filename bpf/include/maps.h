@@ -34,7 +34,8 @@ struct {
 /* Counters by reason; the numbers are part of the interface with userspace
  * (src/datapath/counters.ts) and never change meaning. */
 enum pt_reason {
-	PT_C_SEEN = 0,          /* tap: packets that reached an attached hook */
+	PT_C_SEEN = 0,          /* tap: packets that reached an attached hook (not counted
+	                         * here: the agent sums skipOwn, filtered and matched) */
 	PT_C_SKIP_OWN = 1,      /* tap: podtap's own traffic, never mirrored */
 	PT_C_FILTERED = 2,      /* tap: did not match the policy's filter */
 	PT_C_MATCHED = 3,       /* tap: matched the filter */
@@ -53,12 +54,15 @@ enum pt_reason {
 	PT_C_FOREIGN = 16,      /* tunnel: untagged packet on the capture device, dropped */
 	PT_C_SHAPE_ERR = 17,    /* tunnel: resizing the copy failed (lost) */
 	PT_C_MTU = 18,          /* tunnel: route MTU below the compiled MTU (lost) */
-	PT_C_CSUM_UNSUPP = 19,  /* tunnel: non-inet offloaded checksum left as is */
+	PT_C_CSUM_UNSUPP = 19,  /* (no longer counted: every offloaded checksum kind is handled) */
 	PT_C_SLOT_BUSY = 20,    /* tunnel: stash slots all in use: cut synchronously */
 	PT_C_CARRIER_LOST = 21, /* emit: a stashed frame's carrier never arrived (lost) */
 	PT_C_LIMIT = 22,        /* tap: matched after the policy's limit was reached */
 	PT_C_XMIT_DROP = 23,    /* tunnel: the uplink dropped a piece; rest of the frame not sent (lost) */
-	PT_C_MAX = 24,
+	PT_C_SEGMENTED = 24,    /* tunnel: TCP super-packets sent once, for the kernel to segment */
+	PT_C_CARRIER_STALE = 25, /* emit: a carrier whose slot was reclaimed (its frame counted carrierLost) */
+	PT_C_NO_SLOT = 26,      /* tunnel: every stash slot waiting, frame with an offloaded checksum (lost) */
+	PT_C_MAX = 27,
 };
 
 struct pt_count {
@@ -77,9 +81,11 @@ struct {
  * re-enter on the same CPU is through our own redirects: busy guards it. */
 struct pt_cpu {
 	__u32 busy;
-	__u32 seq;              /* next frame sequence number of this CPU's stream */
 	__u32 ring;             /* next stash slot (1 .. PT_SLOTS-1) */
-	__u32 pad;
+	__u32 seq[PT_FLOW_BUCKETS]; /* next frame number of each of this CPU's streams */
+	__u64 route_ns;         /* when the route below was looked up */
+	__u32 route_ifindex;    /* device towards the collector */
+	__u8 route_macs[12];    /* its next hop's MAC address, then its own */
 };
 
 struct {
@@ -88,6 +94,47 @@ struct {
 	__type(key, __u32);
 	__type(value, struct pt_cpu);
 } pt_cpu SEC(".maps");
+
+/* Identifications of the inner IP fragments we make, shared by every CPU so
+ * that two CPUs never give two frames the same one (16 bits for IPv4, 32 for
+ * IPv6: a standard receiver joins fragments by it, RFC 4963). */
+struct pt_ids {
+	struct bpf_spin_lock lock;      /* (a value-returning atomic needs BPF ISA v3) */
+	__u32 next;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pt_ids);
+} pt_ids SEC(".maps");
+
+/* Ownership of each stash slot (key as pt_cache), handed from the tunnel
+ * program to the emit stage of whatever CPU cuts it: a slot reclaimed after
+ * its carrier was presumed lost gets a new generation, and a late carrier of
+ * the old one finds out instead of cutting another frame's bytes. */
+enum pt_slot_state {
+	PT_SLOT_FREE = 0,
+	PT_SLOT_FILLING = 1,    /* the tunnel program copies a frame in */
+	PT_SLOT_STASHED = 2,    /* waiting for its carrier */
+	PT_SLOT_CUTTING = 3,    /* the emit stage cuts it */
+};
+
+struct pt_slot {
+	struct bpf_spin_lock lock;
+	__u32 state;
+	__u32 gen;
+	__u32 pad;
+	__u64 stashed_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PT_NR_CPUS * PT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct pt_slot);
+} pt_slot SEC(".maps");
 
 /* Scratch cache: PT_SLOTS entries per CPU, at cpu * PT_SLOTS + slot. An ARRAY,
  * not a PERCPU_ARRAY: per-CPU values are limited to 32 KB. */
@@ -121,6 +168,24 @@ struct {
 	__type(key, __u32);
 	__type(value, struct pt_limit);
 } pt_limit SEC(".maps");
+
+/* Fragmented datagrams whose first fragment matched a port or TCP-flag
+ * filter: their later fragments, which carry no L4 header, match too. */
+struct pt_frag_key {
+	__u8 family;
+	__u8 proto;
+	__u16 pad;
+	__u32 id;               /* IPv4 identification or IPv6 Fragment header identification */
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PT_FRAG_TRACK);
+	__type(key, struct pt_frag_key);
+	__type(value, __u8);
+} pt_frags SEC(".maps");
 
 /* Peer CIDR filter (PT_CIDR_FILTER): LPM tries filled by the agent. */
 struct pt_lpm4 {

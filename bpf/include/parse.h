@@ -19,6 +19,11 @@
 #define PT_NH_ICMPV6 58
 #define PT_NH_SCTP 132
 
+/* pt_pkt.frag */
+#define PT_FRAG_NONE 0          /* not a fragment */
+#define PT_FRAG_FIRST 1         /* the first fragment of a datagram (offset 0, more follow) */
+#define PT_FRAG_LATER 2         /* a later fragment: no L4 header */
+
 struct pt_pkt {
 	__u8 family;            /* 4, 6, or 0 for non-IP */
 	__u8 l4proto;           /* IP protocol / last next header */
@@ -26,25 +31,42 @@ struct pt_pkt {
 	__u8 tcp_flags;
 	__u16 sport;            /* host order */
 	__u16 dport;
+	__u8 frag;              /* PT_FRAG_* */
+	__u8 pad[3];
+	__u32 frag_id;          /* fragments: IPv4 identification / IPv6 Fragment header's */
 	__u8 src[16];
 	__u8 dst[16];
 };
 
-/* Fill @p from the frame; returns 0, or -1 if the frame is too short to say. */
-static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
+/* Copy @len (a constant) bytes at @off of the frame to @dst: straight from
+ * the linear data when it holds them (no helper call: this runs on every
+ * packet of a tapped interface), else with bpf_skb_load_bytes(). 0 or < 0. */
+#define pt_load(skb, off, dst, len) ({                                        \
+	void *__end = (void *)(long)(skb)->data_end;                          \
+	void *__p = (void *)(long)(skb)->data + ((off) & 0xffff);             \
+	long __r = 0;                                                         \
+	if ((off) <= 0xffff && __p + (len) <= __end)                          \
+		__builtin_memcpy((dst), __p, (len));                          \
+	else                                                                  \
+		__r = bpf_skb_load_bytes((skb), (off), (dst), (len));         \
+	__r;                                                                  \
+})
+
+/* pt_parse() for headers that are not all in the linear data. */
+static __noinline int pt_parse_slow(struct __sk_buff *skb, struct pt_pkt *p)
 {
 	struct ethhdr eth;
 	__u32 l4off;
 	int frag_later = 0;
 
 	__builtin_memset(p, 0, sizeof(*p));
-	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0)
+	if (pt_load(skb, 0, &eth, sizeof(eth)) < 0)
 		return -1;
 
 	if (eth.h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
 
-		if (bpf_skb_load_bytes(skb, PT_ETH_HLEN, &ip, sizeof(ip)) < 0)
+		if (pt_load(skb, PT_ETH_HLEN, &ip, sizeof(ip)) < 0)
 			return -1;
 		p->family = 4;
 		p->l4proto = ip.protocol;
@@ -52,13 +74,18 @@ static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
 		__builtin_memcpy(p->dst, &ip.daddr, 4);
 		/* fragments other than the first carry no L4 header */
 		frag_later = (ip.frag_off & bpf_htons(0x1fff)) != 0;
+		if (frag_later)
+			p->frag = PT_FRAG_LATER;
+		else if (ip.frag_off & bpf_htons(0x2000))
+			p->frag = PT_FRAG_FIRST;
+		p->frag_id = bpf_ntohs(ip.id);
 		l4off = PT_ETH_HLEN + ip.ihl * 4;
 	} else if (eth.h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
 		__u8 nh;
 		int i;
 
-		if (bpf_skb_load_bytes(skb, PT_ETH_HLEN, &ip6, sizeof(ip6)) < 0)
+		if (pt_load(skb, PT_ETH_HLEN, &ip6, sizeof(ip6)) < 0)
 			return -1;
 		p->family = 6;
 		__builtin_memcpy(p->src, &ip6.saddr, 16);
@@ -67,15 +94,17 @@ static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
 		l4off = PT_ETH_HLEN + sizeof(ip6);
 #pragma unroll
 		for (i = 0; i < PT_IPV6_EXT_MAX; i++) {
-			__u8 ext[4];
+			__u8 ext[8];
 
 			if (nh != PT_NH_HOPOPTS && nh != PT_NH_ROUTING &&
 			    nh != PT_NH_DSTOPTS && nh != PT_NH_FRAGMENT)
 				break;
-			if (bpf_skb_load_bytes(skb, l4off, ext, sizeof(ext)) < 0)
+			if (pt_load(skb, l4off, ext, sizeof(ext)) < 0)
 				return -1;
 			if (nh == PT_NH_FRAGMENT) {
 				frag_later = ((ext[2] << 8 | ext[3]) & 0xfff8) != 0;
+				p->frag = frag_later ? PT_FRAG_LATER : (ext[3] & 1) ? PT_FRAG_FIRST : PT_FRAG_NONE;
+				p->frag_id = (ext[4] << 24) | (ext[5] << 16) | (ext[6] << 8) | ext[7];
 				l4off += 8;
 			} else {
 				l4off += (ext[1] + 1) * 8;
@@ -91,18 +120,111 @@ static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
 		return 0;
 	if (p->l4proto == IPPROTO_TCP || p->l4proto == IPPROTO_UDP ||
 	    p->l4proto == PT_NH_SCTP) {
-		__u16 ports[2];
+		__u8 l4[14];
 
-		if (bpf_skb_load_bytes(skb, l4off, ports, sizeof(ports)) < 0)
+		/* ports, and TCP's flags at 13 (the 8 bytes of a UDP header
+		 * and the 12 of SCTP's precede their payload) */
+		if (pt_load(skb, l4off, l4, 4) < 0)
 			return 0;
 		p->has_ports = 1;
-		p->sport = bpf_ntohs(ports[0]);
-		p->dport = bpf_ntohs(ports[1]);
-		if (p->l4proto == IPPROTO_TCP &&
-		    bpf_skb_load_bytes(skb, l4off + 13, &p->tcp_flags, 1) < 0)
-			return 0;
+		p->sport = (l4[0] << 8) | l4[1];
+		p->dport = (l4[2] << 8) | l4[3];
+		if (p->l4proto == IPPROTO_TCP) {
+			if (pt_load(skb, l4off, l4, sizeof(l4)) < 0)
+				return 0;
+			p->tcp_flags = l4[13];
+		}
 	}
 	return 0;
+}
+
+/*
+ * Fill @p from the frame; returns 0, or -1 if the frame is too short to say.
+ * Runs on every packet of a tapped interface: reads the headers in place,
+ * word by word, where the linear data holds them (the common case), and
+ * falls back to copying them out otherwise.
+ */
+static __always_inline int pt_parse(struct __sk_buff *skb, struct pt_pkt *p)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u8 *l4;
+
+	if ((void *)(eth + 1) > end)
+		return pt_parse_slow(skb, p);
+	__builtin_memset(p, 0, sizeof(*p));
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > end)
+			return pt_parse_slow(skb, p);
+		p->family = 4;
+		p->l4proto = ip->protocol;
+		*(__u32 *)p->src = ip->saddr;
+		*(__u32 *)p->dst = ip->daddr;
+		p->frag_id = bpf_ntohs(ip->id);
+		if (ip->frag_off & bpf_htons(0x1fff)) {
+			/* a later fragment carries no L4 header */
+			p->frag = PT_FRAG_LATER;
+			return 0;
+		}
+		if (ip->frag_off & bpf_htons(0x2000))
+			p->frag = PT_FRAG_FIRST;
+		l4 = (__u8 *)ip + ip->ihl * 4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > end)
+			return pt_parse_slow(skb, p);
+		/* extension headers: the general parse walks them */
+		if (ip6->nexthdr == PT_NH_HOPOPTS || ip6->nexthdr == PT_NH_ROUTING ||
+		    ip6->nexthdr == PT_NH_DSTOPTS || ip6->nexthdr == PT_NH_FRAGMENT)
+			return pt_parse_slow(skb, p);
+		p->family = 6;
+		p->l4proto = ip6->nexthdr;
+		__builtin_memcpy(p->src, &ip6->saddr, 16);
+		__builtin_memcpy(p->dst, &ip6->daddr, 16);
+		l4 = (__u8 *)(ip6 + 1);
+	} else {
+		return 0;
+	}
+	if (p->l4proto == IPPROTO_TCP) {
+		if (l4 + 14 > (__u8 *)end)
+			return pt_parse_slow(skb, p);
+		p->tcp_flags = l4[13];
+	} else if (p->l4proto != IPPROTO_UDP && p->l4proto != PT_NH_SCTP) {
+		return 0;
+	}
+	if (l4 + 4 > (__u8 *)end)
+		return pt_parse_slow(skb, p);
+	p->has_ports = 1;
+	p->sport = bpf_ntohs(*(__u16 *)l4);
+	p->dport = bpf_ntohs(*(__u16 *)(l4 + 2));
+	return 0;
+}
+
+/* A hash of the frame's flow (addresses, protocol, and ports where every
+ * fragment of a datagram has them: none for fragments, so a datagram's
+ * fragments share one), for the tunnel's outer source port. */
+static __always_inline __u32 pt_flow_hash(const struct pt_pkt *p)
+{
+	__u32 h = 0x9e3779b9u ^ p->l4proto, w;
+	int i;
+
+	if (!p->family)
+		return 0;
+#pragma unroll
+	for (i = 0; i < 16; i += 4) {
+		__builtin_memcpy(&w, &p->src[i], 4);
+		h = (h ^ w) * 0x85ebca6bu;
+		h ^= h >> 13;
+		__builtin_memcpy(&w, &p->dst[i], 4);
+		h = (h ^ w) * 0xc2b2ae35u;
+		h ^= h >> 16;
+	}
+	if (p->has_ports && p->frag == PT_FRAG_NONE)
+		h = (h ^ ((__u32)p->sport << 16 | p->dport)) * 0x85ebca6bu;
+	return h ^ (h >> 15);
 }
 
 #endif /* PODTAP_PARSE_H */

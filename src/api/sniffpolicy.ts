@@ -14,7 +14,7 @@ import { ConditionSchema } from './conditions.ts';
 import { isCIDR, isIPAddress } from './netaddr.ts';
 import { withRule } from './rules.ts';
 import {
-  DEFAULT_POLICY_TYPES, DEFAULT_TUNNEL, defaultCollectorPort, DURATION_EXAMPLES, DURATION_PATTERN, MTU_MAX, MTU_MIN, PolicyTypes, Protocols, REMOVED_DIRECTIONS, removedDirectionMessage, type RemovedDirection, TcpFlags, TunnelProtocols,
+  DEFAULT_POLICY_TYPES, DEFAULT_TUNNEL, defaultCollectorPort, DURATION_EXAMPLES, DURATION_PATTERN, LargeFrameModes, MTU_MAX, MTU_MIN, PolicyTypes, Protocols, REMOVED_DIRECTIONS, removedDirectionMessage, type RemovedDirection, TcpFlags, TunnelProtocols,
 } from './vocabulary.ts';
 
 export const GROUP = 'podtap.io';
@@ -131,6 +131,10 @@ export const TunnelSchema = z
       description: 'Geneve carries podtap metadata (exact rebuild, pod names, direction); VXLAN is for receivers that only speak VXLAN.',
     }),
     vni: z.number().int().min(0).max(16_777_215, 'vni must be less than 2^24 (16777216)').default(0).meta({ description: 'Virtual network identifier (24 bits).' }),
+    largeFrames: z.enum(LargeFrameModes, { error: 'largeFrames must be Segment or Fragment' }).default('Segment').meta({
+      description:
+        'Frames larger than the MTU. Segment: a TCP super-packet (GSO) leaves once and the kernel or the NIC cuts it into TCP segments, each a complete tunnel packet (the collector rebuilds the super-packet); other frames travel as inner IP fragments. Fragment: every such frame travels as inner IP fragments, for receivers that reassemble IP fragments rather than TCP streams.',
+    }),
   })
   .meta({ description: 'Encapsulation of the mirrored packets.' });
 export type Tunnel = z.infer<typeof TunnelSchema>;

@@ -8,6 +8,7 @@
  * size module (src/wire/sizes.ts, checked against bpf/include/consts.h) and
  * the API names them here.
  */
+import { LARGE_FRAME_MODES, type LargeFrameMode } from '../wire/format.ts';
 import { MTU_MAX, MTU_MIN, TUNNEL_KINDS, TUNNELS, type TunnelKind } from '../wire/sizes.ts';
 
 export { MTU_MAX, MTU_MIN };
@@ -16,6 +17,10 @@ export { MTU_MAX, MTU_MIN };
 export const TunnelProtocols = TUNNEL_KINDS as readonly TunnelKind[];
 export type TunnelProtocol = TunnelKind;
 export const DEFAULT_TUNNEL: TunnelProtocol = 'Geneve';
+
+/** How frames larger than the MTU travel (spec.tunnel.largeFrames). */
+export const LargeFrameModes = LARGE_FRAME_MODES;
+export type { LargeFrameMode };
 
 /** The collector's UDP port when the policy names none: the tunnel's IANA port. */
 export function defaultCollectorPort(protocol: TunnelProtocol): number {

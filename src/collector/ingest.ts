@@ -3,7 +3,7 @@
  * threads: parse each datagram, decide whether its source is accepted, track
  * sequence numbers, rebuild frames from their pieces, and hand the results to
  * a sink. One Ingest is single-threaded state; the collector runs one per
- * ingest worker. SO_REUSEPORT keeps each (instance, CPU) stream on one socket
+ * ingest worker. SO_REUSEPORT keeps each (instance, CPU, flow) stream on one socket
  * (the data plane gives each stream its own UDP source port, PT_SPORT_BASE in
  * bpf/include/consts.h), so per-worker sequence tracking and reassembly are
  * exact.
@@ -16,6 +16,7 @@
  * secret, data is taken only on granted streams; without one, from anyone.
  */
 import {
+  Flag,
   Kind,
   MALFORMED_REASONS,
   emptyParsed,
@@ -27,6 +28,7 @@ import {
 } from '../wire/format.ts';
 import { openAnnouncement, type Announcement, type AnnouncementAuth } from '../wire/announce.ts';
 import { derivedKeyring, type NodeKeyring } from '../wire/auth.ts';
+import { restoreWholeChecksum } from '../wire/segments.ts';
 import { PieceResult, Reassembler, type ReassemblyLimits } from './reassembly.ts';
 import { SeqStream, SeqVerdict } from './streams.ts';
 
@@ -187,7 +189,7 @@ interface Source {
   /** instances granted (admitted announcements), until when (this Ingest's clock) */
   grants: Map<number, number>;
   lastSeen: number;
-  /** instance * 2^16 + cpu */
+  /** (instance * 2^16 + cpu) * 2^8 + flow */
   streams: Map<number, Stream>;
 }
 
@@ -376,7 +378,8 @@ export class Ingest {
     const src = this.#dataSource(address, p.meta.instance);
     if (!src) return;
     const m = p.meta;
-    const skey = m.instance * 0x10000 + m.cpu;
+    // a stream: (instance, cpu, flow bucket), each with its own outer source port
+    const skey = (m.instance * 0x10000 + m.cpu) * 0x100 + m.flow;
     let st = src.streams.get(skey);
     if (!st) {
       if (this.#streamCount >= this.#limits.streams || src.streams.size >= this.#limits.streamsPerSource) {
@@ -404,6 +407,7 @@ export class Ingest {
         return;
       }
       this.#rebuilt++;
+      if (m.flags & Flag.csum) restoreWholeChecksum(buf, p.innerOff, m);
       this.#emit(address, st.instance, m, buf, p.innerOff, p.innerLen, recvMs);
       return;
     }

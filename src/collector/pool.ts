@@ -5,7 +5,7 @@
  * to the same sink, the Router.
  *
  * Why threads and SO_REUSEPORT: one thread tops out at one core of parsing,
- * reassembly and copying. The data plane sends each (instance, CPU) sequence
+ * reassembly and copying. The data plane sends each (instance, CPU, flow) sequence
  * stream from its own UDP source port, and the kernel hashes the 4-tuple to
  * pick the socket, so each stream stays on one worker: its sequence numbers
  * and its pieces are all seen by the same Ingest, exactly as with one thread.

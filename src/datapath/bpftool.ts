@@ -152,5 +152,8 @@ export async function readCounters(maps: string, runner: Runner = createRunner()
       c[name].bytes += v.value.bytes;
     }
   }
+  // the tap counts no `seen` (one map update less per packet): every packet
+  // that reaches a hook is skipped as podtap's own, filtered out, or matched
+  for (const k of ['packets', 'bytes'] as const) c.seen[k] = c.skipOwn[k] + c.filtered[k] + c.matched[k];
   return c;
 }

@@ -5,6 +5,7 @@
  * (addresses, ifindexes) go into the pt_config map at load time instead.
  */
 import { isIPv6 } from 'node:net';
+import type { LargeFrameMode } from '../wire/format.ts';
 import { cacheValueSize, checkMtu, TUNNELS, type TunnelKind } from '../wire/sizes.ts';
 
 /** The protocol filter's bits (PT_P_* in bpf/include/consts.h). */
@@ -30,7 +31,7 @@ export interface DataplaneConfig {
   sampling: { oneIn: number };
   snapLength: number;
   rateLimit: { packetsPerSecond: number; bytesPerSecond: number };
-  tunnel: { protocol: TunnelKind; vni: number };
+  tunnel: { protocol: TunnelKind; vni: number; largeFrames: LargeFrameMode };
   collector: { address: string; port: number };
 }
 
@@ -58,6 +59,9 @@ export function compileDefines(cfg: DataplaneConfig, node: NodeParams): string[]
     ['PT_OUTER_V6', outerV6 ? 1 : 0],
     ['PT_TUNNEL', TUNNELS[cfg.tunnel.protocol].id],
     ['PT_VNI', cfg.tunnel.vni],
+    // kernels whose bpf_skb_adjust_room() lacks the encapsulation flags
+    // (before 5.12) refuse it at run time: the program then fragments
+    ['PT_SEGMENT_TCP', cfg.tunnel.largeFrames === 'Segment' ? 1 : 0],
     ['PT_TUNNEL_PORT', cfg.collector.port],
     ['PT_SNAPLEN', cfg.snapLength],
     ['PT_SAMPLE_ONE_IN', cfg.sampling.oneIn],

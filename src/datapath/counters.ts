@@ -3,7 +3,7 @@ export const REASONS = [
   'seen', 'skipOwn', 'filtered', 'matched', 'sampledOut', 'rateLimited', 'cloneError',
   'tunnelIn', 'mirrored', 'fragmented', 'pieces', 'truncated', 'oversize', 'noRoute',
   'redirectError', 'busy', 'foreign', 'shapeError', 'mtu', 'csumUnsupported',
-  'slotBusy', 'carrierLost', 'limitReached', 'xmitDrop',
+  'slotBusy', 'carrierLost', 'limitReached', 'xmitDrop', 'segmented', 'carrierStale', 'noSlot',
 ] as const;
 export type Reason = (typeof REASONS)[number];
 
@@ -17,7 +17,7 @@ export type Counters = Record<Reason, Count>;
  *  except those lost before the tunnel assigned a sequence number). */
 export const LOSS_REASONS: Reason[] = [
   'rateLimited', 'cloneError', 'noRoute', 'redirectError', 'busy', 'shapeError', 'mtu',
-  'carrierLost', 'xmitDrop',
+  'carrierLost', 'xmitDrop', 'noSlot',
 ];
 
 export function emptyCounters(): Counters {
@@ -46,6 +46,7 @@ export function formatCounters(c: Counters): string {
   const parts = [
     `matched ${c.matched.packets}`,
     `mirrored ${c.mirrored.packets}`,
+    `segmented ${c.segmented.packets}`,
     `fragmented ${c.fragmented.packets}`,
     `pieces ${c.pieces.packets}`,
     `lost ${lost(c)}`,

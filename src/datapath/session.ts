@@ -190,7 +190,7 @@ export class Session {
     const defines = [...compileDefines(cfg, params), ...kernel.defines];
     const compiled = await compileObject(defines, { runner: this.runner, ...(this.cacheDir ? { cacheDir: this.cacheDir } : {}) });
     this.carrierMtu = kernel.xdpFrags ? undefined : mtu;
-    const capture = await ensureCaptureDevice(this.runner, this.id, this.carrierMtu);
+    const capture = await ensureCaptureDevice(this.runner, this.id, { queues: params.nrCpus, mtu: this.carrierMtu });
     const loaded = compiled.key !== this.objectKey;
     const previous = this.object;
 

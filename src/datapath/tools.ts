@@ -9,6 +9,7 @@ export const REQUIRED_TOOLS: { tool: string; pkg: string; why: string }[] = [
   { tool: 'bpftool', pkg: 'bpftool', why: 'loads and pins the BPF objects' },
   { tool: 'tc', pkg: 'iproute2', why: 'attaches the programs to interfaces' },
   { tool: 'ip', pkg: 'iproute2', why: 'manages the capture device and routes' },
+  { tool: 'ethtool', pkg: 'ethtool', why: "sets the capture device's offloads" },
   { tool: 'nsenter', pkg: 'util-linux', why: 'enters network namespaces' },
 ];
 

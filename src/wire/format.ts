@@ -7,7 +7,7 @@
  * src/wire/announce.ts; docs/wire-format.md
  * has the prose.
  */
-
+import { segmentOffset, wholeChecksumValid } from './segments.ts';
 import { FRAME_MAX, IPV6_HLEN, META_LEN, PREFIX_MAX, TUNNELS, TUN_BASE_LEN } from './sizes.ts';
 
 // The sizes are declared once, in sizes.ts.
@@ -19,15 +19,18 @@ export const VXLAN_PORT = TUNNELS.VXLAN.port;
 export const OPT_CLASS = 0xff70;
 export const OPT_TYPE_META = 0x01;
 export const OPT_TYPE_ANNOUNCE = 0x02;
-export const META_VERSION = 1;
+/** 2: flow, TCP_SEG and the CSUM flag; no checksum sink. */
+export const META_VERSION = 2;
 /** Byte offsets of struct pt_meta's fields (bpf/include/wire.h). */
 export const MetaOff = {
-  csumSink: 0, // scratch a device may write (checksum offload steering): ignored
+  tcpFlags: 0, // TCP_SEG: the super-packet's TCP flags byte
   version: 2,
   flags: 3,
   kind: 4,
+  flow: 5, // flow bucket: (instance, cpu, flow) names a sequence stream
   cpu: 6,
   instance: 8,
+  l4Off: 10, // TCP_SEG: offset of the TCP header
   seq: 12,
   ifindex: 16,
   origLen: 20,
@@ -58,7 +61,17 @@ export const Flag = {
   oversize: 0x04,
   frag: 0x08,
   last: 0x10,
+  /** WHOLE: a device may have completed the frame's offloaded checksum; fix = offset, original bytes, length */
+  csum: 0x20,
 } as const;
+
+/**
+ * How frames larger than the MTU travel (spec.tunnel.largeFrames): Segment, a
+ * TCP super-packet leaves once and is cut into TCP segments (kind TCP_SEG);
+ * Fragment, inner IP fragments (kinds IPV4, IPV6_NEW, IPV6_REFRAG).
+ */
+export const LARGE_FRAME_MODES = ['Segment', 'Fragment'] as const;
+export type LargeFrameMode = (typeof LARGE_FRAME_MODES)[number];
 
 /** pt_meta.kind */
 export const Kind = {
@@ -67,6 +80,8 @@ export const Kind = {
   ipv6New: 2,
   ipv6Refrag: 3,
   raw: 4,
+  /** a TCP super-packet the kernel cut into segments (src/wire/segments.ts) */
+  tcpSeg: 5,
 } as const;
 export type KindValue = (typeof Kind)[keyof typeof Kind];
 
@@ -131,12 +146,18 @@ export interface PieceMeta {
   fix3: number;
   tstampHi: number;
   tstampLo: number;
+  flow: number;
+  /** TCP_SEG: the super-packet's TCP flags, its TCP header's offset, its sequence number (pieceOff is then where this segment's payload belongs) */
+  tcpFlags: number;
+  l4Off: number;
+  tcpSeq: number;
 }
 
 export function emptyMeta(): PieceMeta {
   return {
     version: 0, flags: 0, kind: 0, cpu: 0, instance: 0, seq: 0, ifindex: 0, origLen: 0, capLen: 0,
     pieceOff: 0, hdrLen: 0, l3Off: 0, fix0: 0, fix1: 0, fix2: 0, fix3: 0, tstampHi: 0, tstampLo: 0,
+    flow: 0, tcpFlags: 0, l4Off: 0, tcpSeq: 0,
   };
 }
 
@@ -267,7 +288,16 @@ function parseGeneve(buf: Buffer, out: ParsedDatagram): DatagramType {
   m.fix3 = buf.readUInt16BE(metaAt + MetaOff.fix + 6);
   m.tstampHi = buf.readUInt32BE(metaAt + MetaOff.tstamp);
   m.tstampLo = buf.readUInt32BE(metaAt + MetaOff.tstamp + 4);
-  if (m.kind > Kind.raw) return bad(out, 'unknown-kind');
+  m.flow = buf[metaAt + MetaOff.flow]!;
+  m.tcpFlags = buf[metaAt + MetaOff.tcpFlags]!;
+  m.l4Off = buf.readUInt16BE(metaAt + MetaOff.l4Off);
+  m.tcpSeq = 0;
+  if (m.kind > Kind.tcpSeg) return bad(out, 'unknown-kind');
+  if (m.kind === Kind.tcpSeg) {
+    m.tcpSeq = m.pieceOff;
+    m.pieceOff = segmentOffset(buf, out.innerOff, out.innerLen, m);
+    if (m.pieceOff < 0) return bad(out, 'bad-lengths');
+  }
   if ((m.kind === Kind.raw) !== (protocol === GENEVE_PROTO_RAW)) return bad(out, 'protocol-mismatch');
   const reason = checkPiece(m, out.innerLen);
   if (reason) return bad(out, reason);
@@ -302,6 +332,7 @@ function checkPiece(m: PieceMeta, innerLen: number): MalformedReason | undefined
   if (m.kind === Kind.whole) {
     // one piece carrying the whole captured frame
     if (m.pieceOff !== m.hdrLen || m.hdrLen + chunk !== m.capLen) return 'outside-frame';
+    if (m.flags & Flag.csum && !wholeChecksumValid(m)) return 'bad-lengths';
   } else if (m.pieceOff < prefix || m.pieceOff + chunk > m.capLen) {
     return 'outside-frame';
   }

@@ -3,6 +3,7 @@
  * in bpf/include/wire.h): the inverse of pt_piece_ip() in bpf/include/frag.h.
  */
 import { IPV6_FRAG_HLEN, Kind, framePrefixLen, type PieceMeta } from './format.ts';
+import { restoreSegmentHeaders } from './segments.ts';
 
 /**
  * Write the original frame's first framePrefixLen(meta) bytes, taken from the
@@ -32,6 +33,9 @@ export function restorePrefix(src: Buffer, srcOff: number, meta: PieceMeta, dst:
       // prefix = its offset + 8); its offset/M field is at +2
       dst.writeUInt16BE(meta.fix0, l3 + 4);
       dst.writeUInt16BE(meta.fix1, dstOff + meta.hdrLen - IPV6_FRAG_HLEN + 2);
+      break;
+    case Kind.tcpSeg:
+      restoreSegmentHeaders(dst, dstOff, meta);
       break;
   }
   return n;

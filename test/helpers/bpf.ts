@@ -68,18 +68,53 @@ export async function progRun(prog: string, packet: Buffer, ctx?: Buffer): Promi
   return Number(m[1]) | 0;
 }
 
-/** The witness program (test/kernel/bpf/witness.bpf.c): a second filter that counts. */
-export async function loadWitness(pinRoot: string): Promise<{ prog: string; count(): Promise<number> }> {
-  const obj = join(tmpdir(), `podtap-witness-${randomBytes(4).toString('hex')}.o`);
-  await execa('clang', ['-O2', '-g', '-target', 'bpf', ...(process.arch === 'x64' ? ['-I/usr/include/x86_64-linux-gnu'] : []), '-c', 'test/kernel/bpf/witness.bpf.c', '-o', obj]);
+/** Compile test/kernel/bpf/@name.bpf.c and pin its programs and maps under @pinRoot. */
+async function loadTestProgram(name: string, pinRoot: string): Promise<void> {
+  const obj = join(tmpdir(), `podtap-${name}-${randomBytes(4).toString('hex')}.o`);
+  await execa('clang', ['-O2', '-g', '-target', 'bpf', ...(process.arch === 'x64' ? ['-I/usr/include/x86_64-linux-gnu'] : []), '-c', `test/kernel/bpf/${name}.bpf.c`, '-o', obj]);
   await execa('bpftool', ['prog', 'loadall', obj, pinRoot, 'pinmaps', `${pinRoot}/maps`]);
   await rm(obj, { force: true });
+}
+
+/** test/kernel/bpf/vlan.bpf.c: tags packets with VLAN 100 in skb->vlan_tci. */
+export async function loadVlanTagger(pinRoot: string): Promise<string> {
+  await loadTestProgram('vlan', pinRoot);
+  return `${pinRoot}/vlan_tag`;
+}
+
+/** The witness program (test/kernel/bpf/witness.bpf.c): a second filter that counts. */
+export async function loadWitness(pinRoot: string): Promise<{ prog: string; count(): Promise<number> }> {
+  await loadTestProgram('witness', pinRoot);
   return {
     prog: `${pinRoot}/witness`,
     async count() {
       const r = await execa('bpftool', ['-j', 'map', 'dump', 'pinned', `${pinRoot}/maps/witness_count`]);
       const rows = JSON.parse(r.stdout) as { formatted?: { value: number } }[];
       return rows[0]?.formatted?.value ?? 0;
+    },
+  };
+}
+
+/** The marks programs (test/kernel/bpf/marks.bpf.c): set a mark as a CNI would, and count the marks packets carry. */
+export async function loadMarks(pinRoot: string): Promise<{
+  set: string;
+  count: string;
+  want(mark: number): Promise<void>;
+  read(): Promise<{ zero: number; other: number; bits: number; changed: number }>;
+}> {
+  await loadTestProgram('marks', pinRoot);
+  const map = `${pinRoot}/maps/marks`;
+  const le64 = (n: number) => [...Buffer.from(BigInt.asUintN(64, BigInt(n)).toString(16).padStart(16, '0'), 'hex').reverse()].map((b) => b.toString());
+  return {
+    set: `${pinRoot}/mark_set`,
+    count: `${pinRoot}/mark_count`,
+    async want(mark) {
+      await execa('bpftool', ['map', 'update', 'pinned', map, 'key', '0', '0', '0', '0', 'value', ...le64(mark)]);
+    },
+    async read() {
+      const rows = JSON.parse((await execa('bpftool', ['-j', 'map', 'dump', 'pinned', map])).stdout) as { formatted?: { key: number; value: number } }[];
+      const v = (k: number) => rows.find((r) => r.formatted?.key === k)?.formatted?.value ?? 0;
+      return { zero: v(1), other: v(2), bits: v(3), changed: v(4) };
     },
   };
 }

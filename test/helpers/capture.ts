@@ -118,3 +118,12 @@ export function podtap(ns: string | undefined, args: string[], env: Record<strin
   const [file, argv] = ns ? ['nsenter', [`--net=/run/netns/${ns}`, ...cmd]] : [cmd[0]!, cmd.slice(1)];
   return execa(file, argv, { reject: false, env: { ...process.env, ...env }, buffer: true, all: true });
 }
+
+/** Frames the collector wrote for @dev in direction @dir (in: sent by the pod) vs tcpdump's, unicast only
+ *  (link-layer multicast, ND/MLD chatter and ARP, comes at any time, also outside both captures' window). */
+export async function compareCapture(file: string, truthFile: string, dev: string, dir: 'in' | 'out', extraFilter = '') {
+  const unicast = `eth.dst.ig == 0 && !arp${extraFilter ? ` && ${extraFilter}` : ''}`;
+  const truth = await readFrames(truthFile, unicast);
+  const got = await readFrames(file, `${unicast} && frame.interface_name == "${dev}" && frame.packet_flags_direction == ${dir === 'in' ? 2 : 1}`);
+  return { truth: truth.length, got: got.length, diff: diffMultiset(digestCounts(truth), digestCounts(got)) };
+}

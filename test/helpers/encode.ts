@@ -39,13 +39,17 @@ import { chunkMax, pieceMax } from '../../src/wire/sizes.ts';
 export interface EncodeOptions {
   /** L3 MTU of the path to the collector (PT_MTU). */
   mtu?: number;
-  /** Outer IPv6 (PT_OUTER_V6): 20 more bytes of outer header, no fast path. */
+  /** Outer IPv6 (PT_OUTER_V6): 20 more bytes of outer header. */
   outerV6?: boolean;
   tunnel?: TunnelMode;
   vni?: number;
   instance?: number;
   cpu?: number;
   seq?: number;
+  /** The frame's flow bucket (pt_meta.flow). */
+  flow?: number;
+  /** The identification pt_ids hands a frame the program fragments (IPv4: its low 16 bits). */
+  id?: number;
   ifindex?: number;
   /** Taken at the veth's egress (towards the pod). */
   toPod?: boolean;
@@ -54,9 +58,8 @@ export interface EncodeOptions {
   /** PT_SNAPLEN; 0 = whole frames. */
   snapLen?: number;
   /**
-   * Whether the program would take its in-place fast path for a frame that
-   * fits (outer IPv4, no checksum offload, no GSO): pieces then carry
-   * hdr_len 0 and piece_off 0. Default true.
+   * Whether the program would send a frame that fits whole, in place (no
+   * GSO): pieces then carry hdr_len 0 and piece_off 0. Default true.
    */
   fastPath?: boolean;
 }
@@ -98,8 +101,7 @@ function c16(frame: Buffer, cap: number, off: number): number {
 /** pt_plan_make(); undefined where the program gives up (PT_C_SHAPE_ERR). */
 export function makePlan(frame: Buffer, cap: number, opts: EncodeOptions): Plan | undefined {
   const { pieceMax, chunkMax } = pieceSizes(opts);
-  const seq = (opts.seq ?? 0) >>> 0;
-  const cpu = opts.cpu ?? 0;
+  const id = (opts.id ?? 0) >>> 0;
   const p: Plan = {
     kind: Kind.raw, cap, dataStart: 0, chunk: 0, npieces: 0, prefix: 0, hdr: 0, nhOff: 0, fhOff: 0,
     fragBase: 0, fragId: 0, ipId: 0, fragMore: false, fix: [0, 0, 0, 0], protocol: GENEVE_PROTO_ETH,
@@ -128,7 +130,7 @@ export function makePlan(frame: Buffer, cap: number, opts: EncodeOptions): Plan 
       p.fragMore = (frag & 0x2000) !== 0;
       p.ipId = p.fix[1];
       // a fresh identification for frames we split (Geneve only)
-      if (opts.tunnel !== 'vxlan' && !p.fragBase && !p.fragMore) p.ipId = (seq ^ (cpu << 12)) & 0xffff;
+      if (opts.tunnel !== 'vxlan' && !p.fragBase && !p.fragMore) p.ipId = id & 0xffff;
     }
   } else if (proto === ETH_P_IPV6 && cap >= ETH_HLEN + 40) {
     let off = ETH_HLEN + 40;
@@ -162,7 +164,7 @@ export function makePlan(frame: Buffer, cap: number, opts: EncodeOptions): Plan 
       p.prefix = off;
       p.hdr = off + IPV6_FRAG_HLEN;
       p.fix = [c16(frame, cap, ETH_HLEN + 4), nhOff, c8(frame, cap, nhOff), 0];
-      p.fragId = ((cpu << 24) ^ seq) >>> 0;
+      p.fragId = id;
     }
   }
 
@@ -231,6 +233,9 @@ interface Header {
   hdrLen: number;
   fix: readonly number[];
   protocol: number;
+  /** TCP_SEG only */
+  tcpFlags?: number;
+  l4Off?: number;
 }
 
 function tunnelHeader(opts: EncodeOptions, h: Header): Buffer {
@@ -252,6 +257,9 @@ function tunnelHeader(opts: EncodeOptions, h: Header): Buffer {
   b[m + MetaOff.version] = META_VERSION;
   b[m + MetaOff.flags] = h.flags;
   b[m + MetaOff.kind] = h.kind;
+  b[m + MetaOff.flow] = (opts.flow ?? 0) & 0xff;
+  b[m + MetaOff.tcpFlags] = h.tcpFlags ?? 0;
+  b.writeUInt16BE(h.l4Off ?? 0, m + MetaOff.l4Off);
   b.writeUInt16BE((opts.cpu ?? 0) & 0xffff, m + MetaOff.cpu);
   b.writeUInt16BE((opts.instance ?? 0) & 0xffff, m + MetaOff.instance);
   b.writeUInt32BE((opts.seq ?? 0) >>> 0, m + MetaOff.seq);
@@ -285,7 +293,7 @@ export function encodeFrame(frame: Buffer, opts: EncodeOptions = {}): Buffer[] {
     flags |= Flag.trunc;
   }
   const { pieceMax } = pieceSizes(opts);
-  if ((opts.fastPath ?? true) && !opts.outerV6 && cap === len && len <= pieceMax) {
+  if ((opts.fastPath ?? true) && cap === len && len <= pieceMax) {
     const h = { flags: flags | Flag.last, kind: Kind.whole, cap, origLen: len, pieceOff: 0, hdrLen: 0, fix: [0, 0, 0, 0], protocol: GENEVE_PROTO_ETH };
     return [Buffer.concat([tunnelHeader(opts, h), frame])];
   }
@@ -312,6 +320,59 @@ export function encodeFrame(frame: Buffer, opts: EncodeOptions = {}): Buffer[] {
       protocol: p.protocol,
     };
     out.push(Buffer.concat([tunnelHeader(opts, h), inner]));
+  }
+  return out;
+}
+
+export interface SegmentOptions extends EncodeOptions {
+  /** TCP payload bytes per segment (the GSO size the program sets) */
+  mss: number;
+  /** what the device leaves in each segment's TCP checksum field (a completed checksum, say) */
+  tcpCheck?: (segment: number) => number;
+}
+
+/**
+ * What pt_send_segmented() and the kernel's GSO turn a TCP super-packet (an
+ * IPv4 or IPv6 frame without extension headers) into: one datagram per
+ * segment, each with the super-packet's headers but its own IP length, IPv4
+ * identification (+1 per segment) and header checksum, TCP sequence number,
+ * flags (CWR only on the first, FIN and PSH only on the last) and checksum,
+ * and the same podtap option (kind TCP_SEG).
+ */
+export function encodeSegments(frame: Buffer, opts: SegmentOptions): Buffer[] {
+  const v4 = frame.readUInt16BE(12) === ETH_P_IP;
+  const l4 = ETH_HLEN + (v4 ? (frame[ETH_HLEN]! & 0xf) * 4 : 40);
+  const hdr = l4 + (frame[l4 + 12]! >> 4) * 4;
+  const seq0 = frame.readUInt32BE(l4 + 4);
+  const flags0 = frame[l4 + 13]!;
+  const id0 = v4 ? frame.readUInt16BE(ETH_HLEN + 4) : 0;
+  const h: Header = {
+    flags: (opts.toPod ? Flag.toPod : 0) | Flag.frag, kind: Kind.tcpSeg, cap: frame.length, origLen: frame.length,
+    pieceOff: seq0, hdrLen: hdr, protocol: GENEVE_PROTO_ETH, tcpFlags: flags0, l4Off: l4,
+    fix: [v4 ? frame.readUInt16BE(ETH_HLEN + 2) : frame.readUInt16BE(ETH_HLEN + 4), id0, v4 ? frame.readUInt16BE(ETH_HLEN + 10) : 0, frame.readUInt16BE(l4 + 16)],
+  };
+  const tunnel = tunnelHeader(opts, h);
+  const out: Buffer[] = [];
+  const n = Math.ceil((frame.length - hdr) / opts.mss);
+  for (let i = 0; i < n; i++) {
+    const from = hdr + i * opts.mss;
+    const payload = frame.subarray(from, Math.min(from + opts.mss, frame.length));
+    const seg = Buffer.concat([frame.subarray(0, hdr), payload]);
+    if (v4) {
+      seg.writeUInt16BE(hdr - ETH_HLEN + payload.length, ETH_HLEN + 2);
+      seg.writeUInt16BE((id0 + i) & 0xffff, ETH_HLEN + 4);
+      seg.writeUInt16BE(0, ETH_HLEN + 10);
+      seg.writeUInt16BE(ipChecksum(seg, ETH_HLEN, l4 - ETH_HLEN), ETH_HLEN + 10);
+    } else {
+      seg.writeUInt16BE(hdr - ETH_HLEN - 40 + payload.length, ETH_HLEN + 4);
+    }
+    seg.writeUInt32BE((seq0 + i * opts.mss) >>> 0, l4 + 4);
+    let f = flags0;
+    if (i > 0) f &= ~0x80; // CWR
+    if (i < n - 1) f &= ~0x09; // FIN, PSH
+    seg[l4 + 13] = f;
+    seg.writeUInt16BE((opts.tcpCheck?.(i) ?? 0xc0de ^ i) & 0xffff, l4 + 16);
+    out.push(Buffer.concat([tunnel, seg]));
   }
   return out;
 }

@@ -13,9 +13,25 @@ import type { Topology } from './netns.ts';
 // The collectors' output directories outlive stop() (tests read the files
 // after it): each test file that imports this removes them when it is done.
 const madeDirs: string[] = [];
+// Processes a failed test never stopped: stopped here, so no collector or
+// sniffer outlives its test file (a sniffer detaches on SIGINT).
+const running = new Set<{ proc: ResultPromise; signal: NodeJS.Signals }>();
 afterAll(async () => {
+  for (const r of [...running]) {
+    r.proc.kill(r.signal);
+    await r.proc;
+  }
+  running.clear();
   for (const d of madeDirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
+
+/** Track @proc until it exits; afterAll stops it with @signal if it is still running. */
+function track(proc: ResultPromise, signal: NodeJS.Signals): ResultPromise {
+  const entry = { proc, signal };
+  running.add(entry);
+  void proc.finally(() => running.delete(entry));
+  return proc;
+}
 
 /** A temporary directory removed when the test file is done. */
 export async function tempDir(prefix: string): Promise<string> {
@@ -41,7 +57,7 @@ export async function startCollector(topo: Topology, opts: { tunnel?: 'geneve' |
   if (!dir) madeDirs.push((dir = await mkdtemp(join(tmpdir(), 'podtap-cap-'))));
   const tunnel = opts.tunnel ?? 'geneve';
   const listen = opts.listen ?? `${topo.collector.ip4}:${tunnel === 'vxlan' ? 4789 : 6081}`;
-  const proc = podtap(opts.ns ?? topo.collector.ns, ['collector', '--listen', listen, '--out', dir, '--tunnel', tunnel]);
+  const proc = track(podtap(opts.ns ?? topo.collector.ns, ['collector', '--listen', listen, '--out', dir, '--tunnel', tunnel]), 'SIGTERM');
   await waitForLine(proc, /writing|listening/i, 15_000 * WAIT_SCALE);
   return { dir, proc };
 }
@@ -55,7 +71,7 @@ export async function startCapture(
   const col = await startCollector(topo, { ...opts, ...(opts.collectorNs ? { ns: opts.collectorNs } : {}) });
   const file = join(col.dir, 'policy.yaml');
   await writeFile(file, policyYaml(spec, opts.name));
-  const sniff = podtap(topo.node, ['sniff', '--policy', file, '--iface', ifaces.join(','), '--quiet', ...(opts.sniffArgs ?? [])]);
+  const sniff = track(podtap(topo.node, ['sniff', '--policy', file, '--iface', ifaces.join(','), '--quiet', ...(opts.sniffArgs ?? [])]), 'SIGINT');
   try {
     await waitForLine(sniff, /podtap: tapping/, 60_000 * WAIT_SCALE);
   } catch (err) {

@@ -10,6 +10,8 @@ export interface FrameSpec {
   dport?: number;
   tcpFlags?: number;
   payload?: number;
+  /** an IP fragment: offset in bytes (a later fragment carries no L4 header), more fragments, identification */
+  frag?: { offset: number; more: boolean; id: number };
 }
 
 const PROTO_NUM = { TCP: 6, UDP: 17, ICMP: 1, ICMPv6: 58, SCTP: 132 } as const;
@@ -46,23 +48,32 @@ export function buildFrame(f: FrameSpec): Buffer {
     default:
       l4 = Buffer.from([8, 0, 0, 0, 0, 1, 0, 1]);
   }
-  const body = Buffer.concat([l4, payload]);
+  const body = f.frag && f.frag.offset > 0 ? payload : Buffer.concat([l4, payload]);
   const v6 = isIPv6(f.src);
   let ip: Buffer;
   if (v6) {
     eth.writeUInt16BE(0x86dd, 12);
-    ip = Buffer.alloc(40);
+    ip = Buffer.alloc(f.frag ? 48 : 40);
     ip[0] = 0x60;
-    ip.writeUInt16BE(body.length, 4);
-    ip[6] = PROTO_NUM[f.proto];
+    ip.writeUInt16BE(ip.length - 40 + body.length, 4);
+    ip[6] = f.frag ? 44 : PROTO_NUM[f.proto];
     ip[7] = 64;
     addr(f.src).copy(ip, 8);
     addr(f.dst).copy(ip, 24);
+    if (f.frag) {
+      ip[40] = PROTO_NUM[f.proto];
+      ip.writeUInt16BE((f.frag.offset & 0xfff8) | (f.frag.more ? 1 : 0), 42);
+      ip.writeUInt32BE(f.frag.id, 44);
+    }
   } else {
     eth.writeUInt16BE(0x0800, 12);
     ip = Buffer.alloc(20);
     ip[0] = 0x45;
     ip.writeUInt16BE(20 + body.length, 2);
+    if (f.frag) {
+      ip.writeUInt16BE(f.frag.id, 4);
+      ip.writeUInt16BE((f.frag.more ? 0x2000 : 0) | (f.frag.offset >> 3), 6);
+    }
     ip[8] = 64;
     ip[9] = PROTO_NUM[f.proto];
     addr(f.src).copy(ip, 12);

@@ -2,6 +2,7 @@
  * The tap's filter, run on real packets with BPF_PROG_TEST_RUN (bpftool prog
  * run): every policy criterion matches what it should and nothing else.
  */
+import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { CaptureConfigInput } from '../../src/api/index.ts';
 import { readCounters, writeCidrs, writeConfig } from '../../src/datapath/bpftool.ts';
@@ -83,6 +84,31 @@ const table: { description: string; cfg: Partial<CaptureConfigInput>; cases: Cas
     ],
   },
   {
+    description: 'ports on fragments: a later fragment matches when the first of its datagram did',
+    cfg: { filter: { ports: [{ port: 9 }] } },
+    cases: [
+      { frame: { src: POD, dst: PEER, proto: 'UDP', dport: 9, frag: { offset: 0, more: true, id: 7 } }, match: true, why: 'first fragment to port 9' },
+      { frame: { src: POD, dst: PEER, proto: 'UDP', frag: { offset: 1480, more: true, id: 7 } }, match: true, why: 'its second fragment' },
+      { frame: { src: POD, dst: PEER, proto: 'UDP', frag: { offset: 2960, more: false, id: 7 } }, match: true, why: 'its last fragment' },
+      { frame: { src: POD, dst: PEER, proto: 'UDP', frag: { offset: 1480, more: false, id: 8 } }, match: false, why: 'a later fragment whose first was not seen' },
+      { frame: { src: POD, dst: PEER, proto: 'UDP', dport: 10, frag: { offset: 0, more: true, id: 9 } }, match: false, why: 'first fragment to port 10' },
+      { frame: { src: POD, dst: PEER, proto: 'UDP', frag: { offset: 1480, more: false, id: 9 } }, match: false, why: 'its later fragment' },
+      { frame: { src: PEER, dst: POD, proto: 'UDP', frag: { offset: 1480, more: false, id: 7 } }, match: false, why: 'same identification, other direction' },
+      { frame: { src: POD6, dst: PEER6, proto: 'UDP', dport: 9, frag: { offset: 0, more: true, id: 0x10007 } }, match: true, why: 'IPv6 first fragment to port 9' },
+      { frame: { src: POD6, dst: PEER6, proto: 'UDP', frag: { offset: 1448, more: false, id: 0x10007 } }, match: true, why: 'its later fragment' },
+    ],
+  },
+  {
+    description: 'TCP flags on fragments',
+    cfg: { filter: { tcpFlags: ['SYN'] } },
+    cases: [
+      { frame: { src: POD, dst: PEER, proto: 'TCP', tcpFlags: SYN, frag: { offset: 0, more: true, id: 20 } }, match: true, why: 'first fragment of a SYN' },
+      { frame: { src: POD, dst: PEER, proto: 'TCP', frag: { offset: 1480, more: false, id: 20 } }, match: true, why: 'its later fragment' },
+      { frame: { src: POD, dst: PEER, proto: 'TCP', tcpFlags: ACK, frag: { offset: 0, more: true, id: 21 } }, match: false, why: 'first fragment of an ACK' },
+      { frame: { src: POD, dst: PEER, proto: 'TCP', frag: { offset: 1480, more: false, id: 21 } }, match: false, why: 'its later fragment' },
+    ],
+  },
+  {
     description: 'all criteria together',
     cfg: { filter: { protocols: ['TCP'], ports: [{ port: 80 }], cidrs: ['198.18.2.0/24'], tcpFlags: ['SYN'] } },
     cases: [
@@ -120,9 +146,32 @@ describe('tap filter (BPF_PROG_TEST_RUN)', () => {
     const before = await readCounters(obj.maps);
     await progRun(obj.progs.pt_tap_egress.path, buildFrame({ src: '198.18.200.1', dst: '198.18.200.2', proto: 'UDP', dport: 6081 }));
     await progRun(obj.progs.pt_tap_egress.path, buildFrame({ src: '198.18.200.1', dst: '198.18.200.3', proto: 'UDP', dport: 6081 }));
+    // another capture's pieces (to another collector, another port): a
+    // Geneve data packet whose first option is podtap's metadata
+    const other = buildFrame({ src: '198.18.200.1', dst: '198.18.200.4', proto: 'UDP', dport: 7000, payload: 80 });
+    Buffer.from([14, 0, 0x65, 0x58, 0, 0, 0, 0, 0xff, 0x70, 0x01, 13]).copy(other, 14 + 20 + 8);
+    await progRun(obj.progs.pt_tap_egress.path, other);
     const after = await readCounters(obj.maps);
-    expect(after.skipOwn.packets - before.skipOwn.packets).toBe(1);
+    expect(after.skipOwn.packets - before.skipOwn.packets).toBe(2);
     expect(after.matched.packets - before.matched.packets).toBe(1);
+  });
+
+  it('rate limit: a CPU whose clock reading is older than the bucket\'s last refill adds nothing', async () => {
+    const obj = await loadTestObject(definesFor(testConfig({ rateLimit: { packetsPerSecond: 5, bytesPerSecond: 0 } })), root);
+    await writeConfig(obj.maps, { enabled: true, captureIfindex: 0, instance: 1, routeIfindex: 0, src: '198.18.200.1', dst: '198.18.200.2' });
+    // another CPU took the lock with a later clock reading and emptied the
+    // bucket: this run's reading, taken before the lock, is older
+    const later = process.hrtime.bigint() + 10_000_000_000n; // CLOCK_MONOTONIC, as bpf_ktime_get_ns()
+    const v = Buffer.alloc(56); // struct pt_limit: lock, pad, sample, last_ns, pkt_tokens, ...
+    v.writeBigUInt64LE(later, 16);
+    await execa('bpftool', ['map', 'update', 'pinned', `${obj.maps}/pt_limit`, 'key', '0', '0', '0', '0', 'value', ...[...v].map(String)]);
+    const before = await readCounters(obj.maps);
+    await progRun(obj.progs.pt_tap_ingress.path, buildFrame({ src: POD, dst: PEER, proto: 'UDP' }));
+    const after = await readCounters(obj.maps);
+    expect(after.matched.packets - before.matched.packets).toBe(1);
+    expect(after.rateLimited.packets - before.rateLimited.packets, 'not a full bucket from a negative span').toBe(1);
+    const lim = JSON.parse((await execa('bpftool', ['-j', 'map', 'lookup', 'pinned', `${obj.maps}/pt_limit`, 'key', '0', '0', '0', '0'])).stdout) as { formatted: { value: { last_ns: number } } };
+    expect(BigInt(lim.formatted.value.last_ns), 'the last refill never moves back').toBe(later);
   });
 
   it('passes everything untouched while disabled', async () => {

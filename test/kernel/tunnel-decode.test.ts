@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTcpdump } from '../helpers/capture.ts';
 import { startCapture } from '../helpers/harness.ts';
-import { createTopology, type Topology } from '../helpers/netns.ts';
+import { createTopology, inNs, type Topology } from '../helpers/netns.ts';
 import { ping } from '../helpers/traffic.ts';
 
 async function tsharkFields(file: string, filter: string, fields: string[], prefs: string[] = []): Promise<string[][]> {
@@ -87,3 +87,63 @@ for (const tunnel of ['Geneve', 'VXLAN'] as const) {
     });
   });
 }
+
+describe('TCP super-packets, segmented by the kernel, read by tshark', () => {
+  let topo: Topology;
+  let dir = '';
+
+  beforeAll(async () => {
+    topo = await createTopology({ pods: 2 });
+    const [p1, p2] = topo.pods as [Topology['pods'][0], Topology['pods'][0]];
+    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, direction: 'Ingress', filter: { protocols: ['TCP'] } }, [p1.hostIf], { name: topo.prefix });
+    dir = run.dir;
+    // a veth passes UDP-tunnel GSO packets on whole (as a NIC with
+    // UDP-tunnel segmentation does, cutting them on the wire): without that
+    // offload the kernel cuts them before they leave, and tcpdump sees what
+    // a NIC puts on the wire
+    await inNs(topo.node, 'ethtool', ['-K', 'up0', 'tx-udp_tnl-segmentation', 'off', 'tx-udp_tnl-csum-segmentation', 'off']);
+    const raw = await startTcpdump(topo.collector.ns, 'eth0', `${dir}/tunnel.pcap`, ['udp', 'port', '6081']);
+    const truth = await startTcpdump(topo.node, p1.hostIf, `${dir}/veth.pcap`, ['-Q', 'in', 'tcp']);
+    const server = execa('nsenter', [`--net=/run/netns/${p2.ns}`, 'iperf3', '-s', '-1', '-p', '5306'], { reject: false });
+    await new Promise((r) => setTimeout(r, 300));
+    await execa('nsenter', [`--net=/run/netns/${p1.ns}`, 'iperf3', '-c', p2.ip4, '-p', '5306', '-t', '1', '-b', '50M']);
+    await server;
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await raw.stop()).dropped).toBe(0);
+    expect((await truth.stop()).dropped).toBe(0);
+    const s = await run.stop();
+    expect(s.sniffOutput).toMatch(/lost 0/);
+    expect(s.sniffOutput).toMatch(/segmented [1-9]/);
+  }, 120_000);
+  afterAll(() => topo?.destroy());
+
+  it('every tunnel packet is a TCP segment that fits the MTU, with DF and the podtap option', async () => {
+    const rows = await tsharkFields(`${dir}/tunnel.pcap`, 'geneve && tcp.len > 0', ['ip.len', 'ip.flags.df', 'geneve.option.class']);
+    const supers = await tsharkFields(`${dir}/veth.pcap`, 'tcp.len > 1500', ['tcp.len']);
+    expect(supers.length, 'super-packets on the veth').toBeGreaterThan(10);
+    expect(rows.length).toBeGreaterThan(supers.length);
+    for (const [len, df, cls] of rows) expect([Number(len) <= 1500, df, Number(cls)]).toEqual([true, '1', 0xff70]);
+  });
+
+  it('the segments carry the stream the veth carried, byte count for byte count', async () => {
+    const inner = await tsharkFields(`${dir}/tunnel.pcap`, 'geneve && tcp.len > 0', ['tcp.seq_raw', 'tcp.len']);
+    const veth = await tsharkFields(`${dir}/veth.pcap`, 'tcp.len > 0', ['tcp.seq_raw', 'tcp.len']);
+    // the byte ranges [seq, seq + len) of the stream (from the first
+    // super-packet's number, modulo 2^32), joined
+    const base = Number(veth[0]![0]);
+    const covered = (rows: string[][]) => {
+      const r = rows.map(([seq, len]) => {
+        const a = (Number(seq) - base) >>> 0;
+        return [a, a + Number(len)] as const;
+      }).sort((x, y) => x[0] - y[0]);
+      const out: [number, number][] = [];
+      for (const [a, b] of r) {
+        const last = out.at(-1);
+        if (last && a <= last[1]) last[1] = Math.max(last[1], b);
+        else out.push([a, b]);
+      }
+      return out;
+    };
+    expect(covered(inner)).toEqual(covered(veth));
+  });
+});

@@ -92,7 +92,7 @@ describe('captureConfig', () => {
         sampling: { oneIn: 1 },
         snapLength: 0,
         rateLimit: { packetsPerSecond: 0, bytesPerSecond: 0 },
-        tunnel: { protocol: 'Geneve', vni: 0 },
+        tunnel: { protocol: 'Geneve', vni: 0, largeFrames: 'Segment' },
         mtu: 0,
         collector: { address: '198.18.9.2', port: 6081 },
       },
@@ -109,7 +109,7 @@ describe('captureConfig', () => {
         sampling: { oneIn: 10 },
         snapLength: 0,
         rateLimit: { packetsPerSecond: 100, bytesPerSecond: 0 },
-        tunnel: { protocol: 'VXLAN', vni: 42 },
+        tunnel: { protocol: 'VXLAN', vni: 42, largeFrames: 'Segment' },
         mtu: 0,
         collector: { address: '198.18.9.2', port: 4789 },
       },
@@ -146,6 +146,7 @@ describe('captureConfig', () => {
     const older = { hooks: ['egress'], snapLength: 0, tunnel: { protocol: 'Geneve', vni: 0 }, mtu: 0, collector: { address: '198.18.9.2', port: 6081 } };
     expect(CaptureConfigSchema.parse(older)).toEqual({
       ...older,
+      tunnel: { ...older.tunnel, largeFrames: 'Segment' },
       filter: NO_FILTER,
       sampling: { oneIn: 1 },
       rateLimit: { packetsPerSecond: 0, bytesPerSecond: 0 },

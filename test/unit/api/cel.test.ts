@@ -73,7 +73,7 @@ const assignment = {
       hooks: ['ingress', 'egress'],
       filter: { ports: [{ port: 443 }], cidrs: ['198.18.0.0/15'] },
       snapLength: 0,
-      tunnel: { protocol: 'Geneve', vni: 0 },
+      tunnel: { protocol: 'Geneve', vni: 0, largeFrames: 'Segment' },
       mtu: 0,
       collector: { address: '198.18.9.2', port: 6081 },
     },

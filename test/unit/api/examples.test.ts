@@ -22,7 +22,7 @@ describe('examples/', () => {
           policyTypes: ['Ingress', 'Egress'],
           snapLength: 0,
           collector: { address: '198.18.9.2', port: 6081 },
-          tunnel: { protocol: 'Geneve', vni: 0 },
+          tunnel: { protocol: 'Geneve', vni: 0, largeFrames: 'Segment' },
           mtu: 0,
         },
       },
@@ -43,7 +43,7 @@ describe('examples/', () => {
       expected: {
         spec: {
           collector: { service: { name: 'podtap-collector', namespace: 'podtap-system' } },
-          tunnel: { protocol: 'VXLAN', vni: 42 },
+          tunnel: { protocol: 'VXLAN', vni: 42, largeFrames: 'Segment' },
           limits: { duration: '10m', maxPackets: 100000, maxBytes: 0 },
         },
       },

@@ -90,6 +90,7 @@ export const policyCases: PolicyCase[] = [
     expected: { path: 'spec.filter.protocols[1]', message: 'protocol must be one of TCP, UDP, ICMP, ICMPv6, SCTP' },
   },
   { description: 'unknown tunnel protocol', input: spec({ tunnel: { protocol: 'GRE' } }), expected: { path: 'spec.tunnel.protocol', message: 'tunnel protocol must be Geneve or VXLAN' } },
+  { description: 'unknown largeFrames mode', input: spec({ tunnel: { largeFrames: 'Chunk' } }), expected: { path: 'spec.tunnel.largeFrames', message: 'largeFrames must be Segment or Fragment' } },
   { description: 'snapLength 65536', input: spec({ snapLength: 65536 }), expected: { path: 'spec.snapLength', message: 'snapLength must be at most 65535' } },
   { description: 'vni 2^24', input: spec({ tunnel: { vni: 16_777_216 } }), expected: { path: 'spec.tunnel.vni', message: 'vni must be less than 2^24 (16777216)' } },
   {

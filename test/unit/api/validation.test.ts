@@ -22,14 +22,14 @@ describe('SniffPolicy validation (zod)', () => {
       policyTypes: ['Ingress', 'Egress'],
       snapLength: 0,
       collector: { address: '198.18.9.2' },
-      tunnel: { protocol: 'Geneve', vni: 0 },
+      tunnel: { protocol: 'Geneve', vni: 0, largeFrames: 'Segment' },
       mtu: 0,
     });
   });
 
   it.each([
     { description: 'limits: zero counts', input: { limits: { duration: '10m' } }, expected: { duration: '10m', maxPackets: 0, maxBytes: 0 } },
-    { description: 'tunnel: vni alone', input: { tunnel: { vni: 7 } }, expected: { protocol: 'Geneve', vni: 7 } },
+    { description: 'tunnel: vni alone', input: { tunnel: { vni: 7 } }, expected: { protocol: 'Geneve', vni: 7, largeFrames: 'Segment' } },
     { description: 'sampling: oneIn 1', input: { sampling: {} }, expected: { oneIn: 1 } },
     { description: 'rateLimit: unlimited', input: { rateLimit: { packetsPerSecond: 10 } }, expected: { packetsPerSecond: 10, bytesPerSecond: 0 } },
   ])('nested defaults: $description', ({ input, expected }) => {
@@ -43,7 +43,7 @@ describe('SniffPolicy validation (zod)', () => {
     { description: 'VXLAN default port', input: { protocol: 'VXLAN' as const, port: undefined }, expected: 4789 },
     { description: 'explicit port wins', input: { protocol: 'VXLAN' as const, port: 9999 }, expected: 9999 },
   ])('collectorPort: $description', ({ input, expected }) => {
-    expect(collectorPort({ collector: { address: '198.18.9.2', port: input.port }, tunnel: { protocol: input.protocol, vni: 0 } })).toBe(expected);
+    expect(collectorPort({ collector: { address: '198.18.9.2', port: input.port }, tunnel: { protocol: input.protocol, vni: 0, largeFrames: 'Segment' } })).toBe(expected);
   });
 });
 
@@ -85,7 +85,7 @@ describe('parseSniffPolicyYaml', () => {
   ])('reads $description', ({ input, expected }) => {
     const { policies } = parseSniffPolicyYaml(input, 'p.yaml');
     expect(policies.map((p) => p.metadata.name)).toEqual(expected);
-    expect(policies[0]!.spec.tunnel).toEqual({ protocol: 'Geneve', vni: 0 });
+    expect(policies[0]!.spec.tunnel).toEqual({ protocol: 'Geneve', vni: 0, largeFrames: 'Segment' });
   });
 
   it.each([

@@ -56,7 +56,7 @@ describe('planPolicy: desired assignments', () => {
         sampling: { oneIn: 1 },
         snapLength: 0,
         rateLimit: { packetsPerSecond: 0, bytesPerSecond: 0 },
-        tunnel: { protocol: 'Geneve', vni: 0 },
+        tunnel: { protocol: 'Geneve', vni: 0, largeFrames: 'Segment' },
         mtu: 0,
         collector: { address: '198.18.9.9', port: 6081 },
       },

@@ -43,7 +43,7 @@ describe('Dockerfile', () => {
     const apt = runs(runtime.instructions).find((r) => r.includes('apt-get install'))!;
     const args = apt.split('apt-get install')[1]!.split('&&')[0]!.trim().split(/\s+/);
     expect(args.filter((a) => a.startsWith('-')).sort()).toEqual(['--no-install-recommends', '-y']);
-    expect(args.filter((a) => !a.startsWith('-')).sort()).toEqual(['bpftool', 'clang', 'iproute2', 'libbpf-dev', 'linux-libc-dev', 'util-linux']);
+    expect(args.filter((a) => !a.startsWith('-')).sort()).toEqual(['bpftool', 'clang', 'ethtool', 'iproute2', 'libbpf-dev', 'linux-libc-dev', 'util-linux']);
     expect(apt).toContain('rm -rf /var/lib/apt/lists/*');
   });
 

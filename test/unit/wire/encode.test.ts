@@ -33,9 +33,9 @@ function ipChecksumOk(b: Buffer): boolean {
 const sizes = (pieceMax: number): { pieceMax: number; chunkMax: number } => ({ pieceMax, chunkMax: (pieceMax - 34) & ~7 });
 
 describe('piece sizes mirror bpf/include/consts.h', () => {
-  it('struct pt_meta is 13 Geneve words (52 bytes), csum_sink first', () => {
+  it('struct pt_meta is 13 Geneve words (52 bytes), the TCP flags byte first', () => {
     expect(META_LEN).toBe(52);
-    expect(MetaOff.csumSink).toBe(0);
+    expect(MetaOff.tcpFlags).toBe(0);
     expect(MetaOff.tstamp + 8).toBe(META_LEN);
   });
 
@@ -104,12 +104,12 @@ describe('encoder plans like pt_plan_make', () => {
 describe('pieces are valid inner IP fragments', () => {
   it('IPv4: fresh ID, DF dropped, offsets, MF, checksum; the original in fix[]', () => {
     const frame = ipv4Frame({ proto: 'TCP', payload: 10000, df: true, id: 0x4242 });
-    const ps = pieces(frame, { seq: 0x12345, cpu: 3 });
+    const ps = pieces(frame, { seq: 0x12345, cpu: 3, id: 0x5a5a1234 });
     const payload: Buffer[] = [];
     ps.forEach((p, k) => {
       const ip = p.inner.subarray(14, 34);
       expect(ipChecksumOk(ip)).toBe(true);
-      expect(ip.readUInt16BE(4)).toBe((0x12345 ^ (3 << 12)) & 0xffff);
+      expect(ip.readUInt16BE(4)).toBe(0x1234); // the low 16 bits of pt_ids' counter
       const frag = ip.readUInt16BE(6);
       expect(frag & 0x4000).toBe(0);
       expect(frag & 0x2000).toBe(k < ps.length - 1 ? 0x2000 : 0);
@@ -142,7 +142,7 @@ describe('pieces are valid inner IP fragments', () => {
 
   it('IPv6 new: Fragment header after the unfragmentable part, next header 44', () => {
     const frame = ipv6Frame({ proto: 'UDP', payload: 6000, ext: ['hop', 'routing'] });
-    const ps = pieces(frame, { seq: 5, cpu: 2 });
+    const ps = pieces(frame, { seq: 5, cpu: 2, id: 0x2000005 });
     const unfrag = 94;
     ps.forEach((p, k) => {
       expect(p.inner[54 + 16]).toBe(44); // the Routing header's next header (HbH at 54 is 16 bytes)
@@ -150,7 +150,7 @@ describe('pieces are valid inner IP fragments', () => {
       expect(fh[0]).toBe(17);
       expect(fh.readUInt16BE(2) & 1).toBe(k < ps.length - 1 ? 1 : 0);
       expect(fh.readUInt16BE(2) & 0xfff8).toBe(p.meta.pieceOff - unfrag);
-      expect(fh.readUInt32BE(4)).toBe(((2 << 24) ^ 5) >>> 0);
+      expect(fh.readUInt32BE(4)).toBe(0x2000005);
       expect(p.inner.readUInt16BE(18)).toBe(p.inner.length - 54);
     });
     expect([ps[0]!.meta.fix0, ps[0]!.meta.fix1, ps[0]!.meta.fix2]).toEqual([frame.readUInt16BE(18), 54 + 16, 17]);

@@ -27,7 +27,7 @@ const announce = encodeAnnouncement({
 describe('parseTunnelDatagram', () => {
   it('decodes every field of struct pt_meta', () => {
     const d = encodeFrame(ipv4Frame({ proto: 'TCP', payload: 3000 }), {
-      seq: 0xfffffff0, cpu: 300, instance: 0xbeef, ifindex: 0x01020304, toPod: true, tstamp: 0x1122334455667788n,
+      seq: 0xfffffff0, cpu: 300, instance: 0xbeef, ifindex: 0x01020304, toPod: true, tstamp: 0x1122334455667788n, flow: 13,
     })[1]!;
     const p = parseTunnelDatagram(d, 'geneve');
     // IPv4 pieces: 34-byte prefix, chunks of the largest multiple of 8 that fits
@@ -36,7 +36,7 @@ describe('parseTunnelDatagram', () => {
     if (p.type !== 'piece') return;
     expect(p.tstamp).toBe(0x1122334455667788n);
     expect(p.meta).toMatchObject({
-      version: 1, flags: Flag.toPod | Flag.frag, kind: Kind.ipv4, cpu: 300, instance: 0xbeef, seq: 0xfffffff0,
+      version: 2, flags: Flag.toPod | Flag.frag, kind: Kind.ipv4, flow: 13, cpu: 300, instance: 0xbeef, seq: 0xfffffff0,
       ifindex: 0x01020304, origLen: 3054, capLen: 3054, pieceOff: 34 + chunk, hdrLen: 34, l3Off: 14,
     });
     expect(p.inner.length).toBe(34 + chunk);
@@ -58,8 +58,8 @@ describe('parseTunnelDatagram', () => {
     { description: 'protocol IPv4 (not carried)', input: { d: mutate(small, (b) => b.writeUInt16BE(0x0800, 2)) }, expected: 'unknown-protocol' },
     { description: 'another vendor\'s option only', input: { d: mutate(small, (b) => b.writeUInt16BE(0x0102, 8)) }, expected: 'no-meta' },
     { description: 'podtap option of the wrong length', input: { d: mutate(small, (b) => { b[0] = 2; b[11] = 1; }) }, expected: 'meta-length' },
-    { description: 'metadata version 2', input: { d: mutate(small, (b) => (b[M + MetaOff.version] = 2)) }, expected: 'meta-version' },
-    { description: 'kind 5', input: { d: mutate(small, (b) => (b[M + MetaOff.kind] = 5)) }, expected: 'unknown-kind' },
+    { description: 'metadata version 1 (before flows, segments and the CSUM flag)', input: { d: mutate(small, (b) => (b[M + MetaOff.version] = 1)) }, expected: 'meta-version' },
+    { description: 'kind 6', input: { d: mutate(small, (b) => (b[M + MetaOff.kind] = 6)) }, expected: 'unknown-kind' },
     { description: 'RAW kind with the Ethernet protocol', input: { d: mutate(raw[0]!, (b) => b.writeUInt16BE(0x6558, 2)) }, expected: 'protocol-mismatch' },
     { description: 'Ethernet kind with the raw protocol', input: { d: mutate(small, (b) => b.writeUInt16BE(0x88b5, 2)) }, expected: 'protocol-mismatch' },
     { description: 'cap_len 0', input: { d: mutate(small, (b) => b.writeUInt32BE(0, M + MetaOff.capLen)) }, expected: 'bad-lengths' },
