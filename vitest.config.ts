@@ -12,6 +12,9 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts', 'packages/*/test/**/*.test.ts'],
           testTimeout: 30_000,
+          // hooks start collectors with worker threads, API servers and Go
+          // builds: vitest's 10 s default was outlasted on a busy 2-core machine
+          hookTimeout: 60_000,
         },
       },
       {
