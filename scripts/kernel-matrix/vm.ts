@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { ClangServer } from './clang-server.ts';
+import { HostToolServer } from './host-tools.ts';
 
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 
@@ -24,7 +24,8 @@ export interface GuestRun {
   failure: string | undefined;
   /** The directory with results.json, features.json, console.log. */
   dir: string;
-  compiles: number;
+  /** Jobs the host ran for the guest, per tool (clang, tshark). */
+  hostJobs: Record<string, number>;
 }
 
 export interface GuestOptions {
@@ -34,9 +35,12 @@ export interface GuestOptions {
   kdir: string;
   repo: string;
   tests: string[];
-  /** Writable directory shared with the guest. */
+  /** Writable directory shared with the guest (virtiofs tag "share"); caches kept across runs live at its top. */
   share: string;
+  /** This kernel's directory for its results, relative to @share (the matrix run's, then the kernel's name). */
   run: string;
+  /** The host tools' spool (host-tools.ts), relative to @share. */
+  spool: string;
   memoryMiB: number;
   cpus: number;
   timeoutSeconds: number;
@@ -69,14 +73,14 @@ export async function runGuest(o: GuestOptions): Promise<GuestRun> {
   const dir = join(o.share, o.run);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  const sockDir = join(o.share, '.sock');
+  const sockDir = join(dir, '.sock');
   await mkdir(sockDir, { recursive: true });
-  const rootSock = join(sockDir, `${o.run}-root.sock`);
-  const shareSock = join(sockDir, `${o.run}-share.sock`);
+  const rootSock = join(sockDir, 'root.sock');
+  const shareSock = join(sockDir, 'share.sock');
   await rm(rootSock, { force: true });
   await rm(shareSock, { force: true });
   const consoleLog = join(dir, 'console.log');
-  const clang = new ClangServer(join(o.share, 'clang'), o.repo);
+  const tools = new HostToolServer(join(o.share, o.spool), o.repo);
   // the root: cached freely (nothing changes it during a run); the share:
   // uncached, so each side sees the other's files at once
   const vfsRoot = startVirtiofsd('/', rootSock, 'always');
@@ -89,11 +93,11 @@ export async function runGuest(o: GuestOptions): Promise<GuestRun> {
   try {
     await waitForSocket(rootSock, vfsRoot);
     await waitForSocket(shareSock, vfsShare);
-    await clang.start();
+    await tools.start();
     const append = [
       'console=ttyS0', 'panic=-1', 'quiet', 'loglevel=4',
       `podtap.guest=${join(o.repo, 'scripts/kernel-matrix/guest-init.sh')}`,
-      `podtap.repo=${o.repo}`, `podtap.kdir=${o.kdir}`, `podtap.tests=${o.tests.join(',')}`, `podtap.run=${o.run}`,
+      `podtap.repo=${o.repo}`, `podtap.kdir=${o.kdir}`, `podtap.tests=${o.tests.join(',')}`, `podtap.run=${o.run}`, `podtap.spool=${o.spool}`,
     ].join(' ');
     const mem = `${o.memoryMiB}M`;
     qemu = execa('qemu-system-x86_64', [
@@ -130,13 +134,12 @@ export async function runGuest(o: GuestOptions): Promise<GuestRun> {
     await qemu;
     clearTimeout(timer);
   } finally {
-    clang.stop();
+    tools.stop();
     qemu?.kill('SIGKILL');
     vfsRoot.kill('SIGTERM');
     vfsShare.kill('SIGTERM');
     await Promise.allSettled([vfsRoot, vfsShare]);
-    await rm(rootSock, { force: true });
-    await rm(shareSock, { force: true });
+    await rm(sockDir, { recursive: true, force: true });
   }
   const exitFile = join(dir, 'exit');
   const exitCode = existsSync(exitFile) ? Number((await readFile(exitFile, 'utf8')).trim()) : undefined;
@@ -148,6 +151,6 @@ export async function runGuest(o: GuestOptions): Promise<GuestRun> {
     exitCode,
     failure,
     dir,
-    compiles: clang.served,
+    hostJobs: { ...tools.served },
   };
 }
