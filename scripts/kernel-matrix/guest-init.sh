@@ -67,9 +67,10 @@ t0=$(date +%s)
 node src/cli/main.ts features --json > "$out/features.json" 2> "$out/features.err"
 echo "podtap-guest: features ($(( $(date +%s) - t0 )) s) $(tr -d '\n' < "$out/features.json")"
 IFS=, read -r -a files <<< "$tests"
-# through a pipe: on the serial console vitest would redraw a live summary.
+# through a pipe: on the serial console vitest would redraw a live summary;
+# verbose: each test as it ends, so a slow guest shows how far it got.
 # One worker thread, not a forked process: a second Node start under TCG
 # costs ~10 s
-vitest run --project kernel --pool=threads --testTimeout=1800000 --hookTimeout=1800000 --reporter=default --reporter=json --outputFile="$out/results.json" "${files[@]}" 2>&1 | cat
+vitest run --project kernel --pool=threads --testTimeout=1800000 --hookTimeout=1800000 --reporter=verbose --reporter=json --outputFile="$out/results.json" "${files[@]}" 2>&1 | cat
 echo "${PIPESTATUS[0]}" > "$out/exit"
 echo "podtap-guest: done $(cat "$out/exit")"

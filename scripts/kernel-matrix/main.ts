@@ -143,10 +143,11 @@ for (const k of images) {
     log: values.verbose ? (l) => console.error(`[${k.spec.id}] ${l}`) : undefined,
   });
   const meanLoad = load.stop();
-  log(`${k.spec.id}: boot ${r.bootSeconds.toFixed(0)} s, tests ${r.testSeconds.toFixed(0)} s, load ${meanLoad?.toFixed(1) ?? '?'}, exit ${r.exitCode ?? '-'}, host jobs: ${Object.entries(r.hostJobs).map(([t, n]) => `${n} ${t}`).join(', ') || 'none'}${r.failure ? `, ${r.failure}` : ''}`);
+  log(`${k.spec.id}: boot ${r.bootSeconds.toFixed(0)} s, tests ${r.testSeconds.toFixed(0)} s, qemu CPU ${r.cpuSeconds?.toFixed(0) ?? '?'} s, load ${meanLoad?.toFixed(1) ?? '?'}, exit ${r.exitCode ?? '-'}, host jobs: ${Object.entries(r.hostJobs).map(([t, n]) => `${n} ${t}`).join(', ') || 'none'}${r.failure ? `, ${r.failure}` : ''}`);
   await record(k.spec.id, r.dir, {
     id: k.spec.id, release: k.release, source: `${k.pkg} ${k.version}`, seenOn: k.spec.seenOn, bootSeconds: r.bootSeconds, testSeconds: r.testSeconds,
     ...(meanLoad === undefined ? {} : { load: meanLoad }),
+    ...(r.cpuSeconds === undefined ? {} : { cpuSeconds: r.cpuSeconds }),
   }, r.failure);
 }
 

@@ -24,6 +24,8 @@ export interface GuestRun {
   failure: string | undefined;
   /** The directory with results.json, features.json, console.log. */
   dir: string;
+  /** CPU time qemu used (user and system, all its threads): the guest's work, whatever else the machine does. */
+  cpuSeconds: number | undefined;
   /** Jobs the host ran for the guest, per tool (clang, tshark). */
   hostJobs: Record<string, number>;
 }
@@ -68,6 +70,20 @@ async function waitForSocket(path: string, proc: ResultPromise): Promise<void> {
   throw new Error(`kernel matrix: virtiofsd did not open ${path}: ${String(r.all ?? '').trim()}`);
 }
 
+const CLK_TCK = Number((await execa('getconf', ['CLK_TCK'], { reject: false })).stdout) || 100;
+
+/** User and system CPU seconds of process @pid so far (/proc/PID/stat), or undefined once it is gone. */
+async function cpuOf(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // after "(comm)": state is field 3; utime and stime are fields 14 and 15
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function runGuest(o: GuestOptions): Promise<GuestRun> {
   if (!existsSync(VIRTIOFSD)) throw new Error(`kernel matrix: ${VIRTIOFSD} is missing: run scripts/setup.sh --kernel-matrix (package qemu-system-x86)`);
   const dir = join(o.share, o.run);
@@ -90,6 +106,7 @@ export async function runGuest(o: GuestOptions): Promise<GuestRun> {
   let ready: number | undefined;
   let done: number | undefined;
   let failure: string | undefined;
+  let cpuSeconds: number | undefined;
   try {
     await waitForSocket(rootSock, vfsRoot);
     await waitForSocket(shareSock, vfsShare);
@@ -127,6 +144,9 @@ export async function runGuest(o: GuestOptions): Promise<GuestRun> {
       }
     });
     o.cancel?.addEventListener('abort', () => (failure ??= 'stopped by a signal'));
+    const pid = qemu.pid;
+    const cpu = pid === undefined ? undefined : setInterval(() => void cpuOf(pid).then((c) => (cpuSeconds = c ?? cpuSeconds)), 1000);
+    void qemu.finally(() => clearInterval(cpu));
     const timer = setTimeout(() => {
       failure ??= `timed out after ${o.timeoutSeconds} s`;
       qemu?.kill('SIGKILL');
@@ -151,6 +171,7 @@ export async function runGuest(o: GuestOptions): Promise<GuestRun> {
     exitCode,
     failure,
     dir,
+    cpuSeconds,
     hostJobs: { ...tools.served },
   };
 }
