@@ -46,6 +46,8 @@ export interface GuestOptions {
   memoryMiB: number;
   cpus: number;
   timeoutSeconds: number;
+  /** The guest's init (default: @repo's guest-init.sh); another one to look into a guest by hand. */
+  guestInit?: string;
   /** Stops the guest (Ctrl-C of the matrix). */
   cancel?: AbortSignal;
   log?: (line: string) => void;
@@ -113,7 +115,7 @@ export async function runGuest(o: GuestOptions): Promise<GuestRun> {
     await tools.start();
     const append = [
       'console=ttyS0', 'panic=-1', 'quiet', 'loglevel=4',
-      `podtap.guest=${join(o.repo, 'scripts/kernel-matrix/guest-init.sh')}`,
+      `podtap.guest=${o.guestInit ?? join(o.repo, 'scripts/kernel-matrix/guest-init.sh')}`,
       `podtap.repo=${o.repo}`, `podtap.kdir=${o.kdir}`, `podtap.tests=${o.tests.join(',')}`, `podtap.run=${o.run}`, `podtap.spool=${o.spool}`,
     ].join(' ');
     const mem = `${o.memoryMiB}M`;
