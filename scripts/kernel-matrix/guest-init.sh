@@ -32,12 +32,13 @@ for a in "${cmdline[@]}"; do
     podtap.spool=*) spool="${a#podtap.spool=}" ;;
   esac
 done
-# the kernel package's modules, before a tmpfs may hide where they are
+# the kernel package's modules
 release=$(uname -r)
 mkdir -p "/lib/modules/$release" /share
 mount --bind "$kdir/lib/modules/$release" "/lib/modules/$release" || echo "podtap-guest: no modules for $release"
-mount -t tmpfs -o mode=1777 tmp /tmp
-mount -t tmpfs -o mode=1777 vartmp /var/tmp
+# no tmpfs over /tmp or /var/tmp: what the guest writes there already goes
+# to the overlay's tmpfs, and a repository (or kernel cache) cloned below
+# them must stay visible
 mount -t virtiofs share /share
 out="/share/$run"
 mkdir -p "$out"
