@@ -21,6 +21,7 @@ export const RECORD = join(REPO, 'docs/kernel-matrix.json');
 const HOST = 'host';
 
 const HELP = `Usage: scripts/kernel-matrix.sh [--kernels LIST] [--write] [--refresh] [--verbose]
+       scripts/kernel-matrix.sh --readme
 
 Runs the data plane's kernel tests (${MATRIX_TESTS}) on Debian's cloud
 kernels — ${DEBIAN_KERNELS.map((k) => `${k.id} (${k.suite})`).join(', ')} — each booted under
@@ -36,6 +37,8 @@ Options:
                   (needs every kernel and every test passed)
   --refresh       ask the archive for newer kernel packages first
   --verbose       stream each guest's console
+  --readme        only rewrite the README's table from docs/kernel-matrix.json
+                  (say, a record kept by --write in another clone)
   --help          this text
 
 Needs root, and the packages of scripts/setup.sh --kernel-matrix.`;
@@ -46,11 +49,19 @@ const { values } = parseArgs({
     write: { type: 'boolean' },
     refresh: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
+    readme: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
   console.log(HELP);
+  process.exit(0);
+}
+if (values.readme) {
+  const readmePath = join(REPO, 'README.md');
+  const run = JSON.parse(await readFile(RECORD, 'utf8')) as MatrixRecord;
+  await writeFile(readmePath, withTable(await readFile(readmePath, 'utf8'), renderTable(run)));
+  console.error(`kernel-matrix: the README's kernel table is ${RECORD}'s (${run.date})`);
   process.exit(0);
 }
 const known = [HOST, ...DEBIAN_KERNELS.map((k) => k.id)];
