@@ -26,7 +26,7 @@ export async function udpSendMany(ns: string, port: number, targets: { dst: stri
   const script = `
     import { createSocket } from 'node:dgram';
     import { isIPv6 } from 'node:net';
-    const [port, targets] = [Number(process.argv[2]), JSON.parse(process.argv[3])];
+    const [port, targets] = [Number(process.argv[1]), JSON.parse(process.argv[2])];
     for (const { dst, sizes } of targets) {
       const s = createSocket(isIPv6(dst) ? 'udp6' : 'udp4');
       s.on('error', () => {});
