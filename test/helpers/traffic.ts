@@ -29,9 +29,9 @@ export async function udpSendMany(ns: string, port: number, targets: { dst: stri
     const [port, targets] = [Number(process.argv[1]), JSON.parse(process.argv[2])];
     for (const { dst, sizes } of targets) {
       const s = createSocket(isIPv6(dst) ? 'udp6' : 'udp4');
-      s.on('error', () => {});
+      // a datagram not sent fails the helper (an error swallowed here once hid that nothing was sent)
       for (const n of sizes) {
-        await new Promise((r) => s.send(Buffer.alloc(n, n & 0xff), port, dst, () => r()));
+        await new Promise((r, j) => s.send(Buffer.alloc(n, n & 0xff), port, dst, (err) => (err ? j(err) : r())));
         await new Promise((r) => setTimeout(r, 20));
       }
       s.close();
