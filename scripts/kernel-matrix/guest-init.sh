@@ -6,7 +6,8 @@
 # directory (virtiofs tag "share") and powers off.
 #
 # Kernel command line: podtap.repo=DIR podtap.kdir=DIR (the unpacked kernel
-# package) podtap.tests=FILE,FILE... podtap.run=NAME (a directory in the share).
+# package) podtap.tests=FILE,FILE... podtap.run=DIR (in the share: the results)
+# podtap.spool=DIR (in the share: the host tools' spool, host-tools.ts).
 set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
 off() { sync; echo o > /proc/sysrq-trigger; sleep 30; }
@@ -28,14 +29,16 @@ for a in "${cmdline[@]}"; do
     podtap.kdir=*) kdir="${a#podtap.kdir=}" ;;
     podtap.tests=*) tests="${a#podtap.tests=}" ;;
     podtap.run=*) run="${a#podtap.run=}" ;;
+    podtap.spool=*) spool="${a#podtap.spool=}" ;;
   esac
 done
-# the kernel package's modules, before a tmpfs may hide where they are
+# the kernel package's modules
 release=$(uname -r)
 mkdir -p "/lib/modules/$release" /share
 mount --bind "$kdir/lib/modules/$release" "/lib/modules/$release" || echo "podtap-guest: no modules for $release"
-mount -t tmpfs -o mode=1777 tmp /tmp
-mount -t tmpfs -o mode=1777 vartmp /var/tmp
+# no tmpfs over /tmp or /var/tmp: what the guest writes there already goes
+# to the overlay's tmpfs, and a repository (or kernel cache) cloned below
+# them must stay visible
 mount -t virtiofs share /share
 out="/share/$run"
 mkdir -p "$out"
@@ -47,17 +50,28 @@ sysctl -qw net.core.rmem_max=67108864
 echo "podtap-guest: ready $release"
 
 cd "$repo" || exit 1
-# clang runs on the host (guest-bin/clang): under TCG it takes ~20 s per object
+# clang and tshark run on the host (guest-bin/host-tool): under TCG clang
+# takes ~20 s per object, tshark 5-10 s per file it judges
 export PATH="$repo/scripts/kernel-matrix/guest-bin:$repo/node_modules/.bin:$PATH"
-export PODTAP_CLANG_SPOOL=/share/clang TMPDIR=/tmp
-# V8's code cache, kept across kernels: every podtap process start pays less
-export NODE_COMPILE_CACHE=/share/node-compile-cache
+export PODTAP_HOST_TOOL_SPOOL="/share/${spool:?no podtap.spool= on the kernel command line}" TMPDIR=/tmp
+# V8's code cache and vitest's transforms, kept across kernels and runs:
+# under TCG every process start and every module compiled costs seconds
+export NODE_COMPILE_CACHE=/share/node-compile-cache VITEST_FS_MODULE_CACHE_PATH=/share/vitest-cache
+# podtap's object cache (keyed by sources, clang and the kernel's variant
+# defines, as on a node): each variant compiled once, not once per boot
+export PODTAP_CACHE_DIR=/share/objects
 # the tests' waits, and vitest's, are sized for this machine, not for TCG
 export PODTAP_TEST_WAIT_SCALE=15
+# probes the kernel and keeps the answers for this boot: the tests, the
+# sniffers and the agent read them instead of probing again
+t0=$(date +%s)
 node src/cli/main.ts features --json > "$out/features.json" 2> "$out/features.err"
-echo "podtap-guest: features $(tr -d '\n' < "$out/features.json")"
+echo "podtap-guest: features ($(( $(date +%s) - t0 )) s) $(tr -d '\n' < "$out/features.json")"
 IFS=, read -r -a files <<< "$tests"
-# through a pipe: on the serial console vitest would redraw a live summary
-vitest run --project kernel --testTimeout=1800000 --hookTimeout=1800000 --reporter=default --reporter=json --outputFile="$out/results.json" "${files[@]}" 2>&1 | cat
+# through a pipe: on the serial console vitest would redraw a live summary;
+# verbose: each test as it ends, so a slow guest shows how far it got.
+# One worker thread, not a forked process: a second Node start under TCG
+# costs ~10 s
+vitest run --project kernel --pool=threads --testTimeout=1800000 --hookTimeout=1800000 --reporter=verbose --reporter=json --outputFile="$out/results.json" "${files[@]}" 2>&1 | cat
 echo "${PIPESTATUS[0]}" > "$out/exit"
 echo "podtap-guest: done $(cat "$out/exit")"

@@ -128,10 +128,14 @@ export async function fetchKernels(specs: readonly KernelSpec[], cache: string, 
   const log = opts.log ?? (() => undefined);
   const apt = new PrivateApt(join(cache, 'apt'));
   const mirror = await debianMirror();
-  const changed = await apt.configure(mirror, specs.map((s) => s.suite));
+  // every suite the matrix knows, whichever kernels this run asked for: the
+  // lists do not change with --kernels (another run sharing the cache may
+  // read them at the same time)
+  const suites = DEBIAN_KERNELS.map((s) => s.suite);
+  const changed = await apt.configure(mirror, suites);
   const updated = join(apt.dir, 'updated');
   if (changed || opts.refresh || !existsSync(updated)) {
-    log(`apt-get update (${specs.map((s) => s.suite).join(', ')}) from ${mirror}`);
+    log(`apt-get update (${suites.join(', ')}) from ${mirror}`);
     await apt.update();
     await writeFile(updated, `${new Date().toISOString()}\n`);
   }

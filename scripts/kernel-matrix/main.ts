@@ -4,7 +4,7 @@
  * README's kernel table from the results. See HELP.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,6 +21,7 @@ export const RECORD = join(REPO, 'docs/kernel-matrix.json');
 const HOST = 'host';
 
 const HELP = `Usage: scripts/kernel-matrix.sh [--kernels LIST] [--write] [--refresh] [--verbose]
+       scripts/kernel-matrix.sh --readme
 
 Runs the data plane's kernel tests (${MATRIX_TESTS}) on Debian's cloud
 kernels — ${DEBIAN_KERNELS.map((k) => `${k.id} (${k.suite})`).join(', ')} — each booted under
@@ -36,6 +37,8 @@ Options:
                   (needs every kernel and every test passed)
   --refresh       ask the archive for newer kernel packages first
   --verbose       stream each guest's console
+  --readme        only rewrite the README's table from docs/kernel-matrix.json
+                  (say, a record kept by --write in another clone)
   --help          this text
 
 Needs root, and the packages of scripts/setup.sh --kernel-matrix.`;
@@ -46,11 +49,19 @@ const { values } = parseArgs({
     write: { type: 'boolean' },
     refresh: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
+    readme: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
   console.log(HELP);
+  process.exit(0);
+}
+if (values.readme) {
+  const readmePath = join(REPO, 'README.md');
+  const run = JSON.parse(await readFile(RECORD, 'utf8')) as MatrixRecord;
+  await writeFile(readmePath, withTable(await readFile(readmePath, 'utf8'), renderTable(run)));
+  console.error(`kernel-matrix: the README's kernel table is ${RECORD}'s (${run.date})`);
   process.exit(0);
 }
 const known = [HOST, ...DEBIAN_KERNELS.map((k) => k.id)];
@@ -65,9 +76,42 @@ if (values.write && known.some((k) => !ids.includes(k))) {
   process.exit(2);
 }
 const log = (s: string) => console.error(`kernel-matrix: ${s}`);
+// the guests' share: caches kept across runs at its top (V8's code cache,
+// vitest's transforms), each run's results and host-tool spool in a
+// directory of its own (runs of other checkouts may share this cache)
 const share = join(CACHE, 'share');
-await mkdir(share, { recursive: true });
-await rm(join(share, 'clang'), { recursive: true, force: true });
+const runRel = join('runs', String(process.pid));
+const runDir = join(share, runRel);
+await mkdir(join(share, 'runs'), { recursive: true });
+for (const old of await readdir(join(share, 'runs'))) {
+  if (!alive(Number(old))) await rm(join(share, 'runs', old), { recursive: true, force: true });
+}
+await mkdir(runDir, { recursive: true });
+
+/** The machine's 1-minute load average, sampled until stop(): its mean. */
+function sampleLoad(): { stop(): number | undefined } {
+  const samples: number[] = [];
+  const take = () => void readFile('/proc/loadavg', 'utf8').then((t) => samples.push(Number(t.split(' ')[0])), () => undefined);
+  take();
+  const timer = setInterval(take, 5000);
+  return {
+    stop() {
+      clearInterval(timer);
+      const ok = samples.filter(Number.isFinite);
+      return ok.length ? ok.reduce((a, b) => a + b, 0) / ok.length : undefined;
+    },
+  };
+}
+
+function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 async function readJson<T>(file: string): Promise<T | undefined> {
   try {
@@ -103,29 +147,35 @@ for (const k of images) {
   if (abort.signal.aborted) break;
   const initramfs = await buildInitramfs(k, CACHE);
   log(`${k.spec.id}: booting ${k.release} (${k.pkg} ${k.version}) under qemu`);
+  const load = sampleLoad();
   const r = await runGuest({
-    vmlinuz: k.vmlinuz, initramfs, kdir: k.root, repo: REPO, tests: [MATRIX_TESTS], share, run: k.spec.id,
+    vmlinuz: k.vmlinuz, initramfs, kdir: k.root, repo: REPO, tests: [MATRIX_TESTS], share, run: join(runRel, k.spec.id), spool: join(runRel, 'spool'),
     memoryMiB: 3072, cpus: 2, timeoutSeconds: Number(process.env.PODTAP_KERNEL_TIMEOUT ?? 1800), cancel: abort.signal,
     log: values.verbose ? (l) => console.error(`[${k.spec.id}] ${l}`) : undefined,
   });
-  log(`${k.spec.id}: boot ${r.bootSeconds.toFixed(0)} s, tests ${r.testSeconds.toFixed(0)} s, exit ${r.exitCode ?? '-'}, ${r.compiles} compiles on the host${r.failure ? `, ${r.failure}` : ''}`);
+  const meanLoad = load.stop();
+  log(`${k.spec.id}: boot ${r.bootSeconds.toFixed(0)} s, tests ${r.testSeconds.toFixed(0)} s, qemu CPU ${r.cpuSeconds?.toFixed(0) ?? '?'} s, load ${meanLoad?.toFixed(1) ?? '?'}, exit ${r.exitCode ?? '-'}, host jobs: ${Object.entries(r.hostJobs).map(([t, n]) => `${n} ${t}`).join(', ') || 'none'}${r.failure ? `, ${r.failure}` : ''}`);
   await record(k.spec.id, r.dir, {
     id: k.spec.id, release: k.release, source: `${k.pkg} ${k.version}`, seenOn: k.spec.seenOn, bootSeconds: r.bootSeconds, testSeconds: r.testSeconds,
+    ...(meanLoad === undefined ? {} : { load: meanLoad }),
+    ...(r.cpuSeconds === undefined ? {} : { cpuSeconds: r.cpuSeconds }),
   }, r.failure);
 }
 
 // last: it may wait for another suite to release this machine's lock
 if (ids.includes(HOST)) {
-  const dir = join(share, HOST);
+  const dir = join(runDir, HOST);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   log(`${HOST}: ${release()} (this machine)`);
+  const load = sampleLoad();
   const r = await runHost({
     repo: REPO, tests: [MATRIX_TESTS], dir, lockHeld: process.env.PODTAP_SUITE_LOCK_HELD === '1', cancel: abort.signal,
     log: values.verbose ? (l) => console.error(`[${HOST}] ${l}`) : undefined,
   });
-  log(`${HOST}: tests ${r.testSeconds.toFixed(0)} s, exit ${r.exitCode}`);
-  await record(HOST, dir, { id: HOST, release: release(), source: 'this machine', seenOn: 'the machine the matrix runs on', bootSeconds: 0, testSeconds: r.testSeconds });
+  const hostLoad = load.stop(); // the wait for the suite lock included
+  log(`${HOST}: tests ${r.testSeconds.toFixed(0)} s, load ${hostLoad?.toFixed(1) ?? '?'}, exit ${r.exitCode}`);
+  await record(HOST, dir, { id: HOST, release: release(), source: 'this machine', seenOn: 'the machine the matrix runs on', bootSeconds: 0, testSeconds: r.testSeconds, ...(hostLoad === undefined ? {} : { load: hostLoad }) });
 }
 
 const qemu = (await execa('qemu-system-x86_64', ['--version'], { reject: false })).stdout.split('\n')[0] ?? 'qemu';

@@ -50,6 +50,10 @@ export interface KernelRow {
   cells: Record<string, Cell>;
   bootSeconds: number;
   testSeconds: number;
+  /** This machine's mean 1-minute load average while the kernel ran (other work slows TCG down). */
+  load?: number;
+  /** CPU seconds qemu used for the kernel (boot and tests): its work, whatever the load. */
+  cpuSeconds?: number;
 }
 
 export interface MatrixRecord {
@@ -102,13 +106,15 @@ function variantText(v: Record<string, string>): string {
 
 /** The README's table (markdown), from a record. */
 export function renderTable(r: MatrixRecord): string {
-  const head = ['kernel', 'Debian package', 'variant', ...COLUMNS.map((c) => c.title), 'boot, tests (s)'];
+  const head = ['kernel', 'Debian package', 'variant', ...COLUMNS.map((c) => c.title), 'boot, tests (s)', 'qemu CPU (s)', 'machine load²'];
   const rows = r.kernels.map((k) => [
     `${k.id} (\`${k.release}\`)`,
     k.source,
     variantText(k.variant),
     ...COLUMNS.map((c) => MARK[k.cells[c.key] ?? 'not run']),
     `${k.bootSeconds ? k.bootSeconds.toFixed(0) : '–'}, ${k.testSeconds.toFixed(0)}`,
+    k.cpuSeconds === undefined ? '–' : k.cpuSeconds.toFixed(0),
+    k.load === undefined ? '–' : k.load.toFixed(1),
   ]);
   const line = (cols: string[]) => `| ${cols.join(' | ')} |`;
   return [
@@ -118,6 +124,7 @@ export function renderTable(r: MatrixRecord): string {
     '',
     `${r.how}, ${r.date}. Variant: how the pieces are cut (bpf_loop or a bounded loop over a global function), how the shared counters are updated (atomics or a spin lock), how a copy's checksum state is read (the kfunc or bpf_probe_read_kernel), and the carrier's XDP program (with or without frags).`,
     '¹ Refused as designed: without multi-buffer XDP (xdp.frags) veth takes XDP only while its peer\'s MTU fits a page, so `podtap sniff` exits 8 and the agent reports `KernelUnsupported`, naming the kernel and the feature; uplinks up to about 3,500 bytes work.',
+    '² The mean 1-minute load average of the machine running the matrix while that kernel ran: other work on its 2 cores slows TCG down about in proportion, while the CPU time qemu used is the work of the guest whatever the load.',
   ].join('\n');
 }
 

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { ClangServer } from './clang-server.ts';
+import { HostToolServer } from './host-tools.ts';
 
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 
@@ -24,7 +24,10 @@ export interface GuestRun {
   failure: string | undefined;
   /** The directory with results.json, features.json, console.log. */
   dir: string;
-  compiles: number;
+  /** CPU time qemu used (user and system, all its threads): the guest's work, whatever else the machine does. */
+  cpuSeconds: number | undefined;
+  /** Jobs the host ran for the guest, per tool (clang, tshark). */
+  hostJobs: Record<string, number>;
 }
 
 export interface GuestOptions {
@@ -34,12 +37,17 @@ export interface GuestOptions {
   kdir: string;
   repo: string;
   tests: string[];
-  /** Writable directory shared with the guest. */
+  /** Writable directory shared with the guest (virtiofs tag "share"); caches kept across runs live at its top. */
   share: string;
+  /** This kernel's directory for its results, relative to @share (the matrix run's, then the kernel's name). */
   run: string;
+  /** The host tools' spool (host-tools.ts), relative to @share. */
+  spool: string;
   memoryMiB: number;
   cpus: number;
   timeoutSeconds: number;
+  /** The guest's init (default: @repo's guest-init.sh); another one to look into a guest by hand. */
+  guestInit?: string;
   /** Stops the guest (Ctrl-C of the matrix). */
   cancel?: AbortSignal;
   log?: (line: string) => void;
@@ -64,19 +72,33 @@ async function waitForSocket(path: string, proc: ResultPromise): Promise<void> {
   throw new Error(`kernel matrix: virtiofsd did not open ${path}: ${String(r.all ?? '').trim()}`);
 }
 
+const CLK_TCK = Number((await execa('getconf', ['CLK_TCK'], { reject: false })).stdout) || 100;
+
+/** User and system CPU seconds of process @pid so far (/proc/PID/stat), or undefined once it is gone. */
+async function cpuOf(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // after "(comm)": state is field 3; utime and stime are fields 14 and 15
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function runGuest(o: GuestOptions): Promise<GuestRun> {
   if (!existsSync(VIRTIOFSD)) throw new Error(`kernel matrix: ${VIRTIOFSD} is missing: run scripts/setup.sh --kernel-matrix (package qemu-system-x86)`);
   const dir = join(o.share, o.run);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  const sockDir = join(o.share, '.sock');
+  const sockDir = join(dir, '.sock');
   await mkdir(sockDir, { recursive: true });
-  const rootSock = join(sockDir, `${o.run}-root.sock`);
-  const shareSock = join(sockDir, `${o.run}-share.sock`);
+  const rootSock = join(sockDir, 'root.sock');
+  const shareSock = join(sockDir, 'share.sock');
   await rm(rootSock, { force: true });
   await rm(shareSock, { force: true });
   const consoleLog = join(dir, 'console.log');
-  const clang = new ClangServer(join(o.share, 'clang'), o.repo);
+  const tools = new HostToolServer(join(o.share, o.spool), o.repo);
   // the root: cached freely (nothing changes it during a run); the share:
   // uncached, so each side sees the other's files at once
   const vfsRoot = startVirtiofsd('/', rootSock, 'always');
@@ -86,14 +108,15 @@ export async function runGuest(o: GuestOptions): Promise<GuestRun> {
   let ready: number | undefined;
   let done: number | undefined;
   let failure: string | undefined;
+  let cpuSeconds: number | undefined;
   try {
     await waitForSocket(rootSock, vfsRoot);
     await waitForSocket(shareSock, vfsShare);
-    await clang.start();
+    await tools.start();
     const append = [
       'console=ttyS0', 'panic=-1', 'quiet', 'loglevel=4',
-      `podtap.guest=${join(o.repo, 'scripts/kernel-matrix/guest-init.sh')}`,
-      `podtap.repo=${o.repo}`, `podtap.kdir=${o.kdir}`, `podtap.tests=${o.tests.join(',')}`, `podtap.run=${o.run}`,
+      `podtap.guest=${o.guestInit ?? join(o.repo, 'scripts/kernel-matrix/guest-init.sh')}`,
+      `podtap.repo=${o.repo}`, `podtap.kdir=${o.kdir}`, `podtap.tests=${o.tests.join(',')}`, `podtap.run=${o.run}`, `podtap.spool=${o.spool}`,
     ].join(' ');
     const mem = `${o.memoryMiB}M`;
     qemu = execa('qemu-system-x86_64', [
@@ -123,6 +146,9 @@ export async function runGuest(o: GuestOptions): Promise<GuestRun> {
       }
     });
     o.cancel?.addEventListener('abort', () => (failure ??= 'stopped by a signal'));
+    const pid = qemu.pid;
+    const cpu = pid === undefined ? undefined : setInterval(() => void cpuOf(pid).then((c) => (cpuSeconds = c ?? cpuSeconds)), 1000);
+    void qemu.finally(() => clearInterval(cpu));
     const timer = setTimeout(() => {
       failure ??= `timed out after ${o.timeoutSeconds} s`;
       qemu?.kill('SIGKILL');
@@ -130,13 +156,12 @@ export async function runGuest(o: GuestOptions): Promise<GuestRun> {
     await qemu;
     clearTimeout(timer);
   } finally {
-    clang.stop();
+    tools.stop();
     qemu?.kill('SIGKILL');
     vfsRoot.kill('SIGTERM');
     vfsShare.kill('SIGTERM');
     await Promise.allSettled([vfsRoot, vfsShare]);
-    await rm(rootSock, { force: true });
-    await rm(shareSock, { force: true });
+    await rm(sockDir, { recursive: true, force: true });
   }
   const exitFile = join(dir, 'exit');
   const exitCode = existsSync(exitFile) ? Number((await readFile(exitFile, 'utf8')).trim()) : undefined;
@@ -148,6 +173,7 @@ export async function runGuest(o: GuestOptions): Promise<GuestRun> {
     exitCode,
     failure,
     dir,
-    compiles: clang.served,
+    cpuSeconds,
+    hostJobs: { ...tools.served },
   };
 }

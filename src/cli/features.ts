@@ -4,7 +4,7 @@
  * per feature), and the variant of the data plane they build for it.
  */
 import { parseArgs } from 'node:util';
-import { chooseVariant, createRunner, ensureBpffs, PIN_ROOT, probeKernel, PROBES, requireRoot, requireTools, type ProbeName } from '../datapath/index.ts';
+import { chooseVariant, createRunner, ensureBpffs, PIN_ROOT, PROBES, reprobeKernel, requireRoot, requireTools, STATE_DIR, type ProbeName } from '../datapath/index.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 
 const HELP = `Usage: podtap features [--json]
@@ -12,6 +12,8 @@ const HELP = `Usage: podtap features [--json]
 Loads a tiny BPF program per kernel feature the data plane can use (as the
 agent and podtap sniff do when they start) and prints what this kernel has,
 and which variant of the data plane podtap builds for it, or why it cannot.
+The answers are kept for this boot (PODTAP_STATE_DIR, default /run/podtap),
+where the agent and podtap sniff then find them instead of probing again.
 
 Options:
   --json   machine-readable output
@@ -35,7 +37,8 @@ export async function featuresCommand(argv: string[]): Promise<number> {
   await requireTools();
   const runner = createRunner();
   await ensureBpffs(runner, PIN_ROOT);
-  const f = await probeKernel(runner, { pinRoot: PIN_ROOT });
+  // kept for this boot: the agent or sniffer that starts next need not probe
+  const f = await reprobeKernel(runner, { pinRoot: PIN_ROOT, stateDir: STATE_DIR });
   const choice = chooseVariant(f);
   if (values.json) {
     console.log(JSON.stringify({ ...f, ...(choice.ok ? { variant: choice.variant, defines: choice.defines } : { missing: choice.missing }) }, null, 2));

@@ -199,9 +199,9 @@ async function answersFile(stateDir: string): Promise<string> {
   return join(stateDir, `features-${h.digest('hex').slice(0, 16)}.json`);
 }
 
-async function probeOnce(runner: Runner, opts: ProbeOptions): Promise<KernelFeatures> {
+async function probeOnce(runner: Runner, opts: ProbeOptions & { fresh?: boolean }): Promise<KernelFeatures> {
   const file = opts.stateDir ? await answersFile(opts.stateDir) : undefined;
-  if (file && existsSync(file)) {
+  if (file && existsSync(file) && !opts.fresh) {
     try {
       return JSON.parse(await readFile(file, 'utf8')) as KernelFeatures;
     } catch {
@@ -215,6 +215,15 @@ async function probeOnce(runner: Runner, opts: ProbeOptions): Promise<KernelFeat
     await rename(`${file}.${process.pid}`, file);
   }
   return f;
+}
+
+/**
+ * Probe the kernel now, whatever is kept, and keep the answers in
+ * @opts.stateDir for the rest of this boot (`podtap features`: the agent or
+ * sniffer that starts next need not probe again).
+ */
+export function reprobeKernel(runner: Runner, opts: ProbeOptions & { stateDir: string }): Promise<KernelFeatures> {
+  return probeOnce(runner, { ...opts, fresh: true });
 }
 
 let probed: Promise<KernelFeatures> | undefined;

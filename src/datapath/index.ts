@@ -9,7 +9,7 @@ export { ensureBpffs, PIN_ROOT, Session, STATE_DIR, type ApplyResult, type Attac
 export { compileDefines, PROTO_BITS, TCP_FLAG_BITS, type DataplaneConfig, type FilterProtocol, type FilterTcpFlag, type NodeParams } from './config.ts';
 export { CompileError } from './compile.ts';
 export { VerifierError } from './verifier.ts';
-export { chooseVariant, KernelUnsupportedError, probeKernel, PROBES, type ProbeName } from './features.ts';
+export { chooseVariant, KernelUnsupportedError, probeKernel, PROBES, reprobeKernel, type ProbeName } from './features.ts';
 export { addCounters, emptyCounters, formatCounters, LOSS_REASONS, lost, REASONS, subCounters, type Count, type Counters, type Reason } from './counters.ts';
 export { createRunner, type Runner } from './exec.ts';
 export { getLink, listLinks, type Link, type Route } from './netdev.ts';

@@ -136,6 +136,10 @@ export async function sniffCommand(argv: string[]): Promise<number> {
   });
   const duration = spec.limits?.duration ? parseDuration(spec.limits.duration) : undefined;
   const limits = { maxPackets: spec.limits?.maxPackets ?? 0, maxBytes: spec.limits?.maxBytes ?? 0 };
+  // from before the first attachment: a Ctrl-C while attaching, or just after
+  // "tapping" (a slow machine reads the first counters for seconds), detaches
+  // everything rather than killing the process half way
+  const signals = watchSignals();
   try {
     // a collector that does not answer stops sniff before anything is attached
     const applied = await capture.apply(cfg, targets, limits, { requireCollector: true });
@@ -153,7 +157,7 @@ export async function sniffCommand(argv: string[]): Promise<number> {
   const tty = process.stderr.isTTY && !o.quiet;
   // from here on, whatever happens, the session is detached before exiting
   try {
-    const r = await monitor(capture, { tty, quiet: !!o.quiet });
+    const r = await monitor(capture, signals, { tty, quiet: !!o.quiet });
     console.error(`podtap: stopped (${r.reason}) after ${r.seconds.toFixed(1)}s; detaching ${ifaces.length} interface(s)`);
     console.error(`podtap: ${formatCounters(r.counters)}`);
     const drops = Object.entries(r.counters).filter(([k, v]) => v.packets > 0 && (LOSS_REASONS as string[]).includes(k));
@@ -164,8 +168,36 @@ export async function sniffCommand(argv: string[]): Promise<number> {
   }
 }
 
+interface Signals {
+  /** Calls @stop with the first SIGINT/SIGTERM, at once if it came already. */
+  onStop(stop: (why: string) => void): void;
+}
+
+/**
+ * SIGINT and SIGTERM for the life of the process: the first is kept for
+ * onStop; the handlers stay, so a second Ctrl-C while detaching cannot kill
+ * it half way (that would leave programs attached).
+ */
+function watchSignals(): Signals {
+  let first: string | undefined;
+  let waiter: ((why: string) => void) | undefined;
+  const on = (why: string) => () => {
+    if (first === undefined) first = why;
+    if (waiter) waiter(why);
+    else console.error('podtap: stopping once attaching is done (then detaching), please wait');
+  };
+  process.on('SIGINT', on('SIGINT'));
+  process.on('SIGTERM', on('SIGTERM'));
+  return {
+    onStop(stop) {
+      waiter = stop;
+      if (first !== undefined) stop(first);
+    },
+  };
+}
+
 /** Live counters until a signal or a limit; the counts since this run began. */
-async function monitor(capture: CaptureService, out: { tty: boolean; quiet: boolean }): Promise<{ reason: string; seconds: number; counters: Counters }> {
+async function monitor(capture: CaptureService, signals: Signals, out: { tty: boolean; quiet: boolean }): Promise<{ reason: string; seconds: number; counters: Counters }> {
   const started = Date.now();
   // an adopted object keeps its maps: count from here
   const base = await capture.counters();
@@ -173,8 +205,6 @@ async function monitor(capture: CaptureService, out: { tty: boolean; quiet: bool
   let reason = '';
   await new Promise<void>((resolve) => {
     let lastPrint = 0;
-    // the handlers stay for the life of the process: a second Ctrl-C while
-    // detaching must not kill it half way (that would leave programs attached)
     const stop = (why: string) => {
       if (reason) {
         console.error('podtap: detaching, please wait');
@@ -184,8 +214,6 @@ async function monitor(capture: CaptureService, out: { tty: boolean; quiet: bool
       clearInterval(timer);
       resolve();
     };
-    const onInt = () => stop('SIGINT');
-    const onTerm = () => stop('SIGTERM');
     const tick = async () => {
       try {
         last = subCounters(await capture.counters(), base);
@@ -202,8 +230,7 @@ async function monitor(capture: CaptureService, out: { tty: boolean; quiet: bool
       }
     };
     const timer = setInterval(() => void tick(), 500);
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
+    signals.onStop(stop);
     void tick();
   });
   if (out.tty) process.stderr.write('\n');

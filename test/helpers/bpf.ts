@@ -10,6 +10,7 @@ import { compileObject } from '../../src/datapath/compile.ts';
 import { compileDefines, type DataplaneConfig, type NodeParams } from '../../src/datapath/config.ts';
 import { createRunner } from '../../src/datapath/exec.ts';
 import { kernelVariant } from '../../src/datapath/features.ts';
+import { STATE_DIR } from '../../src/datapath/session.ts';
 
 export const TEST_CACHE = join(tmpdir(), 'podtap-test-objects');
 
@@ -25,9 +26,10 @@ export function testConfig(over: Partial<CaptureConfigInput> = {}): CaptureConfi
   });
 }
 
-/** The running kernel's variant of the data plane (src/datapath/features.ts), as the agent builds it. */
+/** The running kernel's variant of the data plane (src/datapath/features.ts), as the agent builds it
+ *  (and from the same answers for this boot, where the agent, sniff or `podtap features` kept them). */
 export async function kernelDefines(): Promise<string[]> {
-  return (await kernelVariant(createRunner(), { pinRoot: '/sys/fs/bpf', cacheDir: TEST_CACHE })).defines;
+  return (await kernelVariant(createRunner(), { pinRoot: '/sys/fs/bpf', cacheDir: TEST_CACHE, stateDir: STATE_DIR })).defines;
 }
 
 export async function loadTestObject(

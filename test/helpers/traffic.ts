@@ -17,19 +17,26 @@ export async function ping(ns: string, dst: string, opts: { size?: number; count
 }
 
 /** Send one UDP datagram of each size from @ns to @dst:@port. */
-export async function udpSend(ns: string, dst: string, port: number, sizes: number[]): Promise<void> {
+export function udpSend(ns: string, dst: string, port: number, sizes: number[]): Promise<void> {
+  return udpSendMany(ns, port, [{ dst, sizes }]);
+}
+
+/** udpSend to several destinations (IPv4 and IPv6 alike) from one process: under qemu's TCG a Node start costs seconds. */
+export async function udpSendMany(ns: string, port: number, targets: { dst: string; sizes: number[] }[]): Promise<void> {
   const script = `
     import { createSocket } from 'node:dgram';
     import { isIPv6 } from 'node:net';
-    const [dst, port, ...sizes] = process.argv.slice(2);
-    const s = createSocket(isIPv6(dst) ? 'udp6' : 'udp4');
-    s.on('error', () => {});
-    for (const n of sizes.map(Number)) {
-      await new Promise((r) => s.send(Buffer.alloc(n, n & 0xff), Number(port), dst, () => r()));
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    s.close();`;
-  await execa('nsenter', [`--net=/run/netns/${ns}`, NODE_BIN, '--input-type=module', '-e', script, dst, String(port), ...sizes.map(String)]);
+    const [port, targets] = [Number(process.argv[1]), JSON.parse(process.argv[2])];
+    for (const { dst, sizes } of targets) {
+      const s = createSocket(isIPv6(dst) ? 'udp6' : 'udp4');
+      // a datagram not sent fails the helper (an error swallowed here once hid that nothing was sent)
+      for (const n of sizes) {
+        await new Promise((r, j) => s.send(Buffer.alloc(n, n & 0xff), port, dst, (err) => (err ? j(err) : r())));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      s.close();
+    }`;
+  await execa('nsenter', [`--net=/run/netns/${ns}`, NODE_BIN, '--input-type=module', '-e', script, String(port), JSON.stringify(targets)]);
 }
 
 export interface Iperf {

@@ -4,7 +4,9 @@
  * table names these tests), and the default suite on this machine's. One
  * capture per tunnel configuration, each with ICMP, UDP and TCP up to 65535
  * bytes inside IPv4 and IPv6, checked against tcpdump and by tshark: compact
- * because under qemu's TCG every process start costs seconds.
+ * because under qemu's TCG every process start costs seconds (so the
+ * captures and the restart share one topology, and each capture's UDP comes
+ * from one process).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { release, tmpdir } from 'node:os';
@@ -21,10 +23,17 @@ import { definesFor, loadTestObject, removePins, testConfig, testPinRoot } from 
 import { diffMultiset, digestCounts, podtap, readFrames, startTcpdump, WAIT_SCALE, waitForLine, type Tcpdump } from '../helpers/capture.ts';
 import { startCapture } from '../helpers/harness.ts';
 import { createTopology, inNs, type Topology } from '../helpers/netns.ts';
-import { ping, udpSend } from '../helpers/traffic.ts';
+import { ping, udpSendMany } from '../helpers/traffic.ts';
 
 const root = testPinRoot();
 afterAll(() => removePins(root));
+
+// the captures' and the restart's topology (pod MTU 65535: 65507-byte pings
+// leave the pod as single 65535-byte packets), made when first needed; each
+// user leaves it as it found it (the restart test checks that)
+let shared: Promise<Topology> | undefined;
+const sharedTopology = () => (shared ??= createTopology({ pods: 2, podMtu: 65535 }));
+afterAll(async () => (await shared?.catch(() => undefined))?.destroy());
 
 describe('the variant podtap builds for this kernel', () => {
   it.each([
@@ -59,14 +68,13 @@ for (const c of CAPTURES) {
     const port = c.tunnel === 'Geneve' ? 6081 : 4789;
 
     beforeAll(async () => {
-      // pod MTU 65535: 65507-byte pings leave the pod as single 65535-byte packets
-      topo = await createTopology({ pods: 2, podMtu: 65535 });
+      topo = await sharedTopology();
       const [p1, p2] = topo.pods as [Topology['pods'][0], Topology['pods'][0]];
       const address = c.outer === 'ip6' ? topo.collector.ip6 : topo.collector.ip4;
       const run = await startCapture(topo, { collector: { address, port }, tunnel: { protocol: c.tunnel, vni: 4242 } }, [p1.hostIf], {
         tunnel: c.tunnel === 'Geneve' ? 'geneve' : 'vxlan',
         listen: c.outer === 'ip6' ? `[${address}]:${port}` : `${address}:${port}`,
-        name: topo.prefix,
+        name: `${topo.prefix}-${c.tunnel.toLowerCase()}-${c.outer}`,
       });
       dir = run.dir;
       const dumps: Tcpdump[] = [
@@ -75,8 +83,7 @@ for (const c of CAPTURES) {
       ];
       for (const size of [56, 1473, 65507]) expect(await ping(p1.ns, p2.ip4, { size, count: 1 })).toEqual({ sent: 1, received: 1 });
       for (const size of [56, 65000]) expect(await ping(p1.ns, p2.ip6, { size, count: 1, v6: true })).toEqual({ sent: 1, received: 1 });
-      await udpSend(p1.ns, p2.ip4, 9, [100, 9000, 65507]);
-      await udpSend(p1.ns, p2.ip6, 9, [65000]);
+      await udpSendMany(p1.ns, 9, [{ dst: p2.ip4, sizes: [100, 9000, 65507] }, { dst: p2.ip6, sizes: [65000] }]);
       // TCP: GSO super-packets on the veth, cut by the tunnel program
       const server = execa('nsenter', [`--net=/run/netns/${p2.ns}`, 'iperf3', '-s', '-1', '-p', '5299'], { reject: false });
       await new Promise((r) => setTimeout(r, 500));
@@ -90,7 +97,6 @@ for (const c of CAPTURES) {
       collector = s.collectorOutput;
       if (c.exact) expect(s.files).toHaveLength(1);
     }, 600_000);
-    afterAll(() => topo?.destroy());
 
     if (c.exact) {
       it('mirrors every frame of ICMP, UDP and TCP, in IPv4 and IPv6, byte-identical', async () => {
@@ -139,18 +145,15 @@ for (const c of CAPTURES) {
 }
 
 describe('restart and cleanup', () => {
-  let topo: Topology | undefined;
-  afterAll(() => topo?.destroy());
-
   it('a sniffer killed with -9 leaves the capture running; the next adopts it without a second filter and removes everything', async () => {
-    topo = await createTopology({ pods: 2 });
+    const topo = await sharedTopology();
     const [p1, p2] = topo.pods as [Topology['pods'][0], Topology['pods'][0]];
     // what others left on this host is not ours to judge
     const before = await leftovers({ runner: createRunner(topo.node) });
-    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, filter: { protocols: ['ICMP'] } }, [p1.hostIf], { name: topo.prefix });
+    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, filter: { protocols: ['ICMP'] } }, [p1.hostIf], { name: `${topo.prefix}-restart` });
     run.sniff.kill('SIGKILL');
     await run.sniff;
-    const filters = async () => JSON.parse(await inNs(topo!.node, 'tc', ['-j', 'filter', 'show', 'dev', p1.hostIf, 'ingress'])) as { options?: { prog?: { name: string } } }[];
+    const filters = async () => JSON.parse(await inNs(topo.node, 'tc', ['-j', 'filter', 'show', 'dev', p1.hostIf, 'ingress'])) as { options?: { prog?: { name: string } } }[];
     expect((await filters()).filter((f) => f.options?.prog?.name === 'pt_tap_ingress')).toHaveLength(1);
     // still mirroring without its process
     expect(await ping(p1.ns, p2.ip4, { count: 2 })).toEqual({ sent: 2, received: 2 });

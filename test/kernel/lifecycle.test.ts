@@ -73,6 +73,23 @@ describe('sniffer lifecycle', () => {
     expect(await leftovers({ runner: createRunner(topo.node) })).toEqual([]);
   });
 
+  it('Ctrl-C the moment it says tapping (before its first counters are read) detaches everything and exits 0', async () => {
+    topo = await createTopology({ pods: 1 });
+    const col = await startCollector(topo);
+    const file = join(col.dir, 'p.yaml');
+    await writeFile(file, policyYaml({ collector: { address: topo.collector.ip4 } }, topo.prefix));
+    const before = await leftovers({ runner: createRunner(topo.node) });
+    const s = podtap(topo.node, ['sniff', '--policy', file, '--iface', topo.pods[0]!.hostIf, '--quiet']);
+    await waitForLine(s, /podtap: tapping/, 60_000);
+    s.kill('SIGINT');
+    const r = await s;
+    col.proc.kill('SIGTERM');
+    await col.proc;
+    expect([r.exitCode, r.signal], String(r.all)).toEqual([0, undefined]);
+    expect(String(r.all)).toMatch(/podtap: stopped \(SIGINT\)/);
+    expect(await leftovers({ runner: createRunner(topo.node) })).toEqual(before);
+  });
+
   it('podtap cleanup removes what a killed sniffer left', async () => {
     topo = await createTopology({ pods: 1 });
     const col = await startCollector(topo);

@@ -64,58 +64,72 @@ export async function createTopology(opts: { pods?: number; podMtu?: number; upl
       for (const ns of all) await sh('ip', ['netns', 'del', ns], { reject: false });
     },
   };
+  // one `ip -batch` per namespace rather than a process per step: under
+  // qemu's TCG (scripts/kernel-matrix.sh) every process start costs a second
+  const mtu = String(opts.podMtu ?? 1500);
+  const upMtu = String(opts.uplinkMtu ?? 1500);
+  for (let i = 1; i <= nPods; i++) {
+    pods.push({
+      ns: `${prefix}-pod${i}`,
+      hostIf: `vpt${i}`,
+      // pod i: 198.18.(10+i).2/30 (the uplink has 198.18.9.0/30)
+      ip4: `198.18.${10 + i}.2`,
+      gw4: `198.18.${10 + i}.1`,
+      ip6: `2001:db8:${10 + i}::2`,
+      gw6: `2001:db8:${10 + i}::1`,
+    });
+    all.push(`${prefix}-pod${i}`);
+  }
   try {
-    for (const ns of [node, colNs]) {
-      await sh('ip', ['netns', 'add', ns]);
-      await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    }
+    await ipBatch(undefined, [
+      ...[node, colNs].map((ns) => `netns add ${ns}`),
+      ...pods.flatMap((p) => [`netns add ${p.ns}`, `link add ${p.hostIf} netns ${node} type veth peer name eth0 netns ${p.ns}`]),
+      `link add up0 netns ${node} type veth peer name eth0 netns ${colNs}`,
+    ]);
     await inNs(node, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
-    for (let i = 1; i <= nPods; i++) {
-      const ns = `${prefix}-pod${i}`;
-      all.push(ns);
-      await sh('ip', ['netns', 'add', ns]);
-      await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-      const hostIf = `vpt${i}`;
-      await sh('ip', ['link', 'add', hostIf, 'netns', node, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-      const mtu = String(opts.podMtu ?? 1500);
-      await sh('ip', ['-n', node, 'link', 'set', hostIf, 'mtu', mtu, 'up']);
-      await sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'mtu', mtu, 'up']);
-      const pod: Pod = {
-        ns,
-        hostIf,
-        // pod i: 198.18.(10+i).2/30 (the uplink has 198.18.9.0/30)
-        ip4: `198.18.${10 + i}.2`,
-        gw4: `198.18.${10 + i}.1`,
-        ip6: `2001:db8:${10 + i}::2`,
-        gw6: `2001:db8:${10 + i}::1`,
-      };
-      await sh('ip', ['-n', node, 'addr', 'add', `${pod.gw4}/30`, 'dev', hostIf]);
-      await sh('ip', ['-n', ns, 'addr', 'add', `${pod.ip4}/30`, 'dev', 'eth0']);
-      await sh('ip', ['-n', ns, 'route', 'add', 'default', 'via', pod.gw4]);
-      await sh('ip', ['-n', node, 'addr', 'add', `${pod.gw6}/64`, 'dev', hostIf, 'nodad']);
-      await sh('ip', ['-n', ns, 'addr', 'add', `${pod.ip6}/64`, 'dev', 'eth0', 'nodad']);
-      await sh('ip', ['-n', ns, '-6', 'route', 'add', 'default', 'via', pod.gw6]);
-      pods.push(pod);
+    await ipBatch(node, [
+      'link set lo up',
+      ...pods.flatMap((p) => [`link set ${p.hostIf} mtu ${mtu} up`, `addr add ${p.gw4}/30 dev ${p.hostIf}`, `addr add ${p.gw6}/64 dev ${p.hostIf} nodad`]),
+      `link set up0 mtu ${upMtu} up`,
+      'addr add 198.18.9.1/30 dev up0',
+      'addr add 2001:db8:9::1/64 dev up0 nodad',
+    ]);
+    for (const p of pods) {
+      await ipBatch(p.ns, [
+        'link set lo up',
+        `link set eth0 mtu ${mtu} up`,
+        `addr add ${p.ip4}/30 dev eth0`,
+        `route add default via ${p.gw4}`,
+        `addr add ${p.ip6}/64 dev eth0 nodad`,
+        `route add ::/0 via ${p.gw6}`,
+      ]);
     }
-    const upMtu = String(opts.uplinkMtu ?? 1500);
-    await sh('ip', ['link', 'add', 'up0', 'netns', node, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', colNs]);
-    await sh('ip', ['-n', node, 'link', 'set', 'up0', 'mtu', upMtu, 'up']);
-    await sh('ip', ['-n', colNs, 'link', 'set', 'eth0', 'mtu', upMtu, 'up']);
-    await sh('ip', ['-n', node, 'addr', 'add', '198.18.9.1/30', 'dev', 'up0']);
-    await sh('ip', ['-n', colNs, 'addr', 'add', '198.18.9.2/30', 'dev', 'eth0']);
-    await sh('ip', ['-n', node, 'addr', 'add', '2001:db8:9::1/64', 'dev', 'up0', 'nodad']);
-    await sh('ip', ['-n', colNs, 'addr', 'add', '2001:db8:9::2/64', 'dev', 'eth0', 'nodad']);
-    await sh('ip', ['-n', colNs, 'route', 'add', '198.18.0.0/15', 'via', '198.18.9.1']);
-    await sh('ip', ['-n', colNs, '-6', 'route', 'add', '2001:db8::/32', 'via', '2001:db8:9::1']);
+    await ipBatch(colNs, [
+      'link set lo up',
+      `link set eth0 mtu ${upMtu} up`,
+      'addr add 198.18.9.2/30 dev eth0',
+      'addr add 2001:db8:9::2/64 dev eth0 nodad',
+      'route add 198.18.0.0/15 via 198.18.9.1',
+      'route add 2001:db8::/32 via 2001:db8:9::1',
+    ]);
     // resolve neighbours both ways so the first mirrored packet has an L2 route
-    await inNs(node, 'ping', ['-c1', '-W2', '198.18.9.2']);
-    await inNs(node, 'ping', ['-6', '-c1', '-W2', '2001:db8:9::2']);
-    for (const p of pods) await inNs(p.ns, 'ping', ['-c1', '-W2', p.gw4]);
+    // (-w: until the first answer; IPv6 answers once the link-local addresses are ready)
+    await Promise.all([
+      inNs(node, 'ping', ['-c1', '-w5', '198.18.9.2']),
+      inNs(node, 'ping', ['-6', '-c1', '-w5', '2001:db8:9::2']),
+      ...pods.flatMap((p) => [inNs(p.ns, 'ping', ['-c1', '-w5', p.gw4]), inNs(p.ns, 'ping', ['-6', '-c1', '-w5', p.gw6])]),
+    ]);
     return topo;
   } catch (err) {
     await topo.destroy();
     throw err;
   }
+}
+
+/** `ip -batch` of @lines, in @ns (or this namespace); fails naming the line ip refused. */
+async function ipBatch(ns: string | undefined, lines: string[]): Promise<void> {
+  const r = await execa('ip', [...(ns ? ['-n', ns] : []), '-batch', '-'], { input: `${lines.join('\n')}\n`, reject: false });
+  if (r.exitCode !== 0) throw new Error(`ip ${ns ? `-n ${ns} ` : ''}-batch failed (${r.exitCode}): ${r.stderr}`);
 }
 
 export async function ifindex(ns: string, dev: string): Promise<number> {

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { checkClangArgs } from '../../../scripts/kernel-matrix/clang-server.ts';
+import { checkClangArgs, checkTsharkArgs } from '../../../scripts/kernel-matrix/host-tools.ts';
 import { parseShowDepends } from '../../../scripts/kernel-matrix/initramfs.ts';
 import { imagePackage } from '../../../scripts/kernel-matrix/kernels.ts';
 import { cells, COLUMNS, readmeTable, renderTable, withTable, type MatrixRecord, type VitestJson } from '../../../scripts/kernel-matrix/report.ts';
@@ -82,6 +82,30 @@ describe("the guest's clang, run on the host", () => {
   });
 });
 
+describe("the guest's tshark, run on the host", () => {
+  const input = '/share/runs/1/spool/1.req/input';
+  it.each([
+    {
+      description: "readFrames' fields",
+      input: ['-r', '/tmp/x/veth.pcap', '-o', 'frame.generate_md5_hash:TRUE', '-T', 'fields', '-E', 'separator=\t', '-e', 'frame.len', '-e', 'frame.md5_hash', '-Y', 'icmp && !arp'],
+      expected: ['-r', input, '-o', 'frame.generate_md5_hash:TRUE', '-T', 'fields', '-E', 'separator=\t', '-e', 'frame.len', '-e', 'frame.md5_hash', '-Y', 'icmp && !arp'],
+    },
+    { description: 'the version', input: ['-v'], expected: ['-v'] },
+    { description: 'a Lua script', input: ['-X', 'lua_script:/tmp/x.lua', '-r', 'a.pcap'], expected: /argument not allowed: -X/ },
+    { description: 'writing a file', input: ['-r', 'a.pcap', '-w', '/etc/x'], expected: /argument not allowed: -w/ },
+    { description: 'a second file to read', input: ['-r', 'a.pcap', '-r', '/etc/shadow'], expected: /argument not allowed: -r/ },
+    { description: 'a preference naming a file', input: ['-r', 'a.pcap', '-o', 'tls.keylog_file:/etc/shadow'], expected: /argument not allowed: -o/ },
+    { description: 'statistics (-z)', input: ['-r', 'a.pcap', '-z', 'io,phs'], expected: /argument not allowed: -z/ },
+    { description: 'an output format other than fields', input: ['-r', 'a.pcap', '-T', 'pdml'], expected: /argument not allowed: -T/ },
+    { description: 'no file', input: ['-T', 'fields', '-e', 'frame.len'], expected: /no -r FILE/ },
+    { description: 'a dangling option', input: ['-r', 'a.pcap', '-Y'], expected: /argument not allowed: -Y/ },
+  ])('$description', ({ input: args, expected }) => {
+    const r = checkTsharkArgs({ args, cwd: '/' }, input);
+    if (Array.isArray(expected)) expect(r).toEqual({ args: expected });
+    else expect('error' in r ? r.error : '').toMatch(expected);
+  });
+});
+
 describe("the kernel packages' metadata", () => {
   it.each([
     { description: 'a suite metapackage', input: 'linux-image-6.1.0-50-cloud-amd64 (= 6.1.176-1)', expected: 'linux-image-6.1.0-50-cloud-amd64' },
@@ -99,7 +123,7 @@ describe("the kernel packages' metadata", () => {
 
 describe("the matrix's shell scripts", () => {
   it('pass shellcheck (the guest runs them with no one watching)', async () => {
-    const files = ['scripts/kernel-matrix.sh', 'scripts/kernel-matrix/initramfs-init.sh', 'scripts/kernel-matrix/guest-init.sh', 'scripts/kernel-matrix/guest-bin/clang', 'scripts/test.sh'];
+    const files = ['scripts/kernel-matrix.sh', 'scripts/kernel-matrix/initramfs-init.sh', 'scripts/kernel-matrix/guest-init.sh', 'scripts/kernel-matrix/guest-bin/host-tool', 'scripts/test.sh'];
     const r = await execa('shellcheck', files, { cwd: ROOT, reject: false });
     expect(r.stdout, 'shellcheck (scripts/setup.sh installs it)').toBe('');
     expect(r.exitCode).toBe(0);
