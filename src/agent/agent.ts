@@ -35,6 +35,12 @@ import type { AgentMetrics } from './metrics.ts';
 export interface AgentOptions {
   client: KubeClient;
   nodeName: string;
+  /**
+   * The install namespace: the only one whose assignments this agent reads.
+   * An assignment anywhere else is not a work order (tenants may own other
+   * namespaces), and the agent's role is granted in this one only.
+   */
+  namespace: string;
   runner?: Runner;
   logger?: Logger;
   /** How often counters are written to each assignment's status. */
@@ -108,6 +114,7 @@ export class NodeAgent {
     this.api = sniffAssignments(opts.client);
     this.informer = new Informer<SniffAssignment>({
       client: opts.client,
+      namespace: opts.namespace,
       resource: Resources.sniffAssignments,
       labelSelector: `${LABEL_NODE}=${labelValue(opts.nodeName)}`,
       logger: this.log,
@@ -196,7 +203,9 @@ export class NodeAgent {
   }
 
   async reconcile(key: string): Promise<void> {
-    const a = this.informer.store.get(key);
+    const stored = this.informer.store.get(key);
+    // the watch is the install namespace's; whatever else arrives is ignored
+    const a = stored && stored.metadata.namespace === this.opts.namespace ? stored : undefined;
     const t = this.findTracked(key, a?.spec.policy.uid);
     const log = this.log.child({ assignment: key, policy: a?.spec.policy.name });
     if (!a || a.metadata.deletionTimestamp) {
@@ -204,7 +213,7 @@ export class NodeAgent {
       if (key.startsWith('orphan:') || (t && !a)) this.tracked.delete(t?.key ?? key);
       return;
     }
-    const policy = { namespace: a.metadata.namespace ?? '', name: a.spec.policy.name, uid: a.spec.policy.uid };
+    const policy = { namespace: a.spec.policy.namespace, name: a.spec.policy.name, uid: a.spec.policy.uid };
     if (a.spec.stopped) {
       if (t && !t.stopped) await this.stop(t, log, 'Completed', 'LimitReached');
       else if (!t) await this.writeStatus(a, { state: 'Completed', reason: 'LimitReached', interfaces: [], attachedInterfaces: 0 });

@@ -8,6 +8,7 @@ import { KubeClient, loadKubeConfig, podNamespace } from '../k8s/index.ts';
 import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { installSecretKeySource } from '../wire/auth.ts';
+import { DEFAULT_INSTALL_NAMESPACE, installNamespace } from '../api/index.ts';
 import { NodeAgent } from './agent.ts';
 import { createAgentMetrics } from './metrics.ts';
 import { RESOLVE_METHODS, type ResolveMethod } from './resolve.ts';
@@ -23,6 +24,10 @@ and counters on each assignment's status.
 Options:
   --node NAME             this node (default: $NODE_NAME, else the hostname)
   --kubeconfig FILE       kubeconfig (default: $KUBECONFIG, else in-cluster)
+  --namespace NS          podtap's own namespace, the only one whose
+                          SniffAssignments the agent reads (default:
+                          $POD_NAMESPACE, the service account's, else
+                          ${DEFAULT_INSTALL_NAMESPACE})
   --metrics-addr ADDR     /metrics, /healthz, /readyz (default :9090; "" = off)
   --report-interval SEC   how often counters are written to status (default 5)
   --token-file FILE       the install's collector secret: the agent derives this
@@ -48,6 +53,7 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
       options: {
         node: { type: 'string' },
         kubeconfig: { type: 'string' },
+        namespace: { type: 'string' },
         'metrics-addr': { type: 'string', default: ':9090' },
         'report-interval': { type: 'string', default: '5' },
         'token-file': { type: 'string' },
@@ -80,7 +86,8 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
   const kc = loadKubeConfig(values.kubeconfig);
   const client = new KubeClient(kc, { userAgent: `podtap-agent/${nodeName}` });
   const metrics = createAgentMetrics({ defaultMetrics: true });
-  const agent = new NodeAgent({ client, nodeName, logger: log, reportIntervalMs: interval * 1000, nodeKey, metrics, ...(methods ? { resolve: { methods: methods as ResolveMethod[] } } : {}) });
+  const namespace = values.namespace ?? installNamespace();
+  const agent = new NodeAgent({ client, nodeName, namespace, logger: log, reportIntervalMs: interval * 1000, nodeKey, metrics, ...(methods ? { resolve: { methods: methods as ResolveMethod[] } } : {}) });
   const http = values['metrics-addr']
     ? await startHttp(values['metrics-addr'], { registry: metrics.registry, notReady: () => (agent.informer.hasSynced() ? undefined : 'assignments not synced') }, log)
     : undefined;

@@ -5,7 +5,8 @@
 import { parseArgs } from 'node:util';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
-import { DEFAULT_LEASE_NAMESPACE, LEASE_NAME, startController, type ControllerOptions } from './controller.ts';
+import { DEFAULT_INSTALL_NAMESPACE } from '../api/index.ts';
+import { LEASE_NAME, startController, type ControllerOptions } from './controller.ts';
 
 export const CONTROLLER_HELP = `Usage: podtap controller [options]
 
@@ -22,9 +23,11 @@ Options:
   --metrics-addr ADDR         serve /metrics, /healthz and /readyz on ADDR
                               (default :8080; "0" disables)
   --leader-elect=true|false   elect a leader through a Lease (default true)
-  --lease-namespace NS        namespace of the Lease "${LEASE_NAME}" (default:
+  --namespace NS              podtap's own namespace: the SniffAssignments are
+                              written there (only there: tenants have no access
+                              to it) and the Lease "${LEASE_NAME}" (default:
                               $POD_NAMESPACE, the service account's namespace,
-                              or ${DEFAULT_LEASE_NAMESPACE})
+                              or ${DEFAULT_INSTALL_NAMESPACE})
   --workers N                 policies reconciled in parallel (default 4)
   --report-stale-seconds N    a node whose agent has not reported for N seconds
                               is AgentNotReporting (default 30: three report
@@ -63,7 +66,7 @@ export function parseControllerArgs(argv: string[]): { help: true } | { help: fa
         kubeconfig: { type: 'string' },
         'metrics-addr': { type: 'string' },
         'leader-elect': { type: 'string' },
-        'lease-namespace': { type: 'string' },
+        namespace: { type: 'string' },
         workers: { type: 'string' },
         'report-stale-seconds': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -79,7 +82,7 @@ export function parseControllerArgs(argv: string[]): { help: true } | { help: fa
       kubeconfig: values.kubeconfig,
       metricsAddr: values['metrics-addr'] ?? ':8080',
       leaderElect: bool('leader-elect', values['leader-elect'], true),
-      leaseNamespace: values['lease-namespace'],
+      namespace: values.namespace,
       workers: positiveInt('workers', values.workers, 4),
       reportStaleSeconds: positiveInt('report-stale-seconds', values['report-stale-seconds'], 30),
     },

@@ -6,8 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { API_VERSION, type SniffAssignment } from '../api/index.ts';
-import { EventRecorder, KubeClient, Resources, loadKubeConfig, podNamespace } from '../k8s/index.ts';
+import { API_VERSION, installNamespace, type SniffAssignment } from '../api/index.ts';
+import { EventRecorder, KubeClient, Resources, loadKubeConfig } from '../k8s/index.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { startHttp, type HttpEndpoint } from './http.ts';
 import { createInformers, policyKey, type ControllerInformers } from './informers.ts';
@@ -21,7 +21,6 @@ import { Reconciler, TerminalError, type ReconcileApi } from './reconcile.ts';
 import type { StoreWorld } from './world.ts';
 
 export const LEASE_NAME = 'podtap-controller';
-export const DEFAULT_LEASE_NAMESPACE = 'podtap-system';
 
 export interface ControllerOptions {
   /** A kubeconfig file; without it $KUBECONFIG, in-cluster, ~/.kube/config. */
@@ -31,7 +30,8 @@ export interface ControllerOptions {
   /** HOST:PORT for /metrics, /healthz, /readyz; '' disables. Default ':8080'. */
   metricsAddr?: string | undefined;
   leaderElect?: boolean | undefined;
-  leaseNamespace?: string | undefined;
+  /** The install namespace: the assignments and the Lease (default: installNamespace()). */
+  namespace?: string | undefined;
   leaseName?: string | undefined;
   /** holderIdentity; default $POD_NAME or the hostname, plus a random suffix. */
   identity?: string | undefined;
@@ -100,7 +100,8 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
   const client = new KubeClient(access, { userAgent: 'podtap-controller' });
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? false });
   const queue = new WorkQueue({ metrics: metrics.queue });
-  const informers = createInformers({ client, queue, logger: log, statusCoalesceMs: opts.statusCoalesceMs });
+  const namespace = opts.namespace ?? installNamespace();
+  const informers = createInformers({ client, queue, logger: log, statusCoalesceMs: opts.statusCoalesceMs, assignmentNamespace: namespace });
   const world = informers.world;
   metrics.setPolicySource(() => informers.policies.store.list());
   const recent: RecentPolicyWrites = {
@@ -121,6 +122,7 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
     api: reconcileApi(client, metrics),
     limiter: new Limiter(opts.maxConcurrentWrites ?? 32),
     staleMs: (opts.reportStaleSeconds ?? 30) * 1000,
+    assignmentNamespace: namespace,
     events: (policy: PolicyObject, type, reason, message) => {
       void recorder.record({ ...policy, apiVersion: API_VERSION, kind: 'SniffPolicy' }, type, reason, message);
     },
@@ -196,7 +198,7 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
   if (opts.leaderElect ?? true) {
     elector = new LeaderElector({
       client,
-      namespace: opts.leaseNamespace ?? podNamespace() ?? DEFAULT_LEASE_NAMESPACE,
+      namespace,
       name: opts.leaseName ?? LEASE_NAME,
       identity,
       timings: opts.leaderTimings,

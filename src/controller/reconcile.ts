@@ -23,7 +23,6 @@ import {
   captureConfig,
   describeIssues,
   findCondition,
-  policyOwnerReference,
   rfc3339,
   type AssignmentLimits,
   type SniffAssignment,
@@ -52,6 +51,8 @@ export interface PlanInput {
   name: string;
   now: Date;
   staleMs: number;
+  /** The install namespace, where assignments are written. */
+  assignmentNamespace: string;
 }
 
 export interface Plan {
@@ -72,24 +73,16 @@ export interface Plan {
 function needsUpdate(existing: SniffAssignment, desired: SniffAssignment): { spec: boolean; meta: boolean } {
   const spec = !jsonEqual(existing.spec, desired.spec);
   const labels = existing.metadata.labels ?? {};
-  let meta = Object.entries(desired.metadata.labels ?? {}).some(([k, v]) => labels[k] !== v);
-  const want = desired.metadata.ownerReferences![0]!;
-  const owner = existing.metadata.ownerReferences?.find((r) => r.controller);
-  if (!owner || owner.uid !== want.uid || owner.kind !== want.kind || owner.name !== want.name || owner.blockOwnerDeletion !== true) meta = true;
+  const meta = Object.entries(desired.metadata.labels ?? {}).some(([k, v]) => labels[k] !== v);
   return { spec, meta };
 }
 
-/** What to PUT: the existing object with our labels, our controller reference and the desired spec. */
+/** What to PUT: the existing object with our labels and the desired spec. */
 function updated(existing: SniffAssignment, desired: SniffAssignment): SniffAssignment {
-  const others = (existing.metadata.ownerReferences ?? []).filter((r) => !r.controller);
   const { status: _status, ...rest } = existing;
   return {
     ...rest,
-    metadata: {
-      ...existing.metadata,
-      labels: { ...existing.metadata.labels, ...desired.metadata.labels },
-      ownerReferences: [...desired.metadata.ownerReferences!, ...others],
-    },
+    metadata: { ...existing.metadata, labels: { ...existing.metadata.labels, ...desired.metadata.labels } },
     spec: desired.spec,
   };
 }
@@ -122,8 +115,8 @@ export function planPolicy(input: PlanInput): Plan {
   const { world, namespace, name, now, staleMs } = input;
   const existing = world.assignmentsOf(namespace, name);
   const policy = world.policy(namespace, name);
-  // Gone or going: its assignments go too (the garbage collector would, but
-  // not when it is disabled or the ownerReference was lost).
+  // Gone or going: its assignments go too. Only the controller removes them:
+  // they live in the install namespace, where no owner reference can reach.
   if (!policy || policy.metadata.deletionTimestamp) {
     return { ...(policy ? { policy } : {}), creates: [], updates: [], deletes: [...existing], outcome: 'success' };
   }
@@ -217,10 +210,9 @@ function planAssignments(p: AssignmentPlanInput): Plan {
   } else {
     const config = captureConfig(spec, collector.address);
     config.collector = { address: collector.address, port: collector.port };
-    const owner = policyOwnerReference(policy as { metadata: { name?: string; uid?: string } });
-    const policyRef = { name, uid: policy.metadata.uid ?? '', generation };
+    const policyRef = { namespace, name, uid: policy.metadata.uid ?? '', generation };
     for (const [nodeName, pods] of [...selection.byNode].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      const aName = assignmentName(name, nodeName);
+      const aName = assignmentName(namespace, name, nodeName);
       const prior = existingByName.get(aName);
       const counters = prior?.status?.counters;
       const aLimits: AssignmentLimits = {
@@ -239,12 +231,13 @@ function planAssignments(p: AssignmentPlanInput): Plan {
       desired.push({
         apiVersion: API_VERSION,
         kind: ASSIGNMENT_KIND,
-        metadata: { name: aName, namespace, labels: assignmentLabels(name, nodeName), ownerReferences: [owner] },
+        metadata: { name: aName, namespace: p.assignmentNamespace, labels: assignmentLabels(namespace, name, nodeName) },
         spec: aSpec,
       });
     }
   }
 
+  // A policy whose namespace is going away starts nothing new: its pods go too.
   const nsInfo = p.world.namespace(namespace);
   const terminating = nsInfo?.metadata.deletionTimestamp !== undefined || nsInfo?.status.phase === 'Terminating';
   const wanted = new Set<string>();
@@ -253,7 +246,7 @@ function planAssignments(p: AssignmentPlanInput): Plan {
     wanted.add(dName);
     const e = existingByName.get(dName);
     if (!e) {
-      if (terminating) continue; // creates in a terminating namespace are refused
+      if (terminating) continue;
       plan.creates.push(d);
       nodes.push({ node: d.spec.nodeName, pods: d.spec.pods.length });
       continue;
@@ -316,6 +309,8 @@ export interface ReconcilerOptions {
   now?: (() => Date) | undefined;
   /** Where writes are remembered until the caches show them (`world` should read through it: withRecentWrites). */
   recent?: RecentPolicyWrites | undefined;
+  /** The install namespace, where assignments are written. */
+  assignmentNamespace: string;
 }
 
 /** The merge patch of the status subresource that makes it `next` (nulls for what went away). */
@@ -335,7 +330,7 @@ export class Reconciler {
     const namespace = key.slice(0, i);
     const name = key.slice(i + 1);
     const now = this.opts.now?.() ?? new Date();
-    const plan = planPolicy({ world: this.opts.world, namespace, name, now, staleMs: this.opts.staleMs });
+    const plan = planPolicy({ world: this.opts.world, namespace, name, now, staleMs: this.opts.staleMs, assignmentNamespace: this.opts.assignmentNamespace });
     const { api, limiter, recent } = this.opts;
     const failures: unknown[] = [];
     const group = `${namespace}/${name}`;
@@ -354,7 +349,7 @@ export class Reconciler {
       ...plan.creates.map((a) => attempt('create', a, () => api.createAssignment(a), undefined)),
       ...plan.updates.map((a) => attempt('update', a, () => api.replaceAssignment(a), a.metadata.resourceVersion)),
       ...plan.deletes.map((a) =>
-        attempt('delete', a, () => api.deleteAssignment(namespace, a.metadata.name!, a.metadata.uid).then(() => undefined), a.metadata.resourceVersion),
+        attempt('delete', a, () => api.deleteAssignment(a.metadata.namespace!, a.metadata.name!, a.metadata.uid).then(() => undefined), a.metadata.resourceVersion),
       ),
     ]);
     const writes = plan.creates.length + plan.updates.length + plan.deletes.length - failures.length;

@@ -15,6 +15,7 @@ import { KubeClient, Resources, loadKubeConfig, type KubeObject, type ResourceRe
 import { silentLogger } from '../../../src/util/log.ts';
 
 const NS = 'shop';
+const INSTALL_NS = 'podtap-system';
 const CRD_REF: ResourceRef = { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', kind: 'CustomResourceDefinition', namespaced: false };
 
 let api: ApiServer;
@@ -60,7 +61,7 @@ async function createPolicy(name: string, spec: Record<string, unknown>): Promis
 }
 
 async function assignments(policy: string): Promise<SniffAssignment[]> {
-  const { items } = await client.list<SniffAssignment>(Resources.sniffAssignments, { namespace: NS, labelSelector: `podtap.io/policy=${policy}` });
+  const { items } = await client.list<SniffAssignment>(Resources.sniffAssignments, { namespace: INSTALL_NS, labelSelector: `podtap.io/policy-namespace=${NS},podtap.io/policy=${policy}` });
   return items.sort((a, b) => a.spec.nodeName.localeCompare(b.spec.nodeName));
 }
 
@@ -75,6 +76,7 @@ async function controller(opts: Parameters<typeof startController>[0] = {}): Pro
     kubeconfig,
     metricsAddr: '127.0.0.1:0',
     leaderElect: false,
+    namespace: INSTALL_NS,
     logger: silentLogger,
     statusCoalesceMs: 50,
     workers: 2,
@@ -117,7 +119,7 @@ beforeAll(async () => {
     await client.create(CRD_REF, parse(readFileSync(new URL(f, crdDir), 'utf8')) as KubeObject);
   }
   await until('the CRDs to be served', async () => (await client.list(Resources.sniffPolicies)) && (await client.list(Resources.sniffAssignments)));
-  for (const ns of [NS, 'podtap-system']) await client.create(Resources.namespaces, { metadata: { name: ns } });
+  for (const ns of [NS, INSTALL_NS]) await client.create(Resources.namespaces, { metadata: { name: ns } });
   await createNode('node-a', { zone: 'a' });
   await createNode('node-b', { zone: 'b' });
   await createNode('node-c', { zone: 'a' });
@@ -149,13 +151,14 @@ describe('controller on the embedded API', () => {
       return l.length === 2 ? l : undefined;
     });
     expect(first.map((a) => [a.metadata.name, a.spec.nodeName, a.spec.pods.map((p) => p.name)])).toEqual([
-      ['web-debug.node-a', 'node-a', ['web-1']],
-      ['web-debug.node-b', 'node-b', ['web-2', 'web-3']],
+      [`${NS}.web-debug.node-a`, 'node-a', ['web-1']],
+      [`${NS}.web-debug.node-b`, 'node-b', ['web-2', 'web-3']],
     ]);
+    // in podtap's namespace, naming the policy (no owner reference can cross namespaces)
     const policyObj = await client.get<KubeObject>(Resources.sniffPolicies, NS, 'web-debug');
-    expect(first[0]!.metadata.ownerReferences).toEqual([
-      { apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', name: 'web-debug', uid: policyObj.metadata.uid, controller: true, blockOwnerDeletion: true },
-    ]);
+    expect(first[0]!.metadata.namespace).toBe(INSTALL_NS);
+    expect(first[0]!.metadata.ownerReferences).toBeUndefined();
+    expect(first[0]!.spec.policy).toEqual({ namespace: NS, name: 'web-debug', uid: policyObj.metadata.uid, generation: 1 });
     expect(first[0]!.spec.config.collector).toEqual({ address: '198.18.9.9', port: 6081 });
     const attaching = await until('status Attaching', async () => {
       const s = await policyStatus('web-debug');
@@ -166,7 +169,7 @@ describe('controller on the embedded API', () => {
 
     // The agents report: Attached on the current generation.
     for (const a of first) {
-      await client.patchStatus(Resources.sniffAssignments, NS, a.metadata.name!, {
+      await client.patchStatus(Resources.sniffAssignments, INSTALL_NS, a.metadata.name!, {
         status: {
           state: 'Attached',
           observedGeneration: a.metadata.generation,
@@ -280,7 +283,7 @@ describe('controller on the embedded API', () => {
 
   it('two replicas: one leads, the other stands by and takes over when the leader stops', async () => {
     const timings = { leaseDurationMs: 3000, renewIntervalMs: 500, renewDeadlineMs: 2000, retryPeriodMs: 200 };
-    const common = { leaderElect: true, leaseNamespace: 'podtap-system', leaderTimings: timings };
+    const common = { leaderElect: true, namespace: 'podtap-system', leaderTimings: timings };
     const one = await controller({ ...common, identity: 'replica-one' });
     await one.leading;
     const two = await controller({ ...common, identity: 'replica-two' });

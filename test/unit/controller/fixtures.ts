@@ -2,6 +2,8 @@
 import type { KubeObject } from '../../../src/k8s/index.ts';
 
 export const NS = 'shop';
+/** Where the controller writes assignments (podtap's own namespace). */
+export const INSTALL_NS = 'podtap-system';
 export const POLICY_UID = 'uid-policy-1';
 
 let uidSeq = 0;

@@ -145,21 +145,26 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
       }
     }
     const controller = rules(objs, 'ClusterRole', '-controller');
-    for (const res of [Resources.pods, Resources.nodes, Resources.namespaces, Resources.services, Resources.endpointSlices, Resources.sniffPolicies, Resources.sniffAssignments]) {
+    for (const res of [Resources.pods, Resources.nodes, Resources.namespaces, Resources.services, Resources.endpointSlices, Resources.sniffPolicies]) {
       for (const verb of ['list', 'watch']) expect(grants(controller, res.group, res.plural, verb), `controller ${verb} ${res.plural}`).toBe(true);
     }
-    for (const verb of ['create', 'update', 'delete']) expect(grants(controller, 'podtap.io', 'sniffassignments', verb)).toBe(true);
+    // assignments live in the install namespace: no cluster-wide grant on them, for anyone
+    for (const o of objs.filter((x) => x.kind === 'ClusterRole')) {
+      expect(grants(o.rules as Rule[], 'podtap.io', 'sniffassignments', 'get'), `ClusterRole/${o.metadata.name}`).toBe(false);
+      expect(grants(o.rules as Rule[], 'podtap.io', 'sniffassignments/status', 'update'), `ClusterRole/${o.metadata.name}`).toBe(false);
+    }
     expect(grants(controller, 'podtap.io', 'sniffpolicies/status', 'patch')).toBe(true);
     expect(grants(controller, 'podtap.io', 'sniffpolicies', 'update')).toBe(false);
     expect(grants(controller, '', 'events', 'create')).toBe(true);
-    const lease = rules(objs, 'Role', '-controller-leader-election');
-    expect(lease).toEqual([
+    const own = rules(objs, 'Role', '-controller-install-namespace');
+    expect(own).toEqual([
+      { apiGroups: ['podtap.io'], resources: ['sniffassignments'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['podtap-controller'], verbs: ['get', 'update'] },
     ]);
     // the agent: assignments and their status, its own pod and DaemonSet; nothing else
     const agentName = find(objs, 'DaemonSet', '-agent').metadata.name;
-    expect(rules(objs, 'ClusterRole', '-agent')).toEqual([
+    expect(rules(objs, 'Role', '-agent')).toEqual([
       { apiGroups: ['podtap.io'], resources: ['sniffassignments'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['podtap.io'], resources: ['sniffassignments/status'], verbs: ['get', 'update', 'patch'] },
     ]);
