@@ -1,7 +1,8 @@
 /**
- * The operator end to end: the embedded Kubernetes API, the controller and the
- * node agent as real processes, the real data plane in namespaces. One
- * scenario, in order, as a cluster admin would live it.
+ * The operator end to end: the real kube-apiserver and etcd
+ * (test/helpers/apiserver.ts), the controller and the node agent as real
+ * processes, the real data plane in namespaces. One scenario, in order, as a
+ * cluster admin would live it.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,11 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SniffPolicy } from '../../src/api/index.ts';
+import { DEFAULT_INSTALL_NAMESPACE, type SniffPolicy } from '../../src/api/index.ts';
 import { sessionIdForPolicy } from '../../src/agent/agent.ts';
 import { Lab, type LabProcess } from '../../src/lab/cluster.ts';
 import { inNs } from '../../src/lab/netns.ts';
 import { Resources, sniffAssignments, sniffPolicies } from '../../src/k8s/index.ts';
+import { startBackend } from '../helpers/kube.ts';
 
 const PODS = [
   { namespace: 'demo', name: 'web-1', labels: { app: 'web' } },
@@ -78,12 +80,18 @@ describe('operator end to end', () => {
     execa('nsenter', [`--net=/run/netns/${podNs(from)}`, 'ping', '-q', '-i', '0.05', '-w', String(seconds), '-s', String(size), lab.pods.find((p) => p.name === to)!.ip4], { reject: false });
 
   beforeAll(async () => {
-    lab = await Lab.start({ pods: PODS });
+    lab = await Lab.start({
+      pods: PODS,
+      api: async (host) => {
+        const b = await startBackend('kube-apiserver', { address: host });
+        return { url: b.url, kubeconfig: b.kubeconfig, close: () => b.stop() };
+      },
+    });
     out = await mkdtemp(join(tmpdir(), 'podtap-e2e-'));
     collector = lab.startCollector(out);
     controller = lab.startController();
     agent = lab.startAgent();
-  }, 60_000);
+  }, 180_000);
 
   afterAll(async () => {
     await lab?.stop();
@@ -143,7 +151,7 @@ describe('operator end to end', () => {
     await new Promise((r) => setTimeout(r, 500));
     agent = lab.startAgent();
     await until('agent reports again', async () => {
-      const a = (await sniffAssignments(lab.client).list({ namespace: 'demo' }))[0];
+      const a = (await sniffAssignments(lab.client).list({ namespace: DEFAULT_INSTALL_NAMESPACE }))[0];
       return a?.status?.lastReportTime && Date.parse(a.status.lastReportTime) > Date.now() - 1500;
     });
     for (const pod of ['web-1', 'web-2', 'web-3']) expect(await taps(hostIf(pod))).toMatchObject({ ingress: [expect.any(Number)], egress: [expect.any(Number)] });
@@ -197,7 +205,7 @@ describe('operator end to end', () => {
     const p = await policy('web-debug');
     await policies().delete('demo', 'web-debug');
     for (const pod of ['web-1', 'web-2', 'web-3']) await until(`${pod} detached`, () => untapped(pod), 5000);
-    await until('assignments gone', async () => (await sniffAssignments(lab.client).list({ namespace: 'demo' })).length === 0);
+    await until('assignments gone', async () => (await sniffAssignments(lab.client).list({ namespace: DEFAULT_INSTALL_NAMESPACE })).length === 0);
     await until('pins gone', async () => !existsSync(`/sys/fs/bpf/podtap/${sessionIdForPolicy(p.metadata.uid as string)}`));
     const devs = await inNs(lab.topo.node, 'ip', ['-j', 'link', 'show']);
     expect((JSON.parse(devs) as { ifname: string }[]).filter((d) => /^pt[cp]/.test(d.ifname))).toEqual([]);
