@@ -28,7 +28,7 @@ import { KubeClient, loadKubeConfig, Resources, type KubeObject, type ResourceRe
 import { startApiServer as startRealApiServer } from '../test/helpers/apiserver.ts';
 import { writeKubeconfig } from '../src/devcluster/index.ts';
 import { createClusterState, createHandler, createHttpServer } from '../src/devcluster/server.ts';
-import { CRD_DIR, Lab } from '../src/lab/cluster.ts';
+import { CRD_DIR, LAB_COLLECTOR_NETWORKS, Lab } from '../src/lab/cluster.ts';
 import { NODE_BIN, PODTAP_MAIN } from '../src/lab/netns.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { enterPrivateNamespace } from './privatens.ts';
@@ -210,7 +210,7 @@ async function convergence(api: 'real' | 'embedded'): Promise<{ api: string; ms:
   // expected assignments: one per (policy, node with a selected pod)
   const expected = new Set<string>();
   for (let i = 0; i < PODS; i += 3) expected.add(`${i % POLICIES}/${nodeOf(i)}`);
-  const ctl = execa(NODE_BIN, [PODTAP_MAIN, 'controller', '--kubeconfig', seeded.kubeconfig, '--metrics-addr', '127.0.0.1:18080', '--leader-elect=false', '--workers', '8'], {
+  const ctl = execa(NODE_BIN, [PODTAP_MAIN, 'controller', '--kubeconfig', seeded.kubeconfig, '--metrics-addr', '127.0.0.1:18080', '--leader-elect=false', '--workers', '8', '--allowed-collector-cidr', LAB_COLLECTOR_NETWORKS.join(',')], {
     reject: false, env: { ...process.env, PODTAP_LOG_LEVEL: 'warn', NODE_OPTIONS: CONTROLLER_NODE_OPTIONS },
   });
   try {

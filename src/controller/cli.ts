@@ -3,7 +3,8 @@
  * until SIGTERM/SIGINT.
  */
 import { parseArgs } from 'node:util';
-import { ExitCode, UserError } from '../util/errors.ts';
+import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
+import { parseAllowList, type DestinationAllowList } from './destinations.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { DEFAULT_INSTALL_NAMESPACE } from '../api/index.ts';
 import { LEASE_NAME, startController, type ControllerOptions } from './controller.ts';
@@ -28,6 +29,16 @@ Options:
                               to it) and the Lease "${LEASE_NAME}" (default:
                               $POD_NAMESPACE, the service account's namespace,
                               or ${DEFAULT_INSTALL_NAMESPACE})
+  --allowed-collector-service NS/NAME
+                              a collector Service policies may name (repeat
+                              or comma-separate; default: NS/podtap-collector
+                              of --namespace, unless either list is given)
+  --allowed-collector-cidr CIDR
+                              a network policies may name by
+                              spec.collector.address (repeat or comma-separate;
+                              default: none). Any other destination makes the
+                              policy Ready=False DestinationNotAllowed and
+                              removes its assignments
   --workers N                 policies reconciled in parallel (default 4)
   --report-stale-seconds N    a node whose agent has not reported for N seconds
                               is AgentNotReporting (default 30: three report
@@ -67,6 +78,8 @@ export function parseControllerArgs(argv: string[]): { help: true } | { help: fa
         'metrics-addr': { type: 'string' },
         'leader-elect': { type: 'string' },
         namespace: { type: 'string' },
+        'allowed-collector-service': { type: 'string', multiple: true },
+        'allowed-collector-cidr': { type: 'string', multiple: true },
         workers: { type: 'string' },
         'report-stale-seconds': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -76,6 +89,16 @@ export function parseControllerArgs(argv: string[]): { help: true } | { help: fa
     throw new UserError(err instanceof Error ? err.message : String(err), { exitCode: ExitCode.usage, hint: 'see podtap controller --help', cause: err });
   }
   if (values.help) return { help: true };
+  const services = values['allowed-collector-service'];
+  const cidrs = values['allowed-collector-cidr'];
+  let destinations: DestinationAllowList | undefined;
+  if (services || cidrs) {
+    try {
+      destinations = parseAllowList(services ?? [], cidrs ?? []);
+    } catch (err) {
+      throw new UserError(`--allowed-collector-*: ${errorMessage(err)}`, { exitCode: ExitCode.usage, cause: err });
+    }
+  }
   return {
     help: false,
     options: {
@@ -83,6 +106,7 @@ export function parseControllerArgs(argv: string[]): { help: true } | { help: fa
       metricsAddr: values['metrics-addr'] ?? ':8080',
       leaderElect: bool('leader-elect', values['leader-elect'], true),
       namespace: values.namespace,
+      destinations,
       workers: positiveInt('workers', values.workers, 4),
       reportStaleSeconds: positiveInt('report-stale-seconds', values['report-stale-seconds'], 30),
     },

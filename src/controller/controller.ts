@@ -19,6 +19,7 @@ import { WorkQueue } from './queue.ts';
 import { RecentWrites, withRecentWrites, type RecentPolicyWrites } from './recent.ts';
 import { Reconciler, TerminalError, type ReconcileApi } from './reconcile.ts';
 import type { StoreWorld } from './world.ts';
+import { defaultAllowList, type DestinationAllowList } from './destinations.ts';
 
 export const LEASE_NAME = 'podtap-controller';
 
@@ -32,6 +33,8 @@ export interface ControllerOptions {
   leaderElect?: boolean | undefined;
   /** The install namespace: the assignments and the Lease (default: installNamespace()). */
   namespace?: string | undefined;
+  /** Where policies may send copies (default: the install's collector Service only). */
+  destinations?: DestinationAllowList | undefined;
   leaseName?: string | undefined;
   /** holderIdentity; default $POD_NAME or the hostname, plus a random suffix. */
   identity?: string | undefined;
@@ -123,6 +126,7 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
     limiter: new Limiter(opts.maxConcurrentWrites ?? 32),
     staleMs: (opts.reportStaleSeconds ?? 30) * 1000,
     assignmentNamespace: namespace,
+    destinations: opts.destinations ?? defaultAllowList(namespace),
     events: (policy: PolicyObject, type, reason, message) => {
       void recorder.record({ ...policy, apiVersion: API_VERSION, kind: 'SniffPolicy' }, type, reason, message);
     },

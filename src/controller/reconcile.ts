@@ -33,6 +33,7 @@ import {
 import { isNotFound } from '../k8s/index.ts';
 import type { Logger } from '../util/log.ts';
 import { resolveCollector, type CollectorResolution } from './collector.ts';
+import { destinationRefusal, type DestinationAllowList } from './destinations.ts';
 import { jsonEqual, replacingMergePatch } from './equal.ts';
 import type { Limiter } from './limiter.ts';
 import { evaluateLimits, nodeCap } from './limits.ts';
@@ -53,6 +54,8 @@ export interface PlanInput {
   staleMs: number;
   /** The install namespace, where assignments are written. */
   assignmentNamespace: string;
+  /** Where policies may send copies (the admin's list). */
+  destinations: DestinationAllowList;
 }
 
 export interface Plan {
@@ -124,23 +127,21 @@ export function planPolicy(input: PlanInput): Plan {
   const previous = previousStatus(policy);
   const base = { policy, creates: [] as SniffAssignment[], updates: [] as SniffAssignment[], deletes: [] as SniffAssignment[] };
 
-  const parsed = SniffPolicySpecSchema.safeParse(policy.spec);
-  if (!parsed.success) {
-    const message = describeIssues(parsed.error).map((l) => (l.startsWith('(root)') ? `spec${l.slice(6)}` : `spec.${l}`)).join('; ');
-    const { status } = aggregateStatus({
-      generation,
-      previous,
-      now,
-      staleMs,
-      nodes: [],
-      namespace,
-      blocker: { reason: 'InvalidSpec', message },
-      startTime: previous?.startTime,
-    });
-    // Capture what the policy says or nothing: a spec we cannot read is not run on a stale copy.
+  // A policy that must not run at all: Ready=False with the reason, every
+  // assignment deleted, no retry (the next edit triggers a reconcile).
+  const refuse = (reason: 'InvalidSpec' | 'DestinationNotAllowed', message: string): Plan => {
+    const { status } = aggregateStatus({ generation, previous, now, staleMs, nodes: [], namespace, blocker: { reason, message }, startTime: previous?.startTime });
     return { ...base, deletes: [...existing], status, outcome: 'terminal' };
+  };
+  const parsed = SniffPolicySpecSchema.safeParse(policy.spec);
+  // Capture what the policy says or nothing: a spec we cannot read is not run on a stale copy.
+  if (!parsed.success) {
+    return refuse('InvalidSpec', describeIssues(parsed.error).map((l) => (l.startsWith('(root)') ? `spec${l.slice(6)}` : `spec.${l}`)).join('; '));
   }
   const spec = parsed.data;
+  // Not the admin's destination: nothing is mirrored there, running assignments included.
+  const refusal = destinationRefusal(spec, namespace, input.destinations);
+  if (refusal) return refuse('DestinationNotAllowed', refusal);
   const current = existing[0]?.spec?.config?.collector?.address;
   const collector = resolveCollector(spec, namespace, world, current);
 
@@ -313,6 +314,8 @@ export interface ReconcilerOptions {
   recent?: RecentPolicyWrites | undefined;
   /** The install namespace, where assignments are written. */
   assignmentNamespace: string;
+  /** Where policies may send copies (the admin's list). */
+  destinations: DestinationAllowList;
 }
 
 /** The merge patch of the status subresource that makes it `next` (nulls for what went away). */
@@ -332,7 +335,7 @@ export class Reconciler {
     const namespace = key.slice(0, i);
     const name = key.slice(i + 1);
     const now = this.opts.now?.() ?? new Date();
-    const plan = planPolicy({ world: this.opts.world, namespace, name, now, staleMs: this.opts.staleMs, assignmentNamespace: this.opts.assignmentNamespace });
+    const plan = planPolicy({ world: this.opts.world, namespace, name, now, staleMs: this.opts.staleMs, assignmentNamespace: this.opts.assignmentNamespace, destinations: this.opts.destinations });
     const { api, limiter, recent } = this.opts;
     const failures: unknown[] = [];
     const group = `${namespace}/${name}`;

@@ -61,6 +61,8 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
       metricsAddr: '127.0.0.1:0',
       leaderElect: false,
       namespace: INSTALL_NS,
+      // the test's collector address and its namespace's collector Service
+      destinations: { services: [`${NS}/collector`], cidrs: ['198.18.0.0/15'] },
       logger: silentLogger,
       statusCoalesceMs: 50,
       workers: 2,

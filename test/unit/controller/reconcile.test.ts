@@ -7,7 +7,7 @@ import { Reconciler, planPolicy, statusPatch, type Plan } from '../../../src/con
 import { worldFrom, type WorldObjects } from '../../../src/controller/world.ts';
 import { silentLogger } from '../../../src/util/log.ts';
 import { FakeApi, apiError, applyPlan } from './fake-api.ts';
-import { INSTALL_NS, NS, POLICY_UID, namespace, node, pod, policy, service, slice } from './fixtures.ts';
+import { DESTINATIONS, INSTALL_NS, NS, POLICY_UID, namespace, node, pod, policy, service, slice } from './fixtures.ts';
 
 const NOW = new Date('2025-01-01T00:00:00Z');
 const STALE = 30_000;
@@ -20,7 +20,7 @@ const baseObjects = (): WorldObjects => ({
 function setup(objects: WorldObjects) {
   const { world, stores } = worldFrom(objects);
   const api = new FakeApi(stores);
-  const plan = (now = NOW) => planPolicy({ world, namespace: NS, name: 'web-debug', now, staleMs: STALE, assignmentNamespace: INSTALL_NS });
+  const plan = (now = NOW) => planPolicy({ world, namespace: NS, name: 'web-debug', now, staleMs: STALE, assignmentNamespace: INSTALL_NS, destinations: DESTINATIONS });
   return { world, stores, api, plan };
 }
 
@@ -116,6 +116,22 @@ describe('planPolicy: desired assignments', () => {
     expect(msg).toContain('spec.filter.ports[0].port: port must be between 1 and 65535');
     expect(msg).toContain('spec.mtu');
     expect(p.status!.observedGeneration).toBe(2);
+  });
+
+  it.each([
+    { description: 'an address outside the allowed networks (the metadata service)', input: { collector: { address: '169.254.169.254' } }, expected: /spec.collector.address 169.254.169.254 is not an allowed destination \(allowed networks: 198.18.0.0\/15, 2001:db8::\/32/ },
+    { description: "another namespace's Service (kube-dns)", input: { collector: { service: { name: 'kube-dns', namespace: 'kube-system' }, port: 53 } }, expected: /spec.collector.service kube-system\/kube-dns is not an allowed destination \(allowed: shop\/collector;/ },
+    { description: 'an unlisted Service of its own namespace', input: { collector: { service: { name: 'sink' } } }, expected: /spec.collector.service shop\/sink is not an allowed destination/ },
+  ])('a destination the admin did not allow: $description is DestinationNotAllowed and running assignments go', async ({ input, expected }) => {
+    const { api, stores, plan } = setup({ ...baseObjects(), policies: [policy({})] });
+    await applyPlan(api, plan());
+    // the spec changes (or the list did) after assignments run
+    stores.policies.upsert(slimPolicy(policy(input, { generation: 2 })));
+    const p = plan();
+    expect(summary(p)).toEqual({ creates: [], updates: [], deletes: ['shop.web-debug.node-a', 'shop.web-debug.node-b'] });
+    expect(p.outcome).toBe('terminal');
+    expect(ready(p.status)).toEqual(['False', 'DestinationNotAllowed']);
+    expect(p.status!.conditions!.find((c) => c.type === 'Ready')!.message).toMatch(expected);
   });
 
   it('a missing collector Service: CollectorNotFound, running assignments are left alone', async () => {
@@ -258,6 +274,7 @@ describe('Reconciler', () => {
       limiter: new Limiter(4),
       staleMs: STALE,
       assignmentNamespace: INSTALL_NS,
+      destinations: DESTINATIONS,
       now: () => NOW,
       events: (_p, type, reason) => events.push(`${type} ${reason}`),
     });
@@ -326,6 +343,7 @@ describe('Reconciler with a lagging cache', () => {
       limiter: new Limiter(4),
       staleMs: STALE,
       assignmentNamespace: INSTALL_NS,
+      destinations: DESTINATIONS,
       now: () => NOW,
       events: (_p, type, reason) => events.push(`${type} ${reason}`),
     });
