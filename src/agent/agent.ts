@@ -43,6 +43,12 @@ export interface AgentOptions {
   namespace: string;
   runner?: Runner;
   logger?: Logger;
+  /**
+   * The data plane's lease: each session stops mirroring by itself this long
+   * after the agent last renewed it (renewed every third of it, without the
+   * API), so a killed or hung agent's taps go quiet (default 30 s).
+   */
+  leaseMs?: number;
   /** How often counters are written to each assignment's status. */
   reportIntervalMs?: number;
   /** This node's key: announcements to the collector are signed with it (wire/auth.ts). */
@@ -68,6 +74,9 @@ interface Tracked {
   stopped: boolean;
   final: Counters | undefined;
 }
+
+/** The data plane's lease when the agent is not told otherwise (AgentOptions.leaseMs). */
+export const DEFAULT_LEASE_MS = 30_000;
 
 export function sessionIdForPolicy(uid: string): string {
   return `a-${createHash('sha256').update(uid).digest('hex').slice(0, 12)}`;
@@ -104,6 +113,7 @@ export class NodeAgent {
   private readonly queue = new WorkQueue({ baseDelayMs: 200, maxDelayMs: 60_000 });
   private readonly tracked = new Map<string, Tracked>();
   private reportTimer: NodeJS.Timeout | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
   private workers: Promise<void>[] = [];
   private running = false;
 
@@ -146,6 +156,7 @@ export class NodeAgent {
     for (const t of [...this.tracked.values()]) if (t.key.startsWith('orphan:')) this.queue.add(t.key);
     for (let i = 0; i < 2; i++) this.workers.push(this.work());
     this.reportTimer = setInterval(() => void this.report(), this.opts.reportIntervalMs ?? 5000);
+    this.renewTimer = setInterval(() => void this.renew(), this.leaseMs / 3);
     this.log.info({ sessions: this.tracked.size }, 'agent started');
   }
 
@@ -242,7 +253,8 @@ export class NodeAgent {
     try {
       // the data plane enforces the node's cap on mirrored packets/bytes exactly
       // a swapped-in object announces itself before its first copy can arrive
-      const applied = await session.apply(cfg, c.mtu ? { mtu: c.mtu } : {}, { packets: a.spec.limits.maxPackets, bytes: a.spec.limits.maxBytes }, async (instance) => {
+      const limits = { packets: a.spec.limits.maxPackets, bytes: a.spec.limits.maxBytes, leaseMs: this.leaseMs, ...(a.spec.limits.deadline ? { deadline: Date.parse(a.spec.limits.deadline) } : {}) };
+      const applied = await session.apply(cfg, c.mtu ? { mtu: c.mtu } : {}, limits, async (instance) => {
         if (tr.announcer) await tr.announcer.announceNow(instance);
       });
       if (applied.loaded) log.info({ key: applied.key, cached: applied.cached, compileMs: applied.compileMs, mtu: applied.mtu }, 'data plane loaded');
@@ -387,6 +399,26 @@ export class NodeAgent {
     }
   }
 
+  get leaseMs(): number {
+    return this.opts.leaseMs ?? DEFAULT_LEASE_MS;
+  }
+
+  /**
+   * Renew the data plane's lease of every session an assignment still wants.
+   * Not those adopted and not yet claimed by an assignment (orphans) nor
+   * stopped ones: they go quiet when the lease a previous agent gave runs out.
+   */
+  private async renew(): Promise<void> {
+    for (const t of this.tracked.values()) {
+      if (t.stopped || t.key.startsWith('orphan:')) continue;
+      try {
+        await t.session.renew();
+      } catch (err) {
+        this.log.warn({ assignment: t.key, err: errorMessage(err) }, 'lease renewal failed');
+      }
+    }
+  }
+
   /** Counters to every assignment's status; local enforcement of limits. */
   private async report(): Promise<void> {
     for (const t of this.tracked.values()) {
@@ -416,6 +448,7 @@ export class NodeAgent {
     if (!this.running) return;
     this.running = false;
     if (this.reportTimer) clearInterval(this.reportTimer);
+    if (this.renewTimer) clearInterval(this.renewTimer);
     this.queue.shutDown();
     await Promise.all(this.workers);
     await this.informer.stop();

@@ -143,10 +143,14 @@ export async function sniffCommand(argv: string[]): Promise<number> {
     await session.destroy();
   };
   let announcer: Announcer | undefined;
+  // the duration counts from now; the data plane itself stops at the deadline
+  // (a frozen or killed sniff cannot overrun it)
+  const deadline = spec.limits?.duration ? Date.now() + durationSeconds(spec.limits.duration) * 1000 : undefined;
   try {
     const applied = await session.apply(cfg, mtu ? { mtu } : spec.mtu ? { mtu: spec.mtu } : {}, {
       packets: spec.limits?.maxPackets ?? 0,
       bytes: spec.limits?.maxBytes ?? 0,
+      deadline,
     });
     await probeCollector(cfg.collector);
     // announce first: the collector knows each interface's name before its
@@ -186,7 +190,7 @@ export async function sniffCommand(argv: string[]): Promise<number> {
   }
 
   const limits: Limits = {
-    deadline: spec.limits?.duration ? Date.now() + durationSeconds(spec.limits.duration) * 1000 : undefined,
+    deadline,
     maxPackets: spec.limits?.maxPackets ?? 0,
     maxBytes: spec.limits?.maxBytes ?? 0,
   };
