@@ -30,12 +30,11 @@ import {
   type SniffPolicySpec,
   type SniffPolicyStatus,
 } from '../api/index.ts';
-import { isNotFound } from '../k8s/index.ts';
+import { isNotFound, type Limiter } from '../k8s/index.ts';
+import { jsonEqual, replacingMergePatch } from '../util/json.ts';
 import type { Logger } from '../util/log.ts';
 import { resolveCollector, type CollectorResolution } from './collector.ts';
 import { destinationRefusal, type DestinationAllowList } from './destinations.ts';
-import { jsonEqual, replacingMergePatch } from './equal.ts';
-import type { Limiter } from './limiter.ts';
 import { evaluateLimits, nodeCap } from './limits.ts';
 import { assignmentAsWritten, slimPolicy, type PolicyObject } from './objects.ts';
 import type { RecentPolicyWrites } from './recent.ts';
@@ -210,8 +209,7 @@ function planAssignments(p: AssignmentPlanInput): Plan {
     // Stop every node and keep the assignments, so their final counters stay visible.
     for (const { status: _status, ...a } of existing) desired.push({ ...a, spec: { ...a.spec, stopped: true } });
   } else {
-    const config = captureConfig(spec, collector.address);
-    config.collector = { address: collector.address, port: collector.port };
+    const config = captureConfig(spec, { address: collector.address, port: collector.port });
     const policyRef = { namespace, name, uid: policy.metadata.uid ?? '', generation };
     for (const [nodeName, pods] of [...selection.byNode].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       const aName = assignmentName(namespace, name, nodeName);

@@ -23,7 +23,7 @@ import {
   describePinned, loadAndPin, readConfig, readCounters, writeCidrs, writeConfig, type PinnedObject, type RuntimeConfig,
 } from './bpftool.ts';
 import { compileObject } from './compile.ts';
-import { compileDefines, hooksFor, type DataplaneConfig, type Direction, type NodeParams } from './config.ts';
+import { compileDefines, type DataplaneConfig, type NodeParams } from './config.ts';
 import { addCounters, emptyCounters, type Counters } from './counters.ts';
 import { CommandError, createRunner, type Runner } from './exec.ts';
 import { carrierMtuRefusal, kernelVariant } from './features.ts';
@@ -56,9 +56,10 @@ export interface ApplyResult {
   instance: number;
 }
 
-interface Attachment {
+export interface Attachment {
   dev: string;
-  direction: Direction;
+  /** tc hooks tapped: ingress = packets the pod sends, egress = packets to it. */
+  hooks: Hook[];
 }
 
 /** When a session's data plane stops mirroring by itself. */
@@ -78,7 +79,6 @@ export class Session {
   private readonly stateDir: string;
   private object: PinnedObject | undefined;
   private objectKey: string | undefined;
-  private config: DataplaneConfig | undefined;
   private instance = 0;
   private route: Route | undefined;
   /** Counters of objects this session replaced (maps die with their object). */
@@ -87,6 +87,8 @@ export class Session {
   private runtime: RuntimeConfig | undefined;
   /** When mirroring must stop: the policy's deadline (epoch ms) and the lease the owner renews (ms). */
   private expiry: Expiry = {};
+  /** The pt_config write under way (serialized()). */
+  private configWrites: Promise<void> = Promise.resolve();
   private readonly attachments = new Map<string, Attachment>();
   /** Program ids of objects adopted at open() that are not the current one. */
   private staleIds = new Set<number>();
@@ -154,14 +156,12 @@ export class Session {
       for (const hook of ['ingress', 'egress'] as const) {
         if ((await listFilters(this.runner, link.ifname, hook)).some((f) => ids.has(f.progId) && f.progName.startsWith('pt_tap'))) hooks.push(hook);
       }
-      if (hooks.length && link.ifname !== this.capture.dev) {
-        this.attachments.set(link.ifname, { dev: link.ifname, direction: hooks.length === 2 ? 'Both' : hooks[0] === 'ingress' ? 'Ingress' : 'Egress' });
-      }
+      if (hooks.length && link.ifname !== this.capture.dev) this.attachments.set(link.ifname, { dev: link.ifname, hooks });
     }
     this.log.info({ key, interfaces: [...this.attachments.keys()], stale: keys.length - 1 }, 'adopted existing session');
   }
 
-  /** Interfaces currently tapped, with their direction. */
+  /** Interfaces currently tapped, with their hooks. */
   interfaces(): Attachment[] {
     return [...this.attachments.values()];
   }
@@ -229,12 +229,12 @@ export class Session {
       const obj = await loadAndPin(compiled.path, dir, { runner: this.runner, logDir: this.stateDir, key: compiled.key });
       let instance = randomInt(1, 0x10000);
       while (instance === this.instance) instance = randomInt(1, 0x10000);
-      await writeCidrs(obj.maps, cfg.cidrs, this.runner);
+      await writeCidrs(obj.maps, cfg.filter.cidrs, this.runner);
       const runtime: RuntimeConfig = {
         enabled: true, captureIfindex: capture.ifindex, instance, routeIfindex: route.ifindex,
         src: route.src, dst: cfg.collector.address, ...budget(this.baseline),
       };
-      await writeConfig(obj.maps, { ...runtime, expiresNs: this.expiresNs() }, this.runner);
+      await this.writeRuntime(obj.maps, runtime);
       const oldIds = previous ? new Set(Object.values(previous.progs).map((p) => p.id)) : new Set<number>();
       const previousInstance = this.instance;
       this.instance = instance;
@@ -251,8 +251,7 @@ export class Session {
       this.runtime = runtime;
       this.objectKey = compiled.key;
       this.instance = instance;
-      this.config = cfg;
-      for (const a of this.attachments.values()) await this.attachHooks(a.dev, a.direction, oldIds);
+      for (const a of this.attachments.values()) await this.attachHooks(a.dev, a.hooks, oldIds);
       if (previous) await rm(previous.dir, { recursive: true, force: true });
       await this.removeStaleObjects();
       this.log.info({ key: compiled.key, cached: compiled.cached, compileMs: compiled.ms, mtu, instance }, 'object loaded');
@@ -262,13 +261,12 @@ export class Session {
         enabled: true, captureIfindex: capture.ifindex, instance: this.instance, routeIfindex: route.ifindex,
         src: route.src, dst: cfg.collector.address, ...budget(this.baseline),
       };
-      await writeConfig(this.object!.maps, { ...runtime, expiresNs: this.expiresNs() }, this.runner);
       this.runtime = runtime;
+      await this.writeRuntime(this.object!.maps, runtime);
       await this.attachStages(this.object!, new Set());
-      this.config = cfg;
       if (this.staleIds.size) {
         // a previous process died mid-swap: finish it
-        for (const a of this.attachments.values()) await this.attachHooks(a.dev, a.direction, new Set());
+        for (const a of this.attachments.values()) await this.attachHooks(a.dev, a.hooks, new Set());
         await this.removeStaleObjects();
       }
     }
@@ -306,12 +304,11 @@ export class Session {
     await this.attachProgram(dev, 'egress', obj.progs.pt_tunnel.path, oldIds);
   }
 
-  private async attachHooks(dev: string, direction: Direction, oldIds: Set<number>): Promise<void> {
+  private async attachHooks(dev: string, hooks: readonly Hook[], oldIds: Set<number>): Promise<void> {
     const obj = this.object;
     if (!obj) throw new Error('session has no object loaded: call apply() first');
-    const want = hooksFor(direction);
     for (const hook of ['ingress', 'egress'] as const) {
-      if (want.includes(hook)) {
+      if (hooks.includes(hook)) {
         await this.attachProgram(dev, hook, hook === 'ingress' ? obj.progs.pt_tap_ingress.path : obj.progs.pt_tap_egress.path, oldIds);
       } else {
         await this.removeFilters(dev, hook, oldIds);
@@ -326,14 +323,14 @@ export class Session {
     }
   }
 
-  /** Tap @dev in @direction (idempotent; changes the direction in place). */
-  async attach(dev: string, direction: Direction = this.config?.direction ?? 'Both'): Promise<void> {
+  /** Tap @dev at @hooks (idempotent; changes the hooks in place). */
+  async attach(dev: string, hooks: readonly Hook[]): Promise<void> {
     if (!(await getLink(this.runner, dev))) {
       throw new UserError(`unknown interface "${dev}"`, { exitCode: ExitCode.badInput, hint: 'list interfaces with: ip link' });
     }
     if (dev === this.capture.dev || dev === this.capture.peer) throw new UserError(`refusing to tap podtap's own capture device ${dev}`, { exitCode: ExitCode.badInput });
-    await this.attachHooks(dev, direction, new Set());
-    this.attachments.set(dev, { dev, direction });
+    await this.attachHooks(dev, hooks, new Set());
+    this.attachments.set(dev, { dev, hooks: [...hooks] });
   }
 
   /** Stop tapping @dev (idempotent; a vanished interface is fine). */
@@ -381,8 +378,34 @@ export class Session {
    */
   async renew(): Promise<boolean> {
     if (!this.object || !this.runtime || this.expiry.leaseMs === undefined) return false;
-    await writeConfig(this.object.maps, { ...this.runtime, expiresNs: this.expiresNs() }, this.runner);
+    await this.renewNow();
     return true;
+  }
+
+  private renewNow(): Promise<void> {
+    // what is current when the write's turn comes, not when it was asked for
+    return this.serialized(() => (this.object && this.runtime ? writeConfig(this.object.maps, { ...this.runtime, expiresNs: this.expiresNs() }, this.runner) : Promise.resolve()));
+  }
+
+  /** New deadline or lease, written to the data plane at once when an object is loaded. */
+  async setExpiry(e: Expiry): Promise<void> {
+    this.expiry = { deadline: e.deadline, leaseMs: e.leaseMs };
+    if (this.object && this.runtime) await this.renewNow();
+  }
+
+  /** pt_config of @maps := @runtime with the current expiry, after any write already under way. */
+  private writeRuntime(maps: string, runtime: RuntimeConfig): Promise<void> {
+    return this.serialized(() => writeConfig(maps, { ...runtime, expiresNs: this.expiresNs() }, this.runner));
+  }
+
+  /**
+   * One pt_config write at a time: a renewal (its own timer) must not land
+   * after apply()'s newer write and put back an older budget.
+   */
+  private serialized(write: () => Promise<void>): Promise<void> {
+    const next = this.configWrites.then(write, write);
+    this.configWrites = next.catch(() => undefined);
+    return next;
   }
 
   /** Detach everything, remove the capture device and the pins. */
