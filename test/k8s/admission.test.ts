@@ -173,3 +173,23 @@ describe('agents: the install namespace only, and status of their own node only'
     expect(r.stdout.trim().split('\n').sort()).toEqual([`sniffassignment.podtap.io/${TENANT_NS}.web.node-a`, `sniffassignment.podtap.io/${TENANT_NS}.web.node-b`]);
   });
 });
+
+describe('a ResourceQuota caps the policies of a namespace (count/sniffpolicies.podtap.io)', () => {
+  const QUOTA_NS = 'quota-team';
+  const create = (name: string) => api.kubectl(['create', '-f', '-'], { input: JSON.stringify({ ...policy(name, { address: '198.18.9.9' }), metadata: { name, namespace: QUOTA_NS } }) });
+
+  it('admits up to the quota and refuses the next, naming the quota', async () => {
+    await api.kubectl(['create', 'namespace', QUOTA_NS], { reject: true });
+    // the example of docs/security.md
+    await apply([{ apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'sniffpolicies', namespace: QUOTA_NS }, spec: { hard: { 'count/sniffpolicies.podtap.io': '2' } } }]);
+    // kube-controller-manager's quota controller would fill status (there is
+    // none here); the API server's quota admission counts from it
+    const status = { status: { hard: { 'count/sniffpolicies.podtap.io': '2' }, used: { 'count/sniffpolicies.podtap.io': '0' } } };
+    await api.kubectl(['-n', QUOTA_NS, 'patch', 'resourcequota', 'sniffpolicies', '--subresource=status', '--type=merge', '-p', JSON.stringify(status)], { reject: true });
+    for (const name of ['one', 'two']) expect((await create(name)).stderr).toBe('');
+    const third = await create('three');
+    expect(third.exitCode).not.toBe(0);
+    expect(third.stderr).toContain('exceeded quota: sniffpolicies');
+    expect(third.stderr).toContain('count/sniffpolicies.podtap.io=2');
+  });
+});
