@@ -33,7 +33,7 @@ import {
 import { isNotFound, type Limiter } from '../k8s/index.ts';
 import { jsonEqual, replacingMergePatch } from '../util/json.ts';
 import type { Logger } from '../util/log.ts';
-import { resolveCollector, type CollectorResolution } from './collector.ts';
+import { excludeDestinations, resolveCollector, type CollectorResolution } from './collector.ts';
 import { destinationRefusal, type DestinationAllowList } from './destinations.ts';
 import { evaluateLimits, nodeCap } from './limits.ts';
 import { assignmentAsWritten, slimPolicy, type PolicyObject } from './objects.ts';
@@ -167,7 +167,8 @@ export function planPolicy(input: PlanInput): Plan {
     nodeSelector: spec.nodeSelector,
     pods: world.podsInNamespace(namespace),
     node: (n) => world.node(n),
-    exclude: collector.exclude,
+    // every podtap destination, not only this policy's: no loops between policies
+    exclude: excludeDestinations(collector.exclude, input.destinations.services, world),
   });
   return planAssignments({ ...input, policy, previous, generation, spec, collector, selection, existing });
 }

@@ -177,6 +177,20 @@ describe('planPolicy: desired assignments', () => {
     expect(p.status!.conditions!.find((c) => c.type === 'Ready')!.message).toBe('0/2 nodes ready; attaching on node-a, node-b');
   });
 
+  it("another allowed collector's pods are not captured either (a policy sending by address)", () => {
+    const { plan } = setup({
+      ...baseObjects(),
+      pods: [...baseObjects().pods!, pod('collector-0', { node: 'node-c', labels: { app: 'web' }, ips: ['198.18.5.1'] })],
+      // this policy sends to an address; shop/collector is another podtap destination
+      policies: [policy({})],
+      services: [service('collector')],
+      slices: [slice('collector-1', 'collector', [{ ip: '198.18.5.1', pod: 'collector-0' }])],
+    });
+    const p = plan();
+    expect(summary(p).creates).toEqual(['shop.web-debug.node-a', 'shop.web-debug.node-b']);
+    expect(p.creates.flatMap((a) => a.spec.pods.map((x) => x.name))).not.toContain('collector-0');
+  });
+
   it('a terminating namespace gets no new assignments', () => {
     const { plan } = setup({ ...baseObjects(), namespaces: [namespace(NS, true)], policies: [policy({})] });
     expect(summary(plan()).creates).toEqual([]);
