@@ -39,6 +39,10 @@ Options:
                               default: none). Any other destination makes the
                               policy Ready=False DestinationNotAllowed and
                               removes its assignments
+  --max-packets-per-second N  the most packets per second any policy mirrors
+                              on a node, and the rate of a policy that sets
+                              none (default 0: no ceiling)
+  --max-bytes-per-second N    the same for bytes (default 0: no ceiling)
   --workers N                 policies reconciled in parallel (default 4)
   --report-stale-seconds N    a node whose agent has not reported for N seconds
                               is AgentNotReporting (default 30: three report
@@ -56,6 +60,12 @@ function positiveInt(name: string, v: string | undefined, def: number): number {
   const n = Number(v);
   if (!/^\d+$/.test(v) || n < 1) throw new UserError(`--${name}: expected a positive integer, got "${v}"`, { exitCode: ExitCode.usage });
   return n;
+}
+
+function nonNegativeInt(name: string, v: string | undefined): number {
+  if (v === undefined) return 0;
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw new UserError(`--${name}: expected a whole number (0 = no ceiling), got "${v}"`, { exitCode: ExitCode.usage });
+  return Number(v);
 }
 
 function bool(name: string, v: string | undefined, def: boolean): boolean {
@@ -80,6 +90,8 @@ export function parseControllerArgs(argv: string[]): { help: true } | { help: fa
         namespace: { type: 'string' },
         'allowed-collector-service': { type: 'string', multiple: true },
         'allowed-collector-cidr': { type: 'string', multiple: true },
+        'max-packets-per-second': { type: 'string' },
+        'max-bytes-per-second': { type: 'string' },
         workers: { type: 'string' },
         'report-stale-seconds': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -107,6 +119,10 @@ export function parseControllerArgs(argv: string[]): { help: true } | { help: fa
       leaderElect: bool('leader-elect', values['leader-elect'], true),
       namespace: values.namespace,
       destinations,
+      rateCeiling: {
+        packetsPerSecond: nonNegativeInt('max-packets-per-second', values['max-packets-per-second']),
+        bytesPerSecond: nonNegativeInt('max-bytes-per-second', values['max-bytes-per-second']),
+      },
       workers: positiveInt('workers', values.workers, 4),
       reportStaleSeconds: positiveInt('report-stale-seconds', values['report-stale-seconds'], 30),
     },

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { API_VERSION, installNamespace, PodtapResources, type SniffAssignment } from '../api/index.ts';
+import { API_VERSION, installNamespace, PodtapResources, type RateLimit, type SniffAssignment } from '../api/index.ts';
 import {
   EventRecorder, KubeClient, LeaderElector, Limiter, loadKubeConfig, runWorkers, startHttp, WorkQueue, type HttpEndpoint, type LeaderTimings,
 } from '../k8s/index.ts';
@@ -33,6 +33,8 @@ export interface ControllerOptions {
   namespace?: string | undefined;
   /** Where policies may send copies (default: the install's collector Service only). */
   destinations?: DestinationAllowList | undefined;
+  /** The ceiling (and default) of each policy's per-node rates; 0 = none. */
+  rateCeiling?: RateLimit | undefined;
   leaseName?: string | undefined;
   /** holderIdentity; default $POD_NAME or the hostname, plus a random suffix. */
   identity?: string | undefined;
@@ -125,6 +127,7 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
     staleMs: (opts.reportStaleSeconds ?? 30) * 1000,
     assignmentNamespace: namespace,
     destinations: opts.destinations ?? defaultAllowList(namespace),
+    rateCeiling: opts.rateCeiling,
     events: (policy: PolicyObject, type, reason, message) => {
       void recorder.record({ ...policy, apiVersion: API_VERSION, kind: 'SniffPolicy' }, type, reason, message);
     },

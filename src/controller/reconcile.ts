@@ -25,6 +25,8 @@ import {
   findCondition,
   rfc3339,
   type AssignmentLimits,
+  type CaptureConfig,
+  type RateLimit,
   type SniffAssignment,
   type SniffAssignmentSpec,
   type SniffPolicySpec,
@@ -55,6 +57,25 @@ export interface PlanInput {
   assignmentNamespace: string;
   /** Where policies may send copies (the admin's list). */
   destinations: DestinationAllowList;
+  /** The admin's ceiling on each policy's per-node rates, and their default (0 = none). */
+  rateCeiling?: RateLimit | undefined;
+}
+
+/**
+ * Each rate of @config at most @ceiling's (0 = no ceiling): a policy that
+ * sets none, or more, gets the admin's. N policies on one pod make N copies;
+ * this bounds what each can cost the node.
+ */
+export function capRate(config: CaptureConfig, ceiling: RateLimit | undefined): CaptureConfig {
+  if (!ceiling) return config;
+  const cap = (own: number, max: number) => (max === 0 ? own : own === 0 ? max : Math.min(own, max));
+  return {
+    ...config,
+    rateLimit: {
+      packetsPerSecond: cap(config.rateLimit.packetsPerSecond, ceiling.packetsPerSecond),
+      bytesPerSecond: cap(config.rateLimit.bytesPerSecond, ceiling.bytesPerSecond),
+    },
+  };
 }
 
 export interface Plan {
@@ -210,7 +231,7 @@ function planAssignments(p: AssignmentPlanInput): Plan {
     // Stop every node and keep the assignments, so their final counters stay visible.
     for (const { status: _status, ...a } of existing) desired.push({ ...a, spec: { ...a.spec, stopped: true } });
   } else {
-    const config = captureConfig(spec, { address: collector.address, port: collector.port });
+    const config = capRate(captureConfig(spec, { address: collector.address, port: collector.port }), p.rateCeiling);
     const policyRef = { namespace, name, uid: policy.metadata.uid ?? '', generation };
     for (const [nodeName, pods] of [...selection.byNode].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       const aName = assignmentName(namespace, name, nodeName);
@@ -315,6 +336,8 @@ export interface ReconcilerOptions {
   assignmentNamespace: string;
   /** Where policies may send copies (the admin's list). */
   destinations: DestinationAllowList;
+  /** The admin's ceiling on each policy's per-node rates (capRate). */
+  rateCeiling?: RateLimit | undefined;
 }
 
 /** The merge patch of the status subresource that makes it `next` (nulls for what went away). */
@@ -334,7 +357,7 @@ export class Reconciler {
     const namespace = key.slice(0, i);
     const name = key.slice(i + 1);
     const now = this.opts.now?.() ?? new Date();
-    const plan = planPolicy({ world: this.opts.world, namespace, name, now, staleMs: this.opts.staleMs, assignmentNamespace: this.opts.assignmentNamespace, destinations: this.opts.destinations });
+    const plan = planPolicy({ world: this.opts.world, namespace, name, now, staleMs: this.opts.staleMs, assignmentNamespace: this.opts.assignmentNamespace, destinations: this.opts.destinations, rateCeiling: this.opts.rateCeiling });
     const { api, limiter, recent } = this.opts;
     const failures: unknown[] = [];
     const group = `${namespace}/${name}`;

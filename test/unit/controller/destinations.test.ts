@@ -57,6 +57,18 @@ describe('the controller flags', () => {
     expect(() => parseControllerArgs(input)).toThrow(expected);
   });
 
+  it.each([
+    { description: 'no ceiling by default', input: [], expected: { packetsPerSecond: 0, bytesPerSecond: 0 } },
+    { description: 'both ceilings', input: ['--max-packets-per-second', '10000', '--max-bytes-per-second', '5000000'], expected: { packetsPerSecond: 10000, bytesPerSecond: 5000000 } },
+  ])('rate ceiling: $description', ({ input, expected }) => {
+    const r = parseControllerArgs(input);
+    if (!r.help) expect(r.options.rateCeiling).toEqual(expected);
+  });
+
+  it('refuses a rate ceiling that is not a whole number, naming it', () => {
+    expect(() => parseControllerArgs(['--max-packets-per-second', '1e3'])).toThrow('--max-packets-per-second: expected a whole number (0 = no ceiling), got "1e3"');
+  });
+
   it('parseAllowList trims and drops empty entries', () => {
     expect(parseAllowList([' a/b , '], [''])).toEqual({ services: ['a/b'], cidrs: [] });
   });

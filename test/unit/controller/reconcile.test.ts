@@ -191,6 +191,17 @@ describe('planPolicy: desired assignments', () => {
     expect(p.creates.flatMap((a) => a.spec.pods.map((x) => x.name))).not.toContain('collector-0');
   });
 
+  it.each([
+    { description: 'a policy without a rate gets the ceiling', input: {}, expected: { packetsPerSecond: 1000, bytesPerSecond: 0 } },
+    { description: 'a higher rate is lowered to it', input: { rateLimit: { packetsPerSecond: 50_000, bytesPerSecond: 7 } }, expected: { packetsPerSecond: 1000, bytesPerSecond: 7 } },
+    { description: 'a lower rate is kept', input: { rateLimit: { packetsPerSecond: 10 } }, expected: { packetsPerSecond: 10, bytesPerSecond: 0 } },
+  ])("the admin's rate ceiling: $description", ({ input, expected }) => {
+    const { world } = worldFrom({ ...baseObjects(), policies: [policy(input)] });
+    const p = planPolicy({ world, namespace: NS, name: 'web-debug', now: NOW, staleMs: STALE, assignmentNamespace: INSTALL_NS, destinations: DESTINATIONS, rateCeiling: { packetsPerSecond: 1000, bytesPerSecond: 0 } });
+    for (const a of p.creates) expect(a.spec.config.rateLimit).toEqual(expected);
+    expect(p.creates.length).toBe(2);
+  });
+
   it('a terminating namespace gets no new assignments', () => {
     const { plan } = setup({ ...baseObjects(), namespaces: [namespace(NS, true)], policies: [policy({})] });
     expect(summary(plan()).creates).toEqual([]);
