@@ -12,6 +12,7 @@
  *    pod-bound token).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { captureConfig, SniffPolicySpecSchema } from '../../src/api/index.ts';
 import { destinationRefusal } from '../../src/controller/destinations.ts';
 import { startApiServer, type TestApiServer } from '../helpers/apiserver.ts';
 import { render, type K8sObject } from '../unit/packaging/lib/render.ts';
@@ -49,7 +50,8 @@ function assignment(node: string) {
     spec: {
       nodeName: node,
       policy: { namespace: TENANT_NS, name: 'web', uid: '6b1f0c5e-0000-4000-8000-000000000001', generation: 1 },
-      config: { direction: 'Both', snapLength: 0, tunnel: { protocol: 'Geneve', vni: 0 }, mtu: 0, collector: { address: '198.18.9.2', port: 6081 } },
+      // what the controller writes for a policy of defaults
+      config: captureConfig(SniffPolicySpecSchema.parse({ podSelector: {}, collector: { address: '198.18.9.2' } }), { address: '198.18.9.2', port: 6081 }),
       pods: [{ name: 'web-0', uid: 'u-1', ips: ['198.18.5.10'] }],
       limits: { maxPackets: 0, maxBytes: 0 },
       stopped: false,
