@@ -24,9 +24,9 @@ import { execa } from 'execa';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { createClusterState, createHandler, createHttpServer, defaultWriteOptions, writeKubeconfig } from '@podtap/devcluster';
 import { KubeClient, loadKubeConfig, Resources, type KubeObject, type ResourceRef } from '../src/k8s/index.ts';
-import { PodtapResources } from '../src/api/index.ts';
+import { DEFAULT_INSTALL_NAMESPACE, PodtapResources } from '../src/api/index.ts';
 import { startApiServer as startRealApiServer } from '../test/helpers/apiserver.ts';
-import { CRD_DIR, Lab } from '../test/lab/cluster.ts';
+import { CRD_DIR, LAB_COLLECTOR_NETWORKS, Lab } from '../test/lab/cluster.ts';
 import { NODE_BIN, PODTAP_MAIN } from '../test/lab/netns.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { enterPrivateNamespace } from './privatens.ts';
@@ -65,6 +65,8 @@ async function rssPeakMb(pid: number): Promise<number> {
 /** The objects of the convergence world, the same for both APIs. */
 function* world(): Generator<{ ref: ResourceRef; namespace?: string; obj: KubeObject; status?: Record<string, unknown> }> {
   const teams = POLICIES;
+  // the controller writes the assignments into the install namespace
+  yield { ref: Resources.namespaces, obj: { metadata: { name: DEFAULT_INSTALL_NAMESPACE } } };
   for (let t = 0; t < teams; t++) yield { ref: Resources.namespaces, obj: { metadata: { name: `team-${t}` } } };
   for (let i = 0; i < NODES; i++) yield { ref: Resources.nodes, obj: { metadata: { name: `node-${i}` } }, status: { conditions: [{ type: 'Ready', status: 'True' }] } };
   // 300 pods per namespace, each namespace's spread over 300 nodes; a third
@@ -206,7 +208,7 @@ async function convergence(api: 'real' | 'embedded'): Promise<{ api: string; ms:
   // expected assignments: one per (policy, node with a selected pod)
   const expected = new Set<string>();
   for (let i = 0; i < PODS; i += 3) expected.add(`${i % POLICIES}/${nodeOf(i)}`);
-  const ctl = execa(NODE_BIN, [PODTAP_MAIN, 'controller', '--kubeconfig', seeded.kubeconfig, '--metrics-addr', '127.0.0.1:18080', '--leader-elect=false', '--workers', '8'], {
+  const ctl = execa(NODE_BIN, [PODTAP_MAIN, 'controller', '--kubeconfig', seeded.kubeconfig, '--metrics-addr', '127.0.0.1:18080', '--leader-elect=false', '--workers', '8', '--allowed-collector-cidr', LAB_COLLECTOR_NETWORKS.join(',')], {
     reject: false, env: { ...process.env, PODTAP_LOG_LEVEL: 'warn', NODE_OPTIONS: CONTROLLER_NODE_OPTIONS },
   });
   try {

@@ -37,13 +37,18 @@
 #define PT_NS 1000000000ull     /* token units per packet / byte (ns resolution) */
 #define PT_RATE_LIMITED ((PT_RATE_PPS) != 0 || (PT_RATE_BPS) != 0)
 
-/* 1-in-N sampling, the token bucket and the policy's budget (limits: a
- * runtime setting, so a new limit needs no recompile); 1 = mirror. */
+/* The expiry (deadline or lease), 1-in-N sampling, the token bucket and the
+ * policy's budget (limits: runtime settings, so a new limit needs no
+ * recompile); 1 = mirror. */
 static __always_inline int pt_admit(const struct pt_config *cfg, __u32 bytes, __u32 *reason)
 {
 	__u32 zero = 0;
 	struct pt_limit *lim;
 
+	if (cfg->expires_ns && bpf_ktime_get_ns() >= cfg->expires_ns) {
+		*reason = PT_C_LIMIT;
+		return 0;
+	}
 	if (PT_SAMPLE_ONE_IN <= 1 && !PT_RATE_LIMITED && !cfg->budget_packets && !cfg->budget_bytes)
 		return 1;
 	lim = bpf_map_lookup_elem(&pt_limit, &zero);

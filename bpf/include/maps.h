@@ -22,6 +22,11 @@ struct pt_config {
 	__u8 dst[16];           /* collector address (IPv4 in the first 4 bytes) */
 	__u64 budget_packets;   /* stop mirroring after this many packets; 0 = no limit */
 	__u64 budget_bytes;     /* ... or this many bytes; 0 = no limit */
+	__u64 expires_ns;       /* stop mirroring at this bpf_ktime_get_ns() time
+				 * (CLOCK_MONOTONIC): the earlier of the policy's
+				 * deadline and the lease the agent renews, so a
+				 * dead agent's taps go quiet by themselves;
+				 * 0 = never */
 };
 
 struct {
@@ -57,7 +62,7 @@ enum pt_reason {
 	PT_C_CSUM_UNSUPP = 19,  /* (no longer counted: every offloaded checksum kind is handled) */
 	PT_C_SLOT_BUSY = 20,    /* tunnel: stash slots all in use: cut synchronously */
 	PT_C_CARRIER_LOST = 21, /* emit: a stashed frame's carrier never arrived (lost) */
-	PT_C_LIMIT = 22,        /* tap: matched after the policy's limit was reached */
+	PT_C_LIMIT = 22,        /* tap: matched after a limit was reached (budget, deadline, lease) */
 	PT_C_XMIT_DROP = 23,    /* tunnel: the uplink dropped a piece; rest of the frame not sent (lost) */
 	PT_C_SEGMENTED = 24,    /* tunnel: TCP super-packets sent once, for the kernel to segment */
 	PT_C_CARRIER_STALE = 25, /* emit: a carrier whose slot was reclaimed (its frame counted carrierLost) */

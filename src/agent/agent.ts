@@ -44,10 +44,22 @@ import type { AgentMetrics } from './metrics.ts';
 export interface AgentOptions {
   client: KubeClient;
   nodeName: string;
+  /**
+   * The install namespace: the only one whose assignments this agent reads.
+   * An assignment anywhere else is not a work order (tenants may own other
+   * namespaces), and the agent's role is granted in this one only.
+   */
+  namespace: string;
   runner?: Runner;
   logger?: Logger;
   /** How often counters are written to each assignment's status. */
   reportIntervalMs?: number;
+  /**
+   * The data plane's lease: each capture stops mirroring by itself this long
+   * after the agent last renewed it (renewed every third of it, without the
+   * API), so a killed or hung agent's taps go quiet (default 30 s).
+   */
+  leaseMs?: number;
   /** This node's key: announcements to the collector are signed with it (wire/auth.ts). */
   nodeKey?: NodeKeySource | undefined;
   resolve?: ResolveOptions;
@@ -74,8 +86,13 @@ interface Tracked {
   foreignCheckedAt: number;
   /** detached (policy completed or assignment gone); final holds the last counters */
   stopped: boolean;
+  /** The spec under which this node reached a limit and stopped: the same spec never resumes (a fresh budget). */
+  limitStopped: SniffAssignmentSpec | undefined;
   final: Counters | undefined;
 }
+
+/** The data plane's lease when the agent is not told otherwise (AgentOptions.leaseMs). */
+export const DEFAULT_LEASE_MS = 30_000;
 
 /** How often an attached capture's interfaces are checked again for programs running before podtap's. */
 export const FOREIGN_CHECK_MS = 60_000;
@@ -111,6 +128,7 @@ export class NodeAgent {
   private readonly queue = new WorkQueue({ baseDelayMs: 200, maxDelayMs: 60_000 });
   private readonly tracked = new Map<string, Tracked>();
   private reportTimer: NodeJS.Timeout | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
   private workers: Promise<void> | undefined;
   private running = false;
 
@@ -121,6 +139,7 @@ export class NodeAgent {
     this.api = sniffAssignments(opts.client);
     this.informer = new Informer<SniffAssignment>({
       client: opts.client,
+      namespace: opts.namespace,
       resource: PodtapResources.sniffAssignments,
       labelSelector: `${LABEL_NODE}=${labelValue(opts.nodeName)}`,
       logger: this.log,
@@ -162,6 +181,8 @@ export class NodeAgent {
     this.reportTimer = setInterval(() => {
       for (const t of this.tracked.values()) if (!t.stopped && !t.key.startsWith('orphan:')) this.queue.add(t.key);
     }, this.opts.reportIntervalMs ?? 5000);
+    // renewing the data plane's lease needs no API: its own timer, not the queue's
+    this.renewTimer = setInterval(() => void this.renew(), this.leaseMs / 3);
     this.log.info({ sessions: this.tracked.size }, 'agent started');
   }
 
@@ -187,7 +208,7 @@ export class NodeAgent {
   private newTracked(key: string, capture: CaptureService, policy: Tracked['policy']): Tracked {
     return {
       key, capture, policy, applied: undefined, retryAt: undefined, interfaces: [], hooks: [], foreignCheckedAt: 0,
-      state: 'Attaching', reason: undefined, message: undefined, collectorReachable: true, stopped: false, final: undefined,
+      state: 'Attaching', reason: undefined, message: undefined, collectorReachable: true, stopped: false, final: undefined, limitStopped: undefined,
     };
   }
 
@@ -208,7 +229,9 @@ export class NodeAgent {
 
   /** Make this node's capture for @key what its assignment says, and report. */
   async sync(key: string, attemptLog: Logger = this.log.child({ assignment: key })): Promise<SyncResult> {
-    const a = this.informer.store.get(key);
+    const stored = this.informer.store.get(key);
+    // the watch is the install namespace's; whatever else arrives is ignored
+    const a = stored && stored.metadata.namespace === this.opts.namespace ? stored : undefined;
     const log = a ? attemptLog.child({ policy: a.spec.policy.name }) : attemptLog;
     const t = this.findTracked(key, a?.spec.policy.uid);
     if (!a || a.metadata.deletionTimestamp) {
@@ -220,7 +243,7 @@ export class NodeAgent {
       }
       return { result: 'detached' };
     }
-    const policy = { namespace: a.metadata.namespace ?? '', name: a.spec.policy.name, uid: a.spec.policy.uid };
+    const policy = { namespace: a.spec.policy.namespace, name: a.spec.policy.name, uid: a.spec.policy.uid };
     if (a.spec.stopped) {
       if (t && !t.stopped) await this.stop(t, log, 'Completed', 'LimitReached');
       else if (!t) await this.writeStatus(a, { state: 'Completed', reason: 'LimitReached', interfaces: [], attachedInterfaces: 0 });
@@ -231,8 +254,15 @@ export class NodeAgent {
     tr.policy = policy;
     tr.capture.policy = policy;
     if (tr.stopped) {
-      // resumed (a raised limit): the capture starts again
+      // A limit reached here holds for the spec it was reached under: the
+      // same spec again (a resync, a retry) must not attach with a fresh budget.
+      if (tr.limitStopped && jsonEqual(tr.limitStopped, a.spec)) {
+        await this.reportOne(tr, a);
+        return { result: 'stopped' };
+      }
+      // resumed (a raised limit, a new generation): the capture starts again
       tr.stopped = false;
+      tr.limitStopped = undefined;
       tr.applied = undefined;
     }
     const due = tr.applied === undefined || !jsonEqual(tr.applied, a.spec) || (tr.retryAt !== undefined && Date.now() >= tr.retryAt);
@@ -266,7 +296,7 @@ export class NodeAgent {
     let outcome;
     try {
       // the data plane enforces the node's cap on mirrored packets/bytes exactly
-      outcome = await tr.capture.apply(cfg, targets, { deadline: l.deadline ? Date.parse(l.deadline) : undefined, maxPackets: l.maxPackets, maxBytes: l.maxBytes });
+      outcome = await tr.capture.apply(cfg, targets, { deadline: l.deadline ? Date.parse(l.deadline) : undefined, maxPackets: l.maxPackets, maxBytes: l.maxBytes, leaseMs: this.leaseMs });
       if (outcome.loaded) log.info({ key: outcome.key, cached: outcome.cached, compileMs: outcome.compileMs, mtu: outcome.mtu }, 'data plane loaded');
     } catch (err) {
       // the node's trouble (an interface gone, tc): retried with backoff
@@ -348,11 +378,32 @@ export class NodeAgent {
     return { result: 'degraded', requeueAfterMs: ms };
   }
 
+  get leaseMs(): number {
+    return this.opts.leaseMs ?? DEFAULT_LEASE_MS;
+  }
+
+  /**
+   * Renew the data plane's lease of every capture an assignment still wants.
+   * Not those adopted and not yet claimed by an assignment (orphans) nor
+   * stopped ones: they go quiet when the lease a previous agent gave runs out.
+   */
+  private async renew(): Promise<void> {
+    for (const t of this.tracked.values()) {
+      if (t.stopped || t.key.startsWith('orphan:')) continue;
+      try {
+        await t.capture.renew();
+      } catch (err) {
+        this.log.warn({ assignment: t.key, err: errorMessage(err) }, 'lease renewal failed');
+      }
+    }
+  }
+
   /** Counters to the status; a limit reached stops the capture on this node. */
   private async report(tr: Tracked, a: SniffAssignment, log: Logger): Promise<SyncResult> {
     const counters = await tr.capture.counters().catch(() => undefined);
     if (counters && tr.capture.limitReached(counters)) {
       await this.stop(tr, log, 'Completed', 'LimitReached');
+      tr.limitStopped = a.spec;
       return { result: 'stopped' };
     }
     await tr.capture.reannounce();
@@ -417,6 +468,7 @@ export class NodeAgent {
     if (!this.running) return;
     this.running = false;
     if (this.reportTimer) clearInterval(this.reportTimer);
+    if (this.renewTimer) clearInterval(this.renewTimer);
     this.queue.shutDown();
     await this.workers;
     await this.informer.stop();

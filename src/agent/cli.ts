@@ -7,7 +7,8 @@ import { KubeClient, loadKubeConfig, podNamespace, startHttp } from '../k8s/inde
 import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { installSecretKeySource } from '../wire/auth.ts';
-import { NodeAgent } from './agent.ts';
+import { DEFAULT_INSTALL_NAMESPACE, installNamespace } from '../api/index.ts';
+import { DEFAULT_LEASE_MS, NodeAgent } from './agent.ts';
 import { createAgentMetrics } from './metrics.ts';
 import { RESOLVE_METHODS, type ResolveMethod } from './resolve.ts';
 import { uninstalling } from './uninstall.ts';
@@ -22,8 +23,17 @@ and counters on each assignment's status.
 Options:
   --node NAME             this node (default: $NODE_NAME, else the hostname)
   --kubeconfig FILE       kubeconfig (default: $KUBECONFIG, else in-cluster)
+  --namespace NS          podtap's own namespace, the only one whose
+                          SniffAssignments the agent reads (default:
+                          $POD_NAMESPACE, the service account's, else
+                          ${DEFAULT_INSTALL_NAMESPACE})
   --metrics-addr ADDR     /metrics, /healthz, /readyz (default :9090; "" = off)
   --report-interval SEC   how often counters are written to status (default 5)
+  --lease-seconds SEC     the data plane stops mirroring by itself SEC seconds
+                          after the agent last renewed it (every SEC/3, without
+                          the API): a killed or hung agent's taps go quiet
+                          (default ${DEFAULT_LEASE_MS / 1000}; a restart slower than this
+                          leaves a gap in the capture)
   --token-file FILE       the install's collector secret: the agent derives this
                           node's key from it and signs its announcements with
                           it; neither ever leaves the node (default: none,
@@ -47,8 +57,10 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
       options: {
         node: { type: 'string' },
         kubeconfig: { type: 'string' },
+        namespace: { type: 'string' },
         'metrics-addr': { type: 'string', default: ':9090' },
         'report-interval': { type: 'string', default: '5' },
+        'lease-seconds': { type: 'string', default: String(DEFAULT_LEASE_MS / 1000) },
         'token-file': { type: 'string' },
         resolve: { type: 'string' },
         'detach-on-exit': { type: 'boolean' },
@@ -68,6 +80,8 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
   const nodeName = values.node ?? process.env.NODE_NAME ?? hostname();
   const interval = Number(values['report-interval']);
   if (!Number.isFinite(interval) || interval <= 0) throw new UserError('--report-interval must be a positive number of seconds', { exitCode: ExitCode.usage });
+  const lease = Number(values['lease-seconds']);
+  if (!Number.isFinite(lease) || lease < 1) throw new UserError(`--lease-seconds must be a number of seconds, at least 1 (got "${values['lease-seconds']}")`, { exitCode: ExitCode.usage });
   const methods = values.resolve?.split(',').map((m) => m.trim());
   const bad = methods?.filter((m) => !RESOLVE_METHODS.includes(m as ResolveMethod));
   if (methods && (bad?.length || !methods.length)) {
@@ -79,7 +93,8 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
   const kc = loadKubeConfig(values.kubeconfig);
   const client = new KubeClient(kc, { userAgent: `podtap-agent/${nodeName}` });
   const metrics = createAgentMetrics({ defaultMetrics: true });
-  const agent = new NodeAgent({ client, nodeName, logger: log, reportIntervalMs: interval * 1000, nodeKey, metrics, ...(methods ? { resolve: { methods: methods as ResolveMethod[] } } : {}) });
+  const namespace = values.namespace ?? installNamespace();
+  const agent = new NodeAgent({ client, nodeName, namespace, logger: log, reportIntervalMs: interval * 1000, leaseMs: lease * 1000, nodeKey, metrics, ...(methods ? { resolve: { methods: methods as ResolveMethod[] } } : {}) });
   metrics.setSessionSource(() => agent.sessions);
   const http = values['metrics-addr']
     ? await startHttp(values['metrics-addr'], { registry: metrics.registry, notReady: () => (agent.informer.hasSynced() ? undefined : 'assignments not synced') }, log)

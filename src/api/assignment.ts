@@ -1,14 +1,21 @@
 /**
  * SniffAssignment (podtap.io/v1alpha1): the controller's work order for one
  * node and one policy. Internal — users read SniffPolicy.status. It lives in
- * the policy's namespace, is owned by the policy (ownerReference, so deleting
- * the policy garbage-collects it) and carries the node and policy as labels,
- * so each agent watches only its own with a label or field selector.
+ * the install's namespace (where podtap runs), never in the policy's: there
+ * only podtap's own components may read or write it, each agent is granted
+ * that one namespace, and a tenant who owns the policy's namespace cannot
+ * forge or edit a work order (docs/security.md). It names its policy in
+ * spec.policy (namespace, name, uid) and carries the node and the policy as
+ * labels, so each agent watches only its own with a label selector. No owner
+ * reference: Kubernetes forbids one across namespaces (the garbage collector
+ * would treat it as absent and delete the assignment), so the controller
+ * deletes a policy's assignments itself.
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { podNamespace } from '../k8s/index.ts';
 import { DNS_SUBDOMAIN } from '../k8s/names.ts';
-import { CountSchema, DroppedSchema, GenerationSchema, NodeStateSchema, ObjectNameSchema, TimestampSchema } from './common.ts';
+import { CountSchema, DnsLabelSchema, DroppedSchema, GenerationSchema, NodeStateSchema, ObjectNameSchema, TimestampSchema } from './common.ts';
 import {
   API_VERSION,
   FILTER_LISTS,
@@ -20,7 +27,6 @@ import {
   SnapLengthSchema,
   TunnelSchema,
   PolicyTypeSchema,
-  type OwnerReference,
   type SniffPolicySpec,
 } from './sniffpolicy.ts';
 import { TcHooks, tcHooksFor } from './vocabulary.ts';
@@ -28,6 +34,15 @@ import { TcHooks, tcHooksFor } from './vocabulary.ts';
 export const ASSIGNMENT_KIND = 'SniffAssignment';
 export const LABEL_NODE = 'podtap.io/node';
 export const LABEL_POLICY = 'podtap.io/policy';
+export const LABEL_POLICY_NAMESPACE = 'podtap.io/policy-namespace';
+
+/** Where podtap is installed when nothing says otherwise (the chart's and the lab's namespace). */
+export const DEFAULT_INSTALL_NAMESPACE = 'podtap-system';
+
+/** The install namespace of this process: $POD_NAMESPACE, its service account's, else the default. */
+export function installNamespace(env: NodeJS.ProcessEnv = process.env): string {
+  return podNamespace(env) ?? DEFAULT_INSTALL_NAMESPACE;
+}
 
 export const ResolvedCollectorSchema = z
   .object({
@@ -85,7 +100,7 @@ export type CaptureConfig = z.infer<typeof CaptureConfigSchema>;
 export type CaptureConfigInput = z.input<typeof CaptureConfigSchema>;
 
 export const AssignedPodSchema = z.object({
-  name: ObjectNameSchema.meta({ description: 'Pod name (in the namespace of the assignment).' }),
+  name: ObjectNameSchema.meta({ description: "Pod name (in the policy's namespace)." }),
   uid: z.string().min(1).meta({ description: 'Pod UID: a recreated pod with the same name is another pod.' }),
   ips: z.array(IpSchema).max(8).meta({ description: 'status.podIPs, to find the host-side interface.' }),
 });
@@ -104,6 +119,7 @@ export const SniffAssignmentSpecSchema = z.object({
   nodeName: ObjectNameSchema.meta({ description: 'The node whose agent acts on this assignment.' }),
   policy: z
     .object({
+      namespace: DnsLabelSchema.meta({ description: "The policy's namespace (the assignment itself lives in the install's)." }),
       name: ObjectNameSchema,
       uid: z.string().min(1),
       generation: GenerationSchema,
@@ -172,14 +188,16 @@ const MAX_NAME = 253;
 const HASH_LEN = 10;
 
 /**
- * The assignment's name: `<policy>.<node>` when that is unambiguous and fits
- * (policy names without a dot, total ≤ 253); otherwise a prefix of it plus a
- * hash of both names. Deterministic, a valid DNS-1123 subdomain.
+ * The assignment's name, unique in the install namespace across every
+ * policy namespace: `<namespace>.<policy>.<node>` when that is unambiguous
+ * and fits (namespaces are DNS labels, so without a dot; policy names
+ * without a dot; total ≤ 253); otherwise a prefix of it plus a hash of the
+ * three names. Deterministic, a valid DNS-1123 subdomain.
  */
-export function assignmentName(policyName: string, nodeName: string): string {
-  const plain = `${policyName}.${nodeName}`;
-  if (!policyName.includes('.') && plain.length <= MAX_NAME && DNS_SUBDOMAIN.test(plain)) return plain;
-  return hashedName(plain, `${policyName}\u0000${nodeName}`, MAX_NAME);
+export function assignmentName(policyNamespace: string, policyName: string, nodeName: string): string {
+  const plain = `${policyNamespace}.${policyName}.${nodeName}`;
+  if (!policyNamespace.includes('.') && !policyName.includes('.') && plain.length <= MAX_NAME && DNS_SUBDOMAIN.test(plain)) return plain;
+  return hashedName(plain, `${policyNamespace}\u0000${policyName}\u0000${nodeName}`, MAX_NAME);
 }
 
 /** A label value (≤ 63 characters) naming `name`: itself, or a prefix and a hash. */
@@ -189,15 +207,13 @@ export function labelValue(name: string): string {
 }
 
 /** Labels of a policy's assignment on a node. */
-export function assignmentLabels(policyName: string, nodeName: string): Record<string, string> {
-  return { [LABEL_POLICY]: labelValue(policyName), [LABEL_NODE]: labelValue(nodeName), 'app.kubernetes.io/managed-by': 'podtap' };
-}
-
-/** The ownerReference that ties an assignment to its policy (garbage collection). */
-export function policyOwnerReference(policy: { metadata: { name?: string; uid?: string } }): OwnerReference {
-  const { name, uid } = policy.metadata;
-  if (!name || !uid) throw new Error('policy has no name or uid yet');
-  return { apiVersion: API_VERSION, kind: 'SniffPolicy', name, uid, controller: true, blockOwnerDeletion: true };
+export function assignmentLabels(policyNamespace: string, policyName: string, nodeName: string): Record<string, string> {
+  return {
+    [LABEL_POLICY_NAMESPACE]: labelValue(policyNamespace),
+    [LABEL_POLICY]: labelValue(policyName),
+    [LABEL_NODE]: labelValue(nodeName),
+    'app.kubernetes.io/managed-by': 'podtap',
+  };
 }
 
 /**

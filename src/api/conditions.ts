@@ -30,6 +30,7 @@ export const ReasonHints = {
   NoNodesMatched: 'The selected pods run on no node matching spec.nodeSelector; check the node labels.',
   CollectorUnreachable: 'Nodes have no route to the collector address, or it does not answer; check the address and network policy.',
   CollectorNotFound: 'The collector Service does not exist or has no ready endpoints; check spec.collector.service.',
+  DestinationNotAllowed: "spec.collector names a destination the cluster admin has not allowed (the message lists the allowed ones); use the install's collector or ask the admin.",
   KernelUnsupported: "The node's kernel lacks a BPF feature the capture needs (the message names the kernel and the feature); run the pods on nodes with a newer kernel, or see docs/install.md for what each kernel supports.",
   VerifierRejected: 'The kernel refused the eBPF program; see the message and the agent log, and report it with the kernel version.',
   CompileFailed: 'The agent could not compile the program (clang); see the message and the agent log.',

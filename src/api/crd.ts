@@ -166,6 +166,7 @@ export const SNIFFPOLICY_COLUMNS: PrinterColumn[] = [
 
 export const SNIFFASSIGNMENT_COLUMNS: PrinterColumn[] = [
   { name: 'Node', type: 'string', jsonPath: '.spec.nodeName' },
+  { name: 'Namespace', type: 'string', jsonPath: '.spec.policy.namespace', description: "The policy's namespace." },
   { name: 'Policy', type: 'string', jsonPath: '.spec.policy.name' },
   { name: 'State', type: 'string', jsonPath: '.status.state' },
   { name: 'Interfaces', type: 'integer', jsonPath: '.status.attachedInterfaces' },
@@ -241,7 +242,7 @@ export function buildCrds(): object[] {
         ASSIGNMENT_KIND,
         SniffAssignmentSpecSchema,
         SniffAssignmentStatusSchema,
-        "SniffAssignment is internal: the controller's work order for one node's agent and one SniffPolicy (owned by the policy).",
+        "SniffAssignment is internal: the controller's work order for one node's agent and one SniffPolicy, in podtap's own namespace.",
       ),
       columns: SNIFFASSIGNMENT_COLUMNS,
       selectableFields: [{ jsonPath: '.spec.nodeName' }],

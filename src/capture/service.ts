@@ -16,6 +16,8 @@
  *        when it does not answer; the agent attaches first (the probe takes a
  *        third of a second) and reports the collector unreachable.
  *   counters(), limitReached(): what was mirrored, and whether a limit is met.
+ *   renew(): push the data plane's lease forward; a caller that stops
+ *     renewing (killed, hung) leaves taps that go quiet by themselves.
  *   stop(): the final counters, then everything detached and removed.
  *   close(): stop announcing but leave the capture attached (an agent restart
  *     must not interrupt it; the next process adopts the session).
@@ -40,10 +42,15 @@ export interface CaptureTarget {
 
 /** When the capture on this node must stop; 0 = no such limit. */
 export interface CaptureLimits {
-  /** Epoch milliseconds. */
+  /** Epoch milliseconds; the data plane stops mirroring at it by itself. */
   deadline?: number | undefined;
   maxPackets: number;
   maxBytes: number;
+  /**
+   * A lease the caller renews (renew()): without renewal, the data plane
+   * stops mirroring this long (ms) after the last one. None: no lease.
+   */
+  leaseMs?: number | undefined;
 }
 
 export type LimitName = 'duration' | 'maxPackets' | 'maxBytes';
@@ -127,7 +134,8 @@ export class CaptureService {
   async apply(config: CaptureConfig, targets: CaptureTarget[], limits: CaptureLimits, opts: { requireCollector?: boolean } = {}): Promise<ApplyOutcome> {
     this.limits = limits;
     this.phase = 'object';
-    const applied = await this.session.apply(config, config.mtu ? { mtu: config.mtu } : {}, { packets: limits.maxPackets, bytes: limits.maxBytes }, async (instance) => {
+    const expiry = { deadline: limits.deadline, leaseMs: limits.leaseMs };
+    const applied = await this.session.apply(config, config.mtu ? { mtu: config.mtu } : {}, { packets: limits.maxPackets, bytes: limits.maxBytes, ...expiry }, async (instance) => {
       // a swapped-in object announces itself before its first copy can arrive
       await this.announcer?.announceNow(instance);
     });
@@ -183,9 +191,15 @@ export class CaptureService {
     }
   }
 
-  /** Change the limits without touching the data plane (a deadline counted from the first attachment). */
-  setLimits(limits: CaptureLimits): void {
+  /** Change the limits (a deadline counted from the first attachment): the data plane's expiry follows. */
+  async setLimits(limits: CaptureLimits): Promise<void> {
     this.limits = limits;
+    await this.session.setExpiry({ deadline: limits.deadline, leaseMs: limits.leaseMs });
+  }
+
+  /** Push the data plane's lease forward (CaptureLimits.leaseMs); false when there is none. */
+  renew(): Promise<boolean> {
+    return this.session.renew();
   }
 
   /** Announce again (a restarted collector learns the names from the next one). */

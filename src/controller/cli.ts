@@ -3,9 +3,11 @@
  * until SIGTERM/SIGINT.
  */
 import { parseArgs } from 'node:util';
-import { ExitCode, UserError } from '../util/errors.ts';
+import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
+import { parseAllowList, type DestinationAllowList } from './destinations.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
-import { DEFAULT_LEASE_NAMESPACE, LEASE_NAME, startController, type ControllerOptions } from './controller.ts';
+import { DEFAULT_INSTALL_NAMESPACE } from '../api/index.ts';
+import { LEASE_NAME, startController, type ControllerOptions } from './controller.ts';
 
 export const CONTROLLER_HELP = `Usage: podtap controller [options]
 
@@ -22,9 +24,25 @@ Options:
   --metrics-addr ADDR         serve /metrics, /healthz and /readyz on ADDR
                               (default :8080; "0" disables)
   --leader-elect=true|false   elect a leader through a Lease (default true)
-  --lease-namespace NS        namespace of the Lease "${LEASE_NAME}" (default:
+  --namespace NS              podtap's own namespace: the SniffAssignments are
+                              written there (only there: tenants have no access
+                              to it) and the Lease "${LEASE_NAME}" (default:
                               $POD_NAMESPACE, the service account's namespace,
-                              or ${DEFAULT_LEASE_NAMESPACE})
+                              or ${DEFAULT_INSTALL_NAMESPACE})
+  --allowed-collector-service NS/NAME
+                              a collector Service policies may name (repeat
+                              or comma-separate; default: NS/podtap-collector
+                              of --namespace, unless either list is given)
+  --allowed-collector-cidr CIDR
+                              a network policies may name by
+                              spec.collector.address (repeat or comma-separate;
+                              default: none). Any other destination makes the
+                              policy Ready=False DestinationNotAllowed and
+                              removes its assignments
+  --max-packets-per-second N  the most packets per second any policy mirrors
+                              on a node, and the rate of a policy that sets
+                              none (default 0: no ceiling)
+  --max-bytes-per-second N    the same for bytes (default 0: no ceiling)
   --workers N                 policies reconciled in parallel (default 4)
   --report-stale-seconds N    a node whose agent has not reported for N seconds
                               is AgentNotReporting (default 30: three report
@@ -42,6 +60,12 @@ function positiveInt(name: string, v: string | undefined, def: number): number {
   const n = Number(v);
   if (!/^\d+$/.test(v) || n < 1) throw new UserError(`--${name}: expected a positive integer, got "${v}"`, { exitCode: ExitCode.usage });
   return n;
+}
+
+function nonNegativeInt(name: string, v: string | undefined): number {
+  if (v === undefined) return 0;
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw new UserError(`--${name}: expected a whole number (0 = no ceiling), got "${v}"`, { exitCode: ExitCode.usage });
+  return Number(v);
 }
 
 function bool(name: string, v: string | undefined, def: boolean): boolean {
@@ -63,7 +87,11 @@ export function parseControllerArgs(argv: string[]): { help: true } | { help: fa
         kubeconfig: { type: 'string' },
         'metrics-addr': { type: 'string' },
         'leader-elect': { type: 'string' },
-        'lease-namespace': { type: 'string' },
+        namespace: { type: 'string' },
+        'allowed-collector-service': { type: 'string', multiple: true },
+        'allowed-collector-cidr': { type: 'string', multiple: true },
+        'max-packets-per-second': { type: 'string' },
+        'max-bytes-per-second': { type: 'string' },
         workers: { type: 'string' },
         'report-stale-seconds': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -73,13 +101,28 @@ export function parseControllerArgs(argv: string[]): { help: true } | { help: fa
     throw new UserError(err instanceof Error ? err.message : String(err), { exitCode: ExitCode.usage, hint: 'see podtap controller --help', cause: err });
   }
   if (values.help) return { help: true };
+  const services = values['allowed-collector-service'];
+  const cidrs = values['allowed-collector-cidr'];
+  let destinations: DestinationAllowList | undefined;
+  if (services || cidrs) {
+    try {
+      destinations = parseAllowList(services ?? [], cidrs ?? []);
+    } catch (err) {
+      throw new UserError(`--allowed-collector-*: ${errorMessage(err)}`, { exitCode: ExitCode.usage, cause: err });
+    }
+  }
   return {
     help: false,
     options: {
       kubeconfig: values.kubeconfig,
       metricsAddr: values['metrics-addr'] ?? ':8080',
       leaderElect: bool('leader-elect', values['leader-elect'], true),
-      leaseNamespace: values['lease-namespace'],
+      namespace: values.namespace,
+      destinations,
+      rateCeiling: {
+        packetsPerSecond: nonNegativeInt('max-packets-per-second', values['max-packets-per-second']),
+        bytesPerSecond: nonNegativeInt('max-bytes-per-second', values['max-bytes-per-second']),
+      },
       workers: positiveInt('workers', values.workers, 4),
       reportStaleSeconds: positiveInt('report-stale-seconds', values['report-stale-seconds'], 30),
     },

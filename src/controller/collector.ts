@@ -73,21 +73,7 @@ export function resolveCollector(spec: Pick<SniffPolicySpec, 'collector' | 'tunn
   const ref = collector.service!;
   const svcNs = ref.namespace ?? namespace;
   const svcName = `${svcNs}/${ref.name}`;
-  const slices = lookup.endpointSlices(svcNs, ref.name);
-  const ips = new Set<string>();
-  const pods = new Set<string>();
-  const ready = new Map<string, SliceInfo>(); // address -> its slice (for the port)
-  for (const s of slices) {
-    if (s.addressType === 'FQDN') continue;
-    for (const e of s.endpoints) {
-      for (const a of e.addresses) {
-        ips.add(a);
-        if (e.ready && !ready.has(a)) ready.set(a, s);
-      }
-      if (e.pod) pods.add(e.pod);
-    }
-  }
-  const exclude = { ips, pods };
+  const { exclude, ready } = serviceEndpoints(lookup, svcNs, ref.name);
   if (!lookup.service(svcNs, ref.name)) {
     return { ok: false, reason: 'CollectorNotFound', message: `collector Service ${svcName} does not exist`, exclude };
   }
@@ -97,4 +83,39 @@ export function resolveCollector(spec: Pick<SniffPolicySpec, 'collector' | 'tunn
   const address = current !== undefined && ready.has(current) ? current : [...ready.keys()].sort(compareAddresses)[0]!;
   const port = collector.port ?? tunnelPort(ready.get(address)!.ports, tunnel.protocol) ?? defaultCollectorPort(tunnel.protocol);
   return { ok: true, address, port, exclude };
+}
+
+/** Every address and pod behind a Service (ready or not), and its ready addresses with their slice. */
+function serviceEndpoints(lookup: CollectorLookup, namespace: string, name: string): { exclude: { ips: Set<string>; pods: Set<string> }; ready: Map<string, SliceInfo> } {
+  const ips = new Set<string>();
+  const pods = new Set<string>();
+  const ready = new Map<string, SliceInfo>(); // address -> its slice (for the port)
+  for (const s of lookup.endpointSlices(namespace, name)) {
+    if (s.addressType === 'FQDN') continue;
+    for (const e of s.endpoints) {
+      for (const a of e.addresses) {
+        ips.add(a);
+        if (e.ready && !ready.has(a)) ready.set(a, s);
+      }
+      if (e.pod) pods.add(e.pod);
+    }
+  }
+  return { exclude: { ips, pods }, ready };
+}
+
+/**
+ * @own plus everything behind every collector Service policies may name
+ * (`namespace/name`): no policy taps any podtap destination, so two policies
+ * cannot mirror each other's copies back and forth.
+ */
+export function excludeDestinations(own: CollectorExclusions, services: readonly string[], lookup: CollectorLookup): CollectorExclusions {
+  const ips = new Set(own.ips);
+  const pods = new Set(own.pods);
+  for (const key of services) {
+    const [ns = '', name = ''] = key.split('/');
+    const { exclude } = serviceEndpoints(lookup, ns, name);
+    for (const ip of exclude.ips) ips.add(ip);
+    for (const p of exclude.pods) pods.add(p);
+  }
+  return { ips, pods };
 }

@@ -6,9 +6,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { API_VERSION, PodtapResources, type SniffAssignment } from '../api/index.ts';
+import { API_VERSION, installNamespace, PodtapResources, type RateLimit, type SniffAssignment } from '../api/index.ts';
 import {
-  EventRecorder, KubeClient, LeaderElector, Limiter, loadKubeConfig, podNamespace, runWorkers, startHttp, WorkQueue, type HttpEndpoint, type LeaderTimings,
+  EventRecorder, KubeClient, LeaderElector, Limiter, loadKubeConfig, runWorkers, startHttp, WorkQueue, type HttpEndpoint, type LeaderTimings,
 } from '../k8s/index.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { createInformers, policyKey, type ControllerInformers } from './informers.ts';
@@ -17,9 +17,9 @@ import type { PolicyObject } from './objects.ts';
 import { RecentWrites, withRecentWrites, type RecentPolicyWrites } from './recent.ts';
 import { Reconciler, TerminalError, type ReconcileApi } from './reconcile.ts';
 import type { StoreWorld } from './world.ts';
+import { defaultAllowList, type DestinationAllowList } from './destinations.ts';
 
 export const LEASE_NAME = 'podtap-controller';
-export const DEFAULT_LEASE_NAMESPACE = 'podtap-system';
 
 export interface ControllerOptions {
   /** A kubeconfig file; without it $KUBECONFIG, in-cluster, ~/.kube/config. */
@@ -29,7 +29,12 @@ export interface ControllerOptions {
   /** HOST:PORT for /metrics, /healthz, /readyz; '' disables. Default ':8080'. */
   metricsAddr?: string | undefined;
   leaderElect?: boolean | undefined;
-  leaseNamespace?: string | undefined;
+  /** The install namespace: the assignments and the Lease (default: installNamespace()). */
+  namespace?: string | undefined;
+  /** Where policies may send copies (default: the install's collector Service only). */
+  destinations?: DestinationAllowList | undefined;
+  /** The ceiling (and default) of each policy's per-node rates; 0 = none. */
+  rateCeiling?: RateLimit | undefined;
   leaseName?: string | undefined;
   /** holderIdentity; default $POD_NAME or the hostname, plus a random suffix. */
   identity?: string | undefined;
@@ -98,7 +103,8 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
   const client = new KubeClient(access, { userAgent: 'podtap-controller' });
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? false });
   const queue = new WorkQueue({ metrics: metrics.queue });
-  const informers = createInformers({ client, queue, logger: log, statusCoalesceMs: opts.statusCoalesceMs });
+  const namespace = opts.namespace ?? installNamespace();
+  const informers = createInformers({ client, queue, logger: log, statusCoalesceMs: opts.statusCoalesceMs, assignmentNamespace: namespace });
   const world = informers.world;
   metrics.setPolicySource(() => informers.policies.store.list());
   const recent: RecentPolicyWrites = {
@@ -119,6 +125,9 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
     api: reconcileApi(client, metrics),
     limiter: new Limiter(opts.maxConcurrentWrites ?? 32),
     staleMs: (opts.reportStaleSeconds ?? 30) * 1000,
+    assignmentNamespace: namespace,
+    destinations: opts.destinations ?? defaultAllowList(namespace),
+    rateCeiling: opts.rateCeiling,
     events: (policy: PolicyObject, type, reason, message) => {
       void recorder.record({ ...policy, apiVersion: API_VERSION, kind: 'SniffPolicy' }, type, reason, message);
     },
@@ -177,7 +186,7 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
   if (opts.leaderElect ?? true) {
     elector = new LeaderElector({
       client,
-      namespace: opts.leaseNamespace ?? podNamespace() ?? DEFAULT_LEASE_NAMESPACE,
+      namespace,
       name: opts.leaseName ?? LEASE_NAME,
       identity,
       timings: opts.leaderTimings,

@@ -47,7 +47,7 @@ import {
   BY_NODE_SELECTOR,
   StoreWorld,
   assignmentIndexers,
-  assignmentPolicyName,
+  policyKeyForAssignment,
   podIndexers,
   policyIndexers,
   sliceIndexers,
@@ -109,11 +109,6 @@ export function policyKeysForService(stores: Pick<WorldStores, 'policies'>, name
   return stores.policies.byIndex(BY_COLLECTOR, `${namespace}/${name}`).map(policyKey);
 }
 
-export function policyKeyForAssignment(a: SniffAssignment): string | undefined {
-  const p = assignmentPolicyName(a);
-  return p && a.metadata.namespace ? `${a.metadata.namespace}/${p}` : undefined;
-}
-
 export interface ControllerInformers {
   policies: Informer<PolicyObject>;
   pods: Informer<PodInfo>;
@@ -133,6 +128,8 @@ export interface InformerSetOptions {
   client: KubeClient;
   queue: Enqueuer;
   logger: Logger;
+  /** The install namespace: the only one whose assignments are watched (and written). */
+  assignmentNamespace: string;
   /** How long status-only assignment updates are coalesced (default 1 s). */
   statusCoalesceMs?: number | undefined;
   pageSize?: number | undefined;
@@ -149,7 +146,14 @@ export function createInformers(opts: InformerSetOptions): ControllerInformers {
   const namespaces = new Informer<NamespaceInfo>({ ...common, resource: Resources.namespaces, transform: slimNamespace, equal: namespaceEqual });
   const services = new Informer<ServiceInfo>({ ...common, resource: Resources.services, transform: slimService, equal: serviceEqual });
   const slices = new Informer<SliceInfo>({ ...common, resource: Resources.endpointSlices, transform: slimSlice, equal: sliceEqual, indexers: sliceIndexers });
-  const assignments = new Informer<SniffAssignment>({ ...common, resource: PodtapResources.sniffAssignments, transform: slimAssignment, indexers: assignmentIndexers });
+  // Only the install namespace's: an assignment anywhere else is nobody's work order.
+  const assignments = new Informer<SniffAssignment>({
+    ...common,
+    namespace: opts.assignmentNamespace,
+    resource: PodtapResources.sniffAssignments,
+    transform: slimAssignment,
+    indexers: assignmentIndexers,
+  });
   const stores: WorldStores = {
     policies: policies.store,
     pods: pods.store,

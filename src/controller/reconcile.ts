@@ -23,9 +23,10 @@ import {
   captureConfig,
   describeIssues,
   findCondition,
-  policyOwnerReference,
   rfc3339,
   type AssignmentLimits,
+  type CaptureConfig,
+  type RateLimit,
   type SniffAssignment,
   type SniffAssignmentSpec,
   type SniffPolicySpec,
@@ -34,7 +35,8 @@ import {
 import { isNotFound, type Limiter } from '../k8s/index.ts';
 import { jsonEqual, replacingMergePatch } from '../util/json.ts';
 import type { Logger } from '../util/log.ts';
-import { resolveCollector, type CollectorResolution } from './collector.ts';
+import { excludeDestinations, resolveCollector, type CollectorResolution } from './collector.ts';
+import { destinationRefusal, type DestinationAllowList } from './destinations.ts';
 import { evaluateLimits, nodeCap } from './limits.ts';
 import { assignmentAsWritten, slimPolicy, type PolicyObject } from './objects.ts';
 import type { RecentPolicyWrites } from './recent.ts';
@@ -51,6 +53,29 @@ export interface PlanInput {
   name: string;
   now: Date;
   staleMs: number;
+  /** The install namespace, where assignments are written. */
+  assignmentNamespace: string;
+  /** Where policies may send copies (the admin's list). */
+  destinations: DestinationAllowList;
+  /** The admin's ceiling on each policy's per-node rates, and their default (0 = none). */
+  rateCeiling?: RateLimit | undefined;
+}
+
+/**
+ * Each rate of @config at most @ceiling's (0 = no ceiling): a policy that
+ * sets none, or more, gets the admin's. N policies on one pod make N copies;
+ * this bounds what each can cost the node.
+ */
+export function capRate(config: CaptureConfig, ceiling: RateLimit | undefined): CaptureConfig {
+  if (!ceiling) return config;
+  const cap = (own: number, max: number) => (max === 0 ? own : own === 0 ? max : Math.min(own, max));
+  return {
+    ...config,
+    rateLimit: {
+      packetsPerSecond: cap(config.rateLimit.packetsPerSecond, ceiling.packetsPerSecond),
+      bytesPerSecond: cap(config.rateLimit.bytesPerSecond, ceiling.bytesPerSecond),
+    },
+  };
 }
 
 export interface Plan {
@@ -71,24 +96,16 @@ export interface Plan {
 function needsUpdate(existing: SniffAssignment, desired: SniffAssignment): { spec: boolean; meta: boolean } {
   const spec = !jsonEqual(existing.spec, desired.spec);
   const labels = existing.metadata.labels ?? {};
-  let meta = Object.entries(desired.metadata.labels ?? {}).some(([k, v]) => labels[k] !== v);
-  const want = desired.metadata.ownerReferences![0]!;
-  const owner = existing.metadata.ownerReferences?.find((r) => r.controller);
-  if (!owner || owner.uid !== want.uid || owner.kind !== want.kind || owner.name !== want.name || owner.blockOwnerDeletion !== true) meta = true;
+  const meta = Object.entries(desired.metadata.labels ?? {}).some(([k, v]) => labels[k] !== v);
   return { spec, meta };
 }
 
-/** What to PUT: the existing object with our labels, our controller reference and the desired spec. */
+/** What to PUT: the existing object with our labels and the desired spec. */
 function updated(existing: SniffAssignment, desired: SniffAssignment): SniffAssignment {
-  const others = (existing.metadata.ownerReferences ?? []).filter((r) => !r.controller);
   const { status: _status, ...rest } = existing;
   return {
     ...rest,
-    metadata: {
-      ...existing.metadata,
-      labels: { ...existing.metadata.labels, ...desired.metadata.labels },
-      ownerReferences: [...desired.metadata.ownerReferences!, ...others],
-    },
+    metadata: { ...existing.metadata, labels: { ...existing.metadata.labels, ...desired.metadata.labels } },
     spec: desired.spec,
   };
 }
@@ -121,8 +138,8 @@ export function planPolicy(input: PlanInput): Plan {
   const { world, namespace, name, now, staleMs } = input;
   const existing = world.assignmentsOf(namespace, name);
   const policy = world.policy(namespace, name);
-  // Gone or going: its assignments go too (the garbage collector would, but
-  // not when it is disabled or the ownerReference was lost).
+  // Gone or going: its assignments go too. Only the controller removes them:
+  // they live in the install namespace, where no owner reference can reach.
   if (!policy || policy.metadata.deletionTimestamp) {
     return { ...(policy ? { policy } : {}), creates: [], updates: [], deletes: [...existing], outcome: 'success' };
   }
@@ -130,23 +147,21 @@ export function planPolicy(input: PlanInput): Plan {
   const previous = previousStatus(policy);
   const base = { policy, creates: [] as SniffAssignment[], updates: [] as SniffAssignment[], deletes: [] as SniffAssignment[] };
 
-  const parsed = SniffPolicySpecSchema.safeParse(policy.spec);
-  if (!parsed.success) {
-    const message = describeIssues(parsed.error).map((l) => (l.startsWith('(root)') ? `spec${l.slice(6)}` : `spec.${l}`)).join('; ');
-    const { status } = aggregateStatus({
-      generation,
-      previous,
-      now,
-      staleMs,
-      nodes: [],
-      namespace,
-      blocker: { reason: 'InvalidSpec', message },
-      startTime: previous?.startTime,
-    });
-    // Capture what the policy says or nothing: a spec we cannot read is not run on a stale copy.
+  // A policy that must not run at all: Ready=False with the reason, every
+  // assignment deleted, no retry (the next edit triggers a reconcile).
+  const refuse = (reason: 'InvalidSpec' | 'DestinationNotAllowed', message: string): Plan => {
+    const { status } = aggregateStatus({ generation, previous, now, staleMs, nodes: [], namespace, blocker: { reason, message }, startTime: previous?.startTime });
     return { ...base, deletes: [...existing], status, outcome: 'terminal' };
+  };
+  const parsed = SniffPolicySpecSchema.safeParse(policy.spec);
+  // Capture what the policy says or nothing: a spec we cannot read is not run on a stale copy.
+  if (!parsed.success) {
+    return refuse('InvalidSpec', describeIssues(parsed.error).map((l) => (l.startsWith('(root)') ? `spec${l.slice(6)}` : `spec.${l}`)).join('; '));
   }
   const spec = parsed.data;
+  // Not the admin's destination: nothing is mirrored there, running assignments included.
+  const refusal = destinationRefusal(spec, namespace, input.destinations);
+  if (refusal) return refuse('DestinationNotAllowed', refusal);
   const current = existing[0]?.spec?.config?.collector?.address;
   const collector = resolveCollector(spec, namespace, world, current);
 
@@ -173,7 +188,8 @@ export function planPolicy(input: PlanInput): Plan {
     nodeSelector: spec.nodeSelector,
     pods: world.podsInNamespace(namespace),
     node: (n) => world.node(n),
-    exclude: collector.exclude,
+    // every podtap destination, not only this policy's: no loops between policies
+    exclude: excludeDestinations(collector.exclude, input.destinations.services, world),
   });
   return planAssignments({ ...input, policy, previous, generation, spec, collector, selection, existing });
 }
@@ -215,11 +231,10 @@ function planAssignments(p: AssignmentPlanInput): Plan {
     // Stop every node and keep the assignments, so their final counters stay visible.
     for (const { status: _status, ...a } of existing) desired.push({ ...a, spec: { ...a.spec, stopped: true } });
   } else {
-    const config = captureConfig(spec, { address: collector.address, port: collector.port });
-    const owner = policyOwnerReference(policy as { metadata: { name?: string; uid?: string } });
-    const policyRef = { name, uid: policy.metadata.uid ?? '', generation };
+    const config = capRate(captureConfig(spec, { address: collector.address, port: collector.port }), p.rateCeiling);
+    const policyRef = { namespace, name, uid: policy.metadata.uid ?? '', generation };
     for (const [nodeName, pods] of [...selection.byNode].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      const aName = assignmentName(name, nodeName);
+      const aName = assignmentName(namespace, name, nodeName);
       const prior = existingByName.get(aName);
       const counters = prior?.status?.counters;
       const aLimits: AssignmentLimits = {
@@ -238,12 +253,13 @@ function planAssignments(p: AssignmentPlanInput): Plan {
       desired.push({
         apiVersion: API_VERSION,
         kind: ASSIGNMENT_KIND,
-        metadata: { name: aName, namespace, labels: assignmentLabels(name, nodeName), ownerReferences: [owner] },
+        metadata: { name: aName, namespace: p.assignmentNamespace, labels: assignmentLabels(namespace, name, nodeName) },
         spec: aSpec,
       });
     }
   }
 
+  // A policy whose namespace is going away starts nothing new: its pods go too.
   const nsInfo = p.world.namespace(namespace);
   const terminating = nsInfo?.metadata.deletionTimestamp !== undefined || nsInfo?.status.phase === 'Terminating';
   const wanted = new Set<string>();
@@ -252,7 +268,7 @@ function planAssignments(p: AssignmentPlanInput): Plan {
     wanted.add(dName);
     const e = existingByName.get(dName);
     if (!e) {
-      if (terminating) continue; // creates in a terminating namespace are refused
+      if (terminating) continue;
       plan.creates.push(d);
       nodes.push({ node: d.spec.nodeName, pods: d.spec.pods.length });
       continue;
@@ -316,6 +332,12 @@ export interface ReconcilerOptions {
   now?: (() => Date) | undefined;
   /** Where writes are remembered until the caches show them (`world` should read through it: withRecentWrites). */
   recent?: RecentPolicyWrites | undefined;
+  /** The install namespace, where assignments are written. */
+  assignmentNamespace: string;
+  /** Where policies may send copies (the admin's list). */
+  destinations: DestinationAllowList;
+  /** The admin's ceiling on each policy's per-node rates (capRate). */
+  rateCeiling?: RateLimit | undefined;
 }
 
 /** The merge patch of the status subresource that makes it `next` (nulls for what went away). */
@@ -335,7 +357,7 @@ export class Reconciler {
     const namespace = key.slice(0, i);
     const name = key.slice(i + 1);
     const now = this.opts.now?.() ?? new Date();
-    const plan = planPolicy({ world: this.opts.world, namespace, name, now, staleMs: this.opts.staleMs });
+    const plan = planPolicy({ world: this.opts.world, namespace, name, now, staleMs: this.opts.staleMs, assignmentNamespace: this.opts.assignmentNamespace, destinations: this.opts.destinations, rateCeiling: this.opts.rateCeiling });
     const { api, limiter, recent } = this.opts;
     const failures: unknown[] = [];
     const group = `${namespace}/${name}`;
@@ -354,7 +376,7 @@ export class Reconciler {
       ...plan.creates.map((a) => attempt('create', a, () => api.createAssignment(a), undefined)),
       ...plan.updates.map((a) => attempt('update', a, () => api.replaceAssignment(a), a.metadata.resourceVersion)),
       ...plan.deletes.map((a) =>
-        attempt('delete', a, () => api.deleteAssignment(namespace, a.metadata.name!, a.metadata.uid).then(() => undefined), a.metadata.resourceVersion),
+        attempt('delete', a, () => api.deleteAssignment(a.metadata.namespace!, a.metadata.name!, a.metadata.uid).then(() => undefined), a.metadata.resourceVersion),
       ),
     ]);
     const writes = plan.creates.length + plan.updates.length + plan.deletes.length - failures.length;

@@ -4,7 +4,6 @@
  * Every lookup is an index hit, never a scan of all pods or policies.
  */
 import type { SniffAssignment } from '../api/index.ts';
-import { LABEL_POLICY } from '../api/index.ts';
 import { Store, type IndexFunc, type KubeObject, type ReadStore } from '../k8s/index.ts';
 import {
   SERVICE_NAME_LABEL,
@@ -31,7 +30,7 @@ export interface World {
   service(namespace: string, name: string): ServiceInfo | undefined;
   /** EndpointSlices of a Service (label kubernetes.io/service-name). */
   endpointSlices(namespace: string, service: string): readonly SliceInfo[];
-  /** Assignments made for a policy (by spec.policy.name, in its namespace). */
+  /** Assignments made for a policy (by spec.policy; they live in the install namespace). */
   assignmentsOf(namespace: string, policyName: string): readonly SniffAssignment[];
 }
 
@@ -46,10 +45,13 @@ export const BY_NODE_SELECTOR = 'byNodeSelector';
 
 const ns = (o: KubeObject) => (o.metadata.namespace ? [o.metadata.namespace] : []);
 
-/** The policy an assignment belongs to: its controller ownerReference, else spec.policy.name, else the label. */
-export function assignmentPolicyName(a: SniffAssignment): string | undefined {
-  const owner = a.metadata.ownerReferences?.find((r) => r.controller && r.kind === 'SniffPolicy');
-  return owner?.name ?? a.spec?.policy?.name ?? a.metadata.labels?.[LABEL_POLICY];
+/**
+ * The policy an assignment belongs to, `namespace/name`, from spec.policy
+ * (labels hold hashed values for long names, so they cannot name it).
+ */
+export function policyKeyForAssignment(a: SniffAssignment): string | undefined {
+  const p = a.spec?.policy;
+  return p?.namespace && p.name ? `${p.namespace}/${p.name}` : undefined;
 }
 
 /** The collector Service a raw policy names, as `namespace/name` (defaulting to the policy's namespace). */
@@ -84,8 +86,8 @@ export const sliceIndexers: Record<string, IndexFunc<SliceInfo>> = {
 
 export const assignmentIndexers: Record<string, IndexFunc<SniffAssignment>> = {
   [BY_POLICY]: (a) => {
-    const p = assignmentPolicyName(a);
-    return p ? [`${a.metadata.namespace}/${p}`] : [];
+    const k = policyKeyForAssignment(a);
+    return k ? [k] : [];
   },
 };
 

@@ -95,20 +95,22 @@ export interface RuntimeConfig {
   /** Stop mirroring after this many packets / bytes (0 = no limit). */
   budgetPackets?: number;
   budgetBytes?: number;
+  /** Stop mirroring at this CLOCK_MONOTONIC time, ns (bpf_ktime_get_ns; 0n = never). */
+  expiresNs?: bigint;
 }
 
-function hexLe64(n: number): string[] {
+function hexLe64(n: number | bigint): string[] {
   const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(BigInt(Math.max(0, Math.floor(n))));
+  b.writeBigUInt64LE(typeof n === 'bigint' ? (n < 0n ? 0n : n) : BigInt(Math.max(0, Math.floor(n))));
   return [...b].map((x) => x.toString(16).padStart(2, '0'));
 }
 
-/** struct pt_config: little-endian u32s, two 16-byte addresses, two u64 budgets. */
+/** struct pt_config: little-endian u32s, two 16-byte addresses, two u64 budgets, the u64 expiry. */
 export async function writeConfig(maps: string, c: RuntimeConfig, runner: Runner = createRunner()): Promise<void> {
   const value = [
     ...hexLe32(c.enabled ? 1 : 0), ...hexLe32(c.captureIfindex), ...hexLe32(c.instance), ...hexLe32(c.routeIfindex),
     ...hexBytes(addrBytes(c.src)), ...hexBytes(addrBytes(c.dst)),
-    ...hexLe64(c.budgetPackets ?? 0), ...hexLe64(c.budgetBytes ?? 0),
+    ...hexLe64(c.budgetPackets ?? 0), ...hexLe64(c.budgetBytes ?? 0), ...hexLe64(c.expiresNs ?? 0n),
   ];
   await runner.check('bpftool', ['map', 'update', 'pinned', `${maps}/pt_config`, 'key', 'hex', ...hexLe32(0), 'value', 'hex', ...value], { netnsScoped: false });
 }

@@ -4,13 +4,21 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRunner, type Runner } from './exec.ts';
 
 export const BPF_DIR = process.env.PODTAP_BPF_DIR ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bpf');
 export const DEFAULT_CACHE_DIR = process.env.PODTAP_CACHE_DIR ?? '/var/cache/podtap/objects';
+/**
+ * Objects kept in the cache (the most recently used): each distinct policy
+ * configuration is one (~100 KB), and tenants can make configurations without
+ * end, so the host directory is pruned after every compile.
+ */
+export const CACHE_KEEP = 64;
+/** A temporary file older than this is a crashed compile's: removed. */
+const STALE_TMP_MS = 10 * 60_000;
 
 export interface CompiledObject {
   /** Path of the .o file in the cache. */
@@ -76,7 +84,12 @@ export async function compileObject(
   const source = opts.source ?? MAIN_SOURCE;
   const key = await objectKey(defines, runner, source);
   const path = join(cacheDir, `podtap-${key}.o`);
-  if (existsSync(path) && (await stat(path)).size > 0) return { path, key, cached: true, ms: 0 };
+  if (existsSync(path) && (await stat(path)).size > 0) {
+    // used now: the last to be pruned
+    const now = new Date();
+    await utimes(path, now, now).catch(() => undefined);
+    return { path, key, cached: true, ms: 0 };
+  }
 
   await mkdir(cacheDir, { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
@@ -90,7 +103,34 @@ export async function compileObject(
     throw new CompileError(`clang failed to compile the BPF program: ${r.stderr.split('\n').find((l) => l.includes('error')) ?? r.stderr.slice(0, 500)}`, r.stderr);
   }
   await rename(tmp, path);
+  await pruneCache(cacheDir, { keep: CACHE_KEEP, protect: path });
   return { path, key, cached: false, ms: Math.round(performance.now() - started) };
+}
+
+/**
+ * Keep the @keep most recently used objects of the cache (never @protect) and
+ * remove the rest, and temporary files older than ten minutes. Returns what
+ * was removed. A file that goes meanwhile (another agent pruning) is fine.
+ */
+export async function pruneCache(cacheDir: string, opts: { keep: number; protect?: string; now?: number }): Promise<string[]> {
+  const now = opts.now ?? Date.now();
+  const entries = await readdir(cacheDir).catch(() => [] as string[]);
+  const objects: { path: string; used: number }[] = [];
+  const removed: string[] = [];
+  for (const name of entries) {
+    const path = join(cacheDir, name);
+    const st = await stat(path).catch(() => undefined);
+    if (!st?.isFile()) continue;
+    if (/^podtap-[0-9a-f]+\.o$/.test(name)) objects.push({ path, used: st.mtimeMs });
+    else if (name.startsWith('podtap-') && name.endsWith('.tmp') && now - st.mtimeMs > STALE_TMP_MS) removed.push(path);
+  }
+  // the protected one first (it counts among those kept), then the most recently used
+  objects.sort((a, b) => Number(b.path === opts.protect) - Number(a.path === opts.protect) || b.used - a.used);
+  objects.forEach((o, i) => {
+    if (i >= opts.keep && o.path !== opts.protect) removed.push(o.path);
+  });
+  for (const path of removed) await rm(path, { force: true });
+  return removed;
 }
 
 /** Write a compile cache entry atomically (used by tests to corrupt/replace). */

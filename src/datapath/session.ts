@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import {
-  describePinned, loadAndPin, readConfig, readCounters, writeCidrs, writeConfig, type PinnedObject,
+  describePinned, loadAndPin, readConfig, readCounters, writeCidrs, writeConfig, type PinnedObject, type RuntimeConfig,
 } from './bpftool.ts';
 import { compileObject } from './compile.ts';
 import { compileDefines, type DataplaneConfig, type NodeParams } from './config.ts';
@@ -62,6 +62,14 @@ export interface Attachment {
   hooks: Hook[];
 }
 
+/** When a session's data plane stops mirroring by itself. */
+export interface Expiry {
+  /** The policy's deadline, epoch ms (spec.limits.duration). */
+  deadline?: number | undefined;
+  /** A lease the owner renews (renew()); without renewal mirroring stops this long after the last one. */
+  leaseMs?: number | undefined;
+}
+
 export class Session {
   readonly id: string;
   readonly runner: Runner;
@@ -75,6 +83,12 @@ export class Session {
   private route: Route | undefined;
   /** Counters of objects this session replaced (maps die with their object). */
   private baseline: Counters = emptyCounters();
+  /** What pt_config of the current object holds (renew() rewrites it with a new expiry). */
+  private runtime: RuntimeConfig | undefined;
+  /** When mirroring must stop: the policy's deadline (epoch ms) and the lease the owner renews (ms). */
+  private expiry: Expiry = {};
+  /** The pt_config write under way (serialized()). */
+  private configWrites: Promise<void> = Promise.resolve();
   private readonly attachments = new Map<string, Attachment>();
   /** Program ids of objects adopted at open() that are not the current one. */
   private staleIds = new Set<number>();
@@ -172,7 +186,7 @@ export class Session {
   async apply(
     cfg: DataplaneConfig,
     node: Partial<NodeParams> = {},
-    limits: { packets?: number; bytes?: number } = {},
+    limits: { packets?: number; bytes?: number } & Expiry = {},
     /** Called with a new object's instance before traffic reaches it (announce it first). */
     beforeSwap?: (instance: number) => Promise<void>,
   ): Promise<ApplyResult> {
@@ -193,6 +207,7 @@ export class Session {
     const capture = await ensureCaptureDevice(this.runner, this.id, { queues: params.nrCpus, mtu: this.carrierMtu });
     const loaded = compiled.key !== this.objectKey;
     const previous = this.object;
+    this.expiry = { deadline: limits.deadline, leaseMs: limits.leaseMs };
 
     // the budget left for this object: what the limits allow minus what the
     // objects this session replaced mirrored
@@ -215,10 +230,11 @@ export class Session {
       let instance = randomInt(1, 0x10000);
       while (instance === this.instance) instance = randomInt(1, 0x10000);
       await writeCidrs(obj.maps, cfg.filter.cidrs, this.runner);
-      await writeConfig(obj.maps, {
+      const runtime: RuntimeConfig = {
         enabled: true, captureIfindex: capture.ifindex, instance, routeIfindex: route.ifindex,
         src: route.src, dst: cfg.collector.address, ...budget(this.baseline),
-      }, this.runner);
+      };
+      await this.writeRuntime(obj.maps, runtime);
       const oldIds = previous ? new Set(Object.values(previous.progs).map((p) => p.id)) : new Set<number>();
       const previousInstance = this.instance;
       this.instance = instance;
@@ -232,6 +248,7 @@ export class Session {
       // one feeding it moves to the new object.
       await this.attachStages(obj, oldIds);
       this.object = obj;
+      this.runtime = runtime;
       this.objectKey = compiled.key;
       this.instance = instance;
       for (const a of this.attachments.values()) await this.attachHooks(a.dev, a.hooks, oldIds);
@@ -240,10 +257,12 @@ export class Session {
       this.log.info({ key: compiled.key, cached: compiled.cached, compileMs: compiled.ms, mtu, instance }, 'object loaded');
     } else {
       // Same object: refresh what may have changed on the node.
-      await writeConfig(this.object!.maps, {
+      const runtime: RuntimeConfig = {
         enabled: true, captureIfindex: capture.ifindex, instance: this.instance, routeIfindex: route.ifindex,
         src: route.src, dst: cfg.collector.address, ...budget(this.baseline),
-      }, this.runner);
+      };
+      this.runtime = runtime;
+      await this.writeRuntime(this.object!.maps, runtime);
       await this.attachStages(this.object!, new Set());
       if (this.staleIds.size) {
         // a previous process died mid-swap: finish it
@@ -334,6 +353,59 @@ export class Session {
     for (const key of await this.pinnedObjects()) {
       if (key !== this.objectKey) await rm(join(this.dir, key), { recursive: true, force: true });
     }
+  }
+
+  /**
+   * The CLOCK_MONOTONIC time (bpf_ktime_get_ns) at which the data plane stops
+   * mirroring: the earlier of the deadline and now + the lease; 0n = never.
+   * process.hrtime is CLOCK_MONOTONIC too (libuv), the wall clock only turns
+   * the deadline into a distance from now.
+   */
+  private expiresNs(): bigint {
+    const now = process.hrtime.bigint();
+    const ms = (x: number) => BigInt(Math.max(0, Math.ceil(x))) * 1_000_000n;
+    const at: bigint[] = [];
+    if (this.expiry.deadline !== undefined) at.push(now + ms(this.expiry.deadline - Date.now()));
+    if (this.expiry.leaseMs !== undefined) at.push(now + ms(this.expiry.leaseMs));
+    return at.reduce((a, b) => (b < a ? b : a), at[0] ?? 0n);
+  }
+
+  /**
+   * Push the expiry forward by the lease (apply's limits.leaseMs). The owner
+   * calls this well within the lease; when it stops (killed, hung), the taps
+   * go quiet by themselves at most one lease later. False when there is
+   * nothing to renew (no object, no lease).
+   */
+  async renew(): Promise<boolean> {
+    if (!this.object || !this.runtime || this.expiry.leaseMs === undefined) return false;
+    await this.renewNow();
+    return true;
+  }
+
+  private renewNow(): Promise<void> {
+    // what is current when the write's turn comes, not when it was asked for
+    return this.serialized(() => (this.object && this.runtime ? writeConfig(this.object.maps, { ...this.runtime, expiresNs: this.expiresNs() }, this.runner) : Promise.resolve()));
+  }
+
+  /** New deadline or lease, written to the data plane at once when an object is loaded. */
+  async setExpiry(e: Expiry): Promise<void> {
+    this.expiry = { deadline: e.deadline, leaseMs: e.leaseMs };
+    if (this.object && this.runtime) await this.renewNow();
+  }
+
+  /** pt_config of @maps := @runtime with the current expiry, after any write already under way. */
+  private writeRuntime(maps: string, runtime: RuntimeConfig): Promise<void> {
+    return this.serialized(() => writeConfig(maps, { ...runtime, expiresNs: this.expiresNs() }, this.runner));
+  }
+
+  /**
+   * One pt_config write at a time: a renewal (its own timer) must not land
+   * after apply()'s newer write and put back an older budget.
+   */
+  private serialized(write: () => Promise<void>): Promise<void> {
+    const next = this.configWrites.then(write, write);
+    this.configWrites = next.catch(() => undefined);
+    return next;
   }
 
   /** Detach everything, remove the capture device and the pins. */

@@ -151,8 +151,9 @@ export async function sniffCommand(argv: string[]): Promise<number> {
     await capture.stop().catch(() => undefined);
     throw err;
   }
-  // spec.limits.duration runs from the first attachment
-  if (duration !== undefined) capture.setLimits({ ...limits, deadline: Date.now() + duration });
+  // spec.limits.duration runs from the first attachment; the data plane
+  // itself stops at the deadline (a frozen or killed sniff cannot overrun it)
+  if (duration !== undefined) await capture.setLimits({ ...limits, deadline: Date.now() + duration });
 
   const tty = process.stderr.isTTY && !o.quiet;
   // from here on, whatever happens, the session is detached before exiting

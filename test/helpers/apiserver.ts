@@ -43,6 +43,12 @@ export interface TestApiServer {
   tokenFor(namespace: string, name: string): Promise<string>;
   /** A kubeconfig file that authenticates as the ServiceAccount. */
   kubeconfigFor(namespace: string, name: string): Promise<string>;
+  /**
+   * A kubeconfig with a token of the existing ServiceAccount bound to the
+   * existing pod @namespace/@pod, as the kubelet gives a pod: the API server
+   * adds the pod's node to the token's claims (authentication.kubernetes.io/node-name).
+   */
+  kubeconfigForPod(namespace: string, serviceAccount: string, pod: string): Promise<string>;
   /** A client as the admin (closed by stop). */
   client(): KubeClient;
   /** podtap's CRDs (charts/podtap/crds), applied and Established. */
@@ -151,6 +157,12 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<TestA
       async kubeconfigFor(namespace, name) {
         const file = join(dir, `sa-${namespace}-${name}.kubeconfig`);
         await writeFile(file, kubeconfig(url, files.pki.caCert, `system:serviceaccount:${namespace}:${name}`, { token: await tokenFor(namespace, name) }), { mode: 0o600 });
+        return file;
+      },
+      async kubeconfigForPod(namespace, serviceAccount, pod) {
+        const token = (await kubectl(['-n', namespace, 'create', 'token', serviceAccount, '--bound-object-kind=Pod', `--bound-object-name=${pod}`, '--duration=1h'], { reject: true })).stdout.trim();
+        const file = join(dir, `pod-${namespace}-${pod}.kubeconfig`);
+        await writeFile(file, kubeconfig(url, files.pki.caCert, `system:serviceaccount:${namespace}:${serviceAccount}`, { token }), { mode: 0o600 });
         return file;
       },
       client() {

@@ -13,6 +13,7 @@ import { silentLogger } from '../../src/util/log.ts';
 import { BACKENDS, startBackend, until, type KubeBackend } from '../helpers/kube.ts';
 
 const NS = 'shop';
+const INSTALL_NS = 'podtap-system';
 const SERVICE_ACCOUNTS: ResourceRef = { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true };
 const CRD_REF: ResourceRef = { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', kind: 'CustomResourceDefinition', namespaced: false };
 
@@ -44,7 +45,7 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
   }
 
   async function assignments(policy: string): Promise<SniffAssignment[]> {
-    const { items } = await client.list<SniffAssignment>(PodtapResources.sniffAssignments, { namespace: NS, labelSelector: `podtap.io/policy=${policy}` });
+    const { items } = await client.list<SniffAssignment>(PodtapResources.sniffAssignments, { namespace: INSTALL_NS, labelSelector: `podtap.io/policy-namespace=${NS},podtap.io/policy=${policy}` });
     return items.sort((a, b) => a.spec.nodeName.localeCompare(b.spec.nodeName));
   }
 
@@ -59,6 +60,9 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
       kubeconfig,
       metricsAddr: '127.0.0.1:0',
       leaderElect: false,
+      namespace: INSTALL_NS,
+      // the test's collector address and its namespace's collector Service
+      destinations: { services: [`${NS}/collector`], cidrs: ['198.18.0.0/15'] },
       logger: silentLogger,
       statusCoalesceMs: 50,
       workers: 2,
@@ -96,7 +100,7 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
     client = api.client();
     await api.installCrds();
     await until('the CRDs to be served', async () => (await client.list(PodtapResources.sniffPolicies)) && (await client.list(PodtapResources.sniffAssignments)));
-    for (const ns of [NS, 'podtap-system']) await client.create(Resources.namespaces, { metadata: { name: ns } });
+    for (const ns of [NS, INSTALL_NS]) await client.create(Resources.namespaces, { metadata: { name: ns } });
     // (a real API server admits a pod only with its ServiceAccount; the controller-manager that makes it does not run here)
     await client.create(SERVICE_ACCOUNTS, { metadata: { name: 'default', namespace: NS } }).catch((err: unknown) => {
       if (!isAlreadyExists(err)) throw err;
@@ -131,13 +135,14 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
         return l.length === 2 ? l : undefined;
       });
       expect(first.map((a) => [a.metadata.name, a.spec.nodeName, a.spec.pods.map((p) => p.name)])).toEqual([
-        ['web-debug.node-a', 'node-a', ['web-1']],
-        ['web-debug.node-b', 'node-b', ['web-2', 'web-3']],
+        [`${NS}.web-debug.node-a`, 'node-a', ['web-1']],
+        [`${NS}.web-debug.node-b`, 'node-b', ['web-2', 'web-3']],
       ]);
+      // in podtap's namespace, naming the policy (no owner reference can cross namespaces)
       const policyObj = await client.get<KubeObject>(PodtapResources.sniffPolicies, NS, 'web-debug');
-      expect(first[0]!.metadata.ownerReferences).toEqual([
-        { apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', name: 'web-debug', uid: policyObj.metadata.uid, controller: true, blockOwnerDeletion: true },
-      ]);
+      expect(first[0]!.metadata.namespace).toBe(INSTALL_NS);
+      expect(first[0]!.metadata.ownerReferences).toBeUndefined();
+      expect(first[0]!.spec.policy).toEqual({ namespace: NS, name: 'web-debug', uid: policyObj.metadata.uid, generation: 1 });
       expect(first[0]!.spec.config.collector).toEqual({ address: '198.18.9.9', port: 6081 });
       const attaching = await until('status Attaching', async () => {
         const s = await policyStatus('web-debug');
@@ -148,7 +153,7 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
 
       // The agents report: Attached on the current generation.
       for (const a of first) {
-        await client.patchStatus(PodtapResources.sniffAssignments, NS, a.metadata.name!, {
+        await client.patchStatus(PodtapResources.sniffAssignments, INSTALL_NS, a.metadata.name!, {
           status: {
             state: 'Attached',
             observedGeneration: a.metadata.generation,
@@ -262,7 +267,7 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
 
     it('two replicas: one leads, the other stands by and takes over when the leader stops', async () => {
       const timings = { leaseDurationMs: 3000, renewIntervalMs: 500, renewDeadlineMs: 2000, retryPeriodMs: 200 };
-      const common = { leaderElect: true, leaseNamespace: 'podtap-system', leaderTimings: timings };
+      const common = { leaderElect: true, namespace: INSTALL_NS, leaderTimings: timings };
       const one = await controller({ ...common, identity: 'replica-one' });
       await one.leading;
       const two = await controller({ ...common, identity: 'replica-two' });

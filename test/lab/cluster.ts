@@ -20,6 +20,9 @@ import { PodtapResources } from '../../src/api/index.ts';
 import { silentLogger, type Logger } from '../../src/util/log.ts';
 import { createTopology, inNs, NODE_BIN, PODTAP_MAIN, sh, type Topology } from './netns.ts';
 
+/** The networks the lab's collectors live in (COMMON: test hosts use these only). */
+export const LAB_COLLECTOR_NETWORKS = ['198.18.0.0/15', '2001:db8::/32'];
+
 export const CRD_DIR = fileURLToPath(new URL('../../charts/podtap/crds/', import.meta.url));
 
 export interface LabPodSpec {
@@ -193,9 +196,10 @@ export class Lab {
     await this.client.patch(REFS.Pod!, p.namespace, p.name, { metadata: { labels } });
   }
 
-  /** The controller as a process (kill -9-able). */
+  /** The controller as a process (kill -9-able); policies may name the lab's collector networks (the test ranges). */
   startController(extra: string[] = []): LabProcess {
-    const p = spawnPodtap(undefined, ['controller', '--kubeconfig', this.kubeconfig, '--metrics-addr', '', '--leader-elect=false', ...extra]);
+    const allowed = ['--allowed-collector-cidr', LAB_COLLECTOR_NETWORKS.join(',')];
+    const p = spawnPodtap(undefined, ['controller', '--kubeconfig', this.kubeconfig, '--metrics-addr', '', '--leader-elect=false', ...allowed, ...extra]);
     this.procs.push(p);
     return p;
   }

@@ -47,7 +47,7 @@ beforeAll(async () => {
   for (const f of crds) expect((await kubectl(['apply', '-f', join(CRD_DIR, f)])).code).toBe(0);
   expect((await kubectl(['create', 'namespace', 'demo'])).code).toBe(0);
   expect((await kubectl(['create', 'namespace', 'podtap-system'])).code).toBe(0);
-  controller = await startController({ kubeConfig: loadKubeConfig(kubeconfig), metricsAddr: '', leaderElect: false });
+  controller = await startController({ kubeConfig: loadKubeConfig(kubeconfig), metricsAddr: '', leaderElect: false, destinations: { services: [], cidrs: ['198.18.0.0/15'] } });
 }, 60_000);
 
 afterAll(async () => {

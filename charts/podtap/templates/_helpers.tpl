@@ -103,3 +103,20 @@ seccompProfile:
   valueFrom:
     fieldRef: {fieldPath: metadata.namespace}
 {{- end -}}
+
+{{/*
+The collector Services a SniffPolicy may name ("namespace/name"), comma-
+separated: this install's collector (destinations.installCollector) and
+destinations.services. One list for the admission policy and the
+controller's flags (vap-destinations.yaml, controller.yaml).
+*/}}
+{{- define "podtap.allowedServices" -}}
+{{- $l := list -}}
+{{- if and .Values.destinations.installCollector .Values.collector.enabled -}}
+{{- $l = append $l (printf "%s/%s" .Release.Namespace (include "podtap.component" (list . "collector"))) -}}
+{{- end -}}
+{{- range .Values.destinations.services -}}
+{{- $l = append $l . -}}
+{{- end -}}
+{{- join "," $l -}}
+{{- end -}}

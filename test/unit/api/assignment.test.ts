@@ -2,13 +2,13 @@ import { describe, expect, it } from 'vitest';
 import {
   LABEL_NODE,
   LABEL_POLICY,
+  LABEL_POLICY_NAMESPACE,
   CaptureConfigSchema,
   SniffAssignmentSchema,
   assignmentLabels,
   assignmentName,
   captureConfig,
   labelValue,
-  policyOwnerReference,
 } from '../../../src/api/assignment.ts';
 import { SniffPolicySpecSchema } from '../../../src/api/sniffpolicy.ts';
 
@@ -18,38 +18,41 @@ const long = (c: string, n: number) => c.repeat(n);
 
 describe('assignmentName', () => {
   it.each([
-    { description: 'short names join with a dot', input: ['web-debug', 'node-a'], expected: 'web-debug.node-a' },
-    { description: 'a dotted node name stays readable', input: ['web-debug', 'ip-10-0-0-1.ec2.internal'], expected: 'web-debug.ip-10-0-0-1.ec2.internal' },
-    { description: 'a dotted policy name is hashed (a.b + c vs a + b.c)', input: ['a.b', 'c'], expected: /^a\.b\.c-[0-9a-f]{10}$/ },
-    { description: 'too long: prefix and hash', input: [long('p', 200), long('n', 200)], expected: new RegExp(`^${long('p', 200)}\\.n{41}-[0-9a-f]{10}$`) },
+    { description: 'short names join with dots', input: ['shop', 'web-debug', 'node-a'], expected: 'shop.web-debug.node-a' },
+    { description: 'a dotted node name stays readable', input: ['shop', 'web-debug', 'ip-10-0-0-1.ec2.internal'], expected: 'shop.web-debug.ip-10-0-0-1.ec2.internal' },
+    { description: 'a dotted policy name is hashed (a.b + c vs a + b.c)', input: ['shop', 'a.b', 'c'], expected: /^shop\.a\.b\.c-[0-9a-f]{10}$/ },
+    { description: 'too long: prefix and hash', input: ['shop', long('p', 200), long('n', 200)], expected: new RegExp(`^shop\\.${long('p', 200)}\\.n{36}-[0-9a-f]{10}$`) },
   ])('$description', ({ input, expected }) => {
-    const name = assignmentName(input[0]!, input[1]!);
+    const name = assignmentName(input[0]!, input[1]!, input[2]!);
     if (typeof expected === 'string') expect(name).toBe(expected);
     else expect(name).toMatch(expected);
     expect(name.length).toBeLessThanOrEqual(253);
     expect(name).toMatch(dns1123);
-    expect(assignmentName(input[0]!, input[1]!)).toBe(name); // deterministic
+    expect(assignmentName(input[0]!, input[1]!, input[2]!)).toBe(name); // deterministic
   });
 
   it.each([
-    { description: 'dots moved between the names', input: [['a.b', 'c'], ['a', 'b.c']] },
-    { description: 'long names differing only at the end', input: [[long('p', 200), `${long('n', 60)}1`], [long('p', 200), `${long('n', 60)}2`]] },
-    { description: 'same node, other policy', input: [['web', 'node-a'], ['api', 'node-a']] },
-  ])('distinct pairs get distinct names: $description', ({ input }) => {
-    const [a, b] = input.map(([p, n]) => assignmentName(p!, n!));
+    { description: 'dots moved between the names', input: [['shop', 'a.b', 'c'], ['shop', 'a', 'b.c']] },
+    { description: 'long names differing only at the end', input: [['shop', long('p', 200), `${long('n', 60)}1`], ['shop', long('p', 200), `${long('n', 60)}2`]] },
+    { description: 'same node, other policy', input: [['shop', 'web', 'node-a'], ['shop', 'api', 'node-a']] },
+    // the install namespace holds every namespace's assignments
+    { description: 'same policy name and node, other namespace', input: [['shop', 'web', 'node-a'], ['bank', 'web', 'node-a']] },
+    { description: 'other namespace, long names', input: [['shop', long('p', 200), long('n', 60)], ['bank', long('p', 200), long('n', 60)]] },
+  ])('distinct triples get distinct names: $description', ({ input }) => {
+    const [a, b] = input.map(([ns, p, n]) => assignmentName(ns!, p!, n!));
     expect(a).not.toBe(b);
   });
 
   it('cuts a prefix so no label of the name ends in a dash or dot', () => {
     for (let cut = 230; cut < 245; cut++) {
-      const name = assignmentName(`${long('a', cut)}-x`, 'node-b.c');
+      const name = assignmentName('shop', `${long('a', cut)}-x`, 'node-b.c');
       expect(name, `cut ${cut}`).toMatch(dns1123);
       expect(name.length).toBeLessThanOrEqual(253);
     }
   });
 });
 
-describe('labels and owner', () => {
+describe('labels', () => {
   it.each([
     { description: 'a short name as is', input: 'node-a', expected: 'node-a' },
     { description: 'a dotted name as is', input: 'ip-10-0-0-1.ec2.internal', expected: 'ip-10-0-0-1.ec2.internal' },
@@ -62,20 +65,13 @@ describe('labels and owner', () => {
     expect(v).toMatch(labelRe);
   });
 
-  it('labels carry the policy and the node', () => {
-    expect(assignmentLabels('web-debug', 'node-a')).toEqual({ [LABEL_POLICY]: 'web-debug', [LABEL_NODE]: 'node-a', 'app.kubernetes.io/managed-by': 'podtap' });
-  });
-
-  it.each([
-    {
-      description: 'a stored policy',
-      input: { metadata: { name: 'web-debug', uid: 'u-1' } },
-      expected: { apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', name: 'web-debug', uid: 'u-1', controller: true, blockOwnerDeletion: true },
-    },
-    { description: 'a policy without uid', input: { metadata: { name: 'web-debug' } }, expected: /no name or uid/ },
-  ])('policyOwnerReference: $description', ({ input, expected }) => {
-    if (expected instanceof RegExp) expect(() => policyOwnerReference(input)).toThrow(expected);
-    else expect(policyOwnerReference(input)).toEqual(expected);
+  it('labels carry the policy, its namespace and the node', () => {
+    expect(assignmentLabels('shop', 'web-debug', 'node-a')).toEqual({
+      [LABEL_POLICY_NAMESPACE]: 'shop',
+      [LABEL_POLICY]: 'web-debug',
+      [LABEL_NODE]: 'node-a',
+      'app.kubernetes.io/managed-by': 'podtap',
+    });
   });
 });
 
@@ -120,8 +116,8 @@ describe('captureConfig', () => {
     const doc = {
       apiVersion: 'podtap.io/v1alpha1',
       kind: 'SniffAssignment',
-      metadata: { name: 'web-debug.node-a' },
-      spec: { nodeName: 'node-a', policy: { name: 'web-debug', uid: 'u', generation: 1 }, config, pods: [], limits: { maxPackets: 0, maxBytes: 0 }, stopped: false },
+      metadata: { name: 'shop.web-debug.node-a', namespace: 'podtap-system' },
+      spec: { nodeName: 'node-a', policy: { namespace: 'shop', name: 'web-debug', uid: 'u', generation: 1 }, config, pods: [], limits: { maxPackets: 0, maxBytes: 0 }, stopped: false },
     };
     expect(SniffAssignmentSchema.parse(doc).spec.config).toEqual(expected);
   });

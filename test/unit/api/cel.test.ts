@@ -68,7 +68,7 @@ const assignment = {
   metadata: { name: 'web-debug.node-a', namespace: 'demo' },
   spec: {
     nodeName: 'node-a',
-    policy: { name: 'web-debug', uid: '6b1f0c5e-0000-4000-8000-000000000001', generation: 3 },
+    policy: { namespace: 'shop', name: 'web-debug', uid: '6b1f0c5e-0000-4000-8000-000000000001', generation: 3 },
     config: {
       hooks: ['ingress', 'egress'],
       filter: { ports: [{ port: 443 }], cidrs: ['198.18.0.0/15'] },

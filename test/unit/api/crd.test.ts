@@ -193,6 +193,7 @@ describe('CRD metadata', () => {
       kind: 'SniffAssignment',
       expected: [
         ['Node', '.spec.nodeName', 0],
+        ['Namespace', '.spec.policy.namespace', 0],
         ['Policy', '.spec.policy.name', 0],
         ['State', '.status.state', 0],
         ['Interfaces', '.status.attachedInterfaces', 0],

@@ -2,6 +2,10 @@
 import type { KubeObject } from '../../../src/k8s/index.ts';
 
 export const NS = 'shop';
+/** Where the controller writes assignments (podtap's own namespace). */
+export const INSTALL_NS = 'podtap-system';
+/** What the tests' policies may name: their namespace's Service "collector" and the test networks. */
+export const DESTINATIONS = { services: ['shop/collector'], cidrs: ['198.18.0.0/15', '2001:db8::/32'] };
 export const POLICY_UID = 'uid-policy-1';
 
 let uidSeq = 0;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { policyKeyForAssignment, policyKeysForNode, policyKeysForPod, policyKeysForService } from '../../../src/controller/informers.ts';
+import { policyKeysForNode, policyKeysForPod, policyKeysForService } from '../../../src/controller/informers.ts';
 import { nodeEqual, podEqual, slimAssignment, slimNode, slimPod, sliceEqual, slimSlice } from '../../../src/controller/objects.ts';
-import { worldFrom } from '../../../src/controller/world.ts';
+import { policyKeyForAssignment, worldFrom } from '../../../src/controller/world.ts';
 import type { KubeObject } from '../../../src/k8s/index.ts';
 import { NS, node, pod, policy, slice } from './fixtures.ts';
 
@@ -44,11 +44,11 @@ describe('event → policy keys', () => {
     expect(policyKeysForService(stores, input[0]!, input[1]!)).toEqual(expected);
   });
 
-  it('an assignment: its owner, by ownerReference even when the label is hashed', () => {
+  it('an assignment: its policy, by spec.policy (in another namespace, with a hashed label)', () => {
     const long = 'p'.repeat(70);
     const a = slimAssignment({
-      metadata: { name: 'x', namespace: NS, labels: { 'podtap.io/policy': 'ppp-hash' }, ownerReferences: [{ apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', name: long, uid: 'u', controller: true }] },
-      spec: { nodeName: 'n', policy: { name: long, uid: 'u', generation: 1 } },
+      metadata: { name: 'x', namespace: 'podtap-system', labels: { 'podtap.io/policy': 'ppp-hash' } },
+      spec: { nodeName: 'n', policy: { namespace: NS, name: long, uid: 'u', generation: 1 } },
     } as KubeObject);
     expect(policyKeyForAssignment(a)).toBe(`${NS}/${long}`);
   });

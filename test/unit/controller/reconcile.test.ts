@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LABEL_NODE, LABEL_POLICY, type SniffAssignment, type SniffPolicyStatus } from '../../../src/api/index.ts';
+import { LABEL_NODE, LABEL_POLICY, LABEL_POLICY_NAMESPACE, type SniffAssignment, type SniffPolicyStatus } from '../../../src/api/index.ts';
 import { RecentWrites, withRecentWrites, type RecentPolicyWrites } from '../../../src/controller/recent.ts';
 import { Limiter } from '../../../src/k8s/index.ts';
 import { slimPod, slimPolicy, type PolicyObject } from '../../../src/controller/objects.ts';
@@ -7,7 +7,7 @@ import { Reconciler, planPolicy, statusPatch, type Plan } from '../../../src/con
 import { worldFrom, type WorldObjects } from '../../../src/controller/world.ts';
 import { silentLogger } from '../../../src/util/log.ts';
 import { FakeApi, apiError, applyPlan } from './fake-api.ts';
-import { NS, POLICY_UID, namespace, node, pod, policy, service, slice } from './fixtures.ts';
+import { DESTINATIONS, INSTALL_NS, NS, POLICY_UID, namespace, node, pod, policy, service, slice } from './fixtures.ts';
 
 const NOW = new Date('2025-01-01T00:00:00Z');
 const STALE = 30_000;
@@ -20,7 +20,7 @@ const baseObjects = (): WorldObjects => ({
 function setup(objects: WorldObjects) {
   const { world, stores } = worldFrom(objects);
   const api = new FakeApi(stores);
-  const plan = (now = NOW) => planPolicy({ world, namespace: NS, name: 'web-debug', now, staleMs: STALE });
+  const plan = (now = NOW) => planPolicy({ world, namespace: NS, name: 'web-debug', now, staleMs: STALE, assignmentNamespace: INSTALL_NS, destinations: DESTINATIONS });
   return { world, stores, api, plan };
 }
 
@@ -36,20 +36,19 @@ const ready = (s: SniffPolicyStatus | undefined) => {
 };
 
 describe('planPolicy: desired assignments', () => {
-  it('one assignment per node with selected pods, named, labelled, owned, pods sorted', () => {
+  it('one assignment per node with selected pods, in the install namespace, named, labelled, pods sorted', () => {
     const { plan } = setup({ ...baseObjects(), policies: [policy({})] });
     const p = plan();
-    expect(summary(p)).toEqual({ creates: ['web-debug.node-a', 'web-debug.node-b'], updates: [], deletes: [] });
+    expect(summary(p)).toEqual({ creates: ['shop.web-debug.node-a', 'shop.web-debug.node-b'], updates: [], deletes: [] });
     const b = p.creates.find((a) => a.spec.nodeName === 'node-b')!;
     expect(b.metadata).toEqual({
-      name: 'web-debug.node-b',
-      namespace: NS,
-      labels: { [LABEL_POLICY]: 'web-debug', [LABEL_NODE]: 'node-b', 'app.kubernetes.io/managed-by': 'podtap' },
-      ownerReferences: [{ apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', name: 'web-debug', uid: POLICY_UID, controller: true, blockOwnerDeletion: true }],
+      name: 'shop.web-debug.node-b',
+      namespace: INSTALL_NS,
+      labels: { [LABEL_POLICY_NAMESPACE]: NS, [LABEL_POLICY]: 'web-debug', [LABEL_NODE]: 'node-b', 'app.kubernetes.io/managed-by': 'podtap' },
     });
     expect(b.spec).toEqual({
       nodeName: 'node-b',
-      policy: { name: 'web-debug', uid: POLICY_UID, generation: 1 },
+      policy: { namespace: NS, name: 'web-debug', uid: POLICY_UID, generation: 1 },
       config: {
         hooks: ['ingress', 'egress'],
         filter: { protocols: [], ports: [], cidrs: [], tcpFlags: [] },
@@ -82,7 +81,7 @@ describe('planPolicy: desired assignments', () => {
 
   it('nodeSelector restricts the nodes', () => {
     const { plan } = setup({ ...baseObjects(), policies: [policy({ nodeSelector: { matchLabels: { zone: 'a' } } })] });
-    expect(summary(plan()).creates).toEqual(['web-debug.node-a']);
+    expect(summary(plan()).creates).toEqual(['shop.web-debug.node-a']);
   });
 
   it('a pod relabelled out: its node is updated, a node left without pods is deleted', async () => {
@@ -92,7 +91,7 @@ describe('planPolicy: desired assignments', () => {
     stores.pods.upsert(slimPod(pod('web-2', { node: 'node-b', labels: { app: 'other' } })));
     stores.pods.upsert(slimPod(pod('web-1', { labels: { app: 'other' } })));
     const p = plan();
-    expect(summary(p)).toEqual({ creates: [], updates: ['web-debug.node-b'], deletes: ['web-debug.node-a'] });
+    expect(summary(p)).toEqual({ creates: [], updates: ['shop.web-debug.node-b'], deletes: ['shop.web-debug.node-a'] });
     expect(p.updates[0]!.spec.pods.map((x) => x.name)).toEqual(['web-0']);
     expect(p.updates[0]!.metadata.resourceVersion).toBeDefined();
     expect(p.status).toMatchObject({ selectedPods: 1, nodesTotal: 1 });
@@ -103,7 +102,7 @@ describe('planPolicy: desired assignments', () => {
     await applyPlan(api, plan());
     stores.policies.remove(`${NS}/web-debug`);
     const p = plan();
-    expect(summary(p)).toEqual({ creates: [], updates: [], deletes: ['web-debug.node-a', 'web-debug.node-b'] });
+    expect(summary(p)).toEqual({ creates: [], updates: [], deletes: ['shop.web-debug.node-a', 'shop.web-debug.node-b'] });
     expect(p.status).toBeUndefined();
   });
 
@@ -126,6 +125,22 @@ describe('planPolicy: desired assignments', () => {
     expect(msg).toContain('spec.filter.ports[0].port: port must be between 1 and 65535');
     expect(msg).toContain('spec.mtu');
     expect(p.status!.observedGeneration).toBe(2);
+  });
+
+  it.each([
+    { description: 'an address outside the allowed networks (the metadata service)', input: { collector: { address: '169.254.169.254' } }, expected: /spec.collector.address 169.254.169.254 is not an allowed destination \(allowed networks: 198.18.0.0\/15, 2001:db8::\/32/ },
+    { description: "another namespace's Service (kube-dns)", input: { collector: { service: { name: 'kube-dns', namespace: 'kube-system' }, port: 53 } }, expected: /spec.collector.service kube-system\/kube-dns is not an allowed destination \(allowed: shop\/collector;/ },
+    { description: 'an unlisted Service of its own namespace', input: { collector: { service: { name: 'sink' } } }, expected: /spec.collector.service shop\/sink is not an allowed destination/ },
+  ])('a destination the admin did not allow: $description is DestinationNotAllowed and running assignments go', async ({ input, expected }) => {
+    const { api, stores, plan } = setup({ ...baseObjects(), policies: [policy({})] });
+    await applyPlan(api, plan());
+    // the spec changes (or the list did) after assignments run
+    stores.policies.upsert(slimPolicy(policy(input, { generation: 2 })));
+    const p = plan();
+    expect(summary(p)).toEqual({ creates: [], updates: [], deletes: ['shop.web-debug.node-a', 'shop.web-debug.node-b'] });
+    expect(p.outcome).toBe('terminal');
+    expect(ready(p.status)).toEqual(['False', 'DestinationNotAllowed']);
+    expect(p.status!.conditions!.find((c) => c.type === 'Ready')!.message).toMatch(expected);
   });
 
   it('a stored policy of podtap 0.1 (spec.direction): InvalidSpec naming the conversion, its captures stopped, not run with a guessed meaning', async () => {
@@ -171,8 +186,33 @@ describe('planPolicy: desired assignments', () => {
       slices: [slice('collector-1', 'collector', [{ ip: '198.18.5.1', pod: 'collector-0' }])],
     });
     const p = plan();
-    expect(summary(p).creates).toEqual(['web-debug.node-a', 'web-debug.node-b']);
+    expect(summary(p).creates).toEqual(['shop.web-debug.node-a', 'shop.web-debug.node-b']);
     expect(p.status!.conditions!.find((c) => c.type === 'Ready')!.message).toBe('0/2 nodes ready; attaching on node-a, node-b');
+  });
+
+  it("another allowed collector's pods are not captured either (a policy sending by address)", () => {
+    const { plan } = setup({
+      ...baseObjects(),
+      pods: [...baseObjects().pods!, pod('collector-0', { node: 'node-c', labels: { app: 'web' }, ips: ['198.18.5.1'] })],
+      // this policy sends to an address; shop/collector is another podtap destination
+      policies: [policy({})],
+      services: [service('collector')],
+      slices: [slice('collector-1', 'collector', [{ ip: '198.18.5.1', pod: 'collector-0' }])],
+    });
+    const p = plan();
+    expect(summary(p).creates).toEqual(['shop.web-debug.node-a', 'shop.web-debug.node-b']);
+    expect(p.creates.flatMap((a) => a.spec.pods.map((x) => x.name))).not.toContain('collector-0');
+  });
+
+  it.each([
+    { description: 'a policy without a rate gets the ceiling', input: {}, expected: { packetsPerSecond: 1000, bytesPerSecond: 0 } },
+    { description: 'a higher rate is lowered to it', input: { rateLimit: { packetsPerSecond: 50_000, bytesPerSecond: 7 } }, expected: { packetsPerSecond: 1000, bytesPerSecond: 7 } },
+    { description: 'a lower rate is kept', input: { rateLimit: { packetsPerSecond: 10 } }, expected: { packetsPerSecond: 10, bytesPerSecond: 0 } },
+  ])("the admin's rate ceiling: $description", ({ input, expected }) => {
+    const { world } = worldFrom({ ...baseObjects(), policies: [policy(input)] });
+    const p = planPolicy({ world, namespace: NS, name: 'web-debug', now: NOW, staleMs: STALE, assignmentNamespace: INSTALL_NS, destinations: DESTINATIONS, rateCeiling: { packetsPerSecond: 1000, bytesPerSecond: 0 } });
+    for (const a of p.creates) expect(a.spec.config.rateLimit).toEqual(expected);
+    expect(p.creates.length).toBe(2);
   });
 
   it('a terminating namespace gets no new assignments', () => {
@@ -189,13 +229,13 @@ describe('planPolicy: desired assignments', () => {
     expect(p.requeueAfterMs).toBeUndefined();
   });
 
-  it('an assignment left by an earlier policy of the same name is taken over (new owner)', async () => {
+  it('an assignment left by an earlier policy of the same name is taken over (new policy uid)', async () => {
     const { api, stores, plan } = setup({ ...baseObjects(), policies: [policy({})] });
     await applyPlan(api, plan());
     stores.policies.upsert(slimPolicy(policy({}, { uid: 'uid-policy-2' })));
     const p = plan();
-    expect(summary(p).updates).toEqual(['web-debug.node-a', 'web-debug.node-b']);
-    expect(p.updates[0]!.metadata.ownerReferences![0]!.uid).toBe('uid-policy-2');
+    expect(summary(p).updates).toEqual(['shop.web-debug.node-a', 'shop.web-debug.node-b']);
+    expect(p.updates[0]!.spec.policy.uid).toBe('uid-policy-2');
   });
 });
 
@@ -214,7 +254,7 @@ describe('planPolicy: limits', () => {
     stores.pods.upsert(slimPod(pod('web-9', { node: 'node-c' })));
     const later = new Date('2025-01-01T00:10:00Z');
     const p = plan(later);
-    expect(summary(p)).toEqual({ creates: [], updates: ['web-debug.node-a', 'web-debug.node-b'], deletes: [] });
+    expect(summary(p)).toEqual({ creates: [], updates: ['shop.web-debug.node-a', 'shop.web-debug.node-b'], deletes: [] });
     for (const a of p.updates) expect(a.spec.stopped).toBe(true);
     expect(p.status!.completionTime).toBe('2025-01-01T00:10:00Z');
     expect(ready(p.status)).toEqual(['False', 'LimitReached']);
@@ -227,13 +267,13 @@ describe('planPolicy: limits', () => {
     const first = plan();
     for (const a of first.creates) expect(a.spec.limits).toEqual({ maxPackets: 100, maxBytes: 0 });
     await applyPlan(api, first);
-    api.report(NS, 'web-debug.node-a', { state: 'Attached', observedGeneration: 1, counters: { mirrored: 30 } });
+    api.report(INSTALL_NS, 'shop.web-debug.node-a', { state: 'Attached', observedGeneration: 1, counters: { mirrored: 30 } });
     const mid = plan();
     expect(summary(mid).updates).toEqual([]); // caps still within twice what is left
     expect(mid.status!.packets).toBe(30);
-    api.report(NS, 'web-debug.node-b', { state: 'Attached', observedGeneration: 1, counters: { mirrored: 75 } });
+    api.report(INSTALL_NS, 'shop.web-debug.node-b', { state: 'Attached', observedGeneration: 1, counters: { mirrored: 75 } });
     const done = plan();
-    expect(summary(done).updates).toEqual(['web-debug.node-a', 'web-debug.node-b']);
+    expect(summary(done).updates).toEqual(['shop.web-debug.node-a', 'shop.web-debug.node-b']);
     for (const a of done.updates) expect(a.spec.stopped).toBe(true);
     expect(done.status!.conditions!.find((c) => c.type === 'Completed')!.message).toBe('105 packets mirrored (spec.limits.maxPackets 100)');
   });
@@ -241,16 +281,16 @@ describe('planPolicy: limits', () => {
   it('Completed sticks for a generation even when counters drop; a new generation resumes', async () => {
     const { api, stores, plan } = setup({ ...baseObjects(), policies: [policy({ limits: { maxPackets: 10 } })] });
     await applyPlan(api, plan());
-    api.report(NS, 'web-debug.node-a', { state: 'Attached', observedGeneration: 1, counters: { mirrored: 20 } });
+    api.report(INSTALL_NS, 'shop.web-debug.node-a', { state: 'Attached', observedGeneration: 1, counters: { mirrored: 20 } });
     await applyPlan(api, plan());
-    stores.assignments.remove(`${NS}/web-debug.node-a`); // counters gone with it
+    stores.assignments.remove(`${INSTALL_NS}/shop.web-debug.node-a`); // counters gone with it
     const still = plan();
     expect(ready(still.status)).toEqual(['False', 'LimitReached']);
     expect(still.creates).toEqual([]);
     const cur = stores.policies.get(`${NS}/web-debug`)!;
     stores.policies.upsert(slimPolicy(policy({ limits: { maxPackets: 1000 } }, { generation: 2, status: cur.status })));
     const resumed = plan();
-    expect(summary(resumed).creates).toEqual(['web-debug.node-a']);
+    expect(summary(resumed).creates).toEqual(['shop.web-debug.node-a']);
     expect(resumed.updates.every((a) => a.spec.stopped === false)).toBe(true);
     expect(resumed.status!.completionTime).toBeUndefined();
     expect(ready(resumed.status)).toEqual(['False', 'Attaching']);
@@ -262,7 +302,7 @@ describe('planPolicy: status from agents', () => {
     const { api, plan } = setup({ ...baseObjects(), policies: [policy({})] });
     await applyPlan(api, plan());
     for (const n of ['node-a', 'node-b']) {
-      api.report(NS, `web-debug.${n}`, { state: 'Attached', observedGeneration: 1, attachedInterfaces: 2, collectorReachable: true, lastReportTime: '2025-01-01T00:00:05Z', counters: { mirrored: 7, bytes: 700 } });
+      api.report(INSTALL_NS, `shop.web-debug.${n}`, { state: 'Attached', observedGeneration: 1, attachedInterfaces: 2, collectorReachable: true, lastReportTime: '2025-01-01T00:00:05Z', counters: { mirrored: 7, bytes: 700 } });
     }
     const p = plan(new Date('2025-01-01T00:00:10Z'));
     expect(ready(p.status)).toEqual(['True', 'Attached']);
@@ -280,6 +320,8 @@ describe('Reconciler', () => {
       api: s.api,
       limiter: new Limiter(4),
       staleMs: STALE,
+      assignmentNamespace: INSTALL_NS,
+      destinations: DESTINATIONS,
       now: () => NOW,
       events: (_p, type, reason) => events.push(`${type} ${reason}`),
     });
@@ -290,7 +332,7 @@ describe('Reconciler', () => {
     const t = reconciler({ ...baseObjects(), policies: [policy({})] });
     await expect(t.run()).resolves.toMatchObject({ result: 'success', writes: 3 });
     expect(t.events).toEqual(['Normal Attaching']);
-    expect(t.api.calls.sort()).toEqual(['create web-debug.node-a', 'create web-debug.node-b', 'status web-debug']);
+    expect(t.api.calls.sort()).toEqual(['create shop.web-debug.node-a', 'create shop.web-debug.node-b', 'status web-debug']);
     t.api.calls.length = 0;
     // Now the assignments exist: check again when they would turn stale without a report.
     await expect(t.run()).resolves.toMatchObject({ result: 'requeue', writes: 0, requeueAfterMs: STALE + 1 });
@@ -300,9 +342,9 @@ describe('Reconciler', () => {
 
   it('a 409 is transient: the reconcile throws (retried with backoff), the other writes still happen', async () => {
     const t = reconciler({ ...baseObjects(), policies: [policy({})] });
-    t.api.failures.set('create web-debug.node-a', apiError(409, 'AlreadyExists'));
+    t.api.failures.set('create shop.web-debug.node-a', apiError(409, 'AlreadyExists'));
     await expect(t.run()).rejects.toThrow('1 of 3 writes failed');
-    expect(t.api.calls).toContain('create web-debug.node-b');
+    expect(t.api.calls).toContain('create shop.web-debug.node-b');
     await expect(t.run()).resolves.toMatchObject({ writes: 1 });
   });
 
@@ -310,7 +352,7 @@ describe('Reconciler', () => {
     const t = reconciler({ ...baseObjects(), policies: [policy({})] });
     await t.run();
     t.stores.policies.remove(`${NS}/web-debug`);
-    t.api.failures.set('delete web-debug.node-a', apiError(404, 'NotFound'));
+    t.api.failures.set('delete shop.web-debug.node-a', apiError(404, 'NotFound'));
     await expect(t.run()).resolves.toMatchObject({ result: 'success' });
   });
 
@@ -347,6 +389,8 @@ describe('Reconciler with a lagging cache', () => {
       api: s.api,
       limiter: new Limiter(4),
       staleMs: STALE,
+      assignmentNamespace: INSTALL_NS,
+      destinations: DESTINATIONS,
       now: () => NOW,
       events: (_p, type, reason) => events.push(`${type} ${reason}`),
     });
@@ -362,7 +406,7 @@ describe('Reconciler with a lagging cache', () => {
     // A relabel while the cache still lags: the update starts from the remembered version (no 409).
     s.stores.pods.upsert(slimPod(pod('web-2', { node: 'node-b', labels: { app: 'other' } })));
     await expect(run()).resolves.toMatchObject({ writes: 2 }); // the update and the status
-    expect(s.api.calls).toEqual(['update web-debug.node-b', 'status web-debug']);
+    expect(s.api.calls).toEqual(['update shop.web-debug.node-b', 'status web-debug']);
 
     // The watch catches up: every remembered write is seen and forgotten; nothing more to write.
     s.api.lagging = false;

@@ -84,7 +84,7 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
   });
 
   it('puts every namespaced object in the release namespace, with the standard labels', () => {
-    const clusterScoped = ['ClusterRole', 'ClusterRoleBinding', 'PriorityClass', 'CustomResourceDefinition'];
+    const clusterScoped = ['ClusterRole', 'ClusterRoleBinding', 'PriorityClass', 'CustomResourceDefinition', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'];
     for (const o of r().objects) {
       if (!clusterScoped.includes(o.kind)) expect(o.metadata.namespace, `${o.kind}/${o.metadata.name}`).toBe(set.release.namespace);
       expect(o.metadata.labels?.['app.kubernetes.io/instance'], `${o.kind}/${o.metadata.name}`).toBe(set.release.name);
@@ -148,21 +148,26 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
       }
     }
     const controller = rules(objs, 'ClusterRole', '-controller');
-    for (const res of [Resources.pods, Resources.nodes, Resources.namespaces, Resources.services, Resources.endpointSlices, PodtapResources.sniffPolicies, PodtapResources.sniffAssignments]) {
+    for (const res of [Resources.pods, Resources.nodes, Resources.namespaces, Resources.services, Resources.endpointSlices, PodtapResources.sniffPolicies]) {
       for (const verb of ['list', 'watch']) expect(grants(controller, res.group, res.plural, verb), `controller ${verb} ${res.plural}`).toBe(true);
     }
-    for (const verb of ['create', 'update', 'delete']) expect(grants(controller, 'podtap.io', 'sniffassignments', verb)).toBe(true);
+    // assignments live in the install namespace: no cluster-wide grant on them, for anyone
+    for (const o of objs.filter((x) => x.kind === 'ClusterRole')) {
+      expect(grants(o.rules as Rule[], 'podtap.io', 'sniffassignments', 'get'), `ClusterRole/${o.metadata.name}`).toBe(false);
+      expect(grants(o.rules as Rule[], 'podtap.io', 'sniffassignments/status', 'update'), `ClusterRole/${o.metadata.name}`).toBe(false);
+    }
     expect(grants(controller, 'podtap.io', 'sniffpolicies/status', 'patch')).toBe(true);
     expect(grants(controller, 'podtap.io', 'sniffpolicies', 'update')).toBe(false);
     expect(grants(controller, '', 'events', 'create')).toBe(true);
-    const lease = rules(objs, 'Role', '-controller-leader-election');
-    expect(lease).toEqual([
+    const own = rules(objs, 'Role', '-controller-install-namespace');
+    expect(own).toEqual([
+      { apiGroups: ['podtap.io'], resources: ['sniffassignments'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['podtap-controller'], verbs: ['get', 'update'] },
     ]);
     // the agent: assignments and their status, its own pod and DaemonSet; nothing else
     const agentName = find(objs, 'DaemonSet', '-agent').metadata.name;
-    expect(rules(objs, 'ClusterRole', '-agent')).toEqual([
+    expect(rules(objs, 'Role', '-agent')).toEqual([
       { apiGroups: ['podtap.io'], resources: ['sniffassignments'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['podtap.io'], resources: ['sniffassignments/status'], verbs: ['get', 'update', 'patch'] },
     ]);
@@ -173,12 +178,36 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
     // the collector has an account without any role and no token
     const collectorSa = find(objs, 'ServiceAccount', '-collector');
     expect(collectorSa.automountServiceAccountToken).toBe(false);
-    const bound = objs.filter((o) => o.kind.endsWith('Binding')).flatMap((b) => (b.subjects as { name: string }[]).map((s) => s.name));
+    const bound = objs.filter((o) => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding').flatMap((b) => (b.subjects as { name: string }[]).map((s) => s.name));
     expect(bound).not.toContain(collectorSa.metadata.name);
     // creating SniffPolicies is aggregated into edit/admin only on request
     const values = r().values as { rbac: { aggregateToEdit: boolean } };
     const edit = objs.find((o) => o.kind === 'ClusterRole' && o.metadata.labels?.['rbac.authorization.k8s.io/aggregate-to-edit'] && grants(o.rules as Rule[], 'podtap.io', 'sniffpolicies', 'create'));
     expect(Boolean(edit)).toBe(values.rbac.aggregateToEdit);
+  });
+
+  it("gives the controller and the admission policy the same destinations: by default only the install's collector", () => {
+    const objs = r().objects;
+    const values = r().values as { destinations: { installCollector: boolean; services: string[]; cidrs: string[] }; collector: { enabled: boolean } };
+    const collectorSvc = objs.find((o) => o.kind === 'Service' && o.metadata.name.endsWith('-collector'));
+    const services = [...(values.destinations.installCollector && collectorSvc ? [`${set.release.namespace}/${collectorSvc.metadata.name}`] : []), ...values.destinations.services];
+    const args = container(find(objs, 'Deployment', '-controller'), 'controller').args ?? [];
+    expect(args).toContain(`--allowed-collector-service=${services.join(',')}`);
+    expect(args).toContain(`--allowed-collector-cidr=${values.destinations.cidrs.join(',')}`);
+    // ValidatingAdmissionPolicy v1 is Kubernetes 1.30+: before, the controller's check is all there is
+    const args0 = set.options.extraArgs ?? [];
+    const kube = args0.includes('-kube-version') ? args0[args0.indexOf('-kube-version') + 1]! : 'v1.30.0';
+    if (Number(/^v1\.(\d+)/.exec(kube)![1]) < 30) {
+      expect(objs.filter((o) => o.kind.startsWith('ValidatingAdmissionPolicy'))).toEqual([]);
+      return;
+    }
+    const vap = find(objs, 'ValidatingAdmissionPolicy', '-destinations').spec as { variables: { name: string; expression: string }[]; failurePolicy: string };
+    expect(vap.failurePolicy).toBe('Fail');
+    expect(JSON.parse(vap.variables.find((v) => v.name === 'services')!.expression)).toEqual(services);
+    expect(JSON.parse(vap.variables.find((v) => v.name === 'cidrs')!.expression)).toEqual(values.destinations.cidrs);
+    for (const suffix of ['-destinations', '-agent-node']) {
+      expect(find(objs, 'ValidatingAdmissionPolicyBinding', suffix).spec).toEqual({ policyName: find(objs, 'ValidatingAdmissionPolicy', suffix).metadata.name, validationActions: ['Deny'] });
+    }
   });
 
   it('exposes the collector (tunnel over UDP, HTTP over TCP) and fences it with a NetworkPolicy', () => {

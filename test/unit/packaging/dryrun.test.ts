@@ -13,8 +13,12 @@ import { startDevCluster, type DevCluster } from './lib/cluster.ts';
 import { ROOT, render, type K8sObject } from './lib/render.ts';
 import { VALUE_SETS } from './lib/value-sets.ts';
 
-/** Kinds the embedded API does not serve: Jobs (the hooks) and the Prometheus operator's ServiceMonitor and PrometheusRule. */
-const NOT_SERVED = ['Job', 'ServiceMonitor', 'PrometheusRule'];
+/**
+ * Kinds the embedded API does not serve: Jobs (the hooks), the Prometheus
+ * operator's ServiceMonitor and PrometheusRule, and admission policies (the
+ * real API server judges those: test/k8s/admission.test.ts).
+ */
+const NOT_SERVED = ['Job', 'ServiceMonitor', 'PrometheusRule', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'];
 
 let cluster: DevCluster;
 beforeAll(async () => {

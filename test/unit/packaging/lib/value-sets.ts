@@ -53,7 +53,7 @@ export const VALUE_SETS: ValueSet[] = [
     },
   },
   {
-    description: 'captures on a hostPath, no NetworkPolicy, an existing token Secret, bpffs mounted by the chart, other release name and namespace',
+    description: 'captures on a hostPath, no NetworkPolicy, an existing token Secret, bpffs mounted by the chart, other release name and namespace, more destinations',
     release: { name: 'capture', namespace: 'tools' },
     options: {
       extraArgs: ['-name', 'capture', '-namespace', 'tools'],
@@ -63,6 +63,8 @@ export const VALUE_SETS: ValueSet[] = [
         global: { imageRegistry: 'registry.example.com' },
         agent: { mountBpffs: true, compileCacheHostPath: '', netnsDir: '/run/netns', terminationGracePeriodSeconds: 90 },
         controller: { replicas: 1 },
+        // the admin allows a shared collector elsewhere and a lab network by address
+        destinations: { services: ['observability/pcap-sink'], cidrs: ['10.20.0.0/16', '2001:db8::/32'] },
         collector: {
           token: { create: false, existingSecret: 'my-collector-token' },
           persistence: { hostPath: '/var/lib/podtap/captures' },
