@@ -23,6 +23,11 @@
  * Prints a table and writes bench/results/collector-<time>.json.
  *   npm exec -- node bench/collector.ts [--seconds 5] [--workers N] [--senders 2]
  *     [--streams 8] [--rates 50000,100000,200000,max] [--modes pieces,reassembly]
+ *     [--secret]
+ *
+ * --secret: the collector gets an install secret (as in a cluster) and the
+ * generator signs its announcement with the node's key, so data is taken only
+ * on the granted stream: the authenticated path, per datagram.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -33,6 +38,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { execa, type ResultPromise } from 'execa';
 import { NODE_BIN, PODTAP_MAIN, createTopology, inNs, sh, type Topology } from '../src/lab/netns.ts';
 import { encodeAnnouncement, monotonicRealtimePair } from '../src/wire/announce.ts';
+import { deriveNodeKey } from '../src/wire/auth.ts';
 import { encodeFrame } from '../test/helpers/encode.ts';
 import { META_LEN, MetaOff } from '../src/wire/format.ts';
 
@@ -42,6 +48,9 @@ const PORT = 6081;
 const HTTP_PORT = 8089;
 const META_AT = 12;
 const IFINDEX = 7;
+/** the install secret of --secret runs (a bench value, nothing real) */
+const BENCH_SECRET = 'bench-install-secret';
+const BENCH_NODE = 'bench-node';
 
 // ---------------------------------------------------------------- frames ---
 
@@ -138,15 +147,15 @@ async function senderThread(cfg: GenConfig): Promise<GenResult> {
   return r;
 }
 
-async function generator(opts: { mode: Mode; rate: number; seconds: number; senders: number; streams: number; target: string }): Promise<GenResult> {
+async function generator(opts: { mode: Mode; rate: number; seconds: number; senders: number; streams: number; target: string; secret: boolean }): Promise<GenResult> {
   // announce the interface and the clock first, as an agent would
   const a = createSocket('udp4');
   await new Promise<void>((r) => a.connect(PORT, opts.target, () => r()));
   const ann = encodeAnnouncement({
-    v: 2, node: 'bench-node', source: a.address().address, sender: 'agent', senderId: 'bench', instance: 1, tunnel: 'Geneve',
+    v: 2, node: BENCH_NODE, source: a.address().address, sender: 'agent', senderId: 'bench', instance: 1, tunnel: 'Geneve',
     policy: { namespace: 'bench', name: opts.mode, uid: 'b' }, clock: monotonicRealtimePair(),
     interfaces: [{ ifindex: IFINDEX, name: 'veth-bench', pod: { namespace: 'bench', name: 'pod-1' }, directions: ['Ingress', 'Egress'] }],
-  });
+  }, opts.secret ? { key: { id: BENCH_NODE, key: deriveNodeKey(BENCH_SECRET, BENCH_NODE) } } : {});
   await new Promise<void>((r) => a.send(ann, () => r()));
   a.close();
   await new Promise((r) => setTimeout(r, 200));
@@ -254,7 +263,7 @@ async function quiet(): Promise<number> {
   return idle;
 }
 
-async function oneRun(topo: Topology, mode: Mode, offered: number | 'max', o: { seconds: number; workers: number; senders: number; streams: number; tcpdump: boolean }): Promise<Run> {
+async function oneRun(topo: Topology, mode: Mode, offered: number | 'max', o: { seconds: number; workers: number; senders: number; streams: number; tcpdump: boolean; secret: boolean }): Promise<Run> {
   const idleBefore = await quiet();
   const out = await mkdtemp(join(tmpdir(), 'podtap-bench-col-'));
   const dump = join(out, 'tcpdump.pcap');
@@ -262,7 +271,7 @@ async function oneRun(topo: Topology, mode: Mode, offered: number | 'max', o: { 
   const col = execa('nsenter', [
     `--net=/run/netns/${topo.collector.ns}`, NODE_BIN, PODTAP_MAIN, 'collector', '--listen', `${COLLECTOR_IP}:${PORT}`, '--out', join(out, 'captures'),
     '--workers', String(o.workers), '--http', `127.0.0.1:${HTTP_PORT}`, '--rotate-size', '1GiB',
-  ], { reject: false, env: { PODTAP_LOG_LEVEL: 'warn', NODE_OPTIONS: process.env.COLLECTOR_NODE_OPTIONS ?? '' } });
+  ], { reject: false, env: { PODTAP_LOG_LEVEL: 'warn', NODE_OPTIONS: process.env.COLLECTOR_NODE_OPTIONS ?? '', PODTAP_TOKEN: o.secret ? BENCH_SECRET : '' } });
   let tcpdump: ResultPromise | undefined;
   try {
     await untilUp(topo.collector.ns);
@@ -276,7 +285,7 @@ async function oneRun(topo: Topology, mode: Mode, offered: number | 'max', o: { 
     const gen = execa('nice', [
       '-n', '19', 'nsenter', `--net=/run/netns/${topo.node}`, NODE_BIN, new URL(import.meta.url).pathname, '--role', 'generator', '--mode', mode,
       '--rate', offered === 'max' ? '0' : String(offered), '--seconds', String(o.seconds), '--senders', String(o.senders),
-      '--streams', String(o.streams), '--target', COLLECTOR_IP,
+      '--streams', String(o.streams), '--target', COLLECTOR_IP, ...(o.secret ? ['--secret'] : []),
     ], { reject: false });
     const genRes = await gen;
     if (genRes.exitCode !== 0) throw new Error(`generator failed: ${String(genRes.stderr)}`);
@@ -358,17 +367,18 @@ async function main(): Promise<void> {
       workers: { type: 'string', default: '1' },
       target: { type: 'string', default: COLLECTOR_IP },
       tcpdump: { type: 'boolean', default: true },
+      secret: { type: 'boolean', default: false },
     },
   });
   if (a.role === 'generator') {
     const c0 = process.cpuUsage();
-    const r = await generator({ mode: a.mode as Mode, rate: Number(a.rate), seconds: Number(a.seconds), senders: Number(a.senders), streams: Number(a.streams), target: a.target });
+    const r = await generator({ mode: a.mode as Mode, rate: Number(a.rate), seconds: Number(a.seconds), senders: Number(a.senders), streams: Number(a.streams), target: a.target, secret: a.secret });
     const c1 = process.cpuUsage(c0);
     process.stdout.write(JSON.stringify({ ...r, cpu: (c1.user + c1.system) / 1e6 }));
     return;
   }
   if (process.getuid?.() !== 0) throw new Error('bench/collector.ts needs root (network namespaces)');
-  const o = { seconds: Number(a.seconds), workers: Number(a.workers), senders: Number(a.senders), streams: Number(a.streams), tcpdump: a.tcpdump };
+  const o = { seconds: Number(a.seconds), workers: Number(a.workers), senders: Number(a.senders), streams: Number(a.streams), tcpdump: a.tcpdump, secret: a.secret };
   const modes = a.modes.split(',') as Mode[];
   const rates = a.rates.split(',').map((r) => (r === 'max' ? 'max' : Number(r)));
   const topo = await createTopology({ pods: 0 });
@@ -385,7 +395,7 @@ async function main(): Promise<void> {
   } finally {
     await topo.destroy();
   }
-  console.log(`\ncollector ingest vs tcpdump -w (same traffic, same interface, same run); ${o.workers} ingest worker(s), ${o.senders} sender threads, ${o.streams} streams, ${o.seconds} s per run`);
+  console.log(`\ncollector ingest vs tcpdump -w (same traffic, same interface, same run); ${o.workers} ingest worker(s), ${o.senders} sender threads, ${o.streams} streams, ${o.seconds} s per run${o.secret ? ', install secret (signed announcement, granted stream)' : ', no install secret'}`);
   console.log(`machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? '?'}), rmem_max ${(await sh('sysctl', ['-n', 'net.core.rmem_max'])).trim()}`);
   console.log(table(runs));
   const file = join(import.meta.dirname, 'results', `collector-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
