@@ -1,15 +1,19 @@
 /**
  * Control-plane benchmark (root for part 2; inside a private network namespace):
  *
- *  1. Convergence: 1,000 nodes, 30,000 running pods and 100 policies on the
- *     embedded API; the controller (a separate process) from the moment the
- *     policies are applied until every expected SniffAssignment is written.
- *     Its memory: peak RSS (VmHWM). Goal: < 5 s, < 300 MB.
+ *  1. Convergence: 1,000 nodes, 30,000 running pods and 100 policies, on the
+ *     real kube-apiserver with etcd (test/helpers/apiserver.ts) and on the
+ *     embedded stand-in, side by side; the controller (a separate process)
+ *     from the moment the policies are applied until every expected
+ *     SniffAssignment is written. Its memory: peak RSS (VmHWM). Goal on the
+ *     real server: < 5 s, < 300 MB. --nodes/--pods scale it (the stretch:
+ *     5,000 nodes, 150,000 pods).
  *  2. Time from `apply` of a policy to the first mirrored packet at the
  *     collector's interface, on a lab node with pods pinging, with a cold and
  *     a warm compile cache. Goal: < 2 s cold, < 0.5 s warm.
  *
- *   npm exec -- node bench/controlplane.ts [--rounds 3]
+ *   flock /run/lock/podtap-bench.lock npm exec -- node bench/controlplane.ts
+ *       [--rounds 3] [--api real,embedded] [--nodes 1000 --pods 30000] [--only convergence]
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -19,6 +23,8 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { defaultWriteOptions } from '../src/devcluster/api.ts';
+import { KubeClient, loadKubeConfig, Resources, type KubeObject, type ResourceRef } from '../src/k8s/index.ts';
+import { startApiServer as startRealApiServer } from '../test/helpers/apiserver.ts';
 import { writeKubeconfig } from '../src/devcluster/index.ts';
 import { createClusterState, createHandler, createHttpServer } from '../src/devcluster/server.ts';
 import { CRD_DIR, Lab } from '../src/lab/cluster.ts';
@@ -28,11 +34,21 @@ import { enterPrivateNamespace } from './privatens.ts';
 
 if (!(await enterPrivateNamespace(import.meta.filename))) process.exit();
 
-const { values: args } = parseArgs({ options: { rounds: { type: 'string', default: '3' } } });
+const { values: args } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    api: { type: 'string', default: 'real,embedded' },
+    nodes: { type: 'string', default: '1000' },
+    pods: { type: 'string', default: '30000' },
+    only: { type: 'string', default: '' },
+  },
+});
 const ROUNDS = Number(args.rounds);
-const NODES = 1000;
-const PODS = 30_000;
+const NODES = Number(args.nodes);
+const PODS = Number(args.pods);
 const POLICIES = 100;
+const APIS = args.api.split(',') as ('real' | 'embedded')[];
+for (const a of APIS) if (a !== 'real' && a !== 'embedded') throw new Error(`--api takes real and/or embedded, not ${a}`);
 // the controller runs with the V8 flags the chart gives it
 const CHART_VALUES = parseYaml(await readFile(join(import.meta.dirname, '../charts/podtap/values.yaml'), 'utf8')) as { controller: { nodeOptions?: string } };
 const CONTROLLER_NODE_OPTIONS = CHART_VALUES.controller.nodeOptions ?? '';
@@ -47,76 +63,175 @@ async function rssPeakMb(pid: number): Promise<number> {
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
 }
 
-/** One convergence run: seed, start the controller, apply 100 policies, wait. */
-async function convergence(): Promise<{ ms: number; assignments: number; rssMb: number }> {
+/** The objects of the convergence world, the same for both APIs. */
+function* world(): Generator<{ ref: ResourceRef; namespace?: string; obj: KubeObject; status?: Record<string, unknown> }> {
+  const teams = POLICIES;
+  for (let t = 0; t < teams; t++) yield { ref: Resources.namespaces, obj: { metadata: { name: `team-${t}` } } };
+  for (let i = 0; i < NODES; i++) yield { ref: Resources.nodes, obj: { metadata: { name: `node-${i}` } }, status: { conditions: [{ type: 'Ready', status: 'True' }] } };
+  // 300 pods per namespace, each namespace's spread over 300 nodes; a third
+  // of them app=web: every policy selects 100 pods on 100 nodes
+  for (let i = 0; i < PODS; i++) {
+    const ns = `team-${i % teams}`;
+    const ip = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+    yield {
+      ref: Resources.pods,
+      namespace: ns,
+      obj: { metadata: { name: `pod-${i}`, namespace: ns, labels: { app: i % 3 === 0 ? 'web' : 'other' } }, spec: { nodeName: `node-${nodeOf(i)}`, containers: [{ name: 'c', image: 'registry.invalid/x:1' }] } } as KubeObject,
+      status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] },
+    };
+  }
+}
+const nodeOf = (i: number) => (Math.floor(i / POLICIES) * 137 + (i % POLICIES)) % NODES;
+const policyObject = (t: number) => ({
+  apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', metadata: { name: 'web', namespace: `team-${t}` },
+  spec: { podSelector: { matchLabels: { app: 'web' } }, collector: { address: '198.18.9.2' } },
+});
+
+/** An API with the world in it: the controller's kubeconfig, how to apply the policies and count assignments. */
+interface Seeded {
+  kubeconfig: string;
+  applyPolicies(): Promise<void>;
+  /** Resolves with the number of assignments once @want are written (or after @timeoutMs). */
+  assignments(want: number, timeoutMs: number): Promise<number>;
+  /** RSS of the API's own processes (MB), for context. */
+  serverRssMb(): Promise<Record<string, number>>;
+  close(): Promise<void>;
+}
+
+async function seedEmbedded(dir: string): Promise<Seeded> {
   const opts = { logger: silentLogger };
   const state = createClusterState(opts);
   const server = createHttpServer(createHandler(state, opts, () => 'x'));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const dir = await mkdtemp(join(tmpdir(), 'podtap-bench-cp-'));
   const kubeconfig = join(dir, 'kubeconfig');
   await writeKubeconfig(kubeconfig, url);
   const wo = { ...defaultWriteOptions(), fieldManager: 'bench' };
-  const def = (g: string, v: string, r: string) => state.registry.get(g, v, r)!;
-  // the CRDs, through the API's own write path (seeding by HTTP would measure the seeding)
+  const def = (r: ResourceRef) => state.registry.get(r.group, r.version, r.plural)!;
+  // the CRDs and the world through the API's own write path (seeding by HTTP would measure the seeding)
   for (const f of ['sniffpolicies.podtap.io.yaml', 'sniffassignments.podtap.io.yaml']) {
     for (const doc of parseAllDocuments(await readFile(join(CRD_DIR, f), 'utf8'))) {
       const obj = doc.toJS() as object | null;
-      if (obj) state.api.create(def('apiextensions.k8s.io', 'v1', 'customresourcedefinitions'), undefined, obj, wo);
+      if (obj) state.api.create(state.registry.get('apiextensions.k8s.io', 'v1', 'customresourcedefinitions')!, undefined, obj, wo);
     }
   }
-  const teams = POLICIES;
-  for (let t = 0; t < teams; t++) state.api.create(def('', 'v1', 'namespaces'), undefined, { metadata: { name: `team-${t}` } }, wo);
-  for (let i = 0; i < NODES; i++) {
-    state.api.create(def('', 'v1', 'nodes'), undefined, { metadata: { name: `node-${i}` }, status: { conditions: [{ type: 'Ready', status: 'True' }] } }, wo);
+  for (const o of world()) {
+    state.api.create(def(o.ref), o.namespace, o.obj, wo);
+    if (o.status) state.api.update(def(o.ref), o.namespace, o.obj.metadata.name!, { metadata: { name: o.obj.metadata.name, namespace: o.namespace }, status: o.status }, 'status', wo);
   }
-  // 300 pods per namespace, each namespace's spread over 300 nodes; a third
-  // of them app=web: every policy selects 100 pods on 100 nodes
-  const nodeOf = (i: number) => (Math.floor(i / teams) * 137 + (i % teams)) % NODES;
-  for (let i = 0; i < PODS; i++) {
-    const ns = `team-${i % teams}`;
-    const name = `pod-${i}`;
-    state.api.create(def('', 'v1', 'pods'), ns, {
-      metadata: { name, labels: { app: i % 3 === 0 ? 'web' : 'other' } },
-      spec: { nodeName: `node-${nodeOf(i)}`, containers: [{ name: 'c', image: 'registry.invalid/x:1' }] },
-    }, wo);
-    const ip = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
-    state.api.update(def('', 'v1', 'pods'), ns, name, {
-      metadata: { name, namespace: ns },
-      status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] },
-    }, 'status', wo);
+  const assignDef = def(Resources.sniffAssignments);
+  return {
+    kubeconfig,
+    async applyPolicies() {
+      for (let t = 0; t < POLICIES; t++) state.api.create(def(Resources.sniffPolicies), `team-${t}`, policyObject(t), wo);
+    },
+    async assignments(want, timeoutMs) {
+      const t0 = performance.now();
+      let n = 0;
+      while ((n = state.api.list(assignDef, undefined, { labelSelector: [], fieldSelector: [] }).items.length) < want && performance.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 20));
+      return n;
+    },
+    serverRssMb: async () => ({}),
+    async close() {
+      state.store.closeAll();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** Run @fn over @items with at most @n in flight. */
+async function pool<T>(items: Iterable<T>, n: number, fn: (x: T) => Promise<void>): Promise<void> {
+  const it = items[Symbol.iterator]();
+  await Promise.all(Array.from({ length: n }, async () => {
+    for (let x = it.next(); !x.done; x = it.next()) await fn(x.value);
+  }));
+}
+
+async function seedReal(): Promise<Seeded> {
+  const api = await startRealApiServer();
+  try {
+    await api.installCrds();
+    const client = new KubeClient(loadKubeConfig(api.kubeconfig), { timeoutMs: 120_000 });
+    const t0 = performance.now();
+    const sa: ResourceRef = { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true };
+    const objs = [...world()];
+    // namespaces first, with the ServiceAccount a real server wants for every pod
+    await pool(objs.filter((o) => o.ref === Resources.namespaces), 16, async (o) => {
+      await client.create(o.ref, o.obj);
+      await client.create(sa, { metadata: { name: 'default', namespace: o.obj.metadata.name } });
+    });
+    // through HTTP as a real cluster's writers would (the admin is exempt from API priority and fairness)
+    await pool(objs.filter((o) => o.ref !== Resources.namespaces), 48, async (o) => {
+      await client.create(o.ref, o.obj);
+      if (o.status) await client.patchStatus(o.ref, o.namespace, o.obj.metadata.name!, { status: o.status });
+    });
+    console.error(`bench: real API seeded with ${objs.length} objects in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    const names = new Set<string>();
+    const listed = await client.list(Resources.sniffAssignments);
+    const abort = new AbortController();
+    const watching = client.watch<KubeObject>(Resources.sniffAssignments, { resourceVersion: listed.resourceVersion, timeoutSeconds: 600, signal: abort.signal }, (e) => {
+      if (e.type === 'ADDED') names.add(`${e.object.metadata.namespace}/${e.object.metadata.name}`);
+    });
+    const rss = async (pid: number) => Number(/VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+    return {
+      kubeconfig: api.kubeconfig,
+      async applyPolicies() {
+        await pool(Array.from({ length: POLICIES }, (_, t) => t), 16, async (t) => {
+          await client.create(Resources.sniffPolicies, policyObject(t) as KubeObject);
+        });
+      },
+      async assignments(want, timeoutMs) {
+        const t1 = performance.now();
+        while (names.size < want && performance.now() - t1 < timeoutMs) await new Promise((r) => setTimeout(r, 20));
+        return names.size;
+      },
+      serverRssMb: async () => ({ 'kube-apiserver': Math.round(await rss(api.pid())) }),
+      async close() {
+        abort.abort();
+        await watching.catch(() => undefined);
+        client.close();
+        await api.stop();
+      },
+    };
+  } catch (err) {
+    await api.stop();
+    throw err;
   }
+}
+
+/** One convergence run: seed, start the controller, apply 100 policies, wait. */
+async function convergence(api: 'real' | 'embedded'): Promise<{ api: string; ms: number; assignments: number; rssMb: number; server: Record<string, number> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'podtap-bench-cp-'));
+  const seeded = api === 'real' ? await seedReal() : await seedEmbedded(dir);
   // expected assignments: one per (policy, node with a selected pod)
   const expected = new Set<string>();
-  for (let i = 0; i < PODS; i += 3) expected.add(`${i % teams}/${nodeOf(i)}`);
-
-  const ctl = execa(NODE_BIN, [PODTAP_MAIN, 'controller', '--kubeconfig', kubeconfig, '--metrics-addr', '', '--leader-elect=false', '--workers', '8'], {
+  for (let i = 0; i < PODS; i += 3) expected.add(`${i % POLICIES}/${nodeOf(i)}`);
+  const ctl = execa(NODE_BIN, [PODTAP_MAIN, 'controller', '--kubeconfig', seeded.kubeconfig, '--metrics-addr', '127.0.0.1:18080', '--leader-elect=false', '--workers', '8'], {
     reject: false, env: { ...process.env, PODTAP_LOG_LEVEL: 'warn', NODE_OPTIONS: CONTROLLER_NODE_OPTIONS },
   });
-  // wait until the controller has synced its informers (it writes nothing without policies)
-  await new Promise((r) => setTimeout(r, 4000));
-  const assignDef = def('podtap.io', 'v1alpha1', 'sniffassignments');
-  const count = () => state.api.list(assignDef, undefined, { labelSelector: [], fieldSelector: [] }).items.length;
-  const t0 = performance.now();
-  for (let t = 0; t < POLICIES; t++) {
-    state.api.create(def('podtap.io', 'v1alpha1', 'sniffpolicies'), `team-${t}`, {
-      apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', metadata: { name: 'web', namespace: `team-${t}` },
-      spec: { podSelector: { matchLabels: { app: 'web' } }, collector: { address: '198.18.9.2' } },
-    }, wo);
+  try {
+    // until the controller has synced its informers (/readyz), then a moment more
+    const t = performance.now();
+    while ((await fetch('http://127.0.0.1:18080/readyz').then((r) => r.status, () => 0)) !== 200) {
+      if (performance.now() - t > 300_000) throw new Error('the controller did not sync in 300 s');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    console.error(`bench: the controller synced in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    await new Promise((r) => setTimeout(r, 1000));
+    const t0 = performance.now();
+    await seeded.applyPolicies();
+    const n = await seeded.assignments(expected.size, 120_000);
+    const ms = performance.now() - t0;
+    const rssMb = await rssPeakMb(ctl.pid!);
+    if (n < expected.size) throw new Error(`only ${n} of ${expected.size} assignments after 120 s`);
+    return { api, ms, assignments: n, rssMb, server: await seeded.serverRssMb() };
+  } finally {
+    ctl.kill('SIGTERM');
+    await ctl;
+    await seeded.close();
+    await rm(dir, { recursive: true, force: true });
   }
-  let n = 0;
-  while ((n = count()) < expected.size && performance.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 20));
-  const ms = performance.now() - t0;
-  const rssMb = await rssPeakMb(ctl.pid!);
-  ctl.kill('SIGTERM');
-  await ctl;
-  state.store.closeAll();
-  server.closeAllConnections();
-  await new Promise<void>((r) => server.close(() => r()));
-  await rm(dir, { recursive: true, force: true });
-  if (n < expected.size) throw new Error(`only ${n} of ${expected.size} assignments after 120 s`);
-  return { ms, assignments: n, rssMb };
 }
 
 /** Apply a policy in a lab with traffic flowing; ms until the first tunnel packet. */
@@ -168,24 +283,39 @@ async function firstPackets(): Promise<{ cold: number[]; warm: number[] }> {
   return out;
 }
 
-const conv: { ms: number; assignments: number; rssMb: number }[] = [];
+const conv: Awaited<ReturnType<typeof convergence>>[] = [];
 for (let i = 0; i < ROUNDS; i++) {
-  console.error(`bench: convergence round ${i + 1}/${ROUNDS} ...`);
-  conv.push(await convergence());
+  for (const a of APIS) {
+    console.error(`bench: convergence on the ${a} API, round ${i + 1}/${ROUNDS} (load: ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}) ...`);
+    conv.push(await convergence(a));
+  }
 }
-console.error('bench: first packet, cold and warm compile cache ...');
-const fp = await firstPackets();
+const fp = args.only === 'convergence' ? undefined : (console.error('bench: first packet, cold and warm compile cache ...'), await firstPackets());
+const byApi = (a: string) => conv.filter((c) => c.api === a);
 const result = {
   date: new Date().toISOString(),
   cpus: (await execa('nproc')).stdout,
+  uptime: (await execa('uptime')).stdout.trim(),
   size: { nodes: NODES, pods: PODS, policies: POLICIES, assignments: conv[0]?.assignments },
-  convergence: { nodeOptions: CONTROLLER_NODE_OPTIONS, runs: conv, medianMs: Math.round(median(conv.map((c) => c.ms))), peakRssMb: Math.round(Math.max(...conv.map((c) => c.rssMb))) },
-  firstPacketMs: { cold: fp.cold.map(Math.round), warm: fp.warm.map(Math.round), medianCold: Math.round(median(fp.cold)), medianWarm: Math.round(median(fp.warm)) },
+  convergence: {
+    nodeOptions: CONTROLLER_NODE_OPTIONS,
+    runs: conv.map((c) => ({ ...c, ms: Math.round(c.ms), rssMb: Math.round(c.rssMb) })),
+    ...Object.fromEntries(APIS.map((a) => [a, { medianMs: Math.round(median(byApi(a).map((c) => c.ms))), peakRssMb: Math.round(Math.max(...byApi(a).map((c) => c.rssMb))) }])),
+  },
+  firstPacketMs: fp && { cold: fp.cold.map(Math.round), warm: fp.warm.map(Math.round), medianCold: Math.round(median(fp.cold)), medianWarm: Math.round(median(fp.warm)) },
 };
-console.log('\nController convergence (1,000 nodes, 30,000 pods, 100 policies)');
-console.table({ 'apply -> all assignments written (ms, median)': result.convergence.medianMs, assignments: result.size.assignments, 'controller peak RSS (MB)': result.convergence.peakRssMb, 'goal (ms / MB)': '5000 / 300', 'controller NODE_OPTIONS (chart)': CONTROLLER_NODE_OPTIONS || '-' });
-console.log('\nPolicy apply -> first mirrored packet at the collector (ms)');
-console.table({ cold: { median: result.firstPacketMs.medianCold, runs: result.firstPacketMs.cold.join(' '), goal: 2000 }, warm: { median: result.firstPacketMs.medianWarm, runs: result.firstPacketMs.warm.join(' '), goal: 500 } });
+console.log(`\nController convergence (${NODES} nodes, ${PODS} pods, ${POLICIES} policies): apply -> all ${result.size.assignments} assignments written; ${result.uptime}`);
+console.table(Object.fromEntries(APIS.map((a) => [a, {
+  'ms (runs)': byApi(a).map((c) => Math.round(c.ms)).join(' '),
+  'controller peak RSS MB (runs)': byApi(a).map((c) => Math.round(c.rssMb)).join(' '),
+  'API server RSS MB': byApi(a).map((c) => c.server['kube-apiserver'] ?? '-').join(' '),
+  'goal (ms / MB)': '5000 / 300',
+}])));
+console.log(`controller NODE_OPTIONS (chart): ${CONTROLLER_NODE_OPTIONS || '-'}`);
+if (fp) {
+  console.log('\nPolicy apply -> first mirrored packet at the collector (ms)');
+  console.table({ cold: { median: fp && result.firstPacketMs!.medianCold, runs: result.firstPacketMs!.cold.join(' '), goal: 2000 }, warm: { median: result.firstPacketMs!.medianWarm, runs: result.firstPacketMs!.warm.join(' '), goal: 500 } });
+}
 const dir = join(import.meta.dirname, 'results');
 await mkdir(dir, { recursive: true });
 const file = join(dir, `controlplane-${result.date.replace(/[:.]/g, '-')}.json`);

@@ -3,7 +3,7 @@
 # end-to-end tests and for trying podtap for real, on this machine, as root.
 #   scripts/cluster.sh up [--layout bridge|ptp] | down | status | kubectl ARGS | exec -- CMD | --help
 # The programs are built once per version (scripts/cluster/build.sh: Go
-# modules, cached under /var/cache/podtap/cluster), the images once per
+# modules, cached under /var/cache/podtap-cluster), the images once per
 # content (scripts/cluster/images.ts: buildah); see scripts/cluster/cluster.ts.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

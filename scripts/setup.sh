@@ -35,8 +35,8 @@ PKGS=(
 )
 if $matrix; then
   PKGS+=(
-    qemu-system-x86    # kernel matrix: boots Debian's kernels (TCG) with this host's tools over 9p
-    busybox-static     # kernel matrix: the guest's initramfs (loads 9p from the kernel's package)
+    qemu-system-x86    # kernel matrix: boots Debian's kernels (TCG) with this host's root over virtiofs (its virtiofsd)
+    busybox-static     # kernel matrix: the guest's initramfs (loads virtiofs and overlay from the kernel's package)
     cpio               # kernel matrix: packs that initramfs
     kmod               # kernel matrix: depmod for the downloaded kernels; modprobe in the guest
   )
@@ -77,5 +77,20 @@ fi
 
 if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
+fi
+
+# test/unit/packaging/npm-package.test.ts installs the packed package into an
+# empty directory the way a user does, but without network (the suite runs in
+# a private network namespace): npm's cache must hold what that install
+# resolves, the dependencies' metadata included, which `npm ci` never fetches.
+# One install of the same dependencies fills it, again when they change.
+deps_key=$(npm exec -- node -p 'JSON.stringify(require("./package.json").dependencies)' | sha256sum | cut -c1-16)
+deps_stamp="node_modules/.cache/podtap/package-deps-$deps_key"
+if [ ! -f "$deps_stamp" ]; then
+  warm=$(mktemp -d)
+  npm exec -- node -e 'const p = require("./package.json"); require("fs").writeFileSync(process.argv[1] + "/package.json", JSON.stringify({ name: "podtap-cache-warm", private: true, dependencies: p.dependencies }))' "$warm"
+  (cd "$warm" && npm install --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+  rm -rf "$warm"
+  mkdir -p "$(dirname "$deps_stamp")" && touch "$deps_stamp"
 fi
 echo "setup: ok (node $(npm exec -- node --version))"

@@ -11,10 +11,10 @@
 #
 #   scripts/cluster/build.sh [kube|helm|pause|all] [--cached-only]   (prints the bin directories;
 #                                   --cached-only: fail instead of building)
-# Environment: PODTAP_CLUSTER_CACHE (default /var/cache/podtap/cluster).
+# Environment: PODTAP_CLUSTER_CACHE (default /var/cache/podtap-cluster).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-CACHE=${PODTAP_CLUSTER_CACHE:-/var/cache/podtap/cluster}
+CACHE=${PODTAP_CLUSTER_CACHE:-/var/cache/podtap-cluster}
 export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS=-modcacherw GOTOOLCHAIN=local CGO_ENABLED=0
 what=${1:-all}
 cached_only=false

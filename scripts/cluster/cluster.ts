@@ -20,6 +20,8 @@ import { execa } from 'execa';
 import { apiserverArgs, controllerManagerArgs, etcdArgs, makeControlPlanePki, schedulerArgs, type ControlPlaneAddresses } from './controlplane.ts';
 import { alive, inNetns, sleep, startDaemon, stopPid, tail, waitFor } from './daemon.ts';
 import { kubeconfig } from './pki.ts';
+import { sessionIdForPolicy } from '../../src/agent/agent.ts';
+import { PIN_ROOT } from '../../src/datapath/session.ts';
 
 export const ROOT = new URL('../../', import.meta.url).pathname.replace(/\/$/, '');
 
@@ -69,6 +71,10 @@ export interface ClusterRecord {
   hostIptables: string;
   /** Propagation of the mounts under /sys before `up` ("private" when all are). */
   sysPropagation?: string;
+  /** Whether `up` found the agents' pin root (/sys/fs/bpf/podtap) absent. */
+  pinRootCreated?: boolean;
+  /** Set by `down`: the agent sessions of this cluster's policies (pin directories under the pin root). */
+  sessions?: string[];
 }
 
 export const paths = {
@@ -367,6 +373,7 @@ export async function up(o: UpOptions): Promise<void> {
     sysctls: Object.fromEntries(KUBELET_SYSCTLS.map((k) => [k, readFileSync(`/proc/sys/${k}`, 'utf8').trim()])),
     hostIptables: await hostIptables(),
     sysPropagation: await sysPropagation(),
+    pinRootCreated: !existsSync(PIN_ROOT),
   };
   await saveRecord(record);
   if (record.sysPropagation === 'private') await execa('mount', ['--make-rshared', '/sys']);
@@ -469,6 +476,29 @@ export async function up(o: UpOptions): Promise<void> {
   log(`up: node ${CLUSTER.nodeName} Ready, ${o.layout} layout, in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 
+// ---------------------------------------------------------------- layout
+
+/**
+ * Switch the pod network layout of a running cluster: the next pods are
+ * wired the new way (containerd reloads the CNI configuration when it
+ * changes). Refused while a pod on the pod network exists — it would keep
+ * the old wiring, and a bridge cannot go while ports are on it. Costs
+ * seconds, where down + up costs a minute and the image imports again.
+ */
+export async function relayout(layout: Layout): Promise<void> {
+  const record = readRecord();
+  if (!record) throw new Error('no cluster is up: scripts/cluster.sh up');
+  if (record.layout === layout) return;
+  const pods = await kubectl(record.bin, ['get', 'pods', '-A', '-o', 'jsonpath={range .items[?(@.spec.hostNetwork!=true)]}{.metadata.namespace}/{.metadata.name} {end}']);
+  if (pods.stdout.trim()) throw new Error(`pods on the pod network still exist (${pods.stdout.trim()}): delete them first, they would keep the ${record.layout} wiring`);
+  const cidrs = JSON.parse((await kubectl(record.bin, ['get', 'node', CLUSTER.nodeName, '-o', 'jsonpath={.spec.podCIDRs}'])).stdout) as string[];
+  await writeFile(join(paths.cniConf, '10-podtap.conflist'), cniConfig(layout, cidrs));
+  if (record.layout === 'bridge') await execa('ip', ['-n', CLUSTER.netns, 'link', 'del', CLUSTER.bridge], { reject: false });
+  record.layout = layout;
+  await saveRecord(record);
+  log(`layout: ${layout}; the next pods are wired by the ${layout} plugin`);
+}
+
 // ---------------------------------------------------------------- down
 
 /** Mount points under @dir, deepest first. */
@@ -519,9 +549,29 @@ async function removeOutside(created: string[]): Promise<void> {
   }
 }
 
+/**
+ * The agent's sessions of this cluster's policies. Their pins are in the
+ * host's bpffs, which the whole machine shares (a node's pins outlive its
+ * pods by design, so an upgrade keeps capturing): a cluster torn down without
+ * `helm uninstall` would leave them, and the next cluster's agent would find
+ * sessions whose interfaces are gone. Asked of the API server while it runs;
+ * only these are removed, never another podtap's on the machine.
+ */
+async function clusterSessions(record: ClusterRecord): Promise<string[]> {
+  const r = await kubectl(record.bin, ['--request-timeout=10s', 'get', 'sniffpolicies', '-A', '-o', 'jsonpath={.items[*].metadata.uid}'], { reject: false });
+  return r.exitCode === 0 ? r.stdout.split(/\s+/).filter(Boolean).map(sessionIdForPolicy) : [];
+}
+
+async function removeSessions(record: ClusterRecord): Promise<void> {
+  for (const id of record.sessions ?? []) await rm(join(PIN_ROOT, id), { recursive: true, force: true });
+  // the pin root itself when up made it and nothing else is in it now (the agent's uninstall hook does the same)
+  if (record.pinRootCreated) await rmdir(PIN_ROOT).catch(() => undefined);
+}
+
 export async function down(): Promise<void> {
   const started = Date.now();
   const record = readRecord();
+  if (record && existsSync(NETNS_PATH)) record.sessions = await clusterSessions(record);
   // the control plane first, gently: the kubelet and containerd would restart pods
   for (const name of ['kube-proxy', 'kubelet', 'kube-scheduler', 'kube-controller-manager', 'kube-apiserver', 'etcd'] as const) {
     const pid = record?.pids[name];
@@ -538,6 +588,7 @@ export async function down(): Promise<void> {
     await removeOutside(record.created);
     for (const [k, v] of Object.entries(record.sysctls)) await writeFile(`/proc/sys/${k}`, v).catch(() => undefined);
     if (record.sysPropagation === 'private') await execa('mount', ['--make-rprivate', '/sys'], { reject: false });
+    await removeSessions(record);
   }
   log(`down in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const left = await leftovers(record);
@@ -571,6 +622,8 @@ export async function leftovers(record?: ClusterRecord): Promise<string[]> {
     }
     const prop = await sysPropagation();
     if (record.sysPropagation && prop !== record.sysPropagation) left.push(`the mounts under /sys are ${prop} (were ${record.sysPropagation})`);
+    for (const id of record.sessions ?? []) if (existsSync(join(PIN_ROOT, id))) left.push(`pins of an agent session of this cluster: ${join(PIN_ROOT, id)}`);
+    if (record.pinRootCreated && existsSync(PIN_ROOT) && !(await readdir(PIN_ROOT)).length) left.push(`the empty pin root ${PIN_ROOT}`);
     const ipt = await hostIptables();
     if (ipt !== record.hostIptables) left.push(`the host's iptables rules changed:\n${ipt}`);
   }

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { buildBase } from '../../test/unit/packaging/lib/image-rootfs.ts';
 
-export const CACHE = process.env.PODTAP_CLUSTER_CACHE ?? '/var/cache/podtap/cluster';
+export const CACHE = process.env.PODTAP_CLUSTER_CACHE ?? '/var/cache/podtap-cluster';
 const ROOT = new URL('../../', import.meta.url).pathname.replace(/\/$/, '');
 
 /** Every image reference, declared once. */

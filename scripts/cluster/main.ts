@@ -3,7 +3,7 @@
  * passes their directory in PODTAP_CLUSTER_BIN).
  */
 import { execa } from 'execa';
-import { CLUSTER, LAYOUTS, NETNS_PATH, STATE, down, leftovers, paths, readRecord, status, up, type Layout } from './cluster.ts';
+import { CLUSTER, LAYOUTS, NETNS_PATH, STATE, down, leftovers, paths, readRecord, relayout, status, up, type Layout } from './cluster.ts';
 import { IMAGES, archive, buildImages } from './images.ts';
 
 const USAGE = `usage: scripts/cluster.sh COMMAND
@@ -11,6 +11,8 @@ const USAGE = `usage: scripts/cluster.sh COMMAND
   up [--layout bridge|ptp]   build what is missing (cached by version), then start a
                              single-node cluster in the network namespace ${CLUSTER.netns}
                              (default layout: bridge)
+  layout bridge|ptp          switch the pod network layout of the running cluster
+                             (no pod on the pod network may exist: the next pods get it)
   down                       stop everything and remove every trace; fails naming
                              what it could not remove
   status                     the programs, and kubectl get nodes
@@ -22,7 +24,7 @@ const USAGE = `usage: scripts/cluster.sh COMMAND
   env                        print the variables exec sets (KUBECONFIG, PATH, PODTAP_CLUSTER_*)
 
 Environment: PODTAP_CLUSTER_STATE (default /var/lib/podtap/cluster),
-PODTAP_CLUSTER_CACHE (default /var/cache/podtap/cluster).`;
+PODTAP_CLUSTER_CACHE (default /var/cache/podtap-cluster).`;
 
 function bin(): string {
   // up: the freshly built programs; every other command: those the cluster runs
@@ -57,6 +59,12 @@ async function main(argv: string[]): Promise<number> {
       const images = [archive('pause'), archive('podtap'), archive('testpod')];
       await up({ layout, bin: bin(), sandboxImage: IMAGES.pause, images });
       console.log(`cluster up (${layout}). Try: scripts/cluster.sh kubectl get nodes -o wide`);
+      return 0;
+    }
+    case 'layout': {
+      const v = rest[0];
+      if (!LAYOUTS.includes(v as Layout) || rest.length !== 1) throw new UsageError(`layout takes one of ${LAYOUTS.join(', ')}`);
+      await relayout(v as Layout);
       return 0;
     }
     case 'down':

@@ -20,8 +20,8 @@
 // against a cluster would; without it lookup finds nothing, as in
 // `helm template`. -kustomize DIR writes a kustomize base instead (deploy/).
 //
-// Not implemented (the chart does not use them): subcharts, .Files, toToml,
-// --set.
+// Not implemented (the chart does not use them): subcharts, .Files other than
+// .Files.Get, toToml, --set.
 package main
 
 import (
@@ -218,6 +218,7 @@ func topLevel(o options, chart, values map[string]interface{}) (map[string]inter
 			"Revision":  1,
 		},
 		"Chart": helmChart(chart),
+		"Files": chartFiles{dir: o.chartDir},
 		"Capabilities": map[string]interface{}{
 			"KubeVersion": map[string]interface{}{
 				"Version": "v" + ver, "GitVersion": "v" + ver, "Major": parts[0], "Minor": parts[1],
@@ -225,6 +226,18 @@ func topLevel(o options, chart, values map[string]interface{}) (map[string]inter
 			"APIVersions": apiVersions,
 		},
 	}, nil
+}
+
+// chartFiles is Helm's .Files as far as the chart uses it: Get returns a
+// file of the chart by its path inside the chart, "" when there is none.
+type chartFiles struct{ dir string }
+
+func (f chartFiles) Get(name string) string {
+	b, err := os.ReadFile(filepath.Join(f.dir, filepath.Clean("/"+name)))
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 // helmChart exposes Chart.yaml with Helm's capitalised field names.

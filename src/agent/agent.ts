@@ -201,7 +201,11 @@ export class NodeAgent {
     const log = this.log.child({ assignment: key, policy: a?.spec.policy.name });
     if (!a || a.metadata.deletionTimestamp) {
       if (t) await this.stop(t, log, 'Detached', undefined);
-      if (key.startsWith('orphan:') || (t && !a)) this.tracked.delete(t?.key ?? key);
+      if (key.startsWith('orphan:') || (t && !a)) {
+        this.tracked.delete(t?.key ?? key);
+        // its series go with it: capture policies are many and short-lived
+        if (t) this.opts.metrics?.forget(t.policy);
+      }
       return;
     }
     const policy = { namespace: a.metadata.namespace ?? '', name: a.spec.policy.name, uid: a.spec.policy.uid };
@@ -368,6 +372,7 @@ export class NodeAgent {
     };
     try {
       await this.api.patchStatus(a.metadata.namespace, a.metadata.name!, { status: full });
+      this.opts.metrics?.reported();
     } catch (err) {
       if (!isNotFound(err)) throw new Error('writing assignment status failed', { cause: err });
     }

@@ -81,6 +81,7 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
   const client = new KubeClient(kc, { userAgent: `podtap-agent/${nodeName}` });
   const metrics = createAgentMetrics({ defaultMetrics: true });
   const agent = new NodeAgent({ client, nodeName, logger: log, reportIntervalMs: interval * 1000, nodeKey, metrics, ...(methods ? { resolve: { methods: methods as ResolveMethod[] } } : {}) });
+  metrics.setSessionSource(() => agent.sessions);
   const http = values['metrics-addr']
     ? await startHttp(values['metrics-addr'], { registry: metrics.registry, notReady: () => (agent.informer.hasSynced() ? undefined : 'assignments not synced') }, log)
     : undefined;

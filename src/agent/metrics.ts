@@ -1,28 +1,90 @@
 /**
  * The agent's Prometheus series. The data plane's counters are monotonic per
- * loaded object; they are exported as counters per policy and reason, fed by
- * the report loop with the growth since the last report.
+ * loaded object; they are exported as counters per policy, fed by the report
+ * loop with the growth since the last report.
+ *
+ * Each data-plane count has a name of its own (matched, mirrored, ...), so a
+ * sum over a label is always meaningful: the one labelled family is
+ * `podtap_agent_lost_packets_total{reason}`, whose reasons (LOSS_REASONS)
+ * add up to the policy's lost count. A policy's series are removed when its
+ * session ends on this node (`forget`): `kubectl podtap capture` makes a new
+ * policy name every time, and nothing else would ever drop them.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Counters, Reason } from '../datapath/counters.ts';
-import { REASONS } from '../datapath/counters.ts';
+import { LOSS_REASONS } from '../datapath/counters.ts';
+
+export const AGENT_PREFIX = 'podtap_agent_';
+
+/**
+ * Data-plane counts with a series of their own: name (after the prefix),
+ * the counter it reads, help, and the name of its bytes series if it has one. The table
+ * covers every reason of the data plane but the loss reasons, which share
+ * lost_packets_total (a test holds it to REASONS).
+ */
+export const PER_REASON: readonly { name: string; reason: Reason; bytes: string | undefined; help: string }[] = [
+  { name: 'seen_packets_total', reason: 'seen', bytes: undefined, help: 'Packets the tap program saw on the selected interfaces.' },
+  { name: 'skipped_own_packets_total', reason: 'skipOwn', bytes: undefined, help: "podtap's own tunnel packets the tap skipped (never captured twice)." },
+  { name: 'filtered_packets_total', reason: 'filtered', bytes: undefined, help: "Packets the policy's filter did not select." },
+  { name: 'matched_packets_total', reason: 'matched', bytes: 'matched_bytes_total', help: "Packets the policy's filter selected: what the policy captures, before sampling, rate limit and budget." },
+  { name: 'sampled_out_packets_total', reason: 'sampledOut', bytes: undefined, help: 'Matched packets skipped by 1-in-N sampling (by choice, not lost).' },
+  { name: 'limit_reached_packets_total', reason: 'limitReached', bytes: undefined, help: "Matched packets after the policy's packet or byte budget (by choice, not lost)." },
+  { name: 'tunnel_in_packets_total', reason: 'tunnelIn', bytes: undefined, help: 'Copies that reached the tunnel program.' },
+  { name: 'mirrored_packets_total', reason: 'mirrored', bytes: 'mirrored_bytes_total', help: 'Packets sent whole to the collector.' },
+  { name: 'fragmented_packets_total', reason: 'fragmented', bytes: undefined, help: 'Mirrored packets cut into pieces to fit the MTU.' },
+  { name: 'pieces_total', reason: 'pieces', bytes: undefined, help: 'Pieces (outer packets) sent to the collector.' },
+  { name: 'truncated_packets_total', reason: 'truncated', bytes: undefined, help: 'Packets cut to the snap length (flagged, not lost).' },
+  { name: 'oversize_packets_total', reason: 'oversize', bytes: undefined, help: 'Packets larger than 65535 + L2 bytes (BIG TCP), sent cut and flagged.' },
+  { name: 'slot_busy_packets_total', reason: 'slotBusy', bytes: undefined, help: 'Large frames cut at once because every stash slot was waiting (not lost).' },
+  { name: 'foreign_packets_total', reason: 'foreign', bytes: undefined, help: 'Untagged packets on the capture device (not captured traffic).' },
+  { name: 'checksum_unsupported_packets_total', reason: 'csumUnsupported', bytes: undefined, help: 'Packets whose offloaded checksum kind cannot be steered.' },
+];
 
 export interface AgentMetrics {
   registry: Registry;
   reconciled(result: 'success' | 'error', seconds: number): void;
   observe(policy: { namespace: string; name: string }, c: Counters): void;
-  sessions(n: number): void;
+  /** Removes every series of a policy whose session ended on this node. */
+  forget(policy: { namespace: string; name: string }): void;
+  /** A status report reached the API server. */
+  reported(): void;
+  /** Where the sessions gauge reads the number of active sessions at scrape time. */
+  setSessionSource(source: () => number): void;
 }
 
 export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): AgentMetrics {
   const registry = new Registry();
-  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'podtap_agent_' });
-  const reconciles = new Counter({ name: 'podtap_agent_reconcile_total', help: 'Assignment reconciles by result.', labelNames: ['result'], registers: [registry] });
-  const duration = new Histogram({ name: 'podtap_agent_reconcile_duration_seconds', help: 'Time to reconcile one assignment (compile, load, attach).', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] });
-  const packets = new Counter({ name: 'podtap_agent_packets_total', help: 'Packets counted by the data plane, by policy and reason (matched, mirrored, rateLimited, ...).', labelNames: ['namespace', 'policy', 'reason'], registers: [registry] });
-  const bytes = new Counter({ name: 'podtap_agent_bytes_total', help: 'Bytes counted by the data plane, by policy and reason.', labelNames: ['namespace', 'policy', 'reason'], registers: [registry] });
-  const sessions = new Gauge({ name: 'podtap_agent_sessions', help: 'Capture sessions (policies) active on this node.', registers: [registry] });
+  const registers = [registry];
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: AGENT_PREFIX });
+  const reconciles = new Counter({ name: `${AGENT_PREFIX}reconcile_total`, help: 'Assignment reconciles by result.', labelNames: ['result'], registers });
+  const duration = new Histogram({ name: `${AGENT_PREFIX}reconcile_duration_seconds`, help: 'Time to reconcile one assignment (compile, load, attach).', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers });
+  const labelNames = ['namespace', 'policy'] as const;
+  const series = PER_REASON.map((s) => ({
+    ...s,
+    packets: new Counter({ name: `${AGENT_PREFIX}${s.name}`, help: s.help, labelNames, registers }),
+    bytesCounter: s.bytes ? new Counter({ name: `${AGENT_PREFIX}${s.bytes}`, help: `Bytes of the packets in ${AGENT_PREFIX}${s.name}.`, labelNames, registers }) : undefined,
+  }));
+  const lostPackets = new Counter({
+    name: `${AGENT_PREFIX}lost_packets_total`,
+    help: 'Matched packets that did not reach the collector whole, by reason; the reasons add up to the policy\'s lost count (docs/datapath.md#counters).',
+    labelNames: [...labelNames, 'reason'],
+    registers,
+  });
+  const lostBytes = new Counter({ name: `${AGENT_PREFIX}lost_bytes_total`, help: 'Bytes of matched packets that did not reach the collector whole, by reason.', labelNames: [...labelNames, 'reason'], registers });
+  const lastReport = new Gauge({ name: `${AGENT_PREFIX}last_report_timestamp_seconds`, help: 'When a status report last reached the API server (Unix time); 0 before the first.', registers });
+  lastReport.set(0);
+  let sessionSource: (() => number) | undefined;
+  new Gauge({
+    name: `${AGENT_PREFIX}sessions`,
+    help: 'Capture sessions (policies) active on this node.',
+    registers,
+    collect() {
+      this.set(sessionSource?.() ?? 0);
+    },
+  });
   const last = new Map<string, Counters>();
+  /** growth of one count since the last report; a new object (policy changed) starts at zero: count from there */
+  const growth = (prev: number | undefined, now: number): number => now - (prev !== undefined && prev <= now ? prev : 0);
   return {
     registry,
     reconciled(result, seconds) {
@@ -32,18 +94,35 @@ export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): Age
     observe(policy, c) {
       const key = `${policy.namespace}/${policy.name}`;
       const prev = last.get(key);
-      for (const r of REASONS as readonly Reason[]) {
-        const labels = { namespace: policy.namespace, policy: policy.name, reason: r };
-        // a new object (policy changed) starts at zero: count from there
-        const dp = c[r].packets - (prev && prev[r].packets <= c[r].packets ? prev[r].packets : 0);
-        const db = c[r].bytes - (prev && prev[r].bytes <= c[r].bytes ? prev[r].bytes : 0);
-        if (dp > 0) packets.inc(labels, dp);
-        if (db > 0) bytes.inc(labels, db);
+      const labels = { namespace: policy.namespace, policy: policy.name };
+      for (const s of series) {
+        // inc(0) too: a policy's series exist from its first report, so rate() has a start
+        s.packets.inc(labels, Math.max(0, growth(prev?.[s.reason].packets, c[s.reason].packets)));
+        s.bytesCounter?.inc(labels, Math.max(0, growth(prev?.[s.reason].bytes, c[s.reason].bytes)));
+      }
+      for (const reason of LOSS_REASONS) {
+        lostPackets.inc({ ...labels, reason }, Math.max(0, growth(prev?.[reason].packets, c[reason].packets)));
+        lostBytes.inc({ ...labels, reason }, Math.max(0, growth(prev?.[reason].bytes, c[reason].bytes)));
       }
       last.set(key, c);
     },
-    sessions(n) {
-      sessions.set(n);
+    forget(policy) {
+      const labels = { namespace: policy.namespace, policy: policy.name };
+      last.delete(`${policy.namespace}/${policy.name}`);
+      for (const s of series) {
+        s.packets.remove(labels);
+        s.bytesCounter?.remove(labels);
+      }
+      for (const reason of LOSS_REASONS) {
+        lostPackets.remove({ ...labels, reason });
+        lostBytes.remove({ ...labels, reason });
+      }
+    },
+    reported() {
+      lastReport.set(Date.now() / 1000);
+    },
+    setSessionSource(source) {
+      sessionSource = source;
     },
   };
 }

@@ -160,7 +160,7 @@ export const SNIFFPOLICY_COLUMNS: PrinterColumn[] = [
   { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1, description: 'Reason of the Ready condition.' },
   { name: 'Tunnel', type: 'string', jsonPath: '.spec.tunnel.protocol', priority: 1 },
   { name: 'Direction', type: 'string', jsonPath: '.spec.direction', priority: 1 },
-  { name: 'Collector', type: 'string', jsonPath: '.spec.collector.address', priority: 1 },
+  { name: 'Collector', type: 'string', jsonPath: '.status.collector', priority: 1, description: 'The collector the agents send to (its Service and address).' },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
 ];
 

@@ -227,6 +227,10 @@ export const SniffPolicyStatusSchema = z
     nodesReady: CountSchema.optional().meta({ description: 'Nodes where the capture is Attached.' }),
     nodesTotal: CountSchema.optional().meta({ description: 'Nodes with selected pods.' }),
     nodeSummary: z.string().optional().meta({ description: 'nodesReady/nodesTotal, e.g. "2/3" (printer column).' }),
+    collector: z
+      .string()
+      .optional()
+      .meta({ description: 'Where the agents send the copies, address:port, after the Service it was resolved from when spec.collector names one (printer column).' }),
     attachedInterfaces: CountSchema.optional().meta({ description: 'Pod interfaces captured, all nodes.' }),
     packets: CountSchema.optional().meta({ description: 'Packets mirrored, all nodes.' }),
     bytes: CountSchema.optional().meta({ description: 'Bytes mirrored (original packet lengths), all nodes.' }),

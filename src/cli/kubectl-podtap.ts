@@ -31,6 +31,7 @@ async function run(): Promise<number> {
       signal: stop.signal,
       env: process.env,
       stdoutIsTTY: process.stdout.isTTY === true,
+      stderrIsTTY: process.stderr.isTTY === true,
     });
   } catch (err) {
     if (err instanceof UserError) {
@@ -44,4 +45,7 @@ async function run(): Promise<number> {
   }
 }
 
-process.exitCode = await run();
+// (no top-level await: the self-contained plugin is bundled as CommonJS)
+void run().then((code) => {
+  process.exitCode = code;
+});

@@ -37,6 +37,14 @@ const commands: Record<string, Command> = {
     summary: "what this kernel's BPF offers, and the data plane variant built for it (root)",
     run: async (a) => (await import('./features.ts')).featuresCommand(a),
   },
+  doctor: {
+    summary: 'check this node for what stops or silently bypasses capture (root)',
+    run: async (a) => (await import('./doctor.ts')).doctorCommand(a),
+  },
+  crds: {
+    summary: 'print or update the CustomResourceDefinitions of this version (the chart\'s upgrade hook)',
+    run: async (a) => (await import('./crds.ts')).crdsCommand(a),
+  },
   cleanup: {
     summary: 'remove every podtap program, pin and capture device from this host (root)',
     run: async (a) => (await import('./cleanup.ts')).cleanupCommand(a),

@@ -236,6 +236,7 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
       store: { dir: outDir, layout, rotateBytes, rotateMs },
       retention: { maxBytes: retainBytes, maxAgeMs: retainMs },
       ...(http ? { http } : {}),
+      processMetrics: true,
     });
   } catch (err) {
     if (err instanceof UserError) throw err;

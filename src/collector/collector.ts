@@ -48,6 +48,8 @@ export interface CollectorOptions {
   live?: Omit<LiveOptions, 'section'>;
   /** the HTTP API; absent = none */
   http?: Omit<HttpOptions, 'logger'>;
+  /** process metrics (CPU, memory, event loop, GC) in /metrics: the CLI's; off in tests, which run many collectors in one process */
+  processMetrics?: boolean;
 }
 
 export interface Collector {
@@ -121,7 +123,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       runner: { workers: runner.workers, perWorker: runner.perWorker(), restarts: runner.workerRestarts() },
       ingestLagMs: lagMs,
     });
-  const registry = collectorMetrics(stats);
+  const registry = collectorMetrics(stats, { processMetrics: opts.processMetrics ?? false });
 
   let ready = true;
   const fast = setInterval(() => {

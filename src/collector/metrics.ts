@@ -1,12 +1,15 @@
 /**
  * The collector's Prometheus metrics, read from one stats snapshot per scrape.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { MALFORMED_REASONS } from '../wire/format.ts';
 import type { CollectorStats } from './stats.ts';
 
-export function collectorMetrics(stats: () => CollectorStats): Registry {
+export const COLLECTOR_PREFIX = 'podtap_collector_';
+
+export function collectorMetrics(stats: () => CollectorStats, opts: { processMetrics?: boolean } = {}): Registry {
   const registry = new Registry();
+  if (opts.processMetrics) collectDefaultMetrics({ register: registry, prefix: COLLECTOR_PREFIX });
   // one snapshot serves every metric of a scrape
   let snap: CollectorStats | undefined;
   let at = 0;
@@ -20,7 +23,7 @@ export function collectorMetrics(stats: () => CollectorStats): Registry {
   };
   const counter = (name: string, help: string, pick: (s: CollectorStats) => number): void => {
     new Counter({
-      name: `podtap_collector_${name}`,
+      name: `${COLLECTOR_PREFIX}${name}`,
       help,
       registers: [registry],
       collect() {
@@ -31,7 +34,7 @@ export function collectorMetrics(stats: () => CollectorStats): Registry {
   };
   const labelled = (name: string, help: string, label: string, values: Record<string, (s: CollectorStats) => number>): void => {
     new Counter({
-      name: `podtap_collector_${name}`,
+      name: `${COLLECTOR_PREFIX}${name}`,
       help,
       labelNames: [label],
       registers: [registry],
@@ -44,7 +47,7 @@ export function collectorMetrics(stats: () => CollectorStats): Registry {
   };
   const gauge = (name: string, help: string, pick: (s: CollectorStats) => number): void => {
     new Gauge({
-      name: `podtap_collector_${name}`,
+      name: `${COLLECTOR_PREFIX}${name}`,
       help,
       registers: [registry],
       collect() {

@@ -23,6 +23,13 @@ import type { ReassemblyLimits } from './reassembly.ts';
 import { bindSocket } from './sockets.ts';
 import type { FromWorker, ToWorker, WorkerConfig, WorkerStats } from './worker.ts';
 
+/**
+ * The worker's module beside this one: worker.ts when run from the sources,
+ * worker.js once compiled (the npm package, the image). A URL literal is not
+ * rewritten by tsc, so the extension follows this module's own.
+ */
+export const WORKER_MODULE = new URL(`./worker${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`, import.meta.url);
+
 /** The ingest stage as the collector is configured: the tunnel sockets and the threads behind them. */
 export interface IngestStageOptions {
   /** address to bind; default 0.0.0.0 */
@@ -194,7 +201,7 @@ export async function startPool(
         index, host: opts.host, port, mode: opts.mode, secret: opts.secret, maxSkewMs: opts.maxSkewMs, recvBufferSize: opts.recvBufferSize,
         limits: opts.limits, reassembly: opts.reassembly, handoff: opts.handoff ?? {}, coalesceMs: opts.coalesceMs ?? 1,
       };
-      const worker = new Worker(opts.workerModule ?? new URL('./worker.ts', import.meta.url), { workerData: cfg, name: `podtap-ingest-${index}` });
+      const worker = new Worker(opts.workerModule ?? WORKER_MODULE, { workerData: cfg, name: `podtap-ingest-${index}` });
       let ready = false;
       let markStopped!: () => void;
       const slot: Slot = {

@@ -73,7 +73,7 @@ function defaultIdentity(): string {
   return `${process.env.POD_NAME || hostname()}_${randomBytes(4).toString('hex')}`;
 }
 
-/** The API calls of a reconcile, counted in podtap_assignment_writes_total. */
+/** The API calls of a reconcile, counted in podtap_controller_assignment_writes_total. */
 function reconcileApi(client: KubeClient, metrics: ControllerMetrics): ReconcileApi {
   const counted = async <T>(operation: string, call: () => Promise<T>): Promise<T> => {
     try {

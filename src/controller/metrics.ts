@@ -23,37 +23,37 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Controll
   if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'podtap_controller_' });
   const registers = [registry];
   const reconciles = new Counter({
-    name: 'podtap_reconcile_total',
+    name: 'podtap_controller_reconcile_total',
     help: 'Policy reconciles by result: success, error (retried with backoff), terminal (not retried), requeue (scheduled again).',
     labelNames: ['result'] as const,
     registers,
   });
   for (const r of ['success', 'error', 'terminal', 'requeue']) reconciles.inc({ result: r }, 0);
   const reconcileDuration = new Histogram({
-    name: 'podtap_reconcile_duration_seconds',
+    name: 'podtap_controller_reconcile_duration_seconds',
     help: 'Time to reconcile one policy, API writes included.',
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers,
   });
   const writes = new Counter({
-    name: 'podtap_assignment_writes_total',
+    name: 'podtap_controller_assignment_writes_total',
     help: 'API writes of SniffAssignments and policy status, by operation (create, update, delete, status) and result (ok, error).',
     labelNames: ['operation', 'result'] as const,
     registers,
   });
-  const depth = new Gauge({ name: 'podtap_workqueue_depth', help: 'Policy keys waiting to be reconciled.', registers });
-  const adds = new Counter({ name: 'podtap_workqueue_adds_total', help: 'Keys added to the work queue.', registers });
-  const retries = new Counter({ name: 'podtap_workqueue_retries_total', help: 'Rate-limited re-adds after a failed reconcile.', registers });
+  const depth = new Gauge({ name: 'podtap_controller_workqueue_depth', help: 'Policy keys waiting to be reconciled.', registers });
+  const adds = new Counter({ name: 'podtap_controller_workqueue_adds_total', help: 'Keys added to the work queue.', registers });
+  const retries = new Counter({ name: 'podtap_controller_workqueue_retries_total', help: 'Rate-limited re-adds after a failed reconcile.', registers });
   const latency = new Histogram({
-    name: 'podtap_workqueue_queue_duration_seconds',
+    name: 'podtap_controller_workqueue_queue_duration_seconds',
     help: 'Time a key waits in the work queue before a worker takes it.',
     buckets: [0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
     registers,
   });
-  const leader = new Gauge({ name: 'podtap_leader', help: '1 while this replica holds the leader lease (or runs without leader election).', registers });
+  const leader = new Gauge({ name: 'podtap_controller_leader', help: '1 while this replica holds the leader lease (or runs without leader election).', registers });
   let policySource: (() => Iterable<{ status?: Record<string, unknown> }>) | undefined;
   new Gauge({
-    name: 'podtap_policies',
+    name: 'podtap_controller_policies',
     help: 'SniffPolicies by the status of their Ready condition (true, false, unknown).',
     labelNames: ['ready'] as const,
     registers,

@@ -40,7 +40,7 @@ import { evaluateLimits, nodeCap } from './limits.ts';
 import { assignmentAsWritten, slimPolicy, type PolicyObject } from './objects.ts';
 import type { RecentPolicyWrites } from './recent.ts';
 import { selectPods, type Selection } from './selection.ts';
-import { aggregateStatus, eventType, readyCondition, statusEqual, type NodeInput } from './status.ts';
+import { aggregateStatus, collectorSummary, eventType, readyCondition, statusEqual, type NodeInput } from './status.ts';
 import type { World } from './world.ts';
 
 /** At most this many pods per assignment (the CRD's bound). */
@@ -163,6 +163,7 @@ export function planPolicy(input: PlanInput): Plan {
       namespace,
       blocker: { reason: collector.reason, message: collector.message },
       startTime: previous?.startTime,
+      collector: collectorSummary(spec, namespace, undefined),
     });
     return { ...base, status, outcome: 'success' };
   }
@@ -274,6 +275,7 @@ function planAssignments(p: AssignmentPlanInput): Plan {
     namespace,
     startTime,
     completed,
+    collector: collectorSummary(spec, namespace, collector),
   });
   plan.status = status;
   const due = [nextCheckMs, completed ? undefined : limits.deadlineMs].filter((t): t is number => t !== undefined).map((t) => t - now.getTime());

@@ -58,6 +58,8 @@ export interface StatusInput {
   startTime?: string | undefined;
   /** The capture reached a limit. */
   completed?: { message: string; completionTime: string } | undefined;
+  /** Where the agents send, for status.collector (collectorSummary). */
+  collector?: string | undefined;
 }
 
 export interface StatusResult {
@@ -251,9 +253,19 @@ export function aggregateStatus(input: StatusInput): StatusResult {
     dropped,
     nodes,
   };
+  if (input.collector) status.collector = input.collector;
   if (input.startTime) status.startTime = input.startTime;
   if (input.completed) status.completionTime = input.completed.completionTime;
   return nextCheckMs === undefined ? { status } : { status, nextCheckMs };
+}
+
+/** status.collector: "198.18.0.1:6081", or "podtap-system/podtap-collector → 10.96.0.7:6081" for a Service (or "… (no endpoint)"). */
+export function collectorSummary(spec: { collector: { service?: { name: string; namespace?: string | undefined } | undefined } }, namespace: string, resolved: { address: string; port: number } | undefined): string {
+  const target = resolved ? `${resolved.address.includes(':') ? `[${resolved.address}]` : resolved.address}:${resolved.port}` : undefined;
+  const svc = spec.collector.service;
+  if (!svc) return target ?? '';
+  const name = `${svc.namespace ?? namespace}/${svc.name}`;
+  return target ? `${name} → ${target}` : `${name} (no endpoint)`;
 }
 
 function nothingSelected(input: StatusInput): { status: ConditionStatus; reason: ConditionReason; message: string } {

@@ -7,16 +7,18 @@
  * newest kernels get the fastest one. Where no variant fits, the data plane
  * is refused with KernelUnsupportedError, naming the kernel and the feature.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { release, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { release, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { ExitCode, UserError } from '../util/errors.ts';
-import { compileObject } from './compile.ts';
+import { BPF_DIR, compileObject } from './compile.ts';
+import { cacheValueSize, MTU_MAX } from './sizes.ts';
 import type { Runner } from './exec.ts';
 
-/** A probe: bpf/probes/<name>.bpf.c, loaded, and run when @run says so. */
+/** A probe: bpf/probes/<name>.bpf.c, loaded, and run when @run says so; or,
+ *  with @mapValueSize, a map created with values that large. */
 interface Probe {
   /** What the kernel can do when the probe loads (and runs right). */
   feature: string;
@@ -24,7 +26,11 @@ interface Probe {
   since: string;
   /** BPF_PROG_TEST_RUN it once; it returns 1 when what it read is right. */
   run?: boolean;
+  mapValueSize?: number;
 }
+
+/** The largest scratch cache value any policy can ask for (sizes.ts). */
+export const LARGEST_CACHE_VALUE = cacheValueSize({ mtu: MTU_MAX, outerV6: false, tunnel: 'VXLAN' });
 
 export const PROBES = {
   bpf_loop: { feature: 'the bpf_loop() helper', since: '5.17' },
@@ -33,6 +39,7 @@ export const PROBES = {
   kern_ctx: { feature: 'the bpf_cast_to_kern_ctx() kfunc', since: '6.2', run: true },
   probe_read_kernel: { feature: 'bpf_probe_read_kernel() in tc programs', since: '5.5', run: true },
   xdp_frags: { feature: 'multi-buffer XDP (xdp.frags)', since: '5.18' },
+  large_map_values: { feature: `BPF array maps with ${LARGEST_CACHE_VALUE}-byte values`, since: '3.19', mapValueSize: LARGEST_CACHE_VALUE },
 } as const satisfies Record<string, Probe>;
 
 export type ProbeName = keyof typeof PROBES;
@@ -80,6 +87,9 @@ export function chooseVariant(f: KernelFeatures): Choice {
   if (f.btf && !has(f, 'kern_ctx') && !has(f, 'probe_read_kernel')) {
     missing.push({ lacks: `${lacks('kern_ctx')} and ${lacks('probe_read_kernel')}`, neededFor: "reading a copy's checksum state from the kernel's struct sk_buff" });
   }
+  if (!has(f, 'large_map_values')) {
+    missing.push({ lacks: PROBES.large_map_values.feature, neededFor: 'the scratch cache that holds a frame of 65535 bytes while it is cut into pieces' });
+  }
   if (missing.length) return { ok: false, missing };
   const variant: Variant = {
     loop: has(f, 'bpf_loop') ? 'bpf_loop' : 'bounded loop of a global function',
@@ -126,12 +136,19 @@ function loadError(stderr: string): string {
 }
 
 async function runProbe(name: ProbeName, runner: Runner, dir: string, cacheDir: string | undefined): Promise<{ ok: boolean; error?: string }> {
+  const probe: Probe = PROBES[name];
+  if (probe.mapValueSize) {
+    const pin = join(dir, name);
+    const r = await runner.run('bpftool', ['map', 'create', pin, 'type', 'array', 'key', '4', 'value', String(probe.mapValueSize), 'entries', '1', 'name', 'pt_probe'], { netnsScoped: false });
+    await rm(pin, { force: true });
+    return r.exitCode === 0 ? { ok: true } : { ok: false, error: loadError(`${r.stderr}\n${r.stdout}`) };
+  }
   const obj = await compileObject([], { runner, source: `probes/${name}.bpf.c`, ...(cacheDir ? { cacheDir } : {}) });
   const pin = join(dir, name);
   const load = await runner.run('bpftool', ['prog', 'load', obj.path, pin], { netnsScoped: false });
   if (load.exitCode !== 0) return { ok: false, error: loadError(`${load.stderr}\n${load.stdout}`) };
   try {
-    if (!('run' in PROBES[name])) return { ok: true };
+    if (!probe.run) return { ok: true };
     // a 64-byte frame: the probe compares what it read with the context's length
     const pkt = join(tmpdir(), `podtap-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
     await writeFile(pkt, Buffer.alloc(64));
@@ -153,7 +170,7 @@ async function runProbe(name: ProbeName, runner: Runner, dir: string, cacheDir: 
  * the probes are pinned for the moment they run (under podtap's own pin root,
  * so `podtap cleanup` removes what a crash leaves).
  */
-export async function probeKernel(runner: Runner, opts: { pinRoot: string; cacheDir?: string }): Promise<KernelFeatures> {
+export async function probeKernel(runner: Runner, opts: ProbeOptions): Promise<KernelFeatures> {
   const dir = join(opts.pinRoot, `probe-${process.pid}-${randomBytes(3).toString('hex')}`); // bpffs names take no dot
   await mkdir(dir, { recursive: true });
   const probes = {} as KernelFeatures['probes'];
@@ -165,19 +182,54 @@ export async function probeKernel(runner: Runner, opts: { pinRoot: string; cache
   return { release: release(), btf: existsSync('/sys/kernel/btf/vmlinux'), probes };
 }
 
+export interface ProbeOptions {
+  pinRoot: string;
+  cacheDir?: string;
+  /** Where the answers are kept for the rest of this boot (a tmpfs such as /run/podtap). */
+  stateDir?: string;
+}
+
+/** The answers' file for this boot and these probes: the kernel does not change
+ *  until it reboots, and a new podtap may probe differently. */
+async function answersFile(stateDir: string): Promise<string> {
+  const h = createHash('sha256');
+  h.update((await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim());
+  h.update(JSON.stringify(PROBES));
+  for (const [name, p] of Object.entries(PROBES) as [ProbeName, Probe][]) if (!p.mapValueSize) h.update(await readFile(join(BPF_DIR, 'probes', `${name}.bpf.c`)));
+  return join(stateDir, `features-${h.digest('hex').slice(0, 16)}.json`);
+}
+
+async function probeOnce(runner: Runner, opts: ProbeOptions): Promise<KernelFeatures> {
+  const file = opts.stateDir ? await answersFile(opts.stateDir) : undefined;
+  if (file && existsSync(file)) {
+    try {
+      return JSON.parse(await readFile(file, 'utf8')) as KernelFeatures;
+    } catch {
+      /* unreadable: probe again */
+    }
+  }
+  const f = await probeKernel(runner, opts);
+  if (file) {
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(`${file}.${process.pid}`, JSON.stringify(f));
+    await rename(`${file}.${process.pid}`, file);
+  }
+  return f;
+}
+
 let probed: Promise<KernelFeatures> | undefined;
 
-/** probeKernel, once per process: the kernel does not change under us. */
-export function kernelFeatures(runner: Runner, opts: { pinRoot: string; cacheDir?: string }): Promise<KernelFeatures> {
-  probed ??= probeKernel(runner, opts).catch((err: unknown) => {
+/** What this kernel can do: probed once per boot (and kept in @stateDir) or once per process. */
+export function kernelFeatures(runner: Runner, opts: ProbeOptions): Promise<KernelFeatures> {
+  probed ??= probeOnce(runner, opts).catch((err: unknown) => {
     probed = undefined;
-    throw new Error('probing the kernel\'s BPF features failed', { cause: err });
+    throw new Error("probing the kernel's BPF features failed", { cause: err });
   });
   return probed;
 }
 
 /** The variant for this kernel, or KernelUnsupportedError. */
-export async function kernelVariant(runner: Runner, opts: { pinRoot: string; cacheDir?: string }): Promise<Extract<Choice, { ok: true }>> {
+export async function kernelVariant(runner: Runner, opts: ProbeOptions): Promise<Extract<Choice, { ok: true }>> {
   const f = await kernelFeatures(runner, opts);
   const choice = chooseVariant(f);
   if (!choice.ok) throw new KernelUnsupportedError(f.release, choice.missing);

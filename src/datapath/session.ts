@@ -188,7 +188,7 @@ export class Session {
     const mtu = node.mtu || route.mtu;
     const params: NodeParams = { mtu, nrCpus: node.nrCpus ?? (await possibleCpus()) };
     // the variant this kernel can run (features.ts), or KernelUnsupportedError
-    const kernel = await kernelVariant(this.runner, { pinRoot: this.pinRoot, ...(this.cacheDir ? { cacheDir: this.cacheDir } : {}) });
+    const kernel = await kernelVariant(this.runner, { pinRoot: this.pinRoot, stateDir: this.stateDir, ...(this.cacheDir ? { cacheDir: this.cacheDir } : {}) });
     const defines = [...compileDefines(cfg, params), ...kernel.defines];
     const compiled = await compileObject(defines, { runner: this.runner, ...(this.cacheDir ? { cacheDir: this.cacheDir } : {}) });
     this.carrierMtu = kernel.xdpFrags ? undefined : mtu;

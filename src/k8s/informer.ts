@@ -228,7 +228,11 @@ export class Informer<T extends KubeObject> {
         delivered = true;
         this.handleEvent(event, () => {
           relist = true;
-          inner.abort();
+          // Not from inside the response's 'data' handler: aborting there, with
+          // the stream already complete (a server sends its 410 ERROR event and
+          // ends it), made Node throw the AbortError as an uncaught exception
+          // and the process died on every expired watch.
+          setImmediate(() => inner.abort());
         });
       },
     );

@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { parseAllDocuments } from 'yaml';
-import { startApiServer, writeKubeconfig, type ApiServer } from '../devcluster/index.ts';
-import { KubeClient, loadKubeConfig, type KubeObject, type ResourceRef } from '../k8s/index.ts';
+import { startApiServer, writeKubeconfig } from '../devcluster/index.ts';
+import { isAlreadyExists, KubeClient, loadKubeConfig, Resources, type KubeObject, type ResourceRef } from '../k8s/index.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { createTopology, inNs, NODE_BIN, PODTAP_MAIN, sh, type Topology } from './netns.ts';
 
@@ -36,8 +36,18 @@ export interface LabPod extends LabPodSpec {
   ip6: string;
 }
 
+/** The Kubernetes API a lab talks to: the embedded stand-in by default, or one a test brings (the real kube-apiserver). */
+export interface LabApi {
+  url: string;
+  /** Its admin kubeconfig; absent: the lab writes one for the URL (the stand-in needs no credentials). */
+  kubeconfig?: string;
+  close(): Promise<void>;
+}
+
 export interface LabOptions {
   pods: LabPodSpec[];
+  /** Start the API on @host (an address of this namespace the node can reach); default: the embedded stand-in. */
+  api?: (host: string) => Promise<LabApi>;
   nodeName?: string;
   podMtu?: number;
   uplinkMtu?: number;
@@ -51,6 +61,7 @@ const REFS: Record<string, ResourceRef> = {
   Namespace: { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false },
   Node: { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false },
   Pod: { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true },
+  ServiceAccount: { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
 };
 
 /** A child process of the lab (agent, collector, controller) with its output kept. */
@@ -73,7 +84,7 @@ function spawnPodtap(netns: string | undefined, args: string[], env: Record<stri
 
 export class Lab {
   readonly topo: Topology;
-  readonly api: ApiServer;
+  readonly api: LabApi;
   readonly kubeconfig: string;
   readonly client: KubeClient;
   readonly nodeName: string;
@@ -85,7 +96,7 @@ export class Lab {
   private readonly log: Logger;
   private procs: LabProcess[] = [];
 
-  private constructor(f: { topo: Topology; api: ApiServer; kubeconfig: string; client: KubeClient; nodeName: string; pods: LabPod[]; dir: string; link: string; log: Logger }) {
+  private constructor(f: { topo: Topology; api: LabApi; kubeconfig: string; client: KubeClient; nodeName: string; pods: LabPod[]; dir: string; link: string; log: Logger }) {
     this.topo = f.topo;
     this.api = f.api;
     this.kubeconfig = f.kubeconfig;
@@ -101,7 +112,7 @@ export class Lab {
     const log = opts.logger ?? silentLogger;
     const topo = await createTopology({ pods: opts.pods.length, podMtu: opts.podMtu ?? 1500, uplinkMtu: opts.uplinkMtu ?? 1500 });
     const link = `pta${topo.prefix.slice(2)}`;
-    let api: ApiServer | undefined;
+    let api: LabApi | undefined;
     try {
       // the node reaches the API server over a link of its own
       await sh('ip', ['link', 'add', link, 'type', 'veth', 'peer', 'name', 'api0', 'netns', topo.node]);
@@ -109,10 +120,13 @@ export class Lab {
       await sh('ip', ['link', 'set', link, 'up']);
       await sh('ip', ['-n', topo.node, 'addr', 'add', '198.18.250.2/30', 'dev', 'api0']);
       await sh('ip', ['-n', topo.node, 'link', 'set', 'api0', 'up']);
-      api = await startApiServer({ host: Lab.API_HOST, port: opts.apiPort ?? 0, logger: log.child({ component: 'devcluster' }) });
+      api = opts.api ? await opts.api(Lab.API_HOST) : await startApiServer({ host: Lab.API_HOST, port: opts.apiPort ?? 0, logger: log.child({ component: 'devcluster' }) });
       const dir = await mkdtemp(join(tmpdir(), 'podtap-lab-'));
-      const kubeconfig = join(dir, 'kubeconfig');
-      await writeKubeconfig(kubeconfig, api.url);
+      let kubeconfig = api.kubeconfig;
+      if (!kubeconfig) {
+        kubeconfig = join(dir, 'kubeconfig');
+        await writeKubeconfig(kubeconfig, api.url);
+      }
       const client = new KubeClient(loadKubeConfig(kubeconfig));
       const nodeName = opts.nodeName ?? 'node-a';
       const pods: LabPod[] = opts.pods.map((p, i) => ({ ...p, netns: topo.pods[i]!.ns, hostIf: topo.pods[i]!.hostIf, ip4: topo.pods[i]!.ip4, ip6: topo.pods[i]!.ip6 }));
@@ -137,6 +151,21 @@ export class Lab {
     }
     for (const ns of new Set(['podtap-system', ...this.pods.map((p) => p.namespace)])) {
       if (ns !== 'default') await this.client.create(REFS.Namespace!, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+      // a real API server admits a pod only with its ServiceAccount (the controller-manager's job, which no lab runs)
+      await this.client.create(REFS.ServiceAccount!, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: ns } }).catch((err: unknown) => {
+        if (!isAlreadyExists(err)) throw err;
+      });
+    }
+    // a real API server serves a new CRD a moment after creating it
+    for (let i = 0; ; i++) {
+      try {
+        await this.client.list(Resources.sniffPolicies, { pageSize: 1 });
+        await this.client.list(Resources.sniffAssignments, { pageSize: 1 });
+        break;
+      } catch (err) {
+        if (i > 300) throw new Error('the CRDs are not served after 30 s', { cause: err });
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
     await this.client.create(REFS.Node!, {
       apiVersion: 'v1',

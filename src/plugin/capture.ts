@@ -20,11 +20,13 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { execa } from 'execa';
 import { SniffPolicySchema, describeIssues, type Direction, type LabelSelector, type SniffPolicy } from '../api/index.ts';
+import { formatSize } from '../collector/units.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { connectCollector, get, type CollectorFlags } from './collector-api.ts';
 import { parseFilters } from './filter.ts';
 import { Kube } from './kube.ts';
 import { parseSelector } from './selector.ts';
+import { parseTarget, type WorkloadKind } from './target.ts';
 
 export interface CaptureOptions {
   namespace: string;
@@ -51,6 +53,8 @@ export interface PluginIO {
   signal: AbortSignal;
   env: NodeJS.ProcessEnv;
   stdoutIsTTY: boolean;
+  /** a terminal: the status line is rewritten in place every second */
+  stderrIsTTY?: boolean;
 }
 
 export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'kubectl-podtap' };
@@ -103,34 +107,73 @@ function safeUser(): string {
   }
 }
 
-/** Counts the enhanced packet blocks going by in a pcapng stream (for the progress line). */
+/**
+ * Counts the enhanced packet blocks going by in a pcapng stream (for the
+ * status line), and reads the drop notes the collector's live stream puts in
+ * a packet's comment when this reader fell behind ("… (N in all)").
+ */
 export class PacketCounter {
-  #head = Buffer.alloc(0);
-  #skip = 0;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  /** bytes needed before the head block can be read */
+  #need = 8;
   #lost = false;
   packets = 0;
   bytes = 0;
+  /** packets the collector dropped for this stream because it did not keep up */
+  streamDropped = 0;
 
   push(chunk: Buffer): void {
     this.bytes += chunk.length;
-    for (let p = 0; p < chunk.length && !this.#lost; ) {
-      if (this.#skip > 0) {
-        const n = Math.min(this.#skip, chunk.length - p);
-        this.#skip -= n;
-        p += n;
-        continue;
+    if (this.#lost) return; // not our pcapng: stop counting, keep passing bytes
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+    // join the pieces only once the block at the head is whole (no quadratic copying of a 64 KB block)
+    if (this.#pendingBytes < this.#need) return;
+    let buf = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending);
+    let p = 0;
+    while (buf.length - p >= 8) {
+      const len = buf.readUInt32LE(p + 4);
+      if (len < 12 || len % 4 !== 0) {
+        this.#lost = true;
+        break;
       }
-      const take = chunk.subarray(p, p + 8 - this.#head.length);
-      this.#head = Buffer.concat([this.#head, take]);
-      p += take.length;
-      if (this.#head.length < 8) break;
-      const len = this.#head.readUInt32LE(4);
-      if (len < 12 || len % 4 !== 0) this.#lost = true; // not our pcapng: stop counting, keep passing bytes
-      else if (this.#head.readUInt32LE(0) === 6) this.packets++;
-      this.#skip = len - 8;
-      this.#head = Buffer.alloc(0);
+      if (buf.length - p < len) break;
+      if (buf.readUInt32LE(p) === 6) this.#packet(buf.subarray(p, p + len));
+      p += len;
+    }
+    buf = buf.subarray(p);
+    this.#pending = this.#lost || buf.length === 0 ? [] : [Buffer.from(buf)];
+    this.#pendingBytes = this.#pending[0]?.length ?? 0;
+    this.#need = buf.length >= 8 ? buf.readUInt32LE(4) : 8;
+  }
+
+  #packet(block: Buffer): void {
+    this.packets++;
+    const capLen = block.readUInt32LE(20);
+    // options follow the padded packet data; opt_comment (1) may carry the drop note
+    for (let o = 28 + ((capLen + 3) & ~3); o + 4 <= block.length - 4; ) {
+      const code = block.readUInt16LE(o);
+      const n = block.readUInt16LE(o + 2);
+      if (code === 0) break;
+      if (code === 1) {
+        const m = /\((\d+) in all\)/.exec(block.toString('utf8', o + 4, o + 4 + n));
+        if (m) this.streamDropped = Math.max(this.streamDropped, Number(m[1]));
+      }
+      o += 4 + ((n + 3) & ~3);
     }
   }
+}
+
+/** The status line: totals, rates since the last line, the policy's lost count, the stream's drops. */
+export function statusLine(now: { packets: number; bytes: number; streamDropped: number }, before: { packets: number; bytes: number }, seconds: number, lost: number | undefined): string {
+  const rate = (n: number): string => (seconds > 0 ? `${Math.round(n / seconds)}` : '0');
+  return [
+    `${now.packets} packets (${rate(now.packets - before.packets)}/s)`,
+    `${formatSize(now.bytes)} (${formatSize(Math.round(seconds > 0 ? (now.bytes - before.bytes) / seconds : 0))}/s)`,
+    `lost ${lost ?? '?'}`,
+    `stream dropped ${now.streamDropped}`,
+  ].join(', ');
 }
 
 interface Output {
@@ -198,7 +241,10 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
     if (io.stdoutIsTTY) throw new UserError('where to? -w FILE, -o - (a pipe) or --wireshark', { exitCode: ExitCode.usage, hint: 'e.g. kubectl podtap capture -n shop web-1 --wireshark' });
     o.stdout = true;
   }
-  if (!o.pod === !o.selector) throw new UserError('name one pod, or a label selector with -l', { exitCode: ExitCode.usage });
+  if (!o.pod === !o.selector) throw new UserError('name one pod (or deploy/, sts/, ds/ NAME), or a label selector with -l', { exitCode: ExitCode.usage });
+  const t = o.pod ? parseTarget(o.pod) : undefined;
+  /** one pod, selected by name (spec.podNames); a workload's pods go by its selector */
+  const podName = t?.kind === 'Pod' ? t.name : undefined;
 
   const id = randomBytes(4).toString('hex').slice(0, 6);
   const name = `podtap-capture-${id}`;
@@ -206,12 +252,14 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
   const target = o.pod ? `${ns}/${o.pod}` : `-l ${o.selector} in ${ns}`;
 
   // validate everything before touching the cluster
-  capturePolicy({ ...o, name, selector: { matchLabels: { probe: 'x' } }, collector: o.collector, target });
+  capturePolicy({ ...o, name, selector: { matchLabels: { probe: 'x' } }, pod: podName, collector: o.collector, target });
 
   let selector: LabelSelector = {};
-  if (o.pod) {
-    const pod = await kube.pod(ns, o.pod);
-    if (pod.status?.phase && pod.status.phase !== 'Running') say(`pod ${ns}/${o.pod} is ${pod.status.phase}: packets flow once it runs`);
+  if (podName) {
+    const pod = await kube.pod(ns, podName);
+    if (pod.status?.phase && pod.status.phase !== 'Running') say(`pod ${ns}/${podName} is ${pod.status.phase}: packets flow once it runs`);
+  } else if (t) {
+    selector = await kube.workloadSelector(ns, t.kind as WorkloadKind, t.name);
   } else {
     selector = parseSelector(o.selector!);
   }
@@ -231,7 +279,7 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
   let output: Output | undefined;
   let reason = 'stopped';
   try {
-    const policy = capturePolicy({ ...o, name, selector, pod: o.pod, collector: o.collector, target });
+    const policy = capturePolicy({ ...o, name, selector, pod: podName, collector: o.collector, target });
     const ep = await connectCollector(kube, o.collector, io.env);
     cleanups.push(() => ep.close());
     const q = new URLSearchParams({ namespace: ns, policy: name });
@@ -271,25 +319,52 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
     const timeUp = o.stopAfterMs > 0 ? new Promise<string>((resolve) => (timer = setTimeout(() => resolve('time is up'), o.stopAfterMs))) : new Promise<string>(() => undefined);
     // the policy's conditions, as they change
     let last: string | undefined;
+    let lost: number | undefined;
+    // the status line: rewritten in place every second on a terminal, else a line every 10 s
+    const live = io.stderrIsTTY === true;
+    let shown = false;
+    const clearLine = (): void => {
+      if (shown) io.stderr.write('\r\x1b[K');
+      shown = false;
+    };
+    const tell = (line: string): void => {
+      clearLine();
+      say(line);
+    };
     const watch = setInterval(() => {
       void kube.getPolicy(ns, name).then(
         (p) => {
           const line = p && conditionLine(p);
-          if (line && line !== last) say(`SniffPolicy ${name}: ${line}`);
+          if (line && line !== last) tell(`SniffPolicy ${name}: ${line}`);
           last = line ?? last;
+          lost = p?.status?.lost ?? lost;
         },
         () => undefined,
       );
     }, 2000);
-    const progress = io.stdoutIsTTY || o.write || o.wireshark ? setInterval(() => say(`${c.packets} packets, ${c.bytes} bytes`), 10_000) : undefined;
+    let before = { packets: 0, bytes: 0, at: performance.now() };
+    const progress = live || o.write || o.wireshark
+      ? setInterval(() => {
+        const at = performance.now();
+        const line = statusLine(c, before, (at - before.at) / 1000, lost);
+        before = { packets: c.packets, bytes: c.bytes, at };
+        if (live) {
+          io.stderr.write(`\r\x1b[Kkubectl podtap: ${line}`);
+          shown = true;
+        } else say(line);
+      }, live ? 1000 : 10_000)
+      : undefined;
     reason = await Promise.race([aborted, ended, timeUp, out.gone]);
     clearTimeout(timer);
     clearInterval(watch);
     if (progress) clearInterval(progress);
+    clearLine();
   } finally {
     await cleanup();
     await output?.finish();
   }
-  if (counter) say(`${reason}: ${counter.packets} packets, ${counter.bytes} bytes${output ? ` into ${output.describe}` : ''}`);
+  if (counter) {
+    say(`${reason}: ${counter.packets} packets, ${counter.bytes} bytes${output ? ` into ${output.describe}` : ''}${counter.streamDropped ? `; the collector dropped ${counter.streamDropped} for this stream (it did not keep up)` : ''}`);
+  }
   return ExitCode.ok;
 }

@@ -27,6 +27,37 @@ export interface CollectorEndpoint {
   close(): Promise<void>;
 }
 
+/** Where the chart puts the collector when nothing else is known (a release named podtap in podtap-system). */
+export const COLLECTOR_DEFAULTS = { namespace: 'podtap-system', service: 'podtap-collector' } as const;
+
+/**
+ * The collector Service to use: the flags' when both are given; else the one
+ * podtap collector the chart's labels find (in --collector-namespace, or in
+ * every namespace), so a release of any name in any namespace is found; else
+ * the defaults. Several found: the user picks. Its token Secret is the
+ * chart's name for it (<service>-token) unless --collector-token-secret.
+ */
+type CollectorNames = { namespace?: string | undefined; service?: string | undefined; tokenSecret?: string | undefined };
+
+/** The flags, completed with the defaults (no cluster to ask). */
+export function defaultCollector(flags: CollectorNames, found?: { namespace: string; name: string }): { namespace: string; service: string; tokenSecret: string } {
+  const service = found?.name ?? flags.service ?? COLLECTOR_DEFAULTS.service;
+  return { namespace: found?.namespace ?? flags.namespace ?? COLLECTOR_DEFAULTS.namespace, service, tokenSecret: flags.tokenSecret ?? `${service}-token` };
+}
+
+export async function findCollector(kube: Kube, flags: CollectorNames): Promise<{ namespace: string; service: string; tokenSecret: string }> {
+  if (flags.namespace && flags.service) return defaultCollector(flags);
+  const found = (await kube.collectorServices(flags.namespace))?.filter((s) => !flags.service || s.name === flags.service);
+  if (found && found.length === 1) return defaultCollector(flags, found[0]);
+  if (found && found.length > 1) {
+    throw new UserError(`${found.length} podtap collectors found: ${found.map((s) => `${s.namespace}/${s.name}`).join(', ')}`, {
+      exitCode: ExitCode.usage,
+      hint: 'choose one with --collector-namespace NS --collector-service NAME',
+    });
+  }
+  return defaultCollector(flags);
+}
+
 export async function collectorToken(kube: Kube | undefined, f: CollectorFlags, env: NodeJS.ProcessEnv): Promise<string | undefined> {
   if (f.tokenFile) {
     try {
@@ -81,7 +112,7 @@ export function get(ep: CollectorEndpoint, path: string, signal?: AbortSignal): 
         if (res.statusCode === 401) {
           reject(new UserError(`the collector (${ep.via}) wants its API token`, {
             exitCode: ExitCode.failure,
-            hint: 'pass --token-file FILE or set PODTAP_COLLECTOR_TOKEN (the Secret podtap-collector-token, key api-token)',
+            hint: 'pass --token-file FILE or set PODTAP_COLLECTOR_TOKEN (the chart\'s Secret <collector service>-token, key api-token)',
           }));
         } else {
           reject(new UserError(`the collector answered ${res.statusCode} to ${path}: ${message}`, { exitCode: ExitCode.failure }));

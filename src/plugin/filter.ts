@@ -1,5 +1,7 @@
 /**
- * `--filter KEY=VALUE[,VALUE…]`, repeatable, into a SniffPolicy's spec.filter:
+ * `-f, --filter`, repeatable, into a SniffPolicy's spec.filter: a tcpdump-like
+ * expression (expression.ts: -f "tcp port 443 and host 10.0.0.5"), or
+ * KEY=VALUE[,VALUE…]:
  *
  *   proto=tcp,udp              protocols (tcp, udp, icmp, icmpv6, sctp)
  *   port=443,8000-8100         ports or ranges, either end of the packet
@@ -12,6 +14,7 @@
  */
 import { FilterSchema, Protocols, TcpFlags, describeIssues, isIPAddress, type Filter, type Protocol, type TcpFlag } from '../api/index.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
+import { parseExpression } from './expression.ts';
 
 const PROTOCOLS: Record<string, Protocol> = { tcp: 'TCP', udp: 'UDP', icmp: 'ICMP', icmpv6: 'ICMPv6', icmp6: 'ICMPv6', sctp: 'SCTP' };
 
@@ -22,13 +25,21 @@ function usage(message: string): UserError {
   });
 }
 
+/** KEY=VALUE (this module) or an expression (expression.ts)? */
+const KEY_VALUE = /^\s*[a-z-]+\s*=/i;
+
 export function parseFilters(args: readonly string[]): Filter | undefined {
   if (args.length === 0) return undefined;
   const protocols = new Set<Protocol>();
   const ports: { port: number; endPort?: number }[] = [];
   const cidrs: string[] = [];
   const flags = new Set<TcpFlag>();
+  const expressions: Filter[] = [];
   for (const arg of args) {
+    if (!KEY_VALUE.test(arg)) {
+      expressions.push(parseExpression(arg));
+      continue;
+    }
     const eq = arg.indexOf('=');
     if (eq < 1) throw usage(`"${arg}" is not KEY=VALUE`);
     const key = arg.slice(0, eq).trim().toLowerCase();
@@ -75,6 +86,15 @@ export function parseFilters(args: readonly string[]): Filter | undefined {
     ...(cidrs.length ? { cidrs } : {}),
     ...(flags.size ? { tcpFlags: [...flags] } : {}),
   };
+  // several filters are ANDed: each kind may come from one of them only
+  for (const e of expressions) {
+    for (const [kind, values] of Object.entries(e) as [keyof Filter, unknown][]) {
+      if (filter[kind] !== undefined && JSON.stringify(filter[kind]) !== JSON.stringify(values)) {
+        throw usage(`two filters both restrict ${kind}: spec.filter has one set per kind; put them in one expression with "or"`);
+      }
+      (filter as Record<string, unknown>)[kind] = values;
+    }
+  }
   const r = FilterSchema.safeParse(filter);
   if (!r.success) throw usage(describeIssues(r.error).map((l) => l.replace(/^(\S+):/, 'filter.$1:')).join('; '));
   return r.data;

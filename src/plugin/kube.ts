@@ -9,6 +9,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { PassThrough } from 'node:stream';
 import {
   ApiException,
+  AppsV1Api,
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
@@ -17,6 +18,7 @@ import {
 } from '@kubernetes/client-node';
 import { GROUP, VERSION, type LabelSelector, type SniffPolicy } from '../api/index.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
+import type { WorkloadKind } from './target.ts';
 
 const PLURAL = 'sniffpolicies';
 
@@ -56,6 +58,7 @@ export class Kube {
   readonly namespace: string;
   readonly core: CoreV1Api;
   readonly custom: CustomObjectsApi;
+  readonly apps: AppsV1Api;
 
   constructor(flags: KubeFlags) {
     const kc = new KubeConfig();
@@ -71,6 +74,7 @@ export class Kube {
     this.namespace = flags.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
     this.core = kc.makeApiClient(CoreV1Api);
     this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.apps = kc.makeApiClient(AppsV1Api);
   }
 
   async createPolicy(p: SniffPolicy): Promise<SniffPolicy> {
@@ -122,6 +126,29 @@ export class Kube {
     } catch (err) {
       throw apiError(`reading pod ${namespace}/${name}`, err);
     }
+  }
+
+  /** The pod selector of a Deployment, StatefulSet, DaemonSet or ReplicaSet: the pods it owns. */
+  async workloadSelector(namespace: string, kind: WorkloadKind, name: string): Promise<LabelSelector> {
+    const read = {
+      Deployment: () => this.apps.readNamespacedDeployment({ namespace, name }),
+      StatefulSet: () => this.apps.readNamespacedStatefulSet({ namespace, name }),
+      DaemonSet: () => this.apps.readNamespacedDaemonSet({ namespace, name }),
+      ReplicaSet: () => this.apps.readNamespacedReplicaSet({ namespace, name }),
+    }[kind];
+    let sel;
+    try {
+      sel = (await read()).spec?.selector;
+    } catch (err) {
+      throw apiError(`reading ${kind} ${namespace}/${name}`, err);
+    }
+    if (!sel || (!Object.keys(sel.matchLabels ?? {}).length && !sel.matchExpressions?.length)) {
+      throw new UserError(`${kind} ${namespace}/${name} has an empty selector`, { exitCode: ExitCode.badInput });
+    }
+    return {
+      ...(sel.matchLabels ? { matchLabels: sel.matchLabels } : {}),
+      ...(sel.matchExpressions?.length ? { matchExpressions: sel.matchExpressions.map((e) => ({ key: e.key, operator: e.operator, ...(e.values ? { values: e.values } : {}) })) } : {}),
+    } as LabelSelector;
   }
 
   async pods(namespace: string, selector: LabelSelector): Promise<V1Pod[]> {
@@ -176,6 +203,28 @@ export class Kube {
     const named = ready.spec?.containers.flatMap((c) => c.ports ?? []).find((p) => p.name === target);
     if (named) return { pod: ready.metadata.name, port: named.containerPort };
     return { pod: ready.metadata.name, port: 8080 };
+  }
+
+  /**
+   * podtap collector Services, found by the chart's labels
+   * (app.kubernetes.io/name=podtap, component=collector) in @namespace or, when
+   * undefined, in every namespace; undefined when the account may not list
+   * Services there.
+   */
+  async collectorServices(namespace: string | undefined): Promise<{ namespace: string; name: string }[] | undefined> {
+    const labelSelector = 'app.kubernetes.io/name=podtap,app.kubernetes.io/component=collector';
+    try {
+      const list = namespace
+        ? await this.core.listNamespacedService({ namespace, labelSelector })
+        : await this.core.listServiceForAllNamespaces({ labelSelector });
+      // the chart's metrics Service carries the same labels: the collector's own has the tunnel port
+      return list.items
+        .filter((s) => (s.spec?.ports ?? []).some((p) => p.name === 'tunnel'))
+        .map((s) => ({ namespace: s.metadata?.namespace ?? '', name: s.metadata?.name ?? '' }));
+    } catch (err) {
+      if (isStatus(err, 403)) return undefined;
+      throw apiError(`listing collector Services${namespace ? ` in ${namespace}` : ''}`, err);
+    }
   }
 
   /** A key of a Secret, or undefined when there is none or we may not read it. */

@@ -9,12 +9,21 @@
  *
  * The programs are those scripts/cluster/build.sh builds (cached by version;
  * scripts/test.sh builds them before the suite).
+ *
+ *   const api = await startApiServer();            // beforeAll
+ *   await api.installCrds();                       // podtap's CRDs, Established
+ *   const client = api.client();                   // a KubeClient as the admin
+ *   await api.kubectl(['get', 'ns']);              // kubectl 1.34 as the admin
+ *   const kc = await api.kubeconfigFor('ns', 'sa'); // ... or as a ServiceAccount
+ *   await api.restart();                           // the API server only (etcd keeps the data)
+ *   await api.stop();                              // afterAll
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { KubeClient, loadKubeConfig } from '../../src/k8s/index.ts';
 import { apiserverArgs, etcdArgs, makeControlPlanePki, type ControlPlaneAddresses } from '../../scripts/cluster/controlplane.ts';
 import { alive, startDaemon, stopPid, waitFor } from '../../scripts/cluster/daemon.ts';
 import { kubeconfig } from '../../scripts/cluster/pki.ts';
@@ -22,7 +31,7 @@ import { kubeconfig } from '../../scripts/cluster/pki.ts';
 const ROOT = new URL('../../', import.meta.url).pathname.replace(/\/$/, '');
 
 export interface TestApiServer {
-  /** https://127.0.0.1:PORT */
+  /** https://ADDRESS:PORT (ADDRESS: 127.0.0.1 unless started with another) */
   url: string;
   /** The admin's kubeconfig (system:masters). */
   kubeconfig: string;
@@ -34,7 +43,22 @@ export interface TestApiServer {
   tokenFor(namespace: string, name: string): Promise<string>;
   /** A kubeconfig file that authenticates as the ServiceAccount. */
   kubeconfigFor(namespace: string, name: string): Promise<string>;
+  /** A client as the admin (closed by stop). */
+  client(): KubeClient;
+  /** podtap's CRDs (charts/podtap/crds), applied and Established. */
+  installCrds(): Promise<void>;
+  /** Stop the API server (etcd keeps running with the data) and start it again on the same port: watches end, its watch cache starts afresh. */
+  restart(): Promise<void>;
+  /** The kube-apiserver's pid (for a test that stops it itself). */
+  pid(): number;
   stop(): Promise<void>;
+}
+
+export interface ApiServerOptions {
+  /** The address to listen on and advertise (default 127.0.0.1); it must exist in the test's namespace. */
+  address?: string;
+  /** More kube-apiserver flags. */
+  extraArgs?: string[];
 }
 
 /** The directory of kube-apiserver, etcd and kubectl; fails with what to run when they are not built. */
@@ -57,19 +81,37 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startApiServer(): Promise<TestApiServer> {
+async function freePortOn(address: string): Promise<number> {
+  if (address === '127.0.0.1') return freePort();
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, address, () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+const CRD_DIR = join(ROOT, 'charts/podtap/crds');
+
+export async function startApiServer(opts: ApiServerOptions = {}): Promise<TestApiServer> {
   const bin = await kubeBin();
   const dir = await mkdtemp(join(tmpdir(), 'podtap-apiserver-'));
+  const address = opts.address ?? '127.0.0.1';
+  // [etcd, kube-apiserver]
   const pids: number[] = [];
+  const clients: KubeClient[] = [];
   const stop = async () => {
-    for (const p of pids.reverse()) await stopPid(p, 5_000);
+    for (const c of clients) c.close();
+    for (const p of [...pids].reverse()) await stopPid(p, 5_000);
     await rm(dir, { recursive: true, force: true });
   };
   try {
     const addrs: ControlPlaneAddresses = {
-      advertise: '127.0.0.1',
-      bind: '127.0.0.1',
-      apiPort: await freePort(),
+      advertise: address,
+      bind: address,
+      apiPort: await freePortOn(address),
       etcdClientPort: await freePort(),
       etcdPeerPort: await freePort(),
       // never routed: no Service traffic happens in these tests
@@ -77,19 +119,22 @@ export async function startApiServer(): Promise<TestApiServer> {
       kubernetesServiceIps: ['198.19.0.1'],
     };
     const files = await makeControlPlanePki(join(dir, 'pki'), addrs);
-    const url = `https://127.0.0.1:${addrs.apiPort}`;
+    const url = `https://${address}:${addrs.apiPort}`;
     const admin = join(dir, 'admin.kubeconfig');
     await writeFile(admin, kubeconfig(url, files.pki.caCert, 'kubernetes-admin', { cert: files.pki.cert('admin'), key: files.pki.key('admin') }), { mode: 0o600 });
     pids.push(startDaemon({ name: 'etcd', cmd: join(bin, 'etcd'), args: etcdArgs(files, addrs, join(dir, 'etcd')), logFile: join(dir, 'etcd.log') }));
     const apiLog = join(dir, 'kube-apiserver.log');
-    const api = startDaemon({ name: 'kube-apiserver', cmd: join(bin, 'kube-apiserver'), args: apiserverArgs(files, addrs), logFile: apiLog });
-    pids.push(api);
-    const kubectl: TestApiServer['kubectl'] = async (args, opts = {}) => {
-      const r = await execa(join(bin, 'kubectl'), [`--kubeconfig=${opts.kubeconfig ?? admin}`, ...args], { input: opts.input, reject: false });
-      if ((opts.reject ?? false) && r.exitCode !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${r.exitCode}): ${r.stderr}`);
+    const kubectl: TestApiServer['kubectl'] = async (args, o = {}) => {
+      const r = await execa(join(bin, 'kubectl'), [`--kubeconfig=${o.kubeconfig ?? admin}`, ...args], { input: o.input, reject: false });
+      if ((o.reject ?? false) && r.exitCode !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${r.exitCode}): ${r.stderr}`);
       return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
     };
-    await waitFor('kube-apiserver /readyz', async () => ((await kubectl(['get', '--raw=/readyz'])).exitCode === 0 ? true : undefined), { timeoutMs: 90_000, logFile: apiLog, pid: api });
+    const startApi = async () => {
+      const api = startDaemon({ name: 'kube-apiserver', cmd: join(bin, 'kube-apiserver'), args: apiserverArgs(files, addrs, opts.extraArgs), logFile: apiLog });
+      pids[1] = api;
+      await waitFor('kube-apiserver /readyz', async () => ((await kubectl(['get', '--raw=/readyz'])).exitCode === 0 ? true : undefined), { timeoutMs: 90_000, logFile: apiLog, pid: api });
+    };
+    await startApi();
     // the default ServiceAccount of `default` comes from the controller-manager, which a bare API server lacks
     const tokenFor = async (namespace: string, name: string) => {
       await kubectl(['create', 'namespace', namespace]);
@@ -108,6 +153,25 @@ export async function startApiServer(): Promise<TestApiServer> {
         await writeFile(file, kubeconfig(url, files.pki.caCert, `system:serviceaccount:${namespace}:${name}`, { token: await tokenFor(namespace, name) }), { mode: 0o600 });
         return file;
       },
+      client() {
+        const c = new KubeClient(loadKubeConfig(admin));
+        clients.push(c);
+        return c;
+      },
+      async installCrds() {
+        await kubectl(['apply', '-f', CRD_DIR], { reject: true });
+        // (kubectl wait fails outright while a new CRD has no conditions yet)
+        const established = '{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Established")].status} {end}';
+        await waitFor('the CRDs Established', async () => {
+          const r = await kubectl(['get', 'crd', 'sniffpolicies.podtap.io', 'sniffassignments.podtap.io', '-o', `jsonpath=${established}`]);
+          return r.stdout.trim() === 'sniffpolicies.podtap.io=True sniffassignments.podtap.io=True' ? true : undefined;
+        }, { timeoutMs: 60_000 });
+      },
+      async restart() {
+        await stopPid(pids[1]!, 10_000);
+        await startApi();
+      },
+      pid: () => pids[1]!,
       async stop() {
         if (pids.some(alive)) await stop();
       },

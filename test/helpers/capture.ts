@@ -4,6 +4,12 @@
 import { execa, type ResultPromise } from 'execa';
 import { NODE_BIN, PODTAP_MAIN } from './netns.ts';
 
+/**
+ * Multiplies the helpers' waits: a kernel under qemu's TCG (scripts/kernel-matrix.sh)
+ * runs everything ten to forty times slower than this machine does.
+ */
+export const WAIT_SCALE = Number(process.env.PODTAP_TEST_WAIT_SCALE ?? 1);
+
 export interface Tcpdump {
   file: string;
   stop(): Promise<{ captured: number; dropped: number }>;
@@ -15,7 +21,7 @@ export async function startTcpdump(ns: string, dev: string, file: string, extra:
     reject: false,
     buffer: { stdout: false, stderr: true },
   });
-  await waitForLine(p, /listening on/, 10_000);
+  await waitForLine(p, /listening on/, 10_000 * WAIT_SCALE);
   return {
     file,
     async stop() {

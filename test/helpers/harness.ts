@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { afterAll } from 'vitest';
-import { podtap, waitForLine } from './capture.ts';
+import { podtap, WAIT_SCALE, waitForLine } from './capture.ts';
 import type { Topology } from './netns.ts';
 
 // The collectors' output directories outlive stop() (tests read the files
@@ -35,7 +35,7 @@ export async function startCollector(topo: Topology, opts: { tunnel?: 'geneve' |
   const tunnel = opts.tunnel ?? 'geneve';
   const listen = opts.listen ?? `${topo.collector.ip4}:${tunnel === 'vxlan' ? 4789 : 6081}`;
   const proc = podtap(opts.ns ?? topo.collector.ns, ['collector', '--listen', listen, '--out', dir, '--tunnel', tunnel]);
-  await waitForLine(proc, /writing|listening/i, 15_000);
+  await waitForLine(proc, /writing|listening/i, 15_000 * WAIT_SCALE);
   return { dir, proc };
 }
 
@@ -50,7 +50,7 @@ export async function startCapture(
   await writeFile(file, policyYaml(spec, opts.name));
   const sniff = podtap(topo.node, ['sniff', '--policy', file, '--iface', ifaces.join(','), '--quiet', ...(opts.sniffArgs ?? [])]);
   try {
-    await waitForLine(sniff, /podtap: tapping/, 60_000);
+    await waitForLine(sniff, /podtap: tapping/, 60_000 * WAIT_SCALE);
   } catch (err) {
     col.proc.kill('SIGTERM');
     await col.proc;

@@ -1,7 +1,8 @@
 /**
- * The operator end to end: the embedded Kubernetes API, the controller and the
- * node agent as real processes, the real data plane in namespaces. One
- * scenario, in order, as a cluster admin would live it.
+ * The operator end to end: the real kube-apiserver and etcd
+ * (test/helpers/apiserver.ts), the controller and the node agent as real
+ * processes, the real data plane in namespaces. One scenario, in order, as a
+ * cluster admin would live it.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { sessionIdForPolicy } from '../../src/agent/agent.ts';
 import { Lab, type LabProcess } from '../../src/lab/cluster.ts';
 import { inNs } from '../../src/lab/netns.ts';
 import { Resources, sniffAssignments, sniffPolicies } from '../../src/k8s/index.ts';
+import { startBackend } from '../helpers/kube.ts';
 
 const PODS = [
   { namespace: 'demo', name: 'web-1', labels: { app: 'web' } },
@@ -78,12 +80,18 @@ describe('operator end to end', () => {
     execa('nsenter', [`--net=/run/netns/${podNs(from)}`, 'ping', '-q', '-i', '0.05', '-w', String(seconds), '-s', String(size), lab.pods.find((p) => p.name === to)!.ip4], { reject: false });
 
   beforeAll(async () => {
-    lab = await Lab.start({ pods: PODS });
+    lab = await Lab.start({
+      pods: PODS,
+      api: async (host) => {
+        const b = await startBackend('kube-apiserver', { address: host });
+        return { url: b.url, kubeconfig: b.kubeconfig, close: () => b.stop() };
+      },
+    });
     out = await mkdtemp(join(tmpdir(), 'podtap-e2e-'));
     collector = lab.startCollector(out);
     controller = lab.startController();
     agent = lab.startAgent();
-  }, 60_000);
+  }, 180_000);
 
   afterAll(async () => {
     await lab?.stop();

@@ -187,7 +187,7 @@ describe('CRD metadata', () => {
         ['Reason', '.status.conditions[?(@.type=="Ready")].reason', 1],
         ['Tunnel', '.spec.tunnel.protocol', 1],
         ['Direction', '.spec.direction', 1],
-        ['Collector', '.spec.collector.address', 1],
+        ['Collector', '.status.collector', 1],
         ['Age', '.metadata.creationTimestamp', 0],
       ],
     },

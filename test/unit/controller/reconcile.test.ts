@@ -129,12 +129,15 @@ describe('planPolicy: desired assignments', () => {
     });
     const first = plan();
     expect(first.creates[0]!.spec.config.collector).toEqual({ address: '198.18.5.1', port: 16081 });
+    // the wide Collector column names the Service and where it led
+    expect(first.status!.collector).toBe(`${NS}/collector → 198.18.5.1:16081`);
     await applyPlan(api, first);
     stores.services.remove(`${NS}/collector`);
     const p = plan();
     expect(summary(p)).toEqual({ creates: [], updates: [], deletes: [] });
     expect(ready(p.status)).toEqual(['False', 'CollectorNotFound']);
     expect(p.status!.nodesTotal).toBe(2);
+    expect(p.status!.collector).toBe(`${NS}/collector (no endpoint)`);
   });
 
   it('the collector pods are never captured', () => {

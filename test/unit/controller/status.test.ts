@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { SniffAssignmentStatus, SniffPolicyStatus } from '../../../src/api/index.ts';
-import { aggregateStatus, eventType, statusEqual, type NodeInput, type StatusInput } from '../../../src/controller/status.ts';
+import { aggregateStatus, collectorSummary, eventType, statusEqual, type NodeInput, type StatusInput } from '../../../src/controller/status.ts';
 
 const NOW = new Date('2025-01-01T00:10:00Z');
 const ago = (s: number) => new Date(NOW.getTime() - s * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -216,5 +216,17 @@ describe('aggregateStatus', () => {
     { description: 'nothing selected is a Warning', input: 'NoPodsSelected', expected: 'Warning' },
   ])('eventType: $description', ({ input, expected }) => {
     expect(eventType(input)).toBe(expected);
+  });
+});
+
+describe('collectorSummary (the wide Collector column)', () => {
+  it.each([
+    { description: 'an address', input: { spec: { collector: {} }, resolved: { address: '198.18.0.1', port: 6081 } }, expected: '198.18.0.1:6081' },
+    { description: 'an IPv6 address', input: { spec: { collector: {} }, resolved: { address: '2001:db8::1', port: 4789 } }, expected: '[2001:db8::1]:4789' },
+    { description: 'a Service of the policy\'s namespace', input: { spec: { collector: { service: { name: 'c' } } }, resolved: { address: '198.18.0.2', port: 6081 } }, expected: 'shop/c → 198.18.0.2:6081' },
+    { description: 'a Service elsewhere', input: { spec: { collector: { service: { name: 'podtap-collector', namespace: 'podtap-system' } } }, resolved: { address: '198.18.0.3', port: 6081 } }, expected: 'podtap-system/podtap-collector → 198.18.0.3:6081' },
+    { description: 'a Service without endpoint', input: { spec: { collector: { service: { name: 'c' } } }, resolved: undefined }, expected: 'shop/c (no endpoint)' },
+  ])('$description', ({ input, expected }) => {
+    expect(collectorSummary(input.spec, 'shop', input.resolved)).toBe(expected);
   });
 });

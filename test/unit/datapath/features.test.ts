@@ -41,6 +41,7 @@ describe('the variant for a kernel', () => {
     { description: 'no bpf_loop and no global functions', input: kernel(['bpf_loop', 'global_func']), expected: /lacks the bpf_loop\(\) helper \(5\.17\) and global BPF functions \(5\.6\), needed for cutting a frame larger than the MTU into pieces/ },
     { description: 'no kfunc and no probe read (lockdown)', input: kernel(['kern_ctx', 'probe_read_kernel']), expected: /lacks the bpf_cast_to_kern_ctx\(\) kfunc \(6\.2\) and bpf_probe_read_kernel\(\) in tc programs \(5\.5\), needed for reading a copy's checksum state/ },
     { description: 'no BTF', input: kernel([], false), expected: /lacks BTF type information \(\/sys\/kernel\/btf\/vmlinux, CONFIG_DEBUG_INFO_BTF\)/ },
+    { description: 'array map values too small for the scratch cache', input: kernel(['large_map_values']), expected: /lacks BPF array maps with 74692-byte values, needed for the scratch cache/ },
   ])('refuses a kernel with $description, naming it and what is missing', ({ input, expected }) => {
     const c = chooseVariant(input);
     expect(c.ok).toBe(false);

@@ -17,6 +17,8 @@ import { exponentNumbers, policyViolations, workloads, type Container, type PodS
 import { schemaErrors, unknownFieldErrors } from './lib/validate.ts';
 import { VALUE_SETS } from './lib/value-sets.ts';
 
+/** The Prometheus operator's kinds: no Kubernetes OpenAPI schema to check them against. */
+const PROMETHEUS_OPERATOR_KINDS = ['ServiceMonitor', 'PrometheusRule'];
 const schema = JSON.parse(await readFile(join(CHART, 'values.schema.json'), 'utf8')) as object;
 const validateValues = new Ajv({ allErrors: true, strict: false }).compile(schema);
 
@@ -67,7 +69,7 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
   it('renders only objects the Kubernetes OpenAPI schemas accept', async () => {
     const errors: string[] = [];
     for (const o of r().objects) {
-      if (o.kind === 'ServiceMonitor') continue; // not a Kubernetes kind; checked below
+      if (PROMETHEUS_OPERATOR_KINDS.includes(o.kind)) continue; // not Kubernetes kinds; checked below and in observability.test.ts
       const e = await schemaErrors(o);
       if (e) errors.push(`${o.kind}/${o.metadata.name}: ${e}`);
     }
@@ -225,7 +227,11 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
   it('renders NOTES.txt with the next commands', async () => {
     const notes = (await render({ ...set.options, notes: true })).text;
     expect(notes).toContain(`kubectl -n ${set.release.namespace} rollout status daemonset/`);
-    expect(notes).toContain('kind: SniffPolicy');
+    expect(notes).toContain(`helm test ${set.release.name} -n ${set.release.namespace}`);
+    expect(notes).toContain('kubectl podtap capture -n <namespace> <pod> --wireshark');
+    expect(notes).not.toContain('kubectl cp');
+    // a release whose collector is not podtap-system/podtap-collector says how to reach it
+    if (set.release.namespace !== 'podtap-system') expect(notes).toContain(`--collector-namespace ${set.release.namespace}`);
     expect(notes).toContain('podtap cleanup --check');
   });
 });
@@ -233,7 +239,7 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
 describe('chart', () => {
   it('uses no field Kubernetes does not have (strict field validation, from the OpenAPI types)', async () => {
     const all = [...renders.entries()].flatMap(([desc, r]) =>
-      r.objects.filter((o) => o.kind !== 'ServiceMonitor').map((obj) => ({ label: `[${desc}] ${obj.kind}/${obj.metadata.name}`, obj })),
+      r.objects.filter((o) => !PROMETHEUS_OPERATOR_KINDS.includes(o.kind)).map((obj) => ({ label: `[${desc}] ${obj.kind}/${obj.metadata.name}`, obj })),
     );
     expect(all.length).toBeGreaterThan(40);
     expect(await unknownFieldErrors(all)).toEqual([]);
@@ -280,8 +286,70 @@ describe('chart', () => {
     expect(JSON.stringify(validateValues.errors)).toMatch(expected);
   });
 
+  it('adds extra arguments, environment, volumes and mounts to each role, after its own', async () => {
+    const extra = (role: string) => ({
+      extraArgs: [`--x-${role}`],
+      extraEnv: [{ name: `X_${role.toUpperCase()}`, value: '1' }],
+      extraVolumes: [{ name: `x-${role}`, emptyDir: {} }],
+      extraVolumeMounts: [{ name: `x-${role}`, mountPath: `/x/${role}` }],
+    });
+    const r = await render({ values: { controller: extra('controller'), agent: extra('agent'), collector: extra('collector') } });
+    for (const [kind, role] of [['Deployment', 'controller'], ['DaemonSet', 'agent'], ['Deployment', 'collector']] as const) {
+      const w = find(r.objects, kind, `-${role}`);
+      const c = container(w, role);
+      expect(c.args?.at(-1), role).toBe(`--x-${role}`);
+      expect(c.args?.[0], role).toBe(role);
+      expect((c.env ?? []).map((e) => e.name), role).toContain(`X_${role.toUpperCase()}`);
+      expect((c.volumeMounts ?? []).find((m) => m.name === `x-${role}`)?.mountPath, role).toBe(`/x/${role}`);
+      expect((podOf(w).volumes ?? []).some((v) => v.name === `x-${role}`), role).toBe(true);
+    }
+  });
+
+  it('accepts global values, as a subchart gets them from its parent', async () => {
+    const r = await render({ values: { global: { imageRegistry: 'registry.example.com', storageClass: 'fast' } } });
+    expect(validateValues(r.values), JSON.stringify(validateValues.errors)).toBe(true);
+  });
+
   it('refuses a NetworkPolicy without node CIDRs (an empty "from" would admit everyone)', async () => {
     await expect(render({ values: { collector: { networkPolicy: { nodeCIDRs: [] } } } })).rejects.toThrow(/collector\.networkPolicy\.nodeCIDRs is empty/);
+  });
+
+  describe('refuses at install a capture claim that no StorageClass would bind (it would stay Pending)', () => {
+    const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kube-system' } };
+    const sc = (name: string, isDefault: boolean) => ({
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'StorageClass',
+      metadata: { name, ...(isDefault ? { annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' } } : {}) },
+      provisioner: 'example.invalid/none',
+    });
+    const cases = [
+      { description: 'no cluster (helm template): rendered', input: { cluster: undefined, values: {} }, expected: 'claim' },
+      { description: 'a cluster without StorageClasses: refused', input: { cluster: [ns], values: {} }, expected: 'refused' },
+      { description: 'a cluster with only a non-default class: refused', input: { cluster: [ns, sc('slow', false)], values: {} }, expected: 'refused' },
+      { description: 'a cluster with a default class: rendered', input: { cluster: [ns, sc('slow', false), sc('fast', true)], values: {} }, expected: 'claim' },
+      { description: 'no default, but a class named: rendered', input: { cluster: [ns], values: { collector: { persistence: { storageClass: 'slow' } } } }, expected: 'claim' },
+      { description: 'no default, persistence off: an emptyDir', input: { cluster: [ns], values: { collector: { persistence: { enabled: false } } } }, expected: 'no claim' },
+      { description: 'no default, an existing claim: used', input: { cluster: [ns], values: { collector: { persistence: { existingClaim: 'mine' } } } }, expected: 'no claim' },
+    ] as const;
+    it.each(cases)('$description', async ({ input, expected }) => {
+      const dir = await mkdtemp(join(tmpdir(), 'podtap-lookup-'));
+      try {
+        const extraArgs: string[] = [];
+        if (input.cluster) {
+          await writeFile(join(dir, 'cluster.yaml'), input.cluster.map((o) => stringify(o)).join('---\n'));
+          extraArgs.push('-cluster', join(dir, 'cluster.yaml'));
+        }
+        const r = render({ values: input.values, extraArgs });
+        if (expected === 'refused') {
+          await expect(r).rejects.toThrow(/collector\.persistence: this cluster has no default StorageClass.*collector\.persistence\.enabled=false/);
+          return;
+        }
+        const claims = (await r).objects.filter((o) => o.kind === 'PersistentVolumeClaim');
+        expect(claims.length).toBe(expected === 'claim' ? 1 : 0);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
   });
 
   it('makes random collector tokens (tunnel and API) per install and keeps them on upgrade', async () => {
@@ -313,6 +381,37 @@ describe('chart', () => {
     expect((job.spec as { activeDeadlineSeconds: number }).activeDeadlineSeconds).toBeGreaterThan(60);
   });
 
+  it('updates the CRDs before an upgrade (a pre-upgrade hook running podtap crds apply, allowed get and update of the two CRDs only)', async () => {
+    const objs = renders.get(VALUE_SETS[0]!.description)!.objects;
+    const hooks = objs.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'pre-upgrade');
+    expect(hooks.map((o) => o.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'Job', 'ServiceAccount']);
+    expect(rules(objs, 'ClusterRole', '-crd-upgrade')).toEqual([
+      { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], resourceNames: ['sniffpolicies.podtap.io', 'sniffassignments.podtap.io'], verbs: ['get', 'update'] },
+    ]);
+    const c = container(find(objs, 'Job', '-crd-upgrade'), 'crds');
+    expect([...(c.command ?? []), ...(c.args ?? [])]).toEqual(['podtap', 'crds', 'apply']);
+    const off = await render({ values: { crds: { upgradeOnHelmUpgrade: false } } });
+    expect(off.objects.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'pre-upgrade')).toEqual([]);
+  });
+
+  it('helm test captures end to end with the plugin the image carries, its flags the plugin\'s own', async () => {
+    const objs = renders.get(VALUE_SETS[0]!.description)!.objects;
+    const tests = objs.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'test');
+    expect(tests.map((o) => o.kind).sort()).toEqual(['Pod', 'Role', 'RoleBinding', 'ServiceAccount']);
+    const pod = tests.find((o) => o.kind === 'Pod')!;
+    expect(pod.metadata.labels?.['podtap.io/collector-client']).toBe('true');
+    const script = (pod.spec as PodSpec).containers[0]!.args![0]!;
+    const sh = await execa('sh', ['-n', '-c', script], { reject: false, all: true });
+    expect(sh.exitCode, sh.all).toBe(0);
+    expect(script).toContain('/opt/podtap/dist/cli/kubectl-podtap.js capture');
+    const { PLUGIN_HELP } = await import('../../../src/plugin/plugin.ts');
+    for (const flag of script.match(/--[a-z][a-z-]+(?==| )/g)!.filter((f) => f !== '--input-type')) expect(PLUGIN_HELP, flag).toContain(flag);
+    expect(rules(objs, 'Role', '-test')).toEqual([
+      { apiGroups: ['podtap.io'], resources: ['sniffpolicies'], verbs: ['create', 'get', 'delete'] },
+      { apiGroups: [''], resources: ['pods'], verbs: ['get'] },
+    ]);
+  });
+
   it('passes the roles only flags that `podtap <role> --help` documents', async () => {
     const objs = renders.get(VALUE_SETS[0]!.description)!.objects;
     const node = join(ROOT, 'node_modules/.bin/node');
@@ -323,6 +422,11 @@ describe('chart', () => {
         const help = await execa(node, [join(ROOT, 'src/cli/main.ts'), role!, '--help'], { reject: false, all: true });
         expect(help.exitCode, `podtap ${role} --help:\n${help.all}`).toBe(0);
         for (const a of args) {
+          // a subcommand (podtap crds apply) is documented as a word of the usage
+          if (!a.startsWith('-')) {
+            expect(help.stdout, `podtap ${role} --help does not name ${a}`).toMatch(new RegExp(`\\b${a}\\b`));
+            continue;
+          }
           const flag = /^(--[a-z0-9-]+)/.exec(a)?.[1];
           expect(flag, a).toBeTruthy();
           expect(help.stdout, `podtap ${role} has no ${flag}`).toContain(flag!);

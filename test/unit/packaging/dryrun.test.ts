@@ -13,8 +13,8 @@ import { startDevCluster, type DevCluster } from './lib/cluster.ts';
 import { ROOT, render, type K8sObject } from './lib/render.ts';
 import { VALUE_SETS } from './lib/value-sets.ts';
 
-/** Kinds the embedded API does not serve: Jobs (the uninstall hook) and the Prometheus operator's ServiceMonitor. */
-const NOT_SERVED = ['Job', 'ServiceMonitor'];
+/** Kinds the embedded API does not serve: Jobs (the hooks) and the Prometheus operator's ServiceMonitor and PrometheusRule. */
+const NOT_SERVED = ['Job', 'ServiceMonitor', 'PrometheusRule'];
 
 let cluster: DevCluster;
 beforeAll(async () => {
@@ -66,7 +66,7 @@ describe('the uninstall hook', () => {
     const made = await cluster.apply([node, pod] as unknown as K8sObject[], { real: true });
     expect(made.exitCode, made.stderr).toBe(0);
 
-    const job = rendered.objects.find((o) => o.kind === 'Job')!;
+    const job = rendered.objects.find((o) => o.kind === 'Job' && o.metadata.annotations?.['helm.sh/hook'] === 'pre-delete')!;
     const c = (job.spec as { template: { spec: { containers: { command: string[]; args: string[]; env: { name: string; value?: string }[] }[] } } }).template.spec.containers[0]!;
     expect(c.command).toEqual(['node', '--input-type=module', '--eval']);
     await writeFile(join(cluster.dir, 'token'), 'service-account-token\n');

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { PcapngWriter } from '../../../src/collector/pcapng.ts';
-import { PacketCounter, capturePolicy } from '../../../src/plugin/capture.ts';
+import { PacketCounter, capturePolicy, statusLine } from '../../../src/plugin/capture.ts';
 import { parseFilters } from '../../../src/plugin/filter.ts';
 import { parseSelector } from '../../../src/plugin/selector.ts';
 import { pattern } from '../wire/frames.ts';
@@ -58,7 +58,7 @@ describe('--filter', () => {
 
   it.each([
     { description: 'no value', input: ['proto='], expected: /no value/ },
-    { description: 'no key', input: ['tcp'], expected: /not KEY=VALUE/ },
+    { description: 'neither KEY=VALUE nor an expression', input: ['=tcp'], expected: /is not something podtap's filter can express/ },
     { description: 'unknown key', input: ['vlan=3'], expected: /unknown key "vlan"/ },
     { description: 'unknown protocol', input: ['proto=gre'], expected: /unknown protocol "gre"/ },
     { description: 'port out of range', input: ['port=70000'], expected: /port must be between 1 and 65535/ },
@@ -108,5 +108,27 @@ describe('packet counter', () => {
       for (let p = 0; p < all.length; p += size) c.push(all.subarray(p, p + size));
       expect({ size, packets: c.packets, bytes: c.bytes }).toEqual({ size, packets: 50, bytes: all.length });
     }
+  });
+
+  it('reads the live stream\'s drop notes from packet comments', () => {
+    const chunks: Buffer[] = [];
+    const w = new PcapngWriter((c) => chunks.push(c), { batchSize: 1 << 17 });
+    w.sectionHeader({ userappl: 'podtap' });
+    const id = w.addInterface({ name: 'x' });
+    w.packet(id, 0, 1, pattern(60), 0, 60, 60, 1, 'podtap: 3 packet(s) matching this stream were dropped before this one: the reader did not keep up (3 in all)');
+    w.packet(id, 0, 2, pattern(61), 0, 61, 61, 1);
+    w.packet(id, 0, 3, pattern(62), 0, 62, 62, 1, 'podtap: 4 packet(s) matching this stream were dropped before this one: the reader did not keep up (7 in all)');
+    w.flush();
+    const c = new PacketCounter();
+    const all = Buffer.concat(chunks);
+    for (let p = 0; p < all.length; p += 5) c.push(all.subarray(p, p + 5));
+    expect({ packets: c.packets, streamDropped: c.streamDropped }).toEqual({ packets: 3, streamDropped: 7 });
+  });
+
+  it.each([
+    { description: 'rates over the interval', input: { now: { packets: 300, bytes: 3_000_000, streamDropped: 2 }, before: { packets: 100, bytes: 1_000_000 }, seconds: 2, lost: 5 }, expected: /^300 packets \(100\/s\), .* \(.*\/s\), lost 5, stream dropped 2$/ },
+    { description: 'lost not known yet', input: { now: { packets: 0, bytes: 0, streamDropped: 0 }, before: { packets: 0, bytes: 0 }, seconds: 1, lost: undefined }, expected: /^0 packets \(0\/s\), .*, lost \?, stream dropped 0$/ },
+  ])('status line: $description', ({ input, expected }) => {
+    expect(statusLine(input.now, input.before, input.seconds, input.lost)).toMatch(expected);
   });
 });

@@ -185,6 +185,30 @@ describe('kubectl podtap capture', () => {
     expect(new Set((await readCapture(file)).map((q) => q.ifName))).toEqual(new Set([`${NS}/web-1`, `${NS}/web-2`]));
   });
 
+  it('a workload (deploy/NAME) by its own selector, as kubectl names it', async () => {
+    const selector = { matchLabels: { app: 'web' }, matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['db'] }] };
+    await client.create({ group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', namespaced: true }, {
+      metadata: { name: 'web', namespace: NS },
+      spec: { selector, template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'c', image: 'registry.example/app:1' }] } } },
+    } as KubeObject);
+    const out = new PassThrough();
+    out.resume();
+    // stderr a terminal: the status line is rewritten in place every second
+    const x = io({ stdout: out, stderrIsTTY: true });
+    const run = kubectlPodtap(['capture', '-n', NS, 'deployment.apps/web', '--for', '3s', '-o', '-', ...KC()], x);
+    await until(async () => (await policies()).length === 1, 'the policy');
+    const p = (await policies())[0]!;
+    expect(p.spec.podSelector).toEqual(selector);
+    expect(p.spec.podNames).toBeUndefined();
+    await traffic(p.metadata.name!, 2, [{ ifindex: 51, pod: 'web-1' }]);
+    expect(await run).toBe(0);
+    expect(x.err()).toMatch(/capturing shop\/deployment\.apps\/web /);
+    expect(x.err()).toMatch(/\r\x1b\[Kkubectl podtap: \d+ packets \(\d+\/s\), .*, lost (\d+|\?), stream dropped 0/);
+    // the line is cleared before the last words
+    expect(x.err()).toMatch(/\r\x1b\[Kkubectl podtap: deleted SniffPolicy/);
+    expect(await policies()).toEqual([]);
+  });
+
   it('--wireshark starts the viewer on a named pipe; closing it ends the capture', async () => {
     // a stand-in "wireshark": tshark reading the same -i pipe, quitting after 2 packets
     const bin = join(dir, 'fakebin');
@@ -203,7 +227,9 @@ describe('kubectl podtap capture', () => {
 
   it.each([
     { description: 'no such pod', input: ['capture', '-n', NS, 'nope', '-w', '/dev/null'], expected: /reading pod shop\/nope: .*\(HTTP 404\)/ },
-    { description: 'a pod and a selector', input: ['capture', '-n', NS, 'web-1', '-l', 'app=web', '-w', '/dev/null'], expected: /name one pod, or a label selector/ },
+    { description: 'a pod and a selector', input: ['capture', '-n', NS, 'web-1', '-l', 'app=web', '-w', '/dev/null'], expected: /name one pod .*, or a label selector/ },
+    { description: 'a kind capture does not take', input: ['capture', '-n', NS, 'svc/web', '-w', '/dev/null'], expected: /capture takes a pod or a deploy\/, sts\/, ds\/ or rs\/ NAME, not "svc"/ },
+    { description: 'no such deployment', input: ['capture', '-n', NS, 'deploy/nope', '-w', '/dev/null'], expected: /reading Deployment shop\/nope: .*\(HTTP 404\)/ },
     { description: 'two outputs', input: ['capture', '-n', NS, 'web-1', '-w', '/dev/null', '-o', '-'], expected: /choose one of/ },
     { description: 'a bad filter', input: ['capture', '-n', NS, 'web-1', '--filter', 'proto=gre', '-w', '/dev/null'], expected: /unknown protocol "gre"/ },
     { description: 'a bad selector', input: ['capture', '-n', NS, '-l', 'app in (', '-w', '/dev/null'], expected: /unbalanced parentheses/ },

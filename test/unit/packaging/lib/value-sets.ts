@@ -20,7 +20,12 @@ export const VALUE_SETS: ValueSet[] = [
         commonLabels: { team: 'netops' },
         logLevel: 'debug',
         priorityClass: { create: false, name: 'system-node-critical' },
-        metrics: { enabled: true, serviceMonitor: { enabled: true, interval: '15s', labels: { release: 'prometheus' } } },
+        metrics: {
+          enabled: true,
+          serviceMonitor: { enabled: true, interval: '15s', labels: { release: 'prometheus' } },
+          prometheusRule: { enabled: true, labels: { release: 'prometheus' }, lossRatio: 0.05 },
+          dashboard: { enabled: true },
+        },
         rbac: { aggregateToEdit: true },
         controller: {
           replicas: 3,
@@ -54,6 +59,8 @@ export const VALUE_SETS: ValueSet[] = [
       extraArgs: ['-name', 'capture', '-namespace', 'tools'],
       values: {
         fullnameOverride: 'netcap',
+        // as a subchart: the parent's global values reach it
+        global: { imageRegistry: 'registry.example.com' },
         agent: { mountBpffs: true, compileCacheHostPath: '', netnsDir: '/run/netns', terminationGracePeriodSeconds: 90 },
         controller: { replicas: 1 },
         collector: {
@@ -61,6 +68,9 @@ export const VALUE_SETS: ValueSet[] = [
           persistence: { hostPath: '/var/lib/podtap/captures' },
           networkPolicy: { enabled: false },
           nodeSelector: { 'kubernetes.io/hostname': 'capture-node-1' },
+          extraEnv: [{ name: 'TZ', value: 'UTC' }],
+          extraVolumes: [{ name: 'corp-ca', configMap: { name: 'corp-ca' } }],
+          extraVolumeMounts: [{ name: 'corp-ca', mountPath: '/etc/ssl/corp', readOnly: true }],
         },
       },
     },

@@ -1,0 +1,226 @@
+/**
+ * The data plane on the running kernel, feature by feature: what
+ * scripts/kernel-matrix.sh runs on every kernel it boots (the README's kernel
+ * table names these tests), and the default suite on this machine's. One
+ * capture per tunnel configuration, each with ICMP, UDP and TCP up to 65535
+ * bytes inside IPv4 and IPv6, checked against tcpdump and by tshark: compact
+ * because under qemu's TCG every process start costs seconds.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SniffPolicy } from '../../src/api/index.ts';
+import { leftovers } from '../../src/datapath/cleanup.ts';
+import { createRunner } from '../../src/datapath/exec.ts';
+import { kernelVariant } from '../../src/datapath/features.ts';
+import { sniffPolicies } from '../../src/k8s/index.ts';
+import { Lab } from '../../src/lab/cluster.ts';
+import { ExitCode } from '../../src/util/errors.ts';
+import { definesFor, loadTestObject, removePins, testConfig, testPinRoot } from '../helpers/bpf.ts';
+import { diffMultiset, digestCounts, podtap, readFrames, startTcpdump, WAIT_SCALE, waitForLine, type Tcpdump } from '../helpers/capture.ts';
+import { startCapture } from '../helpers/harness.ts';
+import { createTopology, inNs, type Topology } from '../helpers/netns.ts';
+import { ping, udpSend } from '../helpers/traffic.ts';
+
+const root = testPinRoot();
+afterAll(() => removePins(root));
+
+describe('the variant podtap builds for this kernel', () => {
+  it.each([
+    { description: 'Geneve, outer IPv4', cfg: {} },
+    { description: 'Geneve, outer IPv6', cfg: { collector: { address: '2001:db8:200::2', port: 6081 } } },
+    { description: 'VXLAN, outer IPv4', cfg: { tunnel: 'VXLAN' as const, collector: { address: '198.18.200.2', port: 4789 } } },
+  ])('loads: $description', async ({ cfg }) => {
+    const obj = await loadTestObject(definesFor(testConfig(cfg)), root);
+    for (const p of Object.values(obj.progs)) expect(p.id).toBeGreaterThan(0);
+  });
+});
+
+/** tshark's fields of a capture file, one row per packet. */
+async function fields(file: string, filter: string, names: string[]): Promise<string[][]> {
+  // occurrence=f: the first (outer) header's field in a tunnelled packet
+  const r = await execa('tshark', ['-r', file, '-o', 'ip.defragment:TRUE', '-Y', filter, '-T', 'fields', '-E', 'separator=\t', '-E', 'occurrence=f', ...names.flatMap((n) => ['-e', n])], { maxBuffer: 1 << 30 });
+  return r.stdout.split('\n').filter(Boolean).map((l) => l.split('\t'));
+}
+
+const CAPTURES = [
+  { name: 'Geneve over IPv4', tunnel: 'Geneve', outer: 'ip4', exact: true },
+  { name: 'VXLAN over IPv4', tunnel: 'VXLAN', outer: 'ip4', exact: false },
+  { name: 'Geneve over IPv6', tunnel: 'Geneve', outer: 'ip6', exact: true },
+] as const;
+
+for (const c of CAPTURES) {
+  describe(c.name, () => {
+    let topo: Topology;
+    let dir = '';
+    let sniff = '';
+    let collector = '';
+    const port = c.tunnel === 'Geneve' ? 6081 : 4789;
+
+    beforeAll(async () => {
+      // pod MTU 65535: 65507-byte pings leave the pod as single 65535-byte packets
+      topo = await createTopology({ pods: 2, podMtu: 65535 });
+      const [p1, p2] = topo.pods as [Topology['pods'][0], Topology['pods'][0]];
+      const address = c.outer === 'ip6' ? topo.collector.ip6 : topo.collector.ip4;
+      const run = await startCapture(topo, { collector: { address, port }, tunnel: { protocol: c.tunnel, vni: 4242 } }, [p1.hostIf], {
+        tunnel: c.tunnel === 'Geneve' ? 'geneve' : 'vxlan',
+        listen: c.outer === 'ip6' ? `[${address}]:${port}` : `${address}:${port}`,
+        name: topo.prefix,
+      });
+      dir = run.dir;
+      const dumps: Tcpdump[] = [
+        await startTcpdump(topo.node, p1.hostIf, `${dir}/veth.pcap`),
+        await startTcpdump(topo.collector.ns, 'eth0', `${dir}/tunnel.pcap`, ['udp', 'port', String(port)]),
+      ];
+      for (const size of [56, 1473, 65507]) expect(await ping(p1.ns, p2.ip4, { size, count: 1 })).toEqual({ sent: 1, received: 1 });
+      for (const size of [56, 65000]) expect(await ping(p1.ns, p2.ip6, { size, count: 1, v6: true })).toEqual({ sent: 1, received: 1 });
+      await udpSend(p1.ns, p2.ip4, 9, [100, 9000, 65507]);
+      await udpSend(p1.ns, p2.ip6, 9, [65000]);
+      // TCP: GSO super-packets on the veth, cut by the tunnel program
+      const server = execa('nsenter', [`--net=/run/netns/${p2.ns}`, 'iperf3', '-s', '-1', '-p', '5299'], { reject: false });
+      await new Promise((r) => setTimeout(r, 500));
+      await execa('nsenter', [`--net=/run/netns/${p1.ns}`, 'iperf3', '-c', p2.ip4, '-p', '5299', '-n', '1M']);
+      await server;
+      await new Promise((r) => setTimeout(r, 500));
+      for (const d of dumps) expect((await d.stop()).dropped, 'tcpdump dropped packets: the ground truth is incomplete').toBe(0);
+      const s = await run.stop();
+      expect(s.sniffExit, s.sniffOutput).toBe(0);
+      sniff = s.sniffOutput;
+      collector = s.collectorOutput;
+      if (c.exact) expect(s.files).toHaveLength(1);
+    }, 600_000);
+    afterAll(() => topo?.destroy());
+
+    if (c.exact) {
+      it('mirrors every frame of ICMP, UDP and TCP, in IPv4 and IPv6, byte-identical', async () => {
+        // the pods' traffic: not ARP, not neighbour discovery (the kernel's
+        // chatter, at times of its own, also outside tcpdump's window)
+        const unicast = 'eth.dst.ig == 0 && !arp && !(icmpv6.type >= 133 && icmpv6.type <= 137)';
+        const truth = await readFrames(`${dir}/veth.pcap`, unicast);
+        const files = (await execa('find', [dir, '-name', '*.pcapng'])).stdout.split('\n').filter(Boolean);
+        const got = await readFrames(files[0]!, unicast);
+        expect(truth.length).toBeGreaterThan(20);
+        // the 65535-byte packets travelled whole through the veth and came back whole
+        expect(Math.max(...got.map((f) => f.len))).toBe(65535 + 14);
+        const d = diffMultiset(digestCounts(truth), digestCounts(got));
+        expect(d, `${JSON.stringify(d)}\n${collector}`).toEqual({ missing: 0, extra: 0, examples: [] });
+      });
+    }
+
+    it(`a standard receiver decodes ${c.tunnel} and reassembles the 65535-byte packets from their pieces`, async () => {
+      const proto = c.tunnel === 'Geneve' ? 'geneve' : 'vxlan';
+      // the pieces of the pods' traffic (not the sniffer's announcements);
+      // tshark shows Geneve's VNI in hex, VXLAN's in decimal
+      const vnis = await fields(`${dir}/tunnel.pcap`, `${proto} && (icmp || icmpv6 || tcp || udp.port == 9)`, [`${proto}.vni`]);
+      expect(vnis.length).toBeGreaterThan(10);
+      expect(new Set(vnis.map((r) => Number(r[0])))).toEqual(new Set([4242]));
+      // the outer packets: never fragmented, never above the 1500-byte MTU
+      const outer = await fields(`${dir}/tunnel.pcap`, 'udp', c.outer === 'ip6' ? ['ipv6.plen', 'ipv6.nxt'] : ['ip.len', 'ip.flags.df', 'ip.flags.mf', 'ip.frag_offset']);
+      expect(outer.length).toBeGreaterThan(100);
+      for (const r of outer) {
+        if (c.outer === 'ip6') expect([Number(r[0]) + 40 <= 1500, r[1]]).toEqual([true, '17']);
+        else expect([Number(r[0]) <= 1500, ...r.slice(1)]).toEqual([true, '1', '0', '0']);
+      }
+      const rebuilt = await fields(`${dir}/tunnel.pcap`, 'icmp.type == 8 && ip.reassembled.length', ['ip.reassembled.length']);
+      expect(rebuilt.map((r) => r[0])).toContain('65515'); // the 65507-byte ping's IP payload
+    });
+
+    it('counts every copy: all matched mirrored, big ones cut into pieces, nothing lost', () => {
+      const n = (name: string) => Number(new RegExp(`\\b${name} (\\d+)`).exec(sniff)?.[1] ?? NaN);
+      expect(n('matched'), sniff).toBeGreaterThan(20);
+      expect(n('mirrored'), sniff).toBe(n('matched'));
+      expect(n('fragmented'), sniff).toBeGreaterThanOrEqual(6);
+      expect(n('pieces'), sniff).toBeGreaterThan(n('mirrored') + 6 * 40);
+      expect(sniff).toMatch(/lost 0/);
+      if (c.exact) expect(collector).toMatch(/lost 0,.* incomplete 0, kernel dropped 0\b/);
+    });
+  });
+}
+
+describe('restart and cleanup', () => {
+  let topo: Topology | undefined;
+  afterAll(() => topo?.destroy());
+
+  it('a sniffer killed with -9 leaves the capture running; the next adopts it without a second filter and removes everything', async () => {
+    topo = await createTopology({ pods: 2 });
+    const [p1, p2] = topo.pods as [Topology['pods'][0], Topology['pods'][0]];
+    // what others left on this host is not ours to judge
+    const before = await leftovers({ runner: createRunner(topo.node) });
+    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, filter: { protocols: ['ICMP'] } }, [p1.hostIf], { name: topo.prefix });
+    run.sniff.kill('SIGKILL');
+    await run.sniff;
+    const filters = async () => JSON.parse(await inNs(topo!.node, 'tc', ['-j', 'filter', 'show', 'dev', p1.hostIf, 'ingress'])) as { options?: { prog?: { name: string } } }[];
+    expect((await filters()).filter((f) => f.options?.prog?.name === 'pt_tap_ingress')).toHaveLength(1);
+    // still mirroring without its process
+    expect(await ping(p1.ns, p2.ip4, { count: 2 })).toEqual({ sent: 2, received: 2 });
+    const again = podtap(topo.node, ['sniff', '--policy', `${run.dir}/policy.yaml`, '--iface', p1.hostIf, '--quiet']);
+    await waitForLine(again, /podtap: tapping/, 60_000 * WAIT_SCALE);
+    expect((await filters()).filter((f) => f.options?.prog?.name === 'pt_tap_ingress')).toHaveLength(1);
+    expect(await ping(p1.ns, p2.ip4, { count: 2 })).toEqual({ sent: 2, received: 2 });
+    again.kill('SIGINT');
+    expect((await again).exitCode).toBe(0);
+    run.collector.kill('SIGTERM');
+    await run.collector;
+    const files = (await execa('find', [run.dir, '-name', '*.pcapng'])).stdout.split('\n').filter(Boolean);
+    // two pings before the restart, two after, each request and reply once
+    expect(await readFrames(files[0]!, 'icmp')).toHaveLength(8);
+    expect(await leftovers({ runner: createRunner(topo.node) })).toEqual(before);
+  });
+});
+
+describe('what this kernel cannot do', () => {
+  let topo: Topology | undefined;
+  afterAll(() => topo?.destroy());
+
+  it('a 9000-byte uplink: served where veth has multi-buffer XDP, else refused naming the kernel and the feature', async () => {
+    const frags = (await kernelVariant(createRunner(), { pinRoot: root })).xdpFrags;
+    topo = await createTopology({ pods: 1, uplinkMtu: 9000 });
+    const before = await leftovers({ runner: createRunner(topo.node) });
+    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 } }, [topo.pods[0]!.hostIf], { name: topo.prefix }).catch((err: unknown) => err as Error);
+    if (frags) {
+      expect(run).not.toBeInstanceOf(Error);
+      const s = await (run as Awaited<ReturnType<typeof startCapture>>).stop();
+      expect(s.sniffExit, s.sniffOutput).toBe(0);
+      return;
+    }
+    // startCapture waits for "tapping": the sniffer exited first
+    expect(run).toBeInstanceOf(Error);
+    const out = (run as Error).message;
+    expect(out).toMatch(new RegExp(`kernel ${release().replace(/[.+]/g, '\\$&')} lacks multi-buffer XDP \\(xdp\\.frags\\) \\(5\\.18\\), needed for an uplink MTU of 9000`));
+    expect(out).toMatch(new RegExp(`process exited \\(${ExitCode.kernelUnsupported}\\)`));
+    expect(await leftovers({ runner: createRunner(topo.node) })).toEqual(before);
+  });
+
+  it('the agent: a policy with a 9000-byte MTU is Ready where the kernel serves it, else refused on the node as KernelUnsupported', async () => {
+    const frags = (await kernelVariant(createRunner(), { pinRoot: root })).xdpFrags;
+    const lab = await Lab.start({ pods: [{ namespace: 'demo', name: 'web-1', labels: { app: 'web' } }], uplinkMtu: 9000 });
+    const out = await mkdtemp(join(tmpdir(), 'podtap-kernels-'));
+    try {
+      lab.startCollector(out);
+      lab.startController();
+      const agent = lab.startAgent();
+      const policies = sniffPolicies(lab.client);
+      await policies.create({
+        apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', metadata: { name: 'jumbo', namespace: 'demo' },
+        spec: { podSelector: { matchLabels: { app: 'web' } }, collector: { address: lab.topo.collector.ip4 }, mtu: 9000 },
+      } as unknown as SniffPolicy);
+      const want = frags ? { status: 'True', reason: 'Attached' } : { status: 'False', reason: 'KernelUnsupported' };
+      const deadline = performance.now() + 60_000 * WAIT_SCALE;
+      let ready: { status?: string; reason?: string; message?: string } | undefined;
+      while (performance.now() < deadline) {
+        ready = (await policies.get('demo', 'jumbo')).status?.conditions?.find((c) => c.type === 'Ready');
+        if (ready?.reason === want.reason) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      expect(ready, agent.output().slice(-3000)).toMatchObject(want);
+      if (!frags) {
+        expect(ready?.message).toMatch(new RegExp(`node-a \\(KernelUnsupported: kernel ${release().replace(/[.+]/g, '\\$&')} lacks multi-buffer XDP`));
+      }
+    } finally {
+      await lab.stop();
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+});
