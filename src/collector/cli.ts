@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { GENEVE_PORT, VXLAN_PORT, type TunnelMode } from '../wire/format.ts';
+import type { Reviewer } from './access.ts';
 import { defaultWorkers, startCollector, type CollectorStats } from './collector.ts';
 import { parseDuration, parseSize } from './units.ts';
 
@@ -66,8 +67,26 @@ HTTP API:
                        (the files, JSON), /api/v1/captures/<path> (one file),
                        /stream?namespace=&pod=&policy=&direction= (live pcapng:
                        curl … | wireshark -k -i -)
-  --auth-token-file F  require "Authorization: Bearer <token>", the token read
-                       from F (a mounted Secret; re-read when it changes)
+  --kube-auth          authenticate Kubernetes users: each request's bearer
+                       token is checked with a TokenReview, then each read
+                       with a SubjectAccessReview for "get" on
+                       sniffpolicies/captures (podtap.io) in the namespace
+                       it reads (and for the policy, when it names one): a
+                       user reads only the namespaces RBAC lets them; lists
+                       of every namespace hold only those; a live stream
+                       must name one, and ends when the grant does
+                       (checked every --auth-recheck). The collector's own
+                       account needs "create" on tokenreviews and
+                       subjectaccessreviews
+  --kubeconfig FILE    the API server to ask, with --kube-auth (default:
+                       $KUBECONFIG, else the pod's service account, else
+                       ~/.kube/config)
+  --auth-recheck D     how often a live stream's reader is checked again
+                       (default 60s)
+  --auth-token-file F  the install's API token (break-glass: it reads every
+                       namespace): "Authorization: Bearer <token>", read from
+                       F (a mounted Secret; re-read when it changes). Without
+                       it and without --kube-auth, nothing is authenticated
   --http-public LIST   paths served without the token, comma-separated
                        (default /healthz,/readyz,/metrics; "none": all need it)
   -h, --help           show this help
@@ -172,6 +191,9 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
         'retain-age': { type: 'string', default: '0' },
         http: { type: 'string' },
         'auth-token-file': { type: 'string' },
+        'kube-auth': { type: 'boolean', default: false },
+        kubeconfig: { type: 'string' },
+        'auth-recheck': { type: 'string', default: '60s' },
         'http-public': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -201,7 +223,7 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
   const retainBytes = sizeFlag('--retain-size', values['retain-size']);
   const retainMs = durationFlag('--retain-age', values['retain-age']);
   const { host, port } = parseListen(values.listen ?? '', mode === 'vxlan' ? VXLAN_PORT : GENEVE_PORT);
-  let http: { host: string; port: number; tokenFile?: string; publicPaths?: string[] } | undefined;
+  let http: { host: string; port: number; tokenFile?: string; publicPaths?: string[]; reviewer?: Reviewer; recheckMs?: number } | undefined;
   if (values.http !== undefined) {
     http = { ...parseListen(values.http, 8080, '--http') };
     if (values['auth-token-file']) http.tokenFile = values['auth-token-file'];
@@ -209,8 +231,18 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
       const list = values['http-public'].trim();
       http.publicPaths = list === 'none' || list === '' ? [] : list.split(',').map((p) => (p.trim().startsWith('/') ? p.trim() : `/${p.trim()}`));
     }
-  } else if (values['auth-token-file'] || values['http-public']) {
-    throw usage('--auth-token-file and --http-public need --http ADDR:PORT');
+    if (values['kube-auth']) {
+      // (loaded only when asked for: the Kubernetes client is not needed otherwise)
+      const { KubeClient, loadKubeConfig } = await import('../k8s/index.ts');
+      const { kubeReviewer } = await import('./access.ts');
+      http.reviewer = kubeReviewer(new KubeClient(loadKubeConfig(values.kubeconfig), { userAgent: 'podtap-collector', timeoutMs: 10_000 }));
+      http.recheckMs = durationFlag('--auth-recheck', values['auth-recheck']);
+      if (http.recheckMs < 1000) throw usage('--auth-recheck: at least 1s');
+    } else if (values.kubeconfig) {
+      throw usage('--kubeconfig is for --kube-auth');
+    }
+  } else if (values['auth-token-file'] || values['http-public'] || values['kube-auth']) {
+    throw usage('--auth-token-file, --kube-auth and --http-public need --http ADDR:PORT');
   }
   const token = values.token ?? process.env.PODTAP_TOKEN ?? '';
   const maxSkewMs = durationFlag('--max-skew', values['max-skew']);

@@ -532,6 +532,18 @@ export class CaptureStore implements PacketOutput {
       .sort((a, b) => (a.capture < b.capture ? -1 : a.capture > b.capture ? 1 : a.start - b.start || a.seq - b.seq));
   }
 
+  /**
+   * Whose file an API path names, from the path alone (whether or not it
+   * exists): the policy of its `<namespace>_<policy>` directory, or nulls
+   * (unassigned packets, the single layout, anything else). lookup() serves
+   * only catalogued files, whose owner is derived the same way.
+   */
+  ownerOf(path: string): { namespace: string | null; policy: string | null } {
+    const i = path.lastIndexOf('/');
+    const m = DIR_RE.exec(i < 0 ? '' : path.slice(0, i));
+    return m ? { namespace: m[1]!, policy: m[2]! } : { namespace: null, policy: null };
+  }
+
   /** The file behind an API path, only if it is one of ours: no path is ever joined from user input. */
   lookup(path: string): { abs: string; size: number; open: boolean } | undefined {
     const e = this.#entries.get(path);
