@@ -114,8 +114,8 @@ const DIR_MODE = 0o700;
 /** How often the free space is looked at (the disk_free_bytes metric). */
 const FREE_CHECK_INTERVAL_MS = 10_000;
 const NAME_RE = /^(.+)-(\d{8}T\d{6}Z)-(\d{4,})\.pcapng$/;
-const LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
-const SUBDOMAIN = `${LABEL}(\\.${LABEL})*`;
+const LABEL = '[a-z0-9](?:[-a-z0-9]*[a-z0-9])?'; // (no capturing group: DIR_RE's groups 1 and 2 are the namespace and the policy)
+const SUBDOMAIN = `${LABEL}(?:\\.${LABEL})*`;
 const DIR_RE = new RegExp(`^(${LABEL})_(${SUBDOMAIN})$`);
 const PREFIX_RE = new RegExp(`^${SUBDOMAIN}$`);
 
