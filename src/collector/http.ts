@@ -251,7 +251,7 @@ export async function startHttp(opts: HttpOptions, deps: HttpDeps): Promise<Http
       const scope: AccessScope = filter.namespace === undefined ? {} : { namespace: filter.namespace, policy: filter.policy };
       if (!(await access.allowed(id, scope))) {
         if (filter.namespace === undefined && id.kind === 'user') {
-          throw new AccessDenied(403, `${id.user.username} may not read the live stream of every namespace: name one (?namespace=NS) where you may read captures`);
+          throw new AccessDenied(403, `${id.user.username} may not read the live stream of every namespace: name one (?namespace=NS) where RBAC grants "get sniffpolicies/captures"`);
         }
         throw forbidden(id, scope);
       }
