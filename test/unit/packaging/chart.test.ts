@@ -12,6 +12,7 @@ import { execa } from 'execa';
 import { stringify } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Resources } from '../../../src/k8s/resources.ts';
+import { CAPTURE_ACCESS } from '../../../src/collector/access.ts';
 import { CHART, ROOT, render, type K8sObject, type Rendered } from './lib/render.ts';
 import { exponentNumbers, policyViolations, workloads, type Container, type PodSpec } from './lib/policy.ts';
 import { schemaErrors, unknownFieldErrors } from './lib/validate.ts';
@@ -169,19 +170,43 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
       { apiGroups: [''], resources: ['pods'], verbs: ['get'] },
       { apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: [agentName], verbs: ['get'] },
     ]);
-    // the collector has an account without any role and no token
+    // the collector: with Kubernetes readers, create tokenreviews and
+    // subjectaccessreviews (its reviews) and nothing else; else no role, no token
+    const values = r().values as { rbac: { aggregateToEdit: boolean }; collector: { auth: { kubernetes: boolean } } };
+    const kubeAuth = values.collector.auth.kubernetes;
     const collectorSa = find(objs, 'ServiceAccount', '-collector');
     expect(collectorSa.automountServiceAccountToken).toBe(false);
-    const bound = objs.filter((o) => o.kind.endsWith('Binding')).flatMap((b) => (b.subjects as { name: string }[]).map((s) => s.name));
-    expect(bound).not.toContain(collectorSa.metadata.name);
-    // creating SniffPolicies is aggregated into edit/admin only on request
-    const values = r().values as { rbac: { aggregateToEdit: boolean } };
+    expect((podOf(find(objs, 'Deployment', '-collector')) as { automountServiceAccountToken?: boolean }).automountServiceAccountToken).toBe(kubeAuth);
+    const bindings = objs.filter((o) => o.kind.endsWith('Binding') && (o.subjects as { name: string }[]).some((s) => s.name === collectorSa.metadata.name));
+    if (!kubeAuth) expect(bindings).toEqual([]);
+    else {
+      expect(bindings.map((b) => `${b.kind}/${(b.roleRef as { kind: string; name: string }).kind}`)).toEqual(['ClusterRoleBinding/ClusterRole']);
+      const role = objs.find((o) => o.kind === 'ClusterRole' && o.metadata.name === (bindings[0]!.roleRef as { name: string }).name)!;
+      expect(role.rules).toEqual([
+        { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+        { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+      ]);
+    }
+    // creating SniffPolicies and reading their captures (the collector's
+    // review: CAPTURE_ACCESS) is aggregated into edit/admin only on request,
+    // never into view; reading captures alone is a role to bind
+    const captures = `${CAPTURE_ACCESS.resource}/${CAPTURE_ACCESS.subresource}`;
     const edit = objs.find((o) => o.kind === 'ClusterRole' && o.metadata.labels?.['rbac.authorization.k8s.io/aggregate-to-edit'] && grants(o.rules as Rule[], 'podtap.io', 'sniffpolicies', 'create'));
     expect(Boolean(edit)).toBe(values.rbac.aggregateToEdit);
+    if (edit) expect(grants(edit.rules as Rule[], CAPTURE_ACCESS.group, captures, CAPTURE_ACCESS.verb)).toBe(true);
+    for (const o of objs.filter((x) => x.kind === 'ClusterRole' && x.metadata.labels?.['rbac.authorization.k8s.io/aggregate-to-view'])) {
+      expect((o.rules as Rule[]).some((rule) => rule.resources.includes(captures)), `${o.metadata.name} aggregated into view`).toBe(false);
+    }
+    expect(rules(objs, 'ClusterRole', '-captures')).toEqual([{ apiGroups: [CAPTURE_ACCESS.group], resources: [captures], verbs: [CAPTURE_ACCESS.verb] }]);
   });
 
   it('exposes the collector (tunnel over UDP, HTTP over TCP) and fences it with a NetworkPolicy', () => {
-    const values = r().values as { collector: { tunnelPort: number; httpPort: number; networkPolicy: { enabled: boolean; nodeCIDRs: string[]; httpFrom: unknown[] }; token: { create: boolean; existingSecret: string }; persistence: { hostPath: string } } };
+    const values = r().values as {
+      collector: {
+        tunnelPort: number; httpPort: number; auth: { kubernetes: boolean }; token: { create: boolean; existingSecret: string }; persistence: { hostPath: string };
+        networkPolicy: { enabled: boolean; nodeCIDRs: string[]; httpFrom: unknown[]; apiServerTo: unknown[]; apiServerPorts: number[] };
+      };
+    };
     const c = values.collector;
     const objs = r().objects;
     const svc = find(objs, 'Service', '-collector');
@@ -198,8 +223,12 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
           { from: c.networkPolicy.nodeCIDRs.map((cidr) => ({ ipBlock: { cidr } })), ports: [{ port: c.tunnelPort, protocol: 'UDP' }] },
           { from: c.networkPolicy.httpFrom, ports: [{ port: c.httpPort, protocol: 'TCP' }] },
         ],
-        egress: [],
+        // nothing out but the reviews, to the API server
+        egress: c.auth.kubernetes
+          ? [{ ...(c.networkPolicy.apiServerTo.length ? { to: c.networkPolicy.apiServerTo } : {}), ports: c.networkPolicy.apiServerPorts.map((port) => ({ port, protocol: 'TCP' })) }]
+          : [],
       });
+      expect((np!.spec as { egress: unknown[] }).egress).toHaveLength(c.auth.kubernetes ? 1 : 0);
     }
     const d = find(objs, 'Deployment', '-collector');
     expect((d.spec as { strategy: unknown }).strategy).toEqual({ type: 'Recreate' });
@@ -215,6 +244,7 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
     expect(objs.some((o) => o.kind === 'PersistentVolumeClaim')).toBe(!c.persistence.hostPath);
     // the HTTP API wants the api-token of the same Secret
     expect(col.args).toContain('--auth-token-file=/etc/podtap/api-token/api-token');
+    expect(col.args?.includes('--kube-auth')).toBe(c.auth.kubernetes);
     const apiVol = podOf(d).volumes!.find((v) => v.name === 'api-token') as { secret?: { secretName: string; items: unknown } };
     expect(apiVol.secret).toMatchObject({ secretName, items: [{ key: 'api-token', path: 'api-token' }] });
     // the agents present the same token
