@@ -22,13 +22,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { defaultWriteOptions } from '../src/devcluster/api.ts';
+import { createClusterState, createHandler, createHttpServer, defaultWriteOptions, writeKubeconfig } from '@podtap/devcluster';
 import { KubeClient, loadKubeConfig, Resources, type KubeObject, type ResourceRef } from '../src/k8s/index.ts';
+import { PodtapResources } from '../src/api/index.ts';
 import { startApiServer as startRealApiServer } from '../test/helpers/apiserver.ts';
-import { writeKubeconfig } from '../src/devcluster/index.ts';
-import { createClusterState, createHandler, createHttpServer } from '../src/devcluster/server.ts';
-import { CRD_DIR, Lab } from '../src/lab/cluster.ts';
-import { NODE_BIN, PODTAP_MAIN } from '../src/lab/netns.ts';
+import { CRD_DIR, Lab } from '../test/lab/cluster.ts';
+import { NODE_BIN, PODTAP_MAIN } from '../test/lab/netns.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { enterPrivateNamespace } from './privatens.ts';
 
@@ -119,11 +118,11 @@ async function seedEmbedded(dir: string): Promise<Seeded> {
     state.api.create(def(o.ref), o.namespace, o.obj, wo);
     if (o.status) state.api.update(def(o.ref), o.namespace, o.obj.metadata.name!, { metadata: { name: o.obj.metadata.name, namespace: o.namespace }, status: o.status }, 'status', wo);
   }
-  const assignDef = def(Resources.sniffAssignments);
+  const assignDef = def(PodtapResources.sniffAssignments);
   return {
     kubeconfig,
     async applyPolicies() {
-      for (let t = 0; t < POLICIES; t++) state.api.create(def(Resources.sniffPolicies), `team-${t}`, policyObject(t), wo);
+      for (let t = 0; t < POLICIES; t++) state.api.create(def(PodtapResources.sniffPolicies), `team-${t}`, policyObject(t), wo);
     },
     async assignments(want, timeoutMs) {
       const t0 = performance.now();
@@ -168,9 +167,9 @@ async function seedReal(): Promise<Seeded> {
     });
     console.error(`bench: real API seeded with ${objs.length} objects in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     const names = new Set<string>();
-    const listed = await client.list(Resources.sniffAssignments);
+    const listed = await client.list(PodtapResources.sniffAssignments);
     const abort = new AbortController();
-    const watching = client.watch<KubeObject>(Resources.sniffAssignments, { resourceVersion: listed.resourceVersion, timeoutSeconds: 600, signal: abort.signal }, (e) => {
+    const watching = client.watch<KubeObject>(PodtapResources.sniffAssignments, { resourceVersion: listed.resourceVersion, timeoutSeconds: 600, signal: abort.signal }, (e) => {
       if (e.type === 'ADDED') names.add(`${e.object.metadata.namespace}/${e.object.metadata.name}`);
     });
     const rss = async (pid: number) => Number(/VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
@@ -178,7 +177,7 @@ async function seedReal(): Promise<Seeded> {
       kubeconfig: api.kubeconfig,
       async applyPolicies() {
         await pool(Array.from({ length: POLICIES }, (_, t) => t), 16, async (t) => {
-          await client.create(Resources.sniffPolicies, policyObject(t) as KubeObject);
+          await client.create(PodtapResources.sniffPolicies, policyObject(t) as KubeObject);
         });
       },
       async assignments(want, timeoutMs) {
