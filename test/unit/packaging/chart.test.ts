@@ -172,22 +172,32 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
       { apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: [agentName], verbs: ['get'] },
     ]);
     // the collector: with Kubernetes readers, create tokenreviews and
-    // subjectaccessreviews (its reviews) and nothing else; else no role, no token
-    const values = r().values as { rbac: { aggregateToEdit: boolean }; collector: { auth: { kubernetes: boolean } } };
+    // subjectaccessreviews (its reviews); with acceptAssignedOnly, read the
+    // assignments in its own namespace; nothing else (no role, no token, without both)
+    const values = r().values as { rbac: { aggregateToEdit: boolean }; collector: { auth: { kubernetes: boolean }; acceptAssignedOnly: boolean } };
     const kubeAuth = values.collector.auth.kubernetes;
+    const assigned = values.collector.acceptAssignedOnly;
     const collectorSa = find(objs, 'ServiceAccount', '-collector');
     expect(collectorSa.automountServiceAccountToken).toBe(false);
-    expect((podOf(find(objs, 'Deployment', '-collector')) as { automountServiceAccountToken?: boolean }).automountServiceAccountToken).toBe(kubeAuth);
+    expect((podOf(find(objs, 'Deployment', '-collector')) as { automountServiceAccountToken?: boolean }).automountServiceAccountToken).toBe(kubeAuth || assigned);
     const bindings = objs.filter((o) => o.kind.endsWith('Binding') && (o.subjects as { name: string }[]).some((s) => s.name === collectorSa.metadata.name));
-    if (!kubeAuth) expect(bindings).toEqual([]);
-    else {
-      expect(bindings.map((b) => `${b.kind}/${(b.roleRef as { kind: string; name: string }).kind}`)).toEqual(['ClusterRoleBinding/ClusterRole']);
-      const role = objs.find((o) => o.kind === 'ClusterRole' && o.metadata.name === (bindings[0]!.roleRef as { name: string }).name)!;
-      expect(role.rules).toEqual([
-        { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
-        { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
-      ]);
-    }
+    const granted = bindings.map((b) => {
+      const ref = b.roleRef as { kind: string; name: string };
+      return { binding: b.kind, namespace: b.metadata.namespace, rules: objs.find((o) => o.kind === ref.kind && o.metadata.name === ref.name)!.rules };
+    });
+    expect(granted).toEqual([
+      ...(kubeAuth
+        ? [{ binding: 'ClusterRoleBinding', namespace: undefined, rules: [
+            { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+            { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+          ] }]
+        : []),
+      ...(assigned ? [{ binding: 'RoleBinding', namespace: set.release.namespace, rules: [{ apiGroups: ['podtap.io'], resources: ['sniffassignments'], verbs: ['get', 'list', 'watch'] }] }] : []),
+    ]);
+    const args = container(find(objs, 'Deployment', '-collector'), 'collector').args ?? [];
+    expect(args.filter((a) => a.startsWith('--assignments-namespace') || a.startsWith('--own-addresses'))).toEqual(
+      assigned ? [`--assignments-namespace=${set.release.namespace}`, '--own-addresses=$(POD_IPS)'] : [],
+    );
     // creating SniffPolicies and reading their captures (the collector's
     // review: CAPTURE_ACCESS) is aggregated into edit/admin only on request,
     // never into view; reading captures alone is a role to bind
@@ -204,7 +214,7 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
   it('exposes the collector (tunnel over UDP, HTTP over TCP) and fences it with a NetworkPolicy', () => {
     const values = r().values as {
       collector: {
-        tunnelPort: number; httpPort: number; auth: { kubernetes: boolean }; token: { create: boolean; existingSecret: string }; persistence: { hostPath: string };
+        tunnelPort: number; httpPort: number; auth: { kubernetes: boolean }; acceptAssignedOnly: boolean; token: { create: boolean; existingSecret: string }; persistence: { hostPath: string };
         networkPolicy: { enabled: boolean; nodeCIDRs: string[]; httpFrom: unknown[]; apiServerTo: unknown[]; apiServerPorts: number[] };
       };
     };
@@ -225,11 +235,11 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
           { from: c.networkPolicy.httpFrom, ports: [{ port: c.httpPort, protocol: 'TCP' }] },
         ],
         // nothing out but the reviews, to the API server
-        egress: c.auth.kubernetes
+        egress: c.auth.kubernetes || c.acceptAssignedOnly
           ? [{ ...(c.networkPolicy.apiServerTo.length ? { to: c.networkPolicy.apiServerTo } : {}), ports: c.networkPolicy.apiServerPorts.map((port) => ({ port, protocol: 'TCP' })) }]
           : [],
       });
-      expect((np!.spec as { egress: unknown[] }).egress).toHaveLength(c.auth.kubernetes ? 1 : 0);
+      expect((np!.spec as { egress: unknown[] }).egress).toHaveLength(c.auth.kubernetes || c.acceptAssignedOnly ? 1 : 0);
     }
     const d = find(objs, 'Deployment', '-collector');
     expect((d.spec as { strategy: unknown }).strategy).toEqual({ type: 'Recreate' });

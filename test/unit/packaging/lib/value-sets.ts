@@ -69,6 +69,7 @@ export const VALUE_SETS: ValueSet[] = [
         collector: {
           // only the install's api-token reads captures: no API access at all
           auth: { kubernetes: false },
+          acceptAssignedOnly: false,
           token: { create: false, existingSecret: 'my-collector-token' },
           persistence: { hostPath: '/var/lib/podtap/captures' },
           networkPolicy: { enabled: false },
