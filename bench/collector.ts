@@ -23,11 +23,13 @@
  * Prints a table and writes bench/results/collector-<time>.json.
  *   npm exec -- node bench/collector.ts [--seconds 5] [--workers N] [--senders 2]
  *     [--streams 8] [--rates 50000,100000,200000,max] [--modes pieces,reassembly]
- *     [--secret]
+ *     [--auth none,secret]
  *
- * --secret: the collector gets an install secret (as in a cluster) and the
- * generator signs its announcement with the node's key, so data is taken only
- * on the granted stream: the authenticated path, per datagram.
+ * --auth: each run without an install secret (none: data taken by source
+ * address) and/or with one (secret: the collector gets an install secret, as
+ * in a cluster, and the generator signs its announcement with the node's key,
+ * so data is taken only on the granted stream: the authenticated path, per
+ * datagram). Both in one invocation, side by side, for the before/after ratio.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -182,6 +184,7 @@ async function generator(opts: { mode: Mode; rate: number; seconds: number; send
 
 interface Run {
   mode: Mode;
+  auth: 'none' | 'secret';
   offered: number | 'max';
   workers: number;
   gen: GenResult;
@@ -313,6 +316,7 @@ async function oneRun(topo: Topology, mode: Mode, offered: number | 'max', o: { 
     const unreported = g.sent + 1 - num('received') - num('kernelDropped') - interfaceDrops;
     const secs = g.seconds;
     return {
+      auth: o.secret ? 'secret' : 'none',
       mode, offered, workers: o.workers, gen: g,
       collector: {
         received: num('received'), rebuilt: num('rebuilt'), written: num('written'), lost: num('lost'), incomplete: num('incomplete'),
@@ -337,11 +341,11 @@ async function oneRun(topo: Topology, mode: Mode, offered: number | 'max', o: { 
 }
 
 function table(runs: Run[]): string {
-  const head = ['mode', 'offered pps', 'sent pps', 'collector rx pps', 'rebuilt/s', 'rebuilt Gbit/s', 'counted loss', 'unreported', 'tcpdump pps', 'tcpdump drop', 'ratio', 'CPU col/tcpdump/gen'];
+  const head = ['mode', 'auth', 'offered pps', 'sent pps', 'collector rx pps', 'rebuilt/s', 'rebuilt Gbit/s', 'counted loss', 'unreported', 'tcpdump pps', 'tcpdump drop', 'ratio', 'CPU col/tcpdump/gen'];
   const rows = runs.map((r) => {
     const counted = r.collector.kernelDropped + r.collector.writeDropped + r.interfaceDrops;
     return [
-      r.mode, r.offered === 'max' ? 'max' : String(r.offered), r.pps.offered.toFixed(0), r.pps.received.toFixed(0), r.pps.rebuiltFrames.toFixed(0),
+      r.mode, r.auth, r.offered === 'max' ? 'max' : String(r.offered), r.pps.offered.toFixed(0), r.pps.received.toFixed(0), r.pps.rebuiltFrames.toFixed(0),
       r.gbps.rebuilt.toFixed(2), `${counted} (${((100 * counted) / Math.max(1, r.gen.sent)).toFixed(1)}%)`, String(r.unreported),
       r.pps.tcpdump.toFixed(0), String(r.tcpdump.dropped), r.ratio.toFixed(2),
       `${(r.cpuSeconds.collector / r.gen.seconds).toFixed(2)}/${(r.cpuSeconds.tcpdump / r.gen.seconds).toFixed(2)}/${(r.cpuSeconds.generator / r.gen.seconds).toFixed(2)}`,
@@ -368,6 +372,7 @@ async function main(): Promise<void> {
       target: { type: 'string', default: COLLECTOR_IP },
       tcpdump: { type: 'boolean', default: true },
       secret: { type: 'boolean', default: false },
+      auth: { type: 'string', default: 'none' },
     },
   });
   if (a.role === 'generator') {
@@ -378,7 +383,10 @@ async function main(): Promise<void> {
     return;
   }
   if (process.getuid?.() !== 0) throw new Error('bench/collector.ts needs root (network namespaces)');
-  const o = { seconds: Number(a.seconds), workers: Number(a.workers), senders: Number(a.senders), streams: Number(a.streams), tcpdump: a.tcpdump, secret: a.secret };
+  const o = { seconds: Number(a.seconds), workers: Number(a.workers), senders: Number(a.senders), streams: Number(a.streams), tcpdump: a.tcpdump };
+  const auths = a.auth.split(',').map((x) => x.trim());
+  const bad = auths.find((x) => x !== 'none' && x !== 'secret');
+  if (bad) throw new Error(`--auth: "${bad}" is neither none nor secret`);
   const modes = a.modes.split(',') as Mode[];
   const rates = a.rates.split(',').map((r) => (r === 'max' ? 'max' : Number(r)));
   const topo = await createTopology({ pods: 0 });
@@ -386,16 +394,18 @@ async function main(): Promise<void> {
   try {
     for (const mode of modes) {
       for (const rate of rates) {
-        const offered = rate === 'max' ? 'max' : mode === 'reassembly' ? rate : rate;
-        const r = await oneRun(topo, mode, offered, o);
-        runs.push(r);
-        console.error(`${mode} ${offered}: sent ${r.gen.sent}, received ${r.collector.received}, rebuilt ${r.collector.rebuilt}, kernel dropped ${r.collector.kernelDropped}, unreported ${r.unreported}, tcpdump ${r.tcpdump.captured}/${r.tcpdump.dropped}`);
+        for (const auth of auths as Run['auth'][]) {
+          const offered = rate === 'max' ? 'max' : mode === 'reassembly' ? rate : rate;
+          const r = await oneRun(topo, mode, offered, { ...o, secret: auth === 'secret' });
+          runs.push(r);
+          console.error(`${mode} ${auth} ${offered}: sent ${r.gen.sent}, received ${r.collector.received}, rebuilt ${r.collector.rebuilt}, kernel dropped ${r.collector.kernelDropped}, unreported ${r.unreported}, tcpdump ${r.tcpdump.captured}/${r.tcpdump.dropped}`);
+        }
       }
     }
   } finally {
     await topo.destroy();
   }
-  console.log(`\ncollector ingest vs tcpdump -w (same traffic, same interface, same run); ${o.workers} ingest worker(s), ${o.senders} sender threads, ${o.streams} streams, ${o.seconds} s per run${o.secret ? ', install secret (signed announcement, granted stream)' : ', no install secret'}`);
+  console.log(`\ncollector ingest vs tcpdump -w (same traffic, same interface, same run); ${o.workers} ingest worker(s), ${o.senders} sender threads, ${o.streams} streams, ${o.seconds} s per run; auth none: no install secret, secret: signed announcement, data on the granted stream only`);
   console.log(`machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? '?'}), rmem_max ${(await sh('sysctl', ['-n', 'net.core.rmem_max'])).trim()}`);
   console.log(table(runs));
   const file = join(import.meta.dirname, 'results', `collector-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
