@@ -23,6 +23,13 @@
  * Prints a table and writes bench/results/collector-<time>.json.
  *   npm exec -- node bench/collector.ts [--seconds 5] [--workers N] [--senders 2]
  *     [--streams 8] [--rates 50000,100000,200000,max] [--modes pieces,reassembly]
+ *     [--auth none,secret]
+ *
+ * --auth: each run without an install secret (none: data taken by source
+ * address) and/or with one (secret: the collector gets an install secret, as
+ * in a cluster, and the generator signs its announcement with the node's key,
+ * so data is taken only on the granted stream: the authenticated path, per
+ * datagram). Both in one invocation, side by side, for the before/after ratio.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -33,6 +40,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { execa, type ResultPromise } from 'execa';
 import { NODE_BIN, PODTAP_MAIN, createTopology, inNs, sh, type Topology } from '../test/lab/netns.ts';
 import { encodeAnnouncement, monotonicRealtimePair } from '../src/wire/announce.ts';
+import { deriveNodeKey } from '../src/wire/auth.ts';
 import { encodeFrame } from '../test/helpers/encode.ts';
 import { META_LEN, MetaOff } from '../src/wire/format.ts';
 
@@ -42,6 +50,9 @@ const PORT = 6081;
 const HTTP_PORT = 8089;
 const META_AT = 12;
 const IFINDEX = 7;
+/** the install secret of --secret runs (a bench value, nothing real) */
+const BENCH_SECRET = 'bench-install-secret';
+const BENCH_NODE = 'bench-node';
 
 // ---------------------------------------------------------------- frames ---
 
@@ -138,15 +149,15 @@ async function senderThread(cfg: GenConfig): Promise<GenResult> {
   return r;
 }
 
-async function generator(opts: { mode: Mode; rate: number; seconds: number; senders: number; streams: number; target: string }): Promise<GenResult> {
+async function generator(opts: { mode: Mode; rate: number; seconds: number; senders: number; streams: number; target: string; secret: boolean }): Promise<GenResult> {
   // announce the interface and the clock first, as an agent would
   const a = createSocket('udp4');
   await new Promise<void>((r) => a.connect(PORT, opts.target, () => r()));
   const ann = encodeAnnouncement({
-    v: 2, node: 'bench-node', source: a.address().address, sender: 'agent', senderId: 'bench', instance: 1, tunnel: 'Geneve',
+    v: 2, node: BENCH_NODE, source: a.address().address, sender: 'agent', senderId: 'bench', instance: 1, tunnel: 'Geneve',
     policy: { namespace: 'bench', name: opts.mode, uid: 'b' }, clock: monotonicRealtimePair(),
     interfaces: [{ ifindex: IFINDEX, name: 'veth-bench', pod: { namespace: 'bench', name: 'pod-1' }, directions: ['Ingress', 'Egress'] }],
-  });
+  }, opts.secret ? { key: { id: BENCH_NODE, key: deriveNodeKey(BENCH_SECRET, BENCH_NODE) } } : {});
   await new Promise<void>((r) => a.send(ann, () => r()));
   a.close();
   await new Promise((r) => setTimeout(r, 200));
@@ -173,6 +184,7 @@ async function generator(opts: { mode: Mode; rate: number; seconds: number; send
 
 interface Run {
   mode: Mode;
+  auth: 'none' | 'secret';
   offered: number | 'max';
   workers: number;
   gen: GenResult;
@@ -254,7 +266,7 @@ async function quiet(): Promise<number> {
   return idle;
 }
 
-async function oneRun(topo: Topology, mode: Mode, offered: number | 'max', o: { seconds: number; workers: number; senders: number; streams: number; tcpdump: boolean }): Promise<Run> {
+async function oneRun(topo: Topology, mode: Mode, offered: number | 'max', o: { seconds: number; workers: number; senders: number; streams: number; tcpdump: boolean; secret: boolean }): Promise<Run> {
   const idleBefore = await quiet();
   const out = await mkdtemp(join(tmpdir(), 'podtap-bench-col-'));
   const dump = join(out, 'tcpdump.pcap');
@@ -262,7 +274,7 @@ async function oneRun(topo: Topology, mode: Mode, offered: number | 'max', o: { 
   const col = execa('nsenter', [
     `--net=/run/netns/${topo.collector.ns}`, NODE_BIN, PODTAP_MAIN, 'collector', '--listen', `${COLLECTOR_IP}:${PORT}`, '--out', join(out, 'captures'),
     '--workers', String(o.workers), '--http', `127.0.0.1:${HTTP_PORT}`, '--rotate-size', '1GiB',
-  ], { reject: false, env: { PODTAP_LOG_LEVEL: 'warn', NODE_OPTIONS: process.env.COLLECTOR_NODE_OPTIONS ?? '' } });
+  ], { reject: false, env: { PODTAP_LOG_LEVEL: 'warn', NODE_OPTIONS: process.env.COLLECTOR_NODE_OPTIONS ?? '', PODTAP_TOKEN: o.secret ? BENCH_SECRET : '' } });
   let tcpdump: ResultPromise | undefined;
   try {
     await untilUp(topo.collector.ns);
@@ -276,7 +288,7 @@ async function oneRun(topo: Topology, mode: Mode, offered: number | 'max', o: { 
     const gen = execa('nice', [
       '-n', '19', 'nsenter', `--net=/run/netns/${topo.node}`, NODE_BIN, new URL(import.meta.url).pathname, '--role', 'generator', '--mode', mode,
       '--rate', offered === 'max' ? '0' : String(offered), '--seconds', String(o.seconds), '--senders', String(o.senders),
-      '--streams', String(o.streams), '--target', COLLECTOR_IP,
+      '--streams', String(o.streams), '--target', COLLECTOR_IP, ...(o.secret ? ['--secret'] : []),
     ], { reject: false });
     const genRes = await gen;
     if (genRes.exitCode !== 0) throw new Error(`generator failed: ${String(genRes.stderr)}`);
@@ -304,6 +316,7 @@ async function oneRun(topo: Topology, mode: Mode, offered: number | 'max', o: { 
     const unreported = g.sent + 1 - num('received') - num('kernelDropped') - interfaceDrops;
     const secs = g.seconds;
     return {
+      auth: o.secret ? 'secret' : 'none',
       mode, offered, workers: o.workers, gen: g,
       collector: {
         received: num('received'), rebuilt: num('rebuilt'), written: num('written'), lost: num('lost'), incomplete: num('incomplete'),
@@ -328,11 +341,11 @@ async function oneRun(topo: Topology, mode: Mode, offered: number | 'max', o: { 
 }
 
 function table(runs: Run[]): string {
-  const head = ['mode', 'offered pps', 'sent pps', 'collector rx pps', 'rebuilt/s', 'rebuilt Gbit/s', 'counted loss', 'unreported', 'tcpdump pps', 'tcpdump drop', 'ratio', 'CPU col/tcpdump/gen'];
+  const head = ['mode', 'auth', 'offered pps', 'sent pps', 'collector rx pps', 'rebuilt/s', 'rebuilt Gbit/s', 'counted loss', 'unreported', 'tcpdump pps', 'tcpdump drop', 'ratio', 'CPU col/tcpdump/gen'];
   const rows = runs.map((r) => {
     const counted = r.collector.kernelDropped + r.collector.writeDropped + r.interfaceDrops;
     return [
-      r.mode, r.offered === 'max' ? 'max' : String(r.offered), r.pps.offered.toFixed(0), r.pps.received.toFixed(0), r.pps.rebuiltFrames.toFixed(0),
+      r.mode, r.auth, r.offered === 'max' ? 'max' : String(r.offered), r.pps.offered.toFixed(0), r.pps.received.toFixed(0), r.pps.rebuiltFrames.toFixed(0),
       r.gbps.rebuilt.toFixed(2), `${counted} (${((100 * counted) / Math.max(1, r.gen.sent)).toFixed(1)}%)`, String(r.unreported),
       r.pps.tcpdump.toFixed(0), String(r.tcpdump.dropped), r.ratio.toFixed(2),
       `${(r.cpuSeconds.collector / r.gen.seconds).toFixed(2)}/${(r.cpuSeconds.tcpdump / r.gen.seconds).toFixed(2)}/${(r.cpuSeconds.generator / r.gen.seconds).toFixed(2)}`,
@@ -358,17 +371,22 @@ async function main(): Promise<void> {
       workers: { type: 'string', default: '1' },
       target: { type: 'string', default: COLLECTOR_IP },
       tcpdump: { type: 'boolean', default: true },
+      secret: { type: 'boolean', default: false },
+      auth: { type: 'string', default: 'none' },
     },
   });
   if (a.role === 'generator') {
     const c0 = process.cpuUsage();
-    const r = await generator({ mode: a.mode as Mode, rate: Number(a.rate), seconds: Number(a.seconds), senders: Number(a.senders), streams: Number(a.streams), target: a.target });
+    const r = await generator({ mode: a.mode as Mode, rate: Number(a.rate), seconds: Number(a.seconds), senders: Number(a.senders), streams: Number(a.streams), target: a.target, secret: a.secret });
     const c1 = process.cpuUsage(c0);
     process.stdout.write(JSON.stringify({ ...r, cpu: (c1.user + c1.system) / 1e6 }));
     return;
   }
   if (process.getuid?.() !== 0) throw new Error('bench/collector.ts needs root (network namespaces)');
   const o = { seconds: Number(a.seconds), workers: Number(a.workers), senders: Number(a.senders), streams: Number(a.streams), tcpdump: a.tcpdump };
+  const auths = a.auth.split(',').map((x) => x.trim());
+  const bad = auths.find((x) => x !== 'none' && x !== 'secret');
+  if (bad) throw new Error(`--auth: "${bad}" is neither none nor secret`);
   const modes = a.modes.split(',') as Mode[];
   const rates = a.rates.split(',').map((r) => (r === 'max' ? 'max' : Number(r)));
   const topo = await createTopology({ pods: 0 });
@@ -376,16 +394,18 @@ async function main(): Promise<void> {
   try {
     for (const mode of modes) {
       for (const rate of rates) {
-        const offered = rate === 'max' ? 'max' : mode === 'reassembly' ? rate : rate;
-        const r = await oneRun(topo, mode, offered, o);
-        runs.push(r);
-        console.error(`${mode} ${offered}: sent ${r.gen.sent}, received ${r.collector.received}, rebuilt ${r.collector.rebuilt}, kernel dropped ${r.collector.kernelDropped}, unreported ${r.unreported}, tcpdump ${r.tcpdump.captured}/${r.tcpdump.dropped}`);
+        for (const auth of auths as Run['auth'][]) {
+          const offered = rate === 'max' ? 'max' : mode === 'reassembly' ? rate : rate;
+          const r = await oneRun(topo, mode, offered, { ...o, secret: auth === 'secret' });
+          runs.push(r);
+          console.error(`${mode} ${auth} ${offered}: sent ${r.gen.sent}, received ${r.collector.received}, rebuilt ${r.collector.rebuilt}, kernel dropped ${r.collector.kernelDropped}, unreported ${r.unreported}, tcpdump ${r.tcpdump.captured}/${r.tcpdump.dropped}`);
+        }
       }
     }
   } finally {
     await topo.destroy();
   }
-  console.log(`\ncollector ingest vs tcpdump -w (same traffic, same interface, same run); ${o.workers} ingest worker(s), ${o.senders} sender threads, ${o.streams} streams, ${o.seconds} s per run`);
+  console.log(`\ncollector ingest vs tcpdump -w (same traffic, same interface, same run); ${o.workers} ingest worker(s), ${o.senders} sender threads, ${o.streams} streams, ${o.seconds} s per run; auth none: no install secret, secret: signed announcement, data on the granted stream only`);
   console.log(`machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? '?'}), rmem_max ${(await sh('sysctl', ['-n', 'net.core.rmem_max'])).trim()}`);
   console.log(table(runs));
   const file = join(import.meta.dirname, 'results', `collector-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);

@@ -37,6 +37,8 @@ export const PER_REASON: readonly { name: string; reason: Reason; bytes: string 
   { name: 'slot_busy_packets_total', reason: 'slotBusy', bytes: undefined, help: 'Large frames cut at once because every stash slot was waiting (not lost).' },
   { name: 'foreign_packets_total', reason: 'foreign', bytes: undefined, help: 'Untagged packets on the capture device (not captured traffic).' },
   { name: 'checksum_unsupported_packets_total', reason: 'csumUnsupported', bytes: undefined, help: 'Packets whose offloaded checksum kind cannot be steered.' },
+  { name: 'segmented_packets_total', reason: 'segmented', bytes: undefined, help: 'TCP super-packets sent whole for the kernel to segment (largeFrames: Segment; also counted in mirrored).' },
+  { name: 'stale_carriers_total', reason: 'carrierStale', bytes: undefined, help: 'Carriers refused because their stash slot was reclaimed first (their frame was counted lost as carrierLost then).' },
 ];
 
 export interface AgentMetrics {

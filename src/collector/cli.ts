@@ -3,6 +3,7 @@
  * them (and a live stream) over HTTP, until SIGINT/SIGTERM.
  */
 import { stat } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { DURATION_EXAMPLES, parseDuration } from '../api/vocabulary.ts';
 import { errorMessage, ExitCode, UserError } from '../util/errors.ts';
@@ -10,6 +11,10 @@ import { parseHostPort } from '../util/hostport.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { parseSize } from '../util/units.ts';
 import { GENEVE_PORT, VXLAN_PORT, type TunnelMode } from '../wire/format.ts';
+import type { KubeClient } from '../k8s/index.ts';
+import type { Reviewer } from './access.ts';
+import { AssignmentSet } from './admission.ts';
+import type { AssignmentFeed } from './assignments.ts';
 import { defaultWorkers, startCollector, type CollectorStats } from './collector.ts';
 
 export const COLLECTOR_HELP = `Usage: podtap collector --out DIR [options]
@@ -36,6 +41,17 @@ Tunnel:
                        never travels: senders send a MAC, not the secret.
                        Empty = authenticate nobody and take data from every
                        sender (a warning is logged)
+  --assignments-namespace NS
+                       take announcements only for a (policy namespace,
+                       policy, node) that a SniffAssignment in NS (the
+                       install's namespace) names and that is not stopped;
+                       a removed or stopped assignment revokes its streams
+                       at once. Nothing is taken until the first list
+                       (needs get/list/watch on sniffassignments in NS;
+                       the API server as with --kubeconfig)
+  --own-addresses LIST with --assignments-namespace: only assignments whose
+                       resolved collector address is one of these
+                       (comma-separated; the chart passes the pod's IPs)
   --max-skew D         how far an announcement's time may be from the
                        collector's clock (default 60s)
   --workers N          ingest threads sharing the port with SO_REUSEPORT; each
@@ -68,8 +84,26 @@ HTTP API:
                        /stream?namespace=&pod=&policy=&direction=in|out|both
                        (live pcapng, direction from the pod's side:
                        curl … | wireshark -k -i -)
-  --auth-token-file F  require "Authorization: Bearer <token>", the token read
-                       from F (a mounted Secret; re-read when it changes)
+  --kube-auth          authenticate Kubernetes users: each request's bearer
+                       token is checked with a TokenReview, then each read
+                       with a SubjectAccessReview for "get" on
+                       sniffpolicies/captures (podtap.io) in the namespace
+                       it reads (and for the policy, when it names one): a
+                       user reads only the namespaces RBAC lets them; lists
+                       of every namespace hold only those; a live stream
+                       must name one, and ends when the grant does
+                       (checked every --auth-recheck). The collector's own
+                       account needs "create" on tokenreviews and
+                       subjectaccessreviews
+  --kubeconfig FILE    the API server to ask, with --kube-auth (default:
+                       $KUBECONFIG, else the pod's service account, else
+                       ~/.kube/config)
+  --auth-recheck D     how often a live stream's reader is checked again
+                       (default 60s)
+  --auth-token-file F  the install's API token (break-glass: it reads every
+                       namespace): "Authorization: Bearer <token>", read from
+                       F (a mounted Secret; re-read when it changes). Without
+                       it and without --kube-auth, nothing is authenticated
   --http-public LIST   paths served without the token, comma-separated
                        (default /healthz,/readyz,/metrics; "none": all need it)
   -h, --help           show this help
@@ -157,6 +191,11 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
         'retain-age': { type: 'string', default: '0' },
         http: { type: 'string' },
         'auth-token-file': { type: 'string' },
+        'kube-auth': { type: 'boolean', default: false },
+        kubeconfig: { type: 'string' },
+        'auth-recheck': { type: 'string', default: '60s' },
+        'assignments-namespace': { type: 'string' },
+        'own-addresses': { type: 'string' },
         'http-public': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -186,7 +225,15 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
   const retainBytes = sizeFlag('--retain-size', values['retain-size']);
   const retainMs = durationFlag('--retain-age', values['retain-age']);
   const { host, port } = parseListen(values.listen ?? '', mode === 'vxlan' ? VXLAN_PORT : GENEVE_PORT);
-  let http: { host: string; port: number; tokenFile?: string; publicPaths?: string[] } | undefined;
+  // one client for the API server, made only when a flag needs one (the Kubernetes client is not loaded otherwise)
+  let client: KubeClient | undefined;
+  const kube = async (): Promise<KubeClient> => {
+    if (client) return client;
+    const k8s = await import('../k8s/index.ts');
+    client = new k8s.KubeClient(k8s.loadKubeConfig(values.kubeconfig), { userAgent: 'podtap-collector', timeoutMs: 10_000 });
+    return client;
+  };
+  let http: { host: string; port: number; tokenFile?: string; publicPaths?: string[]; reviewer?: Reviewer; recheckMs?: number } | undefined;
   if (values.http !== undefined) {
     http = { ...parseListen(values.http, 8080, '--http') };
     if (values['auth-token-file']) http.tokenFile = values['auth-token-file'];
@@ -194,8 +241,27 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
       const list = values['http-public'].trim();
       http.publicPaths = list === 'none' || list === '' ? [] : list.split(',').map((p) => (p.trim().startsWith('/') ? p.trim() : `/${p.trim()}`));
     }
-  } else if (values['auth-token-file'] || values['http-public']) {
-    throw usage('--auth-token-file and --http-public need --http ADDR:PORT');
+    if (values['kube-auth']) {
+      const { kubeReviewer } = await import('./access.ts');
+      http.reviewer = kubeReviewer(await kube());
+      http.recheckMs = durationFlag('--auth-recheck', values['auth-recheck']);
+      if (http.recheckMs < 1000) throw usage('--auth-recheck: at least 1s');
+    }
+  } else if (values['auth-token-file'] || values['http-public'] || values['kube-auth']) {
+    throw usage('--auth-token-file, --kube-auth and --http-public need --http ADDR:PORT');
+  }
+  if (values.kubeconfig && !values['kube-auth'] && !values['assignments-namespace']) throw usage('--kubeconfig is for --kube-auth and --assignments-namespace');
+  let allow: AssignmentSet | undefined;
+  let feed: AssignmentFeed | undefined;
+  const ownAddresses = (values['own-addresses'] ?? '').split(',').map((a) => a.trim()).filter(Boolean);
+  if (values['assignments-namespace'] !== undefined) {
+    const ns = values['assignments-namespace'];
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(ns)) throw usage(`--assignments-namespace: "${ns}" is not a namespace name`);
+    const bad = ownAddresses.find((a) => isIP(a) === 0);
+    if (bad) throw usage(`--own-addresses: "${bad}" is not an IP address`);
+    allow = new AssignmentSet();
+  } else if (ownAddresses.length) {
+    throw usage('--own-addresses is for --assignments-namespace');
   }
   const token = values.token ?? process.env.PODTAP_TOKEN ?? '';
   const maxSkewMs = durationFlag('--max-skew', values['max-skew']);
@@ -220,6 +286,7 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
       ingest: { host, port, tunnel: mode, secret: token || undefined, maxSkewMs, workers, sockets },
       store: { dir: outDir, layout, rotateBytes, rotateMs },
       retention: { maxBytes: retainBytes, maxAgeMs: retainMs },
+      ...(allow ? { admission: { allow } } : {}),
       ...(http ? { http } : {}),
       processMetrics: true,
     });
@@ -230,11 +297,18 @@ export async function collectorCommand(argv: string[], logger?: Logger): Promise
       cause: err,
     });
   }
+  if (allow) {
+    // fed once the collector runs: until its first list, nothing is admitted
+    const { startAssignmentFeed } = await import('./assignments.ts');
+    feed = startAssignmentFeed({ client: await kube(), namespace: values['assignments-namespace']!, set: allow, addresses: ownAddresses, logger: log });
+  }
   const api = collector.http ? `, API on http://${collector.http.host}:${collector.http.port}` : '';
   process.stdout.write(`podtap collector: listening on udp ${host}:${collector.address.port} (${mode}), writing ${outDir}${api}\n`);
 
   await stopped;
+  await feed?.stop();
   await collector.close();
+  client?.close();
   process.stdout.write(summaryLine(collector.stats(), outDir));
   return ExitCode.ok;
 }

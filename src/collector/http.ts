@@ -9,10 +9,16 @@
  *   GET /api/v1/captures/<path>   one file; an open one up to its last whole block
  *   GET /stream                   live pcapng (?namespace= &pod= &policy= &direction=)
  *
- * Authentication: `Authorization: Bearer <token>`, the token read from a file
- * (a mounted Secret; re-read when it changes). Paths in `publicPaths` (by
- * default the health endpoints and /metrics) need none. Without a token file
- * nothing is authenticated.
+ * Authentication (access.ts): `Authorization: Bearer <token>` — a Kubernetes
+ * user's own token, checked with TokenReview, each request then authorized
+ * with a SubjectAccessReview in the namespace it reads (`reviewer`); or the
+ * install's API token read from a file (a mounted Secret; re-read when it
+ * changes), which reads everything. Paths in `publicPaths` (by default the
+ * health endpoints and /metrics) need none. With neither, nothing is
+ * authenticated. What a user may not read is refused (403) or, in a listing
+ * of every namespace, left out; a live stream must name a namespace the user
+ * may read unless they may read every namespace, and is re-checked every
+ * `recheckMs` (ended when the grant or the token is gone).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
@@ -23,7 +29,8 @@ import type { Registry } from 'prom-client';
 import { ExitCode, UserError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { REMOVED_STREAM_DIRECTIONS, STREAM_DIRECTIONS, type LiveHub, type StreamDirection, type StreamFilter } from './live.ts';
-import type { CaptureStore } from './store.ts';
+import { AccessDenied, forbidden, makeAccess, type Access, type AccessScope, type Identity, type Reviewer } from './access.ts';
+import type { CaptureEntry, CaptureStore } from './store.ts';
 
 export const DEFAULT_PUBLIC_PATHS = ['/healthz', '/readyz', '/metrics'] as const;
 
@@ -88,6 +95,12 @@ export interface HttpOptions {
   tokenFile?: string | undefined;
   /** paths served without a token (default /healthz, /readyz, /metrics) */
   publicPaths?: readonly string[];
+  /** authenticates and authorizes Kubernetes users (TokenReview, SubjectAccessReview) */
+  reviewer?: Reviewer | undefined;
+  /** how often a live stream's reader is checked again (default 60 s) */
+  recheckMs?: number;
+  /** how long the API server's answers are reused (default 10 s) */
+  accessCacheMs?: number;
 }
 
 export interface HttpDeps {
@@ -150,15 +163,35 @@ export function streamFilter(url: URL): StreamFilter {
 export async function startHttp(opts: HttpOptions, deps: HttpDeps): Promise<HttpApi> {
   const log = opts.logger;
   const token = opts.tokenFile ? new TokenFile(opts.tokenFile, log) : undefined;
+  const access: Access = makeAccess({ installToken: token, reviewer: opts.reviewer, logger: log, ...(opts.accessCacheMs !== undefined ? { cacheMs: opts.accessCacheMs } : {}) });
   const open = new Set(opts.publicPaths ?? DEFAULT_PUBLIC_PATHS);
   const streams = new Set<ServerResponse>();
+  const recheckMs = opts.recheckMs ?? 60_000;
+
+  /** Refuses (403) unless `id` may read `scope`. */
+  const need = async (id: Identity, scope: AccessScope): Promise<void> => {
+    if (!(await access.allowed(id, scope))) throw forbidden(id, scope);
+  };
+
+  /** The entries `id` may read, of those asked for: per namespace, else per policy (resourceNames grants). */
+  const readable = async (id: Identity, entries: CaptureEntry[]): Promise<CaptureEntry[]> => {
+    if (await access.allowed(id, {})) return entries;
+    const byNamespace = new Map<string, boolean>();
+    const out: CaptureEntry[] = [];
+    for (const e of entries) {
+      if (e.namespace === null) continue; // packets of no policy: every-namespace readers only
+      let ok = byNamespace.get(e.namespace);
+      if (ok === undefined) byNamespace.set(e.namespace, (ok = await access.allowed(id, { namespace: e.namespace })));
+      if (ok || (e.policy !== null && (await access.allowed(id, { namespace: e.namespace, policy: e.policy })))) out.push(e);
+    }
+    return out;
+  };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://collector');
     const path = url.pathname;
-    if (token && !open.has(path) && !token.check(req.headers.authorization)) {
-      return problem(res, 401, 'a bearer token is required (Authorization: Bearer <token>)', { 'WWW-Authenticate': 'Bearer realm="podtap-collector"' });
-    }
+    let id: Identity = { kind: 'anonymous' };
+    if (!open.has(path)) id = await access.authenticate(req.headers.authorization);
     if (req.method !== 'GET' && req.method !== 'HEAD') return problem(res, 405, 'only GET', { Allow: 'GET, HEAD' });
     if (path === '/healthz') {
       res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
@@ -169,16 +202,20 @@ export async function startHttp(opts: HttpOptions, deps: HttpDeps): Promise<Http
       const text = await deps.registry.metrics();
       res.writeHead(200, { 'Content-Type': deps.registry.contentType }).end(text);
     } else if (path === '/api/v1/status') {
+      // the counters of every namespace's captures together
+      await need(id, {});
       json(res, 200, deps.status());
     } else if (path === '/api/v1/captures') {
       const q = query(url, ['namespace', 'policy', 'capture']);
       const ns = name(q, 'namespace');
       const policy = name(q, 'policy');
       const capture = q.capture;
-      const items = deps.store
+      const asked = deps.store
         .list()
-        .filter((e) => (ns === undefined || e.namespace === ns) && (policy === undefined || e.policy === policy) && (capture === undefined || e.capture === capture))
-        .map((e) => ({ ...e, start: new Date(e.start).toISOString(), modified: new Date(e.modified).toISOString() }));
+        .filter((e) => (ns === undefined || e.namespace === ns) && (policy === undefined || e.policy === policy) && (capture === undefined || e.capture === capture));
+      const items = (await readable(id, asked)).map((e) => ({ ...e, start: new Date(e.start).toISOString(), modified: new Date(e.modified).toISOString() }));
+      // a namespace asked for by name that may not be read is refused, not answered with an empty list
+      if (ns !== undefined && items.length === 0 && !(await access.allowed(id, { namespace: ns, policy }))) throw forbidden(id, { namespace: ns, policy });
       json(res, 200, { items });
     } else if (path.startsWith('/api/v1/captures/')) {
       let rel: string;
@@ -187,6 +224,10 @@ export async function startHttp(opts: HttpOptions, deps: HttpDeps): Promise<Http
       } catch {
         throw new BadRequest('bad percent-encoding in the path');
       }
+      // whose file it is, from its path alone: a file of a namespace the reader
+      // may not read is refused whether it exists or not (no oracle)
+      const owner = deps.store.ownerOf(rel);
+      await need(id, owner.namespace === null ? {} : { namespace: owner.namespace, policy: owner.policy ?? undefined });
       const f = deps.store.lookup(rel);
       if (!f) return problem(res, 404, `no capture file "${rel}" (see /api/v1/captures)`);
       res.writeHead(200, {
@@ -208,6 +249,14 @@ export async function startHttp(opts: HttpOptions, deps: HttpDeps): Promise<Http
       rs.pipe(res);
     } else if (path === '/stream' || path === '/api/v1/stream') {
       const filter = streamFilter(url);
+      // the server filters by namespace: a reader of some namespaces must name one
+      const scope: AccessScope = filter.namespace === undefined ? {} : { namespace: filter.namespace, policy: filter.policy };
+      if (!(await access.allowed(id, scope))) {
+        if (filter.namespace === undefined && id.kind === 'user') {
+          throw new AccessDenied(403, `${id.user.username} may not read the live stream of every namespace: name one (?namespace=NS) where RBAC grants "get sniffpolicies/captures"`);
+        }
+        throw forbidden(id, scope);
+      }
       if (deps.live.full) return problem(res, 503, 'too many live streams', { 'Retry-After': '10' });
       res.writeHead(200, { 'Content-Type': 'application/x-pcapng', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
       if (req.method === 'HEAD') {
@@ -217,8 +266,32 @@ export async function startHttp(opts: HttpOptions, deps: HttpDeps): Promise<Http
       res.socket?.setNoDelay(true);
       const client = deps.live.add(res, filter);
       streams.add(res);
-      log.info({ filter, remote: req.socket.remoteAddress }, 'live stream started');
+      log.info({ filter, remote: req.socket.remoteAddress, user: id.kind === 'user' ? id.user.username : id.kind }, 'live stream started');
+      // the grant is checked again while the stream lasts: a revoked role, a
+      // deleted account or an expired token ends it
+      const recheck = id.kind === 'user' && access.enabled
+        ? setInterval(() => {
+            const again = async (): Promise<boolean> => {
+              const who = await access.authenticate(req.headers.authorization);
+              return access.allowed(who, scope);
+            };
+            again().then(
+              (ok) => {
+                if (ok) return;
+                log.info({ filter, user: id.kind === 'user' ? id.user.username : undefined }, 'live stream ended: no longer authorized');
+                res.end();
+              },
+              (err: unknown) => {
+                if (err instanceof AccessDenied && err.status === 503) return; // the API server is away: keep the stream
+                log.info({ err, filter }, 'live stream ended: no longer authenticated');
+                res.end();
+              },
+            );
+          }, recheckMs)
+        : undefined;
+      recheck?.unref();
       const done = (): void => {
+        if (recheck) clearInterval(recheck);
         deps.live.remove(client);
         streams.delete(res);
         log.info({ filter, packets: client.packets, dropped: client.dropped }, 'live stream ended');
@@ -232,6 +305,10 @@ export async function startHttp(opts: HttpOptions, deps: HttpDeps): Promise<Http
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (err instanceof BadRequest) return problem(res, 400, err.message);
+      if (err instanceof AccessDenied) {
+        if (err.status !== 503) log.info({ url: req.url, status: err.status, reason: err.message, remote: req.socket.remoteAddress }, 'HTTP request refused');
+        return problem(res, err.status, err.message, err.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="podtap-collector"' } : err.status === 503 ? { 'Retry-After': '2' } : {});
+      }
       log.error({ err, url: req.url }, 'HTTP request failed');
       if (!res.headersSent) problem(res, 500, 'internal error');
       else res.destroy();

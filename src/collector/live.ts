@@ -29,7 +29,7 @@ export const REMOVED_STREAM_DIRECTIONS: Readonly<Record<string, { meant: string;
 };
 
 export interface StreamFilter {
-  /** the pod's namespace (the policy's for interfaces without a pod) */
+  /** the policy's namespace, which the pod's must equal (matchesFilter) */
   namespace?: string | undefined;
   pod?: string | undefined;
   policy?: string | undefined;
@@ -55,8 +55,19 @@ export interface LiveStats {
   maxBacklog: number;
 }
 
+/**
+ * Whether a stream with filter `f` gets the packets of `iface`. A namespace
+ * filter is what a reader was authorized for (http.ts): the interface's
+ * policy and its pod must both be of that namespace (the capture files are
+ * the policy's namespace's; an announcement naming a pod of another namespace
+ * shows it to neither namespace's readers), and an interface of no policy
+ * (filed as unassigned, which only readers of every namespace read) to none.
+ */
 export function matchesFilter(f: StreamFilter, iface: Iface): boolean {
-  if (f.namespace !== undefined && (iface.pod?.namespace ?? iface.policy?.namespace) !== f.namespace) return false;
+  if (f.namespace !== undefined) {
+    if (iface.policy?.namespace !== f.namespace) return false;
+    if (iface.pod && iface.pod.namespace !== f.namespace) return false;
+  }
   if (f.pod !== undefined && iface.pod?.name !== f.pod) return false;
   if (f.policy !== undefined && iface.policy?.name !== f.policy) return false;
   return true;

@@ -114,8 +114,8 @@ const DIR_MODE = 0o700;
 /** How often the free space is looked at (the disk_free_bytes metric). */
 const FREE_CHECK_INTERVAL_MS = 10_000;
 const NAME_RE = /^(.+)-(\d{8}T\d{6}Z)-(\d{4,})\.pcapng$/;
-const LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
-const SUBDOMAIN = `${LABEL}(\\.${LABEL})*`;
+const LABEL = '[a-z0-9](?:[-a-z0-9]*[a-z0-9])?'; // (no capturing group: DIR_RE's groups 1 and 2 are the namespace and the policy)
+const SUBDOMAIN = `${LABEL}(?:\\.${LABEL})*`;
 const DIR_RE = new RegExp(`^(${LABEL})_(${SUBDOMAIN})$`);
 const PREFIX_RE = new RegExp(`^${SUBDOMAIN}$`);
 
@@ -530,6 +530,18 @@ export class CaptureStore implements PacketOutput {
     return [...this.#entries.values()]
       .map(({ file, ...e }) => ({ ...e, size: file ? file.size : e.size }))
       .sort((a, b) => (a.capture < b.capture ? -1 : a.capture > b.capture ? 1 : a.start - b.start || a.seq - b.seq));
+  }
+
+  /**
+   * Whose file an API path names, from the path alone (whether or not it
+   * exists): the policy of its `<namespace>_<policy>` directory, or nulls
+   * (unassigned packets, the single layout, anything else). lookup() serves
+   * only catalogued files, whose owner is derived the same way.
+   */
+  ownerOf(path: string): { namespace: string | null; policy: string | null } {
+    const i = path.lastIndexOf('/');
+    const m = DIR_RE.exec(i < 0 ? '' : path.slice(0, i));
+    return m ? { namespace: m[1]!, policy: m[2]! } : { namespace: null, policy: null };
   }
 
   /** The file behind an API path, only if it is one of ours: no path is ever joined from user input. */

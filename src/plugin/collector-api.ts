@@ -1,9 +1,12 @@
 /**
  * Reaching the collector's HTTP API from a workstation: through the API
  * server's port-forward to the collector pod (found behind its Service), or
- * straight at --collector-url. The API token comes from --token-file,
- * $PODTAP_COLLECTOR_TOKEN, or the chart's Secret (key api-token) when the
- * user may read it.
+ * straight at --collector-url. The bearer token sent is, in this order:
+ * --token-file, $PODTAP_COLLECTOR_TOKEN (the install's API token, break-glass),
+ * the kubeconfig user's own token (the collector checks it with a TokenReview
+ * and authorizes each read in its namespace: docs/security.md), or — for a
+ * user without one (a client certificate) — the chart's Secret (key
+ * api-token) when the user may read it.
  */
 import { readFile } from 'node:fs/promises';
 import { request, type IncomingMessage } from 'node:http';
@@ -67,7 +70,8 @@ export async function collectorToken(kube: Kube | undefined, f: CollectorFlags, 
     }
   }
   if (env.PODTAP_COLLECTOR_TOKEN) return env.PODTAP_COLLECTOR_TOKEN;
-  return kube ? kube.secretValue(f.namespace, f.tokenSecret, 'api-token') : undefined;
+  if (!kube) return undefined;
+  return (await kube.userToken()) ?? kube.secretValue(f.namespace, f.tokenSecret, 'api-token');
 }
 
 export async function connectCollector(kube: Kube | undefined, f: CollectorFlags, env: NodeJS.ProcessEnv): Promise<CollectorEndpoint> {
@@ -110,9 +114,16 @@ export function get(ep: CollectorEndpoint, path: string, signal?: AbortSignal): 
           }
         })().trim();
         if (res.statusCode === 401) {
-          reject(new UserError(`the collector (${ep.via}) wants its API token`, {
+          reject(new UserError(`the collector (${ep.via}) did not accept ${ep.token ? 'the token sent' : 'a request without a token'}: ${message}`, {
             exitCode: ExitCode.failure,
-            hint: 'pass --token-file FILE or set PODTAP_COLLECTOR_TOKEN (the chart\'s Secret <collector service>-token, key api-token)',
+            hint:
+              'it checks your kubeconfig user\'s token with the API server; a user with a client certificate has none to send: ' +
+              'pass --token-file FILE or set PODTAP_COLLECTOR_TOKEN (the chart\'s Secret <collector service>-token, key api-token)',
+          }));
+        } else if (res.statusCode === 403) {
+          reject(new UserError(`the collector refused ${path}: ${message}`, {
+            exitCode: ExitCode.failure,
+            hint: 'check with: kubectl auth can-i get sniffpolicies --subresource=captures -n NAMESPACE',
           }));
         } else {
           reject(new UserError(`the collector answered ${res.statusCode} to ${path}: ${message}`, { exitCode: ExitCode.failure }));

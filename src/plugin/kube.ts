@@ -223,6 +223,23 @@ export class Kube {
     }
   }
 
+  /**
+   * The bearer token the kubeconfig's user authenticates with (a token, a
+   * token file, an exec plugin's or auth provider's), or undefined for a user
+   * with a client certificate or a password: what the collector checks with a
+   * TokenReview.
+   */
+  async userToken(): Promise<string | undefined> {
+    const opts: { headers?: Record<string, string> } = {};
+    try {
+      await this.kc.applyToHTTPSOptions(opts);
+    } catch (err) {
+      throw new UserError(`cannot get the credentials of the kubeconfig's user: ${err instanceof Error ? err.message : String(err)}`, { exitCode: ExitCode.failure, cause: err });
+    }
+    const m = /^Bearer[ \t]+(\S+)\s*$/i.exec(opts.headers?.Authorization ?? '');
+    return m?.[1];
+  }
+
   /** A key of a Secret, or undefined when there is none or we may not read it. */
   async secretValue(namespace: string, name: string, key: string): Promise<string | undefined> {
     try {

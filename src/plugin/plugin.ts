@@ -76,9 +76,16 @@ Cluster and collector:
   --collector-url URL        reach the collector directly instead of through the
                              API server's port-forward (e.g. http://127.0.0.1:8080
                              after kubectl port-forward, or from inside the cluster)
-  --token-file FILE          the collector API's bearer token (default:
-                             $PODTAP_COLLECTOR_TOKEN, else the Secret
-                             <collector service>-token, key api-token, if readable)
+  --token-file FILE          the install's API token for the collector (break-
+                             glass: reads every namespace; default:
+                             $PODTAP_COLLECTOR_TOKEN). Without it the kubeconfig
+                             user's own token is sent: the collector checks it
+                             with the API server and lets you read the
+                             namespaces where RBAC grants "get" on
+                             sniffpolicies/captures (the edit and admin roles
+                             with the chart's rbac.aggregateToEdit). A user
+                             without a token (client certificate) falls back to
+                             the Secret <collector service>-token, if readable
   --collector-token-secret NAME
   -h, --help
   --version              print the plugin's version (also: kubectl podtap version)
@@ -91,6 +98,17 @@ Exit codes: 0 done, 1 failure, 2 usage, 4 a missing tool (wireshark),
 5 bad input, 7 the cluster or collector unreachable.
 `;
 
+
+/** The kubeconfig's cluster and user when there is a kubeconfig; undefined when there is none (a collector reached by --collector-url alone). */
+function optionalKube(flags: ConstructorParameters<typeof Kube>[0]): Kube | undefined {
+  if (flags.kubeconfig || flags.context) return new Kube(flags);
+  try {
+    return new Kube(flags);
+  } catch (err) {
+    if (err instanceof UserError) return undefined;
+    throw err;
+  }
+}
 
 function usage(message: string): UserError {
   return new UserError(message, { exitCode: ExitCode.usage, hint: 'see kubectl podtap --help' });
@@ -128,7 +146,7 @@ export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<numbe
   /** The collector: found through the cluster when there is one to ask (findCollector), else the flags or defaults. */
   const collectorOf = async (kube: Kube | undefined): Promise<CollectorFlags> => ({
     url: v['collector-url'], port: collectorPort, tokenFile: v['token-file'],
-    ...(kube ? await findCollector(kube, given) : defaultCollector(given)),
+    ...(kube && !v['collector-url'] ? await findCollector(kube, given) : defaultCollector(given)),
   });
   const kubeFlags = { kubeconfig: v.kubeconfig, context: v.context, namespace: v.namespace };
   const json = v.output === 'json';
@@ -158,7 +176,8 @@ export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<numbe
       );
     }
     case 'list': {
-      const kube = v['collector-url'] && !v.namespace ? undefined : new Kube(kubeFlags);
+      // (with --collector-url the kubeconfig is still read when there is one: its user's token is the credential)
+      const kube = v['collector-url'] ? optionalKube(kubeFlags) : new Kube(kubeFlags);
       return listCaptures(kube, { namespace: v['all-namespaces'] ? undefined : (v.namespace ?? kube?.namespace), policy: v.policy, json, collector: await collectorOf(kube) }, io);
     }
     case 'status': {
@@ -167,7 +186,7 @@ export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<numbe
     }
     case 'fetch': {
       if (v.write !== undefined && toStdout) throw usage('choose -w FILE or -o -');
-      const kube = v['collector-url'] ? undefined : new Kube(kubeFlags);
+      const kube = v['collector-url'] ? optionalKube(kubeFlags) : new Kube(kubeFlags);
       return fetchCapture(kube, { path: args[0], namespace: v.namespace ?? kube?.namespace, policy: v.policy, write: v.write, stdout: toStdout, collector: await collectorOf(kube) }, io);
     }
     default:

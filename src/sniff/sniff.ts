@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { captureConfig, collectorPort, MTU_MAX, MTU_MIN, ObjectNameSchema, parseDuration, parseSniffPolicyYaml, type CaptureConfig, type SniffPolicy } from '../api/index.ts';
 import { CaptureService, type CaptureTarget } from '../capture/service.ts';
@@ -14,6 +15,8 @@ import { createRunner, formatCounters, getLink, LOSS_REASONS, lost, requireRoot,
 import { errorMessage, ExitCode, UserError } from '../util/errors.ts';
 import { parseHostPort } from '../util/hostport.ts';
 import { rootLogger, silentLogger } from '../util/log.ts';
+import { nodeNameOf } from '../wire/announce.ts';
+import { installSecretKeySource } from '../wire/auth.ts';
 
 const HELP = `Usage: podtap sniff --policy FILE.yaml --iface NAME[,NAME...] [options]
 
@@ -35,6 +38,12 @@ Options:
                         route to the collector)
   --node NAME           node name announced to the collector (default: the host
                         name, in lower case with other characters as -)
+  --secret-file FILE    the collector's install secret (its --token, or the
+                        chart's Secret key "token"): announcements are signed
+                        with this node's key, derived from it, so a collector
+                        with a secret takes them; the secret itself is never
+                        sent. Without it, announcements are unsigned, and only
+                        a collector without a secret takes them
   --quiet               no live progress line
   --help                this text
 
@@ -73,6 +82,7 @@ export async function sniffCommand(argv: string[]): Promise<number> {
         collector: { type: 'string' },
         mtu: { type: 'string' },
         node: { type: 'string' },
+        'secret-file': { type: 'string' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -94,6 +104,19 @@ export async function sniffCommand(argv: string[]): Promise<number> {
   if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < MTU_MIN || mtu > MTU_MAX)) {
     throw new UserError(`--mtu must be an integer in ${MTU_MIN}..${MTU_MAX}, got "${o.mtu}"`, { exitCode: ExitCode.usage });
   }
+
+  // read before anything is attached: a wrong path is a usage error, not a half-started capture
+  let secret: string | undefined;
+  if (o['secret-file'] !== undefined) {
+    const file = o['secret-file'];
+    secret = (
+      await readFile(file, 'utf8').catch((err: unknown) => {
+        throw new UserError(`--secret-file: cannot read ${file}: ${errorMessage(err)}`, { exitCode: ExitCode.badInput, cause: err });
+      })
+    ).trim();
+    if (secret === '') throw new UserError(`--secret-file: ${file} is empty`, { exitCode: ExitCode.badInput });
+  }
+  const node = o.node ?? nodeNameOf(hostname());
 
   requireRoot('podtap sniff');
   await requireTools();
@@ -128,7 +151,8 @@ export async function sniffCommand(argv: string[]): Promise<number> {
 
   const capture = await CaptureService.open({
     id: sessionIdFor(policy),
-    node: o.node,
+    node,
+    ...(secret !== undefined ? { key: installSecretKeySource(secret, node) } : {}),
     sender: 'sniff',
     policy: { namespace: policy.metadata.namespace ?? 'default', name: policy.metadata.name ?? 'sniff', uid: '' },
     runner,

@@ -47,6 +47,35 @@ async function tree(): Promise<string[]> {
   return (await readdir(dir, { recursive: true })).filter((f) => f.endsWith('.pcapng')).sort();
 }
 
+describe('owners: the namespace and policy a file is read under (the HTTP API authorizes by them)', () => {
+  it('files found on start are catalogued under their own namespace and policy, as the running store files them', async () => {
+    const s = await open();
+    send(s, iface('web-1', WEB), 1);
+    send(s, iface('db-0', DB, 'data'), 1);
+    send(s, iface('x', null), 1);
+    await s.close();
+    const owners = (st: CaptureStore) => st.list().map((e) => [e.path, e.namespace, e.policy]);
+    const before = owners(s);
+    const again = await open();
+    expect(owners(again)).toEqual(before);
+    expect(owners(again).map(([, ns, p]) => `${ns}/${p}`).sort()).toEqual(['data/db.slow', 'null/null', 'shop/web-debug']);
+    await again.close();
+  });
+
+  it.each([
+    { description: 'a policy directory', input: 'team-b_web-debug/web-debug-20260101T000000Z-0001.pcapng', expected: { namespace: 'team-b', policy: 'web-debug' } },
+    { description: 'a dotted policy name', input: 'data_db.slow/db.slow-20260101T000000Z-0001.pcapng', expected: { namespace: 'data', policy: 'db.slow' } },
+    { description: 'unassigned packets', input: 'unassigned/unassigned-20260101T000000Z-0001.pcapng', expected: { namespace: null, policy: null } },
+    { description: 'the single layout', input: 'podtap-20260101T000000Z-0001.pcapng', expected: { namespace: null, policy: null } },
+    { description: 'a nested path', input: 'a_b/c_d/x.pcapng', expected: { namespace: null, policy: null } },
+    { description: 'a traversal', input: '../team-b_web/x.pcapng', expected: { namespace: null, policy: null } },
+  ])('ownerOf $description', async ({ input, expected }) => {
+    const s = await open();
+    expect(s.ownerOf(input)).toEqual(expected);
+    await s.close();
+  });
+});
+
 describe('naming', () => {
   it('one series per policy, unassigned for packets of no policy, opened at their first packet', async () => {
     const s = await open();

@@ -13,6 +13,7 @@ import { stringify } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PodtapResources } from '../../../src/api/resources.ts';
 import { Resources } from '../../../src/k8s/resources.ts';
+import { CAPTURE_ACCESS } from '../../../src/collector/access.ts';
 import { CHART, ROOT, render, type K8sObject, type Rendered } from './lib/render.ts';
 import { exponentNumbers, policyViolations, workloads, type Container, type PodSpec } from './lib/policy.ts';
 import { schemaErrors, unknownFieldErrors } from './lib/validate.ts';
@@ -175,15 +176,44 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
       { apiGroups: [''], resources: ['pods'], verbs: ['get'] },
       { apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: [agentName], verbs: ['get'] },
     ]);
-    // the collector has an account without any role and no token
+    // the collector: with Kubernetes readers, create tokenreviews and
+    // subjectaccessreviews (its reviews); with acceptAssignedOnly, read the
+    // assignments in its own namespace; nothing else (no role, no token, without both)
+    const values = r().values as { rbac: { aggregateToEdit: boolean }; collector: { auth: { kubernetes: boolean }; acceptAssignedOnly: boolean } };
+    const kubeAuth = values.collector.auth.kubernetes;
+    const assigned = values.collector.acceptAssignedOnly;
     const collectorSa = find(objs, 'ServiceAccount', '-collector');
     expect(collectorSa.automountServiceAccountToken).toBe(false);
-    const bound = objs.filter((o) => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding').flatMap((b) => (b.subjects as { name: string }[]).map((s) => s.name));
-    expect(bound).not.toContain(collectorSa.metadata.name);
-    // creating SniffPolicies is aggregated into edit/admin only on request
-    const values = r().values as { rbac: { aggregateToEdit: boolean } };
+    expect((podOf(find(objs, 'Deployment', '-collector')) as { automountServiceAccountToken?: boolean }).automountServiceAccountToken).toBe(kubeAuth || assigned);
+    const bindings = objs.filter((o) => (o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding') && (o.subjects as { name: string }[]).some((s) => s.name === collectorSa.metadata.name));
+    const granted = bindings.map((b) => {
+      const ref = b.roleRef as { kind: string; name: string };
+      return { binding: b.kind, namespace: b.metadata.namespace, rules: objs.find((o) => o.kind === ref.kind && o.metadata.name === ref.name)!.rules };
+    });
+    expect(granted).toEqual([
+      ...(kubeAuth
+        ? [{ binding: 'ClusterRoleBinding', namespace: undefined, rules: [
+            { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+            { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+          ] }]
+        : []),
+      ...(assigned ? [{ binding: 'RoleBinding', namespace: set.release.namespace, rules: [{ apiGroups: ['podtap.io'], resources: ['sniffassignments'], verbs: ['get', 'list', 'watch'] }] }] : []),
+    ]);
+    const args = container(find(objs, 'Deployment', '-collector'), 'collector').args ?? [];
+    expect(args.filter((a) => a.startsWith('--assignments-namespace') || a.startsWith('--own-addresses'))).toEqual(
+      assigned ? [`--assignments-namespace=${set.release.namespace}`, '--own-addresses=$(POD_IPS)'] : [],
+    );
+    // creating SniffPolicies and reading their captures (the collector's
+    // review: CAPTURE_ACCESS) is aggregated into edit/admin only on request,
+    // never into view; reading captures alone is a role to bind
+    const captures = `${CAPTURE_ACCESS.resource}/${CAPTURE_ACCESS.subresource}`;
     const edit = objs.find((o) => o.kind === 'ClusterRole' && o.metadata.labels?.['rbac.authorization.k8s.io/aggregate-to-edit'] && grants(o.rules as Rule[], 'podtap.io', 'sniffpolicies', 'create'));
     expect(Boolean(edit)).toBe(values.rbac.aggregateToEdit);
+    if (edit) expect(grants(edit.rules as Rule[], CAPTURE_ACCESS.group, captures, CAPTURE_ACCESS.verb)).toBe(true);
+    for (const o of objs.filter((x) => x.kind === 'ClusterRole' && x.metadata.labels?.['rbac.authorization.k8s.io/aggregate-to-view'])) {
+      expect((o.rules as Rule[]).some((rule) => rule.resources.includes(captures)), `${o.metadata.name} aggregated into view`).toBe(false);
+    }
+    expect(rules(objs, 'ClusterRole', '-captures')).toEqual([{ apiGroups: [CAPTURE_ACCESS.group], resources: [captures], verbs: [CAPTURE_ACCESS.verb] }]);
   });
 
   it("gives the controller and the admission policy the same destinations: by default only the install's collector", () => {
@@ -211,7 +241,12 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
   });
 
   it('exposes the collector (tunnel over UDP, HTTP over TCP) and fences it with a NetworkPolicy', () => {
-    const values = r().values as { collector: { tunnelPort: number; httpPort: number; networkPolicy: { enabled: boolean; nodeCIDRs: string[]; httpFrom: unknown[] }; token: { create: boolean; existingSecret: string }; persistence: { hostPath: string } } };
+    const values = r().values as {
+      collector: {
+        tunnelPort: number; httpPort: number; auth: { kubernetes: boolean }; acceptAssignedOnly: boolean; token: { create: boolean; existingSecret: string }; persistence: { hostPath: string };
+        networkPolicy: { enabled: boolean; nodeCIDRs: string[]; httpFrom: unknown[]; apiServerTo: unknown[]; apiServerPorts: number[] };
+      };
+    };
     const c = values.collector;
     const objs = r().objects;
     const svc = find(objs, 'Service', '-collector');
@@ -228,8 +263,12 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
           { from: c.networkPolicy.nodeCIDRs.map((cidr) => ({ ipBlock: { cidr } })), ports: [{ port: c.tunnelPort, protocol: 'UDP' }] },
           { from: c.networkPolicy.httpFrom, ports: [{ port: c.httpPort, protocol: 'TCP' }] },
         ],
-        egress: [],
+        // nothing out but the reviews, to the API server
+        egress: c.auth.kubernetes || c.acceptAssignedOnly
+          ? [{ ...(c.networkPolicy.apiServerTo.length ? { to: c.networkPolicy.apiServerTo } : {}), ports: c.networkPolicy.apiServerPorts.map((port) => ({ port, protocol: 'TCP' })) }]
+          : [],
       });
+      expect((np!.spec as { egress: unknown[] }).egress).toHaveLength(c.auth.kubernetes || c.acceptAssignedOnly ? 1 : 0);
     }
     const d = find(objs, 'Deployment', '-collector');
     expect((d.spec as { strategy: unknown }).strategy).toEqual({ type: 'Recreate' });
@@ -245,6 +284,7 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
     expect(objs.some((o) => o.kind === 'PersistentVolumeClaim')).toBe(!c.persistence.hostPath);
     // the HTTP API wants the api-token of the same Secret
     expect(col.args).toContain('--auth-token-file=/etc/podtap/api-token/api-token');
+    expect(col.args?.includes('--kube-auth')).toBe(c.auth.kubernetes);
     const apiVol = podOf(d).volumes!.find((v) => v.name === 'api-token') as { secret?: { secretName: string; items: unknown } };
     expect(apiVol.secret).toMatchObject({ secretName, items: [{ key: 'api-token', path: 'api-token' }] });
     // the agents present the same token

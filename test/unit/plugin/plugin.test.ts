@@ -234,7 +234,7 @@ describe('kubectl podtap capture', () => {
     { description: 'a bad filter', input: ['capture', '-n', NS, 'web-1', '--filter', 'proto=gre', '-w', '/dev/null'], expected: /unknown protocol "gre"/ },
     { description: 'a bad selector', input: ['capture', '-n', NS, '-l', 'app in (', '-w', '/dev/null'], expected: /unbalanced parentheses/ },
     { description: 'no collector there', input: ['capture', '-n', NS, 'web-1', '-w', '/dev/null', '--collector-namespace', 'elsewhere'], expected: /no collector Service elsewhere\/podtap-collector/ },
-    { description: 'a wrong token', input: ['capture', '-n', NS, 'web-1', '-w', '/dev/null', '--token-file', '/dev/null'], expected: /wants its API token/ },
+    { description: 'a wrong token', input: ['capture', '-n', NS, 'web-1', '-w', '/dev/null', '--token-file', '/dev/null'], expected: /did not accept a request without a token/ },
     { description: 'an unknown command', input: ['snoop'], expected: /unknown command "snoop"/ },
   ])('refuses $description, leaving nothing behind', async ({ input, expected }) => {
     const x = io();

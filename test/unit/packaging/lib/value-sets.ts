@@ -47,13 +47,16 @@ export const VALUE_SETS: ValueSet[] = [
           workers: 4,
           retention: { size: '180GiB', age: '7d' },
           persistence: { storageClass: 'fast-ssd', size: '200Gi' },
-          networkPolicy: { nodeCIDRs: ['10.20.0.0/16', 'fd00:20::/64'], httpFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }] },
+          networkPolicy: {
+            nodeCIDRs: ['10.20.0.0/16', 'fd00:20::/64'], httpFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }],
+            apiServerTo: [{ ipBlock: { cidr: '10.20.0.10/32' } }], apiServerPorts: [6443],
+          },
         },
       },
     },
   },
   {
-    description: 'captures on a hostPath, no NetworkPolicy, an existing token Secret, bpffs mounted by the chart, other release name and namespace, more destinations',
+    description: 'captures on a hostPath, no NetworkPolicy, an existing token Secret, no Kubernetes readers, bpffs mounted by the chart, other release name and namespace, more destinations',
     release: { name: 'capture', namespace: 'tools' },
     options: {
       extraArgs: ['-name', 'capture', '-namespace', 'tools'],
@@ -66,6 +69,9 @@ export const VALUE_SETS: ValueSet[] = [
         // the admin allows a shared collector elsewhere and a lab network by address
         destinations: { services: ['observability/pcap-sink'], cidrs: ['10.20.0.0/16', '2001:db8::/32'] },
         collector: {
+          // only the install's api-token reads captures: no API access at all
+          auth: { kubernetes: false },
+          acceptAssignedOnly: false,
           token: { create: false, existingSecret: 'my-collector-token' },
           persistence: { hostPath: '/var/lib/podtap/captures' },
           networkPolicy: { enabled: false },
