@@ -11,8 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 full=true
 [ $# -eq 0 ] || full=false
-phase_t0=$SECONDS
-phase() { echo "test: $1 took $((SECONDS - phase_t0)) s" >&2; phase_t0=$SECONDS; }
+phase() { echo "$(date +%H:%M:%S) test: $1 took $((SECONDS - phase_t0)) s" >&2; phase_t0=$SECONDS; }
 if [ "$(id -u)" -ne 0 ]; then
   echo "test: the suite needs root (BPF programs, tc, network namespaces)" >&2
   exit 1
@@ -26,6 +25,9 @@ if ! flock -n 9; then
   echo "test: another podtap suite runs on this machine; waiting for it" >&2
   flock 9
 fi
+# the clock starts once the lock is ours: the phases' times are the suite's own
+suite_t0=$SECONDS
+phase_t0=$SECONDS
 if $full; then scripts/setup.sh --cluster --kernel-matrix; else scripts/setup.sh; fi
 npm exec -- tsc -p tsconfig.json --noEmit
 # The container image, built from the Dockerfile's steps in a debootstrap root
@@ -77,4 +79,5 @@ if $full; then
   fi
   phase "kernel matrix"
 fi
+echo "test: the suite took $((SECONDS - suite_t0)) s in all (rc $rc)" >&2
 exit "$rc"
