@@ -73,7 +73,8 @@ if $full; then
   phase "e2e on the real cluster (both layouts)"
   # outside the private namespace (it downloads the kernels; its guests have
   # no network device at all), with this suite's lock, which it inherits
-  if ! PODTAP_SUITE_LOCK_HELD=1 scripts/kernel-matrix.sh; then
+  # no host row: vitest's kernel project ran the same file on this kernel above
+  if ! PODTAP_SUITE_LOCK_HELD=1 scripts/kernel-matrix.sh --qemu-only; then
     echo "test: the kernel matrix failed: above, the kernels and tests that did" >&2
     rc=1
   fi
