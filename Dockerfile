@@ -12,12 +12,14 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: nothing here needs an install script (the `node` dev
-# dependency's would download a second Node.js).
-RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --no-audit --no-fund
+# dependency's would download a second Node.js). --workspaces=false: the
+# repository's workspace packages (packages/: the development harness) and
+# their dependencies stay out; only the root package is the product.
+RUN --mount=type=cache,target=/root/.npm npm ci --workspaces=false --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src/ src/
 RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json \
- && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
+ && npm prune --omit=dev --workspaces=false --ignore-scripts --no-audit --no-fund
 
 # ---- runtime: Node.js 24 on Debian 12, and what the agent runs at run time
 FROM ${NODE_IMAGE}

@@ -1,14 +1,16 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: `unit` runs anywhere; `kernel` needs root, BPF, tc and network
-// namespaces and runs its files one at a time (they share bpffs and devices).
+// Three projects: `unit` runs anywhere (the product's unit tests and the
+// workspace packages' tests); `k8s` runs against a real API server; `kernel`
+// needs root, BPF, tc and network namespaces and runs its files one at a time
+// (they share bpffs and devices).
 export default defineConfig({
   test: {
     projects: [
       {
         test: {
           name: 'unit',
-          include: ['test/unit/**/*.test.ts'],
+          include: ['test/unit/**/*.test.ts', 'packages/*/test/**/*.test.ts'],
           testTimeout: 30_000,
         },
       },

@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { execa, type ResultPromise } from 'execa';
-import { NODE_BIN, PODTAP_MAIN, createTopology, inNs, sh, type Topology } from '../src/lab/netns.ts';
+import { NODE_BIN, PODTAP_MAIN, createTopology, inNs, sh, type Topology } from '../test/lab/netns.ts';
 import { encodeAnnouncement, monotonicRealtimePair } from '../src/wire/announce.ts';
 import { encodeFrame } from '../test/helpers/encode.ts';
 import { META_LEN, MetaOff } from '../src/wire/format.ts';

@@ -22,13 +22,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { defaultWriteOptions } from '../src/devcluster/api.ts';
+import { createClusterState, createHandler, createHttpServer, defaultWriteOptions, writeKubeconfig } from '@podtap/devcluster';
 import { KubeClient, loadKubeConfig, Resources, type KubeObject, type ResourceRef } from '../src/k8s/index.ts';
+import { PodtapResources } from '../src/api/index.ts';
 import { startApiServer as startRealApiServer } from '../test/helpers/apiserver.ts';
-import { writeKubeconfig } from '../src/devcluster/index.ts';
-import { createClusterState, createHandler, createHttpServer } from '../src/devcluster/server.ts';
-import { CRD_DIR, Lab } from '../src/lab/cluster.ts';
-import { NODE_BIN, PODTAP_MAIN } from '../src/lab/netns.ts';
+import { CRD_DIR, Lab } from '../test/lab/cluster.ts';
+import { NODE_BIN, PODTAP_MAIN } from '../test/lab/netns.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { enterPrivateNamespace } from './privatens.ts';
 
@@ -121,11 +120,11 @@ async function seedEmbedded(dir: string): Promise<Seeded> {
     state.api.create(def(o.ref), o.namespace, o.obj, wo);
     if (o.status) state.api.update(def(o.ref), o.namespace, o.obj.metadata.name!, { metadata: { name: o.obj.metadata.name, namespace: o.namespace }, status: o.status }, 'status', wo);
   }
-  const assignDef = def(Resources.sniffAssignments);
+  const assignDef = def(PodtapResources.sniffAssignments);
   return {
     kubeconfig,
     async applyPolicies() {
-      for (let t = 0; t < POLICIES; t++) state.api.create(def(Resources.sniffPolicies), `team-${t}`, policyObject(t), wo);
+      for (let t = 0; t < POLICIES; t++) state.api.create(def(PodtapResources.sniffPolicies), `team-${t}`, policyObject(t), wo);
     },
     async assignments(want, timeoutMs) {
       const t0 = performance.now();
@@ -171,7 +170,7 @@ async function seedReal(): Promise<Seeded> {
     console.error(`bench: real API seeded with ${objs.length} objects in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     // counted by the API itself (limit=1 and remainingItemCount: a consistent read), not by a
     // watch of ours: one at this scale fell behind the controller's writes (61 of 10,000 seen)
-    const a = Resources.sniffAssignments;
+    const a = PodtapResources.sniffAssignments;
     const count = async () => {
       const r = await client.request<{ items?: unknown[]; metadata?: { remainingItemCount?: number } }>('GET', `/apis/${a.group}/${a.version}/${a.plural}`, { query: { limit: 1 } });
       return (r.items?.length ?? 0) + (r.metadata?.remainingItemCount ?? 0);
@@ -181,7 +180,7 @@ async function seedReal(): Promise<Seeded> {
       kubeconfig: api.kubeconfig,
       async applyPolicies() {
         await pool(Array.from({ length: POLICIES }, (_, t) => t), 16, async (t) => {
-          await client.create(Resources.sniffPolicies, policyObject(t) as KubeObject);
+          await client.create(PodtapResources.sniffPolicies, policyObject(t) as KubeObject);
         });
       },
       async assignments(want, timeoutMs) {

@@ -19,7 +19,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
-import { configFromSpec } from '../src/datapath/config.ts';
+import { captureConfig, collectorPort, SniffPolicySpecSchema } from '../src/api/index.ts';
 import { LOSS_REASONS } from '../src/datapath/counters.ts';
 import { createRunner } from '../src/datapath/exec.ts';
 import { Session } from '../src/datapath/session.ts';
@@ -72,8 +72,9 @@ async function withSession<T>(topo: Topology, id: string, spec: Record<string, u
   const runner = createRunner(topo.node);
   const session = await Session.open({ id, runner });
   try {
-    await session.apply(configFromSpec(spec as never, { address: topo.collector.ip4 }));
-    for (const i of ifaces) await session.attach(i, 'Both');
+    const policy = SniffPolicySpecSchema.parse({ ...spec, collector: { address: topo.collector.ip4 } });
+    await session.apply(captureConfig(policy, { address: topo.collector.ip4, port: collectorPort(policy) }));
+    for (const i of ifaces) await session.attach(i, ['ingress', 'egress']);
     return await fn(session);
   } finally {
     await session.destroy();

@@ -4,7 +4,7 @@
  * machine's own interfaces, and their traffic cannot leave.
  */
 import { execa } from 'execa';
-import { NODE_BIN } from '../src/lab/netns.ts';
+import { NODE_BIN } from '../test/lab/netns.ts';
 
 /** Re-run this script inside a fresh namespace unless already inside one; false = we are the parent (exit after). */
 export async function enterPrivateNamespace(script: string): Promise<boolean> {

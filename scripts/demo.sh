@@ -10,4 +10,4 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 scripts/setup.sh >&2
-exec npm exec --no -- node src/cli/main.ts demo "$@"
+exec npm exec --no -- node tools/dev/main.ts demo "$@"

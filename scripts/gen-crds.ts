@@ -1,5 +1,5 @@
 /**
- * `npm run gen`: write the CRDs generated from src/api into crds/ and
+ * `npm run gen`: write the CRDs generated from src/api into
  * charts/podtap/crds/. The content comes from crdFiles() so the drift test
  * compares against exactly what this script writes.
  */

@@ -27,7 +27,7 @@ PKGS=(
   iperf3               # tests and bench: TCP bulk traffic
   ethtool              # tests and bench: offload settings
   iputils-ping         # tests and demo: ICMP traffic inside the namespaces
-  golang-go            # tests: scripts/helm-render renders the chart with Helm's own template engine
+  golang-go            # tests: tools/helm-render renders the chart with Helm's own template engine
   golang-github-masterminds-sprig-dev  # tests: ... its sprig functions
   golang-k8s-sigs-yaml-dev             # tests: ... and Helm's YAML
   debootstrap          # tests: the container image's Debian 12 root (test/kernel/image.test.ts)

@@ -34,6 +34,9 @@ npm exec -- tsc -p tsconfig.json --noEmit
 # (no Docker engine here), for test/kernel/image.test.ts, which runs without
 # network: cached in /var/tmp/podtap-image, rebuilt where inputs changed.
 npm exec -- node test/unit/packaging/lib/image-rootfs.ts
+# Helm's template engine for the chart tests (tools/helm-render), built once per
+# source version: a cold Go build on 2 busy cores can outlast a test's hook
+npm exec -- node test/unit/packaging/lib/render.ts >/dev/null
 # etcd and kube-apiserver for test/k8s (test/helpers/apiserver.ts), built from
 # their Go modules once per pinned version (cold: ~22 min on 2 busy cores;
 # cached: a second), outside the private namespace: it needs the module proxy.

@@ -3,11 +3,12 @@
  * Compile-time configuration of one podtap data-plane object.
  *
  * Everything that bounds a loop, a copy or an offset is a constant here, so the
- * verifier knows every bound (see the article in DESIGN.md). The agent passes the
- * policy- and node-specific values with -D; the defaults below only make the file
- * compile on its own (unit tests, editors). src/datapath/config.ts is the single
- * place that turns a SniffPolicy into these -D flags, and src/datapath/sizes.ts
- * mirrors the size arithmetic at the bottom of this file.
+ * verifier knows every bound (docs/datapath.md, "Compile-time constants"). The
+ * agent passes the policy- and node-specific values with -D; the defaults below
+ * only make the file compile on its own (unit tests, editors).
+ * src/datapath/config.ts is the single place that turns a capture configuration
+ * into these -D flags, and src/wire/sizes.ts holds the same size arithmetic for
+ * TypeScript (test/unit/wire/sizes.test.ts compiles this file to compare).
  */
 #ifndef PODTAP_CONSTS_H
 #define PODTAP_CONSTS_H
@@ -135,9 +136,9 @@
 /* Scratch cache value size. The verifier checks `max offset + max size <=
  * value size` for the chunk copy out of the cache, and it does not relate the
  * offset to the size, so the value must hold PT_CHUNK_MAX bytes starting at the
- * last possible offset PT_FRAME_MAX - 1 (the article's 62943 + 9152). The agent
- * computes this (src/datapath/sizes.ts) and passes it; a test proves the
- * verifier refuses one byte less. */
+ * last possible offset PT_FRAME_MAX - 1 (docs/datapath.md). The agent computes
+ * this (src/wire/sizes.ts) and passes it; a test proves the verifier refuses
+ * one byte less. */
 #ifndef PT_CACHE_SIZE
 #define PT_CACHE_SIZE (PT_FRAME_MAX - 1 + PT_CHUNK_MAX)
 #endif

@@ -1,34 +1,42 @@
 /**
- * The node agent: turns this node's SniffAssignments into data-plane sessions
- * and reports back on each assignment's status subresource.
+ * The node agent: this node's SniffAssignments are the desired state; one
+ * node capture service (src/capture/service.ts) per assignment makes it so,
+ * and each assignment's status subresource says how it went.
  *
- *   informer (own node's assignments only) -> queue -> reconcile(key)
- *     reconcile: resolve pods to host veths, session.apply(config), attach and
- *     detach the difference, announce names to the collector, write status
- *   report loop: counters, limits (deadline, packets, bytes) -> status
+ *   informer (own node's assignments only) ─┐
+ *   report timer (every few seconds)       ─┴─► queue of assignment keys ─► sync(key)
  *
- * Sessions outlive the agent: kernel state is the source of truth, so a
+ *   sync(key), one key at a time (k8s/worker.ts):
+ *     gone or deleting   → stop the capture (detach, remove), forget it
+ *     spec.stopped       → stop the capture, keep its final counters (Completed)
+ *     spec changed, or a retry is due
+ *                        → resolve the pods' host-side interfaces, capture.apply()
+ *     otherwise          → counters; a limit reached stops the capture;
+ *                          announce again; write the status
+ *
+ * The loops only enqueue keys: everything that changes a capture happens in
+ * sync, so a report can never race an apply or a stop of the same capture.
+ *
+ * Captures outlive the agent: kernel state is the source of truth, so a
  * restarted agent adopts them (no gap, no duplicate), and a policy changed
- * while it was down converges on the next reconcile.
+ * while it was down converges on the next sync.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, rmdir } from 'node:fs/promises';
-import type { SniffAssignment, SniffAssignmentStatus } from '../api/index.ts';
-import { LABEL_NODE, labelValue } from '../api/index.ts';
-import { WorkQueue } from '../controller/queue.ts';
-import { Announcer, probeCollector } from '../datapath/announcer.ts';
-import type { NodeKeySource } from '../wire/auth.ts';
-import { CompileError } from '../datapath/compile.ts';
-import { configFromSpec, type DataplaneConfig, type Direction } from '../datapath/config.ts';
-import { LOSS_REASONS, lost, type Counters } from '../datapath/counters.ts';
-import { createRunner, type Runner } from '../datapath/exec.ts';
-import { KernelUnsupportedError } from '../datapath/features.ts';
-import { PIN_ROOT, Session } from '../datapath/session.ts';
-import { VerifierError } from '../datapath/verifier.ts';
-import { Informer, isNotFound, objectKey, Resources, sniffAssignments, type KubeClient, type ResourceClient } from '../k8s/index.ts';
+import {
+  CaptureConfigSchema, LABEL_NODE, labelValue, PodtapResources, sniffAssignments, type SniffAssignment, type SniffAssignmentSpec, type SniffAssignmentStatus,
+} from '../api/index.ts';
+import { directionsOf } from '../capture/directions.ts';
+import { CaptureService, type CaptureTarget } from '../capture/service.ts';
+import {
+  CompileError, createRunner, KernelUnsupportedError, LOSS_REASONS, lost, PIN_ROOT, VerifierError, type Counters, type Runner,
+} from '../datapath/index.ts';
+import { Informer, isNotFound, objectKey, runWorkers, WorkQueue, type KubeClient, type ResourceClient, type SyncResult } from '../k8s/index.ts';
 import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
+import { jsonEqual } from '../util/json.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
+import type { NodeKeySource } from '../wire/auth.ts';
 import { resolvePodInterface, type ResolveOptions } from './resolve.ts';
 import type { AgentMetrics } from './metrics.ts';
 
@@ -49,10 +57,12 @@ export interface AgentOptions {
 
 interface Tracked {
   key: string;
-  session: Session;
-  announcer: Announcer | undefined;
-  announced: string;
+  capture: CaptureService;
   policy: { namespace: string; name: string; uid: string };
+  /** The assignment spec last applied (also when applying it failed): a new one is applied again. */
+  applied: SniffAssignmentSpec | undefined;
+  /** Apply again from this time on (epoch ms): a degraded capture retries. */
+  retryAt: number | undefined;
   interfaces: { pod: string; name: string; ifindex: number; directions: ('Ingress' | 'Egress')[] }[];
   state: SniffAssignmentStatus['state'];
   reason: string | undefined;
@@ -65,10 +75,6 @@ interface Tracked {
 
 export function sessionIdForPolicy(uid: string): string {
   return `a-${createHash('sha256').update(uid).digest('hex').slice(0, 12)}`;
-}
-
-function directionsOf(d: Direction): ('Ingress' | 'Egress')[] {
-  return d === 'Both' ? ['Ingress', 'Egress'] : [d];
 }
 
 /** The counters as an assignment status reports them. */
@@ -98,7 +104,7 @@ export class NodeAgent {
   private readonly queue = new WorkQueue({ baseDelayMs: 200, maxDelayMs: 60_000 });
   private readonly tracked = new Map<string, Tracked>();
   private reportTimer: NodeJS.Timeout | undefined;
-  private workers: Promise<void>[] = [];
+  private workers: Promise<void> | undefined;
   private running = false;
 
   constructor(opts: AgentOptions) {
@@ -108,11 +114,11 @@ export class NodeAgent {
     this.api = sniffAssignments(opts.client);
     this.informer = new Informer<SniffAssignment>({
       client: opts.client,
-      resource: Resources.sniffAssignments,
+      resource: PodtapResources.sniffAssignments,
       labelSelector: `${LABEL_NODE}=${labelValue(opts.nodeName)}`,
       logger: this.log,
-      // the agent acts on spec changes; its own status writes need no reconcile
-      equal: (a, b) => JSON.stringify(a.spec) === JSON.stringify(b.spec) && a.metadata.deletionTimestamp === b.metadata.deletionTimestamp,
+      // the agent acts on spec changes; its own status writes need no sync
+      equal: (a, b) => jsonEqual(a.spec, b.spec) && a.metadata.deletionTimestamp === b.metadata.deletionTimestamp,
     });
     this.informer.on({
       add: (a) => this.queue.add(objectKey(a)),
@@ -130,61 +136,59 @@ export class NodeAgent {
     await this.adoptOrphans();
     this.informer.start();
     await this.informer.waitForSync();
-    // adopted sessions go to their assignments; the rest belong to policies
+    // adopted captures go to their assignments; the rest belong to policies
     // deleted while no agent ran, and are detached
     for (const a of this.informer.store.list()) {
       this.findTracked(objectKey(a), a.spec.policy.uid);
       this.queue.add(objectKey(a));
     }
     for (const t of [...this.tracked.values()]) if (t.key.startsWith('orphan:')) this.queue.add(t.key);
-    for (let i = 0; i < 2; i++) this.workers.push(this.work());
-    this.reportTimer = setInterval(() => void this.report(), this.opts.reportIntervalMs ?? 5000);
+    this.workers = runWorkers({
+      queue: this.queue,
+      workers: 2,
+      logger: this.log,
+      keyField: 'assignment',
+      sync: (key, log) => this.sync(key, log),
+      observe: (result, seconds) => this.opts.metrics?.reconciled(result === 'error' ? 'error' : 'success', seconds),
+    });
+    // a report is a sync of each running capture: the timer only queues them
+    this.reportTimer = setInterval(() => {
+      for (const t of this.tracked.values()) if (!t.stopped && !t.key.startsWith('orphan:')) this.queue.add(t.key);
+    }, this.opts.reportIntervalMs ?? 5000);
     this.log.info({ sessions: this.tracked.size }, 'agent started');
   }
 
-  /** Sessions a previous agent left pinned: adopt them; the informer decides their fate. */
+  private openCapture(id: string, policy: Tracked['policy'] | null, log: Logger): Promise<CaptureService> {
+    return CaptureService.open({
+      id, node: this.opts.nodeName, sender: 'agent', key: this.opts.nodeKey, policy, runner: this.runner, logger: log,
+      pinRoot: this.opts.pinRoot, cacheDir: this.opts.cacheDir,
+    });
+  }
+
+  /** Captures a previous agent left pinned: adopt them; the informer decides their fate. */
   private async adoptOrphans(): Promise<void> {
     const root = this.opts.pinRoot ?? PIN_ROOT;
     if (!existsSync(root)) return;
     for (const id of await readdir(root)) {
       if (!id.startsWith('a-')) continue;
-      const session = await Session.open({ id, runner: this.runner, logger: this.log, pinRoot: root });
+      const capture = await this.openCapture(id, null, this.log);
       // the key is learned when the informer delivers the assignment
-      this.tracked.set(`orphan:${id}`, this.newTracked(`orphan:${id}`, session, { namespace: '', name: '', uid: '' }));
+      this.tracked.set(`orphan:${id}`, this.newTracked(`orphan:${id}`, capture, { namespace: '', name: '', uid: '' }));
     }
   }
 
-  private newTracked(key: string, session: Session, policy: Tracked['policy']): Tracked {
+  private newTracked(key: string, capture: CaptureService, policy: Tracked['policy']): Tracked {
     return {
-      key, session, announcer: undefined, announced: '', policy, interfaces: [],
+      key, capture, policy, applied: undefined, retryAt: undefined, interfaces: [],
       state: 'Attaching', reason: undefined, message: undefined, collectorReachable: true, stopped: false, final: undefined,
     };
-  }
-
-  private async work(): Promise<void> {
-    for (;;) {
-      const key = await this.queue.get();
-      if (key === undefined) return;
-      const started = performance.now();
-      try {
-        await this.reconcile(key);
-        this.queue.forget(key);
-        this.opts.metrics?.reconciled('success', (performance.now() - started) / 1000);
-      } catch (err) {
-        const delay = this.queue.addRateLimited(key);
-        this.log.warn({ key, err: errorMessage(err), retryMs: delay }, 'reconcile failed, retrying');
-        this.opts.metrics?.reconciled('error', (performance.now() - started) / 1000);
-      } finally {
-        this.queue.done(key);
-      }
-    }
   }
 
   private findTracked(key: string, uid: string | undefined): Tracked | undefined {
     const t = this.tracked.get(key);
     if (t) return t;
     if (!uid) return undefined;
-    // an adopted session: match it by the policy it was made for
+    // an adopted capture: match it by the policy it was made for
     const orphanKey = `orphan:${sessionIdForPolicy(uid)}`;
     const o = this.tracked.get(orphanKey);
     if (o) {
@@ -195,10 +199,11 @@ export class NodeAgent {
     return o;
   }
 
-  async reconcile(key: string): Promise<void> {
+  /** Make this node's capture for @key what its assignment says, and report. */
+  async sync(key: string, attemptLog: Logger = this.log.child({ assignment: key })): Promise<SyncResult> {
     const a = this.informer.store.get(key);
+    const log = a ? attemptLog.child({ policy: a.spec.policy.name }) : attemptLog;
     const t = this.findTracked(key, a?.spec.policy.uid);
-    const log = this.log.child({ assignment: key, policy: a?.spec.policy.name });
     if (!a || a.metadata.deletionTimestamp) {
       if (t) await this.stop(t, log, 'Detached', undefined);
       if (key.startsWith('orphan:') || (t && !a)) {
@@ -206,38 +211,53 @@ export class NodeAgent {
         // its series go with it: capture policies are many and short-lived
         if (t) this.opts.metrics?.forget(t.policy);
       }
-      return;
+      return { result: 'detached' };
     }
     const policy = { namespace: a.metadata.namespace ?? '', name: a.spec.policy.name, uid: a.spec.policy.uid };
     if (a.spec.stopped) {
       if (t && !t.stopped) await this.stop(t, log, 'Completed', 'LimitReached');
       else if (!t) await this.writeStatus(a, { state: 'Completed', reason: 'LimitReached', interfaces: [], attachedInterfaces: 0 });
-      return;
+      return { result: 'stopped' };
     }
-
-    const session = t?.session ?? (await Session.open({
-      id: sessionIdForPolicy(policy.uid), runner: this.runner, logger: log,
-      ...(this.opts.pinRoot ? { pinRoot: this.opts.pinRoot } : {}), ...(this.opts.cacheDir ? { cacheDir: this.opts.cacheDir } : {}),
-    }));
-    const tr = t ?? this.newTracked(key, session, policy);
+    const tr = t ?? this.newTracked(key, await this.openCapture(sessionIdForPolicy(policy.uid), policy, log), policy);
     this.tracked.set(key, tr);
     tr.policy = policy;
-    tr.stopped = false;
-    const c = a.spec.config;
-    const cfg: DataplaneConfig = configFromSpec(
-      { direction: c.direction, filter: c.filter, sampling: c.sampling, snapLength: c.snapLength, rateLimit: c.rateLimit, tunnel: c.tunnel },
-      c.collector,
-    );
+    tr.capture.policy = policy;
+    if (tr.stopped) {
+      // resumed (a raised limit): the capture starts again
+      tr.stopped = false;
+      tr.applied = undefined;
+    }
+    const due = tr.applied === undefined || !jsonEqual(tr.applied, a.spec) || (tr.retryAt !== undefined && Date.now() >= tr.retryAt);
+    return due ? this.apply(tr, a, log) : this.report(tr, a, log);
+  }
 
-    // 1. the data-plane object for this configuration
+  private async apply(tr: Tracked, a: SniffAssignment, log: Logger): Promise<SyncResult> {
+    // until this spec is applied (or known to fail), every sync applies it
+    tr.applied = undefined;
+    tr.retryAt = undefined;
+    // as the controller wrote it, every default applied (an older controller's
+    // config gets the defaults of the fields it did not know)
+    const cfg = CaptureConfigSchema.parse(a.spec.config);
+    // pods -> host-side interfaces
+    const targets: CaptureTarget[] = [];
+    const missing: string[] = [];
+    for (const pod of a.spec.pods) {
+      const r = await resolvePodInterface(this.runner, pod, this.opts.resolve ?? {});
+      if (r) targets.push({ name: r.ifname, ifindex: r.ifindex, pod: { namespace: tr.policy.namespace, name: pod.name } });
+      else missing.push(pod.name);
+    }
+    const l = a.spec.limits;
+    let outcome;
     try {
       // the data plane enforces the node's cap on mirrored packets/bytes exactly
-      // a swapped-in object announces itself before its first copy can arrive
-      const applied = await session.apply(cfg, c.mtu ? { mtu: c.mtu } : {}, { packets: a.spec.limits.maxPackets, bytes: a.spec.limits.maxBytes }, async (instance) => {
-        if (tr.announcer) await tr.announcer.announceNow(instance);
-      });
-      if (applied.loaded) log.info({ key: applied.key, cached: applied.cached, compileMs: applied.compileMs, mtu: applied.mtu }, 'data plane loaded');
+      outcome = await tr.capture.apply(cfg, targets, { deadline: l.deadline ? Date.parse(l.deadline) : undefined, maxPackets: l.maxPackets, maxBytes: l.maxBytes });
+      if (outcome.loaded) log.info({ key: outcome.key, cached: outcome.cached, compileMs: outcome.compileMs, mtu: outcome.mtu }, 'data plane loaded');
     } catch (err) {
+      // the node's trouble (an interface gone, tc): retried with backoff
+      if (tr.capture.phase !== 'object') throw err;
+      // the program's: the kernel, compile, verifier, no route to the collector
+      tr.applied = a.spec;
       const [reason, state] =
         err instanceof KernelUnsupportedError ? ['KernelUnsupported', 'Failed'] as const
         : err instanceof VerifierError ? ['VerifierRejected', 'Failed'] as const
@@ -251,88 +271,52 @@ export class NodeAgent {
       log.warn({ reason, err: tr.message }, 'data plane not loaded');
       await this.writeStatus(a, { state, reason, message: tr.message, collectorReachable: tr.collectorReachable });
       // an unreachable collector can come back: retry later; a rejected program cannot
-      if (reason === 'CollectorUnreachable') this.queue.addAfter(key, 10_000);
-      return;
+      return reason === 'CollectorUnreachable' ? this.retry(tr, 10_000) : { result: 'failed' };
     }
-
-    // 2. pods -> host-side interfaces
-    const want = new Map<string, { pod: string; ifindex: number }>();
-    const missing: string[] = [];
-    for (const pod of a.spec.pods) {
-      const r = await resolvePodInterface(this.runner, pod, this.opts.resolve ?? {});
-      if (r) want.set(r.ifname, { pod: pod.name, ifindex: r.ifindex });
-      else missing.push(pod.name);
-    }
-    // 3. the collector learns the names before the first packet of a new
-    //    interface can reach it; then attach and detach the difference
-    tr.interfaces = [...want.entries()].map(([name, w]) => ({ pod: w.pod, name, ifindex: w.ifindex, directions: directionsOf(cfg.direction) }));
-    await this.announce(tr, cfg, log);
-    for (const cur of session.interfaces()) if (!want.has(cur.dev)) await session.detach(cur.dev);
-    for (const dev of want.keys()) await session.attach(dev, cfg.direction);
-    let reachable = true;
-    try {
-      await probeCollector(cfg.collector);
-    } catch {
-      reachable = false;
-    }
-    tr.collectorReachable = reachable;
-    if (!reachable) {
+    tr.applied = a.spec;
+    tr.interfaces = targets.map((t) => ({ pod: t.pod!.name, name: t.name, ifindex: t.ifindex, directions: directionsOf(cfg.direction) }));
+    tr.collectorReachable = outcome.unreachable === undefined;
+    let result: SyncResult = { result: 'applied' };
+    if (outcome.unreachable) {
       tr.state = 'Degraded';
       tr.reason = 'CollectorUnreachable';
       tr.message = `collector ${cfg.collector.address}:${cfg.collector.port} does not answer (port unreachable); packets are mirrored but dropped there`;
-      this.queue.addAfter(key, 10_000);
+      result = this.retry(tr, 10_000);
     } else if (missing.length) {
       tr.state = 'Degraded';
       tr.reason = 'InterfaceNotFound';
       tr.message = `no host-side interface found for pod(s) ${missing.join(', ')}`;
-      this.queue.addAfter(key, 5_000);
+      result = this.retry(tr, 5_000);
     } else {
       tr.state = 'Attached';
       tr.reason = 'Attached';
-      tr.message = `${want.size} interface(s) tapped`;
+      tr.message = `${targets.length} interface(s) tapped`;
     }
     await this.reportOne(tr, a);
+    return result;
   }
 
-  private async announce(tr: Tracked, cfg: DataplaneConfig, log: Logger): Promise<void> {
-    const names = JSON.stringify(tr.interfaces);
-    if (tr.announcer && tr.announced === `${cfg.collector.address}:${cfg.collector.port}`) {
-      await tr.announcer.announceNow();
-      return;
+  /** Apply @tr again in @ms (and not before: a report in between only reports). */
+  private retry(tr: Tracked, ms: number): SyncResult {
+    tr.retryAt = Date.now() + ms;
+    return { result: 'degraded', requeueAfterMs: ms };
+  }
+
+  /** Counters to the status; a limit reached stops the capture on this node. */
+  private async report(tr: Tracked, a: SniffAssignment, log: Logger): Promise<SyncResult> {
+    const counters = await tr.capture.counters().catch(() => undefined);
+    if (counters && tr.capture.limitReached(counters)) {
+      await this.stop(tr, log, 'Completed', 'LimitReached');
+      return { result: 'stopped' };
     }
-    await tr.announcer?.stop();
-    tr.announcer = new Announcer({
-      collector: cfg.collector,
-      node: this.opts.nodeName,
-      sender: 'agent',
-      tunnel: cfg.tunnel,
-      snapLength: cfg.snapLength,
-      key: this.opts.nodeKey,
-      instance: () => tr.session.currentInstance,
-      policy: tr.policy,
-      interfaces: async () =>
-        tr.interfaces.map((i) => ({ ifindex: i.ifindex, name: i.name, pod: { namespace: tr.policy.namespace, name: i.pod }, directions: i.directions })),
-      logger: log,
-    });
-    try {
-      await tr.announcer.start();
-      tr.announced = `${cfg.collector.address}:${cfg.collector.port}`;
-    } catch (err) {
-      log.warn({ err: errorMessage(err), names }, 'announcer not started');
-      tr.announcer = undefined;
-    }
+    await tr.capture.reannounce();
+    await this.reportOne(tr, a, counters);
+    return { result: 'reported' };
   }
 
   /** Detach everything of @t, keep its final counters in the status. */
   private async stop(t: Tracked, log: Logger, state: 'Detached' | 'Completed', reason: string | undefined): Promise<void> {
-    try {
-      t.final = await t.session.counters();
-    } catch {
-      /* maps may be gone already */
-    }
-    await t.announcer?.stop();
-    t.announcer = undefined;
-    await t.session.destroy();
+    t.final = await t.capture.stop();
     t.stopped = true;
     t.interfaces = [];
     t.state = state;
@@ -343,11 +327,11 @@ export class NodeAgent {
     if (a) await this.reportOne(t, a);
   }
 
-  private async reportOne(t: Tracked, a: SniffAssignment): Promise<void> {
-    let counters: Counters | undefined = t.final;
-    if (!t.stopped) {
+  private async reportOne(t: Tracked, a: SniffAssignment, current?: Counters): Promise<void> {
+    let counters: Counters | undefined = t.stopped ? t.final : current;
+    if (!t.stopped && !counters) {
       try {
-        counters = await t.session.counters();
+        counters = await t.capture.counters();
       } catch {
         /* report without counters */
       }
@@ -378,29 +362,8 @@ export class NodeAgent {
     }
   }
 
-  /** Counters to every assignment's status; local enforcement of limits. */
-  private async report(): Promise<void> {
-    for (const t of this.tracked.values()) {
-      const a = this.informer.store.get(t.key);
-      if (!a || t.stopped) continue;
-      try {
-        const c = await t.session.counters();
-        const l = a.spec.limits;
-        const deadline = l.deadline ? Date.parse(l.deadline) : undefined;
-        if ((deadline !== undefined && Date.now() >= deadline) || (l.maxPackets && c.mirrored.packets >= l.maxPackets) || (l.maxBytes && c.mirrored.bytes >= l.maxBytes)) {
-          await this.stop(t, this.log.child({ assignment: t.key }), 'Completed', 'LimitReached');
-          continue;
-        }
-        await t.announcer?.announceNow();
-        await this.reportOne(t, a);
-      } catch (err) {
-        this.log.warn({ assignment: t.key, err: errorMessage(err) }, 'report failed');
-      }
-    }
-  }
-
   /**
-   * Stop acting. Sessions stay attached (an agent restart or rolling update must
+   * Stop acting. Captures stay attached (an agent restart or rolling update must
    * not interrupt capture) unless @detach: uninstall.
    */
   async shutdown(opts: { detach?: boolean } = {}): Promise<void> {
@@ -408,11 +371,11 @@ export class NodeAgent {
     this.running = false;
     if (this.reportTimer) clearInterval(this.reportTimer);
     this.queue.shutDown();
-    await Promise.all(this.workers);
+    await this.workers;
     await this.informer.stop();
     for (const t of this.tracked.values()) {
-      await t.announcer?.stop();
-      if (opts.detach && !t.stopped) await t.session.destroy();
+      if (opts.detach && !t.stopped) await t.capture.stop();
+      else await t.capture.close();
     }
     // Uninstall leaves nothing: the sessions removed their pins, the directory
     // that held them goes too (rmdir: only when nothing else is pinned there).

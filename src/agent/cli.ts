@@ -2,9 +2,8 @@
 import { hostname } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { startHttp } from '../controller/http.ts';
-import { requireRoot, requireTools } from '../datapath/tools.ts';
-import { KubeClient, loadKubeConfig, podNamespace } from '../k8s/index.ts';
+import { requireRoot, requireTools } from '../datapath/index.ts';
+import { KubeClient, loadKubeConfig, podNamespace, startHttp } from '../k8s/index.ts';
 import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { installSecretKeySource } from '../wire/auth.ts';

@@ -11,8 +11,7 @@
  * policy name every time, and nothing else would ever drop them.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Counters, Reason } from '../datapath/counters.ts';
-import { LOSS_REASONS } from '../datapath/counters.ts';
+import { LOSS_REASONS, type Counters, type Reason } from '../datapath/index.ts';
 
 export const AGENT_PREFIX = 'podtap_agent_';
 

@@ -27,8 +27,7 @@
  *     IP and take the host-side peer of that interface (its iflink).
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
-import type { Runner } from '../datapath/exec.ts';
-import { getLink, listLinks, type Link } from '../datapath/netdev.ts';
+import { getLink, listLinks, type Link, type Runner } from '../datapath/index.ts';
 
 export const RESOLVE_METHODS = ['pod', 'route', 'bridge', 'netns'] as const;
 export type ResolveMethod = (typeof RESOLVE_METHODS)[number];

@@ -7,11 +7,12 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { DNS_SUBDOMAIN } from '../k8s/names.ts';
 import { CountSchema, DroppedSchema, GenerationSchema, NodeStateSchema, ObjectNameSchema, TimestampSchema } from './common.ts';
 import {
   API_VERSION,
   DirectionSchema,
-  FilterSchema,
+  FILTER_LISTS,
   IpSchema,
   MtuSchema,
   ObjectMetaSchema,
@@ -19,7 +20,6 @@ import {
   SamplingSchema,
   SnapLengthSchema,
   TunnelSchema,
-  collectorPort,
   type OwnerReference,
   type SniffPolicySpec,
 } from './sniffpolicy.ts';
@@ -36,20 +36,38 @@ export const ResolvedCollectorSchema = z
   .meta({ description: 'The collector, resolved.' });
 export type ResolvedCollector = z.infer<typeof ResolvedCollectorSchema>;
 
-/** What the agent compiles: the policy's data-plane fields with the collector resolved. */
+/** The policy's filter with every list present: empty = no restriction. */
+export const CaptureFilterSchema = z
+  .object({
+    protocols: FILTER_LISTS.protocols.schema.default([]).meta({ description: FILTER_LISTS.protocols.description }),
+    ports: FILTER_LISTS.ports.schema.default([]).meta({ description: FILTER_LISTS.ports.description }),
+    cidrs: FILTER_LISTS.cidrs.schema.default([]).meta({ description: FILTER_LISTS.cidrs.description }),
+    tcpFlags: FILTER_LISTS.tcpFlags.schema.default([]).meta({ description: FILTER_LISTS.tcpFlags.description }),
+  })
+  .meta({ description: 'What to capture. An empty list means no restriction.' });
+
+/**
+ * What the agent (or `podtap sniff`) captures with: the policy's data-plane
+ * fields with every default applied and the collector resolved to an address
+ * and a port. The controller writes it into each assignment as it is; the
+ * data plane takes it with the node's own facts (its MTU, its CPUs) and
+ * applies no default of its own. Parsing an assignment written before a field
+ * existed fills in that field's default.
+ */
 export const CaptureConfigSchema = z
   .object({
     direction: DirectionSchema,
-    filter: FilterSchema.optional(),
-    sampling: SamplingSchema.optional(),
+    filter: CaptureFilterSchema.prefault({}),
+    sampling: SamplingSchema.prefault({}),
     snapLength: SnapLengthSchema,
-    rateLimit: RateLimitSchema.optional(),
+    rateLimit: RateLimitSchema.prefault({}),
     tunnel: TunnelSchema,
     mtu: MtuSchema,
     collector: ResolvedCollectorSchema,
   })
   .meta({ description: 'The capture configuration the agent compiles.' });
 export type CaptureConfig = z.infer<typeof CaptureConfigSchema>;
+export type CaptureConfigInput = z.input<typeof CaptureConfigSchema>;
 
 export const AssignedPodSchema = z.object({
   name: ObjectNameSchema.meta({ description: 'Pod name (in the namespace of the assignment).' }),
@@ -145,7 +163,7 @@ const HASH_LEN = 10;
  */
 export function assignmentName(policyName: string, nodeName: string): string {
   const plain = `${policyName}.${nodeName}`;
-  if (!policyName.includes('.') && plain.length <= MAX_NAME && isDnsSubdomain(plain)) return plain;
+  if (!policyName.includes('.') && plain.length <= MAX_NAME && DNS_SUBDOMAIN.test(plain)) return plain;
   return hashedName(plain, `${policyName}\u0000${nodeName}`, MAX_NAME);
 }
 
@@ -167,23 +185,24 @@ export function policyOwnerReference(policy: { metadata: { name?: string; uid?: 
   return { apiVersion: API_VERSION, kind: 'SniffPolicy', name, uid, controller: true, blockOwnerDeletion: true };
 }
 
-/** The agent's configuration from a policy spec, with the collector resolved to an address. */
-export function captureConfig(spec: SniffPolicySpec, collectorAddress: string): CaptureConfig {
-  const config: CaptureConfig = {
+/**
+ * The capture configuration of a policy spec, every default applied (by the
+ * schema: the defaults are declared once), with the collector resolved.
+ */
+export function captureConfig(
+  spec: Pick<SniffPolicySpec, 'direction' | 'filter' | 'sampling' | 'snapLength' | 'rateLimit' | 'tunnel' | 'mtu'>,
+  collector: ResolvedCollector,
+): CaptureConfig {
+  return CaptureConfigSchema.parse({
     direction: spec.direction,
+    filter: spec.filter ?? {},
+    sampling: spec.sampling ?? {},
     snapLength: spec.snapLength,
+    rateLimit: spec.rateLimit ?? {},
     tunnel: spec.tunnel,
     mtu: spec.mtu,
-    collector: { address: collectorAddress, port: collectorPort(spec) },
-  };
-  if (spec.filter) config.filter = spec.filter;
-  if (spec.sampling) config.sampling = spec.sampling;
-  if (spec.rateLimit) config.rateLimit = spec.rateLimit;
-  return config;
-}
-
-function isDnsSubdomain(s: string): boolean {
-  return /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(s);
+    collector,
+  });
 }
 
 /** `<prefix>-<hash>` within `max` characters, a DNS-1123 subdomain (so also a valid label value). */

@@ -47,14 +47,5 @@ export const NodeStateSchema = z.enum(NodeStates).meta({
     'Degraded: capturing on some. Failed: capturing on none. Completed: a limit was reached. Detached: the agent removed its programs.',
 });
 
-/** Kubernetes object name (DNS-1123 subdomain). */
-export const ObjectNameSchema = z
-  .string()
-  .max(253)
-  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, 'must be a lowercase DNS-1123 name');
-
-/** DNS-1123 label: namespaces and Service names. */
-export const DnsLabelSchema = z
-  .string()
-  .max(63)
-  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a lowercase DNS-1123 label (letters, digits, -)');
+// Kubernetes' own names (k8s/names.ts), named here with the API's other building blocks.
+export { DnsLabelSchema, ObjectNameSchema } from '../k8s/names.ts';

@@ -254,14 +254,15 @@ export const CRD_HEADER = [
   '# Do not edit: change the schemas and run `npm run gen`; test/unit/api/crd.test.ts fails on drift.',
 ];
 
-/** Files the generator writes, relative to the repository root: crds/ and the chart's copy. */
+/**
+ * Files the generator writes, relative to the repository root: the chart's
+ * CRDs, the one copy in the repository (Helm installs them from there; deploy/
+ * is rendered from the chart by tools/helm-render and checked against it).
+ */
 export function crdFiles(): { path: string; text: string }[] {
   return buildCrds().flatMap((c) => {
     const name = (c as { metadata: { name: string } }).metadata.name;
     const text = `${CRD_HEADER.join('\n')}\n${stringify(c, { lineWidth: 0 })}`;
-    return [
-      { path: `crds/${name}.yaml`, text },
-      { path: `charts/podtap/crds/${name}.yaml`, text },
-    ];
+    return [{ path: `charts/podtap/crds/${name}.yaml`, text }];
   });
 }

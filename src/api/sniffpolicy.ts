@@ -1,17 +1,21 @@
 /**
  * SniffPolicy (podtap.io/v1alpha1): the single source of truth for the policy's
  * TypeScript types, its runtime validation, and (through src/api/crd.ts and
- * scripts/gen-crds.ts) the CRD's openAPIV3Schema. Field names follow DESIGN.md.
+ * scripts/gen-crds.ts) the CRD's openAPIV3Schema. docs/api.md describes every field.
  *
  * Spec objects are strict: a misspelt field is an error in the CLI, as it is
  * for `kubectl apply` with server-side field validation. Status objects are
  * not, so an older reader tolerates fields a newer writer adds.
  */
 import { z } from 'zod';
+import { SELECTOR_OPERATORS } from '../k8s/labels.ts';
 import { CountSchema, DnsLabelSchema, DroppedSchema, GenerationSchema, NodeStateSchema, ObjectNameSchema, TimestampSchema } from './common.ts';
 import { ConditionSchema } from './conditions.ts';
 import { isCIDR, isIPAddress } from './netaddr.ts';
 import { withRule } from './rules.ts';
+import {
+  DEFAULT_TUNNEL, defaultCollectorPort, Directions, DURATION_EXAMPLES, DURATION_PATTERN, MTU_MAX, MTU_MIN, Protocols, TcpFlags, TunnelProtocols,
+} from './vocabulary.ts';
 
 export const GROUP = 'podtap.io';
 export const VERSION = 'v1alpha1';
@@ -20,7 +24,7 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 const LabelSelectorRequirementSchema = withRule(
   z.strictObject({
     key: z.string().min(1).max(317),
-    operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+    operator: z.enum(SELECTOR_OPERATORS),
     values: z.array(z.string().max(63)).max(256).optional(),
   }),
   (r) => (r.operator === 'In' || r.operator === 'NotIn' ? (r.values?.length ?? 0) > 0 : (r.values?.length ?? 0) === 0),
@@ -39,15 +43,6 @@ export const LabelSelectorSchema = z
   })
   .meta({ description: 'Label selector: matchLabels and matchExpressions are ANDed; {} selects everything.' });
 export type LabelSelector = z.infer<typeof LabelSelectorSchema>;
-
-export const Protocols = ['TCP', 'UDP', 'ICMP', 'ICMPv6', 'SCTP'] as const;
-export type Protocol = (typeof Protocols)[number];
-export const TcpFlags = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'] as const;
-export type TcpFlag = (typeof TcpFlags)[number];
-export const Directions = ['Ingress', 'Egress', 'Both'] as const;
-export type Direction = (typeof Directions)[number];
-export const TunnelProtocols = ['Geneve', 'VXLAN'] as const;
-export type TunnelProtocol = (typeof TunnelProtocols)[number];
 
 const port = z.number().int().min(1, 'port must be between 1 and 65535').max(65535, 'port must be between 1 and 65535');
 
@@ -72,27 +67,36 @@ export const IpSchema = withRule(z.string().max(45), isIPAddress, {
   message: 'must be an IP address such as 198.18.1.2 or 2001:db8::1',
 }).meta({ description: 'An IPv4 or IPv6 address.' });
 
-/** Go-style duration as kubectl users write it: 30s, 10m, 1h30m. */
+/** A duration as kubectl users write it, or in days (vocabulary.ts: DURATION_PATTERN). */
 export const DurationSchema = z
   .string()
   .max(32)
-  .regex(/^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$/, 'must be a duration such as 30s, 10m or 1h30m')
-  .meta({ description: 'Duration such as 30s, 10m or 1h30m.' });
+  .regex(DURATION_PATTERN, `must be a duration such as ${DURATION_EXAMPLES}`)
+  .meta({ description: `Duration such as ${DURATION_EXAMPLES}.` });
+
+/**
+ * The filter's lists and what each means: optional in a policy (FilterSchema),
+ * present in the capture configuration the controller writes (assignment.ts).
+ */
+export const FILTER_LISTS = {
+  protocols: {
+    schema: z.array(z.enum(Protocols, { error: `protocol must be one of ${Protocols.join(', ')}` })).max(Protocols.length),
+    description: `Protocols to capture (${Protocols.join(', ')}); empty = all, including non-IP frames.`,
+  },
+  ports: { schema: z.array(PortRangeSchema).max(16), description: 'TCP/UDP/SCTP ports matched at either end of the packet (at most 16 ranges).' },
+  cidrs: { schema: z.array(CidrSchema).max(1024), description: 'Addresses of the peer (the other end from the pod); at most 1024.' },
+  tcpFlags: {
+    schema: z.array(z.enum(TcpFlags, { error: `TCP flag must be one of ${TcpFlags.join(', ')}` })).max(TcpFlags.length),
+    description: 'TCP packets match when any of these flags is set; other protocols are not affected.',
+  },
+};
 
 export const FilterSchema = z
   .strictObject({
-    protocols: z
-      .array(z.enum(Protocols, { error: `protocol must be one of ${Protocols.join(', ')}` }))
-      .max(Protocols.length)
-      .optional()
-      .meta({ description: 'Protocols to capture (TCP, UDP, ICMP, ICMPv6, SCTP); empty = all, including non-IP frames.' }),
-    ports: z.array(PortRangeSchema).max(16).optional().meta({ description: 'TCP/UDP/SCTP ports matched at either end of the packet (at most 16 ranges).' }),
-    cidrs: z.array(CidrSchema).max(1024).optional().meta({ description: 'Addresses of the peer (the other end from the pod); at most 1024.' }),
-    tcpFlags: z
-      .array(z.enum(TcpFlags, { error: `TCP flag must be one of ${TcpFlags.join(', ')}` }))
-      .max(TcpFlags.length)
-      .optional()
-      .meta({ description: 'TCP packets match when any of these flags is set; other protocols are not affected.' }),
+    protocols: FILTER_LISTS.protocols.schema.optional().meta({ description: FILTER_LISTS.protocols.description }),
+    ports: FILTER_LISTS.ports.schema.optional().meta({ description: FILTER_LISTS.ports.description }),
+    cidrs: FILTER_LISTS.cidrs.schema.optional().meta({ description: FILTER_LISTS.cidrs.description }),
+    tcpFlags: FILTER_LISTS.tcpFlags.schema.optional().meta({ description: FILTER_LISTS.tcpFlags.description }),
   })
   .meta({ description: 'What to capture. Every list empty or absent means no restriction.' });
 export type Filter = z.infer<typeof FilterSchema>;
@@ -110,7 +114,9 @@ export const CollectorRefSchema = withRule(
     {
       address: IpSchema.optional().meta({ description: 'Collector IP address, routable from the nodes.' }),
       service: ServiceRefSchema.optional(),
-      port: port.optional().meta({ description: 'UDP port of the tunnel; defaults to 6081 (Geneve) or 4789 (VXLAN).' }),
+      port: port
+        .optional()
+        .meta({ description: `UDP port of the tunnel; defaults to ${TunnelProtocols.map((t) => `${defaultCollectorPort(t)} (${t})`).join(' or ')}.` }),
     },
     { error: (iss) => (iss.input === undefined ? 'collector is required: set address or service' : undefined) },
   ),
@@ -119,14 +125,9 @@ export const CollectorRefSchema = withRule(
 ).meta({ description: 'Where the mirrored packets go: an address or a Service, not both.' });
 export type CollectorRef = z.infer<typeof CollectorRefSchema>;
 
-/** The collector's UDP port when spec.collector.port is not set. */
-export function defaultCollectorPort(protocol: TunnelProtocol): number {
-  return protocol === 'VXLAN' ? 4789 : 6081;
-}
-
 export const TunnelSchema = z
   .strictObject({
-    protocol: z.enum(TunnelProtocols, { error: 'tunnel protocol must be Geneve or VXLAN' }).default('Geneve').meta({
+    protocol: z.enum(TunnelProtocols, { error: `tunnel protocol must be ${TunnelProtocols.join(' or ')}` }).default(DEFAULT_TUNNEL).meta({
       description: 'Geneve carries podtap metadata (exact rebuild, pod names, direction); VXLAN is for receivers that only speak VXLAN.',
     }),
     vni: z.number().int().min(0).max(16_777_215, 'vni must be less than 2^24 (16777216)').default(0).meta({ description: 'Virtual network identifier (24 bits).' }),
@@ -134,7 +135,7 @@ export const TunnelSchema = z
   .meta({ description: 'Encapsulation of the mirrored packets.' });
 export type Tunnel = z.infer<typeof TunnelSchema>;
 
-export const DirectionSchema = z.enum(Directions, { error: 'direction must be Ingress, Egress or Both' }).meta({
+export const DirectionSchema = z.enum(Directions, { error: `direction must be ${Directions.slice(0, -1).join(', ')} or ${Directions.at(-1)}` }).meta({
   description: 'Ingress: packets sent by the pod (the host-side veth receives them). Egress: packets to the pod. Both.',
 });
 
@@ -161,9 +162,9 @@ export const RateLimitSchema = z
   .meta({ description: 'Cap on mirrored traffic per node; 0 = unlimited. Packets over it are counted as rateLimited.' });
 export type RateLimit = z.infer<typeof RateLimitSchema>;
 
-export const MtuSchema = withRule(z.number().int(), (m) => m === 0 || (m >= 1280 && m <= 9216), {
-  rule: 'self == 0 || (self >= 1280 && self <= 9216)',
-  message: 'mtu must be 0 (the route to the collector decides) or 1280..9216',
+export const MtuSchema = withRule(z.number().int(), (m) => m === 0 || (m >= MTU_MIN && m <= MTU_MAX), {
+  rule: `self == 0 || (self >= ${MTU_MIN} && self <= ${MTU_MAX})`,
+  message: `mtu must be 0 (the route to the collector decides) or ${MTU_MIN}..${MTU_MAX}`,
 }).meta({ description: 'Outer MTU; 0 = the MTU of the route to the collector on each node.' });
 
 export const LimitsSchema = z
@@ -285,16 +286,6 @@ export const SniffPolicySchema = z.object({
 });
 export type SniffPolicy = z.infer<typeof SniffPolicySchema>;
 export type SniffPolicyInput = z.input<typeof SniffPolicySchema>;
-
-/** Parse seconds from a policy duration ("1h30m" -> 5400). */
-export function durationSeconds(d: string): number {
-  let total = 0;
-  for (const m of d.matchAll(/([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/g)) {
-    const n = Number(m[1]);
-    total += m[2] === 'h' ? n * 3600 : m[2] === 'm' ? n * 60 : m[2] === 's' ? n : n / 1000;
-  }
-  return total;
-}
 
 /** The UDP port the collector listens on for this spec. */
 export function collectorPort(spec: Pick<SniffPolicySpec, 'collector' | 'tunnel'>): number {

@@ -1,7 +1,6 @@
 /** `podtap cleanup`: remove everything podtap put on this host. */
 import { parseArgs } from 'node:util';
-import { cleanupAll, leftovers } from '../datapath/cleanup.ts';
-import { requireRoot, requireTools } from '../datapath/tools.ts';
+import { cleanupAll, leftovers, requireRoot, requireTools } from '../datapath/index.ts';
 import { ExitCode } from '../util/errors.ts';
 
 const HELP = `Usage: podtap cleanup [--check]

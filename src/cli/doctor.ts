@@ -4,10 +4,7 @@
  * debug pod with the podtap image, as root).
  */
 import { parseArgs } from 'node:util';
-import { createRunner } from '../datapath/exec.ts';
-import { inspectInterface, inspectNode, podVeths, type Finding } from '../datapath/doctor.ts';
-import { PIN_ROOT } from '../datapath/session.ts';
-import { requireRoot } from '../datapath/tools.ts';
+import { createRunner, inspectInterface, inspectNode, PIN_ROOT, podVeths, requireRoot, type Finding } from '../datapath/index.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 
 const HELP = `Usage: podtap doctor [--dev IFACE]... [--json]

@@ -4,10 +4,7 @@
  * per feature), and the variant of the data plane they build for it.
  */
 import { parseArgs } from 'node:util';
-import { createRunner } from '../datapath/exec.ts';
-import { chooseVariant, probeKernel, PROBES, type ProbeName } from '../datapath/features.ts';
-import { ensureBpffs, PIN_ROOT } from '../datapath/session.ts';
-import { requireRoot, requireTools } from '../datapath/tools.ts';
+import { chooseVariant, createRunner, ensureBpffs, PIN_ROOT, probeKernel, PROBES, requireRoot, requireTools, type ProbeName } from '../datapath/index.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 
 const HELP = `Usage: podtap features [--json]

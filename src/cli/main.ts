@@ -6,9 +6,10 @@
 import { errorMessage, ExitCode, UserError } from '../util/errors.ts';
 import { podtapVersion } from '../util/version.ts';
 
-type Command = { summary: string; run: (argv: string[]) => Promise<number> };
+export type Command = { summary: string; run: (argv: string[]) => Promise<number> };
 
-const commands: Record<string, Command> = {
+/** The commands of an installation. A clone of the repository adds its development commands (tools/dev/main.ts). */
+export const commands: Record<string, Command> = {
   sniff: {
     summary: 'capture on this Linux host, without Kubernetes (root)',
     run: async (a) => (await import('../sniff/sniff.ts')).sniffCommand(a),
@@ -24,14 +25,6 @@ const commands: Record<string, Command> = {
   agent: {
     summary: "drive this node's data plane from its assignments (in-cluster, root)",
     run: async (a) => (await import('../agent/cli.ts')).agentCommand(a),
-  },
-  devcluster: {
-    summary: 'embedded Kubernetes API for development (a stand-in, not a cluster)',
-    run: async (a) => (await import('../devcluster/cli.ts')).devclusterCommand(a),
-  },
-  demo: {
-    summary: 'the whole thing on this machine, in network namespaces (root)',
-    run: async (a) => (await import('../demo/demo.ts')).demoCommand(a),
   },
   features: {
     summary: "what this kernel's BPF offers, and the data plane variant built for it (root)",
@@ -51,7 +44,13 @@ const commands: Record<string, Command> = {
   },
 };
 
-function usage(): string {
+/** Commands a clone of the repository has and an installation has not: where to run them instead. */
+const CLONE_ONLY: Record<string, string> = {
+  demo: 'scripts/demo.sh (or scripts/podtap demo)',
+  devcluster: 'scripts/podtap devcluster',
+};
+
+function usage(commands: Record<string, Command>): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
   return [
     'Usage: podtap <command> [options]',
@@ -66,19 +65,21 @@ function usage(): string {
   ].join('\n');
 }
 
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], all: Record<string, Command> = commands): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    console.log(usage());
+    console.log(usage(all));
     return name ? ExitCode.ok : ExitCode.usage;
   }
   if (name === '--version' || name === 'version') {
     console.log(`podtap ${podtapVersion()}`);
     return ExitCode.ok;
   }
-  const cmd = commands[name];
+  const cmd = all[name];
   if (!cmd) {
-    console.error(`podtap: unknown command "${name}"\n\n${usage()}`);
+    const clone = CLONE_ONLY[name];
+    if (clone) console.error(`podtap: "${name}" is a development command of a clone of the repository, not of this installation: run ${clone} there`);
+    else console.error(`podtap: unknown command "${name}"\n\n${usage(all)}`);
     return ExitCode.usage;
   }
   return cmd.run(rest);

@@ -3,13 +3,14 @@
  * them (and a live stream) over HTTP, until SIGINT/SIGTERM.
  */
 import { stat } from 'node:fs/promises';
-import { isIPv6 } from 'node:net';
 import { parseArgs } from 'node:util';
-import { ExitCode, UserError } from '../util/errors.ts';
+import { DURATION_EXAMPLES, parseDuration } from '../api/vocabulary.ts';
+import { errorMessage, ExitCode, UserError } from '../util/errors.ts';
+import { parseHostPort } from '../util/hostport.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
+import { parseSize } from '../util/units.ts';
 import { GENEVE_PORT, VXLAN_PORT, type TunnelMode } from '../wire/format.ts';
 import { defaultWorkers, startCollector, type CollectorStats } from './collector.ts';
-import { parseDuration, parseSize } from './units.ts';
 
 export const COLLECTOR_HELP = `Usage: podtap collector --out DIR [options]
 
@@ -88,31 +89,14 @@ prints a summary line (datagrams received, packets rebuilt, lost, malformed,
 bytes written) and exits 0. Logs (JSON) go to stderr; level: PODTAP_LOG_LEVEL.
 `;
 
-/** Parses ADDR:PORT, [V6]:PORT, :PORT or PORT. */
+/** ADDR:PORT, [V6]:PORT, :PORT, PORT or ADDR (util/hostport.ts); all addresses and @defaultPort by default. */
 export function parseListen(s: string, defaultPort: number, flag = '--listen'): { host: string; port: number } {
-  let host = '0.0.0.0';
-  let portText = String(defaultPort);
-  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(s);
-  if (s === '') {
-    // defaults
-  } else if (v6) {
-    host = v6[1]!;
-    portText = v6[2] ?? portText;
-    if (!isIPv6(host)) throw new UserError(`${flag}: ${host} is not an IPv6 address`, { exitCode: ExitCode.usage });
-  } else if (/^\d+$/.test(s)) {
-    portText = s;
-  } else {
-    const i = s.lastIndexOf(':');
-    if (i < 0) host = s;
-    else {
-      host = s.slice(0, i) || host;
-      portText = s.slice(i + 1);
-    }
-    if (host.includes(':')) throw new UserError(`${flag}: write IPv6 addresses in brackets, e.g. [${host}]:${defaultPort}`, { exitCode: ExitCode.usage });
+  try {
+    const { host, port } = parseHostPort(s);
+    return { host: host ?? '0.0.0.0', port: port ?? defaultPort };
+  } catch (err) {
+    throw new UserError(`${flag}: ${errorMessage(err)}`, { exitCode: ExitCode.usage, cause: err });
   }
-  const port = Number(portText);
-  if (!/^\d+$/.test(portText) || port > 65535) throw new UserError(`${flag}: bad port "${portText}"`, { exitCode: ExitCode.usage });
-  return { host, port };
 }
 
 export function summaryLine(s: CollectorStats, dir: string): string {
@@ -135,8 +119,8 @@ function sizeFlag(flag: string, v: string): number {
 
 function durationFlag(flag: string, v: string): number {
   if (v.trim() === '0') return 0;
-  const n = parseDuration(v);
-  if (n === undefined) throw usage(`${flag}: "${v}" is not a duration (e.g. 30s, 10m, 1h30m, 7d)`);
+  const n = parseDuration(v.trim());
+  if (n === undefined) throw usage(`${flag}: "${v}" is not a duration (e.g. ${DURATION_EXAMPLES})`);
   return n;
 }
 

@@ -6,16 +6,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { API_VERSION, type SniffAssignment } from '../api/index.ts';
-import { EventRecorder, KubeClient, Resources, loadKubeConfig, podNamespace } from '../k8s/index.ts';
+import { API_VERSION, PodtapResources, type SniffAssignment } from '../api/index.ts';
+import {
+  EventRecorder, KubeClient, LeaderElector, Limiter, loadKubeConfig, podNamespace, runWorkers, startHttp, WorkQueue, type HttpEndpoint, type LeaderTimings,
+} from '../k8s/index.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
-import { startHttp, type HttpEndpoint } from './http.ts';
 import { createInformers, policyKey, type ControllerInformers } from './informers.ts';
-import { LeaderElector, type LeaderTimings } from './leader.ts';
-import { Limiter } from './limiter.ts';
 import { createMetrics, type ControllerMetrics } from './metrics.ts';
 import type { PolicyObject } from './objects.ts';
-import { WorkQueue } from './queue.ts';
 import { RecentWrites, withRecentWrites, type RecentPolicyWrites } from './recent.ts';
 import { Reconciler, TerminalError, type ReconcileApi } from './reconcile.ts';
 import type { StoreWorld } from './world.ts';
@@ -86,10 +84,10 @@ function reconcileApi(client: KubeClient, metrics: ControllerMetrics): Reconcile
     }
   };
   return {
-    createAssignment: (a) => counted('create', () => client.create<SniffAssignment>(Resources.sniffAssignments, a)),
-    replaceAssignment: (a) => counted('update', () => client.replace<SniffAssignment>(Resources.sniffAssignments, a)),
-    deleteAssignment: (ns, name, uid) => counted('delete', () => client.delete(Resources.sniffAssignments, ns, name, uid ? { uid } : {})),
-    patchPolicyStatus: (ns, name, patch) => counted('status', () => client.patchStatus<PolicyObject>(Resources.sniffPolicies, ns, name, patch, 'merge')),
+    createAssignment: (a) => counted('create', () => client.create<SniffAssignment>(PodtapResources.sniffAssignments, a)),
+    replaceAssignment: (a) => counted('update', () => client.replace<SniffAssignment>(PodtapResources.sniffAssignments, a)),
+    deleteAssignment: (ns, name, uid) => counted('delete', () => client.delete(PodtapResources.sniffAssignments, ns, name, uid ? { uid } : {})),
+    patchPolicyStatus: (ns, name, patch) => counted('status', () => client.patchStatus<PolicyObject>(PodtapResources.sniffPolicies, ns, name, patch, 'merge')),
   };
 }
 
@@ -139,36 +137,7 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
   }
 
   let stopping = false;
-  let reconcileSeq = 0;
-  const workers: Promise<void>[] = [];
-  const worker = async () => {
-    for (;;) {
-      const key = await queue.get();
-      if (key === undefined) return;
-      const rlog = log.child({ policy: key, reconcileId: `${identity.slice(-8)}-${++reconcileSeq}` });
-      const end = metrics.reconcileDuration.startTimer();
-      try {
-        const r = await reconciler.reconcile(key, rlog);
-        metrics.reconciles.inc({ result: r.result });
-        queue.forget(key);
-        if (r.requeueAfterMs !== undefined) queue.addAfter(key, r.requeueAfterMs);
-        rlog.debug({ result: r.result, writes: r.writes, requeueAfterMs: r.requeueAfterMs }, 'reconciled');
-      } catch (err) {
-        if (err instanceof TerminalError) {
-          metrics.reconciles.inc({ result: 'terminal' });
-          queue.forget(key);
-          rlog.error({ err }, 'reconcile failed for good');
-        } else {
-          metrics.reconciles.inc({ result: 'error' });
-          const retryInMs = queue.addRateLimited(key);
-          rlog.warn({ err, retryInMs, retries: queue.retries(key) }, 'reconcile failed, will retry');
-        }
-      } finally {
-        end();
-        queue.done(key);
-      }
-    }
-  };
+  let workers: Promise<void> | undefined;
 
   let resync: NodeJS.Timeout | undefined;
   let markLeading: () => void = () => {};
@@ -183,7 +152,19 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
     for (const p of informers.policies.store.keys()) queue.add(p);
     for (const v of informers.assignments.store.indexValues('byPolicy')) queue.add(v);
     const n = Math.max(1, opts.workers ?? 4);
-    for (let i = 0; i < n; i++) workers.push(worker());
+    workers = runWorkers({
+      queue,
+      workers: n,
+      logger: log,
+      keyField: 'policy',
+      attemptPrefix: identity.slice(-8),
+      sync: (key, rlog) => reconciler.reconcile(key, rlog),
+      isTerminal: (err) => err instanceof TerminalError,
+      observe: (result, seconds) => {
+        metrics.reconciles.inc({ result });
+        metrics.reconcileDuration.observe(seconds);
+      },
+    });
     resync = setInterval(() => {
       for (const p of informers.policies.store.list()) queue.add(policyKey(p));
     }, opts.resyncMs ?? 600_000);
@@ -233,7 +214,7 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
       queue.shutDown({ drop: true });
       clearInterval(resync);
       await queue.drain();
-      await Promise.all(workers);
+      await workers;
       await elector?.stop({ release: true });
       isLeading = false;
       metrics.leader.set(0);

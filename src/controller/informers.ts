@@ -15,7 +15,7 @@
  * Slimming (objects.ts) makes irrelevant updates (heartbeats, restart
  * counts) equal to the cached object, and so silent.
  */
-import type { SniffAssignment } from '../api/index.ts';
+import { PodtapResources, type SniffAssignment } from '../api/index.ts';
 import { Informer, matchesSelector, Resources, type KubeClient, type LabelSelector } from '../k8s/index.ts';
 import type { Logger } from '../util/log.ts';
 import {
@@ -142,14 +142,14 @@ export function createInformers(opts: InformerSetOptions): ControllerInformers {
   const { client, queue, logger } = opts;
   const coalesce = opts.statusCoalesceMs ?? 1000;
   const common = { client, logger, pageSize: opts.pageSize };
-  const policies = new Informer<PolicyObject>({ ...common, resource: Resources.sniffPolicies, transform: slimPolicy, indexers: policyIndexers });
+  const policies = new Informer<PolicyObject>({ ...common, resource: PodtapResources.sniffPolicies, transform: slimPolicy, indexers: policyIndexers });
   // Pods are the big list: smaller pages keep each page's JSON text (a large object V8 frees late) small.
   const pods = new Informer<PodInfo>({ ...common, pageSize: opts.pageSize ?? 100, resource: Resources.pods, transform: slimPod, equal: podEqual, indexers: podIndexers });
   const nodes = new Informer<NodeInfo>({ ...common, resource: Resources.nodes, transform: slimNode, equal: nodeEqual });
   const namespaces = new Informer<NamespaceInfo>({ ...common, resource: Resources.namespaces, transform: slimNamespace, equal: namespaceEqual });
   const services = new Informer<ServiceInfo>({ ...common, resource: Resources.services, transform: slimService, equal: serviceEqual });
   const slices = new Informer<SliceInfo>({ ...common, resource: Resources.endpointSlices, transform: slimSlice, equal: sliceEqual, indexers: sliceIndexers });
-  const assignments = new Informer<SniffAssignment>({ ...common, resource: Resources.sniffAssignments, transform: slimAssignment, indexers: assignmentIndexers });
+  const assignments = new Informer<SniffAssignment>({ ...common, resource: PodtapResources.sniffAssignments, transform: slimAssignment, indexers: assignmentIndexers });
   const stores: WorldStores = {
     policies: policies.store,
     pods: pods.store,

@@ -14,7 +14,7 @@
  * so it is only tightened when the node's remaining allowance exceeds twice
  * what is left overall — at most a logarithmic number of writes per capture.
  */
-import { durationSeconds, rfc3339, type Limits } from '../api/index.ts';
+import { parseDuration, rfc3339, type Limits } from '../api/index.ts';
 
 export interface LimitEvaluation {
   /** RFC 3339, from status.startTime + spec.limits.duration. */
@@ -35,7 +35,7 @@ export function evaluateLimits(limits: Limits | undefined, startTime: string | u
     const start = Date.parse(startTime);
     if (!Number.isNaN(start)) {
       // Whole seconds (metav1.Time), rounded up so the capture never stops early.
-      const ms = Math.ceil((start + durationSeconds(limits.duration) * 1000) / 1000) * 1000;
+      const ms = Math.ceil((start + (parseDuration(limits.duration) ?? 0)) / 1000) * 1000;
       out.deadlineMs = ms;
       out.deadline = rfc3339(new Date(ms));
       if (now.getTime() >= ms) reasons.push(`spec.limits.duration ${limits.duration} elapsed`);

@@ -3,7 +3,7 @@
  * controllers in one process — tests, the demo — do not collide).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { QueueMetrics } from './queue.ts';
+import type { QueueMetrics } from '../k8s/index.ts';
 
 export type ReconcileOutcome = 'success' | 'error' | 'terminal' | 'requeue';
 

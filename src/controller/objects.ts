@@ -8,6 +8,7 @@
  */
 import type { SniffAssignment } from '../api/index.ts';
 import { stripManagedFields, type KubeObject } from '../k8s/index.ts';
+import { jsonEqual } from '../util/json.ts';
 
 type Labels = Record<string, string>;
 
@@ -215,13 +216,9 @@ export function slimPolicy(raw: KubeObject): PolicyObject {
   return stripManagedFields(raw) as PolicyObject;
 }
 
+/** No labels and an empty map are the same labels. */
 export function labelsEqual(a: Labels | undefined, b: Labels | undefined): boolean {
-  if (a === b) return true;
-  const ka = a ? Object.keys(a) : [];
-  const kb = b ? Object.keys(b) : [];
-  if (ka.length !== kb.length) return false;
-  for (const k of ka) if (a![k] !== b?.[k]) return false;
-  return true;
+  return jsonEqual(a ?? {}, b ?? {});
 }
 
 function arraysEqual<T>(a: readonly T[], b: readonly T[]): boolean {

@@ -31,11 +31,10 @@ import {
   type SniffPolicySpec,
   type SniffPolicyStatus,
 } from '../api/index.ts';
-import { isNotFound } from '../k8s/index.ts';
+import { isNotFound, type Limiter } from '../k8s/index.ts';
+import { jsonEqual, replacingMergePatch } from '../util/json.ts';
 import type { Logger } from '../util/log.ts';
 import { resolveCollector, type CollectorResolution } from './collector.ts';
-import { jsonEqual, replacingMergePatch } from './equal.ts';
-import type { Limiter } from './limiter.ts';
 import { evaluateLimits, nodeCap } from './limits.ts';
 import { assignmentAsWritten, slimPolicy, type PolicyObject } from './objects.ts';
 import type { RecentPolicyWrites } from './recent.ts';
@@ -216,8 +215,7 @@ function planAssignments(p: AssignmentPlanInput): Plan {
     // Stop every node and keep the assignments, so their final counters stay visible.
     for (const { status: _status, ...a } of existing) desired.push({ ...a, spec: { ...a.spec, stopped: true } });
   } else {
-    const config = captureConfig(spec, collector.address);
-    config.collector = { address: collector.address, port: collector.port };
+    const config = captureConfig(spec, { address: collector.address, port: collector.port });
     const owner = policyOwnerReference(policy as { metadata: { name?: string; uid?: string } });
     const policyRef = { name, uid: policy.metadata.uid ?? '', generation };
     for (const [nodeName, pods] of [...selection.byNode].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {

@@ -25,7 +25,7 @@ import {
   type SniffAssignmentStatus,
   type SniffPolicyStatus,
 } from '../api/index.ts';
-import { jsonEqual } from './equal.ts';
+import { jsonEqual } from '../util/json.ts';
 import { describeSkipped, type Selection } from './selection.ts';
 
 export interface NodeInput {

@@ -124,7 +124,7 @@ export async function readConfig(maps: string, runner: Runner = createRunner()):
 }
 
 /** Fill the peer-CIDR tries (PT_CIDR_FILTER). */
-export async function writeCidrs(maps: string, cidrs: string[], runner: Runner = createRunner()): Promise<void> {
+export async function writeCidrs(maps: string, cidrs: readonly string[], runner: Runner = createRunner()): Promise<void> {
   for (const cidr of cidrs) {
     const [ip = '', len = ''] = cidr.split('/');
     const v6 = isIPv6(ip);

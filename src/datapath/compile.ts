@@ -44,7 +44,7 @@ async function sourceFiles(dir: string): Promise<string[]> {
 
 let clangVersion: Promise<string> | undefined;
 
-function multiarchInclude(): string[] {
+export function multiarchInclude(): string[] {
   const triple = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu' }[process.arch as 'x64' | 'arm64'];
   const dir = triple ? `/usr/include/${triple}` : undefined;
   return dir && existsSync(dir) ? [`-I${dir}`] : [];

@@ -5,64 +5,42 @@
  * (addresses, ifindexes) go into the pt_config map at load time instead.
  */
 import { isIPv6 } from 'node:net';
-import type { Filter, Protocol, SniffPolicySpec, TcpFlag } from '../api/sniffpolicy.ts';
-import { cacheValueSize, checkMtu, type TunnelKind } from './sizes.ts';
+import { cacheValueSize, checkMtu, TUNNELS, type TunnelKind } from '../wire/sizes.ts';
 
-export type Direction = 'Ingress' | 'Egress' | 'Both';
+/** The protocol filter's bits (PT_P_* in bpf/include/consts.h). */
+export const PROTO_BITS = { TCP: 1, UDP: 2, ICMP: 4, ICMPv6: 8, SCTP: 16 } as const;
+/** The TCP header's flag bits (PT_TCP_FLAGS). */
+export const TCP_FLAG_BITS = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10, URG: 0x20, ECE: 0x40, CWR: 0x80 } as const;
+export type FilterProtocol = keyof typeof PROTO_BITS;
+export type FilterTcpFlag = keyof typeof TCP_FLAG_BITS;
 
+/**
+ * What one object is compiled for: the capture configuration as the API
+ * writes it into an assignment (src/api/assignment.ts CaptureConfig, every
+ * default applied; the type checker proves it fits), of which the data plane
+ * reads these fields. It applies no default of its own.
+ */
 export interface DataplaneConfig {
-  direction: Direction;
-  protocols: Protocol[];
-  ports: { port: number; endPort?: number | undefined }[];
-  cidrs: string[];
-  tcpFlags: TcpFlag[];
-  oneIn: number;
+  filter: {
+    protocols: readonly FilterProtocol[];
+    ports: readonly { port: number; endPort?: number | undefined }[];
+    cidrs: readonly string[];
+    tcpFlags: readonly FilterTcpFlag[];
+  };
+  sampling: { oneIn: number };
   snapLength: number;
   rateLimit: { packetsPerSecond: number; bytesPerSecond: number };
-  tunnel: TunnelKind;
-  vni: number;
+  tunnel: { protocol: TunnelKind; vni: number };
   collector: { address: string; port: number };
 }
 
 /** Node facts that change the compiled object. */
 export interface NodeParams {
-  /** L3 MTU of the route to the collector. */
+  /** L3 MTU of the path to the collector. */
   mtu: number;
   /** Possible CPUs (/sys/devices/system/cpu/possible): scratch cache entries. */
   nrCpus: number;
 }
-
-export const DEFAULT_PORT: Record<TunnelKind, number> = { Geneve: 6081, VXLAN: 4789 };
-
-/** A policy spec (collector already resolved to an address) as a data-plane config. */
-export function configFromSpec(
-  spec: Pick<SniffPolicySpec, 'direction' | 'filter' | 'sampling' | 'snapLength' | 'rateLimit' | 'tunnel'>,
-  collector: { address: string; port?: number | undefined },
-): DataplaneConfig {
-  const tunnel = spec.tunnel?.protocol ?? 'Geneve';
-  const filter: Filter = spec.filter ?? {};
-  return {
-    direction: spec.direction ?? 'Both',
-    protocols: [...new Set(filter.protocols ?? [])],
-    ports: filter.ports ?? [],
-    cidrs: filter.cidrs ?? [],
-    tcpFlags: [...new Set(filter.tcpFlags ?? [])],
-    oneIn: spec.sampling?.oneIn ?? 1,
-    snapLength: spec.snapLength ?? 0,
-    rateLimit: {
-      packetsPerSecond: spec.rateLimit?.packetsPerSecond ?? 0,
-      bytesPerSecond: spec.rateLimit?.bytesPerSecond ?? 0,
-    },
-    tunnel,
-    vni: spec.tunnel?.vni ?? 0,
-    collector: { address: collector.address, port: collector.port ?? DEFAULT_PORT[tunnel] },
-  };
-}
-
-const PROTO_BITS: Record<Protocol, number> = { TCP: 1, UDP: 2, ICMP: 4, ICMPv6: 8, SCTP: 16 };
-const TCP_FLAG_BITS: Record<TcpFlag, number> = {
-  FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10, URG: 0x20, ECE: 0x40, CWR: 0x80,
-};
 
 export function outerIsV6(cfg: DataplaneConfig): boolean {
   return isIPv6(cfg.collector.address);
@@ -72,31 +50,27 @@ export function outerIsV6(cfg: DataplaneConfig): boolean {
 export function compileDefines(cfg: DataplaneConfig, node: NodeParams): string[] {
   checkMtu(node.mtu);
   const outerV6 = outerIsV6(cfg);
-  const ranges = cfg.ports.map((p) => `{${p.port},${p.endPort ?? p.port}}`);
+  const { filter } = cfg;
+  const ranges = filter.ports.map((p) => `{${p.port},${p.endPort ?? p.port}}`);
   const defs: [string, string | number][] = [
     ['PT_MTU', node.mtu],
     ['PT_NR_CPUS', node.nrCpus],
     ['PT_OUTER_V6', outerV6 ? 1 : 0],
-    ['PT_TUNNEL', cfg.tunnel === 'Geneve' ? 1 : 2],
-    ['PT_VNI', cfg.vni],
+    ['PT_TUNNEL', TUNNELS[cfg.tunnel.protocol].id],
+    ['PT_VNI', cfg.tunnel.vni],
     ['PT_TUNNEL_PORT', cfg.collector.port],
     ['PT_SNAPLEN', cfg.snapLength],
-    ['PT_SAMPLE_ONE_IN', cfg.oneIn],
+    ['PT_SAMPLE_ONE_IN', cfg.sampling.oneIn],
     ['PT_RATE_PPS', `${cfg.rateLimit.packetsPerSecond}ull`],
     ['PT_RATE_BPS', `${cfg.rateLimit.bytesPerSecond}ull`],
-    ['PT_PROTO_MASK', cfg.protocols.reduce((m, p) => m | PROTO_BITS[p], 0)],
+    ['PT_PROTO_MASK', filter.protocols.reduce((m, p) => m | PROTO_BITS[p], 0)],
     ['PT_NPORTS', ranges.length],
     ['PT_PORT_RANGES', ranges.length ? `{${ranges.join(',')}}` : '{{0,0}}'],
-    ['PT_CIDR_FILTER', cfg.cidrs.length ? 1 : 0],
-    ['PT_TCP_FLAGS', cfg.tcpFlags.reduce((m, f) => m | TCP_FLAG_BITS[f], 0)],
+    ['PT_CIDR_FILTER', filter.cidrs.length ? 1 : 0],
+    ['PT_TCP_FLAGS', filter.tcpFlags.reduce((m, f) => m | TCP_FLAG_BITS[f], 0)],
     // PODTAP_DEBUG_CACHE_DELTA shrinks the cache below what the verifier
     // accepts: a testing aid that makes the kernel reject the program
-    ['PT_CACHE_SIZE', cacheValueSize({ mtu: node.mtu, outerV6, tunnel: cfg.tunnel }) + Number(process.env.PODTAP_DEBUG_CACHE_DELTA ?? 0)],
+    ['PT_CACHE_SIZE', cacheValueSize({ mtu: node.mtu, outerV6, tunnel: cfg.tunnel.protocol }) + Number(process.env.PODTAP_DEBUG_CACHE_DELTA ?? 0)],
   ];
   return defs.map(([k, v]) => `-D${k}=${v}`);
-}
-
-/** Which tap programs a direction attaches: host-side ingress = sent by the pod. */
-export function hooksFor(direction: Direction): ('ingress' | 'egress')[] {
-  return direction === 'Both' ? ['ingress', 'egress'] : direction === 'Ingress' ? ['ingress'] : ['egress'];
 }

@@ -14,7 +14,7 @@ import { release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { BPF_DIR, compileObject } from './compile.ts';
-import { cacheValueSize, MTU_MAX } from './sizes.ts';
+import { cacheValueSize, MTU_MAX } from '../wire/sizes.ts';
 import type { Runner } from './exec.ts';
 
 /** A probe: bpf/probes/<name>.bpf.c, loaded, and run when @run says so; or,

@@ -23,7 +23,7 @@ import {
   describePinned, loadAndPin, readConfig, readCounters, writeCidrs, writeConfig, type PinnedObject,
 } from './bpftool.ts';
 import { compileObject } from './compile.ts';
-import { compileDefines, hooksFor, type DataplaneConfig, type Direction, type NodeParams } from './config.ts';
+import { compileDefines, type DataplaneConfig, type NodeParams } from './config.ts';
 import { addCounters, emptyCounters, type Counters } from './counters.ts';
 import { CommandError, createRunner, type Runner } from './exec.ts';
 import { carrierMtuRefusal, kernelVariant } from './features.ts';
@@ -56,9 +56,10 @@ export interface ApplyResult {
   instance: number;
 }
 
-interface Attachment {
+export interface Attachment {
   dev: string;
-  direction: Direction;
+  /** tc hooks tapped: ingress = packets the pod sends, egress = packets to it. */
+  hooks: Hook[];
 }
 
 export class Session {
@@ -70,7 +71,6 @@ export class Session {
   private readonly stateDir: string;
   private object: PinnedObject | undefined;
   private objectKey: string | undefined;
-  private config: DataplaneConfig | undefined;
   private instance = 0;
   private route: Route | undefined;
   /** Counters of objects this session replaced (maps die with their object). */
@@ -142,14 +142,12 @@ export class Session {
       for (const hook of ['ingress', 'egress'] as const) {
         if ((await listFilters(this.runner, link.ifname, hook)).some((f) => ids.has(f.progId) && f.progName.startsWith('pt_tap'))) hooks.push(hook);
       }
-      if (hooks.length && link.ifname !== this.capture.dev) {
-        this.attachments.set(link.ifname, { dev: link.ifname, direction: hooks.length === 2 ? 'Both' : hooks[0] === 'ingress' ? 'Ingress' : 'Egress' });
-      }
+      if (hooks.length && link.ifname !== this.capture.dev) this.attachments.set(link.ifname, { dev: link.ifname, hooks });
     }
     this.log.info({ key, interfaces: [...this.attachments.keys()], stale: keys.length - 1 }, 'adopted existing session');
   }
 
-  /** Interfaces currently tapped, with their direction. */
+  /** Interfaces currently tapped, with their hooks. */
   interfaces(): Attachment[] {
     return [...this.attachments.values()];
   }
@@ -216,7 +214,7 @@ export class Session {
       const obj = await loadAndPin(compiled.path, dir, { runner: this.runner, logDir: this.stateDir, key: compiled.key });
       let instance = randomInt(1, 0x10000);
       while (instance === this.instance) instance = randomInt(1, 0x10000);
-      await writeCidrs(obj.maps, cfg.cidrs, this.runner);
+      await writeCidrs(obj.maps, cfg.filter.cidrs, this.runner);
       await writeConfig(obj.maps, {
         enabled: true, captureIfindex: capture.ifindex, instance, routeIfindex: route.ifindex,
         src: route.src, dst: cfg.collector.address, ...budget(this.baseline),
@@ -236,8 +234,7 @@ export class Session {
       this.object = obj;
       this.objectKey = compiled.key;
       this.instance = instance;
-      this.config = cfg;
-      for (const a of this.attachments.values()) await this.attachHooks(a.dev, a.direction, oldIds);
+      for (const a of this.attachments.values()) await this.attachHooks(a.dev, a.hooks, oldIds);
       if (previous) await rm(previous.dir, { recursive: true, force: true });
       await this.removeStaleObjects();
       this.log.info({ key: compiled.key, cached: compiled.cached, compileMs: compiled.ms, mtu, instance }, 'object loaded');
@@ -248,10 +245,9 @@ export class Session {
         src: route.src, dst: cfg.collector.address, ...budget(this.baseline),
       }, this.runner);
       await this.attachStages(this.object!, new Set());
-      this.config = cfg;
       if (this.staleIds.size) {
         // a previous process died mid-swap: finish it
-        for (const a of this.attachments.values()) await this.attachHooks(a.dev, a.direction, new Set());
+        for (const a of this.attachments.values()) await this.attachHooks(a.dev, a.hooks, new Set());
         await this.removeStaleObjects();
       }
     }
@@ -289,12 +285,11 @@ export class Session {
     await this.attachProgram(dev, 'egress', obj.progs.pt_tunnel.path, oldIds);
   }
 
-  private async attachHooks(dev: string, direction: Direction, oldIds: Set<number>): Promise<void> {
+  private async attachHooks(dev: string, hooks: readonly Hook[], oldIds: Set<number>): Promise<void> {
     const obj = this.object;
     if (!obj) throw new Error('session has no object loaded: call apply() first');
-    const want = hooksFor(direction);
     for (const hook of ['ingress', 'egress'] as const) {
-      if (want.includes(hook)) {
+      if (hooks.includes(hook)) {
         await this.attachProgram(dev, hook, hook === 'ingress' ? obj.progs.pt_tap_ingress.path : obj.progs.pt_tap_egress.path, oldIds);
       } else {
         await this.removeFilters(dev, hook, oldIds);
@@ -309,14 +304,14 @@ export class Session {
     }
   }
 
-  /** Tap @dev in @direction (idempotent; changes the direction in place). */
-  async attach(dev: string, direction: Direction = this.config?.direction ?? 'Both'): Promise<void> {
+  /** Tap @dev at @hooks (idempotent; changes the hooks in place). */
+  async attach(dev: string, hooks: readonly Hook[]): Promise<void> {
     if (!(await getLink(this.runner, dev))) {
       throw new UserError(`unknown interface "${dev}"`, { exitCode: ExitCode.badInput, hint: 'list interfaces with: ip link' });
     }
     if (dev === this.capture.dev || dev === this.capture.peer) throw new UserError(`refusing to tap podtap's own capture device ${dev}`, { exitCode: ExitCode.badInput });
-    await this.attachHooks(dev, direction, new Set());
-    this.attachments.set(dev, { dev, direction });
+    await this.attachHooks(dev, hooks, new Set());
+    this.attachments.set(dev, { dev, hooks: [...hooks] });
   }
 
   /** Stop tapping @dev (idempotent; a vanished interface is fine). */

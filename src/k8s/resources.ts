@@ -1,11 +1,9 @@
 /**
- * The kinds podtap reads and writes, and a typed client per kind. The
- * podtap.io kinds take their types from src/api; built-in kinds are used as
- * plain JSON (their full types are not needed, and the generated ones carry
- * Date objects — see client.ts).
+ * The built-in kinds podtap reads and writes, and a client typed by kind.
+ * Built-in kinds are used as plain JSON (their full types are not needed, and
+ * the generated ones carry Date objects — see client.ts); the podtap.io kinds
+ * and their typed clients are the API's (src/api/resources.ts).
  */
-import type { SniffAssignment, SniffPolicy } from '../api/index.ts';
-import { GROUP, VERSION } from '../api/index.ts';
 import type { KubeClient, KubeObject, ListOptions, PatchType, ResourceRef, WatchEvent, WatchOptions } from './client.ts';
 
 export const Resources = {
@@ -16,8 +14,6 @@ export const Resources = {
   events: { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
   endpointSlices: { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true },
   leases: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
-  sniffPolicies: { group: GROUP, version: VERSION, plural: 'sniffpolicies', kind: 'SniffPolicy', namespaced: true },
-  sniffAssignments: { group: GROUP, version: VERSION, plural: 'sniffassignments', kind: 'SniffAssignment', namespaced: true },
 } as const satisfies Record<string, ResourceRef>;
 
 /** One kind's operations, typed. Every call throws KubeApiError on an API error (see errors.ts). */
@@ -69,12 +65,4 @@ export class ResourceClient<T extends KubeObject> {
   watch(opts: WatchOptions, onEvent: (event: WatchEvent<T>) => void): Promise<void> {
     return this.client.watch<T>(this.ref, opts, onEvent);
   }
-}
-
-export function sniffPolicies(client: KubeClient): ResourceClient<SniffPolicy> {
-  return new ResourceClient<SniffPolicy>(client, Resources.sniffPolicies);
-}
-
-export function sniffAssignments(client: KubeClient): ResourceClient<SniffAssignment> {
-  return new ResourceClient<SniffAssignment>(client, Resources.sniffAssignments);
 }

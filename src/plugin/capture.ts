@@ -20,12 +20,12 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { execa } from 'execa';
 import { SniffPolicySchema, describeIssues, type Direction, type LabelSelector, type SniffPolicy } from '../api/index.ts';
-import { formatSize } from '../collector/units.ts';
+import { LabelSelectorSyntaxError, parseLabelSelector } from '../k8s/labels.ts';
+import { formatSize } from '../util/units.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { connectCollector, get, type CollectorFlags } from './collector-api.ts';
 import { parseFilters } from './filter.ts';
 import { Kube } from './kube.ts';
-import { parseSelector } from './selector.ts';
 import { parseTarget, type WorkloadKind } from './target.ts';
 
 export interface CaptureOptions {
@@ -97,6 +97,16 @@ export function capturePolicy(o: {
   const r = SniffPolicySchema.safeParse(policy);
   if (!r.success) throw new UserError(`the capture's policy would be invalid: ${describeIssues(r.error).join('; ')}`, { exitCode: ExitCode.usage });
   return r.data;
+}
+
+/** -l as kubectl takes it; a bad selector is a usage error saying what is wrong. */
+export function selectorFlag(s: string): LabelSelector {
+  try {
+    return parseLabelSelector(s);
+  } catch (err) {
+    if (!(err instanceof LabelSelectorSyntaxError)) throw err;
+    throw new UserError(`-l: ${err.message}`, { exitCode: ExitCode.usage, hint: 'e.g. -l app=web,tier!=db or -l "env in (prod,staging),!canary"', cause: err });
+  }
 }
 
 function safeUser(): string {
@@ -261,7 +271,7 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
   } else if (t) {
     selector = await kube.workloadSelector(ns, t.kind as WorkloadKind, t.name);
   } else {
-    selector = parseSelector(o.selector!);
+    selector = selectorFlag(o.selector!);
   }
 
   const cleanups: (() => Promise<void>)[] = [];

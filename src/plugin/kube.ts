@@ -17,6 +17,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { GROUP, VERSION, type LabelSelector, type SniffPolicy } from '../api/index.ts';
+import { selectorString } from '../k8s/labels.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 import type { WorkloadKind } from './target.ts';
 
@@ -152,12 +153,7 @@ export class Kube {
   }
 
   async pods(namespace: string, selector: LabelSelector): Promise<V1Pod[]> {
-    const labelSelector = [
-      ...Object.entries(selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`),
-      ...(selector.matchExpressions ?? []).map((e) =>
-        e.operator === 'In' ? `${e.key} in (${(e.values ?? []).join(',')})` : e.operator === 'NotIn' ? `${e.key} notin (${(e.values ?? []).join(',')})` : e.operator === 'Exists' ? e.key : `!${e.key}`,
-      ),
-    ].join(',');
+    const labelSelector = selectorString(selector);
     try {
       return (await this.core.listNamespacedPod({ namespace, labelSelector })).items;
     } catch (err) {

@@ -5,8 +5,7 @@
 import { parseArgs } from 'node:util';
 import { complete } from './complete.ts';
 import { foreignOption, parseArgsOptions, Subcommands, type Subcommand } from './options.ts';
-import { Directions, type Direction } from '../api/index.ts';
-import { parseDuration } from '../collector/units.ts';
+import { Directions, DURATION_EXAMPLES, parseDuration, type Direction } from '../api/index.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { podtapVersion } from '../util/version.ts';
 import { capture, type PluginIO } from './capture.ts';
@@ -141,9 +140,9 @@ export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<numbe
       if (!Number.isInteger(snapLength) || snapLength < 0 || snapLength > 65535) throw usage('--snaplen: 0..65535');
       const maxPackets = Number(v['max-packets']);
       if (!Number.isInteger(maxPackets) || maxPackets < 0) throw usage('--max-packets: a count');
-      if (parseDuration(v.duration) === undefined) throw usage(`--duration: "${v.duration}" is not a duration (30s, 10m, 1h)`);
+      if (parseDuration(v.duration) === undefined) throw usage(`--duration: "${v.duration}" is not a duration (${DURATION_EXAMPLES})`);
       const stopAfterMs = v.for === undefined ? 0 : parseDuration(v.for);
-      if (stopAfterMs === undefined) throw usage(`--for: "${v.for}" is not a duration (30s, 5m)`);
+      if (stopAfterMs === undefined) throw usage(`--for: "${v.for}" is not a duration (${DURATION_EXAMPLES})`);
       if (json) throw usage('capture writes pcapng: -o - or -w FILE');
       const kube = new Kube(kubeFlags);
       return capture(

@@ -7,19 +7,13 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { durationSeconds, type SniffPolicy } from '../api/sniffpolicy.ts';
-import { ObjectNameSchema, parseSniffPolicyYaml } from '../api/index.ts';
-import { configFromSpec, DEFAULT_PORT, type DataplaneConfig } from '../datapath/config.ts';
-import { formatCounters, LOSS_REASONS, lost, subCounters, type Counters } from '../datapath/counters.ts';
-import { createRunner } from '../datapath/exec.ts';
-import { Session } from '../datapath/session.ts';
-import { requireRoot, requireTools } from '../datapath/tools.ts';
-import { ExitCode, UserError } from '../util/errors.ts';
+import { captureConfig, collectorPort, MTU_MAX, MTU_MIN, ObjectNameSchema, parseDuration, parseSniffPolicyYaml, type CaptureConfig, type SniffPolicy } from '../api/index.ts';
+import { CaptureService, type CaptureTarget } from '../capture/service.ts';
+import { createRunner, formatCounters, getLink, LOSS_REASONS, lost, requireRoot, requireTools, subCounters, type Counters } from '../datapath/index.ts';
+import { errorMessage, ExitCode, UserError } from '../util/errors.ts';
+import { parseHostPort } from '../util/hostport.ts';
 import { rootLogger, silentLogger } from '../util/log.ts';
-import { Announcer, probeCollector } from '../datapath/announcer.ts';
-import { nodeNameOf } from '../wire/announce.ts';
 
 const HELP = `Usage: podtap sniff --policy FILE.yaml --iface NAME[,NAME...] [options]
 
@@ -49,31 +43,23 @@ unknown interface; 6 the kernel's verifier rejected the program; 7 collector
 unreachable; 8 this kernel lacks a BPF feature the capture needs (the kernel
 and the feature are named; podtap features lists what it has).`;
 
-export function parseHostPort(s: string, defaultPort: number): { address: string; port: number } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+)(?::(\d+))?$/.exec(s) ?? [s, s, undefined];
-  const address = m[1] ?? '';
-  const port = m[2] ? Number(m[2]) : defaultPort;
-  if (!isIP(address)) throw new UserError(`--collector: "${s}" is not ADDR:PORT with an IP address`, { exitCode: ExitCode.usage });
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UserError(`--collector: bad port in "${s}"`, { exitCode: ExitCode.usage });
-  return { address, port };
+/** --collector ADDR[:PORT] or [V6][:PORT] (util/hostport.ts): an IP address, the policy's port by default. */
+export function collectorFlag(s: string, defaultPort: number): { address: string; port: number } {
+  let parsed;
+  try {
+    parsed = parseHostPort(s);
+  } catch (err) {
+    throw new UserError(`--collector: "${s}": ${errorMessage(err)}`, { exitCode: ExitCode.usage, cause: err });
+  }
+  const { host, port = defaultPort } = parsed;
+  if (host === undefined || !isIP(host)) throw new UserError(`--collector: "${s}" is not ADDR:PORT with an IP address`, { exitCode: ExitCode.usage });
+  if (port < 1) throw new UserError(`--collector: bad port in "${s}"`, { exitCode: ExitCode.usage });
+  return { address: host, port };
 }
 
 export function sessionIdFor(policy: SniffPolicy): string {
   const key = `${policy.metadata.namespace ?? 'default'}/${policy.metadata.name ?? 'sniff'}`;
   return `s-${createHash('sha256').update(key).digest('hex').slice(0, 10)}`;
-}
-
-interface Limits {
-  deadline: number | undefined;
-  maxPackets: number;
-  maxBytes: number;
-}
-
-function limitReached(l: Limits, c: Counters, now: number): string | undefined {
-  if (l.deadline !== undefined && now >= l.deadline) return 'duration';
-  if (l.maxPackets && c.mirrored.packets >= l.maxPackets) return 'maxPackets';
-  if (l.maxBytes && c.mirrored.bytes >= l.maxBytes) return 'maxBytes';
-  return undefined;
 }
 
 export async function sniffCommand(argv: string[]): Promise<number> {
@@ -105,8 +91,8 @@ export async function sniffCommand(argv: string[]): Promise<number> {
   }
   const ifaces = o.iface.split(',').map((s) => s.trim()).filter(Boolean);
   const mtu = o.mtu === undefined ? undefined : Number(o.mtu);
-  if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 1280 || mtu > 9216)) {
-    throw new UserError(`--mtu must be an integer in 1280..9216, got "${o.mtu}"`, { exitCode: ExitCode.usage });
+  if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < MTU_MIN || mtu > MTU_MAX)) {
+    throw new UserError(`--mtu must be an integer in ${MTU_MIN}..${MTU_MAX}, got "${o.mtu}"`, { exitCode: ExitCode.usage });
   }
 
   requireRoot('podtap sniff');
@@ -120,100 +106,69 @@ export async function sniffCommand(argv: string[]): Promise<number> {
   if (!policy) throw new UserError(`${o.policy} holds no SniffPolicy`, { exitCode: ExitCode.badInput });
   if (policies.length > 1) console.error(`podtap: ${o.policy} holds ${policies.length} policies; using the first, ${policy.metadata.name}`);
   const spec = policy.spec;
-  const tunnel = spec.tunnel?.protocol ?? 'Geneve';
   let collector: { address: string; port: number };
-  if (o.collector) collector = parseHostPort(o.collector, spec.collector.port ?? DEFAULT_PORT[tunnel]);
-  else if (spec.collector.address) collector = { address: spec.collector.address, port: spec.collector.port ?? DEFAULT_PORT[tunnel] };
+  if (o.collector) collector = collectorFlag(o.collector, collectorPort(spec));
+  else if (spec.collector.address) collector = { address: spec.collector.address, port: collectorPort(spec) };
   else {
     throw new UserError('spec.collector.service needs Kubernetes to resolve; give the collector with --collector ADDR:PORT', {
       exitCode: ExitCode.badInput,
     });
   }
-  const cfg: DataplaneConfig = configFromSpec(spec, collector);
+  // the configuration an assignment would carry, --mtu in place of spec.mtu
+  const cfg: CaptureConfig = captureConfig({ ...spec, mtu: mtu ?? spec.mtu }, collector);
   const log = process.env.PODTAP_LOG_LEVEL ? rootLogger('sniff') : silentLogger;
   const runner = createRunner();
 
+  const targets: CaptureTarget[] = [];
   for (const name of ifaces) {
-    const r = await runner.run('ip', ['link', 'show', 'dev', name]);
-    if (r.exitCode !== 0) throw new UserError(`unknown interface "${name}"`, { exitCode: ExitCode.badInput, hint: 'list interfaces with: ip link' });
+    const link = await getLink(runner, name);
+    if (!link) throw new UserError(`unknown interface "${name}"`, { exitCode: ExitCode.badInput, hint: 'list interfaces with: ip link' });
+    targets.push({ name, ifindex: link.ifindex, pod: null });
   }
 
-  const session = await Session.open({ id: sessionIdFor(policy), runner, logger: log });
-  const cleanup = async () => {
-    await session.destroy();
-  };
-  let announcer: Announcer | undefined;
+  const capture = await CaptureService.open({
+    id: sessionIdFor(policy),
+    node: o.node,
+    sender: 'sniff',
+    policy: { namespace: policy.metadata.namespace ?? 'default', name: policy.metadata.name ?? 'sniff', uid: '' },
+    runner,
+    logger: log,
+  });
+  const duration = spec.limits?.duration ? parseDuration(spec.limits.duration) : undefined;
+  const limits = { maxPackets: spec.limits?.maxPackets ?? 0, maxBytes: spec.limits?.maxBytes ?? 0 };
   try {
-    const applied = await session.apply(cfg, mtu ? { mtu } : spec.mtu ? { mtu: spec.mtu } : {}, {
-      packets: spec.limits?.maxPackets ?? 0,
-      bytes: spec.limits?.maxBytes ?? 0,
-    });
-    await probeCollector(cfg.collector);
-    // announce first: the collector knows each interface's name before its
-    // first packet can arrive
-    const indexes = new Map<string, number>();
-    for (const name of ifaces) {
-      const l = JSON.parse(await runner.check('ip', ['-j', 'link', 'show', 'dev', name])) as { ifindex: number }[];
-      indexes.set(name, l[0]?.ifindex ?? 0);
-    }
-    announcer = new Announcer({
-      collector: cfg.collector,
-      node: o.node ?? nodeNameOf(hostname()),
-      sender: 'sniff',
-      tunnel,
-      snapLength: cfg.snapLength,
-      instance: () => session.currentInstance,
-      policy: { namespace: policy.metadata.namespace ?? 'default', name: policy.metadata.name ?? 'sniff', uid: '' },
-      interfaces: async () =>
-        ifaces.map((name) => ({
-          ifindex: indexes.get(name) ?? 0,
-          name,
-          pod: null,
-          directions: cfg.direction === 'Both' ? ['Ingress', 'Egress'] : [cfg.direction],
-        })),
-      logger: log,
-    });
-    await announcer.start();
-    for (const name of ifaces) await session.attach(name, cfg.direction);
+    // a collector that does not answer stops sniff before anything is attached
+    const applied = await capture.apply(cfg, targets, limits, { requireCollector: true });
     console.error(
       `podtap: tapping ${ifaces.join(', ')} (${cfg.direction}) -> ${cfg.collector.address}:${cfg.collector.port} ` +
-        `${tunnel}, MTU ${applied.mtu} via ${applied.route.dev}${applied.cached ? ', cached object' : `, compiled in ${applied.compileMs} ms`}`,
+        `${cfg.tunnel.protocol}, MTU ${applied.mtu} via ${applied.route.dev}${applied.cached ? ', cached object' : `, compiled in ${applied.compileMs} ms`}`,
     );
   } catch (err) {
-    await announcer?.stop();
-    await cleanup().catch(() => undefined);
+    await capture.stop().catch(() => undefined);
     throw err;
   }
+  // spec.limits.duration runs from the first attachment
+  if (duration !== undefined) capture.setLimits({ ...limits, deadline: Date.now() + duration });
 
-  const limits: Limits = {
-    deadline: spec.limits?.duration ? Date.now() + durationSeconds(spec.limits.duration) * 1000 : undefined,
-    maxPackets: spec.limits?.maxPackets ?? 0,
-    maxBytes: spec.limits?.maxBytes ?? 0,
-  };
   const tty = process.stderr.isTTY && !o.quiet;
   // from here on, whatever happens, the session is detached before exiting
   try {
-    const r = await monitor(session, limits, { tty, quiet: !!o.quiet });
+    const r = await monitor(capture, { tty, quiet: !!o.quiet });
     console.error(`podtap: stopped (${r.reason}) after ${r.seconds.toFixed(1)}s; detaching ${ifaces.length} interface(s)`);
     console.error(`podtap: ${formatCounters(r.counters)}`);
     const drops = Object.entries(r.counters).filter(([k, v]) => v.packets > 0 && (LOSS_REASONS as string[]).includes(k));
     if (drops.length) console.error(`podtap: lost ${lost(r.counters)}: ${drops.map(([k, v]) => `${k} ${v.packets}`).join(', ')}`);
     return ExitCode.ok;
   } finally {
-    await announcer?.stop().catch(() => undefined);
-    await cleanup().catch((err: unknown) => console.error(`podtap: detaching failed: ${(err as Error).message} (run podtap cleanup)`));
+    await capture.stop().catch((err: unknown) => console.error(`podtap: detaching failed: ${(err as Error).message} (run podtap cleanup)`));
   }
 }
 
 /** Live counters until a signal or a limit; the counts since this run began. */
-async function monitor(
-  session: Session,
-  limits: Limits,
-  out: { tty: boolean; quiet: boolean },
-): Promise<{ reason: string; seconds: number; counters: Counters }> {
+async function monitor(capture: CaptureService, out: { tty: boolean; quiet: boolean }): Promise<{ reason: string; seconds: number; counters: Counters }> {
   const started = Date.now();
   // an adopted object keeps its maps: count from here
-  const base = await session.counters();
+  const base = await capture.counters();
   let last = subCounters(base, base);
   let reason = '';
   await new Promise<void>((resolve) => {
@@ -233,12 +188,12 @@ async function monitor(
     const onTerm = () => stop('SIGTERM');
     const tick = async () => {
       try {
-        last = subCounters(await session.counters(), base);
+        last = subCounters(await capture.counters(), base);
       } catch {
         return;
       }
       const now = Date.now();
-      const reached = limitReached(limits, last, now);
+      const reached = capture.limitReached(last, now);
       if (reached) return stop(`limit ${reached} reached`);
       if (out.tty) process.stderr.write(`\r\x1b[K${Math.round((now - started) / 1000)}s  ${formatCounters(last)}`);
       else if (!out.quiet && now - lastPrint >= 10_000) {
@@ -253,7 +208,7 @@ async function monitor(
   });
   if (out.tty) process.stderr.write('\n');
   try {
-    last = subCounters(await session.counters(), base);
+    last = subCounters(await capture.counters(), base);
   } catch {
     /* keep the last reading */
   }

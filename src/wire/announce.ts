@@ -17,7 +17,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { DnsLabelSchema, ObjectNameSchema } from '../api/common.ts';
+import { DnsLabelSchema, ObjectNameSchema } from '../k8s/names.ts';
 import { AuthScheme, MAC_LEN, NONCE_LEN, announcementMac, newNonce, verifyAnnouncementMac, type NodeKey, type NodeKeyring } from './auth.ts';
 import {
   ANNOUNCE_OPT_VERSION,

@@ -8,16 +8,18 @@
  * has the prose.
  */
 
-export const GENEVE_PORT = 6081;
-export const VXLAN_PORT = 4789;
+import { FRAME_MAX, IPV6_HLEN, META_LEN, PREFIX_MAX, TUNNELS, TUN_BASE_LEN } from './sizes.ts';
+
+// The sizes are declared once, in sizes.ts.
+export { ETH_HLEN, FRAME_MAX, IP_MAX, IPV4_HLEN_MAX, IPV6_EXT_MAX, IPV6_HLEN, META_LEN, PIECES_MAX, PREFIX_MAX } from './sizes.ts';
+export const GENEVE_PORT = TUNNELS.Geneve.port;
+export const VXLAN_PORT = TUNNELS.VXLAN.port;
 
 /** Geneve option class of podtap (RFC 8926 §7.2 experimental range) and types. */
 export const OPT_CLASS = 0xff70;
 export const OPT_TYPE_META = 0x01;
 export const OPT_TYPE_ANNOUNCE = 0x02;
 export const META_VERSION = 1;
-/** sizeof(struct pt_meta): 12 Geneve words. */
-export const META_LEN = 52;
 /** Byte offsets of struct pt_meta's fields (bpf/include/wire.h). */
 export const MetaOff = {
   csumSink: 0, // scratch a device may write (checksum offload steering): ignored
@@ -45,8 +47,8 @@ export const GENEVE_PROTO_RAW = 0x88b5;
 /** Control messages (O bit set): an announcement, JSON payload. */
 export const GENEVE_PROTO_ANNOUNCE = 0x88b6;
 
-export const GENEVE_BASE_LEN = 8;
-export const VXLAN_LEN = 8;
+export const GENEVE_BASE_LEN = TUN_BASE_LEN;
+export const VXLAN_LEN = TUN_BASE_LEN;
 export const VXLAN_FLAG_I = 0x08;
 
 /** pt_meta.flags */
@@ -68,16 +70,7 @@ export const Kind = {
 } as const;
 export type KindValue = (typeof Kind)[keyof typeof Kind];
 
-export const ETH_HLEN = 14;
-export const IP_MAX = 65535;
-/** Largest frame the data plane carries: a 65535-byte IP packet and its L2 header. */
-export const FRAME_MAX = IP_MAX + ETH_HLEN;
-export const IPV4_HLEN_MAX = 60;
-export const IPV6_HLEN = 40;
 export const IPV6_FRAG_HLEN = 8;
-export const IPV6_EXT_MAX = 4;
-export const PREFIX_MAX = 256;
-export const PIECES_MAX = 128;
 export const ETH_P_IP = 0x0800;
 export const ETH_P_IPV6 = 0x86dd;
 export const NH_HOPOPTS = 0;

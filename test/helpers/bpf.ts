@@ -4,16 +4,25 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { CaptureConfigSchema, defaultCollectorPort, type CaptureConfig, type CaptureConfigInput } from '../../src/api/index.ts';
 import { loadAndPin, type PinnedObject } from '../../src/datapath/bpftool.ts';
 import { compileObject } from '../../src/datapath/compile.ts';
-import { compileDefines, configFromSpec, type DataplaneConfig, type NodeParams } from '../../src/datapath/config.ts';
+import { compileDefines, type DataplaneConfig, type NodeParams } from '../../src/datapath/config.ts';
 import { createRunner } from '../../src/datapath/exec.ts';
 import { kernelVariant } from '../../src/datapath/features.ts';
 
 export const TEST_CACHE = join(tmpdir(), 'podtap-test-objects');
 
-export function testConfig(over: Partial<DataplaneConfig> = {}): DataplaneConfig {
-  return { ...configFromSpec({ direction: 'Both', snapLength: 0 } as never, { address: '198.18.200.2' }), ...over };
+/** A capture configuration as the controller writes it: the schema's defaults, these fields, a collector. */
+export function testConfig(over: Partial<CaptureConfigInput> = {}): CaptureConfig {
+  return CaptureConfigSchema.parse({
+    direction: 'Both',
+    snapLength: 0,
+    mtu: 0,
+    tunnel: {},
+    ...over,
+    collector: over.collector ?? { address: '198.18.200.2', port: defaultCollectorPort(over.tunnel?.protocol ?? 'Geneve') },
+  });
 }
 
 /** The running kernel's variant of the data plane (src/datapath/features.ts), as the agent builds it. */

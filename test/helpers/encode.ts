@@ -34,6 +34,7 @@ import {
   VXLAN_LEN,
   type TunnelMode,
 } from '../../src/wire/format.ts';
+import { chunkMax, pieceMax } from '../../src/wire/sizes.ts';
 
 export interface EncodeOptions {
   /** L3 MTU of the path to the collector (PT_MTU). */
@@ -79,14 +80,10 @@ export interface Plan {
   protocol: number;
 }
 
-export function outerL3Len(mtuOpts: { outerV6?: boolean; tunnel?: TunnelMode }): number {
-  return (mtuOpts.outerV6 ? 40 : 20) + 8 + 8 + (mtuOpts.tunnel === 'vxlan' ? 0 : 4 + META_LEN);
-}
-
-/** PT_PIECE_MAX and PT_CHUNK_MAX for these options. */
+/** PT_PIECE_MAX and PT_CHUNK_MAX for these options (the arithmetic is sizes.ts'). */
 export function pieceSizes(o: { mtu?: number; outerV6?: boolean; tunnel?: TunnelMode }): { pieceMax: number; chunkMax: number } {
-  const pieceMax = (o.mtu ?? 1500) - outerL3Len(o);
-  return { pieceMax, chunkMax: (pieceMax - ETH_HLEN - 20) & ~7 };
+  const p = { mtu: o.mtu ?? 1500, outerV6: o.outerV6 ?? false, tunnel: o.tunnel === 'vxlan' ? 'VXLAN' : 'Geneve' } as const;
+  return { pieceMax: pieceMax(p), chunkMax: chunkMax(p) };
 }
 
 /** The scratch cache as pt_c8() sees it: nothing past PT_PREFIX_MAX + 8. */

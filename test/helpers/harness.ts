@@ -17,6 +17,13 @@ afterAll(async () => {
   for (const d of madeDirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
 
+/** A temporary directory removed when the test file is done. */
+export async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  madeDirs.push(dir);
+  return dir;
+}
+
 export interface CaptureRun {
   dir: string;
   collector: ResultPromise;

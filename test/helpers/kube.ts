@@ -3,7 +3,7 @@
  *
  *  - `kube-apiserver`: the real one with etcd (test/helpers/apiserver.ts), the
  *    reference;
- *  - `embedded`: the project's stand-in (src/devcluster), which the demo and
+ *  - `embedded`: the project's stand-in (packages/devcluster), which the demo and
  *    the fast unit tests use.
  *
  * A test that runs `describe.each(BACKENDS)` is a conformance test: the same
@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { parseAllDocuments } from 'yaml';
-import { startApiServer as startEmbedded, writeKubeconfig } from '../../src/devcluster/index.ts';
+import { startApiServer as startEmbedded, writeKubeconfig } from '@podtap/devcluster';
 import { KubeClient, loadKubeConfig, type KubeObject, type ResourceRef } from '../../src/k8s/index.ts';
 import { kubeBin, startApiServer, type TestApiServer } from './apiserver.ts';
 

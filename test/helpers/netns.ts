@@ -1,2 +1,2 @@
 /** Test topologies: the lab's, re-exported for the tests. */
-export * from '../../src/lab/netns.ts';
+export * from '../lab/netns.ts';

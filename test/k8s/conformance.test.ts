@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { Informer, isConflict, KubeClient, loadKubeConfig, Resources, type KubeObject, type ResourceRef } from '../../src/k8s/index.ts';
+import { PodtapResources } from '../../src/api/index.ts';
 import { BACKENDS, startBackend, tcpProxy, until, type KubeBackend } from '../helpers/kube.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -33,7 +34,7 @@ describe.each(BACKENDS)('the Kubernetes API as podtap uses it: %s', (kind) => {
     client = api.client();
     await api.installCrds();
     for (const ns of ['watch', 'expiry', 'demo']) await client.create(Resources.namespaces, { metadata: { name: ns } });
-    await until('the CRDs to be served', async () => !!(await client.list(Resources.sniffPolicies)));
+    await until('the CRDs to be served', async () => !!(await client.list(PodtapResources.sniffPolicies)));
   }, 180_000);
   afterAll(async () => {
     for (const i of informers) await i.stop();
@@ -112,20 +113,20 @@ describe.each(BACKENDS)('the Kubernetes API as podtap uses it: %s', (kind) => {
 
   it('the status subresource: the main resource ignores status, /status ignores spec; only spec changes bump generation', async () => {
     type P = KubeObject & { spec: { snapLength?: number }; status?: { packets?: number } };
-    const created = await client.create<P>(Resources.sniffPolicies, {
+    const created = await client.create<P>(PodtapResources.sniffPolicies, {
       apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', metadata: { name: 'sub', namespace: 'demo' },
       spec: { podSelector: {}, collector: { address: '198.18.9.2' } }, status: { packets: 99 },
     } as unknown as P);
     expect(created.status?.packets).toBeUndefined(); // a create ignores status
     expect(created.metadata.generation).toBe(1);
-    const withStatus = await client.patchStatus<P>(Resources.sniffPolicies, 'demo', 'sub', { status: { packets: 5 }, spec: { snapLength: 100 } });
+    const withStatus = await client.patchStatus<P>(PodtapResources.sniffPolicies, 'demo', 'sub', { status: { packets: 5 }, spec: { snapLength: 100 } });
     expect(withStatus.status?.packets).toBe(5);
     expect(withStatus.spec.snapLength ?? 0).toBe(0); // /status ignores spec
     expect(withStatus.metadata.generation).toBe(1);
-    const labelled = await client.patch<P>(Resources.sniffPolicies, 'demo', 'sub', { metadata: { labels: { a: 'b' } }, status: { packets: 7 } }, 'merge');
+    const labelled = await client.patch<P>(PodtapResources.sniffPolicies, 'demo', 'sub', { metadata: { labels: { a: 'b' } }, status: { packets: 7 } }, 'merge');
     expect(labelled.status?.packets).toBe(5); // the main resource ignores status
     expect(labelled.metadata.generation).toBe(1); // metadata is not spec
-    const changed = await client.patch<P>(Resources.sniffPolicies, 'demo', 'sub', { spec: { snapLength: 200 } }, 'merge');
+    const changed = await client.patch<P>(PodtapResources.sniffPolicies, 'demo', 'sub', { spec: { snapLength: 200 } }, 'merge');
     expect(changed.metadata.generation).toBe(2);
     expect(changed.status?.packets).toBe(5);
   });

@@ -1,12 +1,12 @@
 /**
  * The controller end to end against a Kubernetes API — the real kube-apiserver
- * with etcd, and the project's embedded stand-in (src/devcluster), the same
+ * with etcd, and the project's embedded stand-in (packages/devcluster), the same
  * scenarios and expectations for both (a difference is a bug of the stand-in):
  * REST and watch, the generated CRDs, resourceVersions, the status
  * subresource, garbage collection, Events and the leader-election Lease.
  */
 import { describe, expect, it, beforeAll, afterAll, afterEach } from 'vitest';
-import type { SniffAssignment, SniffPolicyStatus } from '../../src/api/index.ts';
+import { PodtapResources, type SniffAssignment, type SniffPolicyStatus } from '../../src/api/index.ts';
 import { startController, type RunningController } from '../../src/controller/controller.ts';
 import { isAlreadyExists, KubeClient, Resources, type KubeObject, type ResourceRef } from '../../src/k8s/index.ts';
 import { silentLogger } from '../../src/util/log.ts';
@@ -40,16 +40,16 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
   }
 
   async function createPolicy(name: string, spec: Record<string, unknown>): Promise<void> {
-    await client.create(Resources.sniffPolicies, { apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', metadata: { name, namespace: NS }, spec } as KubeObject);
+    await client.create(PodtapResources.sniffPolicies, { apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', metadata: { name, namespace: NS }, spec } as KubeObject);
   }
 
   async function assignments(policy: string): Promise<SniffAssignment[]> {
-    const { items } = await client.list<SniffAssignment>(Resources.sniffAssignments, { namespace: NS, labelSelector: `podtap.io/policy=${policy}` });
+    const { items } = await client.list<SniffAssignment>(PodtapResources.sniffAssignments, { namespace: NS, labelSelector: `podtap.io/policy=${policy}` });
     return items.sort((a, b) => a.spec.nodeName.localeCompare(b.spec.nodeName));
   }
 
   async function policyStatus(name: string): Promise<SniffPolicyStatus | undefined> {
-    return (await client.get<{ status?: SniffPolicyStatus }>(Resources.sniffPolicies, NS, name)).status;
+    return (await client.get<{ status?: SniffPolicyStatus }>(PodtapResources.sniffPolicies, NS, name)).status;
   }
 
   const ready = (s: SniffPolicyStatus | undefined) => s?.conditions?.find((c) => c.type === 'Ready');
@@ -95,7 +95,7 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
     kubeconfig = api.kubeconfig;
     client = api.client();
     await api.installCrds();
-    await until('the CRDs to be served', async () => (await client.list(Resources.sniffPolicies)) && (await client.list(Resources.sniffAssignments)));
+    await until('the CRDs to be served', async () => (await client.list(PodtapResources.sniffPolicies)) && (await client.list(PodtapResources.sniffAssignments)));
     for (const ns of [NS, 'podtap-system']) await client.create(Resources.namespaces, { metadata: { name: ns } });
     // (a real API server admits a pod only with its ServiceAccount; the controller-manager that makes it does not run here)
     await client.create(SERVICE_ACCOUNTS, { metadata: { name: 'default', namespace: NS } }).catch((err: unknown) => {
@@ -134,7 +134,7 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
         ['web-debug.node-a', 'node-a', ['web-1']],
         ['web-debug.node-b', 'node-b', ['web-2', 'web-3']],
       ]);
-      const policyObj = await client.get<KubeObject>(Resources.sniffPolicies, NS, 'web-debug');
+      const policyObj = await client.get<KubeObject>(PodtapResources.sniffPolicies, NS, 'web-debug');
       expect(first[0]!.metadata.ownerReferences).toEqual([
         { apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', name: 'web-debug', uid: policyObj.metadata.uid, controller: true, blockOwnerDeletion: true },
       ]);
@@ -148,7 +148,7 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
 
       // The agents report: Attached on the current generation.
       for (const a of first) {
-        await client.patchStatus(Resources.sniffAssignments, NS, a.metadata.name!, {
+        await client.patchStatus(PodtapResources.sniffAssignments, NS, a.metadata.name!, {
           status: {
             state: 'Attached',
             observedGeneration: a.metadata.generation,
@@ -200,7 +200,7 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
       await quiet(c);
 
       // Delete the policy: its assignments go.
-      await client.delete(Resources.sniffPolicies, NS, 'web-debug');
+      await client.delete(PodtapResources.sniffPolicies, NS, 'web-debug');
       await until('assignments gone', async () => (await assignments('web-debug')).length === 0);
 
       expect(await metric(c, 'podtap_controller_leader')).toBe('podtap_controller_leader 1');
@@ -229,7 +229,7 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
       });
       expect(l[0]!.spec.config.collector).toEqual({ address: '198.18.7.7', port: 16081 });
       expect(l.find((a) => a.spec.nodeName === 'node-a')!.spec.pods.map((p) => p.name)).toEqual(['web-1']); // not collector-0
-      await client.delete(Resources.sniffPolicies, NS, 'via-svc');
+      await client.delete(PodtapResources.sniffPolicies, NS, 'via-svc');
       await client.delete(Resources.pods, NS, 'collector-0');
       await until('assignments gone', async () => (await assignments('via-svc')).length === 0);
     }, 30_000);
@@ -257,7 +257,7 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
       expect(ready(s)!.message.split('; ').sort()).toEqual(['spec.collector.port: port must be between 1 and 65535', 'spec.mtu: mtu must be 0 (the route to the collector decides) or 1280..9216']);
       expect(await metric(c, 'podtap_controller_reconcile_total{result="terminal"}')).not.toBe('podtap_controller_reconcile_total{result="terminal"} 0');
       expect(await assignments('bad')).toEqual([]);
-      await client.delete(Resources.sniffPolicies, NS, 'bad');
+      await client.delete(PodtapResources.sniffPolicies, NS, 'bad');
     }, 30_000);
 
     it('two replicas: one leads, the other stands by and takes over when the leader stops', async () => {
@@ -288,7 +288,7 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
       await until('the new leader reconciles', async () => (await assignments('ha')).length === 1);
       await relabelPod('web-1', { app: 'web' });
       await until('and again', async () => (await assignments('ha')).length === 2);
-      await client.delete(Resources.sniffPolicies, NS, 'ha');
+      await client.delete(PodtapResources.sniffPolicies, NS, 'ha');
       await until('assignments gone', async () => (await assignments('ha')).length === 0);
     }, 30_000);
   });

@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SniffPolicy } from '../../src/api/index.ts';
+import { sniffAssignments, sniffPolicies, type SniffPolicy } from '../../src/api/index.ts';
 import { sessionIdForPolicy } from '../../src/agent/agent.ts';
-import { Lab, type LabProcess } from '../../src/lab/cluster.ts';
-import { inNs } from '../../src/lab/netns.ts';
-import { Resources, sniffAssignments, sniffPolicies } from '../../src/k8s/index.ts';
+import { Lab, type LabProcess } from '../lab/cluster.ts';
+import { inNs } from '../lab/netns.ts';
+import { Resources } from '../../src/k8s/index.ts';
 import { startBackend } from '../helpers/kube.ts';
 
 const PODS = [

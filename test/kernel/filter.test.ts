@@ -3,8 +3,8 @@
  * run): every policy criterion matches what it should and nothing else.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import type { CaptureConfigInput } from '../../src/api/index.ts';
 import { readCounters, writeCidrs, writeConfig } from '../../src/datapath/bpftool.ts';
-import type { DataplaneConfig } from '../../src/datapath/config.ts';
 import { definesFor, loadTestObject, progRun, removePins, testConfig, testPinRoot } from '../helpers/bpf.ts';
 import { buildFrame, type FrameSpec } from '../helpers/packets.ts';
 
@@ -23,7 +23,7 @@ const SYN = 0x02;
 const ACK = 0x10;
 const RST = 0x04;
 
-const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[] }[] = [
+const table: { description: string; cfg: Partial<CaptureConfigInput>; cases: Case[] }[] = [
   {
     description: 'no filter: everything, including ARP',
     cfg: {},
@@ -35,7 +35,7 @@ const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[]
   },
   {
     description: 'protocols TCP and ICMP',
-    cfg: { protocols: ['TCP', 'ICMP'] },
+    cfg: { filter: { protocols: ['TCP', 'ICMP'] } },
     cases: [
       { frame: { src: POD, dst: PEER, proto: 'TCP' }, match: true, why: 'tcp' },
       { frame: { src: POD, dst: PEER, proto: 'ICMP' }, match: true, why: 'icmp' },
@@ -46,7 +46,7 @@ const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[]
   },
   {
     description: 'ports 443 and 8000-8100 at either end',
-    cfg: { ports: [{ port: 443 }, { port: 8000, endPort: 8100 }] },
+    cfg: { filter: { ports: [{ port: 443 }, { port: 8000, endPort: 8100 }] } },
     cases: [
       { frame: { src: POD, dst: PEER, proto: 'TCP', sport: 40000, dport: 443 }, match: true, why: 'dport 443' },
       { frame: { src: POD, dst: PEER, proto: 'TCP', sport: 443, dport: 40000 }, match: true, why: 'sport 443' },
@@ -59,7 +59,7 @@ const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[]
   },
   {
     description: 'peer CIDRs, by direction',
-    cfg: { cidrs: ['198.18.2.0/24', '2001:db8:2::/48'] },
+    cfg: { filter: { cidrs: ['198.18.2.0/24', '2001:db8:2::/48'] } },
     cases: [
       { frame: { src: POD, dst: PEER, proto: 'UDP' }, hook: 'ingress', match: true, why: 'sent by the pod to a peer inside' },
       { frame: { src: POD, dst: FAR, proto: 'UDP' }, hook: 'ingress', match: false, why: 'sent to a peer outside' },
@@ -73,7 +73,7 @@ const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[]
   },
   {
     description: 'TCP flags SYN or RST',
-    cfg: { tcpFlags: ['SYN', 'RST'] },
+    cfg: { filter: { tcpFlags: ['SYN', 'RST'] } },
     cases: [
       { frame: { src: POD, dst: PEER, proto: 'TCP', tcpFlags: SYN }, match: true, why: 'syn' },
       { frame: { src: POD, dst: PEER, proto: 'TCP', tcpFlags: SYN | ACK }, match: true, why: 'syn-ack' },
@@ -84,7 +84,7 @@ const table: { description: string; cfg: Partial<DataplaneConfig>; cases: Case[]
   },
   {
     description: 'all criteria together',
-    cfg: { protocols: ['TCP'], ports: [{ port: 80 }], cidrs: ['198.18.2.0/24'], tcpFlags: ['SYN'] },
+    cfg: { filter: { protocols: ['TCP'], ports: [{ port: 80 }], cidrs: ['198.18.2.0/24'], tcpFlags: ['SYN'] } },
     cases: [
       { frame: { src: POD, dst: PEER, proto: 'TCP', dport: 80, tcpFlags: SYN }, hook: 'ingress', match: true, why: 'all met' },
       { frame: { src: POD, dst: PEER, proto: 'TCP', dport: 81, tcpFlags: SYN }, hook: 'ingress', match: false, why: 'port' },
@@ -99,7 +99,7 @@ describe('tap filter (BPF_PROG_TEST_RUN)', () => {
   it.each(table)('$description', async ({ cfg, cases }) => {
     const full = testConfig(cfg);
     const obj = await loadTestObject(definesFor(full), root);
-    await writeCidrs(obj.maps, full.cidrs);
+    await writeCidrs(obj.maps, full.filter.cidrs);
     // capture_ifindex 0: the clone fails (counted), the filter verdict is what we test
     await writeConfig(obj.maps, { enabled: true, captureIfindex: 0, instance: 1, routeIfindex: 0, src: '198.18.200.1', dst: '198.18.200.2' });
     for (const c of cases) {

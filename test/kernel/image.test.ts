@@ -139,6 +139,25 @@ describe('the image (Dockerfile, built in a debootstrap root)', () => {
     expect(write.stderr).toContain('Read-only file system');
   });
 
+  it('ships the product only: no development harness and none of its dependencies', async () => {
+    const harness = [
+      '/opt/podtap/dist/devcluster',
+      '/opt/podtap/dist/lab',
+      '/opt/podtap/dist/demo',
+      '/opt/podtap/node_modules/@podtap',
+      '/opt/podtap/node_modules/@bufbuild/cel',
+      '/opt/podtap/node_modules/fast-json-patch',
+      '/opt/podtap/node_modules/ajv',
+    ];
+    const present = await inImage(['sh', '-c', `for p in ${harness.join(' ')}; do [ ! -e "$p" ] || echo "$p"; done; ls /opt/podtap/dist/cli/main.js`]);
+    expect(present.exitCode, String(present.all)).toBe(0);
+    expect(present.stdout.trim().split('\n')).toEqual(['/opt/podtap/dist/cli/main.js']);
+    // the development commands point to a clone instead of failing obscurely
+    const dev = await inImage(['podtap', 'devcluster'], { user: image.image.config.user });
+    expect(dev.exitCode).toBe(2);
+    expect(dev.stderr).toContain('a development command of a clone of the repository');
+  });
+
   it('has the tools the agent runs, and no package the Dockerfile does not ask for', async () => {
     const tools = await inImage(['sh', '-c', 'for t in clang bpftool tc ip bridge nsenter setpriv stat mount find; do command -v $t >/dev/null || echo "missing $t"; done; ls /usr/include/bpf/bpf_helpers.h /usr/include/linux/bpf.h /opt/podtap/bpf/podtap.bpf.c']);
     expect(tools.exitCode, String(tools.all)).toBe(0);

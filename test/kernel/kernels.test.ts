@@ -11,12 +11,11 @@ import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SniffPolicy } from '../../src/api/index.ts';
+import { sniffPolicies, type SniffPolicy } from '../../src/api/index.ts';
 import { leftovers } from '../../src/datapath/cleanup.ts';
 import { createRunner } from '../../src/datapath/exec.ts';
 import { kernelVariant } from '../../src/datapath/features.ts';
-import { sniffPolicies } from '../../src/k8s/index.ts';
-import { Lab } from '../../src/lab/cluster.ts';
+import { Lab } from '../lab/cluster.ts';
 import { ExitCode } from '../../src/util/errors.ts';
 import { definesFor, loadTestObject, removePins, testConfig, testPinRoot } from '../helpers/bpf.ts';
 import { diffMultiset, digestCounts, podtap, readFrames, startTcpdump, WAIT_SCALE, waitForLine, type Tcpdump } from '../helpers/capture.ts';
@@ -31,7 +30,7 @@ describe('the variant podtap builds for this kernel', () => {
   it.each([
     { description: 'Geneve, outer IPv4', cfg: {} },
     { description: 'Geneve, outer IPv6', cfg: { collector: { address: '2001:db8:200::2', port: 6081 } } },
-    { description: 'VXLAN, outer IPv4', cfg: { tunnel: 'VXLAN' as const, collector: { address: '198.18.200.2', port: 4789 } } },
+    { description: 'VXLAN, outer IPv4', cfg: { tunnel: { protocol: 'VXLAN' as const }, collector: { address: '198.18.200.2', port: 4789 } } },
   ])('loads: $description', async ({ cfg }) => {
     const obj = await loadTestObject(definesFor(testConfig(cfg)), root);
     for (const p of Object.values(obj.progs)) expect(p.id).toBeGreaterThan(0);

@@ -3,7 +3,7 @@
  * exactly as large as the verifier needs, and a rejection reads well.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { cacheValueSize } from '../../src/datapath/sizes.ts';
+import { cacheValueSize } from '../../src/wire/sizes.ts';
 import { VerifierError } from '../../src/datapath/verifier.ts';
 import { definesFor, loadTestObject, removePins, testConfig, testPinRoot } from '../helpers/bpf.ts';
 
@@ -17,16 +17,18 @@ describe('the data plane loads', () => {
     { description: 'Geneve over IPv4, MTU 9000', cfg: {}, node: { mtu: 9000 } },
     { description: 'Geneve over IPv6, MTU 1500', cfg: { collector: { address: '2001:db8:200::2', port: 6081 } }, node: { mtu: 1500 } },
     { description: 'Geneve over IPv6, MTU 9216', cfg: { collector: { address: '2001:db8:200::2', port: 6081 } }, node: { mtu: 9216 } },
-    { description: 'VXLAN over IPv4', cfg: { tunnel: 'VXLAN' as const, vni: 42, collector: { address: '198.18.200.2', port: 4789 } }, node: { mtu: 1500 } },
-    { description: 'VXLAN over IPv6', cfg: { tunnel: 'VXLAN' as const, collector: { address: '2001:db8:200::2', port: 4789 } }, node: { mtu: 1500 } },
+    { description: 'VXLAN over IPv4', cfg: { tunnel: { protocol: 'VXLAN' as const, vni: 42 }, collector: { address: '198.18.200.2', port: 4789 } }, node: { mtu: 1500 } },
+    { description: 'VXLAN over IPv6', cfg: { tunnel: { protocol: 'VXLAN' as const }, collector: { address: '2001:db8:200::2', port: 4789 } }, node: { mtu: 1500 } },
     {
       description: 'every filter, sampling, snap length and rate limit',
       cfg: {
-        protocols: ['TCP', 'UDP', 'ICMP'] as never,
-        ports: [{ port: 80 }, { port: 8000, endPort: 8100 }],
-        cidrs: ['198.18.0.0/15', '2001:db8::/32'],
-        tcpFlags: ['SYN', 'RST'] as never,
-        oneIn: 10,
+        filter: {
+          protocols: ['TCP' as const, 'UDP' as const, 'ICMP' as const],
+          ports: [{ port: 80 }, { port: 8000, endPort: 8100 }],
+          cidrs: ['198.18.0.0/15', '2001:db8::/32'],
+          tcpFlags: ['SYN' as const, 'RST' as const],
+        },
+        sampling: { oneIn: 10 },
         snapLength: 128,
         rateLimit: { packetsPerSecond: 1000, bytesPerSecond: 1_000_000 },
       },
@@ -48,7 +50,7 @@ describe('the scratch cache size', () => {
     { description: 'IPv4 VXLAN MTU 1280', mtu: 1280, collector: '198.18.200.2', tunnel: 'VXLAN' as const },
   ];
   it.each(table)('is enough and tight: $description', async ({ mtu, collector, tunnel }) => {
-    const cfg = testConfig({ tunnel, collector: { address: collector, port: 6081 } });
+    const cfg = testConfig({ tunnel: { protocol: tunnel }, collector: { address: collector, port: 6081 } });
     const size = cacheValueSize({ mtu, outerV6: collector.includes(':'), tunnel });
     const defines = definesFor(cfg, { mtu });
     expect(defines).toContain(`-DPT_CACHE_SIZE=${size}`);

@@ -9,9 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApiServer, writeKubeconfig, type ApiServer } from '@podtap/devcluster';
 import { startController, type RunningController } from '../../src/controller/controller.ts';
-import { startApiServer, writeKubeconfig, type ApiServer } from '../../src/devcluster/index.ts';
 import { loadKubeConfig } from '../../src/k8s/index.ts';
+
+const CRD_DIR = new URL('../../charts/podtap/crds/', import.meta.url).pathname;
 
 let api: ApiServer;
 let controller: RunningController;
@@ -41,8 +43,8 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'podtap-kubectl-'));
   kubeconfig = join(dir, 'kubeconfig');
   await writeKubeconfig(kubeconfig, api.url);
-  const crds = (await readdir('crds')).filter((f) => f.endsWith('.yaml'));
-  for (const f of crds) expect((await kubectl(['apply', '-f', join('crds', f)])).code).toBe(0);
+  const crds = (await readdir(CRD_DIR)).filter((f) => f.endsWith('.yaml'));
+  for (const f of crds) expect((await kubectl(['apply', '-f', join(CRD_DIR, f)])).code).toBe(0);
   expect((await kubectl(['create', 'namespace', 'demo'])).code).toBe(0);
   expect((await kubectl(['create', 'namespace', 'podtap-system'])).code).toBe(0);
   controller = await startController({ kubeConfig: loadKubeConfig(kubeconfig), metricsAddr: '', leaderElect: false });

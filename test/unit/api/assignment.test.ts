@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   LABEL_NODE,
   LABEL_POLICY,
+  CaptureConfigSchema,
   SniffAssignmentSchema,
   assignmentLabels,
   assignmentName,
@@ -78,29 +79,43 @@ describe('labels and owner', () => {
   });
 });
 
+const NO_FILTER = { protocols: [], ports: [], cidrs: [], tcpFlags: [] };
+
 describe('captureConfig', () => {
   it.each([
     {
-      description: 'Geneve defaults, collector resolved with the default port',
-      input: { collector: { service: { name: 'podtap-collector' } } },
-      expected: { direction: 'Both', snapLength: 0, tunnel: { protocol: 'Geneve', vni: 0 }, mtu: 0, collector: { address: '198.18.9.2', port: 6081 } },
-    },
-    {
-      description: 'filter, sampling and rate limit carried over; VXLAN port',
-      input: { collector: { address: '198.18.9.2' }, tunnel: { protocol: 'VXLAN', vni: 42 }, filter: { protocols: ['TCP'] }, sampling: { oneIn: 10 }, rateLimit: { packetsPerSecond: 100 } },
+      description: 'every default applied, the collector as resolved',
+      input: { spec: { collector: { service: { name: 'podtap-collector' } } }, collector: { address: '198.18.9.2', port: 6081 } },
       expected: {
         direction: 'Both',
+        filter: NO_FILTER,
+        sampling: { oneIn: 1 },
         snapLength: 0,
+        rateLimit: { packetsPerSecond: 0, bytesPerSecond: 0 },
+        tunnel: { protocol: 'Geneve', vni: 0 },
+        mtu: 0,
+        collector: { address: '198.18.9.2', port: 6081 },
+      },
+    },
+    {
+      description: 'filter, sampling and rate limit carried over, the rest defaulted',
+      input: {
+        spec: { collector: { address: '198.18.9.2' }, tunnel: { protocol: 'VXLAN', vni: 42 }, filter: { protocols: ['TCP'] }, sampling: { oneIn: 10 }, rateLimit: { packetsPerSecond: 100 } },
+        collector: { address: '198.18.9.2', port: 4789 },
+      },
+      expected: {
+        direction: 'Both',
+        filter: { ...NO_FILTER, protocols: ['TCP'] },
+        sampling: { oneIn: 10 },
+        snapLength: 0,
+        rateLimit: { packetsPerSecond: 100, bytesPerSecond: 0 },
         tunnel: { protocol: 'VXLAN', vni: 42 },
         mtu: 0,
         collector: { address: '198.18.9.2', port: 4789 },
-        filter: { protocols: ['TCP'] },
-        sampling: { oneIn: 10 },
-        rateLimit: { packetsPerSecond: 100, bytesPerSecond: 0 },
       },
     },
   ])('$description', ({ input, expected }) => {
-    const config = captureConfig(SniffPolicySpecSchema.parse(input), '198.18.9.2');
+    const config = captureConfig(SniffPolicySpecSchema.parse(input.spec), input.collector);
     expect(config).toEqual(expected);
     const doc = {
       apiVersion: 'podtap.io/v1alpha1',
@@ -108,6 +123,16 @@ describe('captureConfig', () => {
       metadata: { name: 'web-debug.node-a' },
       spec: { nodeName: 'node-a', policy: { name: 'web-debug', uid: 'u', generation: 1 }, config, pods: [], limits: { maxPackets: 0, maxBytes: 0 }, stopped: false },
     };
-    expect(SniffAssignmentSchema.safeParse(doc).success).toBe(true);
+    expect(SniffAssignmentSchema.parse(doc).spec.config).toEqual(expected);
+  });
+
+  it('fills in the defaults of a config written before they were (an older controller)', () => {
+    const older = { direction: 'Ingress', snapLength: 0, tunnel: { protocol: 'Geneve', vni: 0 }, mtu: 0, collector: { address: '198.18.9.2', port: 6081 } };
+    expect(CaptureConfigSchema.parse(older)).toEqual({
+      ...older,
+      filter: NO_FILTER,
+      sampling: { oneIn: 1 },
+      rateLimit: { packetsPerSecond: 0, bytesPerSecond: 0 },
+    });
   });
 });

@@ -45,12 +45,10 @@ describe('generated files', () => {
     expect(text).toContain('npm run gen');
   });
 
-  it('writes both CRDs to crds/ and the chart', () => {
+  it('writes both CRDs into the chart, their one copy (deploy/ is rendered from the chart: deploy.test.ts)', () => {
     expect(crdFiles().map((f) => f.path).sort()).toEqual([
       'charts/podtap/crds/sniffassignments.podtap.io.yaml',
       'charts/podtap/crds/sniffpolicies.podtap.io.yaml',
-      'crds/sniffassignments.podtap.io.yaml',
-      'crds/sniffpolicies.podtap.io.yaml',
     ]);
   });
 

@@ -99,7 +99,7 @@ export const policyCases: PolicyCase[] = [
   { description: 'collector address IPv4-mapped IPv6', input: spec({ collector: { address: '::ffff:198.18.9.2' } }), expected: { path: 'spec.collector.address', message: ip } },
   { description: 'collector address with a zone', input: spec({ collector: { address: 'fe80::1%eth0' } }), expected: { path: 'spec.collector.address', message: ip } },
   { description: 'collector address is a host name', input: spec({ collector: { address: 'collector.local' } }), expected: { path: 'spec.collector.address', message: ip } },
-  { description: 'bad duration', input: spec({ limits: { duration: '10 minutes' } }), expected: { path: 'spec.limits.duration', message: 'must be a duration such as 30s, 10m or 1h30m' } },
+  { description: 'bad duration', input: spec({ limits: { duration: '10 minutes' } }), expected: { path: 'spec.limits.duration', message: 'must be a duration such as 30s, 10m, 1h30m or 7d' } },
   { description: 'mtu 1000', input: spec({ mtu: 1000 }), expected: { path: 'spec.mtu', message: mtu } },
   { description: 'mtu 9217', input: spec({ mtu: 9217 }), expected: { path: 'spec.mtu', message: mtu } },
   { description: 'In without values', input: spec({ podSelector: { matchExpressions: [{ key: 'app', operator: 'In' }] } }), expected: { path: 'spec.podSelector.matchExpressions[0].values', message: values } },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SniffPolicySchema, describeIssues, durationSeconds, collectorPort } from '../../../src/api/sniffpolicy.ts';
+import { SniffPolicySchema, describeIssues, collectorPort } from '../../../src/api/sniffpolicy.ts';
 import { parseSniffPolicyYaml } from '../../../src/api/parse.ts';
 import { UserError, ExitCode } from '../../../src/util/errors.ts';
 import { policy, policyCases } from './policy-cases.ts';
@@ -44,16 +44,6 @@ describe('SniffPolicy validation (zod)', () => {
     { description: 'explicit port wins', input: { protocol: 'VXLAN' as const, port: 9999 }, expected: 9999 },
   ])('collectorPort: $description', ({ input, expected }) => {
     expect(collectorPort({ collector: { address: '198.18.9.2', port: input.port }, tunnel: { protocol: input.protocol, vni: 0 } })).toBe(expected);
-  });
-
-  it.each([
-    { input: '30s', expected: 30 },
-    { input: '10m', expected: 600 },
-    { input: '1h30m', expected: 5400 },
-    { input: '1.5h', expected: 5400 },
-    { input: '250ms', expected: 0.25 },
-  ])('durationSeconds($input) = $expected', ({ input, expected }) => {
-    expect(durationSeconds(input)).toBe(expected);
   });
 });
 

@@ -12,7 +12,7 @@ import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCrds } from '../../../src/api/crd.ts';
 import { CRD_RESOURCE, applyCrds, contains } from '../../../src/cli/crds.ts';
-import { startApiServer, writeKubeconfig, type ApiServer } from '../../../src/devcluster/index.ts';
+import { startApiServer, writeKubeconfig, type ApiServer } from '@podtap/devcluster';
 import { KubeClient, loadKubeConfig, type KubeObject } from '../../../src/k8s/index.ts';
 
 type Crd = KubeObject & { spec: { versions: { schema: { openAPIV3Schema: { properties: { status: { properties: Record<string, unknown> } } } }; additionalPrinterColumns: { name: string; jsonPath: string }[] }[] } };

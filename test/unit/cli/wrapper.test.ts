@@ -24,6 +24,8 @@ describe('scripts/podtap', () => {
   it.each([
     { description: 'podtap --version, linked elsewhere', input: ['podtap', '--version'], expected: async () => `podtap ${await version()}` },
     { description: 'kubectl-podtap --help, by its link name', input: ['kubectl-podtap', '--help'], expected: async () => 'kubectl podtap capture' },
+    { description: "podtap demo --help: a clone's development commands", input: ['podtap', 'demo', '--help'], expected: async () => 'Usage: podtap demo' },
+    { description: "podtap devcluster --help: a clone's development commands", input: ['podtap', 'devcluster', '--help'], expected: async () => 'Usage: podtap devcluster' },
   ])('$description', async ({ input, expected }) => {
     const [cmd, ...args] = input as [string, ...string[]];
     const r = await execa(join(bin, cmd), args, { env: { PATH }, extendEnv: false, reject: false });

@@ -9,8 +9,8 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Announcer } from '../../../src/capture/announcer.ts';
 import { AssignmentSet } from '../../../src/collector/admission.ts';
-import { Announcer } from '../../../src/datapath/announcer.ts';
 import { deriveNodeKey, installSecretKeySource } from '../../../src/wire/auth.ts';
 import { FrameSource, sendAll, startRunning, until, type Running } from './running.ts';
 

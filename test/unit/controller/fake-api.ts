@@ -7,7 +7,7 @@ import type { SniffAssignment } from '../../../src/api/index.ts';
 import { slimAssignment, slimPolicy, type PolicyObject } from '../../../src/controller/objects.ts';
 import type { Plan, ReconcileApi } from '../../../src/controller/reconcile.ts';
 import type { newStores } from '../../../src/controller/world.ts';
-import { jsonEqual, replacingMergePatch } from '../../../src/controller/equal.ts';
+import { jsonEqual, replacingMergePatch } from '../../../src/util/json.ts';
 import { KubeApiError, type KubeObject } from '../../../src/k8s/index.ts';
 
 type Stores = ReturnType<typeof newStores>;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LABEL_NODE, LABEL_POLICY, type SniffAssignment, type SniffPolicyStatus } from '../../../src/api/index.ts';
 import { RecentWrites, withRecentWrites, type RecentPolicyWrites } from '../../../src/controller/recent.ts';
-import { Limiter } from '../../../src/controller/limiter.ts';
+import { Limiter } from '../../../src/k8s/index.ts';
 import { slimPod, slimPolicy, type PolicyObject } from '../../../src/controller/objects.ts';
 import { Reconciler, planPolicy, statusPatch, type Plan } from '../../../src/controller/reconcile.ts';
 import { worldFrom, type WorldObjects } from '../../../src/controller/world.ts';
@@ -50,7 +50,16 @@ describe('planPolicy: desired assignments', () => {
     expect(b.spec).toEqual({
       nodeName: 'node-b',
       policy: { name: 'web-debug', uid: POLICY_UID, generation: 1 },
-      config: { direction: 'Both', snapLength: 0, tunnel: { protocol: 'Geneve', vni: 0 }, mtu: 0, collector: { address: '198.18.9.9', port: 6081 } },
+      config: {
+        direction: 'Both',
+        filter: { protocols: [], ports: [], cidrs: [], tcpFlags: [] },
+        sampling: { oneIn: 1 },
+        snapLength: 0,
+        rateLimit: { packetsPerSecond: 0, bytesPerSecond: 0 },
+        tunnel: { protocol: 'Geneve', vni: 0 },
+        mtu: 0,
+        collector: { address: '198.18.9.9', port: 6081 },
+      },
       pods: [
         { name: 'web-0', uid: 'uid-web-0', ips: [expect.any(String)] },
         { name: 'web-2', uid: 'uid-web-2', ips: [expect.any(String)] },

@@ -3,43 +3,30 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { statusCounters, sessionIdForPolicy } from '../../../src/agent/agent.ts';
+import { defaultCollectorPort, Protocols, TcpFlags, type CaptureConfigInput } from '../../../src/api/index.ts';
 import { addrBytes, ipv6Bytes } from '../../../src/datapath/bpftool.ts';
-import { compileDefines, configFromSpec, hooksFor } from '../../../src/datapath/config.ts';
+import { compileDefines, PROTO_BITS, TCP_FLAG_BITS } from '../../../src/datapath/config.ts';
 import { REASONS, emptyCounters, lost, subCounters } from '../../../src/datapath/counters.ts';
-import { cacheValueSize, chunkMax, outerL3Len, pieceMax } from '../../../src/datapath/sizes.ts';
 import { summarizeVerifierLog } from '../../../src/datapath/verifier.ts';
-import { META_LEN } from '../../../src/wire/format.ts';
-
-describe('sizes (mirror of bpf/include/consts.h)', () => {
-  it.each([
-    { description: 'Geneve over IPv4, MTU 1500', input: { mtu: 1500, outerV6: false, tunnel: 'Geneve' as const }, expected: { outer: 20 + 8 + 8 + 4 + META_LEN, piece: 1408, chunk: 1368, cache: 66916 } },
-    { description: 'Geneve over IPv6, MTU 1500', input: { mtu: 1500, outerV6: true, tunnel: 'Geneve' as const }, expected: { outer: 40 + 8 + 8 + 4 + META_LEN, piece: 1388, chunk: 1352, cache: 66900 } },
-    { description: 'VXLAN over IPv4, MTU 9000', input: { mtu: 9000, outerV6: false, tunnel: 'VXLAN' as const }, expected: { outer: 36, piece: 8964, chunk: 8928, cache: 74476 } },
-    { description: 'Geneve over IPv4, MTU 1280', input: { mtu: 1280, outerV6: false, tunnel: 'Geneve' as const }, expected: { outer: 92, piece: 1188, chunk: 1152, cache: 66700 } },
-  ])('$description', ({ input, expected }) => {
-    expect(outerL3Len(input)).toBe(expected.outer);
-    expect(pieceMax(input)).toBe(expected.piece);
-    expect(chunkMax(input)).toBe(expected.chunk);
-    expect(chunkMax(input) % 8).toBe(0);
-    expect(cacheValueSize(input)).toBe(expected.cache);
-  });
-});
+import { testConfig } from '../../helpers/bpf.ts';
+import { cConstants } from '../../helpers/c-constants.ts';
 
 describe('compile-time constants of a policy', () => {
-  const defs = (spec: Record<string, unknown>, collector = '198.18.9.2') =>
+  // the configuration as the controller writes it: the API's defaults, the tunnel's port
+  const defs = (spec: Partial<CaptureConfigInput>, address = '198.18.9.2') =>
     Object.fromEntries(
-      compileDefines(configFromSpec(spec as never, { address: collector }), { mtu: 1500, nrCpus: 4 }).map((d) => {
+      compileDefines(testConfig({ ...spec, collector: { address, port: defaultCollectorPort(spec.tunnel?.protocol ?? 'Geneve') } }), { mtu: 1500, nrCpus: 4 }).map((d) => {
         const [k, ...v] = d.slice(2).split('=');
         return [k, v.join('=')];
       }),
     );
   it.each([
     { description: 'defaults', spec: {}, expected: { PT_PROTO_MASK: '0', PT_NPORTS: '0', PT_CIDR_FILTER: '0', PT_TCP_FLAGS: '0', PT_SAMPLE_ONE_IN: '1', PT_SNAPLEN: '0', PT_TUNNEL: '1', PT_TUNNEL_PORT: '6081', PT_OUTER_V6: '0', PT_NR_CPUS: '4' } },
-    { description: 'protocols become a bit mask', spec: { filter: { protocols: ['TCP', 'ICMPv6', 'TCP'] } }, expected: { PT_PROTO_MASK: String(1 | 8) } },
+    { description: 'protocols become a bit mask', spec: { filter: { protocols: ['TCP' as const, 'ICMPv6' as const, 'TCP' as const] } }, expected: { PT_PROTO_MASK: String(1 | 8) } },
     { description: 'ports become inclusive ranges', spec: { filter: { ports: [{ port: 443 }, { port: 8000, endPort: 8100 }] } }, expected: { PT_NPORTS: '2', PT_PORT_RANGES: '{{443,443},{8000,8100}}' } },
     { description: 'CIDRs switch the LPM lookup on', spec: { filter: { cidrs: ['10.0.0.0/8'] } }, expected: { PT_CIDR_FILTER: '1' } },
-    { description: 'TCP flags become a mask', spec: { filter: { tcpFlags: ['SYN', 'RST'] } }, expected: { PT_TCP_FLAGS: String(0x02 | 0x04) } },
-    { description: 'VXLAN defaults to port 4789', spec: { tunnel: { protocol: 'VXLAN', vni: 42 } }, expected: { PT_TUNNEL: '2', PT_VNI: '42', PT_TUNNEL_PORT: '4789' } },
+    { description: 'TCP flags become a mask', spec: { filter: { tcpFlags: ['SYN' as const, 'RST' as const] } }, expected: { PT_TCP_FLAGS: String(0x02 | 0x04) } },
+    { description: 'VXLAN on its port 4789', spec: { tunnel: { protocol: 'VXLAN' as const, vni: 42 } }, expected: { PT_TUNNEL: '2', PT_VNI: '42', PT_TUNNEL_PORT: '4789' } },
     { description: 'rates are 64-bit literals', spec: { rateLimit: { packetsPerSecond: 1000, bytesPerSecond: 5_000_000_000 } }, expected: { PT_RATE_PPS: '1000ull', PT_RATE_BPS: '5000000000ull' } },
   ])('$description', ({ spec, expected }) => {
     expect(defs(spec)).toMatchObject(expected);
@@ -48,14 +35,13 @@ describe('compile-time constants of a policy', () => {
     expect(defs({}, '2001:db8:9::2')).toMatchObject({ PT_OUTER_V6: '1', PT_CACHE_SIZE: '66900' });
   });
   it('refuses an MTU the data plane cannot bound', () => {
-    expect(() => compileDefines(configFromSpec({} as never, { address: '198.18.9.2' }), { mtu: 1000, nrCpus: 1 })).toThrow(/MTU 1000/);
+    expect(() => compileDefines(testConfig(), { mtu: 1000, nrCpus: 1 })).toThrow(/MTU 1000/);
   });
-  it.each([
-    { input: 'Both' as const, expected: ['ingress', 'egress'] },
-    { input: 'Ingress' as const, expected: ['ingress'] },
-    { input: 'Egress' as const, expected: ['egress'] },
-  ])('direction $input attaches $expected', ({ input, expected }) => {
-    expect(hooksFor(input)).toEqual(expected);
+  it('has a bit for every protocol and TCP flag the API names, the C header the same bits', async () => {
+    expect(Object.keys(PROTO_BITS)).toEqual([...Protocols]);
+    expect(Object.keys(TCP_FLAG_BITS)).toEqual([...TcpFlags]);
+    const c = await cConstants(['PT_P_TCP', 'PT_P_UDP', 'PT_P_ICMP', 'PT_P_ICMPV6', 'PT_P_SCTP'], [], ['consts.h']);
+    expect(c).toEqual(Object.values(PROTO_BITS));
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { matchesSelector, selectorString, type LabelSelector } from '../../../src/k8s/index.ts';
+import { matchesSelector, parseLabelSelector, selectorString, type LabelSelector } from '../../../src/k8s/index.ts';
 
 const labels = { app: 'web', tier: 'front' };
 
@@ -33,5 +33,42 @@ describe('matchesSelector', () => {
         ],
       }),
     ).toBe('app=web,tier in (a,b),x notin (c),y,!z');
+  });
+});
+
+describe('parseLabelSelector: the selector string syntax (kubectl -l)', () => {
+  it.each([
+    { description: 'equality', input: 'app=web', expected: { matchLabels: { app: 'web' } } },
+    { description: 'double equals and a prefixed key', input: 'app.kubernetes.io/name==web', expected: { matchLabels: { 'app.kubernetes.io/name': 'web' } } },
+    { description: 'inequality', input: 'tier!=db', expected: { matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['db'] }] } },
+    {
+      description: 'set-based, with spaces',
+      input: 'env in (prod, staging),track notin (canary)',
+      expected: { matchExpressions: [{ key: 'env', operator: 'In', values: ['prod', 'staging'] }, { key: 'track', operator: 'NotIn', values: ['canary'] }] },
+    },
+    { description: 'exists and does not exist', input: 'gpu,!spot', expected: { matchExpressions: [{ key: 'gpu', operator: 'Exists' }, { key: 'spot', operator: 'DoesNotExist' }] } },
+    {
+      description: 'everything at once',
+      input: 'app=web,tier!=db,env in (a,b),!x',
+      expected: {
+        matchLabels: { app: 'web' },
+        matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['db'] }, { key: 'env', operator: 'In', values: ['a', 'b'] }, { key: 'x', operator: 'DoesNotExist' }],
+      },
+    },
+  ])('$description', ({ input, expected }) => {
+    expect(parseLabelSelector(input)).toEqual(expected);
+    // and back: what selectorString writes reads as the same selector
+    expect(parseLabelSelector(selectorString(expected as LabelSelector))).toEqual(expected);
+  });
+
+  it.each([
+    { description: 'empty', input: '', expected: /empty/ },
+    { description: 'unbalanced', input: 'env in (a,b', expected: /unbalanced/ },
+    { description: 'bad key', input: '-app=web', expected: /not a label key/ },
+    { description: 'bad value', input: 'app=we b', expected: /not a requirement|not a label value/ },
+    { description: 'two values for one key', input: 'app=a,app=b', expected: /two values/ },
+    { description: 'empty set', input: 'env in ()', expected: /no values|not a label value/ },
+  ])('refuses $description', ({ input, expected }) => {
+    expect(() => parseLabelSelector(input)).toThrow(expected);
   });
 });

@@ -1,5 +1,5 @@
 /**
- * charts/podtap rendered with Helm's template engine (scripts/helm-render)
+ * charts/podtap rendered with Helm's template engine (tools/helm-render)
  * for the default values and two other installs, and checked: values against
  * values.schema.json, every object against the Kubernetes OpenAPI schemas
  * (kubernetes-models), the security rules, and what each role needs.
@@ -11,6 +11,7 @@ import { Ajv } from 'ajv';
 import { execa } from 'execa';
 import { stringify } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { PodtapResources } from '../../../src/api/resources.ts';
 import { Resources } from '../../../src/k8s/resources.ts';
 import { CHART, ROOT, render, type K8sObject, type Rendered } from './lib/render.ts';
 import { exponentNumbers, policyViolations, workloads, type Container, type PodSpec } from './lib/policy.ts';
@@ -147,7 +148,7 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
       }
     }
     const controller = rules(objs, 'ClusterRole', '-controller');
-    for (const res of [Resources.pods, Resources.nodes, Resources.namespaces, Resources.services, Resources.endpointSlices, Resources.sniffPolicies, Resources.sniffAssignments]) {
+    for (const res of [Resources.pods, Resources.nodes, Resources.namespaces, Resources.services, Resources.endpointSlices, PodtapResources.sniffPolicies, PodtapResources.sniffAssignments]) {
       for (const verb of ['list', 'watch']) expect(grants(controller, res.group, res.plural, verb), `controller ${verb} ${res.plural}`).toBe(true);
     }
     for (const verb of ['create', 'update', 'delete']) expect(grants(controller, 'podtap.io', 'sniffassignments', verb)).toBe(true);

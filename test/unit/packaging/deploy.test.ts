@@ -12,7 +12,7 @@ import { policyViolations } from './lib/policy.ts';
 import { ROOT, parseObjects, renderKustomize, type K8sObject } from './lib/render.ts';
 
 const DEPLOY = join(ROOT, 'deploy');
-const REGENERATE = 'GO111MODULE=off GOPATH=/usr/share/gocode go run ./scripts/helm-render -kustomize deploy charts/podtap';
+const REGENERATE = 'GO111MODULE=off GOPATH=/usr/share/gocode go run ./tools/helm-render -kustomize deploy charts/podtap';
 
 async function files(dir: string): Promise<string[]> {
   const out: string[] = [];

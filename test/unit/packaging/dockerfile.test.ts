@@ -30,6 +30,15 @@ describe('Dockerfile', () => {
     expect(runs(df.stages[0]!.instructions).join('\n')).toContain('npm prune --omit=dev');
   });
 
+  it('installs the product package only: no workspace package (the development harness) and none of its dependencies', () => {
+    const npm = runs(df.stages[0]!.instructions).flatMap((r) => r.split('&&').map((c) => c.trim())).filter((c) => /^npm (ci|prune)\b/.test(c));
+    expect(npm.map((c) => c.split(' ')[1])).toEqual(['ci', 'prune']);
+    for (const c of npm) expect(c).toContain('--workspaces=false');
+    // and the build context has no harness to build
+    const copied = df.stages[0]!.instructions.flatMap((i) => (i.op === 'COPY' && !i.from ? i.sources : []));
+    expect(copied.filter((s) => /^(packages|tools|test)\b/.test(s))).toEqual([]);
+  });
+
   it('installs exactly the tools the agent runs, without recommends, and leaves no apt lists', () => {
     const apt = runs(runtime.instructions).find((r) => r.includes('apt-get install'))!;
     const args = apt.split('apt-get install')[1]!.split('&&')[0]!.trim().split(/\s+/);

@@ -11,8 +11,9 @@ import { execa } from 'execa';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPlugin, type PluginBuild } from '../../../scripts/build-plugin.ts';
-import { startApiServer, writeKubeconfig, type ApiServer } from '../../../src/devcluster/index.ts';
+import { startApiServer, writeKubeconfig, type ApiServer } from '@podtap/devcluster';
 import { KubeClient, Resources, loadKubeConfig, type KubeObject, type ResourceRef } from '../../../src/k8s/index.ts';
+import { PodtapResources } from '../../../src/api/index.ts';
 import { goTool } from './lib/go-tools.ts';
 import { CHART, ROOT } from './lib/render.ts';
 
@@ -42,7 +43,7 @@ beforeAll(async () => {
   await client.create(Resources.namespaces, { metadata: { name: 'shop' } });
   for (let i = 0; ; i++) {
     try {
-      await client.create(Resources.sniffPolicies, {
+      await client.create(PodtapResources.sniffPolicies, {
         apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', metadata: { name: 'web-debug', namespace: 'shop' },
         spec: { podSelector: { matchLabels: { app: 'web' } }, collector: { address: '198.18.0.1' } },
       } as KubeObject);

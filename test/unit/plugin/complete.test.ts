@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApiServer, writeKubeconfig, type ApiServer } from '../../../src/devcluster/index.ts';
+import { startApiServer, writeKubeconfig, type ApiServer } from '@podtap/devcluster';
 import { KubeClient, Resources, loadKubeConfig, type KubeObject } from '../../../src/k8s/index.ts';
 import { kubectlPodtap } from '../../../src/plugin/plugin.ts';
 import { UserError } from '../../../src/util/errors.ts';

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApiServer, writeKubeconfig, type ApiServer } from '../../../src/devcluster/index.ts';
+import { startApiServer, writeKubeconfig, type ApiServer } from '@podtap/devcluster';
 import { KubeClient, Resources, loadKubeConfig, type KubeObject } from '../../../src/k8s/index.ts';
 import { findCollector } from '../../../src/plugin/collector-api.ts';
 import { Kube } from '../../../src/plugin/kube.ts';

@@ -1,47 +1,18 @@
 /**
- * The plugin's own parsing: label selectors as kubectl takes them, --filter
- * into spec.filter, the policy a capture creates, and the packet counter of
- * the progress line.
+ * The plugin's own parsing: --filter into spec.filter, -l (the selector
+ * grammar itself is tested in test/unit/k8s/labels.test.ts), the policy a
+ * capture creates, and the packet counter of the progress line.
  */
 import { describe, expect, it } from 'vitest';
 import { PcapngWriter } from '../../../src/collector/pcapng.ts';
-import { PacketCounter, capturePolicy, statusLine } from '../../../src/plugin/capture.ts';
+import { PacketCounter, capturePolicy, selectorFlag, statusLine } from '../../../src/plugin/capture.ts';
 import { parseFilters } from '../../../src/plugin/filter.ts';
-import { parseSelector } from '../../../src/plugin/selector.ts';
 import { pattern } from '../wire/frames.ts';
 
-describe('label selectors', () => {
-  it.each([
-    { description: 'equality', input: 'app=web', expected: { matchLabels: { app: 'web' } } },
-    { description: 'double equals and a prefixed key', input: 'app.kubernetes.io/name==web', expected: { matchLabels: { 'app.kubernetes.io/name': 'web' } } },
-    { description: 'inequality', input: 'tier!=db', expected: { matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['db'] }] } },
-    {
-      description: 'set-based, with spaces',
-      input: 'env in (prod, staging),track notin (canary)',
-      expected: { matchExpressions: [{ key: 'env', operator: 'In', values: ['prod', 'staging'] }, { key: 'track', operator: 'NotIn', values: ['canary'] }] },
-    },
-    { description: 'exists and does not exist', input: 'gpu,!spot', expected: { matchExpressions: [{ key: 'gpu', operator: 'Exists' }, { key: 'spot', operator: 'DoesNotExist' }] } },
-    {
-      description: 'everything at once',
-      input: 'app=web,tier!=db,env in (a,b),!x',
-      expected: {
-        matchLabels: { app: 'web' },
-        matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['db'] }, { key: 'env', operator: 'In', values: ['a', 'b'] }, { key: 'x', operator: 'DoesNotExist' }],
-      },
-    },
-  ])('$description', ({ input, expected }) => {
-    expect(parseSelector(input)).toEqual(expected);
-  });
-
-  it.each([
-    { description: 'empty', input: '', expected: /empty/ },
-    { description: 'unbalanced', input: 'env in (a,b', expected: /unbalanced/ },
-    { description: 'bad key', input: '-app=web', expected: /not a label key/ },
-    { description: 'bad value', input: 'app=we b', expected: /not a requirement|not a label value/ },
-    { description: 'two values for one key', input: 'app=a,app=b', expected: /two values/ },
-    { description: 'empty set', input: 'env in ()', expected: /no values|not a label value/ },
-  ])('refuses $description', ({ input, expected }) => {
-    expect(() => parseSelector(input)).toThrow(expected);
+describe('-l', () => {
+  it('is a usage error naming the flag and what is wrong', () => {
+    expect(() => selectorFlag('env in (a,b')).toThrow(expect.objectContaining({ exitCode: 2, message: '-l: cannot read the selector "env in (a,b": unbalanced parentheses' }));
+    expect(selectorFlag('app=web')).toEqual({ matchLabels: { app: 'web' } });
   });
 });
 

@@ -14,9 +14,9 @@ import { PassThrough, Writable } from 'node:stream';
 import { execa } from 'execa';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SniffPolicy } from '../../../src/api/index.ts';
+import { startApiServer, writeKubeconfig, type ApiServer } from '@podtap/devcluster';
+import { PodtapResources, type SniffPolicy } from '../../../src/api/index.ts';
 import { startCollector, type Collector } from '../../../src/collector/collector.ts';
-import { startApiServer, writeKubeconfig, type ApiServer } from '../../../src/devcluster/index.ts';
 import { KubeClient, Resources, loadKubeConfig, type KubeObject, type ResourceRef } from '../../../src/k8s/index.ts';
 import { kubectlPodtap, type PluginIO } from '../../../src/plugin/plugin.ts';
 import { UserError } from '../../../src/util/errors.ts';
@@ -53,9 +53,9 @@ beforeAll(async () => {
   kubeconfig = join(dir, 'kubeconfig');
   await writeKubeconfig(kubeconfig, api.url);
   client = new KubeClient(loadKubeConfig(kubeconfig));
-  const crdDir = new URL('../../../crds/', import.meta.url);
+  const crdDir = new URL('../../../charts/podtap/crds/', import.meta.url);
   for (const f of readdirSync(crdDir).filter((n) => n.endsWith('.yaml'))) await client.create(CRD_REF, parse(readFileSync(new URL(f, crdDir), 'utf8')) as KubeObject);
-  await until(async () => Boolean(await client.list(Resources.sniffPolicies).catch(() => undefined)), 'the CRDs to be served');
+  await until(async () => Boolean(await client.list(PodtapResources.sniffPolicies).catch(() => undefined)), 'the CRDs to be served');
   for (const ns of [NS, 'podtap-system']) await client.create(Resources.namespaces, { metadata: { name: ns } });
 
   // the collector, as the chart runs it: a token file for its API
@@ -112,7 +112,7 @@ function io(over: Partial<PluginIO> = {}): PluginIO & { out: () => string; err: 
 const KC = (): string[] => ['--kubeconfig', kubeconfig];
 
 async function policies(): Promise<SniffPolicy[]> {
-  return (await client.list<SniffPolicy>(Resources.sniffPolicies, { namespace: NS })).items;
+  return (await client.list<SniffPolicy>(PodtapResources.sniffPolicies, { namespace: NS })).items;
 }
 
 async function pod(name: string): Promise<{ metadata: { labels?: Record<string, string> } }> {
@@ -273,7 +273,7 @@ describe('kubectl podtap list, fetch, status', () => {
   });
 
   it('status shows the policies, captures marked, and the collector’s counts', async () => {
-    await client.create(Resources.sniffPolicies, {
+    await client.create(PodtapResources.sniffPolicies, {
       apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', metadata: { name: 'web-debug', namespace: NS }, spec: { collector: { address: '198.18.9.2' } },
     } as KubeObject);
     const x = io();
@@ -281,7 +281,7 @@ describe('kubectl podtap list, fetch, status', () => {
     expect(x.out()).toMatch(/^NAMESPACE\s+NAME\s+PHASE\s+NODES\s+PODS\s+PACKETS\s+BYTES\s+LOST\s+BY\s+AGE\n/);
     expect(x.out()).toMatch(/shop\s+web-debug\s+Pending\s+-\s+0\s+0\s+0 B\s+0\s+policy\s+\d+s/);
     expect(x.out()).toMatch(/collector: received \d+ datagrams, rebuilt \d+ packets, written \d+, lost 0, malformed 0, kernel dropped 0, write dropped 0; \d+ files/);
-    await client.delete(Resources.sniffPolicies, NS, 'web-debug');
+    await client.delete(PodtapResources.sniffPolicies, NS, 'web-debug');
   });
 });
 

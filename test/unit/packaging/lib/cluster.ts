@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { stringify } from 'yaml';
-import { startApiServer, writeKubeconfig, type ApiServer, type StartOptions } from '../../../../src/devcluster/index.ts';
+import { startApiServer, writeKubeconfig, type ApiServer, type StartOptions } from '@podtap/devcluster';
 import { ROOT, type K8sObject } from './render.ts';
 
 export interface DevCluster {

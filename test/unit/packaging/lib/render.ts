@@ -1,5 +1,5 @@
 /**
- * Renders charts/podtap with scripts/helm-render (Helm's template engine: Go's
+ * Renders charts/podtap with tools/helm-render (Helm's template engine: Go's
  * text/template + sprig, built from Debian's Go source packages, offline).
  */
 import { createHash } from 'node:crypto';
@@ -12,7 +12,7 @@ import { parseAllDocuments, stringify } from 'yaml';
 
 export const ROOT = new URL('../../../../', import.meta.url).pathname.replace(/\/$/, '');
 export const CHART = join(ROOT, 'charts/podtap');
-const SOURCE = join(ROOT, 'scripts/helm-render/main.go');
+const SOURCE = join(ROOT, 'tools/helm-render/main.go');
 const GOPATH = '/usr/share/gocode';
 const CACHE = join(ROOT, 'node_modules/.cache/podtap-helm-render');
 
@@ -65,8 +65,8 @@ export function helmRender(): Promise<string> {
       await mkdir(CACHE, { recursive: true });
       // test files run in parallel workers: each builds to its own name, the rename is atomic
       const tmp = `${bin}.${process.pid}.${process.hrtime.bigint()}.tmp`;
-      const r = await execa('go', ['build', '-o', tmp, '.'], { cwd: join(ROOT, 'scripts/helm-render'), env: goEnv(), reject: false, all: true });
-      if (r.exitCode !== 0) throw new Error(`building scripts/helm-render failed:\n${r.all}`);
+      const r = await execa('go', ['build', '-o', tmp, '.'], { cwd: join(ROOT, 'tools/helm-render'), env: goEnv(), reject: false, all: true });
+      if (r.exitCode !== 0) throw new Error(`building tools/helm-render failed:\n${r.all}`);
       await rename(tmp, bin);
     }
     return bin;
@@ -119,4 +119,10 @@ export async function renderKustomize(outDir: string): Promise<void> {
   const bin = await helmRender();
   const r = await execa(bin, ['-kustomize', outDir, CHART], { reject: false });
   if (r.exitCode !== 0) throw new Error(r.stderr.trim());
+}
+
+// `node test/unit/packaging/lib/render.ts`: build the renderer now (scripts/test.sh
+// does, before the suite: a cold Go build on 2 busy cores can outlast a test hook)
+if (import.meta.main) {
+  console.log(await helmRender());
 }
