@@ -292,7 +292,10 @@ const conv: Awaited<ReturnType<typeof convergence>>[] = [];
 for (let i = 0; i < ROUNDS; i++) {
   for (const a of APIS) {
     console.error(`bench: convergence on the ${a} API, round ${i + 1}/${ROUNDS} (load: ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}) ...`);
-    conv.push(await convergence(a));
+    const c = await convergence(a);
+    // each run as it ends: a long invocation that fails later keeps what it measured
+    console.error(`bench: ${a}: ${c.assignments} assignments in ${(c.ms / 1000).toFixed(1)} s, controller peak RSS ${Math.round(c.rssMb)} MB, server ${JSON.stringify(c.server)}`);
+    conv.push(c);
   }
 }
 const fp = args.only === 'convergence' ? undefined : (console.error('bench: first packet, cold and warm compile cache ...'), await firstPackets());
