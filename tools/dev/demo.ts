@@ -79,15 +79,15 @@ export async function demoCommand(argv: string[]): Promise<number> {
     console.log(HELP);
     return ExitCode.ok;
   }
+  if (values.real && values['api-port'] !== '0') {
+    throw new UserError('--api-port sets the embedded API\'s port; --real starts kube-apiserver on ports of its own', { exitCode: ExitCode.usage, hint: 'leave out --api-port' });
+  }
   requireRoot('podtap demo');
   await requireTools();
   for (const t of [['kubectl', 'kubectl'], ['tshark', 'tshark'], ['iperf3', 'iperf3'], ['ping', 'iputils-ping']] as const) {
     if ((await execa('sh', ['-c', `command -v ${t[0]}`], { reject: false })).exitCode !== 0) {
       throw new UserError(`the demo needs ${t[0]}`, { exitCode: ExitCode.missingTool, hint: `install the Debian package "${t[1]}", or run scripts/setup.sh` });
     }
-  }
-  if (values.real && values['api-port'] !== '0') {
-    throw new UserError('--api-port sets the embedded API\'s port; --real starts kube-apiserver on ports of its own', { exitCode: ExitCode.usage, hint: 'leave out --api-port' });
   }
   const out = resolve(values.out);
   await mkdir(out, { recursive: true });
