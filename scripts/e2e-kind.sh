@@ -145,7 +145,7 @@ kind: SniffPolicy
 metadata: {name: web, namespace: $APP_NS}
 spec:
   podSelector: {matchLabels: {app: web}}
-  direction: Both
+  policyTypes: [Ingress, Egress]
   collector:
     service: {name: podtap-collector, namespace: $NS}
   limits: {duration: 10m}

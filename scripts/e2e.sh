@@ -161,7 +161,7 @@ kind: SniffPolicy
 metadata: {name: client, namespace: $APP}
 spec:
   podSelector: {matchLabels: {app: client}}
-  direction: Both
+  policyTypes: [Ingress, Egress]
   collector:
     service: {name: podtap-collector, namespace: $NS}
   limits: {duration: 30m}

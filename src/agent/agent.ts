@@ -25,18 +25,19 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, rmdir } from 'node:fs/promises';
 import {
-  CaptureConfigSchema, LABEL_NODE, labelValue, PodtapResources, sniffAssignments, type SniffAssignment, type SniffAssignmentSpec, type SniffAssignmentStatus,
+  CaptureConfigSchema, LABEL_NODE, labelValue, PodtapResources, sniffAssignments, type PolicyType, type SniffAssignment, type SniffAssignmentSpec, type SniffAssignmentStatus,
 } from '../api/index.ts';
-import { directionsOf } from '../capture/directions.ts';
+import { hooksFor, policyTypesCaptured } from '../capture/directions.ts';
 import { CaptureService, type CaptureTarget } from '../capture/service.ts';
 import {
-  CompileError, createRunner, KernelUnsupportedError, LOSS_REASONS, lost, PIN_ROOT, VerifierError, type Counters, type Runner,
+  CompileError, createRunner, KernelUnsupportedError, LOSS_REASONS, lost, PIN_ROOT, VerifierError, type Counters, type Hook, type Runner,
 } from '../datapath/index.ts';
 import { Informer, isNotFound, objectKey, runWorkers, WorkQueue, type KubeClient, type ResourceClient, type SyncResult } from '../k8s/index.ts';
 import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
 import { jsonEqual } from '../util/json.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import type { NodeKeySource } from '../wire/auth.ts';
+import { describeForeign, foreignPrograms } from './foreign.ts';
 import { resolvePodInterface, type ResolveOptions } from './resolve.ts';
 import type { AgentMetrics } from './metrics.ts';
 
@@ -63,15 +64,21 @@ interface Tracked {
   applied: SniffAssignmentSpec | undefined;
   /** Apply again from this time on (epoch ms): a degraded capture retries. */
   retryAt: number | undefined;
-  interfaces: { pod: string; name: string; ifindex: number; directions: ('Ingress' | 'Egress')[] }[];
+  interfaces: { pod: string; name: string; ifindex: number; policyTypes: PolicyType[] }[];
   state: SniffAssignmentStatus['state'];
   reason: string | undefined;
   message: string | undefined;
   collectorReachable: boolean;
+  /** the hooks tapped, and when (epoch ms) they were last checked for programs running before podtap's */
+  hooks: Hook[];
+  foreignCheckedAt: number;
   /** detached (policy completed or assignment gone); final holds the last counters */
   stopped: boolean;
   final: Counters | undefined;
 }
+
+/** How often an attached capture's interfaces are checked again for programs running before podtap's. */
+export const FOREIGN_CHECK_MS = 60_000;
 
 export function sessionIdForPolicy(uid: string): string {
   return `a-${createHash('sha256').update(uid).digest('hex').slice(0, 12)}`;
@@ -179,7 +186,7 @@ export class NodeAgent {
 
   private newTracked(key: string, capture: CaptureService, policy: Tracked['policy']): Tracked {
     return {
-      key, capture, policy, applied: undefined, retryAt: undefined, interfaces: [],
+      key, capture, policy, applied: undefined, retryAt: undefined, interfaces: [], hooks: [], foreignCheckedAt: 0,
       state: 'Attaching', reason: undefined, message: undefined, collectorReachable: true, stopped: false, final: undefined,
     };
   }
@@ -237,8 +244,16 @@ export class NodeAgent {
     tr.applied = undefined;
     tr.retryAt = undefined;
     // as the controller wrote it, every default applied (an older controller's
-    // config gets the defaults of the fields it did not know)
-    const cfg = CaptureConfigSchema.parse(a.spec.config);
+    // config gets the defaults of the fields it did not know). A config without
+    // a field that has no safe default (hooks: podtap 0.1's config.direction
+    // named them) is not guessed at: retried until the controller rewrites it.
+    const parsed = CaptureConfigSchema.safeParse(a.spec.config);
+    if (!parsed.success) {
+      throw new Error(`spec.config cannot be captured with (${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}); waiting for the controller to rewrite it`, {
+        cause: parsed.error,
+      });
+    }
+    const cfg = parsed.data;
     // pods -> host-side interfaces
     const targets: CaptureTarget[] = [];
     const missing: string[] = [];
@@ -274,7 +289,7 @@ export class NodeAgent {
       return reason === 'CollectorUnreachable' ? this.retry(tr, 10_000) : { result: 'failed' };
     }
     tr.applied = a.spec;
-    tr.interfaces = targets.map((t) => ({ pod: t.pod!.name, name: t.name, ifindex: t.ifindex, directions: directionsOf(cfg.direction) }));
+    tr.interfaces = targets.map((t) => ({ pod: t.pod!.name, name: t.name, ifindex: t.ifindex, policyTypes: policyTypesCaptured(cfg) }));
     tr.collectorReachable = outcome.unreachable === undefined;
     let result: SyncResult = { result: 'applied' };
     if (outcome.unreachable) {
@@ -292,8 +307,39 @@ export class NodeAgent {
       tr.reason = 'Attached';
       tr.message = `${targets.length} interface(s) tapped`;
     }
+    tr.hooks = hooksFor(cfg);
+    await this.checkForeign(tr, log);
     await this.reportOne(tr, a);
     return result;
+  }
+
+  /**
+   * podtap doctor's interface check on what this capture taps: a program that
+   * runs first on a tapped hook turns an Attached capture Degraded
+   * (ForeignProgramFirst), and back once it is gone. Checked on apply and
+   * then every FOREIGN_CHECK_MS: a CNI may attach after podtap did.
+   */
+  private async checkForeign(tr: Tracked, log: Logger): Promise<void> {
+    const foreignBefore = tr.reason === 'ForeignProgramFirst';
+    if (tr.stopped || !(tr.state === 'Attached' || foreignBefore)) return;
+    tr.foreignCheckedAt = Date.now();
+    let found;
+    try {
+      found = await foreignPrograms(this.runner, tr.interfaces.map((i) => ({ name: i.name, pod: i.pod })), tr.hooks);
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'checking for programs before ours failed');
+      return;
+    }
+    if (found.length) {
+      if (!foreignBefore) log.warn({ programs: found.length }, 'a program runs before podtap on a tapped interface');
+      tr.state = 'Degraded';
+      tr.reason = 'ForeignProgramFirst';
+      tr.message = describeForeign(found);
+    } else if (foreignBefore) {
+      tr.state = 'Attached';
+      tr.reason = 'Attached';
+      tr.message = `${tr.interfaces.length} interface(s) tapped`;
+    }
   }
 
   /** Apply @tr again in @ms (and not before: a report in between only reports). */
@@ -310,6 +356,7 @@ export class NodeAgent {
       return { result: 'stopped' };
     }
     await tr.capture.reannounce();
+    if (Date.now() - tr.foreignCheckedAt >= FOREIGN_CHECK_MS) await this.checkForeign(tr, log);
     await this.reportOne(tr, a, counters);
     return { result: 'reported' };
   }

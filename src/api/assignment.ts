@@ -11,7 +11,6 @@ import { DNS_SUBDOMAIN } from '../k8s/names.ts';
 import { CountSchema, DroppedSchema, GenerationSchema, NodeStateSchema, ObjectNameSchema, TimestampSchema } from './common.ts';
 import {
   API_VERSION,
-  DirectionSchema,
   FILTER_LISTS,
   IpSchema,
   MtuSchema,
@@ -20,9 +19,11 @@ import {
   SamplingSchema,
   SnapLengthSchema,
   TunnelSchema,
+  PolicyTypeSchema,
   type OwnerReference,
   type SniffPolicySpec,
 } from './sniffpolicy.ts';
+import { TcHooks, tcHooksFor } from './vocabulary.ts';
 
 export const ASSIGNMENT_KIND = 'SniffAssignment';
 export const LABEL_NODE = 'podtap.io/node';
@@ -54,9 +55,23 @@ export const CaptureFilterSchema = z
  * applies no default of its own. Parsing an assignment written before a field
  * existed fills in that field's default.
  */
+/**
+ * The tc hooks of each pod's host-side veth the program runs at, in the data
+ * plane's words (ingress there: packets the pod sends). The controller maps
+ * spec.policyTypes onto them (captureConfig, vocabulary.ts: TC_HOOK_OF), so an
+ * assignment says exactly where it attaches. Required: an assignment written
+ * by podtap 0.1 (config.direction, which named the same hooks) is refused by
+ * the agent until the controller rewrites it, never run with a guessed default.
+ */
+export const CaptureHooksSchema = z
+  .array(z.enum(TcHooks, { error: `hook must be ${TcHooks.join(' or ')}` }))
+  .min(1)
+  .max(TcHooks.length)
+  .meta({ description: "tc hooks of the pod's host-side interface: ingress sees what the pod sends (policy type Egress), egress what it receives (Ingress)." });
+
 export const CaptureConfigSchema = z
   .object({
-    direction: DirectionSchema,
+    hooks: CaptureHooksSchema,
     filter: CaptureFilterSchema.prefault({}),
     sampling: SamplingSchema.prefault({}),
     snapLength: SnapLengthSchema,
@@ -105,7 +120,7 @@ export const AttachedInterfaceSchema = z.object({
   pod: z.string().min(1).meta({ description: 'Pod name.' }),
   name: z.string().min(1).meta({ description: 'Host-side interface name.' }),
   ifindex: z.number().int().min(1),
-  directions: z.array(z.enum(['Ingress', 'Egress'])).max(2).meta({ description: 'Hooks the program is attached to.' }),
+  policyTypes: z.array(PolicyTypeSchema).max(2).meta({ description: 'What is captured on it, named from the pod\'s side: Ingress = traffic to the pod, Egress = traffic from it.' }),
 });
 export type AttachedInterface = z.infer<typeof AttachedInterfaceSchema>;
 
@@ -190,11 +205,11 @@ export function policyOwnerReference(policy: { metadata: { name?: string; uid?: 
  * schema: the defaults are declared once), with the collector resolved.
  */
 export function captureConfig(
-  spec: Pick<SniffPolicySpec, 'direction' | 'filter' | 'sampling' | 'snapLength' | 'rateLimit' | 'tunnel' | 'mtu'>,
+  spec: Pick<SniffPolicySpec, 'policyTypes' | 'filter' | 'sampling' | 'snapLength' | 'rateLimit' | 'tunnel' | 'mtu'>,
   collector: ResolvedCollector,
 ): CaptureConfig {
   return CaptureConfigSchema.parse({
-    direction: spec.direction,
+    hooks: tcHooksFor(spec.policyTypes),
     filter: spec.filter ?? {},
     sampling: spec.sampling ?? {},
     snapLength: spec.snapLength,

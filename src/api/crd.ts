@@ -159,7 +159,7 @@ export const SNIFFPOLICY_COLUMNS: PrinterColumn[] = [
   { name: 'Lost', type: 'integer', jsonPath: '.status.lost', description: 'Packets matched but not delivered whole.' },
   { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1, description: 'Reason of the Ready condition.' },
   { name: 'Tunnel', type: 'string', jsonPath: '.spec.tunnel.protocol', priority: 1 },
-  { name: 'Direction', type: 'string', jsonPath: '.spec.direction', priority: 1 },
+  { name: 'Types', type: 'string', jsonPath: '.spec.policyTypes', priority: 1, description: 'Ingress (to the pods), Egress (from them).' },
   { name: 'Collector', type: 'string', jsonPath: '.status.collector', priority: 1, description: 'The collector the agents send to (its Service and address).' },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
 ];

@@ -14,7 +14,7 @@ import { ConditionSchema } from './conditions.ts';
 import { isCIDR, isIPAddress } from './netaddr.ts';
 import { withRule } from './rules.ts';
 import {
-  DEFAULT_TUNNEL, defaultCollectorPort, Directions, DURATION_EXAMPLES, DURATION_PATTERN, MTU_MAX, MTU_MIN, Protocols, TcpFlags, TunnelProtocols,
+  DEFAULT_POLICY_TYPES, DEFAULT_TUNNEL, defaultCollectorPort, DURATION_EXAMPLES, DURATION_PATTERN, MTU_MAX, MTU_MIN, PolicyTypes, Protocols, REMOVED_DIRECTIONS, removedDirectionMessage, type RemovedDirection, TcpFlags, TunnelProtocols,
 } from './vocabulary.ts';
 
 export const GROUP = 'podtap.io';
@@ -135,9 +135,56 @@ export const TunnelSchema = z
   .meta({ description: 'Encapsulation of the mirrored packets.' });
 export type Tunnel = z.infer<typeof TunnelSchema>;
 
-export const DirectionSchema = z.enum(Directions, { error: `direction must be ${Directions.slice(0, -1).join(', ')} or ${Directions.at(-1)}` }).meta({
-  description: 'Ingress: packets sent by the pod (the host-side veth receives them). Egress: packets to the pod. Both.',
+export const PolicyTypeSchema = z.enum(PolicyTypes, { error: `policy type must be ${PolicyTypes.join(' or ')}` });
+
+export const PolicyTypesSchema = withRule(
+  z
+    .array(PolicyTypeSchema)
+    .min(1, 'name Ingress, Egress or both, or leave policyTypes out to capture both')
+    .max(PolicyTypes.length, `at most ${PolicyTypes.length} policy types, each once`),
+  (types) => new Set(types).size === types.length,
+  // (two items at most, so a duplicate is two items that are both the same type)
+  { rule: `size(self) < 2 || !(${PolicyTypes.map((t) => `self.all(t, t == '${t}')`).join(' || ')})`, message: 'each policy type at most once' },
+).meta({
+  description:
+    'What to capture, named from the pod\'s side as NetworkPolicy names it: Ingress = traffic to the pod (it receives), Egress = traffic from the pod (it sends). Default: both.',
 });
+
+/** podtap 0.1's spec.direction, kept in the schema only to be refused with its conversion (vocabulary.ts: REMOVED_DIRECTIONS). */
+const RemovedDirectionSchema = z
+  .string()
+  .max(32)
+  .optional()
+  .meta({
+    description:
+      'Removed in 0.2: its Ingress meant sent by the pod, the opposite of NetworkPolicy. Ingress and Egress are refused with their conversion; Both (what 0.1 stored by default) is accepted beside both policy types. Write spec.policyTypes instead.',
+  });
+
+/**
+ * A spec with spec.direction is refused, one rule per old value so that each
+ * message names the conversion (a CEL rule's message is fixed), plus one for
+ * any other value. `Both` is accepted beside both policy types (what a
+ * policy stored by 0.1 reads as: its CRD defaulted direction to Both, and
+ * policyTypes defaults to both), refused beside one. The rules live on the
+ * spec: a field's own rules do not run when the field is absent.
+ */
+function refuseDirection<T extends z.ZodType<{ direction?: string | undefined; policyTypes: readonly string[] }>>(schema: T): T {
+  const oldValues = Object.keys(REMOVED_DIRECTIONS) as RemovedDirection[];
+  let out = schema;
+  for (const v of oldValues) {
+    const both = v === 'Both';
+    out = withRule(out, (s) => s.direction !== v || (both && s.policyTypes.length === PolicyTypes.length), {
+      rule: `!has(self.direction) || self.direction != '${v}'${both ? ` || size(self.policyTypes) == ${PolicyTypes.length}` : ''}`,
+      message: removedDirectionMessage(v),
+      fieldPath: '.direction',
+    });
+  }
+  return withRule(out, (s) => s.direction === undefined || (oldValues as string[]).includes(s.direction), {
+    rule: `!has(self.direction) || self.direction in [${oldValues.map((v) => `'${v}'`).join(', ')}]`,
+    message: removedDirectionMessage(undefined),
+    fieldPath: '.direction',
+  });
+}
 
 export const SamplingSchema = z
   .strictObject({
@@ -176,8 +223,8 @@ export const LimitsSchema = z
   .meta({ description: 'The capture stops (Completed) when one is reached.' });
 export type Limits = z.infer<typeof LimitsSchema>;
 
-export const SniffPolicySpecSchema = z
-  .strictObject({
+export const SniffPolicySpecSchema = refuseDirection(
+  z.strictObject({
     podSelector: LabelSelectorSchema.default({}).meta({ description: "Pods of the policy's namespace to capture; {} selects all of them." }),
     podNames: z
       .array(ObjectNameSchema)
@@ -189,7 +236,8 @@ export const SniffPolicySpecSchema = z
           'Only the pods of these names among those podSelector selects: one pod, exactly, without labelling it (what kubectl podtap capture POD uses). Absent = every selected pod.',
       }),
     nodeSelector: LabelSelectorSchema.optional().meta({ description: 'Only pods on nodes with these labels.' }),
-    direction: DirectionSchema.default('Both'),
+    policyTypes: PolicyTypesSchema.default([...DEFAULT_POLICY_TYPES]),
+    direction: RemovedDirectionSchema,
     filter: FilterSchema.optional(),
     sampling: SamplingSchema.optional(),
     snapLength: SnapLengthSchema.default(0),
@@ -198,8 +246,8 @@ export const SniffPolicySpecSchema = z
     tunnel: TunnelSchema.prefault({}),
     mtu: MtuSchema.default(0),
     limits: LimitsSchema.optional(),
-  })
-  .meta({ description: 'What to capture and where to send it.' });
+  }),
+).meta({ description: 'What to capture and where to send it.' });
 export type SniffPolicySpec = z.infer<typeof SniffPolicySpecSchema>;
 export type SniffPolicySpecInput = z.input<typeof SniffPolicySpecSchema>;
 

@@ -22,9 +22,67 @@ export function defaultCollectorPort(protocol: TunnelProtocol): number {
   return TUNNELS[protocol].port;
 }
 
-/** Ingress: sent by the pod (the host-side veth receives it). Egress: to the pod. */
-export const Directions = ['Ingress', 'Egress', 'Both'] as const;
-export type Direction = (typeof Directions)[number];
+/**
+ * What a policy captures, named from the pod's side as NetworkPolicy names it
+ * (and as the pcapng direction flags say it): Ingress = traffic to the pod
+ * (the pod receives it, pcapng "inbound"), Egress = traffic from the pod (it
+ * sends it, "outbound").
+ */
+export const PolicyTypes = ['Ingress', 'Egress'] as const;
+export type PolicyType = (typeof PolicyTypes)[number];
+export const DEFAULT_POLICY_TYPES: readonly PolicyType[] = PolicyTypes;
+
+/** The tc hooks of a pod's host-side veth, in the data plane's words. */
+export const TcHooks = ['ingress', 'egress'] as const;
+export type TcHook = (typeof TcHooks)[number];
+
+/**
+ * The one place the two namings meet: the host-side veth's peer is the pod,
+ * so what the pod sends arrives at the host side's tc ingress hook and what
+ * the pod receives leaves through its tc egress hook. Hence the names cross.
+ */
+export const TC_HOOK_OF: { readonly [T in PolicyType]: TcHook } = { Ingress: 'egress', Egress: 'ingress' };
+
+/** The tc hooks that see @policyTypes, in the data plane's order (ingress first), each once. */
+export function tcHooksFor(policyTypes: readonly PolicyType[]): TcHook[] {
+  const wanted = new Set(policyTypes.map((t) => TC_HOOK_OF[t]));
+  return TcHooks.filter((h) => wanted.has(h));
+}
+
+/** The policy types a set of tc hooks captures, in PolicyTypes' order (the inverse of tcHooksFor). */
+export function policyTypesOf(hooks: readonly TcHook[]): PolicyType[] {
+  return PolicyTypes.filter((t) => hooks.includes(TC_HOOK_OF[t]));
+}
+
+/**
+ * `spec.direction` (podtap 0.1) named the tc hook of the host-side veth, so
+ * its Ingress meant "sent by the pod": the opposite of NetworkPolicy. It was
+ * removed in 0.2 rather than flipped, so that a policy written for the old
+ * meaning is refused instead of capturing the other direction. Each old value,
+ * what it meant and what to write instead. `Both` alone is still accepted: it
+ * means what it meant, and 0.1's CRD defaulted it into every stored policy,
+ * so refusing it would stop every capture of the cluster on upgrade.
+ */
+export const REMOVED_DIRECTIONS = {
+  Ingress: { meant: 'sent by the pod', write: 'write spec.policyTypes: [Egress]' },
+  Egress: { meant: 'sent to the pod', write: 'write spec.policyTypes: [Ingress]' },
+  // refused only beside spec.policyTypes that say otherwise
+  Both: { meant: 'both ways', write: 'delete it, spec.policyTypes says otherwise' },
+} as const;
+export type RemovedDirection = keyof typeof REMOVED_DIRECTIONS;
+export const REMOVED_IN = '0.2';
+
+/**
+ * Why a policy with spec.direction is refused, naming the conversion; it
+ * follows the field's path ("spec.direction: removed in 0.2: …") and stays
+ * within 100 characters, as every CRD rule's message.
+ */
+export function removedDirectionMessage(value: unknown): string {
+  const head = `removed in ${REMOVED_IN}`;
+  const old = typeof value === 'string' && Object.hasOwn(REMOVED_DIRECTIONS, value) ? REMOVED_DIRECTIONS[value as RemovedDirection] : undefined;
+  if (!old) return `${head}: write spec.policyTypes (Ingress: traffic to the pod, Egress: traffic from the pod)`;
+  return `${head}: its ${value} meant ${old.meant}; ${old.write}`;
+}
 
 export const Protocols = ['TCP', 'UDP', 'ICMP', 'ICMPv6', 'SCTP'] as const;
 export type Protocol = (typeof Protocols)[number];

@@ -1,15 +1,16 @@
 /**
- * A policy's direction in the data plane's terms: which tc hooks of a pod's
- * host-side veth the tap runs at (ingress there = packets the pod sends), and
- * which directions an announcement names for the collector.
+ * The capture configuration names tc hooks (the controller mapped the
+ * policy's types onto them: api/vocabulary.ts, TC_HOOK_OF); the announcement
+ * and the assignment's status name what is captured from the pod's side, as
+ * the policy does. The same table, read backwards.
  */
-import type { Direction } from '../api/index.ts';
+import { policyTypesOf, type CaptureConfig, type PolicyType } from '../api/index.ts';
 import type { Hook } from '../datapath/index.ts';
 
-export function hooksFor(direction: Direction): Hook[] {
-  return direction === 'Both' ? ['ingress', 'egress'] : direction === 'Ingress' ? ['ingress'] : ['egress'];
+export function hooksFor(config: Pick<CaptureConfig, 'hooks'>): Hook[] {
+  return [...config.hooks];
 }
 
-export function directionsOf(direction: Direction): ('Ingress' | 'Egress')[] {
-  return direction === 'Both' ? ['Ingress', 'Egress'] : [direction];
+export function policyTypesCaptured(config: Pick<CaptureConfig, 'hooks'>): PolicyType[] {
+  return policyTypesOf(config.hooks);
 }

@@ -28,7 +28,7 @@ import { silentLogger, type Logger } from '../util/log.ts';
 import { nodeNameOf } from '../wire/announce.ts';
 import type { NodeKeySource } from '../wire/auth.ts';
 import { Announcer, probeCollector } from './announcer.ts';
-import { directionsOf, hooksFor } from './directions.ts';
+import { hooksFor, policyTypesCaptured } from './directions.ts';
 
 /** An interface to capture: the host side of a pod's veth, or any interface of a host. */
 export interface CaptureTarget {
@@ -136,7 +136,7 @@ export class CaptureService {
     this.phase = 'attach';
     this.targets = targets;
     await this.announce(config);
-    const hooks = hooksFor(config.direction);
+    const hooks = hooksFor(config);
     const wanted = new Set(targets.map((t) => t.name));
     for (const cur of this.session.interfaces()) if (!wanted.has(cur.dev)) await this.session.detach(cur.dev);
     for (const t of targets) await this.session.attach(t.name, hooks);
@@ -161,7 +161,7 @@ export class CaptureService {
       return;
     }
     await this.announcer?.stop();
-    const directions = directionsOf(config.direction);
+    const policyTypes = policyTypesCaptured(config);
     this.announcer = new Announcer({
       collector: config.collector,
       node: this.opts.node ?? nodeNameOf(hostname()),
@@ -171,7 +171,7 @@ export class CaptureService {
       key: this.opts.key,
       instance: () => this.session.currentInstance,
       policy: this.policy,
-      interfaces: async () => this.targets.map((t) => ({ ifindex: t.ifindex, name: t.name, pod: t.pod, directions })),
+      interfaces: async () => this.targets.map((t) => ({ ifindex: t.ifindex, name: t.name, pod: t.pod, directions: policyTypes })),
       logger: this.log,
     });
     try {

@@ -65,7 +65,8 @@ HTTP API:
   --http ADDR:PORT     serve the API here (default: no API). GET /healthz,
                        /readyz, /metrics, /api/v1/status, /api/v1/captures
                        (the files, JSON), /api/v1/captures/<path> (one file),
-                       /stream?namespace=&pod=&policy=&direction= (live pcapng:
+                       /stream?namespace=&pod=&policy=&direction=in|out|both
+                       (live pcapng, direction from the pod's side:
                        curl … | wireshark -k -i -)
   --auth-token-file F  require "Authorization: Bearer <token>", the token read
                        from F (a mounted Secret; re-read when it changes)

@@ -92,6 +92,8 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   retention.run();
   const live = new LiveHub({ ...opts.live, section });
   const router = new Router([store, live], { limits: opts.router?.limits ?? {} });
+  /** when this process started counting: a policy that started before it cannot be compared with the agents' counts */
+  const startedAt = new Date().toISOString();
   const admission = new Admission(router, {
     authenticated: !!opts.ingest?.secret, maxSkewMs: opts.ingest?.maxSkewMs ?? DEFAULT_MAX_SKEW_MS,
     allow: opts.admission?.allow, limits: opts.admission?.limits,
@@ -149,7 +151,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
     try {
       // (loaded only when asked for: node:http brings undici and its WebAssembly parser with it)
       const { startHttp } = await import('./http.ts');
-      http = await startHttp({ ...opts.http, logger: log }, { store, live, registry, status: stats, ready: () => ready });
+      http = await startHttp({ ...opts.http, logger: log }, { store, live, registry, status: () => ({ ...stats(), startTime: startedAt, policies: router.rebuiltByPolicy(), policiesTruncated: router.rebuiltTruncated() }), ready: () => ready });
     } catch (err) {
       clearInterval(fast);
       clearInterval(slow);

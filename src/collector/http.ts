@@ -22,7 +22,7 @@ import { basename } from 'node:path';
 import type { Registry } from 'prom-client';
 import { ExitCode, UserError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
-import { STREAM_DIRECTIONS, type LiveHub, type StreamDirection, type StreamFilter } from './live.ts';
+import { REMOVED_STREAM_DIRECTIONS, STREAM_DIRECTIONS, type LiveHub, type StreamDirection, type StreamFilter } from './live.ts';
 import type { CaptureStore } from './store.ts';
 
 export const DEFAULT_PUBLIC_PATHS = ['/healthz', '/readyz', '/metrics'] as const;
@@ -141,7 +141,9 @@ function name(q: Record<string, string | undefined>, key: string): string | unde
 export function streamFilter(url: URL): StreamFilter {
   const q = query(url, ['namespace', 'pod', 'policy', 'direction']);
   const dir = (q.direction ?? 'both').toLowerCase();
-  if (!(STREAM_DIRECTIONS as readonly string[]).includes(dir)) throw new BadRequest(`direction: expected one of ${STREAM_DIRECTIONS.join(', ')}`);
+  const removed = Object.hasOwn(REMOVED_STREAM_DIRECTIONS, dir) ? REMOVED_STREAM_DIRECTIONS[dir] : undefined;
+  if (removed) throw new BadRequest(`direction=${q.direction} was removed in podtap 0.2: it meant ${removed.meant}; write direction=${removed.write}`);
+  if (!Object.hasOwn(STREAM_DIRECTIONS, dir)) throw new BadRequest(`direction: expected one of ${Object.keys(STREAM_DIRECTIONS).join(', ')} (from the pod's side)`);
   return { namespace: name(q, 'namespace'), pod: name(q, 'pod'), policy: name(q, 'policy'), direction: dir as StreamDirection };
 }
 

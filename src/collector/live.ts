@@ -15,15 +15,25 @@ import { PendingNotes } from './annotations.ts';
 import { Direction, PcapngWriter } from './pcapng.ts';
 import { describeLoss, type Iface, type PacketOutput, type TransitLoss } from './router.ts';
 
-export const STREAM_DIRECTIONS = ['both', 'ingress', 'egress'] as const;
-export type StreamDirection = (typeof STREAM_DIRECTIONS)[number];
+/**
+ * /stream?direction=, from the pod's side in tcpdump's words (as `kubectl
+ * podtap capture --direction`): in = to the pod (the epb flag "inbound",
+ * a policy's Ingress), out = from it ("outbound", Egress), both.
+ */
+export const STREAM_DIRECTIONS = { both: undefined, in: Direction.inbound, out: Direction.outbound } as const;
+export type StreamDirection = keyof typeof STREAM_DIRECTIONS;
+/** podtap 0.1's words, which meant the tc hook of the host-side veth (ingress = sent by the pod): refused with what to write. */
+export const REMOVED_STREAM_DIRECTIONS: Readonly<Record<string, { meant: string; write: StreamDirection }>> = {
+  ingress: { meant: 'sent by the pod', write: 'out' },
+  egress: { meant: 'sent to the pod', write: 'in' },
+};
 
 export interface StreamFilter {
   /** the pod's namespace (the policy's for interfaces without a pod) */
   namespace?: string | undefined;
   pod?: string | undefined;
   policy?: string | undefined;
-  /** ingress: sent by the pod; egress: sent to the pod (SniffPolicy's words) */
+  /** in: sent to the pod; out: sent by it (STREAM_DIRECTIONS) */
   direction?: StreamDirection | undefined;
 }
 
@@ -86,7 +96,7 @@ export class LiveClient {
     this.#out = out;
     this.filter = filter;
     this.#limit = limit;
-    this.want = filter.direction === 'ingress' ? Direction.outbound : filter.direction === 'egress' ? Direction.inbound : undefined;
+    this.want = STREAM_DIRECTIONS[filter.direction ?? 'both'];
     // a small flush is copied out of the batch buffer: a slow reader's queue
     // must hold the bytes it counts, not 128 KiB buffers around them
     this.writer = new PcapngWriter((chunk) => void out.write(chunk.length < 1 << 16 ? Buffer.from(chunk) : chunk), { batchSize: 1 << 17 });

@@ -83,6 +83,8 @@ export interface RouterLimits {
   interfaces: number;
   /** a source silent this long is forgotten (its interfaces and clock) */
   sourceIdleMs: number;
+  /** policies whose rebuilt packets are counted for the tunnel check (rebuiltByPolicy): a bound against senders announcing without end */
+  rebuiltPolicies: number;
 }
 
 export const DEFAULT_ROUTER_LIMITS: RouterLimits = {
@@ -91,6 +93,7 @@ export const DEFAULT_ROUTER_LIMITS: RouterLimits = {
   interfacesPerPolicy: 65536,
   interfaces: 262_144,
   sourceIdleMs: 600_000,
+  rebuiltPolicies: 4096,
 };
 
 export interface RouterStats {
@@ -146,6 +149,9 @@ export class Router implements IngestSink {
   /** interfaces known, in all and by capture key */
   #ifaceCount = 0;
   readonly #perCapture = new Map<string, number>();
+  /** packets rebuilt per capture key since this process started, for the tunnel check (rebuiltByPolicy) */
+  readonly #rebuilt = new Map<string, { policy: Ref; packets: number }>();
+  #rebuiltTruncated = false;
   #now = performance.now();
   #lastExpiry = this.#now;
   // result of #addNs
@@ -263,6 +269,7 @@ export class Router implements IngestSink {
     if (flags & Flag.trunc) this.#truncated++;
     if (flags & Flag.oversize) this.#oversize++;
     this.#routed++;
+    if (iface.policy) this.#countRebuilt(iface);
     const dir = flags & Flag.toPod ? Direction.inbound : Direction.outbound;
     for (const o of this.#outputs) o.packet(iface, this.#tsHi, this.#tsLo, f.data, f.off, f.len, f.origLen, dir);
   }
@@ -311,7 +318,26 @@ export class Router implements IngestSink {
     }
     this.#wallNs(recvMs);
     this.#routed++;
+    if (iface.policy) this.#countRebuilt(iface);
     for (const o of this.#outputs) o.packet(iface, this.#tsHi, this.#tsLo, data, off, len, len, undefined);
+  }
+
+  #countRebuilt(iface: Iface): void {
+    const c = this.#rebuilt.get(iface.capture);
+    if (c) c.packets++;
+    // bounded whatever senders announce: a policy past the bound is not counted (its check says so)
+    else if (this.#rebuilt.size < this.#limits.rebuiltPolicies) this.#rebuilt.set(iface.capture, { policy: iface.policy!, packets: 1 });
+    else this.#rebuiltTruncated = true;
+  }
+
+  /** Whether policies went uncounted (rebuiltPolicies reached): their absence from rebuiltByPolicy says nothing. */
+  rebuiltTruncated(): boolean {
+    return this.#rebuiltTruncated;
+  }
+
+  /** Packets rebuilt per policy since this process started: what the agents' mirrored counts are compared with. */
+  rebuiltByPolicy(): { namespace: string; name: string; packets: number }[] {
+    return [...this.#rebuilt.values()].map((c) => ({ namespace: c.policy.namespace, name: c.policy.name, packets: c.packets }));
   }
 
   /** Wall-clock ms (fractional, since the epoch) → ns into #tsHi/#tsLo, relative to an exact base. */

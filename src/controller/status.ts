@@ -8,7 +8,7 @@
  * order: what blocks everything (InvalidSpec, CollectorNotFound), a reached
  * limit, nothing to capture (NoPodsSelected, NoNodesMatched), what an agent
  * cannot do (KernelUnsupported, VerifierRejected, CompileFailed, CollectorUnreachable,
- * InterfaceNotFound, other failures as PartiallyAttached), an agent that is
+ * InterfaceNotFound, ForeignProgramFirst, other failures as PartiallyAttached), an agent that is
  * silent (AgentNotReporting), and last the normal wait (Attaching).
  */
 import {
@@ -80,7 +80,7 @@ interface Classified {
 }
 
 /** Agent failures, most actionable first; anything else an agent says is PartiallyAttached. */
-const FAILURE_ORDER: readonly ConditionReason[] = ['KernelUnsupported', 'VerifierRejected', 'CompileFailed', 'CollectorUnreachable', 'InterfaceNotFound', 'PartiallyAttached', 'AgentNotReporting'];
+const FAILURE_ORDER: readonly ConditionReason[] = ['KernelUnsupported', 'VerifierRejected', 'CompileFailed', 'CollectorUnreachable', 'InterfaceNotFound', 'ForeignProgramFirst', 'PartiallyAttached', 'AgentNotReporting'];
 
 const MAX_LISTED = 5;
 

@@ -25,6 +25,10 @@ export interface Finding {
   message: string;
   /** what to do, for warn and fail */
   hint?: string;
+  /** for an interface's checks: the hook a program runs at before podtap's (the agent reports those of the hooks it taps) */
+  hook?: Hook;
+  /** for an interface's checks: what runs first (a BPF program's name, or the filter's kind and actions) */
+  program?: string;
 }
 
 /** Where podtap pins (and so where bpffs must be). */
@@ -85,6 +89,8 @@ export async function inspectInterface(runner: Runner, dev: string): Promise<Fin
     findings.push({
       check: `interface ${dev} ${t.hook}`,
       severity: 'warn',
+      hook: t.hook,
+      program: `tcx program ${t.name}`,
       message: `tcx program ${t.name} runs before every tc filter, podtap's included`,
       hint: 'if it redirects packets (a CNI such as Cilium does), podtap never sees them: docs/troubleshooting.md#a-cni-program-that-runs-first',
     });
@@ -100,6 +106,8 @@ export async function inspectInterface(runner: Runner, dev: string): Promise<Fin
       findings.push({
         check: `interface ${dev} ${hook}`,
         severity: 'warn',
+        hook,
+        program: describe(f),
         message: `${describe(f)} at preference ${f.pref} runs before podtap's (${ours.length ? 'attached at' : 'would take'} preference ${pref})`,
         hint: 'if it redirects or drops packets, podtap never sees them: docs/troubleshooting.md#a-cni-program-that-runs-first',
       });

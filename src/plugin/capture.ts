@@ -19,7 +19,7 @@ import { hostname, tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { execa } from 'execa';
-import { SniffPolicySchema, describeIssues, type Direction, type LabelSelector, type SniffPolicy } from '../api/index.ts';
+import { SniffPolicySchema, describeIssues, type LabelSelector, type PolicyType, type SniffPolicy } from '../api/index.ts';
 import { LabelSelectorSyntaxError, parseLabelSelector } from '../k8s/labels.ts';
 import { formatSize } from '../util/units.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
@@ -33,7 +33,7 @@ export interface CaptureOptions {
   pod?: string | undefined;
   selector?: string | undefined;
   filters: string[];
-  direction: Direction;
+  policyTypes: PolicyType[];
   snapLength: number;
   /** the policy's limits.duration (a capture never outlives it) */
   duration: string;
@@ -67,7 +67,7 @@ export function capturePolicy(o: {
   /** one pod, by name (spec.podNames) */
   pod?: string | undefined;
   filters: string[];
-  direction: Direction;
+  policyTypes: PolicyType[];
   snapLength: number;
   duration: string;
   maxPackets: number;
@@ -87,7 +87,7 @@ export function capturePolicy(o: {
     spec: {
       podSelector: o.selector,
       ...(o.pod ? { podNames: [o.pod] } : {}),
-      direction: o.direction,
+      policyTypes: o.policyTypes,
       ...(filter ? { filter } : {}),
       snapLength: o.snapLength,
       collector: { service: { name: o.collector.service, namespace: o.collector.namespace } },

@@ -11,6 +11,7 @@ import { formatSize } from '../util/units.ts';
 import type { PluginIO } from './capture.ts';
 import { connectCollector, get, getJson, type CaptureItem, type CollectorEndpoint, type CollectorFlags } from './collector-api.ts';
 import type { Kube } from './kube.ts';
+import { tunnelCheck, type CollectorCounts } from './tunnel.ts';
 
 /** Columns padded to their widest cell, as kubectl prints tables. */
 export function columns(head: string[], rows: string[][]): string {
@@ -99,13 +100,15 @@ export async function status(
   }
   if (o.withCollector) {
     try {
-      const s = await withCollector(kube, o.collector, io, (ep) => getJson<Record<string, number | boolean>>(ep, '/api/v1/status'));
+      const s = await withCollector(kube, o.collector, io, (ep) => getJson<Record<string, unknown> & CollectorCounts>(ep, '/api/v1/status'));
       const n = (k: string): number => Number(s[k] ?? 0);
       io.stdout.write(
         `\ncollector: received ${n('received')} datagrams, rebuilt ${n('rebuilt')} packets, written ${n('written')}, lost ${n('lost')}, ` +
           `malformed ${n('malformed')}, kernel dropped ${n('kernelDropped')}, write dropped ${n('writeDropped')}; ` +
           `${n('files')} files, ${formatSize(n('diskUsage'))} on disk, ${formatSize(n('diskFree'))} free${s.diskFull ? ' — DISK FULL, not writing' : ''}\n`,
       );
+      // one policy asked for: is its tunnel delivering? (mirrored by the agents vs rebuilt by the collector)
+      if (o.name) io.stdout.write(`${tunnelCheck(policies[0]!, o.collector, s).line}\n`);
     } catch (err) {
       io.stderr.write(`(collector status unavailable: ${err instanceof Error ? err.message : String(err)})\n`);
     }

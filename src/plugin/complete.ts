@@ -8,7 +8,7 @@
  * workloads for capture, policies, namespaces, contexts. A cluster that does
  * not answer gives no candidates, never an error.
  */
-import { Directions } from '../api/index.ts';
+import { CAPTURE_DIRECTION_WORDS } from './direction.ts';
 import type { PluginIO } from './capture.ts';
 import { Kube } from './kube.ts';
 import { OPTIONS, optionsOf, Subcommands, type OptionName, type Subcommand } from './options.ts';
@@ -62,7 +62,7 @@ export async function candidates(words: string[]): Promise<{ items: string[]; di
       case 'policy':
         return { items: await quietly(async () => (await kube().listPolicies(ns())).map((p) => p.metadata.name ?? '')), directive: NO_FILES };
       case 'direction':
-        return { items: [...Directions], directive: NO_FILES };
+        return { items: [...CAPTURE_DIRECTION_WORDS], directive: NO_FILES };
       case 'output':
         return { items: cmd === 'list' ? ['json'] : ['-'], directive: NO_FILES };
       case 'write':

@@ -15,7 +15,7 @@ export const OPTIONS = {
   'all-namespaces': { type: 'boolean', short: 'A', for: ['list', 'status'] },
   selector: { type: 'string', short: 'l', for: ['capture'] },
   filter: { type: 'string', short: 'f', multiple: true, for: ['capture'] },
-  direction: { type: 'string', default: 'Both', for: ['capture'] },
+  direction: { type: 'string', default: 'both', for: ['capture'] },
   snaplen: { type: 'string', default: '0', for: ['capture'] },
   'max-packets': { type: 'string', default: '0', for: ['capture'] },
   duration: { type: 'string', default: '10m', for: ['capture'] },

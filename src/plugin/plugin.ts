@@ -5,7 +5,8 @@
 import { parseArgs } from 'node:util';
 import { complete } from './complete.ts';
 import { foreignOption, parseArgsOptions, Subcommands, type Subcommand } from './options.ts';
-import { Directions, DURATION_EXAMPLES, parseDuration, type Direction } from '../api/index.ts';
+import { DURATION_EXAMPLES, parseDuration } from '../api/index.ts';
+import { CAPTURE_DIRECTIONS, parseCaptureDirection } from './direction.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { podtapVersion } from '../util/version.ts';
 import { capture, type PluginIO } from './capture.ts';
@@ -45,7 +46,8 @@ and deletes the policy when you press Ctrl-C, when Wireshark closes, or after
                          host=IP | tcp-flags=syn,rst   (repeat: ANDed). What a
                          SniffPolicy cannot express (not, src/dst, or across
                          kinds) is refused, never approximated
-  --direction D          Both (default), Ingress (sent by the pod), Egress (to it)
+  --direction D          from the pod's side, as tcpdump -Q inside the pod:
+${Object.entries(CAPTURE_DIRECTIONS).map(([w, d]) => `                           ${`${w}`.padEnd(5)} ${d.help}`).join('\n')}
   --snaplen N            bytes kept per packet (default 0: whole packets)
   --max-packets N        the policy completes after N packets
   --duration D           the policy's own limit, so a capture whose command
@@ -56,7 +58,9 @@ and deletes the policy when you press Ctrl-C, when Wireshark closes, or after
   --wireshark            start Wireshark on the live stream
 
 list    the capture files the collector keeps (per policy, rotated)
-status  SniffPolicies with their state and counts, and the collector's
+status  SniffPolicies with their state and counts, and the collector's counts;
+        with NAME, its conditions and the tunnel check: the packets the
+        agents mirrored against those the collector rebuilt
 fetch   download a stored capture (PATH from list; --policy: its newest file)
 
 Cluster and collector:
@@ -134,8 +138,7 @@ export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<numbe
   switch (cmd) {
     case 'capture': {
       if (args.length > 1) throw usage(`capture takes one pod, got ${args.join(' ')}`);
-      const direction = Directions.find((d) => d.toLowerCase() === v.direction.toLowerCase());
-      if (!direction) throw usage(`--direction: ${Directions.join(', ')}`);
+      const policyTypes = parseCaptureDirection(v.direction);
       const snapLength = Number(v.snaplen);
       if (!Number.isInteger(snapLength) || snapLength < 0 || snapLength > 65535) throw usage('--snaplen: 0..65535');
       const maxPackets = Number(v['max-packets']);
@@ -148,7 +151,7 @@ export async function kubectlPodtap(argv: string[], io: PluginIO): Promise<numbe
       return capture(
         kube,
         {
-          namespace: kube.namespace, pod: args[0], selector: v.selector, filters: v.filter ?? [], direction: direction as Direction, snapLength,
+          namespace: kube.namespace, pod: args[0], selector: v.selector, filters: v.filter ?? [], policyTypes, snapLength,
           duration: v.duration, stopAfterMs, maxPackets, write: v.write, stdout: toStdout, wireshark: v.wireshark ?? false, collector: await collectorOf(kube),
         },
         io,

@@ -140,7 +140,7 @@ export async function sniffCommand(argv: string[]): Promise<number> {
     // a collector that does not answer stops sniff before anything is attached
     const applied = await capture.apply(cfg, targets, limits, { requireCollector: true });
     console.error(
-      `podtap: tapping ${ifaces.join(', ')} (${cfg.direction}) -> ${cfg.collector.address}:${cfg.collector.port} ` +
+      `podtap: tapping ${ifaces.join(', ')} (policyTypes ${spec.policyTypes.join(', ')}) -> ${cfg.collector.address}:${cfg.collector.port} ` +
         `${cfg.tunnel.protocol}, MTU ${applied.mtu} via ${applied.route.dev}${applied.cached ? ', cached object' : `, compiled in ${applied.compileMs} ms`}`,
     );
   } catch (err) {

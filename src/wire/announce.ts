@@ -50,6 +50,7 @@ export const AnnouncedInterfaceSchema = z.object({
   /** the host-side interface name (veth…) */
   name: IfNameSchema,
   pod: ref.nullable(),
+  /** what is captured on it, named from the pod's side as a SniffPolicy's policyTypes: Ingress = to the pod, Egress = from it (podtap 0.1 sent the tc hooks of the host-side veth here, the other way round; no collector reads it) */
   directions: z.array(z.enum(['Ingress', 'Egress'])).max(2),
 });
 

@@ -16,7 +16,7 @@ export const TEST_CACHE = join(tmpdir(), 'podtap-test-objects');
 /** A capture configuration as the controller writes it: the schema's defaults, these fields, a collector. */
 export function testConfig(over: Partial<CaptureConfigInput> = {}): CaptureConfig {
   return CaptureConfigSchema.parse({
-    direction: 'Both',
+    hooks: ['ingress', 'egress'],
     snapLength: 0,
     mtu: 0,
     tunnel: {},

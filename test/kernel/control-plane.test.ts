@@ -15,6 +15,7 @@ import { sessionIdForPolicy } from '../../src/agent/agent.ts';
 import { Lab, type LabProcess } from '../lab/cluster.ts';
 import { inNs } from '../lab/netns.ts';
 import { Resources } from '../../src/k8s/index.ts';
+import { loadWitness, removePins, testPinRoot } from '../helpers/bpf.ts';
 import { startBackend } from '../helpers/kube.ts';
 
 const PODS = [
@@ -181,6 +182,35 @@ describe('operator end to end', () => {
     expect(c.value.status).toBe('False');
     expect((agent.proc as unknown as { exitCode?: number | null }).exitCode ?? null).toBeNull(); // still running
     await policies().delete('demo', 'nowhere');
+  });
+
+  it('reports a program that runs before podtap on a tapped hook as ForeignProgramFirst, naming it, and clears it when it goes', async () => {
+    const dev = hostIf('db-1');
+    const tc = (args: string) => execa('nsenter', [`--net=/run/netns/${lab.topo.node}`, 'sh', '-ec', `tc qdisc replace dev ${dev} clsact; tc filter ${args}`]);
+    // someone else's program first on both hooks (one that lets packets on); policyTypes [Ingress] taps the egress hook only
+    const pinRoot = testPinRoot();
+    const witness = await loadWitness(pinRoot);
+    await tc(`add dev ${dev} egress pref 1 bpf direct-action object-pinned ${witness.prog}`);
+    await tc(`add dev ${dev} ingress pref 1 bpf direct-action object-pinned ${witness.prog}`);
+    try {
+      await create('foreign', { podSelector: { matchLabels: { app: 'db' } }, policyTypes: ['Ingress'], collector: { address: lab.topo.collector.ip4 } });
+      const c = await until('ForeignProgramFirst', async () => {
+        const r = await condition('foreign', 'Ready');
+        return r?.reason === 'ForeignProgramFirst' ? r : undefined;
+      });
+      expect(c.value.status).toBe('False');
+      expect(c.value.message).toContain(`${dev} (pod db-1) egress: BPF program witness at preference 1 runs before podtap's`);
+      expect(c.value.message).not.toContain(`${dev} (pod db-1) ingress`);
+      // gone: the next apply (here a spec change; otherwise within a minute) clears it
+      await tc(`del dev ${dev} egress pref 1`);
+      await policies().patch('demo', 'foreign', { spec: { snapLength: 200 } });
+      await until('Ready again', async () => (await condition('foreign', 'Ready'))?.status === 'True');
+    } finally {
+      await policies().delete('demo', 'foreign').catch(() => undefined);
+      await tc(`del dev ${dev} egress pref 1`).catch(() => undefined);
+      await tc(`del dev ${dev} ingress pref 1`).catch(() => undefined);
+      await removePins(pinRoot);
+    }
   });
 
   it('completes and detaches when a limit is reached', async () => {

@@ -55,6 +55,14 @@ describe('podtap doctor', () => {
     expect(warnings(await inspectInterface(runner, input))).toEqual(expected);
   });
 
+  it('names the hook and the program of each finding, for the agent to report those of the hooks it taps', async () => {
+    const f = (await inspectInterface(runner, 'dva')).filter((x) => x.severity === 'warn');
+    expect(f.map((x) => [x.hook, x.program])).toEqual([
+      ['ingress', 'BPF program witness'],
+      ['egress', 'u32 filter (mirred redirect)'],
+    ]);
+  });
+
   it('passes the node checks on this machine', async () => {
     const f = await inspectNode(createRunner(), { pinRoot });
     expect(f.map((x) => [x.check, x.severity])).toEqual([['tools', 'ok'], ['bpffs', 'ok'], ['btf', 'ok'], ['kernel', 'ok']]);

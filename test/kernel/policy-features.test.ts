@@ -4,7 +4,7 @@
  * was sent. Each expectation would fail if the feature were missing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFrames } from '../helpers/capture.ts';
+import { diffMultiset, digestCounts, readFrames, startTcpdump } from '../helpers/capture.ts';
 import { startCapture } from '../helpers/harness.ts';
 import { createTopology, inNs, type Topology } from '../helpers/netns.ts';
 
@@ -81,8 +81,47 @@ describe('policy features, end to end', () => {
   });
 
   it('mirrors only the chosen direction', async () => {
-    const o = await capture(topo, { direction: 'Ingress' }, 20, 56, 0.01);
+    const o = await capture(topo, { policyTypes: ['Egress'] }, 20, 56, 0.01);
     expect(o.counters.matched).toBe(20); // the requests the pod sent, not the replies
     expect(o.frames).toHaveLength(20);
+  });
+});
+
+/**
+ * spec.policyTypes names directions from the pod's side, as NetworkPolicy
+ * does. tcpdump on the pod's host-side veth is the judge, with the words the
+ * other way round there: what the pod receives leaves the host side (-Q out),
+ * what it sends arrives at it (-Q in). The collector's frames must be exactly
+ * tcpdump's for the chosen side, and carry the pcapng flag for it.
+ */
+describe('policyTypes, judged by tcpdump on the host-side veth', () => {
+  let topo: Topology;
+  beforeAll(async () => {
+    topo = await createTopology({ pods: 2 });
+  });
+  afterAll(() => topo?.destroy());
+
+  it.each([
+    { description: 'Ingress: what the pod receives (the echo replies)', input: ['Ingress'], expected: { tcpdump: 'out', icmpType: 0, flag: 1 } },
+    { description: 'Egress: what the pod sends (the echo requests)', input: ['Egress'], expected: { tcpdump: 'in', icmpType: 8, flag: 2 } },
+  ] as const)('$description', async ({ input, expected }) => {
+    const [pod1, pod2] = topo.pods as [Topology['pods'][0], Topology['pods'][0]];
+    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, filter: { protocols: ['ICMP'] }, policyTypes: input }, [pod1.hostIf], {
+      name: `${topo.prefix}-${expected.tcpdump}`,
+    });
+    const truthFile = `${run.dir}/truth-${expected.tcpdump}.pcap`;
+    const truth = await startTcpdump(topo.node, pod1.hostIf, truthFile, ['-Q', expected.tcpdump, 'icmp']);
+    await inNs(pod1.ns, 'ping', ['-q', '-c', '10', '-i', '0.01', pod2.ip4]);
+    await new Promise((r) => setTimeout(r, 300));
+    const t = await truth.stop();
+    const stopped = await run.stop();
+    expect(t.dropped, 'tcpdump dropped packets: the ground truth is incomplete').toBe(0);
+    const want = await readFrames(truthFile, `icmp.type == ${expected.icmpType}`);
+    expect(want, 'tcpdump saw the pings on that side').toHaveLength(10);
+    // nothing of the other side reached tcpdump's -Q either: the truth is one-sided
+    expect(await readFrames(truthFile)).toHaveLength(10);
+    const got = await readFrames(stopped.files[0]!);
+    expect(diffMultiset(digestCounts(want), digestCounts(got))).toEqual({ missing: 0, extra: 0, examples: [] });
+    expect(new Set(got.map((f) => f.dir))).toEqual(new Set([expected.flag]));
   });
 });

@@ -87,7 +87,7 @@ describe('captureConfig', () => {
       description: 'every default applied, the collector as resolved',
       input: { spec: { collector: { service: { name: 'podtap-collector' } } }, collector: { address: '198.18.9.2', port: 6081 } },
       expected: {
-        direction: 'Both',
+        hooks: ['ingress', 'egress'],
         filter: NO_FILTER,
         sampling: { oneIn: 1 },
         snapLength: 0,
@@ -104,7 +104,7 @@ describe('captureConfig', () => {
         collector: { address: '198.18.9.2', port: 4789 },
       },
       expected: {
-        direction: 'Both',
+        hooks: ['ingress', 'egress'],
         filter: { ...NO_FILTER, protocols: ['TCP'] },
         sampling: { oneIn: 10 },
         snapLength: 0,
@@ -126,8 +126,24 @@ describe('captureConfig', () => {
     expect(SniffAssignmentSchema.parse(doc).spec.config).toEqual(expected);
   });
 
-  it('fills in the defaults of a config written before they were (an older controller)', () => {
+  it.each([
+    { description: 'Ingress (to the pod): the host-side veth\'s egress hook', input: ['Ingress'] as const, expected: ['egress'] },
+    { description: 'Egress (from the pod): its ingress hook', input: ['Egress'] as const, expected: ['ingress'] },
+    { description: 'both, in either order: both hooks, ingress first', input: ['Egress', 'Ingress'] as const, expected: ['ingress', 'egress'] },
+  ])('policyTypes $description', ({ input, expected }) => {
+    const spec = SniffPolicySpecSchema.parse({ collector: { address: '198.18.9.2' }, policyTypes: input });
+    expect(captureConfig(spec, { address: '198.18.9.2', port: 6081 }).hooks).toEqual(expected);
+  });
+
+  it('refuses a config of podtap 0.1 (config.direction named the hooks): no hook is guessed', () => {
     const older = { direction: 'Ingress', snapLength: 0, tunnel: { protocol: 'Geneve', vni: 0 }, mtu: 0, collector: { address: '198.18.9.2', port: 6081 } };
+    const r = CaptureConfigSchema.safeParse(older);
+    expect(r.success).toBe(false);
+    expect(r.error?.issues.map((i) => i.path.join('.'))).toEqual(['hooks']);
+  });
+
+  it('fills in the defaults of a config written before they were (an older controller)', () => {
+    const older = { hooks: ['egress'], snapLength: 0, tunnel: { protocol: 'Geneve', vni: 0 }, mtu: 0, collector: { address: '198.18.9.2', port: 6081 } };
     expect(CaptureConfigSchema.parse(older)).toEqual({
       ...older,
       filter: NO_FILTER,

@@ -70,7 +70,7 @@ const assignment = {
     nodeName: 'node-a',
     policy: { name: 'web-debug', uid: '6b1f0c5e-0000-4000-8000-000000000001', generation: 3 },
     config: {
-      direction: 'Both',
+      hooks: ['ingress', 'egress'],
       filter: { ports: [{ port: 443 }], cidrs: ['198.18.0.0/15'] },
       snapLength: 0,
       tunnel: { protocol: 'Geneve', vni: 0 },
@@ -84,7 +84,7 @@ const assignment = {
   status: {
     state: 'Attached',
     attachedInterfaces: 1,
-    interfaces: [{ pod: 'web-0', name: 'veth1a2b', ifindex: 12, directions: ['Ingress', 'Egress'] }],
+    interfaces: [{ pod: 'web-0', name: 'veth1a2b', ifindex: 12, policyTypes: ['Ingress', 'Egress'] }],
     counters: { seen: 10, matched: 9, mirrored: 9, bytes: 5400, dropped: { rateLimited: 0 } },
     collectorReachable: true,
     lastReportTime: '2025-01-02T03:04:05Z',

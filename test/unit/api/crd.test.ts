@@ -184,7 +184,7 @@ describe('CRD metadata', () => {
         ['Lost', '.status.lost', 0],
         ['Reason', '.status.conditions[?(@.type=="Ready")].reason', 1],
         ['Tunnel', '.spec.tunnel.protocol', 1],
-        ['Direction', '.spec.direction', 1],
+        ['Types', '.spec.policyTypes', 1],
         ['Collector', '.status.collector', 1],
         ['Age', '.metadata.creationTimestamp', 0],
       ],

@@ -19,7 +19,7 @@ describe('examples/', () => {
         metadata: { name: 'web-debug', namespace: 'demo' },
         spec: {
           podSelector: { matchLabels: { app: 'web' } },
-          direction: 'Both',
+          policyTypes: ['Ingress', 'Egress'],
           snapLength: 0,
           collector: { address: '198.18.9.2', port: 6081 },
           tunnel: { protocol: 'Geneve', vni: 0 },

@@ -36,7 +36,7 @@ export const policyCases: PolicyCase[] = [
     description: 'filtered: ports, CIDRs, flags, sampling, snapLength, rate limit, limits',
     input: spec({
       podSelector: { matchLabels: { app: 'web' }, matchExpressions: [{ key: 'tier', operator: 'In', values: ['front'] }] },
-      direction: 'Egress',
+      policyTypes: ['Egress'],
       filter: {
         protocols: ['TCP', 'UDP'],
         ports: [{ port: 80 }, { port: 8000, endPort: 8100 }],
@@ -64,6 +64,11 @@ export const policyCases: PolicyCase[] = [
   { description: 'Exists without values', input: spec({ podSelector: { matchExpressions: [{ key: 'app', operator: 'Exists' }] } }), expected: 'valid' },
   { description: 'sampling without oneIn (defaults to 1)', input: spec({ sampling: {} }), expected: 'valid' },
   { description: 'podNames: one pod by name', input: spec({ podNames: ['web-1'] }), expected: 'valid' },
+  { description: 'policyTypes: Ingress (to the pod)', input: spec({ policyTypes: ['Ingress'] }), expected: 'valid' },
+  { description: 'policyTypes: both, Egress first', input: spec({ policyTypes: ['Egress', 'Ingress'] }), expected: 'valid' },
+  // what a policy stored by 0.1 reads as (its CRD defaulted direction: Both): it means what it meant, and is not refused
+  { description: 'direction Both of podtap 0.1, alone', input: spec({ direction: 'Both' }), expected: 'valid' },
+  { description: 'direction Both of podtap 0.1, beside both types', input: spec({ direction: 'Both', policyTypes: ['Ingress', 'Egress'] }), expected: 'valid' },
 
   // invalid: one issue each
   { description: 'podNames: not an object name', input: spec({ podNames: ['web-1', 'Web_2'] }), expected: { path: 'spec.podNames[1]', message: 'must be a lowercase DNS-1123 name' } },
@@ -93,7 +98,7 @@ export const policyCases: PolicyCase[] = [
     expected: { path: 'spec.collector', message: exactlyOne },
   },
   { description: 'collector with neither address nor service', input: spec({ collector: { port: 6081 } }), expected: { path: 'spec.collector', message: exactlyOne } },
-  { description: 'no collector', input: { direction: 'Both' }, expected: { path: 'spec.collector', message: 'collector is required: set address or service' } },
+  { description: 'no collector', input: { policyTypes: ['Ingress'] }, expected: { path: 'spec.collector', message: 'collector is required: set address or service' } },
   { description: 'collector address octet 256', input: spec({ collector: { address: '198.18.9.256' } }), expected: { path: 'spec.collector.address', message: ip } },
   { description: 'collector address with leading zero', input: spec({ collector: { address: '198.18.09.2' } }), expected: { path: 'spec.collector.address', message: ip } },
   { description: 'collector address IPv4-mapped IPv6', input: spec({ collector: { address: '::ffff:198.18.9.2' } }), expected: { path: 'spec.collector.address', message: ip } },
@@ -109,7 +114,24 @@ export const policyCases: PolicyCase[] = [
     expected: { path: 'spec.nodeSelector.matchExpressions[0].values', message: values },
   },
   { description: 'misspelt field', input: spec({ snaplength: 64 }), expected: { path: 'spec.snaplength', message: 'unknown field' } },
-  { description: 'direction in lower case', input: spec({ direction: 'both' }), expected: { path: 'spec.direction', message: 'direction must be Ingress, Egress or Both' } },
+  { description: 'policyTypes: empty', input: spec({ policyTypes: [] }), expected: { path: 'spec.policyTypes', message: 'name Ingress, Egress or both, or leave policyTypes out to capture both' } },
+  { description: 'policyTypes: in lower case', input: spec({ policyTypes: ['ingress'] }), expected: { path: 'spec.policyTypes[0]', message: 'policy type must be Ingress or Egress' } },
+  { description: 'policyTypes: Both is not a type', input: spec({ policyTypes: ['Egress', 'Both'] }), expected: { path: 'spec.policyTypes[1]', message: 'policy type must be Ingress or Egress' } },
+  { description: 'policyTypes: twice the same', input: spec({ policyTypes: ['Egress', 'Egress'] }), expected: { path: 'spec.policyTypes', message: 'each policy type at most once' } },
+  // podtap 0.1's spec.direction meant the host-side veth's tc hook (Ingress = sent by the pod):
+  // refused with its conversion, never read with NetworkPolicy's meaning nor pruned silently
+  { description: 'removed direction: Ingress', input: spec({ direction: 'Ingress' }), expected: { path: 'spec.direction', message: 'removed in 0.2: its Ingress meant sent by the pod; write spec.policyTypes: [Egress]' } },
+  { description: 'removed direction: Egress', input: spec({ direction: 'Egress' }), expected: { path: 'spec.direction', message: 'removed in 0.2: its Egress meant sent to the pod; write spec.policyTypes: [Ingress]' } },
+  {
+    description: 'removed direction: Both beside one policy type',
+    input: spec({ direction: 'Both', policyTypes: ['Ingress'] }),
+    expected: { path: 'spec.direction', message: 'removed in 0.2: its Both meant both ways; delete it, spec.policyTypes says otherwise' },
+  },
+  {
+    description: 'removed direction: any other value',
+    input: spec({ direction: 'both' }),
+    expected: { path: 'spec.direction', message: 'removed in 0.2: write spec.policyTypes (Ingress: traffic to the pod, Egress: traffic from the pod)' },
+  },
   { description: 'sampling oneIn 0', input: spec({ sampling: { oneIn: 0 } }), expected: { path: 'spec.sampling.oneIn', message: 'Too small: expected number to be >=1' } },
   { description: 'negative maxPackets', input: spec({ limits: { maxPackets: -1 } }), expected: { path: 'spec.limits.maxPackets', message: 'Too small: expected number to be >=0' } },
   { description: 'fractional port', input: spec({ filter: { ports: [{ port: 80.5 }] } }), expected: { path: 'spec.filter.ports[0].port', message: 'Invalid input: expected int, received number' } },

@@ -19,7 +19,7 @@ describe('SniffPolicy validation (zod)', () => {
     const parsed = SniffPolicySchema.parse(policy({ collector: { address: '198.18.9.2' } }));
     expect(parsed.spec).toEqual({
       podSelector: {},
-      direction: 'Both',
+      policyTypes: ['Ingress', 'Egress'],
       snapLength: 0,
       collector: { address: '198.18.9.2' },
       tunnel: { protocol: 'Geneve', vni: 0 },

@@ -52,6 +52,16 @@ describe('HTTP API', () => {
     expect(res.status).toBe(expected);
   });
 
+  it.each([
+    { description: "0.1's ingress (sent by the pod): its conversion", input: 'ingress', expected: 'direction=ingress was removed in podtap 0.2: it meant sent by the pod; write direction=out' },
+    { description: "0.1's Egress (sent to the pod): its conversion", input: 'Egress', expected: 'direction=Egress was removed in podtap 0.2: it meant sent to the pod; write direction=in' },
+    { description: 'a prototype key is no word', input: 'constructor', expected: "direction: expected one of both, in, out (from the pod's side)" },
+  ])('the stream refuses direction=$input: $description', async ({ input, expected }) => {
+    const res = await fetch(`${r.base}/stream?direction=${input}`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain(expected);
+  });
+
   it('a rotated token file is read again', async () => {
     const file = join(r.dir, '..', `${r.dir.split('/').pop()}.token`);
     await writeFile(file, 'next-token\n');
@@ -161,8 +171,8 @@ describe('live stream', () => {
     { description: 'by pod', input: '?pod=web-2', expected: ['shop/web-2', 'shop/web-2'] },
     { description: 'by policy', input: '?policy=web-debug&namespace=shop', expected: ['shop/web-1', 'shop/web-1', 'shop/web-2', 'shop/web-2'] },
     { description: 'by another policy', input: '?policy=other', expected: [] },
-    { description: 'by direction: sent by the pods', input: '?direction=ingress', expected: ['shop/web-1', 'shop/web-2'] },
-    { description: 'by direction: sent to the pods', input: '?direction=egress&pod=web-1', expected: ['shop/web-1'] },
+    { description: 'by direction: sent by the pods', input: '?direction=out', expected: ['shop/web-1', 'shop/web-2'] },
+    { description: 'by direction: sent to the pods', input: '?direction=in&pod=web-1', expected: ['shop/web-1'] },
   ])('filters $description', async ({ input, expected }) => {
     const { tshark, abort } = await streamToTshark(r.base, `/stream${input}`, ['-r', '-', '-l', '-n', '-T', 'fields', '-e', 'frame.interface_name', '-e', 'frame.packet_flags_direction']);
     const out = lines(tshark);
@@ -174,6 +184,10 @@ describe('live stream', () => {
     abort();
     await tshark;
     expect(out().map((l) => l.split('\t')[0])).toEqual(expected);
+    // and each packet's flag says so: inbound (1) = to the pod, outbound (2) = from it
+    const flags = new Set(out().map((l) => Number(l.split('\t')[1])));
+    if (input.includes('direction=in')) expect([...flags]).toEqual([1]);
+    if (input.includes('direction=out')) expect([...flags]).toEqual([2]);
   });
 
   it('a reader that stops reading costs it packets, not ingest: counted, bounded, told in a comment', async () => {

@@ -98,6 +98,19 @@ describe('state is bounded per sender and per policy (issue 9)', () => {
     expect(p.router.interfaces().map((i) => i.capture).sort()).toEqual([...Array(3).fill('ns_db'), ...Array(4).fill('ns_web')]);
   });
 
+  it('packets rebuilt per policy are counted for the tunnel check, for a bounded number of policies', () => {
+    const p = memoryPipeline({ mode: 'geneve', limits: { rebuiltPolicies: 2 } });
+    const policy = (name: string) => ({ namespace: 'ns', name, uid: '' });
+    for (const [i, name] of ['web', 'db', 'cache'].entries()) {
+      p.handle(ann({ instance: i + 1, policy: policy(name), interfaces: [{ ifindex: 5, name: 'veth5', pod: { namespace: 'ns', name: 'p' }, directions: ['Ingress'] }] }), SRC);
+      for (let k = 0; k <= i; k++) for (const d of enc(frame(k), { seq: k, instance: i + 1 })) p.handle(d, SRC);
+    }
+    expect(p.stats()).toMatchObject({ rebuilt: 6 });
+    // the third policy is past the bound: not counted, and said so (its check is "not compared", not a false alarm)
+    expect(p.router.rebuiltByPolicy()).toEqual([{ namespace: 'ns', name: 'web', packets: 1 }, { namespace: 'ns', name: 'db', packets: 2 }]);
+    expect(p.router.rebuiltTruncated()).toBe(true);
+  });
+
   it('interfaces are bounded over every sender', () => {
     const p = memoryPipeline({ mode: 'geneve', limits: { interfaces: 5 } });
     for (let k = 0; k < 10; k++) for (const d of enc(frame(k), { seq: 0, cpu: 0, ifindex: 100 + k })) p.handle(d, `198.18.1.${k}`);

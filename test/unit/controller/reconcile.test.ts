@@ -51,7 +51,7 @@ describe('planPolicy: desired assignments', () => {
       nodeName: 'node-b',
       policy: { name: 'web-debug', uid: POLICY_UID, generation: 1 },
       config: {
-        direction: 'Both',
+        hooks: ['ingress', 'egress'],
         filter: { protocols: [], ports: [], cidrs: [], tcpFlags: [] },
         sampling: { oneIn: 1 },
         snapLength: 0,
@@ -126,6 +126,19 @@ describe('planPolicy: desired assignments', () => {
     expect(msg).toContain('spec.filter.ports[0].port: port must be between 1 and 65535');
     expect(msg).toContain('spec.mtu');
     expect(p.status!.observedGeneration).toBe(2);
+  });
+
+  it('a stored policy of podtap 0.1 (spec.direction): InvalidSpec naming the conversion, its captures stopped, not run with a guessed meaning', async () => {
+    const { api, stores, plan } = setup({ ...baseObjects(), policies: [policy({})] });
+    await applyPlan(api, plan());
+    stores.policies.upsert(slimPolicy(policy({ direction: 'Ingress' }, { generation: 2 })));
+    const p = plan();
+    expect(p.outcome).toBe('terminal');
+    expect(summary(p).deletes).toHaveLength(2);
+    expect(ready(p.status)).toEqual(['False', 'InvalidSpec']);
+    expect(p.status!.conditions!.find((c) => c.type === 'Ready')!.message).toBe(
+      'spec.direction: removed in 0.2: its Ingress meant sent by the pod; write spec.policyTypes: [Egress]',
+    );
   });
 
   it('a missing collector Service: CollectorNotFound, running assignments are left alone', async () => {

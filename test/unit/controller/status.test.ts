@@ -103,6 +103,14 @@ const cases: Case[] = [
     expected: { ready: ['False', 'CompileFailed'], degraded: ['True', 'CompileFailed'] },
   },
   {
+    description: 'a program runs before podtap on a tapped veth: ForeignProgramFirst, the program named',
+    input: {
+      nodes: [rep('a', 'Degraded', { reason: 'ForeignProgramFirst', message: 'veth1 (pod web-1) egress: BPF program cil_to_container at preference 1 runs before podtap\'s' }), rep('b', 'Attached')],
+      ...sel(2),
+    },
+    expected: { ready: ['False', 'ForeignProgramFirst'], degraded: ['True', 'ForeignProgramFirst'], nodesReady: 1, degradedMessage: /a \(ForeignProgramFirst: veth1 \(pod web-1\) egress: BPF program cil_to_container/ },
+  },
+  {
     description: 'an interface is missing: InterfaceNotFound',
     input: { nodes: [rep('a', 'Degraded', { reason: 'InterfaceNotFound' })], ...sel(2) },
     expected: { ready: ['False', 'InterfaceNotFound'], degraded: ['True', 'InterfaceNotFound'] },
@@ -176,7 +184,7 @@ describe('aggregateStatus', () => {
       ...sel(4),
       nodes: [
         rep('b', 'Attached', { attachedInterfaces: 2, counters: { mirrored: 10, bytes: 1000, pieces: 3, lost: 1, dropped: { rateLimited: 1 } } }),
-        rep('a', 'Attached', { interfaces: [{ pod: 'p', name: 'veth1', ifindex: 3, directions: ['Ingress'] }], counters: { mirrored: 5, bytes: 500, lost: 2, dropped: { rateLimited: 2, busy: 4 } } }),
+        rep('a', 'Attached', { interfaces: [{ pod: 'p', name: 'veth1', ifindex: 3, policyTypes: ['Ingress'] }], counters: { mirrored: 5, bytes: 500, lost: 2, dropped: { rateLimited: 2, busy: 4 } } }),
       ],
     });
     expect(status).toMatchObject({ packets: 15, bytes: 1500, fragments: 3, lost: 3, attachedInterfaces: 3, dropped: { rateLimited: 3, busy: 4 }, selectedPods: 4, nodesTotal: 2 });

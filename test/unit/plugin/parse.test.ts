@@ -6,7 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { PcapngWriter } from '../../../src/collector/pcapng.ts';
 import { PacketCounter, capturePolicy, selectorFlag, statusLine } from '../../../src/plugin/capture.ts';
+import { parseCaptureDirection } from '../../../src/plugin/direction.ts';
 import { parseFilters } from '../../../src/plugin/filter.ts';
+import { ExitCode } from '../../../src/util/errors.ts';
 import { pattern } from '../wire/frames.ts';
 
 describe('-l', () => {
@@ -42,17 +44,38 @@ describe('--filter', () => {
   });
 });
 
+describe('--direction, from the pod\'s side', () => {
+  it.each([
+    { description: 'in: what the pod receives', input: 'in', expected: ['Ingress'] },
+    { description: 'out: what the pod sends', input: 'out', expected: ['Egress'] },
+    { description: 'both', input: 'both', expected: ['Ingress', 'Egress'] },
+    { description: 'any case', input: 'OUT', expected: ['Egress'] },
+    { description: '0.1\'s Both meant both: still taken', input: 'Both', expected: ['Ingress', 'Egress'] },
+  ])('$description', ({ input, expected }) => {
+    expect(parseCaptureDirection(input)).toEqual(expected);
+  });
+
+  it.each([
+    { description: '0.1\'s Ingress (sent by the pod): its conversion', input: 'Ingress', expected: '--direction Ingress was removed in 0.2: it meant sent by the pod; write --direction out' },
+    { description: '0.1\'s egress (sent to the pod): its conversion', input: 'egress', expected: '--direction egress was removed in 0.2: it meant sent to the pod; write --direction in' },
+    { description: 'anything else: the words', input: 'sideways', expected: '--direction: in, out, both (from the pod\'s side), not "sideways"' },
+    { description: 'a prototype key is not a word', input: 'constructor', expected: '--direction: in, out, both (from the pod\'s side), not "constructor"' },
+  ])('refuses $description', ({ input, expected }) => {
+    expect(() => parseCaptureDirection(input)).toThrow(expect.objectContaining({ message: expected, exitCode: ExitCode.usage }));
+  });
+});
+
 describe('the capture policy', () => {
   const base = {
     name: 'podtap-capture-abc123', namespace: 'shop', selector: {}, pod: 'web-1', filters: [],
-    direction: 'Both' as const, snapLength: 0, duration: '10m', maxPackets: 0, collector: { namespace: 'podtap-system', service: 'podtap-collector' }, target: 'shop/web-1',
+    policyTypes: ['Ingress' as const, 'Egress' as const], snapLength: 0, duration: '10m', maxPackets: 0, collector: { namespace: 'podtap-system', service: 'podtap-collector' }, target: 'shop/web-1',
   };
   it('is a valid SniffPolicy owned by the plugin, bounded in time, pointing at the collector Service', () => {
     const p = capturePolicy(base);
     expect(p).toMatchObject({
       apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy',
       metadata: { name: 'podtap-capture-abc123', namespace: 'shop', labels: { 'app.kubernetes.io/managed-by': 'kubectl-podtap' } },
-      spec: { podSelector: {}, podNames: ['web-1'], direction: 'Both', snapLength: 0, collector: { service: { name: 'podtap-collector', namespace: 'podtap-system' } }, limits: { duration: '10m' } },
+      spec: { podSelector: {}, podNames: ['web-1'], policyTypes: ['Ingress', 'Egress'], snapLength: 0, collector: { service: { name: 'podtap-collector', namespace: 'podtap-system' } }, limits: { duration: '10m' } },
     });
     expect(p.metadata.annotations?.['podtap.io/captured-by']).toMatch(/@.* \(kubectl podtap capture shop\/web-1\)$/);
     expect(capturePolicy({ ...base, maxPackets: 100 }).spec.limits).toMatchObject({ maxPackets: 100 });

@@ -140,7 +140,7 @@ describe('kubectl podtap capture', () => {
     expect(p.spec).toMatchObject({
       podSelector: {},
       podNames: ['web-1'],
-      direction: 'Both',
+      policyTypes: ['Ingress', 'Egress'],
       collector: { service: { name: 'podtap-collector', namespace: 'podtap-system' } },
       limits: { duration: '10m' },
     });
@@ -165,14 +165,14 @@ describe('kubectl podtap capture', () => {
     out.on('data', (d: Buffer) => bytes.push(d));
     const x = io({ stdout: out });
     const run = kubectlPodtap(
-      ['capture', '-n', NS, '-l', 'app=web,tier notin (db)', '--filter', 'proto=tcp,udp', '--filter', 'port=443,8000-8100', '--direction', 'ingress', '--snaplen', '128', '--for', '3s', '-o', '-', ...KC()],
+      ['capture', '-n', NS, '-l', 'app=web,tier notin (db)', '--filter', 'proto=tcp,udp', '--filter', 'port=443,8000-8100', '--direction', 'in', '--snaplen', '128', '--for', '3s', '-o', '-', ...KC()],
       x,
     );
     await until(async () => (await policies()).length === 1, 'the policy');
     const p = (await policies())[0]!;
     expect(p.spec).toMatchObject({
       podSelector: { matchLabels: { app: 'web' }, matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['db'] }] },
-      direction: 'Ingress',
+      policyTypes: ['Ingress'],
       snapLength: 128,
       filter: { protocols: ['TCP', 'UDP'], ports: [{ port: 443 }, { port: 8000, endPort: 8100 }] },
     });
@@ -283,6 +283,32 @@ describe('kubectl podtap list, fetch, status', () => {
     expect(x.out()).toMatch(/collector: received \d+ datagrams, rebuilt \d+ packets, written \d+, lost 0, malformed 0, kernel dropped 0, write dropped 0; \d+ files/);
     await client.delete(PodtapResources.sniffPolicies, NS, 'web-debug');
   });
+
+  // the agents' mirrored count is the policy's status (as the controller sums it); the
+  // collector's rebuilt count is real: 4 frames sent through its socket for the policy
+  it.each([
+    { description: 'every mirrored packet rebuilt: ok', input: { name: 'tunnel-ok', mirrored: 4 }, expected: /^tunnel: ok — the agents mirrored 4 packets, the collector rebuilt 4$/m },
+    {
+      description: 'fewer rebuilt than mirrored: losing, how many',
+      input: { name: 'tunnel-losing', mirrored: 7 },
+      expected: /^tunnel: LOSING — the agents mirrored 7 packets, the collector rebuilt 4: 3 left the nodes and never arrived whole/m,
+    },
+  ])('status NAME compares mirrored with rebuilt end to end: $description', async ({ input, expected }) => {
+    await client.create(PodtapResources.sniffPolicies, {
+      apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', metadata: { name: input.name, namespace: NS },
+      spec: { collector: { service: { name: 'podtap-collector', namespace: 'podtap-system' } } },
+    } as KubeObject);
+    await client.patchStatus(PodtapResources.sniffPolicies, NS, input.name, { status: { packets: input.mirrored, startTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') } });
+    await traffic(input.name, 4, [{ ifindex: 41 + input.mirrored, pod: 'web-1' }]);
+    await until(async () => {
+      const s = (await (await fetch(`http://127.0.0.1:${collector.http!.port}/api/v1/status`, { headers: { Authorization: `Bearer ${API_TOKEN}` } })).json()) as { policies: { name: string; packets: number }[] };
+      return s.policies.find((p) => p.name === input.name)?.packets === 4;
+    }, 'the collector to rebuild the 4 packets');
+    const x = io();
+    expect(await kubectlPodtap(['status', '-n', NS, input.name, ...KC()], x)).toBe(0);
+    expect(x.out()).toMatch(expected);
+    await client.delete(PodtapResources.sniffPolicies, NS, input.name);
+  });
 });
 
 describe('the kubectl-podtap executable under the real kubectl', () => {
@@ -313,6 +339,6 @@ describe('the kubectl-podtap executable under the real kubectl', () => {
   it('exit codes: usage 2', async () => {
     const r = await execa(NODE, ['src/cli/kubectl-podtap.ts', 'capture', '--direction', 'sideways', 'x'], { reject: false, env: { KUBECONFIG: kubeconfig } });
     expect(r.exitCode).toBe(2);
-    expect(String(r.stderr)).toMatch(/--direction: Ingress, Egress, Both/);
+    expect(String(r.stderr)).toMatch(/--direction: in, out, both \(from the pod's side\), not "sideways"/);
   });
 });
