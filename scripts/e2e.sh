@@ -44,6 +44,9 @@ NETNS=/run/netns/podtap-node
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/podtap-e2e.XXXXXXXXXX")
 TCPDUMP_PID=
 TAIL_PID=
+# true once this run starts the cluster: stopped while waiting for another
+# run's lock, it must not take that run's cluster down
+CLUSTER_OURS=false
 
 log() { printf '%s e2e[%s]: %s\n' "$(date +%H:%M:%S)" "${LAYOUT:-}" "$*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }
@@ -67,8 +70,8 @@ cleanup() {
   local rc=$?
   if [ -n "$TCPDUMP_PID" ]; then kill "$TCPDUMP_PID" 2>/dev/null || true; fi
   if [ -n "$TAIL_PID" ]; then kill "$TAIL_PID" 2>/dev/null || true; fi
-  if [ "$rc" -ne 0 ]; then diagnostics; fi
-  if ! $keep || [ "$rc" -eq 0 ]; then scripts/cluster.sh down || rc=1; fi
+  if $CLUSTER_OURS && [ "$rc" -ne 0 ]; then diagnostics; fi
+  if $CLUSTER_OURS && { ! $keep || [ "$rc" -eq 0 ]; }; then scripts/cluster.sh down || rc=1; fi
   rm -rf "$WORK"
   exit "$rc"
 }
@@ -326,6 +329,7 @@ for l in "${layouts[@]}"; do
 done
 STARTED=$SECONDS
 log "cluster up (${layouts[0]} layout)"
+CLUSTER_OURS=true
 scripts/cluster.sh up --layout "${layouts[0]}"
 log "cluster up after $((SECONDS - STARTED)) s"
 full=true

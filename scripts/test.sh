@@ -3,16 +3,14 @@
 # Needs root (BPF, tc, network namespaces); installs what it needs first.
 #   scripts/test.sh          everything: unit, k8s (real kube-apiserver), kernel
 #                            tests, then scripts/e2e.sh on the real cluster, then
-#                            the kernel matrix (scripts/kernel-matrix.sh: the
-#                            kernel tests on Debian's 5.10, 6.1 and 6.12 under
-#                            qemu and on this kernel)
+#                            the data plane's kernel tests on Debian's 5.10 under
+#                            qemu (scripts/kernel-matrix.sh --kernels 5.10)
 #   scripts/test.sh ARGS     vitest with ARGS only (a subset: no e2e, no matrix)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 full=true
 [ $# -eq 0 ] || full=false
-phase_t0=$SECONDS
-phase() { echo "test: $1 took $((SECONDS - phase_t0)) s" >&2; phase_t0=$SECONDS; }
+phase() { echo "$(date +%H:%M:%S) test: $1 took $((SECONDS - phase_t0)) s" >&2; phase_t0=$SECONDS; }
 if [ "$(id -u)" -ne 0 ]; then
   echo "test: the suite needs root (BPF programs, tc, network namespaces)" >&2
   exit 1
@@ -26,6 +24,9 @@ if ! flock -n 9; then
   echo "test: another podtap suite runs on this machine; waiting for it" >&2
   flock 9
 fi
+# the clock starts once the lock is ours: the phases' times are the suite's own
+suite_t0=$SECONDS
+phase_t0=$SECONDS
 if $full; then scripts/setup.sh --cluster --kernel-matrix; else scripts/setup.sh; fi
 npm exec -- tsc -p tsconfig.json --noEmit
 # The container image, built from the Dockerfile's steps in a debootstrap root
@@ -72,12 +73,18 @@ if $full; then
     rc=1
   fi
   phase "e2e on the real cluster (both layouts)"
-  # outside the private namespace (it downloads the kernels; its guests have
-  # no network device at all), with this suite's lock, which it inherits
-  if ! PODTAP_SUITE_LOCK_HELD=1 scripts/kernel-matrix.sh; then
+  # outside the private namespace (it downloads the kernel; its guest has no
+  # network device at all), with this suite's lock, which it inherits. The
+  # oldest kernel only: it takes every fallback variant (bounded loop, spin
+  # lock, probe read, XDP without frags) where vitest's kernel project above
+  # took every newest one on this kernel; 6.1 and 6.12 add ~10 min each under
+  # TCG, which the 90-minute CI cannot afford on 2 cores beside the cold Go
+  # builds. The whole matrix: scripts/kernel-matrix.sh (before a release).
+  if ! PODTAP_SUITE_LOCK_HELD=1 scripts/kernel-matrix.sh --kernels 5.10; then
     echo "test: the kernel matrix failed: above, the kernels and tests that did" >&2
     rc=1
   fi
   phase "kernel matrix"
 fi
+echo "test: the suite took $((SECONDS - suite_t0)) s in all (rc $rc)" >&2
 exit "$rc"

@@ -20,7 +20,7 @@ const CACHE = process.env.PODTAP_KERNEL_CACHE ?? '/var/tmp/podtap-kernels';
 export const RECORD = join(REPO, 'docs/kernel-matrix.json');
 const HOST = 'host';
 
-const HELP = `Usage: scripts/kernel-matrix.sh [--kernels LIST] [--write] [--refresh] [--verbose]
+const HELP = `Usage: scripts/kernel-matrix.sh [--kernels LIST | --qemu-only] [--write] [--refresh] [--verbose]
        scripts/kernel-matrix.sh --readme
 
 Runs the data plane's kernel tests (${MATRIX_TESTS}) on Debian's cloud
@@ -33,6 +33,8 @@ and test that failed.
 
 Options:
   --kernels LIST  comma-separated, of ${[HOST, ...DEBIAN_KERNELS.map((k) => k.id)].join(', ')} (default: all)
+  --qemu-only     the qemu kernels only (scripts/test.sh: its vitest run has just
+                  run the same tests on this machine's kernel)
   --write         keep this run in docs/kernel-matrix.json and the README's table
                   (needs every kernel and every test passed)
   --refresh       ask the archive for newer kernel packages first
@@ -46,6 +48,7 @@ Needs root, and the packages of scripts/setup.sh --kernel-matrix.`;
 const { values } = parseArgs({
   options: {
     kernels: { type: 'string' },
+    'qemu-only': { type: 'boolean' },
     write: { type: 'boolean' },
     refresh: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
@@ -65,7 +68,11 @@ if (values.readme) {
   process.exit(0);
 }
 const known = [HOST, ...DEBIAN_KERNELS.map((k) => k.id)];
-const ids = values.kernels ? values.kernels.split(',').map((s) => s.trim()).filter(Boolean) : known;
+if (values.kernels && values['qemu-only']) {
+  console.error('kernel-matrix: --kernels and --qemu-only exclude each other');
+  process.exit(2);
+}
+const ids = values.kernels ? values.kernels.split(',').map((s) => s.trim()).filter(Boolean) : known.filter((k) => !(values['qemu-only'] && k === HOST));
 const unknown = ids.filter((i) => !known.includes(i));
 if (unknown.length) {
   console.error(`kernel-matrix: unknown kernel ${unknown.join(', ')} (known: ${known.join(', ')})`);

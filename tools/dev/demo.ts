@@ -1,7 +1,7 @@
 /**
  * `podtap demo`: the whole product on this machine, in a minute. A node with
  * three pods and a collector in network namespaces, the embedded Kubernetes
- * API, the controller, the node agent and the collector as real processes;
+ * API (--real: the upstream kube-apiserver and etcd), the controller, the node agent and the collector as real processes;
  * then `kubectl apply -f examples/sniffpolicy.yaml`, traffic, the policy's
  * status as kubectl shows it, and the capture read back by tshark.
  */
@@ -11,7 +11,8 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
-import { Lab } from '../../test/lab/cluster.ts';
+import { startApiServer } from '../../test/helpers/apiserver.ts';
+import { Lab, type LabApi } from '../../test/lab/cluster.ts';
 import { inNs } from '../../test/lab/netns.ts';
 import { requireRoot, requireTools } from '../../src/datapath/tools.ts';
 import { sniffPolicies } from '../../src/api/index.ts';
@@ -20,24 +21,39 @@ import { silentLogger } from '../../src/util/log.ts';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/sniffpolicy.yaml', import.meta.url));
 
-const HELP = `Usage: podtap demo [--keep] [--out DIR] [--api-port N]
+const HELP = `Usage: podtap demo [--real] [--keep] [--out DIR] [--api-port N]
 
 Runs podtap end to end on this machine (root; nothing leaves it):
   - a "node" with three pods (demo/web-1, demo/web-2 with app=web, demo/db-1)
     and a collector, each in its own network namespace;
-  - the embedded Kubernetes API (a development stand-in, not a cluster), the
-    controller, the node agent and the collector as real processes;
+  - the embedded Kubernetes API (a development stand-in, not a cluster; with
+    --real the upstream kube-apiserver and etcd instead), the controller, the
+    node agent and the collector as real processes;
   - kubectl apply -f examples/sniffpolicy.yaml (captures the app=web pods);
   - a TCP transfer, large pings and a 64 KB UDP datagram between the pods;
   - kubectl get sniffpolicies, the pcapng file, and tshark's summary of it.
 Everything is removed at the end or on Ctrl-C.
 
 Options:
+  --real        the upstream kube-apiserver and etcd (TLS, RBAC, admission)
+                instead of the embedded stand-in: the same story on the
+                reference API (scripts/demo.sh --real builds them first: cold
+                ~22 min, then cached)
   --keep        leave it running and print the KUBECONFIG to use with kubectl
                 (Ctrl-C removes everything)
   --out DIR     where the collector writes (default ./captures)
-  --api-port N  port of the embedded API (default: any free port)
+  --api-port N  port of the embedded API (default: any free port; not with --real)
   --help        this text`;
+
+/** The real kube-apiserver and etcd (the test suite's: TLS, RBAC, admission) on @host. */
+async function realApi(host: string): Promise<LabApi> {
+  const api = await startApiServer({ address: host }).catch((err: unknown) => {
+    throw new UserError(`the real kube-apiserver did not start: ${errorMessage(err)}`, {
+      exitCode: ExitCode.missingTool, hint: 'run scripts/demo.sh --real (it builds kube-apiserver and etcd first), or scripts/cluster/build.sh kube', cause: err,
+    });
+  });
+  return { url: api.url, kubeconfig: api.kubeconfig, close: () => api.stop() };
+}
 
 function step(msg: string): void {
   console.log(`\n\x1b[1m==> ${msg}\x1b[0m`);
@@ -54,7 +70,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: { keep: { type: 'boolean' }, out: { type: 'string', default: 'captures' }, 'api-port': { type: 'string', default: '0' }, help: { type: 'boolean', short: 'h' } },
+      options: { real: { type: 'boolean' }, keep: { type: 'boolean' }, out: { type: 'string', default: 'captures' }, 'api-port': { type: 'string', default: '0' }, help: { type: 'boolean', short: 'h' } },
     }));
   } catch (err) {
     throw new UserError(errorMessage(err), { exitCode: ExitCode.usage, hint: 'see podtap demo --help' });
@@ -62,6 +78,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
   if (values.help) {
     console.log(HELP);
     return ExitCode.ok;
+  }
+  if (values.real && values['api-port'] !== '0') {
+    throw new UserError('--api-port sets the embedded API\'s port; --real starts kube-apiserver on ports of its own', { exitCode: ExitCode.usage, hint: 'leave out --api-port' });
   }
   requireRoot('podtap demo');
   await requireTools();
@@ -73,9 +92,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const out = resolve(values.out);
   await mkdir(out, { recursive: true });
 
-  step('Building a node with three pods and a collector in network namespaces');
+  step(`Building a node with three pods and a collector in network namespaces${values.real ? ', and starting kube-apiserver and etcd' : ''}`);
   const lab = await Lab.start({
     apiPort: Number(values['api-port']),
+    ...(values.real ? { api: realApi } : {}),
     logger: silentLogger,
     pods: [
       { namespace: 'demo', name: 'web-1', labels: { app: 'web' } },
@@ -92,7 +112,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
   try {
     for (const p of lab.pods) console.log(`  pod ${p.namespace}/${p.name.padEnd(6)} ${p.ip4.padEnd(13)} host veth ${p.hostIf}  labels ${JSON.stringify(p.labels)}`);
     console.log(`  collector        ${lab.topo.collector.ip4.padEnd(13)} behind the node's uplink (MTU 1500)`);
-    console.log(`  embedded Kubernetes API at ${lab.api.url} (a development stand-in, not a cluster)`);
+    console.log(values.real
+      ? `  kube-apiserver ${(await lab.client.request<{ gitVersion?: string }>('GET', '/version')).gitVersion ?? ''} and etcd at ${lab.api.url} (TLS, RBAC, admission: the reference API)`
+      : `  embedded Kubernetes API at ${lab.api.url} (a development stand-in, not a cluster)`);
 
     step('Starting the collector, the controller and the node agent');
     const collector = lab.startCollector(out);

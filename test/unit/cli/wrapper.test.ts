@@ -33,6 +33,12 @@ describe('scripts/podtap', () => {
     expect(r.stdout).toContain(await expected());
   });
 
+  it('podtap demo --real --api-port: refused, naming both (the real API server picks its own ports)', async () => {
+    const r = await execa(join(bin, 'podtap'), ['demo', '--real', '--api-port', '8080'], { env: { PATH }, extendEnv: false, reject: false });
+    expect(r.exitCode, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/--api-port .*--real/);
+  });
+
   it('says what to run when there is no Node 24 at all', async () => {
     // a copy of the wrapper outside the repository (no node_modules/.bin/node
     // beside it), and on PATH only a node that says it is 20
