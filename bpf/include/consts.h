@@ -194,6 +194,13 @@
 #ifndef PT_SLOTS
 #define PT_SLOTS 16
 #endif
+
+/* Stash slots a large frame tries before it is cut here (or, with an
+ * offloaded checksum, lost as noSlot): 4 of the 15 ring slots, each try one
+ * spin-locked map lookup, paid only while the slots tried are busy. */
+#ifndef PT_CLAIM_TRIES
+#define PT_CLAIM_TRIES 4
+#endif
 /* Frames up to this size without an offloaded checksum are cut at once in the
  * tunnel program: their buffer is small anyway, and a burst of pod-made
  * fragments must not wait for a slot. Larger ones, and every frame whose

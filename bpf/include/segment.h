@@ -83,8 +83,15 @@ static __always_inline int pt_send_whole(struct __sk_buff *skb, struct pt_work *
 			__u64 start = st.start;
 			__u16 field;
 
+			/* two tests with a barrier between: clang would merge
+			 * them into one unsigned (start - 2) > MAX - 2, whose
+			 * bound on start itself the 5.10 and 6.1 verifiers
+			 * cannot derive ("R3 min value is outside of the allowed
+			 * memory range", kernel matrix, 6.1.176) */
+			if (start > PT_PREFIX_MAX)
+				return 0;
 			barrier_var(start);
-			if (start < 2 || start > PT_PREFIX_MAX)
+			if (start < 2)
 				return 0;
 			if (bpf_skb_load_bytes(skb, 0, w->prefix, start))
 				return 0;
