@@ -111,8 +111,9 @@ async function withSession<T>(topo: Topology, id: string, spec: Record<string, u
   try {
     const policy = SniffPolicySpecSchema.parse({ ...spec, collector: { address: topo.collector.ip4 } });
     await session.apply(captureConfig(policy, { address: topo.collector.ip4, port: collectorPort(policy) }));
-    // direction Ingress: what the pod sends, which the host-side veth receives
-    for (const i of ifaces) await session.attach(i, spec.direction === 'Ingress' ? ['ingress'] : ['ingress', 'egress']);
+    // policyTypes [Egress]: what the pod sends, which the host-side veth receives
+    const egressOnly = JSON.stringify(spec.policyTypes) === JSON.stringify(['Egress']);
+    for (const i of ifaces) await session.attach(i, egressOnly ? ['ingress'] : ['ingress', 'egress']);
     return await fn(session);
   } finally {
     await session.destroy();
@@ -131,7 +132,7 @@ async function runTimes(uplinkMtu: number): Promise<Record<string, number>> {
       await withSession(topo, 'bench-nomatch', { filter: { ports: [{ port: 1 }] } }, [p1.hostIf], async (s) => {
         out.tapNonMatchingNs = (await timed(s, ['pt_tap_ingress'], () => flood(56, 20_000))).ns.pt_tap_ingress!;
       });
-      await withSession(topo, 'bench-match', { direction: 'Ingress' }, [p1.hostIf], async (s) => {
+      await withSession(topo, 'bench-match', { policyTypes: ['Egress'] }, [p1.hostIf], async (s) => {
         const small = await timed(s, ['pt_tap_ingress', 'pt_tunnel'], () => flood(56, 20_000));
         out.tapMatchingNs = small.ns.pt_tap_ingress!;
         out.tunnelSmallNs = small.ns.pt_tunnel!;
@@ -142,7 +143,7 @@ async function runTimes(uplinkMtu: number): Promise<Record<string, number>> {
       // their checksum offloaded (a pod with TSO and GSO off)
       const tcp = (secs: number) => iperf(p2.ns, p2.ip4, p1.ns, secs, ['-b', '2G']);
       for (const mode of ['Segment', 'Fragment'] as const) {
-        await withSession(topo, `bench-tcp-${mode.toLowerCase()}`, { direction: 'Ingress', filter: { protocols: ['TCP'] }, tunnel: { largeFrames: mode } }, [p1.hostIf], async (s) => {
+        await withSession(topo, `bench-tcp-${mode.toLowerCase()}`, { policyTypes: ['Egress'], filter: { protocols: ['TCP'] }, tunnel: { largeFrames: mode } }, [p1.hostIf], async (s) => {
           const t = await timed(s, ['pt_tunnel', 'pt_emit'], () => tcp(3));
           out[`tcp${mode}FrameBytes`] = t.counters.tunnelIn.bytes / Math.max(1, t.counters.tunnelIn.packets);
           out[`tunnelTcp${mode}Ns`] = t.ns.pt_tunnel! + (t.ns.pt_emit || 0);
@@ -151,7 +152,7 @@ async function runTimes(uplinkMtu: number): Promise<Record<string, number>> {
         });
       }
       await inNs(p1.ns, 'ethtool', ['-K', 'eth0', 'tso', 'off', 'gso', 'off']);
-      await withSession(topo, 'bench-tcp-small', { direction: 'Ingress', filter: { protocols: ['TCP'] } }, [p1.hostIf], async (s) => {
+      await withSession(topo, 'bench-tcp-small', { policyTypes: ['Egress'], filter: { protocols: ['TCP'] } }, [p1.hostIf], async (s) => {
         const t = await timed(s, ['pt_tunnel'], () => tcp(2));
         out.tcpSmallFrameBytes = t.counters.tunnelIn.bytes / Math.max(1, t.counters.tunnelIn.packets);
         out.tunnelTcp1448PartialNs = t.ns.pt_tunnel!;
@@ -164,7 +165,7 @@ async function runTimes(uplinkMtu: number): Promise<Record<string, number>> {
     const big = await createTopology({ pods: 2, podMtu: 65535, uplinkMtu });
     try {
       const [p1, p2] = big.pods as [Pod, Pod];
-      await withSession(big, 'bench-big', { direction: 'Ingress' }, [p1.hostIf], async (s) => {
+      await withSession(big, 'bench-big', { policyTypes: ['Egress'] }, [p1.hostIf], async (s) => {
         const t = await timed(s, ['pt_tunnel', 'pt_emit'], () => inNs(p1.ns, 'ping', ['-q', '-c', '500', '-i', '0.002', '-s', '65000', p2.ip4]));
         out.tunnel64kStashNs = t.ns.pt_tunnel!;
         out.tunnel64kEmitNs = t.ns.pt_emit!;

@@ -94,7 +94,7 @@ for n in (64, 1400, 8000):
   it('gives frames cut on different CPUs different IPv4 identifications', async () => {
     topo = await createTopology({ pods: 2, podMtu: 65535 });
     const [p1, p2] = topo.pods as [Pod, Pod];
-    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, direction: 'Ingress', filter: { protocols: ['ICMP'] } }, [p1.hostIf], { name: topo.prefix });
+    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, policyTypes: ['Egress'], filter: { protocols: ['ICMP'] } }, [p1.hostIf], { name: topo.prefix });
     const wire = await startTcpdump(topo.collector.ns, 'eth0', `${run.dir}/wire.pcap`, ['udp', 'port', '6081']);
     // the tap runs on the sending CPU: 4200 frames cut on CPU 0, 300 on CPU 1
     // (numbered per CPU, so the old seq ^ (cpu << 12) collided here)
@@ -124,7 +124,7 @@ for n in (64, 1400, 8000):
   it('spreads flows over outer source ports (entropy), each flow on one', async () => {
     topo = await createTopology({ pods: 2 });
     const [p1, p2] = topo.pods as [Pod, Pod];
-    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, direction: 'Ingress', filter: { protocols: ['TCP'] } }, [p1.hostIf], { name: topo.prefix });
+    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, policyTypes: ['Egress'], filter: { protocols: ['TCP'] } }, [p1.hostIf], { name: topo.prefix });
     const wire = await startTcpdump(topo.collector.ns, 'eth0', `${run.dir}/wire.pcap`, ['udp', 'port', '6081']);
     const server = execa('nsenter', [`--net=/run/netns/${p2.ns}`, 'iperf3', '-s', '-1', '-p', '5305'], { reject: false });
     await sleep(300);
@@ -184,7 +184,7 @@ for n in (64, 1400, 8000):
   it("cuts each CPU's large frames on that CPU (a capture-device queue per CPU)", async () => {
     topo = await createTopology({ pods: 2, podMtu: 65535 });
     const [p1, p2] = topo.pods as [Pod, Pod];
-    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, direction: 'Ingress', filter: { protocols: ['UDP'] } }, [p1.hostIf], { name: topo.prefix });
+    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, policyTypes: ['Egress'], filter: { protocols: ['UDP'] } }, [p1.hostIf], { name: topo.prefix });
     const maps = await sessionMaps(topo.prefix);
     const send = (cpu: number) =>
       execa('nsenter', [`--net=/run/netns/${p1.ns}`, 'taskset', '-c', String(cpu), `${process.cwd()}/node_modules/.bin/node`, '--input-type=module', '-e', `
@@ -210,7 +210,7 @@ for n in (64, 1400, 8000):
   it('never lets a late carrier cut the frame that took over its slot', async () => {
     topo = await createTopology({ pods: 2, podMtu: 65535 });
     const [p1, p2] = topo.pods as [Pod, Pod];
-    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, direction: 'Ingress', filter: { protocols: ['ICMP'] } }, [p1.hostIf], { name: topo.prefix });
+    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, policyTypes: ['Egress'], filter: { protocols: ['ICMP'] } }, [p1.hostIf], { name: topo.prefix });
     const maps = await sessionMaps(topo.prefix);
     const cap = (await inNs(topo.node, 'ip', ['-o', 'link', 'show'])).split('\n').map((l) => /^\d+: (ptc[a-z0-9]+)@/.exec(l)?.[1]).find(Boolean)!;
     // carriers now queue at 20 kbit/s (~100 ms each) to cross the capture

@@ -89,7 +89,7 @@ describe('VXLAN to a Linux VXLAN device, the uplink computing checksums in softw
         const decoded = await startTcpdump(topo.collector.ns, 'vx0', `${dir}/decoded.pcap`, ['-Q', 'in']);
         const wire = await startTcpdump(topo.collector.ns, 'eth0', `${dir}/wire.pcap`, ['udp', 'port', '4789']);
         const truth = await startTcpdump(topo.node, p1.hostIf, `${dir}/truth.pcap`, ['-Q', 'in']);
-        await writeFile(`${dir}/policy.yaml`, policyYaml({ collector: { address: local, port: 4789 }, tunnel: { protocol: 'VXLAN', vni: 4242 }, direction: 'Ingress' }, topo.prefix));
+        await writeFile(`${dir}/policy.yaml`, policyYaml({ collector: { address: local, port: 4789 }, tunnel: { protocol: 'VXLAN', vni: 4242 }, policyTypes: ['Egress'] }, topo.prefix));
         const sniff = podtap(topo.node, ['sniff', '--policy', `${dir}/policy.yaml`, '--iface', p1.hostIf, '--quiet']);
         running = sniff;
         await waitForLine(sniff, /podtap: tapping/, 60_000);

@@ -95,7 +95,7 @@ describe('TCP super-packets, segmented by the kernel, read by tshark', () => {
   beforeAll(async () => {
     topo = await createTopology({ pods: 2 });
     const [p1, p2] = topo.pods as [Topology['pods'][0], Topology['pods'][0]];
-    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, direction: 'Ingress', filter: { protocols: ['TCP'] } }, [p1.hostIf], { name: topo.prefix });
+    const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, policyTypes: ['Egress'], filter: { protocols: ['TCP'] } }, [p1.hostIf], { name: topo.prefix });
     dir = run.dir;
     // a veth passes UDP-tunnel GSO packets on whole (as a NIC with
     // UDP-tunnel segmentation does, cutting them on the wire): without that
