@@ -71,8 +71,8 @@ describe('kubectl against the embedded API', () => {
     expect(r.out.split('\n')[0]).toMatch(/^NAME\s+READY\s+PODS\s+NODES\s+PACKETS\s+LOST\s+AGE$/);
     expect(r.out).toMatch(/web-debug/);
     const wide = await kubectl(['get', 'sniff', '-n', 'demo', '-o', 'wide']);
-    expect(wide.out.split('\n')[0]).toMatch(/REASON\s+TUNNEL\s+DIRECTION\s+COLLECTOR/);
-    expect(wide.out).toMatch(/web-debug\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+Geneve\s+Both\s+198\.18\.9\.2/);
+    expect(wide.out.split('\n')[0]).toMatch(/REASON\s+TUNNEL\s+TYPES\s+COLLECTOR/);
+    expect(wide.out).toMatch(/web-debug\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+Geneve\s+\["Ingress","Egress"\]\s+198\.18\.9\.2/);
   });
 
   it('reports a selector that matches nothing as a condition, and describe shows it with its event', async () => {
