@@ -441,7 +441,7 @@ int pt_tunnel(struct __sk_buff *skb)
 		/* the next slots of the ring, PT_CLAIM_TRIES of them: one busy
 		 * slot is not every slot busy (under qemu's TCG, where a
 		 * carrier takes milliseconds, a single try lost a frame as
-		 * noSlot in 1 of ~100 on 6.1) */
+		 * noSlot: 1 of 119 and 1 of 100 frames in two captures on 6.1.176) */
 #pragma unroll
 		for (int i = 0; i < PT_CLAIM_TRIES && !gen; i++) {
 			k = 1 + state->ring % (PT_SLOTS - 1);

@@ -77,7 +77,7 @@ if $full; then
   # network device at all), with this suite's lock, which it inherits. The
   # oldest kernel only: it takes every fallback variant (bounded loop, spin
   # lock, probe read, XDP without frags) where vitest's kernel project above
-  # took every newest one on this kernel; 6.1 and 6.12 add ~10 min each under
+  # took every newest one on this kernel; 6.1 and 6.12 add 4.6-6.2 min each under
   # TCG, which the 90-minute CI cannot afford on 2 cores beside the cold Go
   # builds. The whole matrix: scripts/kernel-matrix.sh (before a release).
   if ! PODTAP_SUITE_LOCK_HELD=1 scripts/kernel-matrix.sh --kernels 5.10; then
