@@ -102,6 +102,8 @@ export async function loadMarks(pinRoot: string): Promise<{
   set: string;
   count: string;
   want(mark: number): Promise<void>;
+  /** count only UDP packets to this port */
+  onlyUdpTo(port: number): Promise<void>;
   read(): Promise<{ zero: number; other: number; bits: number; changed: number }>;
 }> {
   await loadTestProgram('marks', pinRoot);
@@ -112,6 +114,9 @@ export async function loadMarks(pinRoot: string): Promise<{
     count: `${pinRoot}/mark_count`,
     async want(mark) {
       await execa('bpftool', ['map', 'update', 'pinned', map, 'key', '0', '0', '0', '0', 'value', ...le64(mark)]);
+    },
+    async onlyUdpTo(port) {
+      await execa('bpftool', ['map', 'update', 'pinned', map, 'key', '5', '0', '0', '0', 'value', ...le64(port)]);
     },
     async read() {
       const rows = JSON.parse((await execa('bpftool', ['-j', 'map', 'dump', 'pinned', map])).stdout) as { formatted?: { key: number; value: number } }[];

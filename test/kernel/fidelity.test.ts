@@ -9,6 +9,7 @@ import type { SniffPolicy } from '../../src/api/index.ts';
 import { PIN_ROOT } from '../../src/datapath/session.ts';
 import { sessionIdFor } from '../../src/sniff/sniff.ts';
 import { readCounters } from '../../src/datapath/bpftool.ts';
+import { TUNNELS } from '../../src/wire/sizes.ts';
 import { loadMarks, loadVlanTagger, removePins, testPinRoot } from '../helpers/bpf.ts';
 import { compareCapture, startTcpdump } from '../helpers/capture.ts';
 import { startCapture } from '../helpers/harness.ts';
@@ -168,6 +169,8 @@ for n in (64, 1400, 8000):
     const uplink = testPinRoot();
     pins.push(uplink);
     const out = await loadMarks(uplink);
+    // the tunnel's packets, not the node's own (its MLD reports read 0xd4)
+    await out.onlyUdpTo(TUNNELS.Geneve.port);
     await inNs(topo.node, 'tc', ['filter', 'add', 'dev', 'up0', 'egress', 'pref', '1', 'bpf', 'da', 'object-pinned', out.count]);
     for (const size of [56, 8000]) expect((await ping(p1.ns, p2.ip4, { size, count: 3 })).received).toBe(3);
     await sleep(300);
