@@ -438,15 +438,14 @@ int pt_tunnel(struct __sk_buff *skb)
 		__u32 k = 0;
 		struct pt_work *rw;
 
-		/* the next slots of the ring, PT_CLAIM_TRIES of them: one busy
-		 * slot is not every slot busy (under qemu's TCG, where a
-		 * carrier takes milliseconds, a single try lost a frame as
-		 * noSlot: 1 of 119 and 1 of 100 frames in two captures on 6.1.176) */
-#pragma unroll
+		/* the next slots of this CPU's ring, then of the next CPU's
+		 * (consts.h: PT_CLAIM_TRIES) */
 		for (int i = 0; i < PT_CLAIM_TRIES && !gen; i++) {
-			k = 1 + state->ring % (PT_SLOTS - 1);
+			__u32 c = i < PT_SLOTS - 1 ? cpu : (cpu + 1) % PT_NR_CPUS;
+
+			k = c * PT_SLOTS + 1 + state->ring % (PT_SLOTS - 1);
 			state->ring++;
-			gen = pt_slot_claim(cpu * PT_SLOTS + k, now, &reclaimed);
+			gen = pt_slot_claim(k, now, &reclaimed);
 		}
 		if (!gen && partial) {
 			/* every slot waiting, and only a carrier can rid this frame
@@ -458,8 +457,8 @@ int pt_tunnel(struct __sk_buff *skb)
 			/* every slot waiting: cut this one here, at a higher cost */
 			pt_count(PT_C_SLOT_BUSY, len);
 		} else {
-			slot = k;
-			key = cpu * PT_SLOTS + slot;
+			key = k;
+			slot = k % PT_SLOTS;
 			rw = bpf_map_lookup_elem(&pt_work, &key);
 			if (!rw) {
 				reason = PT_C_SHAPE_ERR;
