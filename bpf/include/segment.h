@@ -228,6 +228,16 @@ static __always_inline int pt_send_segmented(struct __sk_buff *skb, struct pt_wo
 	mss = PT_PIECE_MAX - sg.hdr;
 	if (mss < 64 || mss > PT_PIECE_MAX)
 		return 0;
+	/* ...but a GSO packet must stay more than one segment: tcp_gso_segment()
+	 * refuses (-EINVAL) one whose payload is not above its GSO size, and
+	 * validate_xmit_skb() then drops it. Where the uplink's MTU is above the
+	 * pod's (9000 and 1500), a super-packet of a few pod segments fits one
+	 * uplink segment: it keeps the pod's own GSO size, smaller than its
+	 * payload and than mss (so each segment still fits). Without this, 264
+	 * of 55,982 frames (0.5 %) were lost as redirectError in 4 s of iperf3
+	 * through a 9000-byte uplink (skb:kfree_skb at validate_xmit_skb). */
+	if (len - sg.hdr <= mss)
+		mss = skb->gso_size;
 	pt_outer_lengths(o, len);
 #if PT_TUNNEL == PT_TUN_GENEVE
 	o->meta.flags |= PT_F_FRAG;

@@ -117,11 +117,15 @@ describe('robustness', () => {
   });
 
   for (const variant of [
-    { description: 'outer IPv6 (software UDP checksums and steered offloads)', collector: 'ip6', uplinkMtu: 1500 },
-    { description: 'a 9000-byte uplink MTU', collector: 'ip4', uplinkMtu: 9000 },
+    { description: 'outer IPv6 (software UDP checksums and steered offloads)', collector: 'ip6', uplinkMtu: 1500, podMtu: 65535 },
+    { description: 'a 9000-byte uplink MTU', collector: 'ip4', uplinkMtu: 9000, podMtu: 65535 },
+    // the pods' paced TCP makes super-packets of a few 1448-byte segments,
+    // which fit one 9000-byte segment: segmented at the uplink's size they
+    // were single-segment GSO packets, which the kernel's GSO refuses
+    { description: 'a 9000-byte uplink MTU under 1500-byte pods', collector: 'ip4', uplinkMtu: 9000, podMtu: 1500 },
   ] as const) {
     it(`delivers byte-identical copies over ${variant.description}`, async () => {
-      topo = await createTopology({ pods: 2, podMtu: 65535, uplinkMtu: variant.uplinkMtu });
+      topo = await createTopology({ pods: 2, podMtu: variant.podMtu, uplinkMtu: variant.uplinkMtu });
       const [p1, p2] = topo.pods as [Topology['pods'][0], Topology['pods'][0]];
       const addr = variant.collector === 'ip6' ? topo.collector.ip6 : topo.collector.ip4;
       const run = await startCapture(topo, { collector: { address: addr } }, [p1.hostIf], {
