@@ -24,7 +24,12 @@ export const COLUMNS: readonly Column[] = [
   { key: 'counters', title: 'counters', tests: [/ counts every copy: /] },
   { key: 'lifecycle', title: 'restart, cleanup', tests: [/^restart and cleanup /] },
   { key: 'jumbo', title: '9000-byte uplink (sniff, agent)', tests: [/^what this kernel cannot do a 9000-byte uplink/, /^what this kernel cannot do the agent: /] },
+  // either test, by what the kernel has: mirrored, or the kernel has no SCTP
+  { key: 'sctp', title: 'SCTP, CRC32c offloaded', tests: [/^SCTP, its CRC32c offloaded (mirrors every SCTP packet|this kernel has no SCTP)/] },
 ];
+
+/** The test whose pass means the kernel has no SCTP at all (kernels.test.ts). */
+const NO_SCTP = /^SCTP, its CRC32c offloaded this kernel has no SCTP/;
 
 /** vitest's JSON reporter, the parts read here. */
 export interface VitestJson {
@@ -38,7 +43,8 @@ export interface FeaturesJson {
   variant?: Record<string, string>;
 }
 
-export type Cell = 'pass' | 'refused' | 'fail' | 'not run';
+/** 'absent': the kernel lacks what the column tests (SCTP), and its test proved that was the only reason. */
+export type Cell = 'pass' | 'refused' | 'absent' | 'fail' | 'not run';
 
 export interface KernelRow {
   id: string;
@@ -75,6 +81,7 @@ export function cells(results: VitestJson | undefined, features: FeaturesJson | 
     else if (mine.some((t) => t.status !== 'passed')) out[col.key] = 'fail';
     // the jumbo test passes either way: say which way
     else if (col.key === 'jumbo' && features && !features.probes.xdp_frags?.ok) out[col.key] = 'refused';
+    else if (mine.some((t) => NO_SCTP.test(t.fullName))) out[col.key] = 'absent';
     else out[col.key] = 'pass';
   }
   return out;
@@ -91,7 +98,7 @@ export function failures(results: VitestJson | undefined): string[] {
   return out;
 }
 
-const MARK: Record<Cell, string> = { pass: '✓', refused: 'refused¹', fail: '✗', 'not run': '–' };
+const MARK: Record<Cell, string> = { pass: '✓', refused: 'refused¹', absent: 'no SCTP³', fail: '✗', 'not run': '–' };
 
 function variantText(v: Record<string, string>): string {
   const short: Record<string, string> = {
@@ -124,6 +131,7 @@ export function renderTable(r: MatrixRecord): string {
     '',
     `${r.how}, ${r.date}. Variant: how the pieces are cut (bpf_loop or a bounded loop over a global function), how the shared counters are updated (atomics or a spin lock), how a copy's checksum state is read (the kfunc or bpf_probe_read_kernel), and the carrier's XDP program (with or without frags).`,
     '¹ Refused as designed: without multi-buffer XDP (xdp.frags) veth takes XDP only while its peer\'s MTU fits a page, so `podtap sniff` exits 8 and the agent reports `KernelUnsupported`, naming the kernel and the feature; uplinks up to about 3,500 bytes work.',
+    '³ This kernel is built without SCTP (its test proves that is the only reason), so nothing of podtap is at stake there.',
     '² The mean 1-minute load average of the machine running the matrix while that kernel ran: other work on its 2 cores slows TCG down about in proportion, while the CPU time qemu used is the work of the guest whatever the load.',
   ].join('\n');
 }

@@ -22,7 +22,9 @@ const ALL: [string, string][] = [
   ['restart and cleanup a sniffer killed with -9 leaves the capture running; the next adopts it without a second filter and removes everything', 'passed'],
   ['what this kernel cannot do a 9000-byte uplink: served where veth has multi-buffer XDP, else refused naming the kernel and the feature', 'passed'],
   ['what this kernel cannot do the agent: a policy with a 9000-byte MTU is Ready where the kernel serves it, else refused on the node as KernelUnsupported', 'passed'],
+  ['SCTP, its CRC32c offloaded mirrors every SCTP packet byte-identical through an uplink that cannot compute CRC32c, and a standard receiver reassembles them', 'passed'],
 ];
+const NO_SCTP: [string, string][] = [...ALL.filter(([n]) => !n.startsWith('SCTP')), ['SCTP, its CRC32c offloaded this kernel has no SCTP: OSError: [Errno 93] Protocol not supported', 'passed']];
 const frags = (ok: boolean) => ({ release: 'x', probes: { xdp_frags: { ok } } });
 
 describe('the verdict of each column', () => {
@@ -34,6 +36,8 @@ describe('the verdict of each column', () => {
       input: { r: results(ALL.map(([n, s]) => [n, n.startsWith('VXLAN') ? 'failed' : s])), f: frags(true) },
       expected: { tunnels: 'fail', frag: 'fail', exact: 'pass' },
     },
+    { description: 'a kernel without SCTP: absent, not passed', input: { r: results(NO_SCTP), f: frags(true) }, expected: { sctp: 'absent', exact: 'pass' } },
+    { description: 'a kernel without SCTP whose test failed', input: { r: results(NO_SCTP.map(([n, s]) => [n, n.startsWith('SCTP') ? 'failed' : s])), f: frags(true) }, expected: { sctp: 'fail' } },
     { description: 'no results: nothing ran', input: { r: undefined, f: undefined }, expected: { loads: 'not run', jumbo: 'not run' } },
     { description: 'a column whose test is missing did not run', input: { r: results(ALL.filter(([n]) => !n.startsWith('restart'))), f: frags(true) }, expected: { lifecycle: 'not run' } },
   ])('$description', ({ input, expected }) => {
@@ -48,7 +52,8 @@ describe('the README', () => {
     expect(readmeTable(readme), 'README.md: run scripts/kernel-matrix.sh --write').toBe(renderTable(record));
     // every kernel the issue names, and this machine's, every column passed or refused as designed
     expect(record.kernels.map((k) => k.id).sort()).toEqual(['5.10', '6.1', '6.12', 'host']);
-    for (const k of record.kernels) for (const c of COLUMNS) expect(['pass', 'refused'], `${k.id} ${c.key}`).toContain(k.cells[c.key]);
+    // (absent: only the host's kernel, built without SCTP, and only for SCTP)
+    for (const k of record.kernels) for (const c of COLUMNS) expect(['pass', 'refused', ...(c.key === 'sctp' && k.id === 'host' ? ['absent'] : [])], `${k.id} ${c.key}`).toContain(k.cells[c.key]);
   });
 
   it('replaces only what is between the markers', () => {
