@@ -13,6 +13,10 @@
  *     TCP super-packets, sent for the kernel to segment (largeFrames Segment)
  *     and cut into fragments here (Fragment: the tunnel's stash stage plus
  *     the emit stage); and on 64 KB pings (always cut: stash plus emit).
+ *     The baseline, side by side: an empty tc program (bench/bpf/empty.bpf.c)
+ *     on the same packets, whose run time is what the measurement itself
+ *     adds to every run (the clock reads around it); the per-frame goals are
+ *     read net of it (…NetNs).
  *  2. Pod-to-pod TCP throughput through the node with: no capture; podtap
  *     (Segment, the default); podtap with Fragment; the kernel's `tc ...
  *     action mirred` to a VXLAN device; `tcpdump -w` on the veth — each run
@@ -85,16 +89,35 @@ async function timed(s: Session, names: string[], fn: () => Promise<unknown>): P
 }
 
 const SINK_PIN = '/sys/fs/bpf/podtap-bench-sink';
+const EMPTY_PIN = '/sys/fs/bpf/podtap-bench-empty';
+
+/** Compile bench/bpf/@name.bpf.c and pin its programs (and maps) under @pin. */
+async function loadBenchObject(name: string, pin: string, tag: string): Promise<void> {
+  const obj = `/tmp/podtap-bench-${name}-${tag}.o`;
+  await execa('clang', ['-O2', '-g', '-target', 'bpf', ...(process.arch === 'x64' ? ['-I/usr/include/x86_64-linux-gnu'] : []), '-c', join(import.meta.dirname, 'bpf', `${name}.bpf.c`), '-o', obj]);
+  await rm(pin, { recursive: true, force: true });
+  await execa('bpftool', ['prog', 'loadall', obj, pin, 'pinmaps', `${pin}/maps`]);
+  await rm(obj, { force: true });
+}
 
 /** Count-and-drop at tc ingress of the collector's interface (bench/bpf/sink.bpf.c). */
 async function installSink(topo: Topology): Promise<void> {
-  const obj = `/tmp/podtap-bench-sink-${topo.prefix}.o`;
-  await execa('clang', ['-O2', '-g', '-target', 'bpf', ...(process.arch === 'x64' ? ['-I/usr/include/x86_64-linux-gnu'] : []), '-c', join(import.meta.dirname, 'bpf', 'sink.bpf.c'), '-o', obj]);
-  await rm(SINK_PIN, { recursive: true, force: true });
-  await execa('bpftool', ['prog', 'loadall', obj, SINK_PIN, 'pinmaps', `${SINK_PIN}/maps`]);
+  await loadBenchObject('sink', SINK_PIN, topo.prefix);
   await inNs(topo.collector.ns, 'tc', ['qdisc', 'add', 'dev', 'eth0', 'clsact']);
   await inNs(topo.collector.ns, 'tc', ['filter', 'add', 'dev', 'eth0', 'ingress', 'bpf', 'da', 'object-pinned', `${SINK_PIN}/sink`]);
-  await rm(obj, { force: true });
+}
+
+/**
+ * The baseline of the run times: the empty program (bench/bpf/empty.bpf.c) at
+ * egress of @pod's own eth0, so that it runs once for every packet the tap
+ * sees at the host side, beside podtap's filters rather than among them.
+ * Returns its id.
+ */
+async function installEmpty(topo: Topology, pod: Pod): Promise<number> {
+  await loadBenchObject('empty', EMPTY_PIN, topo.prefix);
+  await inNs(pod.ns, 'tc', ['qdisc', 'add', 'dev', 'eth0', 'clsact']);
+  await inNs(pod.ns, 'tc', ['filter', 'add', 'dev', 'eth0', 'egress', 'bpf', 'da', 'object-pinned', `${EMPTY_PIN}/empty`]);
+  return (JSON.parse((await execa('bpftool', ['-j', 'prog', 'show', 'pinned', `${EMPTY_PIN}/empty`])).stdout) as { id: number }).id;
 }
 
 async function sinkStats(): Promise<{ packets: number; bytes: number }> {
@@ -129,9 +152,19 @@ async function runTimes(uplinkMtu: number): Promise<Record<string, number>> {
     try {
       const [p1, p2] = topo.pods as [Pod, Pod];
       const flood = (size: number, count: number) => inNs(p1.ns, 'ping', ['-q', '-f', '-c', String(count), '-s', String(size), p2.ip4]);
-      await withSession(topo, 'bench-nomatch', { filter: { ports: [{ port: 1 }] } }, [p1.hostIf], async (s) => {
-        out.tapNonMatchingNs = (await timed(s, ['pt_tap_ingress'], () => flood(56, 20_000))).ns.pt_tap_ingress!;
-      });
+      const emptyId = await installEmpty(topo, p1);
+      try {
+        await withSession(topo, 'bench-nomatch', { filter: { ports: [{ port: 1 }] } }, [p1.hostIf], async (s) => {
+          const e0 = await progStats(emptyId);
+          out.tapNonMatchingNs = (await timed(s, ['pt_tap_ingress'], () => flood(56, 20_000))).ns.pt_tap_ingress!;
+          out.emptyProgramNs = perRun(e0, await progStats(emptyId));
+        });
+      } finally {
+        await inNs(p1.ns, 'tc', ['qdisc', 'del', 'dev', 'eth0', 'clsact']);
+        await rm(EMPTY_PIN, { recursive: true, force: true });
+      }
+      // what the tap itself costs: its run time less the measurement's own
+      out.tapNonMatchingNetNs = out.tapNonMatchingNs! - out.emptyProgramNs!;
       await withSession(topo, 'bench-match', { policyTypes: ['Egress'] }, [p1.hostIf], async (s) => {
         const small = await timed(s, ['pt_tap_ingress', 'pt_tunnel'], () => flood(56, 20_000));
         out.tapMatchingNs = small.ns.pt_tap_ingress!;
@@ -139,6 +172,7 @@ async function runTimes(uplinkMtu: number): Promise<Record<string, number>> {
         // a 1400-byte frame: 14 Ethernet + 20 IPv4 + 8 ICMP + 1358
         out.tunnel1400Ns = (await timed(s, ['pt_tunnel'], () => flood(1358, 20_000))).ns.pt_tunnel!;
       });
+      out.tunnel1400NetNs = out.tunnel1400Ns! - out.emptyProgramNs!;
       // TCP: super-packets (the pods' default), and 1448-byte segments with
       // their checksum offloaded (a pod with TSO and GSO off)
       const tcp = (secs: number) => iperf(p2.ns, p2.ip4, p1.ns, secs, ['-b', '2G']);
