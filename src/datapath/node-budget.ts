@@ -131,17 +131,28 @@ export async function writeNodeBudget(pinRoot: string, budget: NodeBudget, runne
 }
 
 /**
- * Remove the node's map when nothing under @pinRoot can use it any more: no
- * session directory is left (every object that shares it is pinned in one;
- * the kernel probes' directories are not sessions). True when removed.
+ * Remove the node's map when no object pinned under @pinRoot shares it any
+ * more (each one that does has it pinned among its own maps, under its
+ * session's directory; a session left by an older podtap, with a map of its
+ * own, does not keep it). True when removed.
  */
-export async function releaseNodeBudget(pinRoot: string): Promise<boolean> {
+export async function releaseNodeBudget(pinRoot: string, runner: Runner = createRunner()): Promise<boolean> {
   const pin = nodeBudgetPin(pinRoot);
   return serialized(pin, async () => {
     if (!existsSync(pin)) return false;
-    const users = (await readdir(pinRoot, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith(PROBE_DIR_PREFIX));
-    if (users.length) return false;
+    const id = await mapId(pin, runner);
+    for (const session of await readdir(pinRoot, { withFileTypes: true })) {
+      if (!session.isDirectory() || session.name.startsWith(PROBE_DIR_PREFIX)) continue;
+      for (const obj of await readdir(join(pinRoot, session.name), { withFileTypes: true }).catch(() => [])) {
+        const theirs = join(pinRoot, session.name, obj.name, 'maps', NODE_MAP);
+        if (obj.isDirectory() && existsSync(theirs) && (await mapId(theirs, runner).catch(() => undefined)) === id) return false;
+      }
+    }
     await rm(pin, { force: true });
     return true;
   });
+}
+
+async function mapId(pin: string, runner: Runner): Promise<number> {
+  return (JSON.parse(await runner.check('bpftool', ['-j', 'map', 'show', 'pinned', pin], { netnsScoped: false })) as { id: number }).id;
 }

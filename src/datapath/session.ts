@@ -434,7 +434,7 @@ export class Session {
     await deleteLink(this.runner, this.capture.dev);
     await rm(this.dir, { recursive: true, force: true });
     // the last session of the pin root takes the node's budget map with it
-    if (await releaseNodeBudget(this.pinRoot)) this.log.info("node's mirror budget map removed: no session left");
+    if (await releaseNodeBudget(this.pinRoot, this.runner)) this.log.info("node's mirror budget map removed: no session left");
     this.object = undefined;
     this.objectKey = undefined;
     this.log.info('session destroyed');
