@@ -106,6 +106,15 @@ export const DEFAULT_LEASE_MS = 30_000;
 /** How often an attached capture's interfaces are checked again for programs running before podtap's. */
 export const FOREIGN_CHECK_MS = 60_000;
 
+/**
+ * Whether the capture of @a wants a session slot: it has none (@t absent) or
+ * was stopped and resumes; not one running, nor one stopped at a limit under
+ * this very spec (it never resumes with a fresh budget).
+ */
+function wantsSlot(t: Tracked | undefined, a: SniffAssignment): boolean {
+  return !t || (t.stopped && !(t.limitStopped && jsonEqual(t.limitStopped, a.spec)));
+}
+
 export function sessionIdForPolicy(uid: string): string {
   return `a-${createHash('sha256').update(uid).digest('hex').slice(0, 12)}`;
 }
@@ -138,6 +147,8 @@ export class NodeAgent {
   private readonly tracked = new Map<string, Tracked>();
   /** Assignments that took a session slot and are opening their capture (not yet in tracked). */
   private readonly claiming = new Set<string>();
+  /** Assignments refused a slot and told so (logged once, not on every report). */
+  private readonly refused = new Set<string>();
   private reportTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private workers: Promise<void> | undefined;
@@ -249,11 +260,7 @@ export class NodeAgent {
     const order = (a: SniffAssignment) => `${a.spec.policy.creationTimestamp ?? a.metadata.creationTimestamp ?? ''}\u0000${a.spec.policy.namespace}\u0000${a.spec.policy.name}`;
     return [...this.informer.store.list()]
       .filter((a) => a.metadata.namespace === this.opts.namespace && !a.metadata.deletionTimestamp && !a.spec.stopped && !this.claiming.has(objectKey(a)))
-      .filter((a) => {
-        const t = this.tracked.get(objectKey(a)) ?? this.tracked.get(`orphan:${sessionIdForPolicy(a.spec.policy.uid)}`);
-        // running, or stopped at a limit under this very spec: no slot wanted
-        return !t || (t.stopped && !(t.limitStopped && jsonEqual(t.limitStopped, a.spec)));
-      })
+      .filter((a) => wantsSlot(this.tracked.get(objectKey(a)) ?? this.tracked.get(`orphan:${sessionIdForPolicy(a.spec.policy.uid)}`), a))
       .sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0))
       .map((a) => objectKey(a));
   }
@@ -293,6 +300,7 @@ export class NodeAgent {
         if (t) this.opts.metrics?.forget(t.policy);
       }
       if (t) this.slotFreed();
+      this.refused.delete(key);
       return { result: 'detached' };
     }
     const policy = { namespace: a.spec.policy.namespace, name: a.spec.policy.name, uid: a.spec.policy.uid };
@@ -302,13 +310,15 @@ export class NodeAgent {
       return { result: 'stopped' };
     }
     // a capture that holds no session slot (new, or resuming after a stop) takes one only if one is free for it
-    if (!t || (t.stopped && !(t.limitStopped && jsonEqual(t.limitStopped, a.spec)))) {
+    if (wantsSlot(t, a)) {
       const refusal = this.sessionRefusal(key);
       if (refusal) {
-        log.info({ reason: 'NodeSessionLimit' }, 'capture refused on this node: no session slot');
+        if (!this.refused.has(key)) log.info({ reason: 'NodeSessionLimit', message: refusal }, 'capture refused on this node: no session slot');
+        this.refused.add(key);
         await this.writeStatus(a, { state: 'Failed', reason: 'NodeSessionLimit', message: refusal, interfaces: [], attachedInterfaces: 0 });
         return { result: 'refused' };
       }
+      this.refused.delete(key);
     }
     let tr = t;
     if (!tr) {
