@@ -1,5 +1,6 @@
 /**
- * The cap on capture sessions per node (agent --max-sessions): the agent, the
+ * The cap on capture sessions per node (agent --max-sessions): the real
+ * kube-apiserver and etcd (test/helpers/apiserver.ts), the agent, the
  * controller and the collector as real processes, the real data plane. With
  * a cap of one, a second and a third policy are refused on the node as
  * NodeSessionLimit — the condition `kubectl describe` shows — while the
@@ -15,6 +16,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sniffPolicies, type SniffPolicy } from '../../src/api/index.ts';
 import { Lab } from '../lab/cluster.ts';
+import { startBackend } from '../helpers/kube.ts';
 
 async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
   const t0 = Date.now();
@@ -91,6 +93,10 @@ describe('agent --max-sessions 1: refused as NodeSessionLimit, attached when a s
   beforeAll(async () => {
     lab = await Lab.start({
       pods: Object.values(POD_OF).map((name) => ({ namespace: 'demo', name, labels: { app: name } })),
+      api: async (host) => {
+        const b = await startBackend('kube-apiserver', { address: host });
+        return { url: b.url, kubeconfig: b.kubeconfig, close: () => b.stop() };
+      },
     });
     out = await mkdtemp(join(tmpdir(), 'podtap-sessions-'));
     lab.startCollector(out);
