@@ -179,6 +179,11 @@ export class NodeAgent {
     return this.tracked.size;
   }
 
+  /** Policies refused a session slot on this node (--max-sessions), waiting for one. */
+  get waitingSessions(): number {
+    return this.refused.size;
+  }
+
   async start(): Promise<void> {
     this.running = true;
     await this.adoptOrphans();

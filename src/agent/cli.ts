@@ -167,6 +167,7 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
     nodeBudget: args.nodeBudget, maxSessions: args.maxSessions, ...(args.resolve ? { resolve: { methods: args.resolve } } : {}),
   });
   metrics.setSessionSource(() => agent.sessions);
+  metrics.setWaitingSource(() => agent.waitingSessions);
   const http = args.metricsAddr
     ? await startHttp(args.metricsAddr, { registry: metrics.registry, notReady: () => (agent.informer.hasSynced() ? undefined : 'assignments not synced') }, log)
     : undefined;

@@ -51,6 +51,8 @@ export interface AgentMetrics {
   reported(): void;
   /** Where the sessions gauge reads the number of active sessions at scrape time. */
   setSessionSource(source: () => number): void;
+  /** Where the waiting gauge reads the number of policies refused a session slot (--max-sessions) at scrape time. */
+  setWaitingSource(source: () => number): void;
 }
 
 export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): AgentMetrics {
@@ -81,6 +83,15 @@ export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): Age
     registers,
     collect() {
       this.set(sessionSource?.() ?? 0);
+    },
+  });
+  let waitingSource: (() => number) | undefined;
+  new Gauge({
+    name: `${AGENT_PREFIX}sessions_waiting`,
+    help: 'Policies refused a capture session on this node by its --max-sessions (NodeSessionLimit), waiting for one to end.',
+    registers,
+    collect() {
+      this.set(waitingSource?.() ?? 0);
     },
   });
   const last = new Map<string, Counters>();
@@ -124,6 +135,9 @@ export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): Age
     },
     setSessionSource(source) {
       sessionSource = source;
+    },
+    setWaitingSource(source) {
+      waitingSource = source;
     },
   };
 }
