@@ -18,16 +18,21 @@ export interface PinnedObject {
   maps: string;
 }
 
-/** Load @obj and pin its programs in @dir and its maps in @dir/maps. */
+/**
+ * Load @obj and pin its programs in @dir and its maps in @dir/maps; each map
+ * named in @maps is not created but the one pinned at the given path
+ * (shared with the objects that name it too; pinned in @dir/maps as well).
+ */
 export async function loadAndPin(
   obj: string,
   dir: string,
-  opts: { runner?: Runner; logDir: string; key: string },
+  opts: { runner?: Runner; logDir: string; key: string; maps?: Record<string, string> },
 ): Promise<PinnedObject> {
   const runner = opts.runner ?? createRunner();
   await rm(dir, { recursive: true, force: true });
   await mkdir(dirname(dir), { recursive: true });
-  const r = await runner.run('bpftool', ['prog', 'loadall', obj, dir, 'pinmaps', `${dir}/maps`], { netnsScoped: false });
+  const reuse = Object.entries(opts.maps ?? {}).flatMap(([name, pin]) => ['map', 'name', name, 'pinned', pin]);
+  const r = await runner.run('bpftool', ['prog', 'loadall', obj, dir, ...reuse, 'pinmaps', `${dir}/maps`], { netnsScoped: false });
   if (r.exitCode !== 0) {
     await runner.run('rm', ['-rf', dir], { netnsScoped: false });
     const log = `${r.stderr}\n${r.stdout}`;

@@ -15,5 +15,6 @@ export { createRunner, type Runner } from './exec.ts';
 export { getLink, listLinks, type Link, type Route } from './netdev.ts';
 export type { Hook } from './tc.ts';
 export { possibleCpus, requireRoot, requireTools } from './tools.ts';
+export { MAX_RATE_PER_SECOND, NODE_BUDGET_PIN, readNodeBudget, type NodeBudget } from './node-budget.ts';
 export { cleanupAll, leftovers, type CleanupReport } from './cleanup.ts';
 export { inspectInterface, inspectNode, podVeths, type Finding, type Severity } from './doctor.ts';

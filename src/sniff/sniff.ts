@@ -26,7 +26,10 @@ every matching packet, whole, through a Geneve (or VXLAN) tunnel to a collector
 
 FILE is a SniffPolicy (podtap.io/v1alpha1). Its filter, sampling, snapLength,
 rateLimit, tunnel, mtu, limits and collector.address are used; podSelector and
-nodeSelector are ignored here, so the same file works in a cluster.
+nodeSelector are ignored here, so the same file works in a cluster. On a node
+whose podtap agent sets a mirror budget (--node-max-packets-per-second), the
+capture shares it with the node's policies: copies over it are counted lost
+as node-rate.
 
 Options:
   --policy FILE         SniffPolicy YAML (required)

@@ -343,7 +343,29 @@ describe('chart', () => {
     expect(args.find((a) => a.startsWith('--workers'))).toBe(expected);
   });
 
+  it.each([
+    { description: 'the defaults: 50,000 packets/s for the node, no byte budget, 32 sessions', input: {}, expected: ['--node-max-packets-per-second=50000', '--node-max-bytes-per-second=0', '--max-sessions=32'] },
+    {
+      description: 'an admin\'s own, the largest written whole (no exponent)',
+      input: { agent: { nodeMaxRate: { packetsPerSecond: 0, bytesPerSecond: 10_000_000_000 }, maxSessions: 0 } },
+      expected: ['--node-max-packets-per-second=0', '--node-max-bytes-per-second=10000000000', '--max-sessions=0'],
+    },
+  ])("agent's node budget and session cap: $description", async ({ input, expected }) => {
+    const r = await render({ values: input });
+    expect(validateValues(r.values)).toBe(true);
+    const args = container(find(r.objects, 'DaemonSet', '-agent'), 'agent').args ?? [];
+    expect(args.filter((a) => /^--(node-max|max-sessions)/.test(a))).toEqual(expected);
+    // and the agent takes them as they are
+    const { parseAgentArgs } = await import('../../../src/agent/cli.ts');
+    const parsed = parseAgentArgs(expected);
+    expect(parsed && [parsed.nodeBudget.packetsPerSecond, parsed.nodeBudget.bytesPerSecond, parsed.maxSessions]).toEqual(expected.map((a) => Number(a.split('=')[1])));
+  });
+
   const refusals: { description: string; input: Record<string, unknown>; expected: RegExp }[] = [
+    { description: 'a negative node budget', input: { agent: { nodeMaxRate: { packetsPerSecond: -1, bytesPerSecond: 0 } } }, expected: /minimum|nodeMaxRate/ },
+    { description: 'a node budget past what a token bucket holds', input: { agent: { nodeMaxRate: { packetsPerSecond: 0, bytesPerSecond: 10_000_000_001 } } }, expected: /maximum|nodeMaxRate/ },
+    { description: 'a fractional session cap', input: { agent: { maxSessions: 1.5 } }, expected: /integer|maxSessions/ },
+    { description: 'a session cap past the most a node takes', input: { agent: { maxSessions: 5000 } }, expected: /maximum|maxSessions/ },
     { description: 'a misspelt key', input: { agent: { netnsFalback: true } }, expected: /additionalProperties|netnsFalback/ },
     { description: 'no replicas', input: { controller: { replicas: 0 } }, expected: /minimum|replicas/ },
     { description: 'a container without limits', input: { collector: { resources: { limits: null } } }, expected: /limits/ },
