@@ -12,6 +12,7 @@ export { VerifierError } from './verifier.ts';
 export { chooseVariant, KernelUnsupportedError, probeKernel, PROBES, reprobeKernel, type ProbeName } from './features.ts';
 export { addCounters, emptyCounters, formatCounters, LOSS_REASONS, lost, REASONS, subCounters, type Count, type Counters, type Reason } from './counters.ts';
 export { createRunner, type Runner } from './exec.ts';
+export { ipv6Bytes } from './bpftool.ts';
 export { getLink, listLinks, type Link, type Route } from './netdev.ts';
 export type { Hook } from './tc.ts';
 export { possibleCpus, requireRoot, requireTools } from './tools.ts';

@@ -11,6 +11,7 @@ export const REQUIRED_TOOLS: { tool: string; pkg: string; why: string }[] = [
   { tool: 'ip', pkg: 'iproute2', why: 'manages the capture device and routes' },
   { tool: 'ethtool', pkg: 'ethtool', why: "sets the capture device's offloads" },
   { tool: 'nsenter', pkg: 'util-linux', why: 'enters network namespaces' },
+  { tool: 'lsns', pkg: 'util-linux', why: "finds a pod network namespace's id (the agent's veth lookup)" },
 ];
 
 export const BPF_HEADERS = { path: '/usr/include/bpf/bpf_helpers.h', pkg: 'libbpf-dev' };
