@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import { readFile, stat, statfs } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { PIN_ROOT, requireRoot, requireTools } from '../datapath/index.ts';
+import { PIN_ROOT, requireCapabilities, requireRoot, requireTools } from '../datapath/index.ts';
 import { KubeClient, loadKubeConfig, podNamespace, startHttp } from '../k8s/index.ts';
 import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
@@ -76,6 +76,7 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
   }
   const log = logger ?? rootLogger('agent');
   requireRoot('podtap agent');
+  await requireCapabilities('podtap agent');
   await requireTools();
   const nodeName = values.node ?? process.env.NODE_NAME ?? hostname();
   const interval = Number(values['report-interval']);

@@ -15,6 +15,6 @@ export { createRunner, type Runner } from './exec.ts';
 export { ipv6Bytes } from './bpftool.ts';
 export { getLink, listLinks, type Link, type Route } from './netdev.ts';
 export type { Hook } from './tc.ts';
-export { possibleCpus, requireRoot, requireTools } from './tools.ts';
+export { missingCapabilities, possibleCpus, requireCapabilities, requireRoot, requireTools } from './tools.ts';
 export { cleanupAll, leftovers, type CleanupReport } from './cleanup.ts';
 export { inspectInterface, inspectNode, podVeths, type Finding, type Severity } from './doctor.ts';

@@ -9,6 +9,7 @@ import { compileDefines, PROTO_BITS, TCP_FLAG_BITS } from '../../../src/datapath
 import { REASONS, emptyCounters, lost, subCounters } from '../../../src/datapath/counters.ts';
 import { summarizeVerifierLog } from '../../../src/datapath/verifier.ts';
 import { filterProgName } from '../../../src/datapath/tc.ts';
+import { missingCapabilities } from '../../../src/datapath/tools.ts';
 import { testConfig } from '../../helpers/bpf.ts';
 import { cConstants } from '../../helpers/c-constants.ts';
 
@@ -139,5 +140,19 @@ describe("a tc filter's program name, with and without CAP_SYS_ADMIN", () => {
     { description: 'no name at all', input: { prog: { id: 7 } }, expected: undefined },
   ])('$description', ({ input, expected }) => {
     expect(filterProgName(input)).toBe(expected);
+  });
+});
+
+describe('the capabilities the data plane needs, from a CapEff mask', () => {
+  it.each([
+    { description: "the chart's agent (BPF, NET_ADMIN, PERFMON, SYS_PTRACE)", input: '000000c000081000', expected: [] },
+    { description: 'root with every capability', input: '000001ffffffffff', expected: [] },
+    { description: 'CAP_SYS_ADMIN stands for CAP_BPF and CAP_PERFMON (before 5.8, the only way)', input: '0000000000201000', expected: [] },
+    { description: 'without CAP_NET_ADMIN', input: '000000c000080000', expected: ['CAP_NET_ADMIN'] },
+    { description: 'without CAP_BPF', input: '0000004000081000', expected: ['CAP_BPF'] },
+    { description: 'without CAP_PERFMON', input: '0000008000081000', expected: ['CAP_PERFMON'] },
+    { description: 'none', input: '0000000000000000', expected: ['CAP_NET_ADMIN', 'CAP_BPF', 'CAP_PERFMON'] },
+  ])('$description', ({ input, expected }) => {
+    expect(missingCapabilities(input).map((m) => m.cap)).toEqual(expected);
   });
 });
