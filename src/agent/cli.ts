@@ -1,8 +1,8 @@
 /** `podtap agent`: the node agent (DaemonSet). */
 import { hostname } from 'node:os';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat, statfs } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { MAX_RATE_PER_SECOND, requireRoot, requireTools, type NodeBudget } from '../datapath/index.ts';
+import { MAX_RATE_PER_SECOND, PIN_ROOT, requireCapabilities, requireRoot, requireTools, type NodeBudget } from '../datapath/index.ts';
 import { KubeClient, loadKubeConfig, podNamespace, startHttp } from '../k8s/index.ts';
 import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
@@ -153,6 +153,7 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
   }
   const log = logger ?? rootLogger('agent');
   requireRoot('podtap agent');
+  await requireCapabilities('podtap agent');
   await requireTools();
   const nodeName = args.node ?? process.env.NODE_NAME ?? hostname();
   const secret = args.tokenFile ? (await readFile(args.tokenFile, 'utf8')).trim() : undefined;
@@ -168,8 +169,9 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
   });
   metrics.setSessionSource(() => agent.sessions);
   metrics.setWaitingSource(() => agent.waitingSessions);
+  const pinRoot = watchPinRoot(PIN_ROOT, log);
   const http = args.metricsAddr
-    ? await startHttp(args.metricsAddr, { registry: metrics.registry, notReady: () => (agent.informer.hasSynced() ? undefined : 'assignments not synced') }, log)
+    ? await startHttp(args.metricsAddr, { registry: metrics.registry, notReady: () => (agent.informer.hasSynced() ? undefined : 'assignments not synced'), notLive: pinRoot.lost }, log)
     : undefined;
   await agent.start();
   const signal = await new Promise<string>((resolve) => {
@@ -178,7 +180,36 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
   });
   const detach = args.detachOnExit || (await uninstalling(client, podNamespace(), log));
   log.info({ signal, detach }, 'agent stopping');
+  pinRoot.stop();
   await agent.shutdown({ detach });
   await http?.close();
   return ExitCode.ok;
+}
+
+/** statfs(2) f_type of a BPF filesystem (BPF_FS_MAGIC, uapi/linux/magic.h). */
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+/**
+ * The pin root must stay a live directory of a BPF filesystem. The chart
+ * mounts only the host's /sys/fs/bpf/podtap there; when that directory is
+ * removed on the host (a `podtap cleanup` there), the container's mount keeps
+ * the removed directory (its link count 0), in which nothing can be created
+ * any more and which no restarted agent would find. Then /healthz fails, so
+ * the kubelet restarts the container and the runtime binds the directory anew.
+ */
+export function watchPinRoot(pinRoot: string, log: Logger, everyMs = 5000): { lost: () => string | undefined; stop: () => void } {
+  let lost: string | undefined;
+  const check = async () => {
+    // (a pin root that does not exist yet is made by the first session, on bpffs)
+    const [fs, st] = await Promise.all([statfs(pinRoot).catch(() => undefined), stat(pinRoot).catch(() => undefined)]);
+    let now: string | undefined;
+    if (fs && fs.type !== BPF_FS_MAGIC) now = `the pin root ${pinRoot} is no longer on a BPF filesystem (statfs type 0x${fs.type.toString(16)})`;
+    else if (st && st.nlink === 0) now = `the pin root ${pinRoot} was removed (on the host?): nothing can be pinned in it`;
+    if (now && !lost) log.error({ pinRoot, why: now }, 'pin root lost: restart needed');
+    lost = now;
+  };
+  const timer = setInterval(() => void check(), everyMs);
+  timer.unref();
+  void check();
+  return { lost: () => lost, stop: () => clearInterval(timer) };
 }

@@ -7,10 +7,16 @@
  *
  * Every object a session loads gets this map in place of its own copy
  * (`bpftool prog loadall … map name pt_node pinned PATH`); the first load on
- * a node pins its own. The agent writes the rates (writeNodeBudget) when they
- * differ from what the map holds, so a restarted agent adopts the bucket as
- * the kernel kept it; `podtap sniff` never writes them, and is bound by the
- * agent's. The pin goes with the last session of its pin root
+ * a node pins its own. The agent writes the rates (writeNodeBudget) into each
+ * map it has not written them to yet, and again when they change: a restarted
+ * agent keeps the map and its programs, and writes the rates once more (which
+ * starts the bucket full). Why not compare with what the map holds, as a
+ * restarted agent could: the map holds a bpf_spin_lock and so has BTF, and
+ * bpftool reads a map with BTF only through it, fetched by id
+ * (BPF_BTF_GET_FD_BY_ID), which the kernel allows only to CAP_SYS_ADMIN —
+ * which the agent does not have (measured: `bpftool map lookup` "failed to
+ * get btf"; a write needs no BTF). `podtap sniff` never writes the rates, and
+ * is bound by the agent's. The pin goes with the last session of its pin root
  * (releaseNodeBudget) and with `podtap cleanup`.
  */
 import { existsSync } from 'node:fs';
@@ -98,7 +104,7 @@ function u64le(n: number): string[] {
 
 const KEY = ['key', 'hex', '00', '00', '00', '00'];
 
-/** The rates the node's map holds, or undefined when there is no map under @pinRoot. */
+/** The rates the node's map holds, or undefined when there is no map under @pinRoot. Reads through the map's BTF: needs CAP_SYS_ADMIN (tests, diagnostics; never the agent). */
 export async function readNodeBudget(pinRoot: string, runner: Runner = createRunner()): Promise<NodeBudget | undefined> {
   const pin = nodeBudgetPin(pinRoot);
   if (!existsSync(pin)) return undefined;
@@ -110,10 +116,13 @@ export async function readNodeBudget(pinRoot: string, runner: Runner = createRun
   return { packetsPerSecond: v.pps, bytesPerSecond: v.bps };
 }
 
+/** What this process last wrote into each pinned map: its id and the rates. */
+const written = new Map<string, { id: number; budget: NodeBudget }>();
+
 /**
- * Make the node's map hold @budget; false when it already did (the bucket is
- * left as the programs keep it) or there is no map under @pinRoot. A change
- * starts the bucket full at the new rates.
+ * Make the node's map hold @budget; false when this process already wrote it
+ * into this very map (the bucket is left as the programs keep it) or there
+ * is no map under @pinRoot. A write starts the bucket full.
  */
 export async function writeNodeBudget(pinRoot: string, budget: NodeBudget, runner: Runner = createRunner()): Promise<boolean> {
   for (const [name, v] of Object.entries(budget)) {
@@ -121,11 +130,15 @@ export async function writeNodeBudget(pinRoot: string, budget: NodeBudget, runne
   }
   const pin = nodeBudgetPin(pinRoot);
   return serialized(pin, async () => {
-    const now = await readNodeBudget(pinRoot, runner);
-    if (!now || (now.packetsPerSecond === budget.packetsPerSecond && now.bytesPerSecond === budget.bytesPerSecond)) return false;
+    if (!existsSync(pin)) return false;
+    // (a map id, unlike its contents, is read without BTF)
+    const id = await mapId(pin, runner);
+    const last = written.get(pin);
+    if (last && last.id === id && last.budget.packetsPerSecond === budget.packetsPerSecond && last.budget.bytesPerSecond === budget.bytesPerSecond) return false;
     // struct pt_node: lock (the kernel skips it), pad, pps, bps, last_ns, pkt_tokens, byte_tokens
     const value = [...u64le(0), ...u64le(budget.packetsPerSecond), ...u64le(budget.bytesPerSecond), ...u64le(0), ...u64le(0), ...u64le(0)];
     await runner.check('bpftool', ['map', 'update', 'pinned', pin, ...KEY, 'value', 'hex', ...value], { netnsScoped: false });
+    written.set(pin, { id, budget: { ...budget } });
     return true;
   });
 }

@@ -445,7 +445,17 @@ export class Session {
 export async function ensureBpffs(runner: Runner, pinRoot: string): Promise<void> {
   const mountPoint = '/sys/fs/bpf';
   if (!pinRoot.startsWith(`${mountPoint}/`)) {
+    // a pin root elsewhere is a BPF filesystem (or a directory of one) mounted
+    // there, as the chart mounts the host's /sys/fs/bpf/podtap: never mount one
+    // ourselves, the pins would be lost with this mount namespace
     await mkdir(pinRoot, { recursive: true });
+    const type = (await runner.run('stat', ['-f', '-c', '%T', pinRoot], { netnsScoped: false })).stdout.trim();
+    if (type !== 'bpf_fs') {
+      throw new UserError(`the pin root ${pinRoot} (PODTAP_PIN_ROOT) is not on a BPF filesystem (it is ${type || 'unreadable'})`, {
+        exitCode: ExitCode.failure,
+        hint: "mount a directory of the host's BPF filesystem there (the chart mounts /sys/fs/bpf/podtap), or unset PODTAP_PIN_ROOT",
+      });
+    }
     return;
   }
   const fsType = (await runner.run('stat', ['-f', '-c', '%T', mountPoint], { netnsScoped: false })).stdout.trim();

@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { captureConfig, collectorPort, MTU_MAX, MTU_MIN, ObjectNameSchema, parseDuration, parseSniffPolicyYaml, type CaptureConfig, type SniffPolicy } from '../api/index.ts';
 import { CaptureService, type CaptureTarget } from '../capture/service.ts';
-import { createRunner, formatCounters, getLink, LOSS_REASONS, lost, requireRoot, requireTools, subCounters, type Counters } from '../datapath/index.ts';
+import { createRunner, formatCounters, getLink, LOSS_REASONS, lost, requireCapabilities, requireRoot, requireTools, subCounters, type Counters } from '../datapath/index.ts';
 import { errorMessage, ExitCode, UserError } from '../util/errors.ts';
 import { parseHostPort } from '../util/hostport.ts';
 import { rootLogger, silentLogger } from '../util/log.ts';
@@ -122,6 +122,7 @@ export async function sniffCommand(argv: string[]): Promise<number> {
   const node = o.node ?? nodeNameOf(hostname());
 
   requireRoot('podtap sniff');
+  await requireCapabilities('podtap sniff');
   await requireTools();
 
   const text = await readFile(o.policy, 'utf8').catch((err: unknown) => {
