@@ -37,69 +37,127 @@
 #define PT_NS 1000000000ull     /* token units per packet / byte (ns resolution) */
 #define PT_RATE_LIMITED ((PT_RATE_PPS) != 0 || (PT_RATE_BPS) != 0)
 
-/* The expiry (deadline or lease), 1-in-N sampling, the token bucket and the
- * policy's budget (limits: runtime settings, so a new limit needs no
- * recompile); 1 = mirror. */
+/* *@tokens (units * PT_NS) refilled by @elapsed ns at @rate units per second,
+ * up to one second's worth: the add cannot wrap (rates are at most 1e10,
+ * NODE_RATE_MAX in src/datapath/node-budget.ts and the API's rate limit) */
+static __always_inline void pt_refill(__u64 *tokens, __u64 elapsed, __u64 rate)
+{
+	__u64 cap = PT_NS * rate, add = elapsed * rate;
+
+	if (*tokens >= cap || add >= cap - *tokens)
+		*tokens = cap;
+	else
+		*tokens += add;
+}
+
+/*
+ * One token bucket (packets and bytes, each holding one second at its rate;
+ * a rate of 0 = none): refill it to @now, then take one packet of @bytes if
+ * both have room; 1 = taken. The caller holds the bucket's lock. @now was
+ * read before the lock (no helper may run under it): another CPU may have
+ * taken the lock with a later time meanwhile, and then nothing has elapsed
+ * for this one — never a negative span read as a full bucket.
+ */
+static __always_inline int pt_bucket_take(__u64 *last_ns, __u64 *pkt_tokens, __u64 *byte_tokens,
+					  __u64 now, __u64 pps, __u64 bps, __u32 bytes)
+{
+	__u64 elapsed = 0;
+	int ok = 1;
+
+	if (now > *last_ns) {
+		elapsed = now - *last_ns;
+		*last_ns = now;
+	}
+	if (elapsed > PT_NS)
+		elapsed = PT_NS;        /* the bucket holds one second */
+	if (pps) {
+		pt_refill(pkt_tokens, elapsed, pps);
+		ok = *pkt_tokens >= PT_NS;
+	}
+	if (bps) {
+		pt_refill(byte_tokens, elapsed, bps);
+		ok = ok && *byte_tokens >= PT_NS * bytes;
+	}
+	if (ok) {
+		if (pps)
+			*pkt_tokens -= PT_NS;
+		if (bps)
+			*byte_tokens -= PT_NS * bytes;
+	}
+	return ok;
+}
+
+/* The node's mirror budget (pt_node, shared by every object on the node);
+ * 1 = within it. */
+static __always_inline int pt_node_admit(__u32 bytes)
+{
+	__u32 zero = 0;
+	struct pt_node *node = bpf_map_lookup_elem(&pt_node, &zero);
+	__u64 now;
+	int ok;
+
+	/* unlocked reads only skip the lock where the agent set no budget;
+	 * the rates used are read again under it */
+	if (!node || (!node->pps && !node->bps))
+		return 1;
+	now = bpf_ktime_get_ns();       /* before the lock: see pt_bucket_take */
+	bpf_spin_lock(&node->lock);
+	ok = pt_bucket_take(&node->last_ns, &node->pkt_tokens, &node->byte_tokens,
+			    now, node->pps, node->bps, bytes);
+	bpf_spin_unlock(&node->lock);
+	return ok;
+}
+
+/* The expiry (deadline or lease), 1-in-N sampling, the policy's token
+ * bucket, the node's mirror budget and the policy's budget (limits: runtime
+ * settings, so a new limit needs no recompile); 1 = mirror. */
 static __always_inline int pt_admit(const struct pt_config *cfg, __u32 bytes, __u32 *reason)
 {
 	__u32 zero = 0;
-	struct pt_limit *lim;
+	struct pt_limit *lim = 0;
 
 	if (cfg->expires_ns && bpf_ktime_get_ns() >= cfg->expires_ns) {
 		*reason = PT_C_LIMIT;
 		return 0;
 	}
-	if (PT_SAMPLE_ONE_IN <= 1 && !PT_RATE_LIMITED && !cfg->budget_packets && !cfg->budget_bytes)
-		return 1;
-	lim = bpf_map_lookup_elem(&pt_limit, &zero);
-	if (!lim)
-		return 1;
-	if (PT_SAMPLE_ONE_IN > 1 &&
-	    PT_FETCH_ADD(&lim->lock, &lim->sample, 1) % PT_SAMPLE_ONE_IN != 0) {
-		*reason = PT_C_SAMPLED_OUT;
-		return 0;
-	}
-	if (PT_RATE_LIMITED) {
-		/* read before the lock (no helper may run under it): another CPU
-		 * may have taken the lock with a later time meanwhile, and then
-		 * nothing has elapsed for this one — never a negative span
-		 * read as a full bucket */
-		__u64 now = bpf_ktime_get_ns(), elapsed = 0;
-		int ok = 1;
+	if (PT_SAMPLE_ONE_IN > 1 || PT_RATE_LIMITED || cfg->budget_packets || cfg->budget_bytes)
+		lim = bpf_map_lookup_elem(&pt_limit, &zero);
+	if (lim) {
+		if (PT_SAMPLE_ONE_IN > 1 &&
+		    PT_FETCH_ADD(&lim->lock, &lim->sample, 1) % PT_SAMPLE_ONE_IN != 0) {
+			*reason = PT_C_SAMPLED_OUT;
+			return 0;
+		}
+		if (PT_RATE_LIMITED) {
+			__u64 now = bpf_ktime_get_ns();     /* before the lock: see pt_bucket_take */
+			int ok;
 
-		bpf_spin_lock(&lim->lock);
-		if (now > lim->last_ns) {
-			elapsed = now - lim->last_ns;
-			lim->last_ns = now;
+			bpf_spin_lock(&lim->lock);
+			ok = pt_bucket_take(&lim->last_ns, &lim->pkt_tokens, &lim->byte_tokens,
+					    now, PT_RATE_PPS, PT_RATE_BPS, bytes);
+			bpf_spin_unlock(&lim->lock);
+			if (!ok) {
+				*reason = PT_C_RATE_LIMITED;
+				return 0;
+			}
 		}
-		if (elapsed > PT_NS)
-			elapsed = PT_NS;        /* the bucket holds one second */
-		if (PT_RATE_PPS) {
-			lim->pkt_tokens += elapsed * PT_RATE_PPS;
-			if (lim->pkt_tokens > PT_NS * PT_RATE_PPS)
-				lim->pkt_tokens = PT_NS * PT_RATE_PPS;
-			ok = lim->pkt_tokens >= PT_NS;
-		}
-		if (PT_RATE_BPS) {
-			lim->byte_tokens += elapsed * PT_RATE_BPS;
-			if (lim->byte_tokens > PT_NS * PT_RATE_BPS)
-				lim->byte_tokens = PT_NS * PT_RATE_BPS;
-			ok = ok && lim->byte_tokens >= PT_NS * bytes;
-		}
-		if (ok) {
-			if (PT_RATE_PPS)
-				lim->pkt_tokens -= PT_NS;
-			if (PT_RATE_BPS)
-				lim->byte_tokens -= PT_NS * bytes;
-		}
-		bpf_spin_unlock(&lim->lock);
-		if (!ok) {
-			*reason = PT_C_RATE_LIMITED;
+		/* a policy past its budget takes nothing from the node's (the
+		 * exact check, atomic, follows) */
+		if ((cfg->budget_packets && lim->admitted_packets >= cfg->budget_packets) ||
+		    (cfg->budget_bytes && lim->admitted_bytes >= cfg->budget_bytes)) {
+			*reason = PT_C_LIMIT;
 			return 0;
 		}
 	}
-	if ((cfg->budget_packets && PT_FETCH_ADD(&lim->lock, &lim->admitted_packets, 1) >= cfg->budget_packets) ||
-	    (cfg->budget_bytes && PT_FETCH_ADD(&lim->lock, &lim->admitted_bytes, bytes) >= cfg->budget_bytes)) {
+	/* after the policy's own bucket: a copy the policy would not send takes
+	 * nothing from the other policies' share */
+	if (!pt_node_admit(bytes)) {
+		*reason = PT_C_NODE_RATE;
+		return 0;
+	}
+	if (lim &&
+	    ((cfg->budget_packets && PT_FETCH_ADD(&lim->lock, &lim->admitted_packets, 1) >= cfg->budget_packets) ||
+	     (cfg->budget_bytes && PT_FETCH_ADD(&lim->lock, &lim->admitted_bytes, bytes) >= cfg->budget_bytes))) {
 		*reason = PT_C_LIMIT;
 		return 0;
 	}

@@ -288,7 +288,10 @@ EOF
   # shellcheck disable=SC2016
   left=$(X sh -c 'ls /sys/fs/bpf/podtap 2>/dev/null; ip -o link show | grep -E " pt[cp][a-z0-9]+[@:]"; for d in $(ip -o link show | cut -d: -f2 | cut -d@ -f1); do tc filter show dev "$d" ingress; tc filter show dev "$d" egress; done 2>/dev/null | grep -E "pt_(tap|tunnel|emit)"; true')
   [ -z "$left" ] || fail "left on the node after uninstall: $left"
-  [ ! -e /sys/fs/bpf/podtap ] || fail "/sys/fs/bpf/podtap is left after uninstall"
+  # The agent sees only /sys/fs/bpf/podtap, its own mount point, which it
+  # cannot remove: the directory may stay, but empty (docs/security.md).
+  [ -z "$(ls -A /sys/fs/bpf/podtap 2>/dev/null)" ] || fail "pins left in /sys/fs/bpf/podtap after uninstall: $(ls -A /sys/fs/bpf/podtap)"
+  if [ -e /sys/fs/bpf/podtap ]; then log "note: the empty /sys/fs/bpf/podtap stays after uninstall (the agent's mount point; by design)"; fi
   # The compile cache (agent.compileCacheHostPath, /var/cache/podtap) is kept by
   # design across upgrades; an uninstall leaves it. Said here, not hidden:
   if [ -n "$(ls /var/cache/podtap/objects 2>/dev/null)" ]; then log "note: the agents' compile cache /var/cache/podtap/objects stays after uninstall (by design)"; fi

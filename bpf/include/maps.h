@@ -67,7 +67,8 @@ enum pt_reason {
 	PT_C_SEGMENTED = 24,    /* tunnel: TCP super-packets sent once, for the kernel to segment */
 	PT_C_CARRIER_STALE = 25, /* emit: a carrier whose slot was reclaimed (its frame counted carrierLost) */
 	PT_C_NO_SLOT = 26,      /* tunnel: every stash slot waiting, frame with an offloaded checksum (lost) */
-	PT_C_MAX = 27,
+	PT_C_NODE_RATE = 27,    /* tap: matched, within the policy's own rate, over the node's mirror budget (lost) */
+	PT_C_MAX = 28,
 };
 
 struct pt_count {
@@ -173,6 +174,31 @@ struct {
 	__type(key, __u32);
 	__type(value, struct pt_limit);
 } pt_limit SEC(".maps");
+
+/* The node's mirror budget (podtap agent --node-max-packets-per-second,
+ * --node-max-bytes-per-second): one token bucket for every podtap object on
+ * the node. The agent pins it once under its pin root and every object it or
+ * `podtap sniff` loads gets that map in place of its own copy
+ * (src/datapath/node-budget.ts), so N policies tapping one pod still mirror
+ * at most the node's rate between them. The agent writes the rates; the
+ * bucket state is the programs'. The layout is part of the pinned interface:
+ * a change needs a new pin name (NODE_BUDGET_PIN). */
+struct pt_node {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 pps;              /* packets per second; 0 = no packet budget */
+	__u64 bps;              /* bytes per second; 0 = no byte budget */
+	__u64 last_ns;          /* last refill */
+	__u64 pkt_tokens;       /* in packets * 1e9 (ns units) */
+	__u64 byte_tokens;      /* in bytes * 1e9 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pt_node);
+} pt_node SEC(".maps");
 
 /* Fragmented datagrams whose first fragment matched a port or TCP-flag
  * filter: their later fragments, which carry no L4 header, match too. */

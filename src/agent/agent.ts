@@ -30,7 +30,7 @@ import {
 import { hooksFor, policyTypesCaptured } from '../capture/directions.ts';
 import { CaptureService, type CaptureTarget } from '../capture/service.ts';
 import {
-  CompileError, createRunner, KernelUnsupportedError, LOSS_REASONS, lost, PIN_ROOT, VerifierError, type Counters, type Hook, type Runner,
+  CompileError, createRunner, KernelUnsupportedError, LOSS_REASONS, lost, PIN_ROOT, VerifierError, type Counters, type Hook, type NodeBudget, type Runner,
 } from '../datapath/index.ts';
 import { Informer, isNotFound, objectKey, runWorkers, WorkQueue, type KubeClient, type ResourceClient, type SyncResult } from '../k8s/index.ts';
 import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
@@ -66,6 +66,15 @@ export interface AgentOptions {
   metrics?: AgentMetrics;
   pinRoot?: string;
   cacheDir?: string;
+  /** The node's mirror budget across every capture on it (written to the data plane's shared bucket); none: no budget. */
+  nodeBudget?: NodeBudget | undefined;
+  /**
+   * The most capture sessions this node runs at once (0 or none: no cap). An
+   * assignment beyond it is refused on this node (NodeSessionLimit) and
+   * attached when a session ends, the oldest policy first; a running session
+   * is never displaced.
+   */
+  maxSessions?: number | undefined;
 }
 
 interface Tracked {
@@ -97,6 +106,15 @@ export const DEFAULT_LEASE_MS = 30_000;
 /** How often an attached capture's interfaces are checked again for programs running before podtap's. */
 export const FOREIGN_CHECK_MS = 60_000;
 
+/**
+ * Whether the capture of @a wants a session slot: it has none (@t absent) or
+ * was stopped and resumes; not one running, nor one stopped at a limit under
+ * this very spec (it never resumes with a fresh budget).
+ */
+function wantsSlot(t: Tracked | undefined, a: SniffAssignment): boolean {
+  return !t || (t.stopped && !(t.limitStopped && jsonEqual(t.limitStopped, a.spec)));
+}
+
 export function sessionIdForPolicy(uid: string): string {
   return `a-${createHash('sha256').update(uid).digest('hex').slice(0, 12)}`;
 }
@@ -127,6 +145,10 @@ export class NodeAgent {
   readonly informer: Informer<SniffAssignment>;
   private readonly queue = new WorkQueue({ baseDelayMs: 200, maxDelayMs: 60_000 });
   private readonly tracked = new Map<string, Tracked>();
+  /** Assignments that took a session slot and are opening their capture (not yet in tracked). */
+  private readonly claiming = new Set<string>();
+  /** Assignments refused a slot and told so (logged once, not on every report). */
+  private readonly refused = new Set<string>();
   private reportTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private workers: Promise<void> | undefined;
@@ -157,6 +179,11 @@ export class NodeAgent {
     return this.tracked.size;
   }
 
+  /** Policies refused a session slot on this node (--max-sessions), waiting for one. */
+  get waitingSessions(): number {
+    return this.refused.size;
+  }
+
   async start(): Promise<void> {
     this.running = true;
     await this.adoptOrphans();
@@ -180,6 +207,8 @@ export class NodeAgent {
     // a report is a sync of each running capture: the timer only queues them
     this.reportTimer = setInterval(() => {
       for (const t of this.tracked.values()) if (!t.stopped && !t.key.startsWith('orphan:')) this.queue.add(t.key);
+      // those refused a session slot report too, and take one that freed
+      if (this.opts.maxSessions) for (const k of this.waiting()) this.queue.add(k);
     }, this.opts.reportIntervalMs ?? 5000);
     // renewing the data plane's lease needs no API: its own timer, not the queue's
     this.renewTimer = setInterval(() => void this.renew(), this.leaseMs / 3);
@@ -189,7 +218,7 @@ export class NodeAgent {
   private openCapture(id: string, policy: Tracked['policy'] | null, log: Logger): Promise<CaptureService> {
     return CaptureService.open({
       id, node: this.opts.nodeName, sender: 'agent', key: this.opts.nodeKey, policy, runner: this.runner, logger: log,
-      pinRoot: this.opts.pinRoot, cacheDir: this.opts.cacheDir,
+      pinRoot: this.opts.pinRoot, cacheDir: this.opts.cacheDir, nodeBudget: this.opts.nodeBudget ?? { packetsPerSecond: 0, bytesPerSecond: 0 },
     });
   }
 
@@ -210,6 +239,40 @@ export class NodeAgent {
       key, capture, policy, applied: undefined, retryAt: undefined, interfaces: [], hooks: [], foreignCheckedAt: 0,
       state: 'Attaching', reason: undefined, message: undefined, collectorReachable: true, stopped: false, final: undefined, limitStopped: undefined,
     };
+  }
+
+  /**
+   * Why @key may not take a session slot on this node now, or undefined when
+   * it may. Sessions that run (attached, failed or adopted: anything not
+   * stopped) hold their slot; the free ones go to the waiting assignments in
+   * order of their policy's creation, then namespace/name, so the outcome
+   * does not depend on which sync runs first.
+   */
+  private sessionRefusal(key: string): string | undefined {
+    const cap = this.opts.maxSessions;
+    if (!cap) return undefined;
+    let taken = [...this.claiming].filter((k) => k !== key).length;
+    for (const t of this.tracked.values()) if (!t.stopped && t.key !== key) taken++;
+    const waiting = this.waiting();
+    const ahead = Math.max(0, waiting.indexOf(key));
+    if (ahead < cap - taken) return undefined;
+    const queue = ahead ? `; ${ahead} older polic${ahead === 1 ? 'y waits' : 'ies wait'} before this one` : '';
+    return `node ${this.opts.nodeName} runs ${taken} of the ${cap} capture sessions it may (agent --max-sessions)${queue}; attached when a session there ends`;
+  }
+
+  /** Keys of the assignments that want a session slot and hold none, oldest policy first. */
+  private waiting(): string[] {
+    const order = (a: SniffAssignment) => `${a.spec.policy.creationTimestamp ?? a.metadata.creationTimestamp ?? ''}\u0000${a.spec.policy.namespace}\u0000${a.spec.policy.name}`;
+    return [...this.informer.store.list()]
+      .filter((a) => a.metadata.namespace === this.opts.namespace && !a.metadata.deletionTimestamp && !a.spec.stopped && !this.claiming.has(objectKey(a)))
+      .filter((a) => wantsSlot(this.tracked.get(objectKey(a)) ?? this.tracked.get(`orphan:${sessionIdForPolicy(a.spec.policy.uid)}`), a))
+      .sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0))
+      .map((a) => objectKey(a));
+  }
+
+  /** A session ended: the assignments waiting for a slot are synced again. */
+  private slotFreed(): void {
+    if (this.opts.maxSessions) for (const k of this.waiting()) this.queue.add(k);
   }
 
   private findTracked(key: string, uid: string | undefined): Tracked | undefined {
@@ -241,6 +304,8 @@ export class NodeAgent {
         // its series go with it: capture policies are many and short-lived
         if (t) this.opts.metrics?.forget(t.policy);
       }
+      if (t) this.slotFreed();
+      this.refused.delete(key);
       return { result: 'detached' };
     }
     const policy = { namespace: a.spec.policy.namespace, name: a.spec.policy.name, uid: a.spec.policy.uid };
@@ -249,8 +314,28 @@ export class NodeAgent {
       else if (!t) await this.writeStatus(a, { state: 'Completed', reason: 'LimitReached', interfaces: [], attachedInterfaces: 0 });
       return { result: 'stopped' };
     }
-    const tr = t ?? this.newTracked(key, await this.openCapture(sessionIdForPolicy(policy.uid), policy, log), policy);
-    this.tracked.set(key, tr);
+    // a capture that holds no session slot (new, or resuming after a stop) takes one only if one is free for it
+    if (wantsSlot(t, a)) {
+      const refusal = this.sessionRefusal(key);
+      if (refusal) {
+        if (!this.refused.has(key)) log.info({ reason: 'NodeSessionLimit', message: refusal }, 'capture refused on this node: no session slot');
+        this.refused.add(key);
+        await this.writeStatus(a, { state: 'Failed', reason: 'NodeSessionLimit', message: refusal, interfaces: [], attachedInterfaces: 0 });
+        return { result: 'refused' };
+      }
+      this.refused.delete(key);
+    }
+    let tr = t;
+    if (!tr) {
+      // the slot is this key's from now on, while its capture opens
+      this.claiming.add(key);
+      try {
+        tr = this.newTracked(key, await this.openCapture(sessionIdForPolicy(policy.uid), policy, log), policy);
+        this.tracked.set(key, tr);
+      } finally {
+        this.claiming.delete(key);
+      }
+    }
     tr.policy = policy;
     tr.capture.policy = policy;
     if (tr.stopped) {
@@ -421,6 +506,7 @@ export class NodeAgent {
     t.reason = reason;
     t.message = state === 'Completed' ? 'a limit was reached; detached' : 'detached';
     log.info({ state }, 'capture stopped on this node');
+    this.slotFreed();
     const a = this.informer.store.get(t.key);
     if (a) await this.reportOne(t, a);
   }

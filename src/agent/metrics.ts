@@ -51,6 +51,8 @@ export interface AgentMetrics {
   reported(): void;
   /** Where the sessions gauge reads the number of active sessions at scrape time. */
   setSessionSource(source: () => number): void;
+  /** Where the waiting gauge reads the number of policies refused a session slot (--max-sessions) at scrape time. */
+  setWaitingSource(source: () => number): void;
 }
 
 export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): AgentMetrics {
@@ -74,15 +76,23 @@ export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): Age
   const lostBytes = new Counter({ name: `${AGENT_PREFIX}lost_bytes_total`, help: 'Bytes of matched packets that did not reach the collector whole, by reason.', labelNames: [...labelNames, 'reason'], registers });
   const lastReport = new Gauge({ name: `${AGENT_PREFIX}last_report_timestamp_seconds`, help: 'When a status report last reached the API server (Unix time); 0 before the first.', registers });
   lastReport.set(0);
-  let sessionSource: (() => number) | undefined;
-  new Gauge({
-    name: `${AGENT_PREFIX}sessions`,
-    help: 'Capture sessions (policies) active on this node.',
-    registers,
-    collect() {
-      this.set(sessionSource?.() ?? 0);
-    },
-  });
+  /** A gauge read from @source at scrape time; returns the setter of its source. */
+  const sourced = (name: string, help: string) => {
+    let source: (() => number) | undefined;
+    new Gauge({
+      name: `${AGENT_PREFIX}${name}`,
+      help,
+      registers,
+      collect() {
+        this.set(source?.() ?? 0);
+      },
+    });
+    return (s: () => number) => {
+      source = s;
+    };
+  };
+  const setSessions = sourced('sessions', 'Capture sessions (policies) active on this node.');
+  const setWaiting = sourced('sessions_waiting', 'Policies refused a capture session on this node by its --max-sessions (NodeSessionLimit), waiting for one to end.');
   const last = new Map<string, Counters>();
   /** growth of one count since the last report; a new object (policy changed) starts at zero: count from there */
   const growth = (prev: number | undefined, now: number): number => now - (prev !== undefined && prev <= now ? prev : 0);
@@ -122,8 +132,7 @@ export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): Age
     reported() {
       lastReport.set(Date.now() / 1000);
     },
-    setSessionSource(source) {
-      sessionSource = source;
-    },
+    setSessionSource: setSessions,
+    setWaitingSource: setWaiting,
   };
 }

@@ -5,14 +5,16 @@
  * from its IP or MAC: the kubelet puts every process of a pod in a cgroup
  * named after the pod's UID (`…/pod<UID>/…` with the cgroupfs driver,
  * `…-pod<UID with _>.slice/…` with systemd's), so a process found there holds
- * the pod's network namespace (/proc/PID/ns/net); inside it, the interface
- * with the pod's IP (or eth0) is one end of a veth, and the node's interface
- * whose ifindex is that end's peer index, and whose own peer index points
- * back, is the pod's host side. An IP is only a cross-check: a pod whose
+ * the pod's network namespace (/proc/PID/ns/net); the node's veth whose peer
+ * is in that namespace is the pod's host side (with several, the one whose
+ * peer holds the pod's IPv6 address). An IP is only a cross-check: a pod whose
  * namespace does not hold the IP the assignment names is not tapped, so a
- * stale assignment can never tap the pod that inherited an address. Needs the
- * host's /proc (hostPID) and the right to open other users' namespaces
- * (CAP_SYS_PTRACE) and enter them (CAP_SYS_ADMIN).
+ * stale assignment can never tap the pod that inherited an address. All of
+ * it is read from outside the namespace, never by entering it (setns needs
+ * CAP_SYS_ADMIN): the namespace's addresses from /proc/PID/net, its id as the
+ * node sees it from the kernel (lsns, RTM_GETNSID by PID), and the node's veth
+ * whose peer is in that namespace (its link-netnsid). Needs the host's /proc
+ * (hostPID) and the right to look at other users' namespaces (CAP_SYS_PTRACE).
  *
  * The address-based methods remain for environments without pods' cgroups
  * (the lab's pods are bare network namespaces):
@@ -27,7 +29,8 @@
  *     IP and take the host-side peer of that interface (its iflink).
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { getLink, listLinks, type Link, type Runner } from '../datapath/index.ts';
+import { isIPv6 } from 'node:net';
+import { getLink, ipv6Bytes, listLinks, type Link, type Runner } from '../datapath/index.ts';
 
 export const RESOLVE_METHODS = ['pod', 'route', 'bridge', 'netns'] as const;
 export type ResolveMethod = (typeof RESOLVE_METHODS)[number];
@@ -129,12 +132,40 @@ export async function podPids(uid: string, procRoot = '/proc'): Promise<number[]
   return found.sort((a, b) => a - b);
 }
 
-interface NsIface {
-  ifname: string;
-  ifindex: number;
-  link_index?: number;
-  linkinfo?: { info_kind?: string };
-  addr_info?: { local: string }[];
+/**
+ * The pod namespace's id as the node's namespace sees it (the "link-netnsid"
+ * its veths carry): lsns asks the kernel by PID (RTM_GETNSID), which needs no
+ * capability, where entering the namespace (setns) needs CAP_SYS_ADMIN.
+ */
+async function netnsIdOf(runner: Runner, pid: number): Promise<number | undefined> {
+  const r = await runner.run('lsns', ['-J', '-t', 'net', '-p', String(pid), '-o', 'NS,NETNSID']);
+  if (r.exitCode !== 0) return undefined;
+  const row = (JSON.parse(r.stdout || '{}') as { namespaces?: { netnsid?: string | number | null }[] }).namespaces?.[0];
+  const id = row?.netnsid === null || row?.netnsid === '' || row?.netnsid === undefined ? NaN : Number(row.netnsid);
+  return Number.isInteger(id) && id >= 0 ? id : undefined;
+}
+
+/**
+ * The addresses a process's network namespace holds, read from outside it
+ * (/proc/PID/net, the namespace of that process): IPv4 local addresses from
+ * fib_trie (no interface there), IPv6 ones with their ifindex from if_inet6.
+ */
+export async function namespaceAddresses(procRoot: string, pid: number): Promise<{ v4: Set<string>; v6: Map<string, number> }> {
+  const v4 = new Set<string>();
+  const trie = await readFile(`${procRoot}/${pid}/net/fib_trie`, 'utf8').catch(() => '');
+  for (const m of trie.matchAll(/\|-- (\d+\.\d+\.\d+\.\d+)\n\s+\/32 host LOCAL/g)) v4.add(m[1]!);
+  const v6 = new Map<string, number>();
+  const inet6 = await readFile(`${procRoot}/${pid}/net/if_inet6`, 'utf8').catch(() => '');
+  for (const line of inet6.split('\n')) {
+    const [hex, index] = line.trim().split(/\s+/);
+    if (hex?.length === 32 && index) v6.set(hex, parseInt(index, 16));
+  }
+  return { v4, v6 };
+}
+
+/** An IPv6 address as if_inet6 writes it: 32 hex digits. */
+function inet6Hex(ip: string): string {
+  return ipv6Bytes(ip).toString('hex');
 }
 
 async function byPod(runner: Runner, pod: PodRef, procRoot: string, hostLinks: () => Promise<Link[]>): Promise<ResolvedInterface | undefined> {
@@ -145,15 +176,21 @@ async function byPod(runner: Runner, pod: PodRef, procRoot: string, hostLinks: (
     if (!ns) continue; // exited meanwhile
     // a hostNetwork pod shares the node's namespace: it has no veth of its own
     if (ns.ino === own.ino && ns.dev === own.dev) return undefined;
-    const r = await runner.run('nsenter', [`--net=${nsPath}`, 'ip', '-d', '-j', 'addr', 'show'], { netnsScoped: false });
-    if (r.exitCode !== 0) continue;
-    const ifaces = JSON.parse(r.stdout || '[]') as NsIface[];
-    const inside = pod.ips.length
-      ? ifaces.find((i) => i.addr_info?.some((a) => pod.ips.includes(a.local)))
-      : ifaces.find((i) => i.ifname === 'eth0');
-    // the namespace does not hold the pod's address: not (or no longer) this pod's
-    if (!inside || inside.linkinfo?.info_kind !== 'veth' || !inside.link_index) return undefined;
-    const peer = (await hostLinks()).find((l) => l.ifindex === inside.link_index && isVeth(l) && l.link_index === inside.ifindex);
+    // the namespace must hold the pod's address: else it is not (or no longer) this pod's
+    const held = await namespaceAddresses(procRoot, pid);
+    const v6 = pod.ips.filter((ip) => isIPv6(ip)).map(inet6Hex);
+    if (pod.ips.length && !pod.ips.some((ip) => (isIPv6(ip) ? held.v6.has(inet6Hex(ip)) : held.v4.has(ip)))) return undefined;
+    // the links list first: listing veths gives their peers' namespaces ids
+    const links = await hostLinks();
+    const nsid = await netnsIdOf(runner, pid);
+    if (nsid === undefined) continue;
+    // the node's veths whose peer is in the pod's namespace: the peer's
+    // (namespace id, ifindex) pair names one interface, no guess involved
+    const veths = links.filter((l) => isVeth(l) && l.link_netnsid === nsid && l.link_index);
+    // several (a pod with more than one network): the one whose peer holds the
+    // pod's IPv6 address; IPv4 addresses carry no interface outside the namespace
+    const byAddress = veths.filter((l) => v6.some((hex) => held.v6.get(hex) === l.link_index));
+    const peer = veths.length === 1 ? veths[0] : byAddress.length === 1 ? byAddress[0] : undefined;
     return peer ? { ifname: peer.ifname, ifindex: peer.ifindex, method: 'pod' } : undefined;
   }
   return undefined;

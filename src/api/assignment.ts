@@ -123,6 +123,9 @@ export const SniffAssignmentSpecSchema = z.object({
       name: ObjectNameSchema,
       uid: z.string().min(1),
       generation: GenerationSchema,
+      creationTimestamp: TimestampSchema.optional().meta({
+        description: "The policy's metadata.creationTimestamp: where a node's --max-sessions leaves policies waiting, the older one is attached first.",
+      }),
     })
     .meta({ description: 'The SniffPolicy this assignment comes from.' }),
   config: CaptureConfigSchema,

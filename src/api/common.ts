@@ -16,6 +16,7 @@ export const GenerationSchema = z.number().int().min(0).meta({ format: 'int64' }
 /** Why a matched packet was not delivered whole (keys of the `dropped` maps). */
 export const DropReasons = [
   'rateLimited',
+  'nodeRate',
   'sampledOut',
   'cloneError',
   'noRoute',

@@ -34,6 +34,8 @@ export const ReasonHints = {
   KernelUnsupported: "The node's kernel lacks a BPF feature the capture needs (the message names the kernel and the feature); run the pods on nodes with a newer kernel, or see docs/install.md for what each kernel supports.",
   VerifierRejected: 'The kernel refused the eBPF program; see the message and the agent log, and report it with the kernel version.',
   CompileFailed: 'The agent could not compile the program (clang); see the message and the agent log.',
+  NodeSessionLimit:
+    "The node already runs as many capture sessions as its agent's --max-sessions (chart agent.maxSessions) allows; the policy is attached there when one ends, older policies first. Delete a policy that is no longer needed, or ask the admin to raise the limit.",
   ForeignProgramFirst:
     "Another program (a CNI's tc or tcx program) runs before podtap's on a tapped pod interface; if it redirects or drops packets, podtap never sees them. The message names the program, the interface and the hook; see docs/troubleshooting.md.",
   InterfaceNotFound: "A selected pod's host-side interface was not found; the pod may be terminating or its CNI unsupported.",

@@ -24,7 +24,7 @@
  */
 import { hostname } from 'node:os';
 import type { CaptureConfig } from '../api/index.ts';
-import { Session, type ApplyResult, type Counters, type Runner } from '../datapath/index.ts';
+import { Session, type ApplyResult, type Counters, type NodeBudget, type Runner } from '../datapath/index.ts';
 import { errorMessage, UserError } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { nodeNameOf } from '../wire/announce.ts';
@@ -69,6 +69,8 @@ export interface CaptureServiceOptions {
   logger?: Logger | undefined;
   pinRoot?: string | undefined;
   cacheDir?: string | undefined;
+  /** The node's mirror budget this caller sets (the agent's); undefined: shared, never written (sniff). */
+  nodeBudget?: NodeBudget | undefined;
 }
 
 export interface ApplyOutcome extends ApplyResult {
@@ -112,6 +114,7 @@ export class CaptureService {
       ...(opts.logger ? { logger: opts.logger } : {}),
       ...(opts.pinRoot ? { pinRoot: opts.pinRoot } : {}),
       ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
+      ...(opts.nodeBudget ? { nodeBudget: opts.nodeBudget } : {}),
     });
     return new CaptureService(session, opts);
   }

@@ -4,7 +4,7 @@
  * per feature), and the variant of the data plane they build for it.
  */
 import { parseArgs } from 'node:util';
-import { chooseVariant, createRunner, ensureBpffs, PIN_ROOT, PROBES, reprobeKernel, requireRoot, requireTools, STATE_DIR, type ProbeName } from '../datapath/index.ts';
+import { chooseVariant, createRunner, ensureBpffs, PIN_ROOT, PROBES, reprobeKernel, requireCapabilities, requireRoot, requireTools, STATE_DIR, type ProbeName } from '../datapath/index.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 
 const HELP = `Usage: podtap features [--json]
@@ -34,6 +34,7 @@ export async function featuresCommand(argv: string[]): Promise<number> {
     return ExitCode.ok;
   }
   requireRoot('podtap features');
+  await requireCapabilities('podtap features');
   await requireTools();
   const runner = createRunner();
   await ensureBpffs(runner, PIN_ROOT);

@@ -232,7 +232,8 @@ function planAssignments(p: AssignmentPlanInput): Plan {
     for (const { status: _status, ...a } of existing) desired.push({ ...a, spec: { ...a.spec, stopped: true } });
   } else {
     const config = capRate(captureConfig(spec, { address: collector.address, port: collector.port }), p.rateCeiling);
-    const policyRef = { namespace, name, uid: policy.metadata.uid ?? '', generation };
+    const created = policy.metadata.creationTimestamp;
+    const policyRef = { namespace, name, uid: policy.metadata.uid ?? '', generation, ...(created ? { creationTimestamp: created } : {}) };
     for (const [nodeName, pods] of [...selection.byNode].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       const aName = assignmentName(namespace, name, nodeName);
       const prior = existingByName.get(aName);

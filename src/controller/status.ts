@@ -7,7 +7,7 @@
  * pods is ready; otherwise it carries the most actionable reason, in this
  * order: what blocks everything (InvalidSpec, CollectorNotFound), a reached
  * limit, nothing to capture (NoPodsSelected, NoNodesMatched), what an agent
- * cannot do (KernelUnsupported, VerifierRejected, CompileFailed, CollectorUnreachable,
+ * cannot do (KernelUnsupported, VerifierRejected, CompileFailed, NodeSessionLimit, CollectorUnreachable,
  * InterfaceNotFound, ForeignProgramFirst, other failures as PartiallyAttached), an agent that is
  * silent (AgentNotReporting), and last the normal wait (Attaching).
  */
@@ -80,7 +80,7 @@ interface Classified {
 }
 
 /** Agent failures, most actionable first; anything else an agent says is PartiallyAttached. */
-const FAILURE_ORDER: readonly ConditionReason[] = ['KernelUnsupported', 'VerifierRejected', 'CompileFailed', 'CollectorUnreachable', 'InterfaceNotFound', 'ForeignProgramFirst', 'PartiallyAttached', 'AgentNotReporting'];
+const FAILURE_ORDER: readonly ConditionReason[] = ['KernelUnsupported', 'VerifierRejected', 'CompileFailed', 'NodeSessionLimit', 'CollectorUnreachable', 'InterfaceNotFound', 'ForeignProgramFirst', 'PartiallyAttached', 'AgentNotReporting'];
 
 const MAX_LISTED = 5;
 

@@ -3,7 +3,8 @@
  * (on any interface of the namespace), capture devices, and all pins. Used by
  * `podtap cleanup`, the agent's uninstall hook and the tests.
  */
-import { rm } from 'node:fs/promises';
+import { readdir, rm, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from '../util/log.ts';
 import { silentLogger } from '../util/log.ts';
 import { createRunner, type Runner } from './exec.ts';
@@ -39,7 +40,13 @@ export async function cleanupAll(opts: { runner?: Runner; pinRoot?: string; logg
     }
   }
   if (!opts.keepPins) {
-    await rm(opts.pinRoot ?? PIN_ROOT, { recursive: true, force: true });
+    const root = opts.pinRoot ?? PIN_ROOT;
+    for (const e of await readdir(root).catch(() => [])) await rm(join(root, e), { recursive: true, force: true });
+    // the root itself may be a mount point (the chart mounts the host's
+    // /sys/fs/bpf/podtap there): then it stays, empty
+    await rmdir(root).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT' && err.code !== 'EBUSY') throw err;
+    });
     report.pins = true;
   }
   log.info(report, 'podtap removed from this node');

@@ -4,6 +4,7 @@ export const REASONS = [
   'tunnelIn', 'mirrored', 'fragmented', 'pieces', 'truncated', 'oversize', 'noRoute',
   'redirectError', 'busy', 'foreign', 'shapeError', 'mtu', 'csumUnsupported',
   'slotBusy', 'carrierLost', 'limitReached', 'xmitDrop', 'segmented', 'carrierStale', 'noSlot',
+  'nodeRate',
 ] as const;
 export type Reason = (typeof REASONS)[number];
 
@@ -17,7 +18,7 @@ export type Counters = Record<Reason, Count>;
  *  except those lost before the tunnel assigned a sequence number). */
 export const LOSS_REASONS: Reason[] = [
   'rateLimited', 'cloneError', 'noRoute', 'redirectError', 'busy', 'shapeError', 'mtu',
-  'carrierLost', 'xmitDrop', 'noSlot',
+  'carrierLost', 'xmitDrop', 'noSlot', 'nodeRate',
 ];
 
 export function emptyCounters(): Counters {
@@ -54,6 +55,7 @@ export function formatCounters(c: Counters): string {
   if (c.truncated.packets) parts.push(`truncated ${c.truncated.packets}`);
   if (c.sampledOut.packets) parts.push(`sampled-out ${c.sampledOut.packets}`);
   if (c.rateLimited.packets) parts.push(`rate-limited ${c.rateLimited.packets}`);
+  if (c.nodeRate.packets) parts.push(`node-rate ${c.nodeRate.packets}`);
   if (c.oversize.packets) parts.push(`oversize ${c.oversize.packets}`);
   return parts.join('  ');
 }

@@ -14,7 +14,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Runner } from './exec.ts';
 import { chooseVariant, probeKernel, PROBES, type ProbeName } from './features.ts';
-import { isPodtapProgram, PREF_BASE, type Hook } from './tc.ts';
+import { filterProgName, isPodtapProgram, PREF_BASE, type Hook, type TcBpfOptions } from './tc.ts';
 import { REQUIRED_TOOLS } from './tools.ts';
 
 export type Severity = 'ok' | 'warn' | 'fail';
@@ -47,7 +47,7 @@ interface AnyFilter {
 async function filters(runner: Runner, dev: string, hook: Hook): Promise<AnyFilter[]> {
   const r = await runner.run('tc', ['-j', 'filter', 'show', 'dev', dev, hook]);
   if (r.exitCode !== 0) return []; // no clsact qdisc: no filters
-  const rows = JSON.parse(r.stdout || '[]') as { pref: number; kind: string; options?: { prog?: { name?: string }; actions?: { kind?: string; mirred_action?: string }[] } }[];
+  const rows = JSON.parse(r.stdout || '[]') as { pref: number; kind: string; options?: TcBpfOptions & { actions?: { kind?: string; mirred_action?: string }[] } }[];
   // tc prints a head row per preference and the filter rows below it; keep one per preference
   const byPref = new Map<number, AnyFilter>();
   for (const f of rows) {
@@ -55,7 +55,7 @@ async function filters(runner: Runner, dev: string, hook: Hook): Promise<AnyFilt
     const entry: AnyFilter = {
       pref: f.pref,
       kind: f.kind,
-      prog: f.options?.prog?.name ?? have?.prog,
+      prog: filterProgName(f.options) ?? have?.prog,
       actions: [...(have?.actions ?? []), ...(f.options?.actions ?? []).map((a) => [a.kind, a.mirred_action].filter(Boolean).join(' '))],
     };
     byPref.set(f.pref, entry);
@@ -68,8 +68,10 @@ async function tcxPrograms(runner: Runner, dev: string): Promise<{ hook: Hook; n
   const r = await runner.run('bpftool', ['-j', 'net', 'show', 'dev', dev]);
   if (r.exitCode !== 0) return [];
   const out: { hook: Hook; name: string }[] = [];
-  for (const block of JSON.parse(r.stdout || '[]') as { tcx?: { kind?: string; name?: string }[] }[]) {
-    for (const p of block.tcx ?? []) out.push({ hook: p.kind?.includes('egress') ? 'egress' : 'ingress', name: p.name ?? '?' });
+  for (const block of JSON.parse(r.stdout || '[]') as { tcx?: { kind?: string; name?: string; prog_id?: number; id?: number }[] }[]) {
+    // bpftool names a program after fetching it by id, which needs CAP_SYS_ADMIN
+    // (the agent has not): then its id is all there is
+    for (const p of block.tcx ?? []) out.push({ hook: p.kind?.includes('egress') ? 'egress' : 'ingress', name: p.name || `id ${p.prog_id ?? p.id ?? '?'}` });
   }
   return out;
 }

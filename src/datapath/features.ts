@@ -165,13 +165,16 @@ async function runProbe(name: ProbeName, runner: Runner, dir: string, cacheDir: 
   }
 }
 
+/** The probes' directory under the pin root: a moment's, never a session's. */
+export const PROBE_DIR_PREFIX = 'probe-';
+
 /**
  * Probe the running kernel. @pinRoot: a directory on a BPF filesystem where
  * the probes are pinned for the moment they run (under podtap's own pin root,
  * so `podtap cleanup` removes what a crash leaves).
  */
 export async function probeKernel(runner: Runner, opts: ProbeOptions): Promise<KernelFeatures> {
-  const dir = join(opts.pinRoot, `probe-${process.pid}-${randomBytes(3).toString('hex')}`); // bpffs names take no dot
+  const dir = join(opts.pinRoot, `${PROBE_DIR_PREFIX}${process.pid}-${randomBytes(3).toString('hex')}`); // bpffs names take no dot
   await mkdir(dir, { recursive: true });
   const probes = {} as KernelFeatures['probes'];
   try {

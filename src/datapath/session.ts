@@ -8,6 +8,8 @@
  *   /sys/fs/bpf/podtap/<session>/<object key>/{pt_tap_ingress,pt_tap_egress,pt_tunnel,maps/}
  *   capture device ptc<id> (peer ptp<id>), tunnel program at its egress
  *   tc filters on each tapped interface whose program id is one of the session's
+ *   /sys/fs/bpf/podtap/node_budget_v1: the node's mirror budget, which every
+ *     session's objects share (node-budget.ts)
  * A configuration change loads a new object and swaps every filter in place
  * (`tc filter replace` at the same preference): no moment without a tap, never
  * two taps of the same session on one hook.
@@ -20,13 +22,14 @@ import { join } from 'node:path';
 import { ExitCode, UserError } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import {
-  describePinned, loadAndPin, readConfig, readCounters, writeCidrs, writeConfig, type PinnedObject, type RuntimeConfig,
+  describePinned, readConfig, readCounters, writeCidrs, writeConfig, type PinnedObject, type RuntimeConfig,
 } from './bpftool.ts';
 import { compileObject } from './compile.ts';
 import { compileDefines, type DataplaneConfig, type NodeParams } from './config.ts';
 import { addCounters, emptyCounters, type Counters } from './counters.ts';
 import { CommandError, createRunner, type Runner } from './exec.ts';
 import { carrierMtuRefusal, kernelVariant } from './features.ts';
+import { loadSharingNodeBudget, releaseNodeBudget, writeNodeBudget, type NodeBudget } from './node-budget.ts';
 import { captureDeviceNames, deleteLink, ensureCaptureDevice, getLink, listLinks, routeTo, type Route } from './netdev.ts';
 import { choosePref, deleteFilter, ensureClsact, listFilters, replaceFilter, type Hook } from './tc.ts';
 import { possibleCpus } from './tools.ts';
@@ -42,6 +45,12 @@ export interface SessionOptions {
   pinRoot?: string;
   stateDir?: string;
   logger?: Logger;
+  /**
+   * The node's mirror budget, written to the node's shared map whenever it
+   * differs (the agent's); undefined: the map is shared but left as it is
+   * (`podtap sniff`: bound by whatever budget the node's agent set).
+   */
+  nodeBudget?: NodeBudget | undefined;
 }
 
 export interface ApplyResult {
@@ -94,6 +103,7 @@ export class Session {
   private staleIds = new Set<number>();
   /** The capture device's MTU where the kernel's XDP lacks frags (features.ts). */
   private carrierMtu: number | undefined;
+  private readonly nodeBudget: NodeBudget | undefined;
 
   private constructor(opts: SessionOptions) {
     if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(opts.id)) throw new Error(`invalid session id "${opts.id}"`);
@@ -103,6 +113,7 @@ export class Session {
     this.cacheDir = opts.cacheDir;
     this.pinRoot = opts.pinRoot ?? PIN_ROOT;
     this.stateDir = opts.stateDir ?? STATE_DIR;
+    this.nodeBudget = opts.nodeBudget;
   }
 
   get dir(): string {
@@ -226,7 +237,8 @@ export class Session {
       const dir = join(this.dir, compiled.key);
       await rm(dir, { recursive: true, force: true });
       await mkdir(this.dir, { recursive: true });
-      const obj = await loadAndPin(compiled.path, dir, { runner: this.runner, logDir: this.stateDir, key: compiled.key });
+      const obj = await loadSharingNodeBudget(compiled.path, dir, { runner: this.runner, logDir: this.stateDir, key: compiled.key, pinRoot: this.pinRoot });
+      await this.writeNodeBudget();
       let instance = randomInt(1, 0x10000);
       while (instance === this.instance) instance = randomInt(1, 0x10000);
       await writeCidrs(obj.maps, cfg.filter.cidrs, this.runner);
@@ -263,6 +275,7 @@ export class Session {
       };
       this.runtime = runtime;
       await this.writeRuntime(this.object!.maps, runtime);
+      await this.writeNodeBudget();
       await this.attachStages(this.object!, new Set());
       if (this.staleIds.size) {
         // a previous process died mid-swap: finish it
@@ -273,6 +286,13 @@ export class Session {
     this.staleIds.clear();
     this.route = route;
     return { loaded, cached: compiled.cached, compileMs: compiled.ms, key: compiled.key, route, mtu, instance: this.instance };
+  }
+
+  /** The node's budget into its shared map, where this session sets it and it changed. */
+  private async writeNodeBudget(): Promise<void> {
+    if (this.nodeBudget && (await writeNodeBudget(this.pinRoot, this.nodeBudget, this.runner))) {
+      this.log.info({ nodeBudget: this.nodeBudget }, "node's mirror budget set");
+    }
   }
 
   private ownIds(extra: Set<number>): Set<number> {
@@ -413,6 +433,8 @@ export class Session {
     for (const dev of [...this.attachments.keys()]) await this.detach(dev);
     await deleteLink(this.runner, this.capture.dev);
     await rm(this.dir, { recursive: true, force: true });
+    // the last session of the pin root takes the node's budget map with it
+    if (await releaseNodeBudget(this.pinRoot, this.runner)) this.log.info("node's mirror budget map removed: no session left");
     this.object = undefined;
     this.objectKey = undefined;
     this.log.info('session destroyed');
@@ -423,7 +445,17 @@ export class Session {
 export async function ensureBpffs(runner: Runner, pinRoot: string): Promise<void> {
   const mountPoint = '/sys/fs/bpf';
   if (!pinRoot.startsWith(`${mountPoint}/`)) {
+    // a pin root elsewhere is a BPF filesystem (or a directory of one) mounted
+    // there, as the chart mounts the host's /sys/fs/bpf/podtap: never mount one
+    // ourselves, the pins would be lost with this mount namespace
     await mkdir(pinRoot, { recursive: true });
+    const type = (await runner.run('stat', ['-f', '-c', '%T', pinRoot], { netnsScoped: false })).stdout.trim();
+    if (type !== 'bpf_fs') {
+      throw new UserError(`the pin root ${pinRoot} (PODTAP_PIN_ROOT) is not on a BPF filesystem (it is ${type || 'unreadable'})`, {
+        exitCode: ExitCode.failure,
+        hint: "mount a directory of the host's BPF filesystem there (the chart mounts /sys/fs/bpf/podtap), or unset PODTAP_PIN_ROOT",
+      });
+    }
     return;
   }
   const fsType = (await runner.run('stat', ['-f', '-c', '%T', mountPoint], { netnsScoped: false })).stdout.trim();

@@ -25,6 +25,25 @@ export function isPodtapProgram(name: string): boolean {
   return /^pt_(tap_(ingress|egress)|tunnel|emit)$/.test(name);
 }
 
+/** The BPF part of a filter as `tc -j filter show` prints it. */
+export interface TcBpfOptions {
+  handle?: string;
+  bpf_name?: string;
+  prog?: { id: number; name?: string };
+}
+
+/**
+ * The program's name of a bpf filter. tc prints it only after fetching the
+ * program by id (BPF_PROG_GET_FD_BY_ID), which the kernel allows only to
+ * CAP_SYS_ADMIN, which the agent does not have; then the filter's own name
+ * remains, which tc set at attach time from the pinned file's name
+ * ("pt_tap_ingress:[*fsobj]" for object-pinned …/pt_tap_ingress): podtap pins
+ * each program under its own name.
+ */
+export function filterProgName(o: TcBpfOptions | undefined): string | undefined {
+  return o?.prog?.name ?? (o?.bpf_name?.endsWith(':[*fsobj]') ? o.bpf_name.slice(0, -':[*fsobj]'.length) : undefined);
+}
+
 export async function ensureClsact(runner: Runner, dev: string): Promise<void> {
   const r = await runner.run('tc', ['qdisc', 'add', 'dev', dev, 'clsact']);
   if (r.exitCode !== 0 && !/File exists|Exclusivity flag on/.test(r.stderr)) {
@@ -41,7 +60,7 @@ export async function listFilters(runner: Runner, dev: string, hook: Hook): Prom
   const rows = JSON.parse(r.stdout || '[]') as {
     pref: number;
     kind: string;
-    options?: { handle?: string; prog?: { id: number; name: string } };
+    options?: TcBpfOptions;
   }[];
   return rows
     .filter((f) => f.kind === 'bpf' && f.options?.prog && f.options.handle)
@@ -51,7 +70,7 @@ export async function listFilters(runner: Runner, dev: string, hook: Hook): Prom
       pref: f.pref,
       handle: f.options!.handle!,
       progId: f.options!.prog!.id,
-      progName: f.options!.prog!.name,
+      progName: filterProgName(f.options) ?? '',
     }));
 }
 

@@ -11,6 +11,7 @@ export const REQUIRED_TOOLS: { tool: string; pkg: string; why: string }[] = [
   { tool: 'ip', pkg: 'iproute2', why: 'manages the capture device and routes' },
   { tool: 'ethtool', pkg: 'ethtool', why: "sets the capture device's offloads" },
   { tool: 'nsenter', pkg: 'util-linux', why: 'enters network namespaces' },
+  { tool: 'lsns', pkg: 'util-linux', why: "finds a pod network namespace's id (the agent's veth lookup)" },
 ];
 
 export const BPF_HEADERS = { path: '/usr/include/bpf/bpf_helpers.h', pkg: 'libbpf-dev' };
@@ -25,6 +26,40 @@ export function requireRoot(what: string): void {
     throw new UserError(`${what} needs root (CAP_BPF, CAP_NET_ADMIN)`, {
       exitCode: ExitCode.notRoot,
       hint: 'run it with sudo, or as root',
+    });
+  }
+}
+
+/** Capability bits (uapi/linux/capability.h). */
+const CAP = { NET_ADMIN: 12, SYS_ADMIN: 21, PERFMON: 38, BPF: 39 } as const;
+
+/**
+ * What the data plane needs and does not have, from a CapEff mask (hex, as
+ * /proc/PID/status prints it): CAP_NET_ADMIN (tc programs, tc, ip link),
+ * CAP_BPF (maps, programs) and CAP_PERFMON (the verifier's pointer
+ * arithmetic); CAP_SYS_ADMIN stands for the last two (docs/security.md).
+ */
+export function missingCapabilities(capEff: string): { cap: string; why: string }[] {
+  const mask = BigInt(`0x${capEff.trim() || '0'}`);
+  const has = (bit: number) => (mask >> BigInt(bit)) & 1n ? true : false;
+  const out: { cap: string; why: string }[] = [];
+  if (!has(CAP.NET_ADMIN)) out.push({ cap: 'CAP_NET_ADMIN', why: 'tc programs, tc filters, the capture device' });
+  if (!has(CAP.BPF) && !has(CAP.SYS_ADMIN)) out.push({ cap: 'CAP_BPF', why: 'creating maps, loading programs' });
+  if (!has(CAP.PERFMON) && !has(CAP.SYS_ADMIN)) out.push({ cap: 'CAP_PERFMON', why: "the verifier's pointer arithmetic on packets" });
+  return out;
+}
+
+/**
+ * Refuse to start without the capabilities the data plane needs, naming them:
+ * without one, the kernel feature probes would fail first and blame the kernel.
+ */
+export async function requireCapabilities(what: string): Promise<void> {
+  const status = await readFile('/proc/self/status', 'utf8');
+  const missing = missingCapabilities(/^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? '0');
+  if (missing.length) {
+    throw new UserError(`${what} lacks ${missing.map((m) => `${m.cap} (${m.why})`).join(', ')}`, {
+      exitCode: ExitCode.notRoot,
+      hint: 'add the capabilities to its container (the chart does: docs/security.md), or run it as root with them',
     });
   }
 }

@@ -33,6 +33,8 @@ export interface HttpHandlers {
   registry: Registry;
   /** undefined when ready, else why not. */
   notReady(): string | undefined;
+  /** undefined while alive (the default), else why the process should be restarted (liveness). */
+  notLive?(): string | undefined;
 }
 
 export async function startHttp(addr: string, handlers: HttpHandlers, log: Logger): Promise<HttpEndpoint> {
@@ -44,7 +46,10 @@ export async function startHttp(addr: string, handlers: HttpHandlers, log: Logge
       res.end(body);
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(405, 'method not allowed\n');
-    if (path === '/healthz' || path === '/livez') return text(200, 'ok\n');
+    if (path === '/healthz' || path === '/livez') {
+      const why = handlers.notLive?.();
+      return why === undefined ? text(200, 'ok\n') : text(503, `not live: ${why}\n`);
+    }
     if (path === '/readyz') {
       const why = handlers.notReady();
       return why === undefined ? text(200, 'ok\n') : text(503, `not ready: ${why}\n`);

@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { captureConfig, collectorPort, MTU_MAX, MTU_MIN, ObjectNameSchema, parseDuration, parseSniffPolicyYaml, type CaptureConfig, type SniffPolicy } from '../api/index.ts';
 import { CaptureService, type CaptureTarget } from '../capture/service.ts';
-import { createRunner, formatCounters, getLink, LOSS_REASONS, lost, requireRoot, requireTools, subCounters, type Counters } from '../datapath/index.ts';
+import { createRunner, formatCounters, getLink, LOSS_REASONS, lost, requireCapabilities, requireRoot, requireTools, subCounters, type Counters } from '../datapath/index.ts';
 import { errorMessage, ExitCode, UserError } from '../util/errors.ts';
 import { parseHostPort } from '../util/hostport.ts';
 import { rootLogger, silentLogger } from '../util/log.ts';
@@ -26,7 +26,10 @@ every matching packet, whole, through a Geneve (or VXLAN) tunnel to a collector
 
 FILE is a SniffPolicy (podtap.io/v1alpha1). Its filter, sampling, snapLength,
 rateLimit, tunnel, mtu, limits and collector.address are used; podSelector and
-nodeSelector are ignored here, so the same file works in a cluster.
+nodeSelector are ignored here, so the same file works in a cluster. On a node
+whose podtap agent sets a mirror budget (--node-max-packets-per-second), the
+capture shares it with the node's policies: copies over it are counted lost
+as node-rate.
 
 Options:
   --policy FILE         SniffPolicy YAML (required)
@@ -119,6 +122,7 @@ export async function sniffCommand(argv: string[]): Promise<number> {
   const node = o.node ?? nodeNameOf(hostname());
 
   requireRoot('podtap sniff');
+  await requireCapabilities('podtap sniff');
   await requireTools();
 
   const text = await readFile(o.policy, 'utf8').catch((err: unknown) => {

@@ -142,7 +142,9 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
       const policyObj = await client.get<KubeObject>(PodtapResources.sniffPolicies, NS, 'web-debug');
       expect(first[0]!.metadata.namespace).toBe(INSTALL_NS);
       expect(first[0]!.metadata.ownerReferences).toBeUndefined();
-      expect(first[0]!.spec.policy).toEqual({ namespace: NS, name: 'web-debug', uid: policyObj.metadata.uid, generation: 1 });
+      // and its creation time: where a node's --max-sessions leaves policies waiting, the oldest goes first
+      expect(policyObj.metadata.creationTimestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      expect(first[0]!.spec.policy).toEqual({ namespace: NS, name: 'web-debug', uid: policyObj.metadata.uid, generation: 1, creationTimestamp: policyObj.metadata.creationTimestamp });
       expect(first[0]!.spec.config.collector).toEqual({ address: '198.18.9.9', port: 6081 });
       const attaching = await until('status Attaching', async () => {
         const s = await policyStatus('web-debug');

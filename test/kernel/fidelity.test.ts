@@ -8,7 +8,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { SniffPolicy } from '../../src/api/index.ts';
 import { PIN_ROOT } from '../../src/datapath/session.ts';
 import { sessionIdFor } from '../../src/sniff/sniff.ts';
-import { readCounters } from '../../src/datapath/bpftool.ts';
+import { readCounterRows, readCounters } from '../../src/datapath/bpftool.ts';
 import { TUNNELS } from '../../src/wire/sizes.ts';
 import { loadMarks, loadVlanTagger, removePins, testPinRoot } from '../helpers/bpf.ts';
 import { compareCapture, startTcpdump } from '../helpers/capture.ts';
@@ -44,10 +44,7 @@ async function sessionMaps(name: string): Promise<string> {
 
 /** Per-CPU packet counts of counter @reason (enum pt_reason). */
 async function perCpu(maps: string, reason: number): Promise<number[]> {
-  const rows = JSON.parse((await execa('bpftool', ['-j', 'map', 'lookup', 'pinned', `${maps}/pt_counters`, 'key', String(reason), '0', '0', '0'])).stdout) as {
-    formatted?: { values: { cpu: number; value: { packets: number } }[] };
-  };
-  return (rows.formatted?.values ?? []).map((v) => v.value.packets);
+  return ((await readCounterRows(maps)).find((r) => r.key === reason)?.perCpu ?? []).map((v) => v.packets);
 }
 
 describe('data-plane fidelity', () => {

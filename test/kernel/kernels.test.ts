@@ -15,11 +15,15 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sniffPolicies, type SniffPolicy } from '../../src/api/index.ts';
 import { leftovers } from '../../src/datapath/cleanup.ts';
+import { readCounters, writeConfig } from '../../src/datapath/bpftool.ts';
+import { compileObject } from '../../src/datapath/compile.ts';
 import { createRunner } from '../../src/datapath/exec.ts';
+import { loadSharingNodeBudget, nodeBudgetPin } from '../../src/datapath/node-budget.ts';
 import { kernelVariant } from '../../src/datapath/features.ts';
 import { Lab } from '../lab/cluster.ts';
 import { ExitCode } from '../../src/util/errors.ts';
-import { definesFor, loadTestObject, removePins, testConfig, testPinRoot } from '../helpers/bpf.ts';
+import { definesFor, kernelDefines, loadTestObject, progRun, removePins, TEST_CACHE, testConfig, testPinRoot } from '../helpers/bpf.ts';
+import { buildFrame } from '../helpers/packets.ts';
 import { diffMultiset, digestCounts, podtap, readFrames, startTcpdump, WAIT_SCALE, waitForLine, type Tcpdump } from '../helpers/capture.ts';
 import { startCapture } from '../helpers/harness.ts';
 import { createTopology, inNs, type Topology } from '../helpers/netns.ts';
@@ -52,6 +56,29 @@ describe('the variant podtap builds for this kernel', () => {
   ])('loads: $description', async ({ cfg }) => {
     const obj = await loadTestObject(definesFor(testConfig(cfg)), root);
     for (const p of Object.values(obj.progs)) expect(p.id).toBeGreaterThan(0);
+  });
+});
+
+describe("the node's mirror budget", () => {
+  it('two objects share one bucket, and a clock reading older than its last refill adds nothing to it', async () => {
+    // two policies' objects, loaded as sessions load them
+    const built = await compileObject([...definesFor(testConfig()), ...(await kernelDefines())], { cacheDir: TEST_CACHE });
+    const load = (session: string) => loadSharingNodeBudget(built.path, join(root, session, built.key), { logDir: join(tmpdir(), 'podtap-test-logs'), key: built.key, pinRoot: root });
+    const objs = [await load('nb-a'), await load('nb-b')];
+    for (const o of objs) await writeConfig(o.maps, { enabled: true, captureIfindex: 0, instance: 1, routeIfindex: 0, src: '198.18.200.1', dst: '198.18.200.2' });
+    // two tokens (a full bucket at 2 packets/s), and a last refill far ahead of any clock
+    // reading here (as another CPU that took the lock later would leave it):
+    // whatever this kernel's speed, nothing refills while the test runs
+    const v = Buffer.alloc(48); // struct pt_node: lock, pad, pps, bps, last_ns, pkt_tokens, byte_tokens
+    v.writeBigUInt64LE(2n, 8);
+    v.writeBigUInt64LE(process.hrtime.bigint() + 3_600_000_000_000n, 24); // CLOCK_MONOTONIC, as bpf_ktime_get_ns()
+    v.writeBigUInt64LE(2n * 1_000_000_000n, 32);
+    await execa('bpftool', ['map', 'update', 'pinned', nodeBudgetPin(root), 'key', '0', '0', '0', '0', 'value', ...[...v].map(String)]);
+    const frame = buildFrame({ src: '198.18.1.2', dst: '198.18.2.2', proto: 'UDP' });
+    for (const o of [...objs, ...objs]) await progRun(o.progs.pt_tap_ingress.path, frame);
+    const counts = await Promise.all(objs.map((o) => readCounters(o.maps)));
+    expect(counts.map((c) => c.matched.packets)).toEqual([2, 2]);
+    expect(counts.reduce((n, c) => n + c.nodeRate.packets, 0), 'two of the four over the two tokens both objects share').toBe(2);
   });
 });
 

@@ -55,13 +55,15 @@ describe('agent metrics', () => {
     expect(text).toContain('policy="web"');
   });
 
-  it('reports when a status last reached the API and how many sessions run', async () => {
+  it('reports when a status last reached the API, how many sessions run and how many wait for one', async () => {
     const m = createAgentMetrics();
     m.setSessionSource(() => 3);
+    m.setWaitingSource(() => 2);
     expect(await value(m.registry.metrics(), `${AGENT_PREFIX}last_report_timestamp_seconds`)).toBe(0);
     m.reported();
     const text = m.registry.metrics();
     expect(Math.abs((await value(text, `${AGENT_PREFIX}last_report_timestamp_seconds`))! - Date.now() / 1000)).toBeLessThan(5);
     expect(await value(text, `${AGENT_PREFIX}sessions`)).toBe(3);
+    expect(await value(text, `${AGENT_PREFIX}sessions_waiting`)).toBe(2);
   });
 });

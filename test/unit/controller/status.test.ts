@@ -86,6 +86,18 @@ const cases: Case[] = [
     expected: { ready: ['False', 'VerifierRejected'], degraded: ['True', 'VerifierRejected'], nodesReady: 1, degradedMessage: /2 nodes not capturing: b \(VerifierRejected: R1 invalid mem access\), a \(InterfaceNotFound/ },
   },
   {
+    description: "a node's agent refused a session slot, another's interface is missing: NodeSessionLimit first, with the agent's message",
+    input: {
+      nodes: [
+        rep('a', 'Degraded', { reason: 'InterfaceNotFound', message: 'veth of web-1 not found' }),
+        rep('b', 'Failed', { reason: 'NodeSessionLimit', message: 'node b runs 32 of the 32 capture sessions it may (agent --max-sessions); attached when a session there ends' }),
+        rep('c', 'Attached'),
+      ],
+      ...sel(6),
+    },
+    expected: { ready: ['False', 'NodeSessionLimit'], degraded: ['True', 'NodeSessionLimit'], nodesReady: 1, degradedMessage: /b \(NodeSessionLimit: node b runs 32 of the 32 capture sessions/ },
+  },
+  {
     description: "one node's kernel lacks a feature, another's verifier refused: KernelUnsupported first, naming the kernel",
     input: {
       nodes: [

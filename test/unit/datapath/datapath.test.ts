@@ -8,6 +8,8 @@ import { addrBytes, ipv6Bytes } from '../../../src/datapath/bpftool.ts';
 import { compileDefines, PROTO_BITS, TCP_FLAG_BITS } from '../../../src/datapath/config.ts';
 import { REASONS, emptyCounters, lost, subCounters } from '../../../src/datapath/counters.ts';
 import { summarizeVerifierLog } from '../../../src/datapath/verifier.ts';
+import { filterProgName } from '../../../src/datapath/tc.ts';
+import { missingCapabilities } from '../../../src/datapath/tools.ts';
 import { testConfig } from '../../helpers/bpf.ts';
 import { cConstants } from '../../helpers/c-constants.ts';
 
@@ -126,4 +128,31 @@ it('names a policy session by its uid, stably', () => {
   expect(sessionIdForPolicy('3f1c')).toBe(sessionIdForPolicy('3f1c'));
   expect(sessionIdForPolicy('3f1c')).toMatch(/^a-[0-9a-f]{12}$/);
   expect(sessionIdForPolicy('3f1d')).not.toBe(sessionIdForPolicy('3f1c'));
+});
+
+describe("a tc filter's program name, with and without CAP_SYS_ADMIN", () => {
+  // tc prints prog.name only when it could fetch the program by id (CAP_SYS_ADMIN);
+  // the agent has not, and recognises its filters by the name tc gave them from the pin
+  it.each([
+    { description: 'tc fetched the program by id', input: { bpf_name: 'pt_tap_ingress:[*fsobj]', prog: { id: 7, name: 'pt_tap_ingress' } }, expected: 'pt_tap_ingress' },
+    { description: 'without CAP_SYS_ADMIN: the name of the pinned file', input: { bpf_name: 'pt_tap_egress:[*fsobj]', prog: { id: 7 } }, expected: 'pt_tap_egress' },
+    { description: 'a filter loaded from an object file, not a pin', input: { bpf_name: 'x.o:[classifier]', prog: { id: 7 } }, expected: undefined },
+    { description: 'no name at all', input: { prog: { id: 7 } }, expected: undefined },
+  ])('$description', ({ input, expected }) => {
+    expect(filterProgName(input)).toBe(expected);
+  });
+});
+
+describe('the capabilities the data plane needs, from a CapEff mask', () => {
+  it.each([
+    { description: "the chart's agent (BPF, NET_ADMIN, PERFMON, SYS_PTRACE)", input: '000000c000081000', expected: [] },
+    { description: 'root with every capability', input: '000001ffffffffff', expected: [] },
+    { description: 'CAP_SYS_ADMIN stands for CAP_BPF and CAP_PERFMON (before 5.8, the only way)', input: '0000000000201000', expected: [] },
+    { description: 'without CAP_NET_ADMIN', input: '000000c000080000', expected: ['CAP_NET_ADMIN'] },
+    { description: 'without CAP_BPF', input: '0000004000081000', expected: ['CAP_BPF'] },
+    { description: 'without CAP_PERFMON', input: '0000008000081000', expected: ['CAP_PERFMON'] },
+    { description: 'none', input: '0000000000000000', expected: ['CAP_NET_ADMIN', 'CAP_BPF', 'CAP_PERFMON'] },
+  ])('$description', ({ input, expected }) => {
+    expect(missingCapabilities(input).map((m) => m.cap)).toEqual(expected);
+  });
 });

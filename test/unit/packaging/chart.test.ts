@@ -15,7 +15,7 @@ import { PodtapResources } from '../../../src/api/resources.ts';
 import { Resources } from '../../../src/k8s/resources.ts';
 import { CAPTURE_ACCESS } from '../../../src/collector/access.ts';
 import { CHART, ROOT, render, type K8sObject, type Rendered } from './lib/render.ts';
-import { exponentNumbers, policyViolations, workloads, type Container, type PodSpec } from './lib/policy.ts';
+import { CAPABILITY_ALLOW_LIST, documentedAgentCapabilities, exponentNumbers, policyViolations, workloads, type Container, type PodSpec } from './lib/policy.ts';
 import { schemaErrors, unknownFieldErrors } from './lib/validate.ts';
 import { VALUE_SETS } from './lib/value-sets.ts';
 
@@ -23,6 +23,8 @@ import { VALUE_SETS } from './lib/value-sets.ts';
 const PROMETHEUS_OPERATOR_KINDS = ['ServiceMonitor', 'PrometheusRule'];
 const schema = JSON.parse(await readFile(join(CHART, 'values.schema.json'), 'utf8')) as object;
 const validateValues = new Ajv({ allErrors: true, strict: false }).compile(schema);
+/** The agent's capabilities, one source of truth: the measured table of docs/security.md. */
+const AGENT_CAPABILITIES_DOCUMENTED = documentedAgentCapabilities(await readFile(join(ROOT, 'docs/security.md'), 'utf8'));
 
 const renders = new Map<string, Rendered>();
 beforeAll(async () => {
@@ -94,7 +96,7 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
   });
 
   it('runs the agent on every node it should, on the host network, with the downward API and the host mounts it needs', () => {
-    const values = r().values as { agent: { tolerations: unknown[]; netnsFallback: boolean; netnsDir: string; mountBpffs: boolean; compileCacheHostPath: string } };
+    const values = r().values as { agent: { tolerations: unknown[]; netnsFallback: boolean; netnsDir: string; mountBpffs: boolean; compileCacheHostPath: string; pinRoot: string; pinRootHostPath: string } };
     const ds = find(r().objects, 'DaemonSet', '-agent');
     const pod = podOf(ds);
     expect(pod.hostNetwork).toBe(true);
@@ -111,19 +113,38 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
     expect(env.POD_NAME).toEqual({ fieldRef: { fieldPath: 'metadata.name' } });
     expect(env.POD_NAMESPACE).toEqual({ fieldRef: { fieldPath: 'metadata.namespace' } });
     const mounts = Object.fromEntries((agent.volumeMounts ?? []).map((m) => [m.mountPath, m]));
-    expect(mounts['/sys/fs/bpf']).toMatchObject({ mountPropagation: 'HostToContainer' });
-    expect(mounts['/sys/fs/bpf']!.readOnly).toBeFalsy();
+    // podtap's directory of the host's bpffs, read-write, where PODTAP_PIN_ROOT says
+    expect(env.PODTAP_PIN_ROOT).toBe(values.agent.pinRoot);
+    expect(mounts[values.agent.pinRoot]).toMatchObject({ name: 'bpffs' });
+    expect(mounts[values.agent.pinRoot]!.readOnly).toBeFalsy();
     if (values.agent.netnsFallback) expect(mounts['/run/netns']).toMatchObject({ readOnly: true, mountPropagation: 'HostToContainer' });
     else expect(mounts['/run/netns']).toBeUndefined();
-    // exactly the set test/kernel/image.test.ts shows the data plane needs, each of them
-    expect(agent.securityContext?.capabilities).toEqual({ drop: ['ALL'], add: ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE'] });
+    // exactly the set docs/security.md's table lists (measured there, and by
+    // test/kernel/image.test.ts taking each away); SYS_ADMIN only for the netns fallback
+    expect(agent.securityContext?.capabilities).toEqual({ drop: ['ALL'], add: [...AGENT_CAPABILITIES_DOCUMENTED, ...(values.agent.netnsFallback ? ['SYS_ADMIN'] : [])] });
+    expect(agent.securityContext?.allowPrivilegeEscalation).toBe(values.agent.netnsFallback);
     // hostPaths: exactly these, nothing else of the host
     const hostPaths = (pod.volumes ?? []).filter((v) => v.hostPath).map((v) => v.hostPath!.path).sort();
-    const expected = ['/sys/fs/bpf', ...(values.agent.netnsFallback ? [values.agent.netnsDir] : []), ...(values.agent.compileCacheHostPath ? [values.agent.compileCacheHostPath] : [])].sort();
+    const expected = [values.agent.pinRootHostPath, ...(values.agent.netnsFallback ? [values.agent.netnsDir] : []), ...(values.agent.compileCacheHostPath ? [values.agent.compileCacheHostPath] : [])].sort();
     expect(hostPaths).toEqual(expected);
+    // never all of the host's BPF filesystem (or a directory above it): other
+    // programs' pins (Cilium's, systemd's) are not the agent's to see
+    for (const p of hostPaths) expect(['/', '/sys', '/sys/fs', '/sys/fs/bpf'], p).not.toContain(p.replace(/\/+$/, '') || '/');
+    expect(values.agent.pinRootHostPath.startsWith('/sys/fs/bpf/')).toBe(true);
     // the bpffs init container checks (or mounts) the host's BPF filesystem
     const init = container(ds, 'bpffs');
-    expect(init.command?.join(' ')).toContain('stat -f -c %T /sys/fs/bpf');
+    if (values.agent.mountBpffs) {
+      expect(init.command?.join(' ')).toContain(`mkdir -p ${values.agent.pinRootHostPath}`);
+      expect(init.volumeMounts ?? []).toEqual([]);
+    } else {
+      expect(init.command?.join(' ')).toContain(`stat -f -c %T ${values.agent.pinRoot}`);
+      expect(init.volumeMounts).toEqual([{ name: 'bpffs', mountPath: values.agent.pinRoot, readOnly: true }]);
+    }
+  });
+
+  it("grants the agent exactly the capabilities docs/security.md's table lists, never SYS_ADMIN by default", () => {
+    expect(AGENT_CAPABILITIES_DOCUMENTED).not.toContain('SYS_ADMIN');
+    expect([...CAPABILITY_ALLOW_LIST.agent!].sort()).toEqual([...AGENT_CAPABILITIES_DOCUMENTED].sort());
   });
 
   it('runs the controller replicated with leader election and a disruption budget', () => {
@@ -343,7 +364,29 @@ describe('chart', () => {
     expect(args.find((a) => a.startsWith('--workers'))).toBe(expected);
   });
 
+  it.each([
+    { description: 'the defaults: 50,000 packets/s for the node, no byte budget, 32 sessions', input: {}, expected: ['--node-max-packets-per-second=50000', '--node-max-bytes-per-second=0', '--max-sessions=32'] },
+    {
+      description: 'an admin\'s own, the largest written whole (no exponent)',
+      input: { agent: { nodeMaxRate: { packetsPerSecond: 0, bytesPerSecond: 10_000_000_000 }, maxSessions: 0 } },
+      expected: ['--node-max-packets-per-second=0', '--node-max-bytes-per-second=10000000000', '--max-sessions=0'],
+    },
+  ])("agent's node budget and session cap: $description", async ({ input, expected }) => {
+    const r = await render({ values: input });
+    expect(validateValues(r.values)).toBe(true);
+    const args = container(find(r.objects, 'DaemonSet', '-agent'), 'agent').args ?? [];
+    expect(args.filter((a) => /^--(node-max|max-sessions)/.test(a))).toEqual(expected);
+    // and the agent takes them as they are
+    const { parseAgentArgs } = await import('../../../src/agent/cli.ts');
+    const parsed = parseAgentArgs(expected);
+    expect(parsed && [parsed.nodeBudget.packetsPerSecond, parsed.nodeBudget.bytesPerSecond, parsed.maxSessions]).toEqual(expected.map((a) => Number(a.split('=')[1])));
+  });
+
   const refusals: { description: string; input: Record<string, unknown>; expected: RegExp }[] = [
+    { description: 'a negative node budget', input: { agent: { nodeMaxRate: { packetsPerSecond: -1, bytesPerSecond: 0 } } }, expected: /minimum|nodeMaxRate/ },
+    { description: 'a node budget past what a token bucket holds', input: { agent: { nodeMaxRate: { packetsPerSecond: 0, bytesPerSecond: 10_000_000_001 } } }, expected: /maximum|nodeMaxRate/ },
+    { description: 'a fractional session cap', input: { agent: { maxSessions: 1.5 } }, expected: /integer|maxSessions/ },
+    { description: 'a session cap past the most a node takes', input: { agent: { maxSessions: 5000 } }, expected: /maximum|maxSessions/ },
     { description: 'a misspelt key', input: { agent: { netnsFalback: true } }, expected: /additionalProperties|netnsFalback/ },
     { description: 'no replicas', input: { controller: { replicas: 0 } }, expected: /minimum|replicas/ },
     { description: 'a container without limits', input: { collector: { resources: { limits: null } } }, expected: /limits/ },

@@ -15,6 +15,7 @@ export interface Container {
     readOnlyRootFilesystem?: boolean;
     allowPrivilegeEscalation?: boolean;
     capabilities?: { add?: string[]; drop?: string[] };
+    seccompProfile?: { type: string };
   };
   resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> };
   volumeMounts?: { name: string; mountPath: string; readOnly?: boolean; mountPropagation?: string }[];
@@ -25,7 +26,7 @@ export interface PodSpec {
   hostNetwork?: boolean;
   hostPID?: boolean;
   hostIPC?: boolean;
-  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number };
+  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type: string } };
   containers: Container[];
   initContainers?: Container[];
   volumes?: { name: string; hostPath?: { path: string } }[];
@@ -36,11 +37,14 @@ export interface PodSpec {
  * addition, in any container, is a violation.
  */
 export const CAPABILITY_ALLOW_LIST: Record<string, string[]> = {
-  // SYS_PTRACE: the veth lookup by pod identity opens /proc/PID/ns/net of pods' processes (other users)
-  agent: ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE'],
+  // the agent's: the table in docs/security.md, measured (chart.test.ts checks the two agree)
+  agent: ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_PTRACE'],
   bpffs: ['SYS_ADMIN', 'SYS_CHROOT', 'SYS_PTRACE'],
   'captures-owner': ['CHOWN'],
 };
+
+/** Added to the agent's only with agent.netnsFallback (its netns mount): `ip -n` enters namespaces (setns). */
+export const NETNS_FALLBACK_CAPABILITIES = ['SYS_ADMIN'];
 
 /** Roles whose main containers must run as non-root with a read-only root filesystem. */
 export const NON_ROOT_ROLES = ['controller', 'collector', 'uninstall'];
@@ -81,11 +85,13 @@ export function policyViolations(objects: K8sObject[]): string[] {
       if (!c.resources?.requests?.cpu || !c.resources?.requests?.memory) out.push(`${where}: no cpu/memory requests`);
       if (!c.resources?.limits?.cpu || !c.resources?.limits?.memory) out.push(`${where}: no cpu/memory limits`);
       if (!sc.capabilities?.drop?.includes('ALL')) out.push(`${where}: does not drop ALL capabilities`);
-      const allowed = CAPABILITY_ALLOW_LIST[c.name] ?? [];
+      const allowed = [...(CAPABILITY_ALLOW_LIST[c.name] ?? []), ...(c.name === 'agent' && c.volumeMounts?.some((m) => m.name === 'netns') ? NETNS_FALLBACK_CAPABILITIES : [])];
       for (const cap of sc.capabilities?.add ?? []) {
         if (!allowed.includes(cap)) out.push(`${where}: adds ${cap}, not in its allow-list [${allowed.join(', ')}]`);
       }
       if (sc.readOnlyRootFilesystem !== true) out.push(`${where}: root filesystem is writable`);
+      const seccomp = sc.seccompProfile?.type ?? w.pod.securityContext?.seccompProfile?.type;
+      if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost') out.push(`${where}: seccomp profile ${seccomp ?? 'unset'} (neither RuntimeDefault nor Localhost)`);
       // Kubernetes' own validation refuses this pair (the embedded API does not check it)
       if (sc.allowPrivilegeEscalation === false && (sc.capabilities?.add ?? []).includes('SYS_ADMIN')) {
         out.push(`${where}: allowPrivilegeEscalation=false with SYS_ADMIN (Kubernetes refuses it)`);
@@ -109,4 +115,24 @@ export function policyViolations(objects: K8sObject[]): string[] {
 /** YAML numbers Go printed in exponent form (1e+06): the API server refuses them for integers. */
 export function exponentNumbers(text: string): string[] {
   return text.split('\n').filter((l) => /:\s*-?\d+(\.\d+)?e[+-]?\d+\s*$/.test(l) && !/^\s*#/.test(l));
+}
+
+/**
+ * The agent's capabilities as docs/security.md's table under "### The agent"
+ * lists them (the rows "| `CAP_X` | …" of the table whose header starts
+ * "| capability |"), without the CAP_ prefix, in order.
+ */
+export function documentedAgentCapabilities(securityMd: string): string[] {
+  const section = securityMd.split(/^### The agent$/m)[1]?.split(/^#{2,3} /m)[0] ?? '';
+  const lines = section.split('\n');
+  const start = lines.findIndex((l) => /^\| capability \|/.test(l));
+  if (start < 0) throw new Error('docs/security.md: no "| capability |" table under "### The agent"');
+  const out: string[] = [];
+  for (const l of lines.slice(start + 2)) {
+    if (!l.startsWith('|')) break;
+    const m = /^\| `CAP_([A-Z_]+)` \|/.exec(l);
+    if (!m) throw new Error(`docs/security.md: a row of the agent's capability table that names no capability: ${l.slice(0, 80)}`);
+    out.push(m[1]!);
+  }
+  return out;
 }
