@@ -22,6 +22,7 @@ import { alive, inNetns, sleep, startDaemon, stopPid, tail, waitFor } from './da
 import { kubeconfig } from './pki.ts';
 import { sessionIdForPolicy } from '../../src/agent/agent.ts';
 import { PIN_ROOT } from '../../src/datapath/session.ts';
+import { NODE_BUDGET_PIN } from '../../src/datapath/node-budget.ts';
 
 export const ROOT = new URL('../../', import.meta.url).pathname.replace(/\/$/, '');
 
@@ -562,8 +563,17 @@ async function clusterSessions(record: ClusterRecord): Promise<string[]> {
   return r.exitCode === 0 ? r.stdout.split(/\s+/).filter(Boolean).map(sessionIdForPolicy) : [];
 }
 
+/** Whether the pin root holds the node's mirror budget and nothing else: no session shares it any more. */
+async function onlyNodeBudget(): Promise<boolean> {
+  const names = await readdir(PIN_ROOT).catch(() => [] as string[]);
+  return names.length === 1 && names[0] === NODE_BUDGET_PIN;
+}
+
 async function removeSessions(record: ClusterRecord): Promise<void> {
   for (const id of record.sessions ?? []) await rm(join(PIN_ROOT, id), { recursive: true, force: true });
+  // the node's mirror budget, which the agents pinned beside their sessions,
+  // once no session is left to share it (the agents' own cleanup does the same)
+  if ((record.sessions ?? []).length && (await onlyNodeBudget())) await rm(join(PIN_ROOT, NODE_BUDGET_PIN), { force: true });
   // the pin root itself when up made it and nothing else is in it now (the agent's uninstall hook does the same)
   if (record.pinRootCreated) await rmdir(PIN_ROOT).catch(() => undefined);
 }
@@ -623,6 +633,7 @@ export async function leftovers(record?: ClusterRecord): Promise<string[]> {
     const prop = await sysPropagation();
     if (record.sysPropagation && prop !== record.sysPropagation) left.push(`the mounts under /sys are ${prop} (were ${record.sysPropagation})`);
     for (const id of record.sessions ?? []) if (existsSync(join(PIN_ROOT, id))) left.push(`pins of an agent session of this cluster: ${join(PIN_ROOT, id)}`);
+    if ((record.sessions ?? []).length && (await onlyNodeBudget())) left.push(`the node's mirror budget ${join(PIN_ROOT, NODE_BUDGET_PIN)}, with no session left to share it`);
     if (record.pinRootCreated && existsSync(PIN_ROOT) && !(await readdir(PIN_ROOT)).length) left.push(`the empty pin root ${PIN_ROOT}`);
     const ipt = await hostIptables();
     if (ipt !== record.hostIptables) left.push(`the host's iptables rules changed:\n${ipt}`);
