@@ -16,23 +16,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sniffPolicies, type SniffPolicy } from '../../src/api/index.ts';
 import { Lab } from '../lab/cluster.ts';
-import { startBackend } from '../helpers/kube.ts';
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const t0 = Date.now();
-  let last: unknown;
-  while (Date.now() - t0 < timeoutMs) {
-    try {
-      const v = await fn();
-      if (v) return v;
-      last = undefined;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
+import { startBackend, until } from '../helpers/kube.ts';
 
 /** Each policy selects one pod of its own. */
 const POD_OF: Record<string, string> = { 'b-first': 'pod-1', 'z-second': 'pod-2', 'a-third': 'pod-3' };
@@ -131,7 +115,7 @@ describe('agent --max-sessions 1: refused as NodeSessionLimit, attached when a s
     const want = (got: Awaited<ReturnType<typeof reasons>>) =>
       Object.entries(expected).every(([name, w]) => got[name]?.reason === w.reason && (!w.message || w.message.test(got[name]?.message ?? '')));
     let seen: Awaited<ReturnType<typeof reasons>> = {};
-    await until('the Ready reasons expected', async () => want((seen = await reasons()))).catch((err: unknown) => {
+    await until('the Ready reasons expected', async () => want((seen = await reasons())), 30_000).catch((err: unknown) => {
       throw new Error(`${String(err)}; last seen ${JSON.stringify(seen)}`, { cause: err });
     });
     // the data plane agrees: a pod is tapped exactly when its policy is attached
