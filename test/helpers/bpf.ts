@@ -9,6 +9,8 @@ import { loadAndPin, type PinnedObject } from '../../src/datapath/bpftool.ts';
 import { compileObject } from '../../src/datapath/compile.ts';
 import { compileDefines, type DataplaneConfig, type NodeParams } from '../../src/datapath/config.ts';
 import { createRunner } from '../../src/datapath/exec.ts';
+import { leftovers } from '../../src/datapath/cleanup.ts';
+import { NODE_BUDGET_PIN } from '../../src/datapath/node-budget.ts';
 import { kernelVariant } from '../../src/datapath/features.ts';
 import { STATE_DIR } from '../../src/datapath/session.ts';
 
@@ -124,4 +126,17 @@ export async function loadMarks(pinRoot: string): Promise<{
       return { zero: v(1), other: v(2), bits: v(3), changed: v(4) };
     },
   };
+}
+
+/**
+ * What of podtap is present on the node (leftovers()), less what the agents of
+ * other test files keep under the shared pin root meanwhile: their sessions
+ * (`a-…`) and the node's mirror budget pin they share. For a test that runs
+ * `podtap sniff` (sessions `s-…`) and compares before with after: vitest runs
+ * kernel files side by side, and an agent's session appearing in between is
+ * not the sniffer's (kernels.test.ts failed so once).
+ */
+export async function sniffLeftovers(runner: ReturnType<typeof createRunner>): Promise<string[]> {
+  const others = new RegExp(`^pin \\S+/(a-[0-9a-f]+|${NODE_BUDGET_PIN})(/|$)`);
+  return (await leftovers({ runner })).filter((l) => !others.test(l));
 }

@@ -14,7 +14,6 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sniffPolicies, type SniffPolicy } from '../../src/api/index.ts';
-import { leftovers } from '../../src/datapath/cleanup.ts';
 import { readCounters, writeConfig } from '../../src/datapath/bpftool.ts';
 import { compileObject } from '../../src/datapath/compile.ts';
 import { createRunner } from '../../src/datapath/exec.ts';
@@ -22,7 +21,7 @@ import { loadSharingNodeBudget, nodeBudgetPin } from '../../src/datapath/node-bu
 import { kernelVariant } from '../../src/datapath/features.ts';
 import { Lab } from '../lab/cluster.ts';
 import { ExitCode } from '../../src/util/errors.ts';
-import { definesFor, kernelDefines, loadTestObject, progRun, removePins, TEST_CACHE, testConfig, testPinRoot } from '../helpers/bpf.ts';
+import { definesFor, kernelDefines, loadTestObject, progRun, removePins, sniffLeftovers, TEST_CACHE, testConfig, testPinRoot } from '../helpers/bpf.ts';
 import { buildFrame } from '../helpers/packets.ts';
 import { diffMultiset, digestCounts, podtap, readFrames, startTcpdump, WAIT_SCALE, waitForLine, type Tcpdump } from '../helpers/capture.ts';
 import { startCapture } from '../helpers/harness.ts';
@@ -275,7 +274,7 @@ describe('restart and cleanup', () => {
     const topo = await sharedTopology();
     const [p1, p2] = topo.pods as [Topology['pods'][0], Topology['pods'][0]];
     // what others left on this host is not ours to judge
-    const before = await leftovers({ runner: createRunner(topo.node) });
+    const before = await sniffLeftovers(createRunner(topo.node));
     const run = await startCapture(topo, { collector: { address: topo.collector.ip4 }, filter: { protocols: ['ICMP'] } }, [p1.hostIf], { name: `${topo.prefix}-restart` });
     run.sniff.kill('SIGKILL');
     await run.sniff;
@@ -294,7 +293,7 @@ describe('restart and cleanup', () => {
     const files = (await execa('find', [run.dir, '-name', '*.pcapng'])).stdout.split('\n').filter(Boolean);
     // two pings before the restart, two after, each request and reply once
     expect(await readFrames(files[0]!, 'icmp')).toHaveLength(8);
-    expect(await leftovers({ runner: createRunner(topo.node) })).toEqual(before);
+    expect(await sniffLeftovers(createRunner(topo.node))).toEqual(before);
   });
 });
 
@@ -305,7 +304,7 @@ describe('what this kernel cannot do', () => {
   it('a 9000-byte uplink: served where veth has multi-buffer XDP, else refused naming the kernel and the feature', async () => {
     const frags = (await kernelVariant(createRunner(), { pinRoot: root })).xdpFrags;
     topo = await createTopology({ pods: 1, uplinkMtu: 9000 });
-    const before = await leftovers({ runner: createRunner(topo.node) });
+    const before = await sniffLeftovers(createRunner(topo.node));
     const run = await startCapture(topo, { collector: { address: topo.collector.ip4 } }, [topo.pods[0]!.hostIf], { name: topo.prefix }).catch((err: unknown) => err as Error);
     if (frags) {
       expect(run).not.toBeInstanceOf(Error);
@@ -318,7 +317,7 @@ describe('what this kernel cannot do', () => {
     const out = (run as Error).message;
     expect(out).toMatch(new RegExp(`kernel ${release().replace(/[.+]/g, '\\$&')} lacks multi-buffer XDP \\(xdp\\.frags\\) \\(5\\.18\\), needed for an uplink MTU of 9000`));
     expect(out).toMatch(new RegExp(`process exited \\(${ExitCode.kernelUnsupported}\\)`));
-    expect(await leftovers({ runner: createRunner(topo.node) })).toEqual(before);
+    expect(await sniffLeftovers(createRunner(topo.node))).toEqual(before);
   });
 
   it('the agent: a policy with a 9000-byte MTU is Ready where the kernel serves it, else refused on the node as KernelUnsupported', async () => {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { leftovers } from '../../src/datapath/cleanup.ts';
+import { sniffLeftovers } from '../helpers/bpf.ts';
 import { createRunner } from '../../src/datapath/exec.ts';
 import { ExitCode } from '../../src/util/errors.ts';
 import { podtap, readFrames, waitForLine } from '../helpers/capture.ts';
@@ -78,7 +79,7 @@ describe('sniffer lifecycle', () => {
     const col = await startCollector(topo);
     const file = join(col.dir, 'p.yaml');
     await writeFile(file, policyYaml({ collector: { address: topo.collector.ip4 } }, topo.prefix));
-    const before = await leftovers({ runner: createRunner(topo.node) });
+    const before = await sniffLeftovers(createRunner(topo.node));
     const s = podtap(topo.node, ['sniff', '--policy', file, '--iface', topo.pods[0]!.hostIf, '--quiet']);
     await waitForLine(s, /podtap: tapping/, 60_000);
     s.kill('SIGINT');
@@ -87,7 +88,7 @@ describe('sniffer lifecycle', () => {
     await col.proc;
     expect([r.exitCode, r.signal], String(r.all)).toEqual([0, undefined]);
     expect(String(r.all)).toMatch(/podtap: stopped \(SIGINT\)/);
-    expect(await leftovers({ runner: createRunner(topo.node) })).toEqual(before);
+    expect(await sniffLeftovers(createRunner(topo.node))).toEqual(before);
   });
 
   it('podtap cleanup removes what a killed sniffer left', async () => {
