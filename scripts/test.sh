@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: what CI runs (.ci/run) and what the README says.
 # Needs root (BPF, tc, network namespaces); installs what it needs first.
-#   scripts/test.sh          everything: unit, k8s (real kube-apiserver), kernel
-#                            tests, then scripts/e2e.sh on the real cluster, then
-#                            the data plane's kernel tests on Debian's 5.10, 6.1
-#                            and 6.12 under qemu (scripts/kernel-matrix.sh --qemu-only)
+#   scripts/test.sh          everything, in two lanes side by side (below): unit,
+#                            k8s (real kube-apiserver) and kernel tests,
+#                            scripts/e2e.sh on the real cluster, and the data
+#                            plane's kernel tests on Debian's 5.10, 6.1 and 6.12
+#                            under qemu (scripts/kernel-matrix.sh --qemu-only)
 #   scripts/test.sh ARGS     vitest with ARGS only (a subset: no e2e, no matrix)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,42 +51,94 @@ scripts/tools/build.sh promtool >/dev/null
 scripts/tools/build.sh krew >/dev/null
 phase "setup, type check and builds"
 
-# Run the tests inside a private network namespace: every listener they open
+# The tests run inside private network namespaces: every listener they open
 # (the embedded API, collectors, HTTP endpoints) is then invisible from the
 # machine's own interfaces. nsenter --net keeps the mount namespace, so
 # /sys/fs/bpf stays the host's bpffs.
-ns="podtap-test-$$"
-ip netns add "$ns"
 # Every temporary file of the run (the tests' and the tools' they start) goes
 # under one directory, removed at the end whatever happened.
 tmp=$(mktemp -d /tmp/podtap-test.XXXXXX)
 chmod 1777 "$tmp" # (one test runs the sniffer as a user other than root)
-trap 'ip netns del "$ns" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-ip -n "$ns" link set lo up
-rc=0
-TMPDIR="$tmp" nsenter --net="/run/netns/$ns" npm exec -- vitest run "$@" || rc=$?
-phase "vitest (unit, k8s, kernel)"
-if $full; then
+namespaces=()
+trap 'for n in "${namespaces[@]}"; do ip netns del "$n" 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
+private_ns() {
+  ip netns add "$1"
+  namespaces+=("$1")
+  ip -n "$1" link set lo up
+}
+# vitest [ARGS] in the private namespace $1
+vitest_in() {
+  local n=$1
+  shift
+  TMPDIR="$tmp" nsenter --net="/run/netns/$n" npm exec -- vitest run "$@"
+}
+
+if ! $full; then
+  private_ns "podtap-test-$$"
+  rc=0
+  vitest_in "podtap-test-$$" "$@" || rc=$?
+  phase "vitest $*"
+  echo "test: the suite took $((SECONDS - suite_t0)) s in all (rc $rc)" >&2
+  exit "$rc"
+fi
+
+# The full suite in two lanes side by side, each a sequence:
+#   host:  vitest's kernel project, then scripts/e2e.sh. Both use this
+#          machine's kernel and its bpffs (/sys/fs/bpf/podtap, which the
+#          lifecycle tests empty with `podtap cleanup`), so never at once.
+#   other: vitest's unit and k8s projects (no BPF: listeners, a real
+#          kube-apiserver per file), then the kernel tests on Debian's 5.10,
+#          6.1 and 6.12 under qemu, whose guests have kernels and bpffs of
+#          their own and no network device.
+# One after the other they took 34 min warm (run A, README); the host lane
+# mostly waits (on packets, timers, Kubernetes), the qemu guests need the CPU.
+# Each lane's lines carry its name; each step prints its time and result.
+lane_rc_dir="$tmp/lanes"
+mkdir -p "$lane_rc_dir"
+# step LANE NAME CMD...: run CMD, print how long it took; a failure is the
+# lane's (recorded) but the lane goes on to its next step
+step() {
+  local lane=$1 name=$2 t0=$SECONDS rc=0
+  shift 2
+  "$@" || rc=$?
+  echo "$(date +%H:%M:%S) test[$lane]: $name took $((SECONDS - t0)) s (rc $rc)" >&2
+  if [ "$rc" -ne 0 ]; then echo "$name" >>"$lane_rc_dir/$lane"; fi
+  return 0
+}
+host_lane() {
+  step host "vitest --project kernel" vitest_in "podtap-test-$$" --project kernel
   # outside the private namespace: the cluster makes its own (podtap-node),
   # and its image build fetches npm packages; with this suite's lock
-  if ! PODTAP_SUITE_LOCK_HELD=1 scripts/e2e.sh; then
-    echo "test: scripts/e2e.sh failed (above: the step and the cluster's diagnostics)" >&2
-    rc=1
-  fi
-  phase "e2e on the real cluster (both layouts)"
+  step host "scripts/e2e.sh (both layouts)" env PODTAP_SUITE_LOCK_HELD=1 scripts/e2e.sh
+}
+other_lane() {
+  step other "vitest --project unit --project k8s" vitest_in "podtap-test-$$-b" --project unit --project k8s
   # outside the private namespace (it downloads the kernels; its guests have
   # no network device at all), with this suite's lock, which it inherits.
-  # Every qemu kernel (5.10, 6.1, 6.12): vitest's kernel project above was
-  # the host's row. 5.10 takes every fallback variant (bounded loop, spin
+  # Every qemu kernel (5.10, 6.1, 6.12): the host lane's kernel project is
+  # this machine's row. 5.10 takes every fallback variant (bounded loop, spin
   # lock, probe read, XDP without frags), 6.1 is the kernel of Debian 12,
-  # AL2023 and Bottlerocket, 6.12 the newest LTS; together 13-16 min under
-  # TCG on 2 cores, within the 90-minute CI beside the cold Go builds (the
-  # warm suite took 22 min with 5.10 alone in CI on 2026-12-06).
-  if ! PODTAP_SUITE_LOCK_HELD=1 scripts/kernel-matrix.sh --qemu-only; then
-    echo "test: the kernel matrix failed: above, the kernels and tests that did" >&2
+  # AL2023 and Bottlerocket, 6.12 the newest LTS.
+  step other "kernel matrix (qemu)" env PODTAP_SUITE_LOCK_HELD=1 scripts/kernel-matrix.sh --qemu-only
+}
+# (made here: the EXIT trap above is this shell's, not the lanes')
+private_ns "podtap-test-$$"
+private_ns "podtap-test-$$-b"
+# a lane's stdout and stderr, each line prefixed with the lane's name
+prefixed() { sed -u "s/^/[$1] /"; }
+( host_lane 2>&1 | prefixed host ) &
+host_pid=$!
+( other_lane 2>&1 | prefixed other ) &
+other_pid=$!
+wait "$host_pid" || true
+wait "$other_pid" || true
+phase "both lanes"
+rc=0
+for lane in host other; do
+  if [ -s "$lane_rc_dir/$lane" ]; then
     rc=1
+    echo "test: FAILED in the $lane lane: $(paste -sd, "$lane_rc_dir/$lane" | sed 's/,/, /g') (its lines above start with [$lane])" >&2
   fi
-  phase "kernel matrix"
-fi
+done
 echo "test: the suite took $((SECONDS - suite_t0)) s in all (rc $rc)" >&2
 exit "$rc"
