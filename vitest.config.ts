@@ -32,6 +32,8 @@ export default defineConfig({
         test: {
           name: 'kernel',
           include: ['test/kernel/**/*.test.ts'],
+          // a pin root of its own per file, not the host's /sys/fs/bpf/podtap
+          setupFiles: ['test/kernel/setup-pin-root.ts'],
           fileParallelism: false,
           testTimeout: 120_000,
           hookTimeout: 120_000,

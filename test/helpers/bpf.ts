@@ -129,12 +129,13 @@ export async function loadMarks(pinRoot: string): Promise<{
 }
 
 /**
- * What of podtap is present on the node (leftovers()), less what the agents of
- * other test files keep under the shared pin root meanwhile: their sessions
- * (`a-…`) and the node's mirror budget pin they share. For a test that runs
- * `podtap sniff` (sessions `s-…`) and compares before with after: vitest runs
- * kernel files side by side, and an agent's session appearing in between is
- * not the sniffer's (kernels.test.ts failed so once).
+ * What of podtap is present on the node (leftovers()), less agents' sessions
+ * (`a-…`) and the node's mirror budget pin, which a sniffer creates when it
+ * finds none and leaves for the others. For a test that runs `podtap sniff`
+ * (sessions `s-…`) and compares before with after. (Each kernel test file
+ * has a pin root of its own, test/kernel/setup-pin-root.ts; before that, an
+ * agent session of a file run beside it failed kernels.test.ts once, and the
+ * `a-` filter stays for a root given by hand.)
  */
 export async function sniffLeftovers(runner: ReturnType<typeof createRunner>): Promise<string[]> {
   const others = new RegExp(`^pin \\S+/(a-[0-9a-f]+|${NODE_BUDGET_PIN})(/|$)`);

@@ -12,6 +12,7 @@ import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_INSTALL_NAMESPACE, sniffAssignments, sniffPolicies, type SniffPolicy } from '../../src/api/index.ts';
 import { sessionIdForPolicy } from '../../src/agent/agent.ts';
+import { PIN_ROOT } from '../../src/datapath/session.ts';
 import { Lab, type LabProcess } from '../lab/cluster.ts';
 import { inNs } from '../lab/netns.ts';
 import { Resources } from '../../src/k8s/index.ts';
@@ -228,7 +229,7 @@ describe('operator end to end', () => {
     expect(p.status?.completionTime).toBeTruthy();
     await policies().delete('demo', 'ten');
     // (or the lab stops the agent before it detached, and its pins stay for the next test file to find)
-    await until('pins of ten gone', async () => !existsSync(`/sys/fs/bpf/podtap/${sessionIdForPolicy(p.metadata.uid as string)}`));
+    await until('pins of ten gone', async () => !existsSync(join(PIN_ROOT, sessionIdForPolicy(p.metadata.uid as string))));
   });
 
   it('leaves nothing behind when the policy is deleted', async () => {
@@ -236,7 +237,7 @@ describe('operator end to end', () => {
     await policies().delete('demo', 'web-debug');
     for (const pod of ['web-1', 'web-2', 'web-3']) await until(`${pod} detached`, () => untapped(pod), 5000);
     await until('assignments gone', async () => (await sniffAssignments(lab.client).list({ namespace: DEFAULT_INSTALL_NAMESPACE })).length === 0);
-    await until('pins gone', async () => !existsSync(`/sys/fs/bpf/podtap/${sessionIdForPolicy(p.metadata.uid as string)}`));
+    await until('pins gone', async () => !existsSync(join(PIN_ROOT, sessionIdForPolicy(p.metadata.uid as string))));
     const devs = await inNs(lab.topo.node, 'ip', ['-j', 'link', 'show']);
     expect((JSON.parse(devs) as { ifname: string }[]).filter((d) => /^pt[cp]/.test(d.ifname))).toEqual([]);
     void Resources;
