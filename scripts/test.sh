@@ -135,8 +135,9 @@ prefixed() { sed -u "s/^/[$1] /"; }
 host_pid=$!
 ( other_lane 2>&1 | prefixed other ) &
 other_pid=$!
-wait "$host_pid" || true
-wait "$other_pid" || true
+# a lane that ended abnormally (killed, say) is a failure too, whatever its steps recorded
+wait "$host_pid" || echo "the lane itself (exit $?)" >>"$lane_rc_dir/host"
+wait "$other_pid" || echo "the lane itself (exit $?)" >>"$lane_rc_dir/other"
 phase "both lanes"
 rc=0
 for lane in host other; do
