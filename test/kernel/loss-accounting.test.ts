@@ -69,8 +69,8 @@ describe('loss accounting', () => {
     // the uplink refuses every packet for 3.5 s (a queue that holds none:
     // NET_XMIT_DROP for each), link and neighbour up. [t0, t1] lies inside
     // the refusal: t0 once tc has put the queue in place, t1 before tc
-    // starts to take it away (on a busy machine each tc takes 100 ms and
-    // more, and a solicitation in that time may or may not pass)
+    // starts to take it away (a solicitation while tc starts may or may not
+    // pass, and tc starts slower on a busy machine)
     await inNs(topo.node, 'tc', ['qdisc', 'replace', 'dev', 'up0', 'root', 'pfifo', 'limit', '0']);
     const t0 = Date.now();
     await sleep(3500);
