@@ -29,6 +29,7 @@ import { startApiServer as startRealApiServer } from '../test/helpers/apiserver.
 import { CRD_DIR, LAB_COLLECTOR_NETWORKS, Lab } from '../test/lab/cluster.ts';
 import { NODE_BIN, PODTAP_MAIN } from '../test/lab/netns.ts';
 import { silentLogger } from '../src/util/log.ts';
+import { pool } from './pool.ts';
 import { enterPrivateNamespace } from './privatens.ts';
 
 if (!(await enterPrivateNamespace(import.meta.filename))) process.exit();
@@ -143,13 +144,6 @@ async function seedEmbedded(dir: string): Promise<Seeded> {
   };
 }
 
-/** Run @fn over @items with at most @n in flight. */
-async function pool<T>(items: Iterable<T>, n: number, fn: (x: T) => Promise<void>): Promise<void> {
-  const it = items[Symbol.iterator]();
-  await Promise.all(Array.from({ length: n }, async () => {
-    for (let x = it.next(); !x.done; x = it.next()) await fn(x.value);
-  }));
-}
 
 async function seedReal(): Promise<Seeded> {
   const api = await startRealApiServer();

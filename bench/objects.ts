@@ -16,6 +16,7 @@ import { execa } from 'execa';
 import { API_VERSION, ASSIGNMENT_KIND, DEFAULT_INSTALL_NAMESPACE, PodtapResources, assignmentLabels, assignmentName, captureConfig, SniffPolicySpecSchema, type SniffAssignment } from '../src/api/index.ts';
 import { KubeClient, loadKubeConfig, Resources, type KubeObject } from '../src/k8s/index.ts';
 import { startApiServer } from '../test/helpers/apiserver.ts';
+import { pool } from './pool.ts';
 import { enterPrivateNamespace } from './privatens.ts';
 
 if (!(await enterPrivateNamespace(import.meta.filename))) process.exit();
@@ -44,13 +45,6 @@ function assignment(i: number, pods: number, tag: string): SniffAssignment {
   };
 }
 
-/** Run @fn over 0..n-1 with at most @k in flight. */
-async function pool(n: number, k: number, fn: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: k }, async () => {
-    while (next < n) await fn(next++);
-  }));
-}
 
 const api = await startApiServer();
 const runs: { shape: string; objects: number; podsEach: number; bytesEach: number; seconds: number; perSecond: number; apiserverCpuSeconds: number }[] = [];
@@ -72,7 +66,7 @@ try {
       const bytesEach = JSON.stringify(assignment(0, podsEach, tag)).length;
       const c0 = await cpu();
       const t0 = performance.now();
-      await pool(objects, CONCURRENCY, async (i) => {
+      await pool(Array.from({ length: objects }, (_, i) => i), CONCURRENCY, async (i) => {
         await client.create(PodtapResources.sniffAssignments, assignment(i, podsEach, tag) as unknown as KubeObject);
       });
       const seconds = (performance.now() - t0) / 1000;
