@@ -14,7 +14,7 @@ import { rm } from 'node:fs/promises';
 import { afterAll } from 'vitest';
 
 /** Where the private roots go: on the BPF filesystem, beside the product's. */
-export const TEST_PIN_BASE = '/sys/fs/bpf/podtap-t';
+const TEST_PIN_BASE = '/sys/fs/bpf/podtap-t';
 
 const root = `${TEST_PIN_BASE}${process.pid}-${randomBytes(3).toString('hex')}`;
 mkdirSync(root, { recursive: true });
