@@ -2,10 +2,11 @@
  * What a SniffAssignment costs the real kube-apiserver: creates per second of
  * the controller's work orders as they are (one pod each, as at 1,000 nodes,
  * 30,000 pods and 100 policies) against the same number of bytes in ten times
- * fewer, larger objects (more pods in each, for the configs of the ten). It decides between more small
- * objects and fewer large ones (say, one per node): if the rate of the large
- * objects is close to that of the small, the server's cost is per object and
- * folding objects pays; if it is a tenth, the cost is per byte and it does not.
+ * fewer, larger objects (more pods in each, for the configs of the ten). It
+ * decides between more small objects and fewer large ones (say, one per
+ * node): if the rate of the large objects is close to that of the small, the
+ * server's cost is per object and folding objects pays; if it is a tenth, the
+ * cost is per byte and it does not.
  *
  *   flock /run/lock/podtap-bench.lock npm exec -- node bench/objects.ts [--objects 3000] [--rounds 2]
  */
@@ -45,6 +46,10 @@ function assignment(i: number, pods: number, tag: string): SniffAssignment {
   };
 }
 
+// the folded object: as many bytes as FOLD small ones (more pods in place of their configs)
+const smallBytes = JSON.stringify(assignment(0, 1, 'x')).length;
+let foldedPods = FOLD;
+while (JSON.stringify(assignment(0, foldedPods, 'x')).length < FOLD * smallBytes) foldedPods++;
 
 const api = await startApiServer();
 const runs: { shape: string; objects: number; podsEach: number; bytesEach: number; seconds: number; perSecond: number; apiserverCpuSeconds: number }[] = [];
@@ -57,10 +62,6 @@ try {
     return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 1/100 s
   };
   for (let r = 0; r < ROUNDS; r++) {
-    // the folded object: as many bytes as FOLD small ones (more pods in place of their configs)
-    const smallBytes = JSON.stringify(assignment(0, 1, 'x')).length;
-    let foldedPods = FOLD;
-    while (JSON.stringify(assignment(0, foldedPods, 'x')).length < FOLD * smallBytes) foldedPods++;
     for (const [shape, objects, podsEach] of [['small', OBJECTS, 1], ['folded', OBJECTS / FOLD, foldedPods]] as const) {
       const tag = `${shape}-${r}`;
       const bytesEach = JSON.stringify(assignment(0, podsEach, tag)).length;

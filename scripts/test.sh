@@ -95,7 +95,7 @@ fi
 # lane mostly waits (on packets, timers, Kubernetes), the qemu guests need
 # the CPU. The k8s project is in the host lane because that balances the two
 # (measured side by side: kernel 456 s, e2e 437 s; unit and k8s 299 s, the
-# three guests 346, 271 and ~250 s).
+# three guests' tests 346, 271 and 221 s, run C).
 # Each lane's lines carry its name; each step prints its time and result.
 lane_rc_dir="$tmp/lanes"
 mkdir -p "$lane_rc_dir"

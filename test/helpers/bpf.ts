@@ -132,10 +132,10 @@ export async function loadMarks(pinRoot: string): Promise<{
  * What of podtap is present on the node (leftovers()), less agents' sessions
  * (`a-…`) and the node's mirror budget pin, which a sniffer creates when it
  * finds none and leaves for the others. For a test that runs `podtap sniff`
- * (sessions `s-…`) and compares before with after. (Each kernel test file
- * has a pin root of its own, test/kernel/setup-pin-root.ts; before that, an
- * agent session of a file run beside it failed kernels.test.ts once, and the
- * `a-` filter stays for a root given by hand.)
+ * (sessions `s-…`) and compares before with after, whatever agent else
+ * shares the pin root meanwhile. (Each kernel test file has a pin root of its
+ * own, test/kernel/setup-pin-root.ts; before that, an agent session of
+ * another file failed kernels.test.ts once.)
  */
 export async function sniffLeftovers(runner: ReturnType<typeof createRunner>): Promise<string[]> {
   const others = new RegExp(`^pin \\S+/(a-[0-9a-f]+|${NODE_BUDGET_PIN})(/|$)`);

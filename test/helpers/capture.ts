@@ -139,5 +139,5 @@ export async function compareCapture(file: string, truthFile: string, dev: strin
     extra: noNd.extra,
     examples: [...all.examples.filter((e) => e.startsWith('missing')), ...noNd.examples.filter((e) => e.startsWith('extra'))],
   };
-  return { truth: truth.length, got: got.length, diff };
+  return { truth: truth.length, got: got.length, diff, frames: { truth, got } };
 }
