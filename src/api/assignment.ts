@@ -187,6 +187,189 @@ export const SniffAssignmentSchema = z.object({
 });
 export type SniffAssignment = z.infer<typeof SniffAssignmentSchema>;
 
+
+/**
+ * SniffNodeAssignment: what the API server stores. One object per node (and
+ * a second, third… past MAX_NODE_OBJECT_BYTES, as EndpointSlices split a
+ * Service), holding an entry per policy with pods on that node, and each
+ * distinct capture config once. Why not an object per (policy, node), as
+ * podtap 0.1 had: at 1,000 nodes and 100 policies that is 10,000 objects, and
+ * kube-apiserver's cost is mostly per object (bench/objects.ts, run
+ * objects-2026-12-06T09-47-55-180Z: 3.0 ms of server CPU for a 926-byte
+ * assignment, 10 ms for one of 9,176 bytes); 10,000 took 28.5–37.1 s to
+ * write, 1,000 node objects take a few seconds (docs/controller.md).
+ *
+ * Inside podtap every component still works with one SniffAssignment per
+ * (policy, node) — the unit of work, of status and of admission — expanded
+ * from the stored objects by assignmentsOfNode and folded back by
+ * foldNodeAssignments. The agent writes the status of all its entries at
+ * once, in the same object.
+ */
+export const NODE_ASSIGNMENT_KIND = 'SniffNodeAssignment';
+
+/** A capture config's id inside one object: the first 16 hex digits of the SHA-256 of its JSON. */
+export const ConfigIdSchema = z.string().regex(/^[0-9a-f]{16}$/).meta({ description: "Key of a capture config in spec.configs (a hash of it)." });
+
+export const PolicyRefSchema = SniffAssignmentSpecSchema.shape.policy;
+export type PolicyRef = z.infer<typeof PolicyRefSchema>;
+
+/**
+ * At most this many entries (policies) in one object, and as many configs;
+ * a node with more goes on in a second object. Why 64: the API server bounds
+ * the estimated cost of the CRD's CEL rules by its lists' maxItems, and the
+ * pods' IP rule under 256 entries × 1,024 pods × 8 IPs was refused, 4.0×
+ * over the budget (kube-apiserver 1.34).
+ */
+export const MAX_ENTRIES_PER_OBJECT = 64;
+
+export const AssignmentEntrySchema = z.object({
+  policy: PolicyRefSchema,
+  config: ConfigIdSchema,
+  pods: SniffAssignmentSpecSchema.shape.pods,
+  limits: AssignmentLimitsSchema,
+  stopped: SniffAssignmentSpecSchema.shape.stopped,
+  since: TimestampSchema.meta({ description: 'When the node was given this policy: the agent is stale if it has not reported some time after.' }),
+});
+export type AssignmentEntry = z.infer<typeof AssignmentEntrySchema>;
+
+export const SniffNodeAssignmentSpecSchema = z.object({
+  nodeName: ObjectNameSchema.meta({ description: 'The node whose agent acts on this object.' }),
+  configs: z
+    .array(z.object({ id: ConfigIdSchema, config: CaptureConfigSchema }))
+    .max(MAX_ENTRIES_PER_OBJECT)
+    .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['id'], description: 'Each distinct capture config of the entries, once.' }),
+  entries: z
+    .array(AssignmentEntrySchema)
+    .max(MAX_ENTRIES_PER_OBJECT)
+    .meta({ 'x-kubernetes-list-type': 'atomic', description: 'One per SniffPolicy with selected pods on the node.' }),
+});
+export type SniffNodeAssignmentSpec = z.infer<typeof SniffNodeAssignmentSpecSchema>;
+
+export const EntryStatusSchema = SniffAssignmentStatusSchema.omit({ observedGeneration: true }).extend({
+  policyUid: z.string().min(1).meta({ description: 'The entry this status is of (spec.entries[].policy.uid).' }),
+});
+export type EntryStatus = z.infer<typeof EntryStatusSchema>;
+
+export const SniffNodeAssignmentStatusSchema = z
+  .object({
+    observedGeneration: GenerationSchema.optional().meta({ description: 'The metadata.generation the agent acted on (for every entry).' }),
+    entries: z
+      .array(EntryStatusSchema)
+      .max(MAX_ENTRIES_PER_OBJECT)
+      .optional()
+      .meta({ 'x-kubernetes-list-type': 'atomic', description: 'Per entry: what the agent attached and counted.' }),
+  })
+  .meta({ description: 'Written by the agent (status subresource), all entries at once.' });
+export type SniffNodeAssignmentStatus = z.infer<typeof SniffNodeAssignmentStatusSchema>;
+
+export const SniffNodeAssignmentSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal(NODE_ASSIGNMENT_KIND),
+  metadata: ObjectMetaSchema,
+  spec: SniffNodeAssignmentSpecSchema,
+  status: SniffNodeAssignmentStatusSchema.optional(),
+});
+export type SniffNodeAssignment = z.infer<typeof SniffNodeAssignmentSchema>;
+
+/**
+ * An object's spec stays under this many bytes of JSON; past it, the node's
+ * entries go on in a second object. Why 256 KiB: etcd refuses requests over
+ * 1.5 MiB, and the status the agent adds (interfaces and counters per entry)
+ * must fit beside the spec; a full entry (1,024 pods) is about 130 KB, so
+ * one always fits.
+ */
+export const MAX_NODE_OBJECT_BYTES = 256 * 1024;
+
+/** The id of a capture config (ConfigIdSchema). */
+export function configId(config: CaptureConfig): string {
+  return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16);
+}
+
+/** The name of part @part (0, 1, …) of a node's assignments: the node's name, then `<node>.<part>`. */
+export function nodeAssignmentName(nodeName: string, part = 0): string {
+  if (part === 0 && DNS_SUBDOMAIN.test(nodeName)) return nodeName;
+  const plain = `${nodeName}.${part}`;
+  if (plain.length <= MAX_NAME && DNS_SUBDOMAIN.test(plain)) return plain;
+  return hashedName(plain, `${nodeName}\u0000${part}`, MAX_NAME);
+}
+
+/** Labels of a node's objects: the agent lists its own by LABEL_NODE. */
+export function nodeAssignmentLabels(nodeName: string): Record<string, string> {
+  return { [LABEL_NODE]: labelValue(nodeName), 'app.kubernetes.io/managed-by': 'podtap' };
+}
+
+/** What an entry of a stored object says, as one assignment (the virtual SniffAssignment every component works with). */
+export function assignmentsOfNode(obj: Pick<SniffNodeAssignment, 'metadata' | 'spec' | 'status'>): SniffAssignment[] {
+  const spec = obj.spec;
+  if (!spec || !Array.isArray(spec.entries)) return [];
+  const configs = new Map((spec.configs ?? []).map((c) => [c.id, c.config]));
+  const statuses = new Map((obj.status?.entries ?? []).map((e) => [e.policyUid, e]));
+  const out: SniffAssignment[] = [];
+  for (const e of spec.entries) {
+    const config = configs.get(e.config);
+    if (!config || !e.policy) continue;
+    const name = assignmentName(e.policy.namespace, e.policy.name, spec.nodeName);
+    const a: SniffAssignment = {
+      apiVersion: API_VERSION,
+      kind: ASSIGNMENT_KIND,
+      metadata: {
+        name,
+        namespace: obj.metadata.namespace,
+        labels: assignmentLabels(e.policy.namespace, e.policy.name, spec.nodeName),
+        annotations: { [ANNOTATION_OBJECT]: obj.metadata.name ?? '' },
+        creationTimestamp: e.since,
+        ...(obj.metadata.generation !== undefined ? { generation: obj.metadata.generation } : {}),
+        ...(obj.metadata.resourceVersion !== undefined ? { resourceVersion: obj.metadata.resourceVersion } : {}),
+      },
+      spec: { nodeName: spec.nodeName, policy: e.policy, config, pods: e.pods, limits: e.limits, stopped: e.stopped },
+    };
+    const st = statuses.get(e.policy.uid);
+    if (st || obj.status?.observedGeneration !== undefined) {
+      const { policyUid: _uid, ...rest } = st ?? {};
+      a.status = { ...rest, ...(obj.status?.observedGeneration !== undefined ? { observedGeneration: obj.status.observedGeneration } : {}) };
+    }
+    out.push(a);
+  }
+  return out;
+}
+
+/** On an expanded assignment: the name of the stored object it came from. */
+export const ANNOTATION_OBJECT = 'podtap.io/object';
+
+/**
+ * A node's assignments as the specs of its objects, in order: entries sorted
+ * by policy (namespace, name), packed into parts of at most
+ * MAX_NODE_OBJECT_BYTES and MAX_ENTRIES_PER_OBJECT, each part with the configs
+ * its entries use. `since` gives each entry's assignment time.
+ */
+export function foldNodeAssignments(nodeName: string, assignments: readonly { spec: SniffAssignmentSpec; since: string }[]): SniffNodeAssignmentSpec[] {
+  const sorted = [...assignments].sort((a, b) => cmp(a.spec.policy.namespace, b.spec.policy.namespace) || cmp(a.spec.policy.name, b.spec.policy.name));
+  const parts: SniffNodeAssignmentSpec[] = [];
+  let cur: SniffNodeAssignmentSpec | undefined;
+  let bytes = 0;
+  for (const { spec, since } of sorted) {
+    const id = configId(spec.config);
+    const entry: AssignmentEntry = { policy: spec.policy, config: id, pods: spec.pods, limits: spec.limits, stopped: spec.stopped, since };
+    const entryBytes = JSON.stringify(entry).length + 1;
+    const needsConfig = !cur?.configs.some((c) => c.id === id);
+    const configBytes = needsConfig ? JSON.stringify(spec.config).length + 30 : 0;
+    if (!cur || cur.entries.length >= MAX_ENTRIES_PER_OBJECT || bytes + entryBytes + configBytes > MAX_NODE_OBJECT_BYTES) {
+      cur = { nodeName, configs: [], entries: [] };
+      parts.push(cur);
+      bytes = 100;
+    }
+    if (!cur.configs.some((c) => c.id === id)) {
+      cur.configs.push({ id, config: spec.config });
+      bytes += JSON.stringify(spec.config).length + 30;
+    }
+    cur.entries.push(entry);
+    bytes += entryBytes;
+  }
+  return parts;
+}
+
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
 const MAX_NAME = 253;
 const HASH_LEN = 10;
 

@@ -8,7 +8,7 @@
  */
 import { stringify } from 'yaml';
 import { z } from 'zod';
-import { ASSIGNMENT_KIND, SniffAssignmentSpecSchema, SniffAssignmentStatusSchema } from './assignment.ts';
+import { NODE_ASSIGNMENT_KIND, SniffNodeAssignmentSpecSchema, SniffNodeAssignmentStatusSchema } from './assignment.ts';
 import { X_VALIDATIONS } from './rules.ts';
 import { GROUP, SniffPolicySpecSchema, SniffPolicyStatusSchema, VERSION } from './sniffpolicy.ts';
 
@@ -164,13 +164,10 @@ export const SNIFFPOLICY_COLUMNS: PrinterColumn[] = [
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
 ];
 
-export const SNIFFASSIGNMENT_COLUMNS: PrinterColumn[] = [
+export const SNIFFNODEASSIGNMENT_COLUMNS: PrinterColumn[] = [
   { name: 'Node', type: 'string', jsonPath: '.spec.nodeName' },
-  { name: 'Namespace', type: 'string', jsonPath: '.spec.policy.namespace', description: "The policy's namespace." },
-  { name: 'Policy', type: 'string', jsonPath: '.spec.policy.name' },
-  { name: 'State', type: 'string', jsonPath: '.status.state' },
-  { name: 'Interfaces', type: 'integer', jsonPath: '.status.attachedInterfaces' },
-  { name: 'Packets', type: 'integer', jsonPath: '.status.counters.mirrored' },
+  { name: 'Policies', type: 'string', jsonPath: '.spec.entries[*].policy.name', description: 'The policies with pods on the node.' },
+  { name: 'States', type: 'string', jsonPath: '.status.entries[*].state', description: "The agent's state of each entry." },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
 ];
 
@@ -234,17 +231,17 @@ export function buildCrds(): object[] {
       columns: SNIFFPOLICY_COLUMNS,
     }),
     crd({
-      kind: ASSIGNMENT_KIND,
-      plural: 'sniffassignments',
-      singular: 'sniffassignment',
+      kind: NODE_ASSIGNMENT_KIND,
+      plural: 'sniffnodeassignments',
+      singular: 'sniffnodeassignment',
       shortNames: ['sna'],
       schema: resourceSchema(
-        ASSIGNMENT_KIND,
-        SniffAssignmentSpecSchema,
-        SniffAssignmentStatusSchema,
-        "SniffAssignment is internal: the controller's work order for one node's agent and one SniffPolicy, in podtap's own namespace.",
+        NODE_ASSIGNMENT_KIND,
+        SniffNodeAssignmentSpecSchema,
+        SniffNodeAssignmentStatusSchema,
+        "SniffNodeAssignment is internal: the controller's work orders for one node's agent, an entry per SniffPolicy, in podtap's own namespace.",
       ),
-      columns: SNIFFASSIGNMENT_COLUMNS,
+      columns: SNIFFNODEASSIGNMENT_COLUMNS,
       selectableFields: [{ jsonPath: '.spec.nodeName' }],
     }),
   ];

@@ -18,7 +18,7 @@
  *   await api.restart();                           // the API server only (etcd keeps the data)
  *   await api.stop();                              // afterAll
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -174,9 +174,10 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<TestA
         await kubectl(['apply', '-f', CRD_DIR], { reject: true });
         // (kubectl wait fails outright while a new CRD has no conditions yet)
         const established = '{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Established")].status} {end}';
+        const names = (await readdir(CRD_DIR)).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -'.yaml'.length));
         await waitFor('the CRDs Established', async () => {
-          const r = await kubectl(['get', 'crd', 'sniffpolicies.podtap.io', 'sniffassignments.podtap.io', '-o', `jsonpath=${established}`]);
-          return r.stdout.trim() === 'sniffpolicies.podtap.io=True sniffassignments.podtap.io=True' ? true : undefined;
+          const r = await kubectl(['get', 'crd', ...names, '-o', `jsonpath=${established}`]);
+          return r.stdout.trim().split(' ').sort().join(' ') === names.map((n) => `${n}=True`).sort().join(' ') ? true : undefined;
         }, { timeoutMs: 60_000 });
       },
       async restart() {
