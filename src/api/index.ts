@@ -9,3 +9,4 @@ export * from './netaddr.ts';
 export * from './resources.ts';
 export { withRule, celRulesOf, X_VALIDATIONS, type CelRule } from './rules.ts';
 export { buildCrds, crdFiles, KUBERNETES_EXTENSIONS, toStructural, resourceSchema, SNIFFPOLICY_COLUMNS, SNIFFNODEASSIGNMENT_COLUMNS, CRD_HEADER, type JsonSchema, type PrinterColumn } from './crd.ts';
+export * from './view.ts';
