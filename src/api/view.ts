@@ -26,6 +26,9 @@ export interface AssignmentViewOptions {
   equal?: ((a: SniffAssignment, b: SniffAssignment) => boolean) | undefined;
 }
 
+/** The objects informer's index of a node's objects. */
+const OBJECTS_BY_NODE = 'byNode';
+
 export class AssignmentView {
   readonly store: Store<SniffAssignment>;
   /** The stored objects. */
@@ -46,6 +49,7 @@ export class AssignmentView {
       namespace: opts.namespace,
       labelSelector: opts.labelSelector,
       logger: opts.logger,
+      indexers: { [OBJECTS_BY_NODE]: (o) => (o.spec?.nodeName ? [o.spec.nodeName] : []) },
     });
     this.objects.on({
       add: (o) => this.reconcileObject(undefined, o),
@@ -83,6 +87,11 @@ export class AssignmentView {
   objectOf(key: string): SniffNodeAssignment | undefined {
     const o = this.owner.get(key);
     return o === undefined ? undefined : this.objects.store.get(o);
+  }
+
+  /** A node's stored objects, as cached. */
+  objectsOfNode(nodeName: string): SniffNodeAssignment[] {
+    return this.objects.store.byIndex(OBJECTS_BY_NODE, nodeName);
   }
 
   private expand(o: SniffNodeAssignment): SniffAssignment[] {

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { API_VERSION, installNamespace, PodtapResources, type RateLimit, type SniffAssignment } from '../api/index.ts';
+import { API_VERSION, installNamespace, PodtapResources, type RateLimit, type SniffNodeAssignment } from '../api/index.ts';
 import {
   EventRecorder, KubeClient, LeaderElector, Limiter, loadKubeConfig, runWorkers, startHttp, WorkQueue, type HttpEndpoint, type LeaderTimings,
 } from '../k8s/index.ts';
@@ -15,6 +15,7 @@ import { createInformers, policyKey, type ControllerInformers } from './informer
 import { createMetrics, type ControllerMetrics } from './metrics.ts';
 import type { PolicyObject } from './objects.ts';
 import { RecentWrites, withRecentWrites, type RecentPolicyWrites } from './recent.ts';
+import { NodeWriter, type NodeObjectApi } from './nodes.ts';
 import { Reconciler, TerminalError, type ReconcileApi } from './reconcile.ts';
 import type { StoreWorld } from './world.ts';
 import { defaultAllowList, type DestinationAllowList } from './destinations.ts';
@@ -76,8 +77,8 @@ function defaultIdentity(): string {
   return `${process.env.POD_NAME || hostname()}_${randomBytes(4).toString('hex')}`;
 }
 
-/** The API calls of a reconcile, counted in podtap_controller_assignment_writes_total. */
-function reconcileApi(client: KubeClient, metrics: ControllerMetrics): ReconcileApi {
+/** The API calls of reconciles and node writes, counted in podtap_controller_assignment_writes_total. */
+function reconcileApi(client: KubeClient, metrics: ControllerMetrics): { policies: ReconcileApi; nodes: NodeObjectApi } {
   const counted = async <T>(operation: string, call: () => Promise<T>): Promise<T> => {
     try {
       const r = await call();
@@ -88,11 +89,14 @@ function reconcileApi(client: KubeClient, metrics: ControllerMetrics): Reconcile
       throw err;
     }
   };
+  const ref = PodtapResources.sniffNodeAssignments;
   return {
-    createAssignment: (a) => counted('create', () => client.create<SniffAssignment>(PodtapResources.sniffAssignments, a)),
-    replaceAssignment: (a) => counted('update', () => client.replace<SniffAssignment>(PodtapResources.sniffAssignments, a)),
-    deleteAssignment: (ns, name, uid) => counted('delete', () => client.delete(PodtapResources.sniffAssignments, ns, name, uid ? { uid } : {})),
-    patchPolicyStatus: (ns, name, patch) => counted('status', () => client.patchStatus<PolicyObject>(PodtapResources.sniffPolicies, ns, name, patch, 'merge')),
+    policies: { patchPolicyStatus: (ns, name, patch) => counted('status', () => client.patchStatus<PolicyObject>(PodtapResources.sniffPolicies, ns, name, patch, 'merge')) },
+    nodes: {
+      create: (o) => counted('create', () => client.create<SniffNodeAssignment>(ref, o)),
+      patch: (ns, name, patch) => counted('update', () => client.patch<SniffNodeAssignment>(ref, ns, name, patch, 'merge')),
+      delete: (ns, name, uid) => counted('delete', () => client.delete(ref, ns, name, uid ? { uid } : {})),
+    },
   };
 }
 
@@ -107,22 +111,27 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
   const informers = createInformers({ client, queue, logger: log, statusCoalesceMs: opts.statusCoalesceMs, assignmentNamespace: namespace });
   const world = informers.world;
   metrics.setPolicySource(() => informers.policies.store.list());
-  const recent: RecentPolicyWrites = {
-    assignments: new RecentWrites<SniffAssignment>((k) => informers.assignments.store.get(k)),
-    policies: new RecentWrites<PolicyObject>((k) => informers.policies.store.get(k)),
-  };
-  for (const [inf, rw] of [
-    [informers.assignments, recent.assignments],
-    [informers.policies, recent.policies],
-  ] as const) {
-    inf.on({ add: (o) => rw.observe(o), update: (_old, o) => rw.observe(o), delete: (o) => rw.observeDelete(o) });
-    inf.onRelist(() => rw.clear());
-  }
+  const recent: RecentPolicyWrites = { policies: new RecentWrites<PolicyObject>((k) => informers.policies.store.get(k)) };
+  informers.policies.on({ add: (o) => recent.policies.observe(o), update: (_old, o) => recent.policies.observe(o), delete: (o) => recent.policies.observeDelete(o) });
+  informers.policies.onRelist(() => recent.policies.clear());
+  const apis = reconcileApi(client, metrics);
+  // Assignments are written node by node, on a queue of their own (nodes.ts).
+  const nodeQueue = new WorkQueue({});
+  const nodeWriter = new NodeWriter({
+    objectsOfNode: (n) => informers.assignments.objectsOfNode(n),
+    api: apis.nodes,
+    namespace,
+    queue: nodeQueue,
+    policiesBusy: () => queue.pending > 0,
+  });
+  informers.assignments.objects.on({ add: (o) => nodeWriter.observe(o), update: (_old, o) => nodeWriter.observe(o), delete: (o) => nodeWriter.observeDelete(o) });
+  informers.assignments.onRelist(() => nodeWriter.clearWritten());
   const recorder = new EventRecorder(client, { component: 'podtap-controller', instance: identity, logger: log });
   const reconciler = new Reconciler({
     world: withRecentWrites(world, recent),
     recent,
-    api: reconcileApi(client, metrics),
+    api: apis.policies,
+    assignments: nodeWriter,
     limiter: new Limiter(opts.maxConcurrentWrites ?? 32),
     staleMs: (opts.reportStaleSeconds ?? 30) * 1000,
     assignmentNamespace: namespace,
@@ -161,7 +170,15 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
     for (const p of informers.policies.store.keys()) queue.add(p);
     for (const v of informers.assignments.store.indexValues('byPolicy')) queue.add(v);
     const n = Math.max(1, opts.workers ?? 4);
-    workers = runWorkers({
+    const nodeWorkers = runWorkers({
+      queue: nodeQueue,
+      workers: opts.maxConcurrentWrites ?? 32,
+      logger: log,
+      keyField: 'node',
+      attemptPrefix: identity.slice(-8),
+      sync: (key, rlog) => nodeWriter.sync(key, rlog),
+    });
+    const policyWorkers = runWorkers({
       queue,
       workers: n,
       logger: log,
@@ -174,6 +191,7 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
         metrics.reconcileDuration.observe(seconds);
       },
     });
+    workers = Promise.all([policyWorkers, nodeWorkers]).then(() => undefined);
     resync = setInterval(() => {
       for (const p of informers.policies.store.list()) queue.add(policyKey(p));
     }, opts.resyncMs ?? 600_000);
@@ -197,6 +215,7 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
         isLeading = false;
         metrics.leader.set(0);
         queue.shutDown({ drop: true });
+        nodeQueue.shutDown({ drop: true });
         clearInterval(resync);
         (opts.onLeadershipLost ?? (() => log.error('leadership lost; this replica no longer reconciles')))();
       },
@@ -221,8 +240,10 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
       if (stopping) return;
       stopping = true;
       queue.shutDown({ drop: true });
+      nodeQueue.shutDown({ drop: true });
       clearInterval(resync);
       await queue.drain();
+      await nodeQueue.drain();
       await workers;
       await elector?.stop({ release: true });
       isLeading = false;

@@ -15,7 +15,8 @@
  * Slimming (objects.ts) makes irrelevant updates (heartbeats, restart
  * counts) equal to the cached object, and so silent.
  */
-import { PodtapResources, type SniffAssignment } from '../api/index.ts';
+import { AssignmentView, PodtapResources, type SniffAssignment } from '../api/index.ts';
+import { jsonEqual } from '../util/json.ts';
 import { Informer, matchesSelector, Resources, type KubeClient, type LabelSelector } from '../k8s/index.ts';
 import type { Logger } from '../util/log.ts';
 import {
@@ -116,7 +117,7 @@ export interface ControllerInformers {
   namespaces: Informer<NamespaceInfo>;
   services: Informer<ServiceInfo>;
   slices: Informer<SliceInfo>;
-  assignments: Informer<SniffAssignment>;
+  assignments: AssignmentView;
   world: StoreWorld;
   start(): void;
   stop(): Promise<void>;
@@ -147,12 +148,15 @@ export function createInformers(opts: InformerSetOptions): ControllerInformers {
   const services = new Informer<ServiceInfo>({ ...common, resource: Resources.services, transform: slimService, equal: serviceEqual });
   const slices = new Informer<SliceInfo>({ ...common, resource: Resources.endpointSlices, transform: slimSlice, equal: sliceEqual, indexers: sliceIndexers });
   // Only the install namespace's: an assignment anywhere else is nobody's work order.
-  const assignments = new Informer<SniffAssignment>({
-    ...common,
+  // (expanded from the stored SniffNodeAssignments: one per policy and node)
+  const assignments = new AssignmentView({
+    client,
+    logger,
     namespace: opts.assignmentNamespace,
-    resource: PodtapResources.sniffAssignments,
     transform: slimAssignment,
     indexers: assignmentIndexers,
+    // a node's object changes for every policy on it: only this policy's entry matters
+    equal: (a, b) => jsonEqual(a.spec, b.spec) && jsonEqual(a.status, b.status),
   });
   const stores: WorldStores = {
     policies: policies.store,
@@ -210,7 +214,8 @@ export function createInformers(opts: InformerSetOptions): ControllerInformers {
       const ko = policyKeyForAssignment(old);
       if (ko && ko !== k) queue.add(ko);
       if (!k) return;
-      const statusOnly = old.metadata.generation === a.metadata.generation && labelsEqual(old.metadata.labels, a.metadata.labels);
+      // (the generation is the node object's: another policy's entry moves it too)
+      const statusOnly = jsonEqual(old.spec, a.spec) && labelsEqual(old.metadata.labels, a.metadata.labels);
       if (statusOnly && coalesce > 0) queue.addAfter(k, coalesce);
       else queue.add(k);
     },

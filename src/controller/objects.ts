@@ -193,24 +193,6 @@ export function slimAssignment(raw: KubeObject): SniffAssignment {
   return a;
 }
 
-/**
- * What a write left on the server, without keeping the server's copy: the
- * object that was sent (whose config is shared with the other assignments
- * of its policy) with the metadata the server assigned and its status.
- */
-export function assignmentAsWritten(sent: SniffAssignment, result: SniffAssignment): SniffAssignment {
-  const m = result.metadata;
-  const out: SniffAssignment = {
-    ...sent,
-    metadata: { ...sent.metadata, uid: m.uid, resourceVersion: m.resourceVersion, generation: m.generation, creationTimestamp: m.creationTimestamp },
-  };
-  if (result.status) {
-    const { interfaces, ...status } = result.status;
-    out.status = interfaces && status.attachedInterfaces === undefined ? { ...status, attachedInterfaces: interfaces.length } : status;
-  }
-  return out;
-}
-
 export function slimPolicy(raw: KubeObject): PolicyObject {
   return stripManagedFields(raw) as PolicyObject;
 }

@@ -10,7 +10,6 @@
  * after it), the delete event for a delete, or a relist. Entries also expire,
  * as a safety net. This is client-go's "expectations" idea, kept per object.
  */
-import type { SniffAssignment } from '../api/index.ts';
 import { objectKey, type KubeObject } from '../k8s/index.ts';
 import type { PolicyObject } from './objects.ts';
 import type { World } from './world.ts';
@@ -115,8 +114,11 @@ export class RecentWrites<T extends KubeObject> {
   }
 }
 
+/**
+ * The reconciler's remembered writes: its policies' status. (Assignments are
+ * written by the node writer, which keeps its own: nodes.ts.)
+ */
 export interface RecentPolicyWrites {
-  assignments: RecentWrites<SniffAssignment>;
   policies: RecentWrites<PolicyObject>;
 }
 
@@ -129,6 +131,6 @@ export function withRecentWrites(world: World, recent: RecentPolicyWrites): Worl
     podsInNamespace: (ns) => world.podsInNamespace(ns),
     service: (ns, name) => world.service(ns, name),
     endpointSlices: (ns, svc) => world.endpointSlices(ns, svc),
-    assignmentsOf: (ns, policy) => recent.assignments.overlay(`${ns}/${policy}`, world.assignmentsOf(ns, policy)),
+    assignmentsOf: (ns, policy) => world.assignmentsOf(ns, policy),
   };
 }

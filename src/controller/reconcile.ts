@@ -38,7 +38,7 @@ import type { Logger } from '../util/log.ts';
 import { excludeDestinations, resolveCollector, type CollectorResolution } from './collector.ts';
 import { destinationRefusal, type DestinationAllowList } from './destinations.ts';
 import { evaluateLimits, nodeCap } from './limits.ts';
-import { assignmentAsWritten, slimPolicy, type PolicyObject } from './objects.ts';
+import { slimPolicy, type PolicyObject } from './objects.ts';
 import type { RecentPolicyWrites } from './recent.ts';
 import { selectPods, type Selection } from './selection.ts';
 import { aggregateStatus, collectorSummary, eventType, readyCondition, statusEqual, type NodeInput } from './status.ts';
@@ -300,12 +300,13 @@ function planAssignments(p: AssignmentPlanInput): Plan {
 
 /** The API calls a reconcile makes. */
 export interface ReconcileApi {
-  /** Each write returns the object as the server stored it. */
-  createAssignment(a: SniffAssignment): Promise<SniffAssignment>;
-  replaceAssignment(a: SniffAssignment): Promise<SniffAssignment>;
-  deleteAssignment(namespace: string, name: string, uid: string | undefined): Promise<void>;
   /** A JSON merge patch of the policy's status subresource. */
   patchPolicyStatus(namespace: string, name: string, patch: { status: Record<string, unknown> }): Promise<PolicyObject>;
+}
+
+/** Where a reconcile's assignments go: the node writer (nodes.ts), which folds them into each node's objects. */
+export interface AssignmentSink {
+  submit(nodeName: string, policy: { namespace: string; name: string }, change: SniffAssignmentSpec | null): void;
 }
 
 export type EventSink = (policy: PolicyObject, type: 'Normal' | 'Warning', reason: string, message: string) => void;
@@ -327,6 +328,8 @@ export class TerminalError extends Error {
 export interface ReconcilerOptions {
   world: World;
   api: ReconcileApi;
+  /** The assignments' writer: node by node, on its own queue. */
+  assignments: AssignmentSink;
   limiter: Limiter;
   staleMs: number;
   events?: EventSink | undefined;
@@ -362,28 +365,14 @@ export class Reconciler {
     const { api, limiter, recent } = this.opts;
     const failures: unknown[] = [];
     const group = `${namespace}/${name}`;
-    const remember = (a: SniffAssignment, result: SniffAssignment | undefined, readVersion: string | undefined) =>
-      recent?.assignments.record(`${a.metadata.namespace}/${a.metadata.name}`, group, result && assignmentAsWritten(a, result), readVersion);
-    const attempt = (what: string, a: SniffAssignment, call: () => Promise<SniffAssignment | undefined>, readVersion: string | undefined) =>
-      limiter
-        .run(call)
-        .then((result) => remember(a, result, readVersion))
-        .catch((err: unknown) => {
-          if (what === 'delete' && isNotFound(err)) return remember(a, undefined, readVersion);
-          log.debug({ err, assignment: a.metadata.name, op: what }, 'assignment write failed');
-          failures.push(err);
-        });
-    await Promise.all([
-      ...plan.creates.map((a) => attempt('create', a, () => api.createAssignment(a), undefined)),
-      ...plan.updates.map((a) => attempt('update', a, () => api.replaceAssignment(a), a.metadata.resourceVersion)),
-      ...plan.deletes.map((a) =>
-        attempt('delete', a, () => api.deleteAssignment(a.metadata.namespace!, a.metadata.name!, a.metadata.uid).then(() => undefined), a.metadata.resourceVersion),
-      ),
-    ]);
-    const writes = plan.creates.length + plan.updates.length + plan.deletes.length - failures.length;
-    if (writes > 0 || failures.length > 0) {
-      log.info({ created: plan.creates.length, updated: plan.updates.length, deleted: plan.deletes.length, failed: failures.length }, 'assignments written');
-    }
+    // The assignments go to the node writer, which writes every policy's
+    // changes to a node in one go; their results come back through the
+    // assignments' informer, which reconciles this policy again.
+    const policyRef = { namespace, name };
+    for (const a of [...plan.creates, ...plan.updates]) this.opts.assignments.submit(a.spec.nodeName, policyRef, a.spec);
+    for (const a of plan.deletes) this.opts.assignments.submit(a.spec.nodeName, policyRef, null);
+    const writes = plan.creates.length + plan.updates.length + plan.deletes.length;
+    if (writes > 0) log.info({ created: plan.creates.length, updated: plan.updates.length, deleted: plan.deletes.length }, 'assignments handed to the nodes');
 
     let statusWritten = false;
     if (plan.policy && plan.status) {
@@ -400,9 +389,7 @@ export class Reconciler {
       if (statusWritten) this.announce(plan.policy, before, plan.status, log);
     }
 
-    if (failures.length > 0) {
-      throw new Error(`${failures.length} of ${plan.creates.length + plan.updates.length + plan.deletes.length + (plan.status ? 1 : 0)} writes failed`, { cause: failures[0] });
-    }
+    if (failures.length > 0) throw new Error('writing the status failed', { cause: failures[0] });
     const total = writes + (statusWritten ? 1 : 0);
     if (plan.outcome === 'terminal') return { result: 'terminal', writes: total };
     if (plan.requeueAfterMs !== undefined) return { result: 'requeue', requeueAfterMs: plan.requeueAfterMs, writes: total };

@@ -201,6 +201,11 @@ export class WorkQueue {
     this.waiters = [];
   }
 
+  /** Keys waiting in line or being processed (not those delayed). */
+  get pending(): number {
+    return this.queue.length + this.processing.size;
+  }
+
   /** Resolves when no key is being processed (in-flight reconciles have finished). */
   drain(): Promise<void> {
     if (this.processing.size === 0) return Promise.resolve();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LABEL_NODE, LABEL_POLICY, LABEL_POLICY_NAMESPACE, type SniffAssignment, type SniffPolicyStatus } from '../../../src/api/index.ts';
+import { LABEL_NODE, LABEL_POLICY, LABEL_POLICY_NAMESPACE, type SniffPolicyStatus } from '../../../src/api/index.ts';
 import { RecentWrites, withRecentWrites, type RecentPolicyWrites } from '../../../src/controller/recent.ts';
 import { Limiter } from '../../../src/k8s/index.ts';
 import { slimPod, slimPolicy, type PolicyObject } from '../../../src/controller/objects.ts';
@@ -315,51 +315,84 @@ describe('Reconciler', () => {
   function reconciler(objects: WorldObjects) {
     const s = setup(objects);
     const events: string[] = [];
-    const r = new Reconciler({
-      world: s.world,
-      api: s.api,
-      limiter: new Limiter(4),
-      staleMs: STALE,
-      assignmentNamespace: INSTALL_NS,
-      destinations: DESTINATIONS,
-      now: () => NOW,
-      events: (_p, type, reason) => events.push(`${type} ${reason}`),
-    });
-    return { ...s, r, events, run: () => r.reconcile(`${NS}/web-debug`, silentLogger) };
+    const make = (name: string) =>
+      new Reconciler({
+        world: s.world,
+        api: s.api,
+        assignments: s.api.nodes,
+        limiter: new Limiter(4),
+        staleMs: STALE,
+        assignmentNamespace: INSTALL_NS,
+        destinations: DESTINATIONS,
+        now: () => NOW,
+        events: (_p, type, reason) => events.push(`${type} ${reason}:${name}`),
+      });
+    const r = make('web-debug');
+    return { ...s, r, events, run: (name = 'web-debug') => r.reconcile(`${NS}/${name}`, silentLogger) };
   }
 
-  it('writes assignments and status, records an Event; a second run writes nothing', async () => {
+  it('hands its assignments to the nodes, writes the status, records an Event; a second run writes nothing', async () => {
     const t = reconciler({ ...baseObjects(), policies: [policy({})] });
     await expect(t.run()).resolves.toMatchObject({ result: 'success', writes: 3 });
-    expect(t.events).toEqual(['Normal Attaching']);
-    expect(t.api.calls.sort()).toEqual(['create shop.web-debug.node-a', 'create shop.web-debug.node-b', 'status web-debug']);
+    expect(t.events).toEqual(['Normal Attaching:web-debug']);
+    expect(t.api.calls).toEqual(['status web-debug']);
+    expect([...t.api.nodeQueue].sort()).toEqual(['node-a', 'node-b']);
+    await t.api.flush();
+    expect(t.api.calls.slice(1).sort()).toEqual(['create node-a', 'create node-b']);
     t.api.calls.length = 0;
     // Now the assignments exist: check again when they would turn stale without a report.
     await expect(t.run()).resolves.toMatchObject({ result: 'requeue', writes: 0, requeueAfterMs: STALE + 1 });
+    await t.api.flush();
     expect(t.api.calls).toEqual([]);
     expect(t.events).toHaveLength(1);
   });
 
-  it('a 409 is transient: the reconcile throws (retried with backoff), the other writes still happen', async () => {
+  it("the policies on one node go out in one write: the node's object holds an entry for each, their config once", async () => {
+    const t = reconciler({ ...baseObjects(), policies: [policy({}), policy({ podSelector: {} }, { name: 'all', uid: 'uid-all' })] });
+    await t.run('web-debug');
+    await t.run('all');
+    await t.api.flush();
+    expect(t.api.calls.filter((c) => !c.startsWith('status')).sort()).toEqual(['create node-a', 'create node-b', 'create node-c']);
+    const b = t.api.server.get(`${INSTALL_NS}/node-b`)!;
+    expect(b.spec.entries.map((e) => `${e.policy.name}:${e.pods.map((p) => p.name).join(',')}`)).toEqual(['all:web-0,web-2', 'web-debug:web-0,web-2']);
+    expect(b.spec.configs).toHaveLength(1);
+    // one policy gone: its entries leave, the other's stay, the object with nothing left goes
+    t.stores.policies.remove(`${NS}/all`);
+    t.api.calls.length = 0;
+    await t.run('all');
+    await t.api.flush();
+    expect(t.api.calls.sort()).toEqual(['delete node-c', 'update node-a', 'update node-b']);
+    expect(t.api.server.get(`${INSTALL_NS}/node-b`)!.spec.entries.map((e) => e.policy.name)).toEqual(['web-debug']);
+  });
+
+  it('a failed node write keeps its change and is retried (the queue backs off); the other nodes are written', async () => {
     const t = reconciler({ ...baseObjects(), policies: [policy({})] });
-    t.api.failures.set('create shop.web-debug.node-a', apiError(409, 'AlreadyExists'));
-    await expect(t.run()).rejects.toThrow('1 of 3 writes failed');
-    expect(t.api.calls).toContain('create shop.web-debug.node-b');
-    await expect(t.run()).resolves.toMatchObject({ writes: 1 });
+    t.api.failures.set('create node-a', apiError(409, 'AlreadyExists'));
+    await t.run();
+    await expect(t.api.flush()).rejects.toThrow("1 of 1 writes of node node-a's assignments failed");
+    expect(t.api.server.has(`${INSTALL_NS}/node-b`)).toBe(true);
+    t.api.nodeQueue.add('node-a');
+    await t.api.flush();
+    expect(t.api.calls.filter((c) => c === 'create node-a')).toHaveLength(2);
+    expect(t.api.server.get(`${INSTALL_NS}/node-a`)!.spec.entries).toHaveLength(1);
+    expect(t.api.nodes.pendingNodes).toBe(0);
   });
 
   it('a delete of what is already gone is fine', async () => {
     const t = reconciler({ ...baseObjects(), policies: [policy({})] });
     await t.run();
+    await t.api.flush();
     t.stores.policies.remove(`${NS}/web-debug`);
-    t.api.failures.set('delete shop.web-debug.node-a', apiError(404, 'NotFound'));
+    t.api.failures.set('delete node-a', apiError(404, 'NotFound'));
     await expect(t.run()).resolves.toMatchObject({ result: 'success' });
+    await expect(t.api.flush()).resolves.toBeUndefined();
+    expect(t.api.nodes.pendingNodes).toBe(0);
   });
 
   it('an invalid spec is terminal, with a Warning event', async () => {
     const t = reconciler({ ...baseObjects(), policies: [policy({ direction: 'Sideways' })] });
     await expect(t.run()).resolves.toMatchObject({ result: 'terminal' });
-    expect(t.events).toEqual(['Warning InvalidSpec']);
+    expect(t.events).toEqual(['Warning InvalidSpec:web-debug']);
   });
 
   it('a limit deadline is a requeue', async () => {
@@ -370,7 +403,7 @@ describe('Reconciler', () => {
   it('a failing status write is transient', async () => {
     const t = reconciler({ ...baseObjects(), policies: [policy({})] });
     t.api.failures.set('status', apiError(500, 'InternalError'));
-    await expect(t.run()).rejects.toThrow(/writes failed/);
+    await expect(t.run()).rejects.toThrow('writing the status failed');
     expect(t.events).toEqual([]);
   });
 });
@@ -378,15 +411,13 @@ describe('Reconciler', () => {
 describe('Reconciler with a lagging cache', () => {
   it('remembers its writes until the cache shows them: no double create, no double status, no double Event', async () => {
     const s = setup({ ...baseObjects(), policies: [policy({})] });
-    const recent: RecentPolicyWrites = {
-      assignments: new RecentWrites<SniffAssignment>((k) => s.stores.assignments.get(k)),
-      policies: new RecentWrites<PolicyObject>((k) => s.stores.policies.get(k)),
-    };
+    const recent: RecentPolicyWrites = { policies: new RecentWrites<PolicyObject>((k) => s.stores.policies.get(k)) };
     const events: string[] = [];
     const r = new Reconciler({
       world: withRecentWrites(s.world, recent),
       recent,
       api: s.api,
+      assignments: s.api.nodes,
       limiter: new Limiter(4),
       staleMs: STALE,
       assignmentNamespace: INSTALL_NS,
@@ -394,28 +425,33 @@ describe('Reconciler with a lagging cache', () => {
       now: () => NOW,
       events: (_p, type, reason) => events.push(`${type} ${reason}`),
     });
-    const run = () => r.reconcile(`${NS}/web-debug`, silentLogger);
+    const run = async () => {
+      const res = await r.reconcile(`${NS}/web-debug`, silentLogger);
+      await s.api.flush();
+      return res;
+    };
     s.api.lagging = true;
     await expect(run()).resolves.toMatchObject({ writes: 3 });
-    expect(recent.assignments.size).toBe(2);
+    expect(s.api.nodes.rememberedWrites).toBe(2);
     s.api.calls.length = 0;
-    await expect(run()).resolves.toMatchObject({ writes: 0 });
+    // the planner sees no assignment yet and hands them in again: the node writer knows they are written
+    await run();
     expect(s.api.calls).toEqual([]);
     expect(events).toEqual(['Normal Attaching']);
 
-    // A relabel while the cache still lags: the update starts from the remembered version (no 409).
+    // A relabel while the cache still lags: the node's object is patched from the remembered write.
     s.stores.pods.upsert(slimPod(pod('web-2', { node: 'node-b', labels: { app: 'other' } })));
-    await expect(run()).resolves.toMatchObject({ writes: 2 }); // the update and the status
-    expect(s.api.calls).toEqual(['update shop.web-debug.node-b', 'status web-debug']);
+    await run();
+    expect(s.api.calls).toEqual(['status web-debug', 'update node-b']);
+    expect(s.api.server.get(`${INSTALL_NS}/node-b`)!.spec.entries[0]!.pods.map((p) => p.name)).toEqual(['web-0']);
 
     // The watch catches up: every remembered write is seen and forgotten; nothing more to write.
     s.api.lagging = false;
     s.api.catchUp();
-    for (const a of s.stores.assignments.list()) recent.assignments.observe(a);
     for (const p of s.stores.policies.list()) recent.policies.observe(p);
-    expect(recent.assignments.size + recent.policies.size).toBe(0);
+    expect(s.api.nodes.rememberedWrites + recent.policies.size).toBe(0);
     s.api.calls.length = 0;
-    await expect(run()).resolves.toMatchObject({ writes: 0 });
+    await run();
     expect(s.api.calls).toEqual([]);
   });
 });

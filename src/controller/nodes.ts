@@ -1,0 +1,219 @@
+/**
+ * The node side of the controller. A policy's reconcile decides which
+ * assignments (policy, node) should exist and with which spec, and hands each
+ * change here; this writes them into the nodes' SniffNodeAssignments, keyed
+ * by node on a queue of its own, so that the changes of every policy to one
+ * node go out in one write (docs/controller.md, "Scale and memory").
+ *
+ * Level-triggered like the rest: a node's sync reads its objects (the cache,
+ * or this writer's own last write while the cache has not caught up), applies
+ * the changes still pending for it, folds the result (foldNodeAssignments)
+ * and creates, patches or deletes objects until they say exactly that. A
+ * change is dropped once a write carrying it succeeded; a failed write keeps
+ * it, and the node is retried with the queue's backoff. Only the leading
+ * controller writes specs (agents write the status subresource), so a spec
+ * is written with a merge patch and no resourceVersion: an agent's report in
+ * between is no conflict.
+ *
+ * While policies are still being reconciled (a start, a mass change), a node
+ * waits for them, up to HOLD_MS after its first pending change: at 1,000
+ * nodes and 100 policies, writing each node when its first policy is planned
+ * would write most nodes several times.
+ */
+import {
+  API_VERSION,
+  NODE_ASSIGNMENT_KIND,
+  foldNodeAssignments,
+  nodeAssignmentLabels,
+  nodeAssignmentName,
+  rfc3339,
+  type SniffAssignmentSpec,
+  type SniffNodeAssignment,
+} from '../api/index.ts';
+import { isNotFound, type SyncResult } from '../k8s/index.ts';
+import { jsonEqual } from '../util/json.ts';
+import type { Logger } from '../util/log.ts';
+import type { Enqueuer } from './informers.ts';
+
+/**
+ * How long a node's write waits for policies still being reconciled. Why
+ * 1 s: planning 100 policies takes well under that on 2 cores, and in steady
+ * state (the policy queue idle) nothing waits at all.
+ */
+export const HOLD_MS = 1000;
+/** How often a held node looks again whether the policies are done. */
+const HOLD_POLL_MS = 25;
+
+/** The API calls of a node's sync. */
+export interface NodeObjectApi {
+  create(obj: SniffNodeAssignment): Promise<SniffNodeAssignment>;
+  /** A JSON merge patch of labels and the whole spec (its lists are replaced). */
+  patch(namespace: string, name: string, patch: { metadata: { labels: Record<string, string> }; spec: SniffNodeAssignment['spec'] }): Promise<SniffNodeAssignment>;
+  delete(namespace: string, name: string, uid: string | undefined): Promise<void>;
+}
+
+export interface NodeWriterOptions {
+  /** A node's objects in the informer's cache. */
+  objectsOfNode(nodeName: string): readonly SniffNodeAssignment[];
+  api: NodeObjectApi;
+  /** The install namespace. */
+  namespace: string;
+  /** The queue of node names this writer's sync is run from. */
+  queue: Enqueuer;
+  /** Whether policies are being reconciled now (their queue is not empty). */
+  policiesBusy?: (() => boolean) | undefined;
+  holdMs?: number | undefined;
+  now?: (() => Date) | undefined;
+}
+
+/** A policy's assignment on a node: its spec, or null: none. */
+export type AssignmentChange = SniffAssignmentSpec | null;
+
+interface Pending {
+  /** When the oldest of these changes was handed in (ms). */
+  since: number;
+  /** policy `namespace/name` → its change */
+  changes: Map<string, AssignmentChange>;
+}
+
+const entryKey = (policy: { namespace: string; name: string }): string => `${policy.namespace}/${policy.name}`;
+
+export class NodeWriter {
+  private readonly opts: NodeWriterOptions;
+  private readonly pending = new Map<string, Pending>();
+  /** node → object name → this writer's last write of it (null: deleted), until the cache shows it. */
+  private readonly written = new Map<string, Map<string, SniffNodeAssignment | null>>();
+
+  constructor(opts: NodeWriterOptions) {
+    this.opts = opts;
+  }
+
+  /** Nodes with changes not yet written. */
+  get pendingNodes(): number {
+    return this.pending.size;
+  }
+
+  /** Writes remembered until the cache shows them. */
+  get rememberedWrites(): number {
+    let n = 0;
+    for (const m of this.written.values()) n += m.size;
+    return n;
+  }
+
+  /** A policy's reconcile: its assignment on @nodeName should be @change. */
+  submit(nodeName: string, policy: { namespace: string; name: string }, change: AssignmentChange): void {
+    let p = this.pending.get(nodeName);
+    if (!p) this.pending.set(nodeName, (p = { since: performance.now(), changes: new Map() }));
+    p.changes.set(entryKey(policy), change);
+    this.opts.queue.add(nodeName);
+  }
+
+  /** The informer stored @obj: a remembered write it is at least as new as is forgotten. */
+  observe(obj: SniffNodeAssignment): void {
+    const mine = this.written.get(obj.spec?.nodeName ?? '');
+    const w = mine?.get(obj.metadata.name!);
+    if (w && (obj.metadata.generation ?? 0) >= (w.metadata.generation ?? 0)) mine!.delete(obj.metadata.name!);
+  }
+
+  observeDelete(obj: SniffNodeAssignment): void {
+    const mine = this.written.get(obj.spec?.nodeName ?? '');
+    if (mine?.get(obj.metadata.name!) === null) mine.delete(obj.metadata.name!);
+  }
+
+  /** After a relist the cache is the truth. */
+  clearWritten(): void {
+    this.written.clear();
+  }
+
+  /** A node's objects as they stand: the cache, with this writer's newer writes over it. */
+  private current(nodeName: string): Map<string, SniffNodeAssignment> {
+    const out = new Map(this.opts.objectsOfNode(nodeName).map((o) => [o.metadata.name!, o]));
+    for (const [name, w] of this.written.get(nodeName) ?? []) {
+      if (w === null) out.delete(name);
+      else if ((out.get(name)?.metadata.generation ?? 0) < (w.metadata.generation ?? 0)) out.set(name, w);
+    }
+    return out;
+  }
+
+  private remember(nodeName: string, name: string, obj: SniffNodeAssignment | null): void {
+    let mine = this.written.get(nodeName);
+    if (!mine) this.written.set(nodeName, (mine = new Map()));
+    mine.set(name, obj);
+  }
+
+  /** Make @nodeName's objects hold its assignments with the pending changes applied. */
+  async sync(nodeName: string, log: Logger): Promise<SyncResult> {
+    const p = this.pending.get(nodeName);
+    if (p && this.opts.policiesBusy?.() && performance.now() - p.since < (this.opts.holdMs ?? HOLD_MS)) {
+      return { result: 'held', requeueAfterMs: HOLD_POLL_MS };
+    }
+    const now = rfc3339(this.opts.now?.() ?? new Date());
+    const objects = this.current(nodeName);
+    const entries = new Map<string, { spec: SniffAssignmentSpec; since: string }>();
+    for (const o of objects.values()) {
+      const configs = new Map((o.spec?.configs ?? []).map((c) => [c.id, c.config]));
+      for (const e of o.spec?.entries ?? []) {
+        const config = configs.get(e.config);
+        if (!config) continue; // unreadable: rewritten without it
+        entries.set(entryKey(e.policy), { spec: { nodeName, policy: e.policy, config, pods: e.pods, limits: e.limits, stopped: e.stopped }, since: e.since });
+      }
+    }
+    const applied = p ? [...p.changes] : [];
+    for (const [k, change] of applied) {
+      if (change === null) entries.delete(k);
+      else entries.set(k, { spec: change, since: entries.get(k)?.since ?? now });
+    }
+
+    const { namespace, api } = this.opts;
+    const labels = nodeAssignmentLabels(nodeName);
+    const parts = foldNodeAssignments(nodeName, [...entries.values()]);
+    const wanted = new Set<string>();
+    const writes: { op: string; name: string; call: () => Promise<SniffNodeAssignment | null> }[] = [];
+    parts.forEach((spec, i) => {
+      const name = nodeAssignmentName(nodeName, i);
+      wanted.add(name);
+      const cur = objects.get(name);
+      if (!cur) {
+        const obj: SniffNodeAssignment = { apiVersion: API_VERSION, kind: NODE_ASSIGNMENT_KIND, metadata: { name, namespace, labels }, spec };
+        writes.push({ op: 'create', name, call: () => api.create(obj) });
+      } else if (!jsonEqual(cur.spec, spec) || Object.entries(labels).some(([k, v]) => cur.metadata.labels?.[k] !== v)) {
+        writes.push({ op: 'update', name, call: () => api.patch(namespace, name, { metadata: { labels }, spec }) });
+      }
+    });
+    for (const [name, cur] of objects) {
+      if (!wanted.has(name)) writes.push({
+          op: 'delete',
+          name,
+          call: () =>
+            api.delete(namespace, name, cur.metadata.uid).then(
+              () => null,
+              (err: unknown) => {
+                if (isNotFound(err)) return null; // gone already
+                throw err;
+              },
+            ),
+        });
+    }
+
+    const results = await Promise.allSettled(writes.map((w) => w.call()));
+    const failures: unknown[] = [];
+    results.forEach((r, i) => {
+      const w = writes[i]!;
+      if (r.status === 'fulfilled') this.remember(nodeName, w.name, r.value);
+      else {
+        failures.push(r.reason);
+        log.debug({ err: r.reason, object: w.name, op: w.op }, 'node assignment write failed');
+      }
+    });
+    if (failures.length > 0) {
+      throw new Error(`${failures.length} of ${writes.length} writes of node ${nodeName}'s assignments failed`, { cause: failures[0] });
+    }
+    if (writes.length > 0) log.debug({ entries: entries.size, objects: parts.length, writes: writes.length }, 'node assignments written');
+    // Written: drop the changes that are still the ones applied (a newer one waits for the next sync).
+    if (p) {
+      for (const [k, change] of applied) if (p.changes.get(k) === change) p.changes.delete(k);
+      if (p.changes.size === 0) this.pending.delete(nodeName);
+    }
+    return { result: writes.length > 0 ? 'written' : 'unchanged' };
+  }
+}
