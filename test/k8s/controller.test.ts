@@ -6,7 +6,8 @@
  * subresource, garbage collection, Events and the leader-election Lease.
  */
 import { describe, expect, it, beforeAll, afterAll, afterEach } from 'vitest';
-import { PodtapResources, type SniffAssignment, type SniffPolicyStatus } from '../../src/api/index.ts';
+import { ANNOTATION_OBJECT, PodtapResources, type SniffAssignment, type SniffPolicyStatus } from '../../src/api/index.ts';
+import { listAssignments } from '../helpers/assignments.ts';
 import { startController, type RunningController } from '../../src/controller/controller.ts';
 import { isAlreadyExists, KubeClient, Resources, type KubeObject, type ResourceRef } from '../../src/k8s/index.ts';
 import { silentLogger } from '../../src/util/log.ts';
@@ -45,7 +46,7 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
   }
 
   async function assignments(policy: string): Promise<SniffAssignment[]> {
-    const { items } = await client.list<SniffAssignment>(PodtapResources.sniffAssignments, { namespace: INSTALL_NS, labelSelector: `podtap.io/policy-namespace=${NS},podtap.io/policy=${policy}` });
+    const items = (await listAssignments(client, INSTALL_NS)).filter((a) => a.spec.policy.namespace === NS && a.spec.policy.name === policy);
     return items.sort((a, b) => a.spec.nodeName.localeCompare(b.spec.nodeName));
   }
 
@@ -99,7 +100,7 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
     kubeconfig = api.kubeconfig;
     client = api.client();
     await api.installCrds();
-    await until('the CRDs to be served', async () => (await client.list(PodtapResources.sniffPolicies)) && (await client.list(PodtapResources.sniffAssignments)));
+    await until('the CRDs to be served', async () => (await client.list(PodtapResources.sniffPolicies)) && (await client.list(PodtapResources.sniffNodeAssignments)));
     for (const ns of [NS, INSTALL_NS]) await client.create(Resources.namespaces, { metadata: { name: ns } });
     // (a real API server admits a pod only with its ServiceAccount; the controller-manager that makes it does not run here)
     await client.create(SERVICE_ACCOUNTS, { metadata: { name: 'default', namespace: NS } }).catch((err: unknown) => {
@@ -153,16 +154,21 @@ describe.each(BACKENDS)('controller on %s', (backendKind) => {
       expect(attaching).toMatchObject({ selectedPods: 3, nodesTotal: 2, nodesReady: 0, nodeSummary: '0/2', observedGeneration: 1 });
       expect(ready(attaching)!.message).toContain('0/2 nodes ready');
 
-      // The agents report: Attached on the current generation.
+      // The agents report: Attached on the current generation, each on its node's object (all its entries at once).
       for (const a of first) {
-        await client.patchStatus(PodtapResources.sniffAssignments, INSTALL_NS, a.metadata.name!, {
+        await client.patchStatus(PodtapResources.sniffNodeAssignments, INSTALL_NS, a.metadata.annotations![ANNOTATION_OBJECT]!, {
           status: {
-            state: 'Attached',
             observedGeneration: a.metadata.generation,
-            attachedInterfaces: a.spec.pods.length,
-            collectorReachable: true,
-            lastReportTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
-            counters: { mirrored: 100, bytes: 10_000, pieces: 2, lost: 1, dropped: { rateLimited: 1 } },
+            entries: [
+              {
+                policyUid: a.spec.policy.uid,
+                state: 'Attached',
+                attachedInterfaces: a.spec.pods.length,
+                collectorReachable: true,
+                lastReportTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+                counters: { mirrored: 100, bytes: 10_000, pieces: 2, lost: 1, dropped: { rateLimited: 1 } },
+              },
+            ],
           },
         });
       }
