@@ -5,7 +5,7 @@
  *     real kube-apiserver with etcd (test/helpers/apiserver.ts) and on the
  *     embedded stand-in, side by side; the controller (a separate process)
  *     from the moment the policies are applied until every expected
- *     SniffAssignment is written. Its memory: peak RSS (VmHWM). Goal on the
+ *     assignment (an entry of a node's SniffNodeAssignment) is written. Its memory: peak RSS (VmHWM). Goal on the
  *     real server: < 5 s, < 300 MB. --nodes/--pods scale it (the stretch:
  *     5,000 nodes, 150,000 pods).
  *  2. Time from `apply` of a policy to the first mirrored packet at the
@@ -24,7 +24,8 @@ import { execa } from 'execa';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { createClusterState, createHandler, createHttpServer, defaultWriteOptions, writeKubeconfig } from '@podtap/devcluster';
 import { KubeClient, loadKubeConfig, Resources, type KubeObject, type ResourceRef } from '../src/k8s/index.ts';
-import { DEFAULT_INSTALL_NAMESPACE, PodtapResources } from '../src/api/index.ts';
+import { AssignmentView, DEFAULT_INSTALL_NAMESPACE, PodtapResources, type SniffNodeAssignment } from '../src/api/index.ts';
+import { listAssignments } from '../test/helpers/assignments.ts';
 import { startApiServer as startRealApiServer } from '../test/helpers/apiserver.ts';
 import { CRD_DIR, LAB_COLLECTOR_NETWORKS, Lab } from '../test/lab/cluster.ts';
 import { NODE_BIN, PODTAP_MAIN } from '../test/lab/netns.ts';
@@ -95,8 +96,8 @@ const policyObject = (t: number) => ({
 interface Seeded {
   kubeconfig: string;
   applyPolicies(): Promise<void>;
-  /** Resolves with the number of assignments once @want are written (or after @timeoutMs). */
-  assignments(want: number, timeoutMs: number): Promise<number>;
+  /** Once @want assignments are written (or after @timeoutMs): how many there are, and when (performance.now()) they were seen. */
+  assignments(want: number, timeoutMs: number): Promise<{ n: number; at: number }>;
   /** RSS of the API's own processes (MB), for context. */
   serverRssMb(): Promise<Record<string, number>>;
   close(): Promise<void>;
@@ -113,7 +114,7 @@ async function seedEmbedded(dir: string): Promise<Seeded> {
   const wo = { ...defaultWriteOptions(), fieldManager: 'bench' };
   const def = (r: ResourceRef) => state.registry.get(r.group, r.version, r.plural)!;
   // the CRDs and the world through the API's own write path (seeding by HTTP would measure the seeding)
-  for (const f of ['sniffpolicies.podtap.io.yaml', 'sniffassignments.podtap.io.yaml']) {
+  for (const f of ['sniffpolicies.podtap.io.yaml', 'sniffnodeassignments.podtap.io.yaml']) {
     for (const doc of parseAllDocuments(await readFile(join(CRD_DIR, f), 'utf8'))) {
       const obj = doc.toJS() as object | null;
       if (obj) state.api.create(state.registry.get('apiextensions.k8s.io', 'v1', 'customresourcedefinitions')!, undefined, obj, wo);
@@ -123,7 +124,7 @@ async function seedEmbedded(dir: string): Promise<Seeded> {
     state.api.create(def(o.ref), o.namespace, o.obj, wo);
     if (o.status) state.api.update(def(o.ref), o.namespace, o.obj.metadata.name!, { metadata: { name: o.obj.metadata.name, namespace: o.namespace }, status: o.status }, 'status', wo);
   }
-  const assignDef = def(PodtapResources.sniffAssignments);
+  const assignDef = def(PodtapResources.sniffNodeAssignments);
   return {
     kubeconfig,
     async applyPolicies() {
@@ -132,8 +133,9 @@ async function seedEmbedded(dir: string): Promise<Seeded> {
     async assignments(want, timeoutMs) {
       const t0 = performance.now();
       let n = 0;
-      while ((n = state.api.list(assignDef, undefined, { labelSelector: [], fieldSelector: [] }).items.length) < want && performance.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 20));
-      return n;
+      const entries = () => (state.api.list(assignDef, undefined, { labelSelector: [], fieldSelector: [] }).items as SniffNodeAssignment[]).reduce((sum, o) => sum + (o.spec?.entries?.length ?? 0), 0);
+      while ((n = entries()) < want && performance.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 20));
+      return { n, at: performance.now() };
     },
     serverRssMb: async () => ({}),
     async close() {
@@ -164,26 +166,28 @@ async function seedReal(): Promise<Seeded> {
       if (o.status) await client.patchStatus(o.ref, o.namespace, o.obj.metadata.name!, { status: o.status });
     });
     console.error(`bench: real API seeded with ${objs.length} objects in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-    // counted by the API itself (limit=1 and remainingItemCount: a consistent read), not by a
-    // watch of ours: one at this scale fell behind the controller's writes (61 of 10,000 seen)
-    const a = PodtapResources.sniffAssignments;
-    const count = async () => {
-      const r = await client.request<{ items?: unknown[]; metadata?: { remainingItemCount?: number } }>('GET', `/apis/${a.group}/${a.version}/${a.plural}`, { query: { limit: 1 } });
-      return (r.items?.length ?? 0) + (r.metadata?.remainingItemCount ?? 0);
-    };
+    // Counted from a watch (the view the controller and the agents use), then
+    // checked once by a consistent list: polling full lists of 1,000 objects
+    // would load the server the run measures.
+    const count = async () => (await listAssignments(client, DEFAULT_INSTALL_NAMESPACE)).length;
     const rss = async (pid: number) => Number(/VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+    let view: AssignmentView | undefined;
     return {
       kubeconfig: api.kubeconfig,
       async applyPolicies() {
+        view = new AssignmentView({ client, namespace: DEFAULT_INSTALL_NAMESPACE });
+        view.start();
+        await view.waitForSync();
         await pool(Array.from({ length: POLICIES }, (_, t) => t), 16, async (t) => {
           await client.create(PodtapResources.sniffPolicies, policyObject(t) as KubeObject);
         });
       },
       async assignments(want, timeoutMs) {
         const t1 = performance.now();
-        let n = 0;
-        while ((n = await count()) < want && performance.now() - t1 < timeoutMs) await new Promise((r) => setTimeout(r, 100));
-        return n;
+        while (view!.store.size < want && performance.now() - t1 < timeoutMs) await new Promise((r) => setTimeout(r, 20));
+        const at = performance.now();
+        await view!.stop();
+        return { n: await count(), at };
       },
       serverRssMb: async () => ({ 'kube-apiserver': Math.round(await rss(api.pid())) }),
       async close() {
@@ -218,8 +222,8 @@ async function convergence(api: 'real' | 'embedded'): Promise<{ api: string; ms:
     await new Promise((r) => setTimeout(r, 1000));
     const t0 = performance.now();
     await seeded.applyPolicies();
-    const n = await seeded.assignments(expected.size, CONVERGENCE_TIMEOUT_MS);
-    const ms = performance.now() - t0;
+    const { n, at } = await seeded.assignments(expected.size, CONVERGENCE_TIMEOUT_MS);
+    const ms = at - t0;
     const rssMb = await rssPeakMb(ctl.pid!);
     if (n < expected.size) {
       ctl.kill('SIGTERM');
