@@ -184,7 +184,14 @@ async function seedReal(): Promise<Seeded> {
       },
       async assignments(want, timeoutMs) {
         const t1 = performance.now();
-        while (view!.store.size < want && performance.now() - t1 < timeoutMs) await new Promise((r) => setTimeout(r, 20));
+        let shown = t1;
+        while (view!.store.size < want && performance.now() - t1 < timeoutMs) {
+          await new Promise((r) => setTimeout(r, 20));
+          if (performance.now() - shown >= 2000) {
+            shown = performance.now();
+            console.error(`bench: ${((shown - t1) / 1000).toFixed(0)} s: ${view!.store.size} of ${want} assignments in ${view!.objects.store.size} objects`);
+          }
+        }
         const at = performance.now();
         await view!.stop();
         return { n: await count(), at };
@@ -202,7 +209,7 @@ async function seedReal(): Promise<Seeded> {
 }
 
 /** One convergence run: seed, start the controller, apply 100 policies, wait. */
-async function convergence(api: 'real' | 'embedded'): Promise<{ api: string; ms: number; assignments: number; rssMb: number; server: Record<string, number> }> {
+async function convergence(api: 'real' | 'embedded'): Promise<{ api: string; ms: number; assignments: number; rssMb: number; writes: Record<string, number>; server: Record<string, number> }> {
   const dir = await mkdtemp(join(tmpdir(), 'podtap-bench-cp-'));
   const seeded = api === 'real' ? await seedReal() : await seedEmbedded(dir);
   // expected assignments: one per (policy, node with a selected pod)
@@ -225,12 +232,20 @@ async function convergence(api: 'real' | 'embedded'): Promise<{ api: string; ms:
     const { n, at } = await seeded.assignments(expected.size, CONVERGENCE_TIMEOUT_MS);
     const ms = at - t0;
     const rssMb = await rssPeakMb(ctl.pid!);
+    // what the controller wrote to get there (podtap_controller_assignment_writes_total by operation)
+    const metrics = await fetch('http://127.0.0.1:18080/metrics').then((r) => r.text(), () => '');
+    const writes: Record<string, number> = {};
+    for (const m of metrics.matchAll(/^podtap_controller_assignment_writes_total\{([^}]*)\} (\d+)/gm)) {
+      const op = /operation="([^"]+)"/.exec(m[1]!)?.[1] ?? '?';
+      const res = /result="([^"]+)"/.exec(m[1]!)?.[1] ?? '?';
+      writes[res === 'ok' ? op : `${op} ${res}`] = (writes[res === 'ok' ? op : `${op} ${res}`] ?? 0) + Number(m[2]);
+    }
     if (n < expected.size) {
       ctl.kill('SIGTERM');
       const out = await ctl;
       throw new Error(`only ${n} of ${expected.size} assignments after ${CONVERGENCE_TIMEOUT_MS / 1000} s; the controller's last output:\n${String(out.all ?? '').slice(-4000)}`);
     }
-    return { api, ms, assignments: n, rssMb, server: await seeded.serverRssMb() };
+    return { api, ms, assignments: n, rssMb, writes, server: await seeded.serverRssMb() };
   } finally {
     ctl.kill('SIGTERM');
     await ctl;
@@ -294,7 +309,7 @@ for (let i = 0; i < ROUNDS; i++) {
     console.error(`bench: convergence on the ${a} API, round ${i + 1}/${ROUNDS} (load: ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}) ...`);
     const c = await convergence(a);
     // each run as it ends: a long invocation that fails later keeps what it measured
-    console.error(`bench: ${a}: ${c.assignments} assignments in ${(c.ms / 1000).toFixed(1)} s, controller peak RSS ${Math.round(c.rssMb)} MB, server ${JSON.stringify(c.server)}`);
+    console.error(`bench: ${a}: ${c.assignments} assignments in ${(c.ms / 1000).toFixed(1)} s, controller peak RSS ${Math.round(c.rssMb)} MB, writes ${JSON.stringify(c.writes)}, server ${JSON.stringify(c.server)}`);
     conv.push(c);
   }
 }

@@ -47,6 +47,7 @@ export class FakeApi implements ReconcileApi, NodeObjectApi {
       api: this,
       namespace: INSTALL_NS,
       queue: { add: (k) => this.nodeQueue.add(k), addAfter: (k) => this.nodeQueue.add(k) },
+      quietMs: 0, // (the syncs run when the test says)
       now: () => new Date(this.now),
     });
   }
