@@ -1,10 +1,13 @@
 /**
  * The node agent: this node's SniffAssignments are the desired state; one
  * node capture service (src/capture/service.ts) per assignment makes it so,
- * and each assignment's status subresource says how it went.
+ * and each assignment's status says how it went. The assignments are the
+ * entries of the node's stored SniffNodeAssignments (an AssignmentView
+ * expands them); their statuses are written per stored object, all entries
+ * at once (status-writer.ts).
  *
- *   informer (own node's assignments only) ─┐
- *   report timer (every few seconds)       ─┴─► queue of assignment keys ─► sync(key)
+ *   view (own node's assignments only) ─┐
+ *   report timer (every few seconds)   ─┴─► queue of assignment keys ─► sync(key) ─► status writer
  *
  *   sync(key), one key at a time (k8s/worker.ts):
  *     gone or deleting   → stop the capture (detach, remove), forget it
@@ -25,14 +28,14 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, rmdir } from 'node:fs/promises';
 import {
-  CaptureConfigSchema, LABEL_NODE, labelValue, PodtapResources, sniffAssignments, type PolicyType, type SniffAssignment, type SniffAssignmentSpec, type SniffAssignmentStatus,
+  AssignmentView, CaptureConfigSchema, LABEL_NODE, labelValue, type PolicyType, type SniffAssignment, type SniffAssignmentSpec, type SniffAssignmentStatus,
 } from '../api/index.ts';
 import { hooksFor, policyTypesCaptured } from '../capture/directions.ts';
 import { CaptureService, type CaptureTarget } from '../capture/service.ts';
 import {
   CompileError, createRunner, KernelUnsupportedError, LOSS_REASONS, lost, PIN_ROOT, VerifierError, type Counters, type Hook, type NodeBudget, type Runner,
 } from '../datapath/index.ts';
-import { Informer, isNotFound, objectKey, runWorkers, WorkQueue, type KubeClient, type ResourceClient, type SyncResult } from '../k8s/index.ts';
+import { objectKey, runWorkers, WorkQueue, type KubeClient, type SyncResult } from '../k8s/index.ts';
 import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
 import { jsonEqual } from '../util/json.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
@@ -40,6 +43,7 @@ import type { NodeKeySource } from '../wire/auth.ts';
 import { describeForeign, foreignPrograms } from './foreign.ts';
 import { resolvePodInterface, type ResolveOptions } from './resolve.ts';
 import type { AgentMetrics } from './metrics.ts';
+import { StatusWriter, type ReportedStatus } from './status-writer.ts';
 
 export interface AgentOptions {
   client: KubeClient;
@@ -141,8 +145,10 @@ export class NodeAgent {
   private readonly opts: AgentOptions;
   private readonly log: Logger;
   private readonly runner: Runner;
-  private readonly api: ResourceClient<SniffAssignment>;
-  readonly informer: Informer<SniffAssignment>;
+  /** This node's assignments, expanded from its SniffNodeAssignments (the name is an informer's: the surface is one). */
+  readonly informer: AssignmentView;
+  /** Status reports, written per stored object. */
+  private readonly status: StatusWriter;
   private readonly queue = new WorkQueue({ baseDelayMs: 200, maxDelayMs: 60_000 });
   private readonly tracked = new Map<string, Tracked>();
   /** Assignments that took a session slot and are opening their capture (not yet in tracked). */
@@ -158,11 +164,9 @@ export class NodeAgent {
     this.opts = opts;
     this.log = (opts.logger ?? silentLogger).child({ node: opts.nodeName });
     this.runner = opts.runner ?? createRunner();
-    this.api = sniffAssignments(opts.client);
-    this.informer = new Informer<SniffAssignment>({
+    this.informer = new AssignmentView({
       client: opts.client,
       namespace: opts.namespace,
-      resource: PodtapResources.sniffAssignments,
       labelSelector: `${LABEL_NODE}=${labelValue(opts.nodeName)}`,
       logger: this.log,
       // the agent acts on spec changes; its own status writes need no sync
@@ -173,6 +177,7 @@ export class NodeAgent {
       update: (_, a) => this.queue.add(objectKey(a)),
       delete: (a) => this.queue.add(objectKey(a)),
     });
+    this.status = new StatusWriter({ client: opts.client, view: this.informer, logger: this.log, metrics: opts.metrics });
   }
 
   get sessions(): number {
@@ -295,6 +300,19 @@ export class NodeAgent {
     const stored = this.informer.store.get(key);
     // the watch is the install namespace's; whatever else arrives is ignored
     const a = stored && stored.metadata.namespace === this.opts.namespace ? stored : undefined;
+    try {
+      return await this.syncAssignment(key, a, attemptLog);
+    } finally {
+      // Acted on, also when the attempt threw (it is retried): the object's
+      // observedGeneration waits for every entry's sync, and one entry that
+      // keeps failing must not hold back the others' (it goes stale by its
+      // own lastReportTime, as an assignment of its own did).
+      if (a) this.status.synced(a);
+      else this.status.forget(key);
+    }
+  }
+
+  private async syncAssignment(key: string, a: SniffAssignment | undefined, attemptLog: Logger): Promise<SyncResult> {
     const log = a ? attemptLog.child({ policy: a.spec.policy.name }) : attemptLog;
     const t = this.findTracked(key, a?.spec.policy.uid);
     if (!a || a.metadata.deletionTimestamp) {
@@ -311,7 +329,7 @@ export class NodeAgent {
     const policy = { namespace: a.spec.policy.namespace, name: a.spec.policy.name, uid: a.spec.policy.uid };
     if (a.spec.stopped) {
       if (t && !t.stopped) await this.stop(t, log, 'Completed', 'LimitReached');
-      else if (!t) await this.writeStatus(a, { state: 'Completed', reason: 'LimitReached', interfaces: [], attachedInterfaces: 0 });
+      else if (!t) this.writeStatus(a, { state: 'Completed', reason: 'LimitReached', interfaces: [], attachedInterfaces: 0 });
       return { result: 'stopped' };
     }
     // a capture that holds no session slot (new, or resuming after a stop) takes one only if one is free for it
@@ -320,7 +338,7 @@ export class NodeAgent {
       if (refusal) {
         if (!this.refused.has(key)) log.info({ reason: 'NodeSessionLimit', message: refusal }, 'capture refused on this node: no session slot');
         this.refused.add(key);
-        await this.writeStatus(a, { state: 'Failed', reason: 'NodeSessionLimit', message: refusal, interfaces: [], attachedInterfaces: 0 });
+        this.writeStatus(a, { state: 'Failed', reason: 'NodeSessionLimit', message: refusal, interfaces: [], attachedInterfaces: 0 });
         return { result: 'refused' };
       }
       this.refused.delete(key);
@@ -399,7 +417,7 @@ export class NodeAgent {
       tr.message = errorMessage(err);
       tr.collectorReachable = reason !== 'CollectorUnreachable';
       log.warn({ reason, err: tr.message }, 'data plane not loaded');
-      await this.writeStatus(a, { state, reason, message: tr.message, collectorReachable: tr.collectorReachable });
+      this.writeStatus(a, { state, reason, message: tr.message, collectorReachable: tr.collectorReachable });
       // an unreachable collector can come back: retry later; a rejected program cannot
       return reason === 'CollectorUnreachable' ? this.retry(tr, 10_000) : { result: 'failed' };
     }
@@ -521,7 +539,7 @@ export class NodeAgent {
       }
     }
     if (counters) this.opts.metrics?.observe(t.policy, counters);
-    await this.writeStatus(a, {
+    this.writeStatus(a, {
       state: t.state,
       ...(t.reason ? { reason: t.reason } : {}),
       ...(t.message ? { message: t.message } : {}),
@@ -532,18 +550,16 @@ export class NodeAgent {
     });
   }
 
-  private async writeStatus(a: SniffAssignment, status: SniffAssignmentStatus): Promise<void> {
-    const full: SniffAssignmentStatus = {
-      ...status,
-      observedGeneration: a.metadata.generation as number | undefined,
-      lastReportTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
-    };
-    try {
-      await this.api.patchStatus(a.metadata.namespace, a.metadata.name!, { status: full });
-      this.opts.metrics?.reported();
-    } catch (err) {
-      if (!isNotFound(err)) throw new Error('writing assignment status failed', { cause: err });
-    }
+  /**
+   * Record @a's status for its object's next status write, without waiting
+   * for it: the statuses of a report round go out together only if the syncs
+   * that record them do not each wait for a write (two workers would make it
+   * a write per entry or two). A failed write is retried by the writer (it
+   * holds the latest status of every entry), not by syncing again.
+   */
+  private writeStatus(a: SniffAssignment, status: Omit<ReportedStatus, 'lastReportTime'>): void {
+    const full: ReportedStatus = { ...status, lastReportTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') };
+    this.status.write(a, full).catch((err: unknown) => this.log.debug({ assignment: objectKey(a), err }, 'status not written'));
   }
 
   /**
@@ -557,6 +573,8 @@ export class NodeAgent {
     if (this.renewTimer) clearInterval(this.renewTimer);
     this.queue.shutDown();
     await this.workers;
+    // the last statuses the syncs recorded (a detached capture's final counters)
+    await this.status.drain();
     await this.informer.stop();
     for (const t of this.tracked.values()) {
       if (opts.detach && !t.stopped) await t.capture.stop();

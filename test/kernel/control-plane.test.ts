@@ -10,12 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_INSTALL_NAMESPACE, sniffAssignments, sniffPolicies, type SniffPolicy } from '../../src/api/index.ts';
+import { DEFAULT_INSTALL_NAMESPACE, sniffPolicies, type SniffPolicy } from '../../src/api/index.ts';
 import { sessionIdForPolicy } from '../../src/agent/agent.ts';
 import { PIN_ROOT } from '../../src/datapath/session.ts';
 import { Lab, type LabProcess } from '../lab/cluster.ts';
 import { inNs } from '../lab/netns.ts';
 import { Resources } from '../../src/k8s/index.ts';
+import { listAssignments } from '../helpers/assignments.ts';
 import { loadWitness, removePins, testPinRoot } from '../helpers/bpf.ts';
 import { startBackend } from '../helpers/kube.ts';
 
@@ -153,7 +154,7 @@ describe('operator end to end', () => {
     await new Promise((r) => setTimeout(r, 500));
     agent = lab.startAgent();
     await until('agent reports again', async () => {
-      const a = (await sniffAssignments(lab.client).list({ namespace: DEFAULT_INSTALL_NAMESPACE }))[0];
+      const a = (await listAssignments(lab.client, DEFAULT_INSTALL_NAMESPACE))[0];
       return a?.status?.lastReportTime && Date.parse(a.status.lastReportTime) > Date.now() - 1500;
     });
     for (const pod of ['web-1', 'web-2', 'web-3']) expect(await taps(hostIf(pod))).toMatchObject({ ingress: [expect.any(Number)], egress: [expect.any(Number)] });
@@ -236,7 +237,7 @@ describe('operator end to end', () => {
     const p = await policy('web-debug');
     await policies().delete('demo', 'web-debug');
     for (const pod of ['web-1', 'web-2', 'web-3']) await until(`${pod} detached`, () => untapped(pod), 5000);
-    await until('assignments gone', async () => (await sniffAssignments(lab.client).list({ namespace: DEFAULT_INSTALL_NAMESPACE })).length === 0);
+    await until('assignments gone', async () => (await listAssignments(lab.client, DEFAULT_INSTALL_NAMESPACE)).length === 0);
     await until('pins gone', async () => !existsSync(join(PIN_ROOT, sessionIdForPolicy(p.metadata.uid as string))));
     const devs = await inNs(lab.topo.node, 'ip', ['-j', 'link', 'show']);
     expect((JSON.parse(devs) as { ifname: string }[]).filter((d) => /^pt[cp]/.test(d.ifname))).toEqual([]);
