@@ -9,9 +9,10 @@
  * - a node → the policies with pods on it, and those with a nodeSelector;
  * - a Service or EndpointSlice → the policies whose collector names it;
  * - a namespace → its policies (terminating: stop creating assignments);
- * - an assignment → its policy; an update that only changed its status (an
- *   agent's report) is coalesced for a moment, so a thousand nodes
- *   reporting together cause one status write, not a thousand.
+ * - an assignment → its policy; one added (the echo of the controller's
+ *   own write) or an update that only changed its status (an agent's
+ *   report) is coalesced for a moment, so a thousand nodes reporting
+ *   together cause one status write, not a thousand.
  * Slimming (objects.ts) makes irrelevant updates (heartbeats, restart
  * counts) equal to the cached object, and so silent.
  */
@@ -208,7 +209,13 @@ export function createInformers(opts: InformerSetOptions): ControllerInformers {
     if (k) queue.add(k);
   };
   assignments.on({
-    add: onAssignment,
+    // Mostly the echo of the node writer's own write: coalesced like a report,
+    // or at 1,000 nodes the echoes keep the policy queue busy and hold back
+    // the node writes still to come (nodes.ts).
+    add: (a) => {
+      const k = policyKeyForAssignment(a);
+      if (k) queue.addAfter(k, coalesce);
+    },
     update: (old, a) => {
       const k = policyKeyForAssignment(a);
       const ko = policyKeyForAssignment(old);

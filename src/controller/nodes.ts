@@ -148,8 +148,12 @@ export class NodeWriter {
   submit(nodeName: string, policy: { namespace: string; name: string }, change: AssignmentChange): void {
     let p = this.pending.get(nodeName);
     if (!p) this.pending.set(nodeName, (p = { since: performance.now(), changes: new Map() }));
-    p.changes.set(entryKey(policy), change);
-    this.lastSubmit = performance.now();
+    const k = entryKey(policy);
+    // A policy planned again from a cache that lags hands in the same change: no news.
+    if (!p.changes.has(k) || !jsonEqual(p.changes.get(k), change)) {
+      p.changes.set(k, change);
+      this.lastSubmit = performance.now();
+    }
     this.opts.queue.add(nodeName);
   }
 
