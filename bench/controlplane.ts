@@ -229,6 +229,7 @@ async function convergence(api: 'real' | 'embedded'): Promise<{ api: string; ms:
     await new Promise((r) => setTimeout(r, 1000));
     const t0 = performance.now();
     await seeded.applyPolicies();
+    console.error(`bench: ${POLICIES} policies created in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const { n, at } = await seeded.assignments(expected.size, CONVERGENCE_TIMEOUT_MS);
     const ms = at - t0;
     const rssMb = await rssPeakMb(ctl.pid!);
