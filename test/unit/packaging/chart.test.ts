@@ -174,24 +174,25 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
       for (const verb of ['list', 'watch']) expect(grants(controller, res.group, res.plural, verb), `controller ${verb} ${res.plural}`).toBe(true);
     }
     // assignments live in the install namespace: no cluster-wide grant on them, for anyone
+    const assignments = PodtapResources.sniffNodeAssignments.plural;
     for (const o of objs.filter((x) => x.kind === 'ClusterRole')) {
-      expect(grants(o.rules as Rule[], 'podtap.io', 'sniffassignments', 'get'), `ClusterRole/${o.metadata.name}`).toBe(false);
-      expect(grants(o.rules as Rule[], 'podtap.io', 'sniffassignments/status', 'update'), `ClusterRole/${o.metadata.name}`).toBe(false);
+      expect(grants(o.rules as Rule[], 'podtap.io', assignments, 'get'), `ClusterRole/${o.metadata.name}`).toBe(false);
+      expect(grants(o.rules as Rule[], 'podtap.io', `${assignments}/status`, 'update'), `ClusterRole/${o.metadata.name}`).toBe(false);
     }
     expect(grants(controller, 'podtap.io', 'sniffpolicies/status', 'patch')).toBe(true);
     expect(grants(controller, 'podtap.io', 'sniffpolicies', 'update')).toBe(false);
     expect(grants(controller, '', 'events', 'create')).toBe(true);
     const own = rules(objs, 'Role', '-controller-install-namespace');
     expect(own).toEqual([
-      { apiGroups: ['podtap.io'], resources: ['sniffassignments'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
+      { apiGroups: ['podtap.io'], resources: [assignments], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['podtap-controller'], verbs: ['get', 'update'] },
     ]);
     // the agent: assignments and their status, its own pod and DaemonSet; nothing else
     const agentName = find(objs, 'DaemonSet', '-agent').metadata.name;
     expect(rules(objs, 'Role', '-agent')).toEqual([
-      { apiGroups: ['podtap.io'], resources: ['sniffassignments'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['podtap.io'], resources: ['sniffassignments/status'], verbs: ['get', 'update', 'patch'] },
+      { apiGroups: ['podtap.io'], resources: [assignments], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['podtap.io'], resources: [`${assignments}/status`], verbs: ['get', 'update', 'patch'] },
     ]);
     expect(rules(objs, 'Role', '-agent-uninstall-check')).toEqual([
       { apiGroups: [''], resources: ['pods'], verbs: ['get'] },
@@ -218,7 +219,7 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
             { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
           ] }]
         : []),
-      ...(assigned ? [{ binding: 'RoleBinding', namespace: set.release.namespace, rules: [{ apiGroups: ['podtap.io'], resources: ['sniffassignments'], verbs: ['get', 'list', 'watch'] }] }] : []),
+      ...(assigned ? [{ binding: 'RoleBinding', namespace: set.release.namespace, rules: [{ apiGroups: ['podtap.io'], resources: [assignments], verbs: ['get', 'list', 'watch'] }] }] : []),
     ]);
     const args = container(find(objs, 'Deployment', '-collector'), 'collector').args ?? [];
     expect(args.filter((a) => a.startsWith('--assignments-namespace') || a.startsWith('--own-addresses'))).toEqual(
