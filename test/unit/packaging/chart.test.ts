@@ -14,6 +14,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { PodtapResources } from '../../../src/api/resources.ts';
 import { Resources } from '../../../src/k8s/resources.ts';
 import { CAPTURE_ACCESS } from '../../../src/collector/access.ts';
+import { buildCrds } from '../../../src/api/crd.ts';
+import { OBSOLETE_CRDS } from '../../../src/cli/crds.ts';
 import { CHART, ROOT, render, type K8sObject, type Rendered } from './lib/render.ts';
 import { CAPABILITY_ALLOW_LIST, documentedAgentCapabilities, exponentNumbers, policyViolations, workloads, type Container, type PodSpec } from './lib/policy.ts';
 import { schemaErrors, unknownFieldErrors } from './lib/validate.ts';
@@ -495,17 +497,31 @@ describe('chart', () => {
     expect((job.spec as { activeDeadlineSeconds: number }).activeDeadlineSeconds).toBeGreaterThan(60);
   });
 
-  it('updates the CRDs before an upgrade (a pre-upgrade hook running podtap crds apply, allowed get and update of the two CRDs only)', async () => {
+  it("brings the CRDs to the new version's before an upgrade (podtap crds apply: get, update, and create by apply, of this version's CRDs only)", async () => {
     const objs = renders.get(VALUE_SETS[0]!.description)!.objects;
     const hooks = objs.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'pre-upgrade');
     expect(hooks.map((o) => o.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'Job', 'ServiceAccount']);
+    const names = (buildCrds() as K8sObject[]).map((c) => c.metadata.name);
     expect(rules(objs, 'ClusterRole', '-crd-upgrade')).toEqual([
-      { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], resourceNames: ['sniffpolicies.podtap.io', 'sniffassignments.podtap.io'], verbs: ['get', 'update'] },
+      { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], resourceNames: names, verbs: ['get', 'update', 'patch', 'create'] },
     ]);
     const c = container(find(objs, 'Job', '-crd-upgrade'), 'crds');
     expect([...(c.command ?? []), ...(c.args ?? [])]).toEqual(['podtap', 'crds', 'apply']);
     const off = await render({ values: { crds: { upgradeOnHelmUpgrade: false } } });
-    expect(off.objects.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'pre-upgrade')).toEqual([]);
+    expect(off.objects.filter((o) => o.metadata.annotations?.['helm.sh/hook']?.includes('upgrade'))).toEqual([]);
+  });
+
+  it("deletes podtap 0.1's CRD after an upgrade once the agents have rolled (podtap crds prune: delete of that CRD, get of the agents' DaemonSet)", () => {
+    const objs = renders.get(VALUE_SETS[0]!.description)!.objects;
+    const hooks = objs.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'post-upgrade');
+    expect(hooks.map((o) => o.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'Job', 'Role', 'RoleBinding', 'ServiceAccount']);
+    expect(rules(objs, 'ClusterRole', '-crd-prune')).toEqual([
+      { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], resourceNames: [...OBSOLETE_CRDS], verbs: ['delete'] },
+    ]);
+    const agent = find(objs, 'DaemonSet', '-agent').metadata;
+    expect(rules(objs, 'Role', '-crd-prune')).toEqual([{ apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: [agent.name], verbs: ['get'] }]);
+    const c = container(find(objs, 'Job', '-crd-prune'), 'crds');
+    expect([...(c.command ?? []), ...(c.args ?? [])]).toEqual(['podtap', 'crds', 'prune', `--rolled-out=${agent.namespace}/${agent.name}`]);
   });
 
   it('helm test captures end to end with the plugin the image carries, its flags the plugin\'s own', async () => {
