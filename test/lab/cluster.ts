@@ -164,7 +164,7 @@ export class Lab {
     for (let i = 0; ; i++) {
       try {
         await this.client.list(PodtapResources.sniffPolicies, { pageSize: 1 });
-        await this.client.list(PodtapResources.sniffAssignments, { pageSize: 1 });
+        await this.client.list(PodtapResources.sniffNodeAssignments, { pageSize: 1 });
         break;
       } catch (err) {
         if (i > 300) throw new Error('the CRDs are not served after 30 s', { cause: err });
