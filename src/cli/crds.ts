@@ -28,7 +28,8 @@ SniffNodeAssignment).
             serves, and with them every object of theirs:
             sniffassignments.podtap.io (podtap 0.1's work orders, one per
             policy and node; the controller now writes SniffNodeAssignments).
-            Needs delete on them. The chart's post-upgrade hook runs this.
+            Needs get and delete on them. The chart's post-upgrade hook runs
+            this.
 
 Options:
   --rolled-out NS/DAEMONSET
@@ -127,11 +128,22 @@ export function rolloutPending(ds: DaemonSet): string | undefined {
 
 /**
  * Delete OBSOLETE_CRDS (the API server deletes their objects with them);
- * returns one line per CRD for the log. With @rolledOut, nothing is deleted
- * while that DaemonSet's rollout is under way.
+ * returns one line per CRD for the log. With @rolledOut, one that exists is
+ * kept while that DaemonSet's rollout is under way.
  */
 export async function pruneCrds(client: KubeClient, rolledOut?: { namespace: string; name: string }): Promise<string[]> {
-  if (rolledOut) {
+  const present: string[] = [];
+  const lines: string[] = [];
+  for (const name of OBSOLETE_CRDS) {
+    try {
+      await client.get(CRD_RESOURCE, undefined, name);
+      present.push(name);
+    } catch (err) {
+      if (!isNotFound(err)) throw new UserError(`reading CustomResourceDefinition ${name}`, { exitCode: ExitCode.unreachable, cause: err });
+      lines.push(`${name}: absent`);
+    }
+  }
+  if (present.length > 0 && rolledOut) {
     let ds: DaemonSet;
     try {
       ds = await client.get<DaemonSet>(DAEMONSET, rolledOut.namespace, rolledOut.name);
@@ -140,13 +152,13 @@ export async function pruneCrds(client: KubeClient, rolledOut?: { namespace: str
     }
     const pending = rolloutPending(ds);
     if (pending) {
-      return OBSOLETE_CRDS.map(
-        (name) => `${name}: kept: DaemonSet ${rolledOut.namespace}/${rolledOut.name} is rolling out (${pending}); delete it once it has: kubectl delete crd ${name}`,
-      );
+      return [
+        ...lines,
+        ...present.map((name) => `${name}: kept: DaemonSet ${rolledOut.namespace}/${rolledOut.name} is rolling out (${pending}); delete it once it has: kubectl delete crd ${name}`),
+      ];
     }
   }
-  const lines: string[] = [];
-  for (const name of OBSOLETE_CRDS) {
+  for (const name of present) {
     try {
       await client.delete(CRD_RESOURCE, undefined, name);
       lines.push(`${name}: deleted`);

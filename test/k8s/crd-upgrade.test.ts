@@ -96,6 +96,7 @@ describe('upgrading from podtap 0.1', () => {
     await until('the 0.1 CRD and its objects gone', () => admin.get(CRD_RESOURCE, undefined, OLD).then(() => false, (err: unknown) => httpStatus(err) === 404), 60_000);
     expect(await pruneCrds(hook, agents)).toEqual([`${OLD}: absent`]);
     expect(await refusal(hook.delete(CRD_RESOURCE, undefined, 'sniffpolicies.podtap.io'))).toBe(403);
+    expect(await refusal(hook.get(CRD_RESOURCE, undefined, 'sniffpolicies.podtap.io'))).toBe(403);
     expect(await refusal(hook.get(DS_REF, NS, 'another'))).toBe(403);
     expect((await admin.list<KubeObject>(CRD_RESOURCE)).items.map((c) => c.metadata.name).sort()).toEqual(['sniffnodeassignments.podtap.io', 'sniffpolicies.podtap.io']);
   });

@@ -87,6 +87,19 @@ describe('podtap crds', () => {
 
   it("prune deletes podtap 0.1's CRD and its objects, only once the agents' DaemonSet has rolled when told to wait for it", async () => {
     const [old] = OBSOLETE_CRDS;
+    const ds = { group: 'apps', version: 'v1', plural: 'daemonsets', kind: 'DaemonSet', namespaced: true };
+    const labels = { app: 'agent' };
+    await client.create(ds, {
+      metadata: { name: 'podtap-agent', namespace: 'default' },
+      spec: { selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: 'agent', image: 'podtap:0.2.0' }] } } },
+    } as KubeObject);
+    const rolled = (updatedNumberScheduled: number) =>
+      client.patch(ds, 'default', 'podtap-agent', { status: { observedGeneration: 1, desiredNumberScheduled: 2, updatedNumberScheduled } }, 'merge', { subresource: 'status' });
+    await rolled(1);
+    const agents = { namespace: 'default', name: 'podtap-agent' };
+    // an install that never ran 0.1 (or was pruned already): nothing to keep, whatever the rollout
+    expect(await pruneCrds(client, agents)).toEqual([`${old}: absent`]);
+
     await client.create(CRD_RESOURCE, {
       apiVersion: 'apiextensions.k8s.io/v1',
       kind: 'CustomResourceDefinition',
@@ -100,16 +113,6 @@ describe('podtap crds', () => {
     } as KubeObject);
     const ref = { group: 'podtap.io', version: 'v1alpha1', plural: 'sniffassignments', kind: 'SniffAssignment', namespaced: true };
     await until('the old CRD served', () => client.create(ref, { metadata: { name: 'shop.web.node-a', namespace: 'default' }, spec: {} } as KubeObject));
-    const ds = { group: 'apps', version: 'v1', plural: 'daemonsets', kind: 'DaemonSet', namespaced: true };
-    const labels = { app: 'agent' };
-    await client.create(ds, {
-      metadata: { name: 'podtap-agent', namespace: 'default' },
-      spec: { selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: 'agent', image: 'podtap:0.2.0' }] } } },
-    } as KubeObject);
-    const rolled = (updatedNumberScheduled: number) =>
-      client.patch(ds, 'default', 'podtap-agent', { status: { observedGeneration: 1, desiredNumberScheduled: 2, updatedNumberScheduled } }, 'merge', { subresource: 'status' });
-    await rolled(1);
-    const agents = { namespace: 'default', name: 'podtap-agent' };
     expect(await pruneCrds(client, agents)).toEqual([
       `${old}: kept: DaemonSet default/podtap-agent is rolling out (1 of its 2 pods run its current template); delete it once it has: kubectl delete crd ${old}`,
     ]);

@@ -511,12 +511,12 @@ describe('chart', () => {
     expect(off.objects.filter((o) => o.metadata.annotations?.['helm.sh/hook']?.includes('upgrade'))).toEqual([]);
   });
 
-  it("deletes podtap 0.1's CRD after an upgrade once the agents have rolled (podtap crds prune: delete of that CRD, get of the agents' DaemonSet)", () => {
+  it("deletes podtap 0.1's CRD after an upgrade once the agents have rolled (podtap crds prune: get and delete of that CRD, get of the agents' DaemonSet)", () => {
     const objs = renders.get(VALUE_SETS[0]!.description)!.objects;
     const hooks = objs.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'post-upgrade');
     expect(hooks.map((o) => o.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'Job', 'Role', 'RoleBinding', 'ServiceAccount']);
     expect(rules(objs, 'ClusterRole', '-crd-prune')).toEqual([
-      { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], resourceNames: [...OBSOLETE_CRDS], verbs: ['delete'] },
+      { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], resourceNames: [...OBSOLETE_CRDS], verbs: ['get', 'delete'] },
     ]);
     const agent = find(objs, 'DaemonSet', '-agent').metadata;
     expect(rules(objs, 'Role', '-crd-prune')).toEqual([{ apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: [agent.name], verbs: ['get'] }]);
