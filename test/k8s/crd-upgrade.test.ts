@@ -16,11 +16,11 @@ import { CRD_RESOURCE, OBSOLETE_CRDS, applyCrds, pruneCrds } from '../../src/cli
 import { KubeClient, httpStatus, loadKubeConfig, type KubeObject } from '../../src/k8s/index.ts';
 import { startApiServer, type TestApiServer } from '../helpers/apiserver.ts';
 import { until } from '../helpers/kube.ts';
+import { OLD_ASSIGNMENTS, OLD_ASSIGNMENTS_CRD } from '../helpers/old-crd.ts';
 import { render } from '../unit/packaging/lib/render.ts';
 
 const NS = 'podtap-system';
 const [OLD] = OBSOLETE_CRDS;
-const OLD_REF = { group: 'podtap.io', version: 'v1alpha1', plural: 'sniffassignments', kind: 'SniffAssignment', namespaced: true };
 const DS_REF = { group: 'apps', version: 'v1', plural: 'daemonsets', kind: 'DaemonSet', namespaced: true };
 
 let api: TestApiServer;
@@ -44,18 +44,8 @@ beforeAll(async () => {
   // podtap 0.1: its policies' CRD (older or not does not matter here), and its assignments' with one work order
   const [policies] = buildCrds() as KubeObject[];
   await api.kubectl(['apply', '-f', '-'], { input: stringify(policies), reject: true });
-  await admin.create(CRD_RESOURCE, {
-    apiVersion: 'apiextensions.k8s.io/v1',
-    kind: 'CustomResourceDefinition',
-    metadata: { name: OLD },
-    spec: {
-      group: 'podtap.io',
-      scope: 'Namespaced',
-      names: { plural: 'sniffassignments', singular: 'sniffassignment', kind: 'SniffAssignment', listKind: 'SniffAssignmentList', shortNames: ['sna'] },
-      versions: [{ name: 'v1alpha1', served: true, storage: true, subresources: { status: {} }, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
-    },
-  } as KubeObject);
-  await until('the 0.1 CRD served', () => admin.create(OLD_REF, { metadata: { name: 'shop.web.node-a', namespace: NS }, spec: { nodeName: 'node-a' } } as KubeObject), 60_000);
+  await admin.create(CRD_RESOURCE, OLD_ASSIGNMENTS_CRD);
+  await until('the 0.1 CRD served', () => admin.create(OLD_ASSIGNMENTS, { metadata: { name: 'shop.web.node-a', namespace: NS }, spec: { nodeName: 'node-a' } } as KubeObject), 60_000);
 
   const rendered = await render({});
   const hookKinds = ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'];
@@ -90,7 +80,7 @@ describe('upgrading from podtap 0.1', () => {
       admin.patch(DS_REF, NS, agentDaemonSet, { status: { observedGeneration: 1, desiredNumberScheduled: 3, currentNumberScheduled: 3, numberMisscheduled: 0, numberReady: 3, updatedNumberScheduled } }, 'merge', { subresource: 'status' });
     await rolled(2);
     expect(await pruneCrds(hook, agents)).toEqual([expect.stringMatching(new RegExp(`^${OLD}: kept: DaemonSet ${NS}/${agentDaemonSet} is rolling out \\(2 of its 3 pods run its current template\\)`))]);
-    expect((await admin.list(OLD_REF, { namespace: NS })).items).toHaveLength(1);
+    expect((await admin.list(OLD_ASSIGNMENTS, { namespace: NS })).items).toHaveLength(1);
     await rolled(3);
     expect(await pruneCrds(hook, agents)).toEqual([`${OLD}: deleted`]);
     await until('the 0.1 CRD and its objects gone', () => admin.get(CRD_RESOURCE, undefined, OLD).then(() => false, (err: unknown) => httpStatus(err) === 404), 60_000);

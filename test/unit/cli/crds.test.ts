@@ -19,6 +19,7 @@ import { CRD_RESOURCE, OBSOLETE_CRDS, applyCrds, contains, pruneCrds, rolloutPen
 import { startApiServer, writeKubeconfig, type ApiServer } from '@podtap/devcluster';
 import { KubeClient, loadKubeConfig, type KubeObject } from '../../../src/k8s/index.ts';
 import { until } from '../../helpers/kube.ts';
+import { OLD_ASSIGNMENTS, OLD_ASSIGNMENTS_CRD } from '../../helpers/old-crd.ts';
 
 type Crd = KubeObject & { spec: { versions: { schema: { openAPIV3Schema: { properties: { status: { properties: Record<string, unknown> } } } }; additionalPrinterColumns: { name: string; jsonPath: string }[] }[] } };
 const ROOT = join(import.meta.dirname, '../../..');
@@ -100,23 +101,12 @@ describe('podtap crds', () => {
     // an install that never ran 0.1 (or was pruned already): nothing to keep, whatever the rollout
     expect(await pruneCrds(client, agents)).toEqual([`${old}: absent`]);
 
-    await client.create(CRD_RESOURCE, {
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: old },
-      spec: {
-        group: 'podtap.io',
-        scope: 'Namespaced',
-        names: { plural: 'sniffassignments', singular: 'sniffassignment', kind: 'SniffAssignment', listKind: 'SniffAssignmentList' },
-        versions: [{ name: 'v1alpha1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
-      },
-    } as KubeObject);
-    const ref = { group: 'podtap.io', version: 'v1alpha1', plural: 'sniffassignments', kind: 'SniffAssignment', namespaced: true };
-    await until('the old CRD served', () => client.create(ref, { metadata: { name: 'shop.web.node-a', namespace: 'default' }, spec: {} } as KubeObject));
+    await client.create(CRD_RESOURCE, OLD_ASSIGNMENTS_CRD);
+    await until('the old CRD served', () => client.create(OLD_ASSIGNMENTS, { metadata: { name: 'shop.web.node-a', namespace: 'default' }, spec: {} } as KubeObject));
     expect(await pruneCrds(client, agents)).toEqual([
       `${old}: kept: DaemonSet default/podtap-agent is rolling out (1 of its 2 pods run its current template); delete it once it has: kubectl delete crd ${old}`,
     ]);
-    expect((await client.list(ref, { namespace: 'default' })).items).toHaveLength(1);
+    expect((await client.list(OLD_ASSIGNMENTS, { namespace: 'default' })).items).toHaveLength(1);
     await rolled(2);
     expect(await pruneCrds(client, agents)).toEqual([`${old}: deleted`]);
     await until('the old CRD gone', () => client.get(CRD_RESOURCE, undefined, old).then(() => false, () => true));
