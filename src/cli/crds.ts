@@ -1,9 +1,11 @@
 /**
  * `podtap crds`: the CRDs this version of podtap serves (generated from
- * src/api, as `npm run gen` writes them into the chart), printed or applied.
- * Helm installs a chart's crds/ only on install, never on upgrade; the
- * chart's pre-upgrade hook runs `podtap crds apply` from the new image, so the
- * CRDs always match the code that is about to run (docs/install.md#upgrade).
+ * src/api, as `npm run gen` writes them into the chart), printed, applied, or
+ * rid of those of an earlier version. Helm installs a chart's crds/ only on
+ * install, never on upgrade; the chart's pre-upgrade hook runs `podtap crds
+ * apply` from the new image, so the CRDs always match the code that is about
+ * to run, and its post-upgrade hook runs `podtap crds prune`
+ * (docs/install.md#upgrade).
  */
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
@@ -11,18 +13,31 @@ import { buildCrds, CRD_HEADER } from '../api/crd.ts';
 import { KubeClient, isNotFound, loadKubeConfig, type KubeObject, type ResourceRef } from '../k8s/index.ts';
 import { ExitCode, UserError } from '../util/errors.ts';
 
-const HELP = `Usage: podtap crds print | apply [--kubeconfig FILE]
+const HELP = `Usage: podtap crds print | apply | prune [--rolled-out NS/DAEMONSET] [--kubeconfig FILE]
 
 The CustomResourceDefinitions of this podtap version (SniffPolicy,
-SniffAssignment).
+SniffNodeAssignment).
 
   print     write them as YAML to standard output (kubectl apply -f -)
-  apply     update them in the cluster: each must exist (helm install or
-            kubectl apply made it); its spec becomes this version's, its
-            labels and annotations are kept. The chart's pre-upgrade hook runs
-            this. Needs get and update on customresourcedefinitions.
+  apply     bring them into the cluster: one that exists gets this version's
+            spec, its labels and annotations kept; one that does not (a kind
+            this version adds) is created, by server-side apply to its name.
+            The chart's pre-upgrade hook runs this. Needs get, update, patch
+            and create on these customresourcedefinitions.
+  prune     delete the CRDs of earlier versions that this one no longer
+            serves, and with them every object of theirs:
+            sniffassignments.podtap.io (podtap 0.1's work orders, one per
+            policy and node; the controller now writes SniffNodeAssignments).
+            Needs get and delete on them. The chart's post-upgrade hook runs
+            this.
 
 Options:
+  --rolled-out NS/DAEMONSET
+            with prune: delete nothing unless the DaemonSet (the agents) runs
+            its current template on every node. An agent of podtap 0.1
+            detaches its captures when its work orders are deleted; the
+            agent that replaces it adopts them as they run. Needs get on
+            that DaemonSet.
   --kubeconfig FILE   default: $KUBECONFIG, in-cluster, ~/.kube/config
   --help`;
 
@@ -50,10 +65,9 @@ export async function applyCrds(client: KubeClient): Promise<string[]> {
       have = await client.get<Crd>(CRD_RESOURCE, undefined, name);
     } catch (err) {
       if (isNotFound(err)) {
-        throw new UserError(`CustomResourceDefinition ${name} does not exist: install it first (kubectl apply -f charts/podtap/crds/, or podtap crds print | kubectl apply -f -)`, {
-          exitCode: ExitCode.failure,
-          cause: err,
-        });
+        await createCrd(client, want);
+        lines.push(`${name}: created`);
+        continue;
       }
       throw new UserError(`reading CustomResourceDefinition ${name}`, { exitCode: ExitCode.unreachable, cause: err });
     }
@@ -79,10 +93,91 @@ export async function applyCrds(client: KubeClient): Promise<string[]> {
   return lines;
 }
 
+/**
+ * Create a CRD by server-side apply to its name rather than by POST: the API
+ * server then authorizes the create with the name, so the hook's ClusterRole
+ * can grant it for podtap's CRDs only (RBAC cannot limit a POST by name).
+ */
+async function createCrd(client: KubeClient, want: Crd): Promise<void> {
+  const name = want.metadata.name!;
+  try {
+    await client.patch(CRD_RESOURCE, undefined, name, want, 'apply', { fieldManager: 'podtap-crds' });
+  } catch (err) {
+    throw new UserError(`creating CustomResourceDefinition ${name}`, { exitCode: ExitCode.failure, cause: err });
+  }
+}
+
+/** CRDs of earlier podtap versions that this one no longer serves. */
+export const OBSOLETE_CRDS = ['sniffassignments.podtap.io'] as const;
+
+const DAEMONSET: ResourceRef = { group: 'apps', version: 'v1', plural: 'daemonsets', kind: 'DaemonSet', namespaced: true };
+
+interface DaemonSet extends KubeObject {
+  status?: { observedGeneration?: number; desiredNumberScheduled?: number; updatedNumberScheduled?: number };
+}
+
+/** Why @ds does not yet run its current template on every node, or undefined when it does. */
+export function rolloutPending(ds: DaemonSet): string | undefined {
+  const st = ds.status ?? {};
+  const want = st.desiredNumberScheduled ?? 0;
+  const updated = st.updatedNumberScheduled ?? 0;
+  if ((st.observedGeneration ?? 0) < (ds.metadata.generation ?? 0)) return 'its controller has not seen its current template yet';
+  if (updated < want) return `${updated} of its ${want} pods run its current template`;
+  return undefined;
+}
+
+/**
+ * Delete OBSOLETE_CRDS (the API server deletes their objects with them);
+ * returns one line per CRD for the log. With @rolledOut, one that exists is
+ * kept while that DaemonSet's rollout is under way.
+ */
+export async function pruneCrds(client: KubeClient, rolledOut?: { namespace: string; name: string }): Promise<string[]> {
+  const present: string[] = [];
+  const lines: string[] = [];
+  for (const name of OBSOLETE_CRDS) {
+    try {
+      await client.get(CRD_RESOURCE, undefined, name);
+      present.push(name);
+    } catch (err) {
+      if (!isNotFound(err)) throw new UserError(`reading CustomResourceDefinition ${name}`, { exitCode: ExitCode.unreachable, cause: err });
+      lines.push(`${name}: absent`);
+    }
+  }
+  if (present.length > 0 && rolledOut) {
+    let ds: DaemonSet;
+    try {
+      ds = await client.get<DaemonSet>(DAEMONSET, rolledOut.namespace, rolledOut.name);
+    } catch (err) {
+      throw new UserError(`reading DaemonSet ${rolledOut.namespace}/${rolledOut.name}`, { exitCode: isNotFound(err) ? ExitCode.failure : ExitCode.unreachable, cause: err });
+    }
+    const pending = rolloutPending(ds);
+    if (pending) {
+      return [
+        ...lines,
+        ...present.map((name) => `${name}: kept: DaemonSet ${rolledOut.namespace}/${rolledOut.name} is rolling out (${pending}); delete it once it has: kubectl delete crd ${name}`),
+      ];
+    }
+  }
+  for (const name of present) {
+    try {
+      await client.delete(CRD_RESOURCE, undefined, name);
+      lines.push(`${name}: deleted`);
+    } catch (err) {
+      if (!isNotFound(err)) throw new UserError(`deleting CustomResourceDefinition ${name}`, { exitCode: ExitCode.failure, cause: err });
+      lines.push(`${name}: absent`);
+    }
+  }
+  return lines;
+}
+
 export async function crdsCommand(argv: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { kubeconfig: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { kubeconfig: { type: 'string' }, 'rolled-out': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    });
   } catch (err) {
     throw new UserError(err instanceof Error ? err.message : String(err), { exitCode: ExitCode.usage, hint: 'see podtap crds --help' });
   }
@@ -92,15 +187,21 @@ export async function crdsCommand(argv: string[]): Promise<number> {
     console.log(HELP);
     return ExitCode.ok;
   }
-  if (rest.length > 0 || (action !== 'print' && action !== 'apply')) {
+  if (rest.length > 0 || (action !== 'print' && action !== 'apply' && action !== 'prune')) {
     console.error(HELP);
     return ExitCode.usage;
+  }
+  let rolledOut: { namespace: string; name: string } | undefined;
+  if (values['rolled-out'] !== undefined) {
+    const m = /^([a-z0-9][-a-z0-9]*)\/([a-z0-9][-a-z0-9.]*)$/.exec(values['rolled-out']);
+    if (action !== 'prune' || !m) throw new UserError(`--rolled-out: ${action !== 'prune' ? 'only with prune' : `"${values['rolled-out']}" is not NAMESPACE/DAEMONSET`}`, { exitCode: ExitCode.usage });
+    rolledOut = { namespace: m[1]!, name: m[2]! };
   }
   if (action === 'print') {
     process.stdout.write(buildCrds().map((c) => `${CRD_HEADER.join('\n')}\n${stringify(c, { lineWidth: 0 })}`).join('---\n'));
     return ExitCode.ok;
   }
   const client = new KubeClient(loadKubeConfig(values.kubeconfig), { userAgent: 'podtap-crds' });
-  for (const line of await applyCrds(client)) console.log(line);
+  for (const line of action === 'apply' ? await applyCrds(client) : await pruneCrds(client, rolledOut)) console.log(line);
   return ExitCode.ok;
 }

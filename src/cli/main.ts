@@ -35,7 +35,7 @@ export const commands: Record<string, Command> = {
     run: async (a) => (await import('./doctor.ts')).doctorCommand(a),
   },
   crds: {
-    summary: 'print or update the CustomResourceDefinitions of this version (the chart\'s upgrade hook)',
+    summary: 'print or apply the CustomResourceDefinitions of this version, or delete an earlier one\'s (the chart\'s upgrade hooks)',
     run: async (a) => (await import('./crds.ts')).crdsCommand(a),
   },
   cleanup: {

@@ -8,7 +8,7 @@
  *   its time is inside the window; the same nonce again is refused;
  * - assignments: with an allow-set, only announcements of a (namespace,
  *   policy, node) the controller assigned to this collector are admitted
- *   (fed from the SniffAssignments; see docs/security.md);
+ *   (fed from the SniffNodeAssignments; see docs/security.md);
  * - grants: an admitted announcement grants its stream (source address,
  *   instance) to every ingest for a while; a change of the allow-set revokes
  *   the grants it no longer covers.
@@ -35,7 +35,7 @@ export interface AllowSet {
 
 const streamKey = (s: AssignedStream): string => `${s.namespace}/${s.policy}/${s.node}`;
 
-/** An allow-set fed by its owner (a watch of SniffAssignments, a test, a file). */
+/** An allow-set fed by its owner (a watch of SniffNodeAssignments, a test, a file). */
 export class AssignmentSet implements AllowSet {
   readonly #keys = new Set<string>();
   readonly #listeners = new Set<() => void>();

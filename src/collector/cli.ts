@@ -43,12 +43,12 @@ Tunnel:
                        sender (a warning is logged)
   --assignments-namespace NS
                        take announcements only for a (policy namespace,
-                       policy, node) that a SniffAssignment in NS (the
-                       install's namespace) names and that is not stopped;
-                       a removed or stopped assignment revokes its streams
-                       at once. Nothing is taken until the first list
-                       (needs get/list/watch on sniffassignments in NS;
-                       the API server as with --kubeconfig)
+                       policy, node) that an entry of a SniffNodeAssignment
+                       in NS (the install's namespace) names and that is not
+                       stopped; an entry removed or stopped revokes its
+                       streams at once. Nothing is taken until the first
+                       list (needs get/list/watch on sniffnodeassignments in
+                       NS; the API server as with --kubeconfig)
   --own-addresses LIST with --assignments-namespace: only assignments whose
                        resolved collector address is one of these
                        (comma-separated; the chart passes the pod's IPs)

@@ -8,13 +8,14 @@
  *    controller's DestinationNotAllowed condition;
  *  - agents confined to their node (part 5): the agent's RBAC reaches the
  *    install namespace only, and the admission policy lets an agent write the
- *    status of its own node's assignments only (the node claim of its
- *    pod-bound token).
+ *    status of its own node's SniffNodeAssignment only (the node claim of its
+ *    pod-bound token against the object's spec.nodeName).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureConfig, SniffPolicySpecSchema } from '../../src/api/index.ts';
 import { destinationRefusal } from '../../src/controller/destinations.ts';
 import { startApiServer, type TestApiServer } from '../helpers/apiserver.ts';
+import { nodeAssignmentObjects } from '../helpers/assignments.ts';
 import { render, type K8sObject } from '../unit/packaging/lib/render.ts';
 
 const INSTALL_NS = 'podtap-system';
@@ -42,24 +43,27 @@ function policy(name: string, collector: Record<string, unknown>) {
   return { apiVersion: 'podtap.io/v1alpha1', kind: 'SniffPolicy', metadata: { name, namespace: TENANT_NS }, spec: { podSelector: { matchLabels: { app: 'web' } }, collector } };
 }
 
-function assignment(node: string) {
-  return {
-    apiVersion: 'podtap.io/v1alpha1',
-    kind: 'SniffAssignment',
-    metadata: { name: `${TENANT_NS}.web.${node}`, namespace: INSTALL_NS },
-    spec: {
+const POLICY_UID = '6b1f0c5e-0000-4000-8000-000000000001';
+
+/** The SniffNodeAssignment of @node, with one entry: policy web of the tenant, as the controller writes it. */
+function nodeObject(node: string) {
+  const [obj] = nodeAssignmentObjects(INSTALL_NS, node, [
+    {
       nodeName: node,
-      policy: { namespace: TENANT_NS, name: 'web', uid: '6b1f0c5e-0000-4000-8000-000000000001', generation: 1 },
+      policy: { namespace: TENANT_NS, name: 'web', uid: POLICY_UID, generation: 1 },
       // what the controller writes for a policy of defaults
       config: captureConfig(SniffPolicySpecSchema.parse({ podSelector: {}, collector: { address: '198.18.9.2' } }), { address: '198.18.9.2', port: 6081 }),
       pods: [{ name: 'web-0', uid: 'u-1', ips: ['198.18.5.10'] }],
       limits: { maxPackets: 0, maxBytes: 0 },
       stopped: false,
     },
-  };
+  ]);
+  return obj!;
 }
 
-const statusPatch = (state: string) => JSON.stringify({ status: { state, attachedInterfaces: 0, lastReportTime: '2025-01-02T03:04:05Z' } });
+/** What an agent writes: the status of every entry of the object at once. */
+const statusPatch = (state: string) =>
+  JSON.stringify({ status: { observedGeneration: 1, entries: [{ policyUid: POLICY_UID, state, attachedInterfaces: 0, lastReportTime: '2025-01-02T03:04:05Z' }] } });
 
 beforeAll(async () => {
   api = await startApiServer();
@@ -126,25 +130,29 @@ describe('agents: the install namespace only, and status of their own node only'
         metadata: { name: 'agent-a', namespace: INSTALL_NS },
         spec: { nodeName: 'node-a', serviceAccountName: agentSa(), automountServiceAccountToken: false, containers: [{ name: 'agent', image: 'podtap:test' }] },
       },
-      assignment('node-a'),
-      assignment('node-b'),
+      nodeObject('node-a'),
+      nodeObject('node-b'),
     ]);
     agentA = await api.kubeconfigForPod(INSTALL_NS, agentSa(), 'agent-a');
   }, 60_000);
 
   const patchStatus = (name: string, kubeconfig: string) =>
-    api.kubectl(['-n', INSTALL_NS, 'patch', 'sniffassignment', name, '--subresource=status', '--type=merge', '-p', statusPatch('Attached')], { kubeconfig });
+    api.kubectl(['-n', INSTALL_NS, 'patch', 'sniffnodeassignment', name, '--subresource=status', '--type=merge', '-p', statusPatch('Attached')], { kubeconfig });
+  const stateOf = async (name: string) =>
+    (await api.kubectl(['-n', INSTALL_NS, 'get', 'sniffnodeassignment', name, '-o', 'jsonpath={.status.entries[*].state}'], { reject: true })).stdout;
 
-  it("writes its own node's assignment status", async () => {
-    const r = await patchStatus(`${TENANT_NS}.web.node-a`, agentA);
+  it("writes its own node's object's status", async () => {
+    const r = await patchStatus('node-a', agentA);
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
+    expect(await stateOf('node-a')).toBe('Attached');
   });
 
   it("is refused another node's, naming both", async () => {
-    const r = await patchStatus(`${TENANT_NS}.web.node-b`, agentA);
+    const r = await patchStatus('node-b', agentA);
     expect(r.exitCode).not.toBe(0);
-    expect(r.stderr).toContain(`the podtap agent of node node-a may not write the status of ${TENANT_NS}.web.node-b, an assignment of node node-b`);
+    expect(r.stderr).toContain('the podtap agent of node node-a may not write the status of node-b, the assignments of node node-b');
+    expect(await stateOf('node-b')).toBe('');
   });
 
   it('is refused with a token that names no node (not bound to its pod)', async () => {
@@ -152,16 +160,17 @@ describe('agents: the install namespace only, and status of their own node only'
     const kc = agentA.replace(/\.kubeconfig$/, '-unbound.kubeconfig');
     const { readFile, writeFile } = await import('node:fs/promises');
     await writeFile(kc, (await readFile(agentA, 'utf8')).replace(/token: "[^"]*"/, `token: "${r.stdout.trim()}"`), { mode: 0o600 });
-    const w = await patchStatus(`${TENANT_NS}.web.node-a`, kc);
+    const w = await patchStatus('node-a', kc);
     expect(w.exitCode).not.toBe(0);
     expect(w.stderr).toContain('names no node');
   });
 
   it.each([
-    { description: 'edit the spec of its own assignment', args: ['-n', INSTALL_NS, 'patch', 'sniffassignment', `${TENANT_NS}.web.node-a`, '--type=merge', '-p', '{"spec":{"stopped":true}}'] },
-    { description: 'create an assignment', args: ['-n', INSTALL_NS, 'create', '-f', '-'], input: JSON.stringify({ ...assignment('node-a'), metadata: { name: 'forged', namespace: INSTALL_NS } }) },
-    { description: "read assignments in a tenant's namespace", args: ['-n', TENANT_NS, 'get', 'sniffassignments'] },
-    { description: 'read assignments cluster-wide', args: ['get', 'sniffassignments', '--all-namespaces'] },
+    { description: "edit the spec of its own node's object", args: ['-n', INSTALL_NS, 'patch', 'sniffnodeassignment', 'node-a', '--type=merge', '-p', '{"spec":{"entries":[]}}'] },
+    { description: 'create a node object', args: ['-n', INSTALL_NS, 'create', '-f', '-'], input: JSON.stringify({ ...nodeObject('node-a'), metadata: { name: 'node-a.1', namespace: INSTALL_NS } }) },
+    { description: "delete its own node's object", args: ['-n', INSTALL_NS, 'delete', 'sniffnodeassignment', 'node-a'] },
+    { description: "read assignments in a tenant's namespace", args: ['-n', TENANT_NS, 'get', 'sniffnodeassignments'] },
+    { description: 'read assignments cluster-wide', args: ['get', 'sniffnodeassignments', '--all-namespaces'] },
     { description: 'read policies', args: ['-n', TENANT_NS, 'get', 'sniffpolicies'] },
   ])('may not $description (RBAC)', async ({ args, input }) => {
     const r = await api.kubectl(args, { kubeconfig: agentA, ...(input ? { input } : {}) });
@@ -170,9 +179,9 @@ describe('agents: the install namespace only, and status of their own node only'
   });
 
   it('may read the assignments of the install namespace (its watch)', async () => {
-    const r = await api.kubectl(['-n', INSTALL_NS, 'get', 'sniffassignments', '-o', 'name'], { kubeconfig: agentA });
+    const r = await api.kubectl(['-n', INSTALL_NS, 'get', 'sniffnodeassignments', '-o', 'name'], { kubeconfig: agentA });
     expect(r.stderr).toBe('');
-    expect(r.stdout.trim().split('\n').sort()).toEqual([`sniffassignment.podtap.io/${TENANT_NS}.web.node-a`, `sniffassignment.podtap.io/${TENANT_NS}.web.node-b`]);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['sniffnodeassignment.podtap.io/node-a', 'sniffnodeassignment.podtap.io/node-b']);
   });
 });
 

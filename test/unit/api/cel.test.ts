@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildCrds, type JsonSchema } from '../../../src/api/crd.ts';
 import { SniffPolicySchema, formatPath } from '../../../src/api/sniffpolicy.ts';
-import { SniffAssignmentSchema } from '../../../src/api/assignment.ts';
+import { SniffNodeAssignmentSchema } from '../../../src/api/assignment.ts';
 import { isCIDR, isIPAddress } from '../../../src/api/netaddr.ts';
 import { applyDefaults, celViolations, eachSchemaNode, keywordErrors, unknownFields, type CelRule } from './k8s-schema.ts';
 import { policy, policyCases } from './policy-cases.ts';
@@ -62,46 +62,70 @@ describe('SniffPolicy CRD agrees with zod', () => {
   });
 });
 
+const CONFIG_ID = '0123456789abcdef';
 const assignment = {
   apiVersion: 'podtap.io/v1alpha1',
-  kind: 'SniffAssignment',
-  metadata: { name: 'web-debug.node-a', namespace: 'demo' },
+  kind: 'SniffNodeAssignment',
+  metadata: { name: 'node-a', namespace: 'podtap-system' },
   spec: {
     nodeName: 'node-a',
-    policy: { namespace: 'shop', name: 'web-debug', uid: '6b1f0c5e-0000-4000-8000-000000000001', generation: 3 },
-    config: {
-      hooks: ['ingress', 'egress'],
-      filter: { ports: [{ port: 443 }], cidrs: ['198.18.0.0/15'] },
-      snapLength: 0,
-      tunnel: { protocol: 'Geneve', vni: 0, largeFrames: 'Segment' },
-      mtu: 0,
-      collector: { address: '198.18.9.2', port: 6081 },
-    },
-    pods: [{ name: 'web-0', uid: 'u-1', ips: ['198.18.5.10', '2001:db8::a'] }],
-    limits: { maxPackets: 0, maxBytes: 0 },
-    stopped: false,
+    configs: [
+      {
+        id: CONFIG_ID,
+        config: {
+          hooks: ['ingress', 'egress'],
+          filter: { ports: [{ port: 443 }], cidrs: ['198.18.0.0/15'] },
+          snapLength: 0,
+          tunnel: { protocol: 'Geneve', vni: 0, largeFrames: 'Segment' },
+          mtu: 0,
+          collector: { address: '198.18.9.2', port: 6081 },
+        },
+      },
+    ],
+    entries: [
+      {
+        policy: { namespace: 'shop', name: 'web-debug', uid: '6b1f0c5e-0000-4000-8000-000000000001', generation: 3 },
+        config: CONFIG_ID,
+        pods: [{ name: 'web-0', uid: 'u-1', ips: ['198.18.5.10', '2001:db8::a'] }],
+        limits: { maxPackets: 0, maxBytes: 0 },
+        stopped: false,
+        since: '2025-01-02T03:00:00Z',
+      },
+    ],
   },
   status: {
-    state: 'Attached',
-    attachedInterfaces: 1,
-    interfaces: [{ pod: 'web-0', name: 'veth1a2b', ifindex: 12, policyTypes: ['Ingress', 'Egress'] }],
-    counters: { seen: 10, matched: 9, mirrored: 9, bytes: 5400, dropped: { rateLimited: 0 } },
-    collectorReachable: true,
-    lastReportTime: '2025-01-02T03:04:05Z',
+    observedGeneration: 2,
+    entries: [
+      {
+        policyUid: '6b1f0c5e-0000-4000-8000-000000000001',
+        state: 'Attached',
+        attachedInterfaces: 1,
+        interfaces: [{ pod: 'web-0', name: 'veth1a2b', ifindex: 12, policyTypes: ['Ingress', 'Egress'] }],
+        counters: { seen: 10, matched: 9, mirrored: 9, bytes: 5400, dropped: { rateLimited: 0 } },
+        collectorReachable: true,
+        lastReportTime: '2025-01-02T03:04:05Z',
+      },
+    ],
   },
 };
 
-describe('SniffAssignment CRD agrees with zod', () => {
-  const withPodIp = (ip: string) => ({ ...assignment, spec: { ...assignment.spec, pods: [{ name: 'web-0', uid: 'u-1', ips: [ip] }] } });
-  const withMtu = (mtu: number) => ({ ...assignment, spec: { ...assignment.spec, config: { ...assignment.spec.config, mtu } } });
+describe('SniffNodeAssignment CRD agrees with zod', () => {
+  const entry = assignment.spec.entries[0]!;
+  const config = assignment.spec.configs[0]!;
+  const withEntry = (over: object) => ({ ...assignment, spec: { ...assignment.spec, entries: [{ ...entry, ...over }] } });
+  const withConfig = (over: object) => ({ ...assignment, spec: { ...assignment.spec, configs: [{ ...config, ...over }] } });
   it.each([
-    { description: 'a full assignment with status', input: assignment, expected: [] },
-    { description: 'a pod IP that is not one', input: withPodIp('198.18.5.300'), expected: ['spec.pods[0].ips[0]'] },
-    { description: 'an mtu out of range', input: withMtu(600), expected: ['spec.config.mtu'] },
+    { description: 'a full node object with status', input: assignment, expected: [] },
+    { description: 'a pod IP that is not one', input: withEntry({ pods: [{ name: 'web-0', uid: 'u-1', ips: ['198.18.5.300'] }] }), expected: ['spec.entries[0].pods[0].ips[0]'] },
+    { description: 'an mtu out of range', input: withConfig({ config: { ...config.config, mtu: 600 } }), expected: ['spec.configs[0].config.mtu'] },
+    { description: 'a config id that is no hash', input: withEntry({ config: 'web' }), expected: ['spec.entries[0].config'] },
+    { description: 'an entry without the time it was given', input: withEntry({ since: undefined }), expected: ['spec.entries[0].since'] },
+    { description: 'more entries than the bound', input: { ...assignment, spec: { ...assignment.spec, entries: Array.from({ length: 65 }, () => entry) } }, expected: ['spec.entries'] },
+    { description: 'a status entry naming no policy', input: { ...assignment, status: { entries: [{ state: 'Attached' }] } }, expected: ['status.entries[0].policyUid'] },
   ])('$description', ({ input, expected }) => {
-    const got = admit(assignmentSchema, input);
+    const got = admit(assignmentSchema, JSON.parse(JSON.stringify(input)));
     expect([...got.keywords, ...got.cel.map((l) => l.split(':')[0])]).toEqual(expected);
-    const zod = SniffAssignmentSchema.safeParse(input);
+    const zod = SniffNodeAssignmentSchema.safeParse(JSON.parse(JSON.stringify(input)));
     expect(zod.error?.issues.map((i) => formatPath(i.path)) ?? []).toEqual(expected);
   });
 });

@@ -47,7 +47,7 @@ describe('generated files', () => {
 
   it('writes both CRDs into the chart, their one copy (deploy/ is rendered from the chart: deploy.test.ts)', () => {
     expect(crdFiles().map((f) => f.path).sort()).toEqual([
-      'charts/podtap/crds/sniffassignments.podtap.io.yaml',
+      'charts/podtap/crds/sniffnodeassignments.podtap.io.yaml',
       'charts/podtap/crds/sniffpolicies.podtap.io.yaml',
     ]);
   });
@@ -147,7 +147,7 @@ describe('structural schemas', () => {
 function pathExists(schema: JsonSchema, jsonPath: string): boolean {
   if (jsonPath === '.metadata.creationTimestamp') return true;
   let node: JsonSchema | undefined = schema;
-  for (const part of jsonPath.replace(/\[\?\(@\.type=="\w+"\)\]/g, '[]').split('.').slice(1)) {
+  for (const part of jsonPath.replace(/\[\?\(@\.type=="\w+"\)\]|\[\*\]/g, '[]').split('.').slice(1)) {
     const name = part.replace('[]', '');
     node = (node?.properties as Record<string, JsonSchema> | undefined)?.[name];
     if (part.endsWith('[]')) node = node?.items as JsonSchema | undefined;
@@ -162,7 +162,7 @@ describe('CRD metadata', () => {
 
   it.each([
     { kind: 'SniffPolicy', expected: { plural: 'sniffpolicies', singular: 'sniffpolicy', kind: 'SniffPolicy', listKind: 'SniffPolicyList', shortNames: ['sniff', 'sp'], categories: ['podtap'] } },
-    { kind: 'SniffAssignment', expected: { plural: 'sniffassignments', singular: 'sniffassignment', kind: 'SniffAssignment', listKind: 'SniffAssignmentList', shortNames: ['sna'], categories: ['podtap'] } },
+    { kind: 'SniffNodeAssignment', expected: { plural: 'sniffnodeassignments', singular: 'sniffnodeassignment', kind: 'SniffNodeAssignment', listKind: 'SniffNodeAssignmentList', shortNames: ['sna'], categories: ['podtap'] } },
   ])('$kind: names, scope, version, status subresource', ({ kind, expected }) => {
     const c = byKind(kind);
     expect(c.metadata.name).toBe(`${expected.plural}.podtap.io`);
@@ -190,14 +190,11 @@ describe('CRD metadata', () => {
       ],
     },
     {
-      kind: 'SniffAssignment',
+      kind: 'SniffNodeAssignment',
       expected: [
         ['Node', '.spec.nodeName', 0],
-        ['Namespace', '.spec.policy.namespace', 0],
-        ['Policy', '.spec.policy.name', 0],
-        ['State', '.status.state', 0],
-        ['Interfaces', '.status.attachedInterfaces', 0],
-        ['Packets', '.status.counters.mirrored', 0],
+        ['Policies', '.spec.entries[*].policy.name', 0],
+        ['States', '.status.entries[*].state', 0],
         ['Age', '.metadata.creationTimestamp', 0],
       ],
     },
@@ -208,8 +205,8 @@ describe('CRD metadata', () => {
     for (const col of cols) expect(pathExists(schemaOf(c), col.jsonPath), col.jsonPath).toBe(true);
   });
 
-  it('SniffAssignment is selectable by node (field selector spec.nodeName)', () => {
-    const c = byKind('SniffAssignment');
+  it('SniffNodeAssignment is selectable by node (field selector spec.nodeName)', () => {
+    const c = byKind('SniffNodeAssignment');
     expect(c.spec.versions[0]!.selectableFields).toEqual([{ jsonPath: '.spec.nodeName' }]);
     expect(byKind('SniffPolicy').spec.versions[0]!.selectableFields).toBeUndefined();
   });

@@ -1,13 +1,17 @@
 /**
  * Admission (issue 9): replays refused across the window, announcements only
- * for assigned (namespace, policy, node), grants revoked when an assignment
- * goes, and the state bounded per node.
+ * for assigned (namespace, policy, node) — as the entries of the stored node
+ * objects say —, grants revoked when an assignment goes, and the state
+ * bounded per node.
  */
 import { describe, expect, it } from 'vitest';
+import { assignmentsOfNode, captureConfig, SniffPolicySpecSchema, type SniffAssignmentSpec } from '../../../src/api/index.ts';
 import { AssignmentSet } from '../../../src/collector/admission.ts';
+import { assignedStream } from '../../../src/collector/assignments.ts';
 import { PcapngWriter } from '../../../src/collector/pcapng.ts';
 import { encodeAnnouncement, type Announcement } from '../../../src/wire/announce.ts';
 import { deriveNodeKey } from '../../../src/wire/auth.ts';
+import { nodeAssignmentObjects } from '../../helpers/assignments.ts';
 import { encodeFrame } from '../../helpers/encode.ts';
 import { Pipeline, type PipelineOptions } from '../../helpers/pipeline.ts';
 import { ipv4Frame } from '../wire/frames.ts';
@@ -65,6 +69,34 @@ describe('assignments', () => {
     p.handle(ann(), SRC);
     data(p);
     expect(p.stats()).toMatchObject({ rebuilt: 2, grants: 1 });
+  });
+});
+
+describe('the streams the stored assignments admit', () => {
+  const OWN = '198.18.0.10';
+  const spec = (policy: string, over: { address?: string; stopped?: boolean; namespace?: string } = {}): SniffAssignmentSpec => {
+    const address = over.address ?? OWN;
+    return {
+      nodeName: 'node-a',
+      policy: { namespace: over.namespace ?? 'shop', name: policy, uid: `uid-${policy}`, generation: 1 },
+      config: captureConfig(SniffPolicySpecSchema.parse({ collector: { address } }), { address, port: 6081 }),
+      pods: [],
+      limits: { maxPackets: 0, maxBytes: 0 },
+      stopped: over.stopped ?? false,
+    };
+  };
+  const streams = (specs: SniffAssignmentSpec[], addresses?: string[]) =>
+    nodeAssignmentObjects('podtap-system', 'node-a', specs)
+      .flatMap((o) => assignmentsOfNode(o))
+      .flatMap((a) => assignedStream(a, addresses) ?? []);
+
+  it.each([
+    { description: 'each entry of a node object, by its policy namespace (not the install namespace)', input: { specs: [spec('web'), spec('api', { namespace: 'bank' })] }, expected: [{ namespace: 'bank', policy: 'api', node: 'node-a' }, { namespace: 'shop', policy: 'web', node: 'node-a' }] },
+    { description: 'a stopped entry admits nothing, its neighbours do', input: { specs: [spec('web', { stopped: true }), spec('api')] }, expected: [{ namespace: 'shop', policy: 'api', node: 'node-a' }] },
+    { description: 'with own addresses, an entry towards another collector admits nothing', input: { specs: [spec('web'), spec('elsewhere', { address: '198.18.0.99' })], addresses: [OWN] }, expected: [{ namespace: 'shop', policy: 'web', node: 'node-a' }] },
+    { description: 'without, every collector\'s entries count', input: { specs: [spec('web'), spec('elsewhere', { address: '198.18.0.99' })] }, expected: [{ namespace: 'shop', policy: 'elsewhere', node: 'node-a' }, { namespace: 'shop', policy: 'web', node: 'node-a' }] },
+  ])('$description', ({ input, expected }) => {
+    expect(streams(input.specs, input.addresses)).toEqual(expected);
   });
 });
 

@@ -34,9 +34,9 @@ describe('API error classification', () => {
   });
 
   it("KubeApiError reads well and has ApiException's shape", () => {
-    const e = new KubeApiError(409, 'PUT', '/apis/podtap.io/v1alpha1/namespaces/a/sniffassignments/x', status(409, 'Conflict'));
+    const e = new KubeApiError(409, 'PUT', '/apis/podtap.io/v1alpha1/namespaces/a/sniffnodeassignments/x', status(409, 'Conflict'));
     expect(e.body).toEqual(status(409, 'Conflict'));
-    expect(e.message).toBe('PUT /apis/podtap.io/v1alpha1/namespaces/a/sniffassignments/x: 409 Conflict: Conflict happened');
+    expect(e.message).toBe('PUT /apis/podtap.io/v1alpha1/namespaces/a/sniffnodeassignments/x: 409 Conflict: Conflict happened');
     expect(e.code).toBe(409);
   });
 });

@@ -14,6 +14,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { PodtapResources } from '../../../src/api/resources.ts';
 import { Resources } from '../../../src/k8s/resources.ts';
 import { CAPTURE_ACCESS } from '../../../src/collector/access.ts';
+import { buildCrds } from '../../../src/api/crd.ts';
+import { OBSOLETE_CRDS } from '../../../src/cli/crds.ts';
 import { CHART, ROOT, render, type K8sObject, type Rendered } from './lib/render.ts';
 import { CAPABILITY_ALLOW_LIST, documentedAgentCapabilities, exponentNumbers, policyViolations, workloads, type Container, type PodSpec } from './lib/policy.ts';
 import { schemaErrors, unknownFieldErrors } from './lib/validate.ts';
@@ -174,24 +176,25 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
       for (const verb of ['list', 'watch']) expect(grants(controller, res.group, res.plural, verb), `controller ${verb} ${res.plural}`).toBe(true);
     }
     // assignments live in the install namespace: no cluster-wide grant on them, for anyone
+    const assignments = PodtapResources.sniffNodeAssignments.plural;
     for (const o of objs.filter((x) => x.kind === 'ClusterRole')) {
-      expect(grants(o.rules as Rule[], 'podtap.io', 'sniffassignments', 'get'), `ClusterRole/${o.metadata.name}`).toBe(false);
-      expect(grants(o.rules as Rule[], 'podtap.io', 'sniffassignments/status', 'update'), `ClusterRole/${o.metadata.name}`).toBe(false);
+      expect(grants(o.rules as Rule[], 'podtap.io', assignments, 'get'), `ClusterRole/${o.metadata.name}`).toBe(false);
+      expect(grants(o.rules as Rule[], 'podtap.io', `${assignments}/status`, 'update'), `ClusterRole/${o.metadata.name}`).toBe(false);
     }
     expect(grants(controller, 'podtap.io', 'sniffpolicies/status', 'patch')).toBe(true);
     expect(grants(controller, 'podtap.io', 'sniffpolicies', 'update')).toBe(false);
     expect(grants(controller, '', 'events', 'create')).toBe(true);
     const own = rules(objs, 'Role', '-controller-install-namespace');
     expect(own).toEqual([
-      { apiGroups: ['podtap.io'], resources: ['sniffassignments'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
+      { apiGroups: ['podtap.io'], resources: [assignments], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['podtap-controller'], verbs: ['get', 'update'] },
     ]);
     // the agent: assignments and their status, its own pod and DaemonSet; nothing else
     const agentName = find(objs, 'DaemonSet', '-agent').metadata.name;
     expect(rules(objs, 'Role', '-agent')).toEqual([
-      { apiGroups: ['podtap.io'], resources: ['sniffassignments'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['podtap.io'], resources: ['sniffassignments/status'], verbs: ['get', 'update', 'patch'] },
+      { apiGroups: ['podtap.io'], resources: [assignments], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['podtap.io'], resources: [`${assignments}/status`], verbs: ['get', 'update', 'patch'] },
     ]);
     expect(rules(objs, 'Role', '-agent-uninstall-check')).toEqual([
       { apiGroups: [''], resources: ['pods'], verbs: ['get'] },
@@ -218,7 +221,7 @@ describe.each(VALUE_SETS)('chart with $description', (set) => {
             { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
           ] }]
         : []),
-      ...(assigned ? [{ binding: 'RoleBinding', namespace: set.release.namespace, rules: [{ apiGroups: ['podtap.io'], resources: ['sniffassignments'], verbs: ['get', 'list', 'watch'] }] }] : []),
+      ...(assigned ? [{ binding: 'RoleBinding', namespace: set.release.namespace, rules: [{ apiGroups: ['podtap.io'], resources: [assignments], verbs: ['get', 'list', 'watch'] }] }] : []),
     ]);
     const args = container(find(objs, 'Deployment', '-collector'), 'collector').args ?? [];
     expect(args.filter((a) => a.startsWith('--assignments-namespace') || a.startsWith('--own-addresses'))).toEqual(
@@ -494,17 +497,31 @@ describe('chart', () => {
     expect((job.spec as { activeDeadlineSeconds: number }).activeDeadlineSeconds).toBeGreaterThan(60);
   });
 
-  it('updates the CRDs before an upgrade (a pre-upgrade hook running podtap crds apply, allowed get and update of the two CRDs only)', async () => {
+  it("brings the CRDs to the new version's before an upgrade (podtap crds apply: get, update, and create by apply, of this version's CRDs only)", async () => {
     const objs = renders.get(VALUE_SETS[0]!.description)!.objects;
     const hooks = objs.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'pre-upgrade');
     expect(hooks.map((o) => o.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'Job', 'ServiceAccount']);
+    const names = (buildCrds() as K8sObject[]).map((c) => c.metadata.name);
     expect(rules(objs, 'ClusterRole', '-crd-upgrade')).toEqual([
-      { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], resourceNames: ['sniffpolicies.podtap.io', 'sniffassignments.podtap.io'], verbs: ['get', 'update'] },
+      { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], resourceNames: names, verbs: ['get', 'update', 'patch', 'create'] },
     ]);
     const c = container(find(objs, 'Job', '-crd-upgrade'), 'crds');
     expect([...(c.command ?? []), ...(c.args ?? [])]).toEqual(['podtap', 'crds', 'apply']);
     const off = await render({ values: { crds: { upgradeOnHelmUpgrade: false } } });
-    expect(off.objects.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'pre-upgrade')).toEqual([]);
+    expect(off.objects.filter((o) => o.metadata.annotations?.['helm.sh/hook']?.includes('upgrade'))).toEqual([]);
+  });
+
+  it("deletes podtap 0.1's CRD after an upgrade once the agents have rolled (podtap crds prune: get and delete of that CRD, get of the agents' DaemonSet)", () => {
+    const objs = renders.get(VALUE_SETS[0]!.description)!.objects;
+    const hooks = objs.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'post-upgrade');
+    expect(hooks.map((o) => o.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'Job', 'Role', 'RoleBinding', 'ServiceAccount']);
+    expect(rules(objs, 'ClusterRole', '-crd-prune')).toEqual([
+      { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], resourceNames: [...OBSOLETE_CRDS], verbs: ['get', 'delete'] },
+    ]);
+    const agent = find(objs, 'DaemonSet', '-agent').metadata;
+    expect(rules(objs, 'Role', '-crd-prune')).toEqual([{ apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: [agent.name], verbs: ['get'] }]);
+    const c = container(find(objs, 'Job', '-crd-prune'), 'crds');
+    expect([...(c.command ?? []), ...(c.args ?? [])]).toEqual(['podtap', 'crds', 'prune', `--rolled-out=${agent.namespace}/${agent.name}`]);
   });
 
   it('helm test captures end to end with the plugin the image carries, its flags the plugin\'s own', async () => {
