@@ -285,12 +285,17 @@ export function configId(config: CaptureConfig): string {
   return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16);
 }
 
-/** The name of part @part (0, 1, …) of a node's assignments: the node's name, then `<node>.<part>`. */
+/**
+ * The name of part @part (0, 1, …) of a node's assignments: the node's name,
+ * then `<node>.part<N>-<hash>`. Why the hash: a plain `<node>.1` is also the
+ * name of a node called `<node>.1`, whose first object would be the other
+ * node's second; a node would have to be named after the SHA-256 of another
+ * node's name to collide now (and nodes are named by their kubelets'
+ * credentials).
+ */
 export function nodeAssignmentName(nodeName: string, part = 0): string {
   if (part === 0 && DNS_SUBDOMAIN.test(nodeName)) return nodeName;
-  const plain = `${nodeName}.${part}`;
-  if (plain.length <= MAX_NAME && DNS_SUBDOMAIN.test(plain)) return plain;
-  return hashedName(plain, `${nodeName}\u0000${part}`, MAX_NAME);
+  return hashedName(`${nodeName}.part${part}`, `${nodeName}\u0000${part}`, MAX_NAME);
 }
 
 /** Labels of a node's objects: the agent lists its own by LABEL_NODE. */

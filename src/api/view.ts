@@ -3,9 +3,11 @@
  * per (policy, node) — kept from the stored SniffNodeAssignments by an
  * informer on those. It has the surface of an Informer (store, handlers,
  * relist hooks, sync): a handler hears of an assignment added, changed or
- * gone, whatever the stored object around it did; an entry that moves from a
+ * gone, whatever the stored object around it did. An entry that moves from a
  * node's first object to its second (the first grew past its bound) is
- * neither deleted nor added, whichever object's event comes first.
+ * neither deleted nor added, because the controller writes the object that
+ * gains it before the one that loses it (nodes.ts), and so the gaining
+ * object's event comes first.
  */
 import { Informer, objectKey, Store, type IndexFunc, type InformerHandlers, type KubeClient, type KubeObject } from '../k8s/index.ts';
 import type { Logger } from '../util/log.ts';

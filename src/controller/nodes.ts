@@ -218,22 +218,27 @@ export class NodeWriter {
     const labels = nodeAssignmentLabels(nodeName);
     const parts = foldNodeAssignments(nodeName, [...entries.values()]);
     const wanted = new Set<string>();
-    const writes: { op: string; name: string; call: () => Promise<SniffNodeAssignment | null> }[] = [];
+    const writes: { op: string; name: string; gains: boolean; call: () => Promise<SniffNodeAssignment | null> }[] = [];
+    // entry → the object it is in now
+    const home = new Map<string, string>();
+    for (const [name, o] of objects) for (const e of o.spec?.entries ?? []) home.set(entryKey(e.policy), name);
+    const movesIn = (name: string, spec: SniffNodeAssignment['spec']) => spec.entries.some((e) => { const h = home.get(entryKey(e.policy)); return h !== undefined && h !== name; });
     parts.forEach((spec, i) => {
       const name = nodeAssignmentName(nodeName, i);
       wanted.add(name);
       const cur = objects.get(name);
       if (!cur) {
         const obj: SniffNodeAssignment = { apiVersion: API_VERSION, kind: NODE_ASSIGNMENT_KIND, metadata: { name, namespace, labels }, spec };
-        writes.push({ op: 'create', name, call: () => api.create(obj) });
+        writes.push({ op: 'create', name, gains: movesIn(name, spec), call: () => api.create(obj) });
       } else if (!jsonEqual(cur.spec, spec) || Object.entries(labels).some(([k, v]) => cur.metadata.labels?.[k] !== v)) {
-        writes.push({ op: 'update', name, call: () => api.patch(namespace, name, { metadata: { labels }, spec }) });
+        writes.push({ op: 'update', name, gains: movesIn(name, spec), call: () => api.patch(namespace, name, { metadata: { labels }, spec }) });
       }
     });
     for (const [name, cur] of objects) {
       if (!wanted.has(name)) writes.push({
           op: 'delete',
           name,
+          gains: false,
           call: () =>
             api.delete(namespace, name, cur.metadata.uid).then(
               () => null,
@@ -245,16 +250,23 @@ export class NodeWriter {
         });
     }
 
-    const results = await Promise.allSettled(writes.map((w) => w.call()));
+    // Objects that take in entries from another of the node's objects are
+    // written first: an entry moving from a node's first object to its second
+    // (the first grew past its bound) is then never absent from both, for the
+    // agent, the collector or this controller (AssignmentView).
     const failures: unknown[] = [];
-    results.forEach((r, i) => {
-      const w = writes[i]!;
-      if (r.status === 'fulfilled') this.remember(nodeName, w.name, r.value);
-      else {
-        failures.push(r.reason);
-        log.debug({ err: r.reason, object: w.name, op: w.op }, 'node assignment write failed');
-      }
-    });
+    for (const phase of [writes.filter((w) => w.gains), writes.filter((w) => !w.gains)]) {
+      const results = await Promise.allSettled(phase.map((w) => w.call()));
+      results.forEach((r, i) => {
+        const w = phase[i]!;
+        if (r.status === 'fulfilled') this.remember(nodeName, w.name, r.value);
+        else {
+          failures.push(r.reason);
+          log.debug({ err: r.reason, object: w.name, op: w.op }, 'node assignment write failed');
+        }
+      });
+      if (failures.length > 0) break;
+    }
     if (failures.length > 0) {
       throw new Error(`${failures.length} of ${writes.length} writes of node ${nodeName}'s assignments failed`, { cause: failures[0] });
     }

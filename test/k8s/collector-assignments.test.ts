@@ -149,10 +149,10 @@ describe('streams only for what the controller assigned', () => {
 
   it("a node's second object (past the entries bound) admits like its first; deleting it revokes only its own entries", async () => {
     const specs = Array.from({ length: 70 }, (_, i) => spec(`p${String(i).padStart(2, '0')}`, 'node-d'));
-    expect(await assign('node-d', specs)).toEqual(['node-d', 'node-d.1']);
+    expect(await assign('node-d', specs)).toEqual(['node-d', nodeAssignmentName('node-d', 1)]);
     await until(() => has('p00', 'node-d') && has('p69', 'node-d'), 'the entries of both objects in the allow-set');
     expect(await announce('p69', 'node-d')).toBe('admitted');
-    await api.kubectl(['-n', INSTALL_NS, 'delete', 'sniffnodeassignment', 'node-d.1'], { reject: true });
+    await api.kubectl(['-n', INSTALL_NS, 'delete', 'sniffnodeassignment', nodeAssignmentName('node-d', 1)], { reject: true });
     await until(() => !has('p69', 'node-d'), "the second object's entries out of the allow-set");
     expect(has('p00', 'node-d')).toBe(true);
     expect(await announce('p69', 'node-d')).toBe('not-assigned');

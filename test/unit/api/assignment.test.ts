@@ -339,8 +339,8 @@ describe('nodeAssignmentName', () => {
   it.each([
     { description: "part 0: the node's name", input: { node: 'node-a', part: 0 }, expected: 'node-a' },
     { description: 'a dotted node name as is', input: { node: 'ip-10-0-0-1.ec2.internal', part: 0 }, expected: 'ip-10-0-0-1.ec2.internal' },
-    { description: 'part 1: <node>.1', input: { node: 'node-a', part: 1 }, expected: 'node-a.1' },
-    { description: 'part 12 of a dotted name', input: { node: 'ip-10-0-0-1.ec2.internal', part: 12 }, expected: 'ip-10-0-0-1.ec2.internal.12' },
+    { description: 'part 1: <node>.part1-<hash>', input: { node: 'node-a', part: 1 }, expected: /^node-a\.part1-[0-9a-f]{10}$/ },
+    { description: 'part 12 of a dotted name', input: { node: 'ip-10-0-0-1.ec2.internal', part: 12 }, expected: /^ip-10-0-0-1\.ec2\.internal\.part12-[0-9a-f]{10}$/ },
     { description: 'a 253-character node, part 0: itself', input: { node: `${long('n', 63)}.${long('n', 63)}.${long('n', 63)}.${long('n', 61)}`, part: 0 }, expected: `${long('n', 63)}.${long('n', 63)}.${long('n', 63)}.${long('n', 61)}` },
     { description: 'a 253-character node, part 1: too long, a prefix and a hash', input: { node: `${long('n', 63)}.${long('n', 63)}.${long('n', 63)}.${long('n', 61)}`, part: 1 }, expected: new RegExp(`^${long('n', 63)}\\.${long('n', 63)}\\.${long('n', 63)}\\.n{50}-[0-9a-f]{10}$`) },
   ])('$description', ({ input, expected }) => {
@@ -350,6 +350,11 @@ describe('nodeAssignmentName', () => {
     expect(name.length).toBeLessThanOrEqual(253);
     expect(name).toMatch(dns1123);
     expect(nodeAssignmentName(input.node, input.part)).toBe(name);
+  });
+
+  it("a node named like another's second part gets its own: node x.1's first object is not node x's second", () => {
+    expect(nodeAssignmentName('x.1', 0)).not.toBe(nodeAssignmentName('x', 1));
+    expect(nodeAssignmentName('x.part1', 0)).not.toBe(nodeAssignmentName('x', 1));
   });
 
   it('the parts of a long node name are distinct', () => {

@@ -29,11 +29,25 @@ async function until(cond: () => boolean): Promise<void> {
 function writer(opts: { busy: () => boolean; holdMs: number; quietMs: number }) {
   const api = new FakeApi(worldFrom({}).stores);
   const results: string[] = [];
+  // one sync of a node at a time, and once more if it was added meanwhile (as the WorkQueue does)
+  const running = new Set<string>();
+  const again = new Set<string>();
+  const run = (n: string): void => {
+    if (running.has(n)) return void again.add(n);
+    running.add(n);
+    void w
+      .sync(n, silentLogger)
+      .then((r) => results.push(String(r.result)), (err: unknown) => results.push(`error ${String(err)}`))
+      .finally(() => {
+        running.delete(n);
+        if (again.delete(n)) run(n);
+      });
+  };
   const w: NodeWriter = new NodeWriter({
     objectsOfNode: (n) => [...api.cachedObjects.values()].filter((o) => o.spec.nodeName === n),
     api,
     namespace: INSTALL_NS,
-    queue: { add: (n) => void w.sync(n, silentLogger).then((r) => results.push(String(r.result))), addAfter: () => {} },
+    queue: { add: run, addAfter: () => {} },
     policiesBusy: opts.busy,
     holdMs: opts.holdMs,
     quietMs: opts.quietMs,
@@ -77,5 +91,21 @@ describe('NodeWriter: a node waits for the policies still being planned', () => 
     await until(() => t.writes().length > 0);
     expect(t.writes()).toEqual(['create node-a']);
     expect(t.api.server.get(`${INSTALL_NS}/node-a`)!.spec.entries).toHaveLength(3);
+  });
+});
+
+describe('NodeWriter: an entry moving to a node\'s second object', () => {
+  it('is written into the second object before it leaves the first', async () => {
+    const t = writer({ busy: () => false, holdMs: 0, quietMs: 0 });
+    const names = Array.from({ length: 64 }, (_, i) => `p${String(i).padStart(2, '0')}`);
+    for (const n of names) t.w.submit('node-a', { namespace: NS, name: n }, spec(n));
+    await until(() => t.api.server.size === 1 && t.w.pendingNodes === 0);
+    t.api.calls.length = 0;
+    // 'a0' sorts first: p63 no longer fits in the first object and moves to the second
+    t.w.submit('node-a', { namespace: NS, name: 'a0' }, spec('a0'));
+    await until(() => t.api.server.size === 2 && t.w.pendingNodes === 0);
+    const second = [...t.api.server.values()].find((o) => o.metadata.name !== 'node-a')!;
+    expect(second.spec.entries.map((e) => e.policy.name)).toEqual(['p63']);
+    expect(t.api.calls).toEqual([`create ${second.metadata.name}`, 'update node-a']);
   });
 });
