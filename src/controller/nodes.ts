@@ -197,66 +197,30 @@ export class NodeWriter {
       this.hold(nodeName);
       return { result: 'held' };
     }
-    const now = rfc3339(this.opts.now?.() ?? new Date());
-    const objects = this.current(nodeName);
-    const entries = new Map<string, { spec: SniffAssignmentSpec; since: string }>();
-    for (const o of objects.values()) {
-      const configs = new Map((o.spec?.configs ?? []).map((c) => [c.id, c.config]));
-      for (const e of o.spec?.entries ?? []) {
-        const config = configs.get(e.config);
-        if (!config) continue; // unreadable: rewritten without it
-        entries.set(entryKey(e.policy), { spec: { nodeName, policy: e.policy, config, pods: e.pods, limits: e.limits, stopped: e.stopped }, since: e.since });
-      }
-    }
     const applied = p ? [...p.changes] : [];
-    for (const [k, change] of applied) {
-      if (change === null) entries.delete(k);
-      else entries.set(k, { spec: change, since: entries.get(k)?.since ?? now });
-    }
-
+    const now = rfc3339(this.opts.now?.() ?? new Date());
     const { namespace, api } = this.opts;
-    const labels = nodeAssignmentLabels(nodeName);
-    const parts = foldNodeAssignments(nodeName, [...entries.values()]);
-    const wanted = new Set<string>();
-    const writes: { op: string; name: string; gains: boolean; call: () => Promise<SniffNodeAssignment | null> }[] = [];
-    // entry → the object it is in now
-    const home = new Map<string, string>();
-    for (const [name, o] of objects) for (const e of o.spec?.entries ?? []) home.set(entryKey(e.policy), name);
-    const movesIn = (name: string, spec: SniffNodeAssignment['spec']) => spec.entries.some((e) => { const h = home.get(entryKey(e.policy)); return h !== undefined && h !== name; });
-    parts.forEach((spec, i) => {
-      const name = nodeAssignmentName(nodeName, i);
-      wanted.add(name);
-      const cur = objects.get(name);
-      if (!cur) {
-        const obj: SniffNodeAssignment = { apiVersion: API_VERSION, kind: NODE_ASSIGNMENT_KIND, metadata: { name, namespace, labels }, spec };
-        writes.push({ op: 'create', name, gains: movesIn(name, spec), call: () => api.create(obj) });
-      } else if (!jsonEqual(cur.spec, spec) || Object.entries(labels).some(([k, v]) => cur.metadata.labels?.[k] !== v)) {
-        writes.push({ op: 'update', name, gains: movesIn(name, spec), call: () => api.patch(namespace, name, { metadata: { labels }, spec }) });
+    const writes = planNodeWrites(nodeName, namespace, this.current(nodeName), applied, now);
+    const call = (w: NodeWrite): Promise<SniffNodeAssignment | null> => {
+      if (w.op === 'delete') {
+        return api.delete(namespace, w.name, w.uid).then(
+          () => null,
+          (err: unknown) => {
+            if (isNotFound(err)) return null; // gone already
+            throw err;
+          },
+        );
       }
-    });
-    for (const [name, cur] of objects) {
-      if (!wanted.has(name)) writes.push({
-          op: 'delete',
-          name,
-          gains: false,
-          call: () =>
-            api.delete(namespace, name, cur.metadata.uid).then(
-              () => null,
-              (err: unknown) => {
-                if (isNotFound(err)) return null; // gone already
-                throw err;
-              },
-            ),
-        });
-    }
-
+      if (w.op === 'create') return api.create(w.object);
+      return api.patch(namespace, w.name, { metadata: { labels: w.object.metadata.labels! }, spec: w.object.spec });
+    };
     // Objects that take in entries from another of the node's objects are
     // written first: an entry moving from a node's first object to its second
     // (the first grew past its bound) is then never absent from both, for the
     // agent, the collector or this controller (AssignmentView).
     const failures: unknown[] = [];
-    for (const phase of [writes.filter((w) => w.gains), writes.filter((w) => !w.gains)]) {
-      const results = await Promise.allSettled(phase.map((w) => w.call()));
+    for (const phase of [writes.filter((w) => w.movesIn), writes.filter((w) => !w.movesIn)]) {
+      const results = await Promise.allSettled(phase.map(call));
       results.forEach((r, i) => {
         const w = phase[i]!;
         if (r.status === 'fulfilled') this.remember(nodeName, w.name, r.value);
@@ -270,7 +234,7 @@ export class NodeWriter {
     if (failures.length > 0) {
       throw new Error(`${failures.length} of ${writes.length} writes of node ${nodeName}'s assignments failed`, { cause: failures[0] });
     }
-    if (writes.length > 0) log.debug({ entries: entries.size, objects: parts.length, writes: writes.length }, 'node assignments written');
+    if (writes.length > 0) log.debug({ writes: writes.map((w) => `${w.op} ${w.name}`) }, 'node assignments written');
     // Written: drop the changes that are still the ones applied (a newer one waits for the next sync).
     if (p) {
       for (const [k, change] of applied) if (p.changes.get(k) === change) p.changes.delete(k);
@@ -278,4 +242,60 @@ export class NodeWriter {
     }
     return { result: writes.length > 0 ? 'written' : 'unchanged' };
   }
+}
+
+/** One write of a node's sync. */
+export type NodeWrite =
+  | { op: 'create' | 'update'; name: string; object: SniffNodeAssignment; movesIn: boolean }
+  | { op: 'delete'; name: string; uid: string | undefined; movesIn: false };
+
+/**
+ * The writes that make a node's @objects hold their entries with @changes
+ * applied (policy `namespace/name` → its spec, or null: none). Pure. A new
+ * entry is stamped `since` @now; an entry already there keeps its time.
+ */
+export function planNodeWrites(
+  nodeName: string,
+  namespace: string,
+  objects: ReadonlyMap<string, SniffNodeAssignment>,
+  changes: readonly (readonly [string, AssignmentChange])[],
+  now: string,
+): NodeWrite[] {
+  const entries = new Map<string, { spec: SniffAssignmentSpec; since: string }>();
+  // entry → the object it is in now
+  const home = new Map<string, string>();
+  for (const [name, o] of objects) {
+    const configs = new Map((o.spec?.configs ?? []).map((c) => [c.id, c.config]));
+    for (const e of o.spec?.entries ?? []) {
+      const config = configs.get(e.config);
+      if (!config) continue; // unreadable: rewritten without it
+      const k = entryKey(e.policy);
+      home.set(k, name);
+      entries.set(k, { spec: { nodeName, policy: e.policy, config, pods: e.pods, limits: e.limits, stopped: e.stopped }, since: e.since });
+    }
+  }
+  for (const [k, change] of changes) {
+    if (change === null) entries.delete(k);
+    else entries.set(k, { spec: change, since: entries.get(k)?.since ?? now });
+  }
+  const labels = nodeAssignmentLabels(nodeName);
+  const movesIn = (name: string, spec: SniffNodeAssignment['spec']) =>
+    spec.entries.some((e) => {
+      const h = home.get(entryKey(e.policy));
+      return h !== undefined && h !== name;
+    });
+  const writes: NodeWrite[] = [];
+  const wanted = new Set<string>();
+  foldNodeAssignments(nodeName, [...entries.values()]).forEach((spec, i) => {
+    const name = nodeAssignmentName(nodeName, i);
+    wanted.add(name);
+    const cur = objects.get(name);
+    const object: SniffNodeAssignment = { apiVersion: API_VERSION, kind: NODE_ASSIGNMENT_KIND, metadata: { name, namespace, labels }, spec };
+    if (!cur) writes.push({ op: 'create', name, object, movesIn: movesIn(name, spec) });
+    else if (!jsonEqual(cur.spec, spec) || Object.entries(labels).some(([k, v]) => cur.metadata.labels?.[k] !== v)) {
+      writes.push({ op: 'update', name, object, movesIn: movesIn(name, spec) });
+    }
+  });
+  for (const [name, cur] of objects) if (!wanted.has(name)) writes.push({ op: 'delete', name, uid: cur.metadata.uid, movesIn: false });
+  return writes;
 }
