@@ -61,6 +61,12 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
+/** A process's CPU time so far (utime + stime), in seconds. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 async function rssPeakMb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
@@ -98,6 +104,8 @@ interface Seeded {
   applyPolicies(): Promise<void>;
   /** Once @want assignments are written (or after @timeoutMs): how many there are, and when (performance.now()) they were seen. */
   assignments(want: number, timeoutMs: number): Promise<{ n: number; at: number }>;
+  /** CPU time of the API server so far (s; 0 for the embedded one, which runs in this process). */
+  cpu(): Promise<number>;
   /** RSS of the API's own processes (MB), for context. */
   serverRssMb(): Promise<Record<string, number>>;
   close(): Promise<void>;
@@ -138,6 +146,7 @@ async function seedEmbedded(dir: string): Promise<Seeded> {
       return { n, at: performance.now() };
     },
     serverRssMb: async () => ({}),
+    cpu: async () => 0,
     async close() {
       state.store.closeAll();
       server.closeAllConnections();
@@ -187,16 +196,35 @@ async function seedReal(): Promise<Seeded> {
         let shown = t1;
         while (view!.store.size < want && performance.now() - t1 < timeoutMs) {
           await new Promise((r) => setTimeout(r, 20));
-          if (performance.now() - shown >= 2000) {
+          if (performance.now() - shown >= 1000) {
             shown = performance.now();
-            console.error(`bench: ${((shown - t1) / 1000).toFixed(0)} s: ${view!.store.size} of ${want} assignments in ${view!.objects.store.size} objects`);
+            console.error(`bench: ${((shown - t1) / 1000).toFixed(0)} s: ${view!.store.size} of ${want} assignments in ${view!.objects.store.size} objects; kube-apiserver CPU ${(await cpuSeconds(api.pid())).toFixed(1)} s`);
           }
         }
         const at = performance.now();
         await view!.stop();
         return { n: await count(), at };
       },
-      serverRssMb: async () => ({ 'kube-apiserver': Math.round(await rss(api.pid())) }),
+      cpu: () => cpuSeconds(api.pid()),
+      serverRssMb: async () => {
+        // and the server's mean latency of the controller's writes (apiserver_request_duration_seconds), in ms
+        const text = (await api.kubectl(['get', '--raw', '/metrics'])).stdout;
+        const lat: Record<string, number> = {};
+        const sums = new Map<string, { sum: number; count: number }>();
+        for (const m of String(text).matchAll(/^apiserver_request_duration_seconds_(sum|count)\{([^}]*)\} (\S+)/gm)) {
+          const l = m[2]!;
+          const resource = /resource="([^"]*)"/.exec(l)?.[1];
+          if (process.env.PODTAP_BENCH_ALL_REQUESTS === undefined && resource !== 'sniffpolicies' && resource !== 'sniffnodeassignments') continue;
+          const key = `${/verb="([^"]*)"/.exec(l)?.[1]} ${resource}${/subresource="(\w+)"/.exec(l)?.[1] ? `/${/subresource="(\w+)"/.exec(l)![1]}` : ''}`;
+          const e = sums.get(key) ?? { sum: 0, count: 0 };
+          if (m[1] === 'sum') e.sum += Number(m[3]);
+          else e.count += Number(m[3]);
+          sums.set(key, e);
+        }
+        for (const [k, e] of sums) if (e.count > 0 && !k.startsWith('WATCH')) lat[`${k} ms`] = Math.round((e.sum / e.count) * 1000);
+        if (process.env.PODTAP_BENCH_ALL_REQUESTS !== undefined) for (const [k, e] of sums) if (e.count > 0) lat[`${k} n`] = e.count;
+        return { 'kube-apiserver': Math.round(await rss(api.pid())), ...lat };
+      },
       async close() {
         client.close();
         await api.stop();
@@ -226,7 +254,9 @@ async function convergence(api: 'real' | 'embedded'): Promise<{ api: string; ms:
       await new Promise((r) => setTimeout(r, 200));
     }
     console.error(`bench: the controller synced in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    const c0 = await seeded.cpu();
     await new Promise((r) => setTimeout(r, 1000));
+    if (api === 'real') console.error(`bench: the idle server used ${((await seeded.cpu()) - c0).toFixed(2)} CPU s in the second before the policies`);
     const t0 = performance.now();
     await seeded.applyPolicies();
     console.error(`bench: ${POLICIES} policies created in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

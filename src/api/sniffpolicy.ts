@@ -269,6 +269,16 @@ export const NodeStatusSchema = z.object({
 });
 export type NodeStatus = z.infer<typeof NodeStatusSchema>;
 
+/**
+ * At most this many nodes in status.nodes, those not Attached first. Why a
+ * bound: the list was one entry per node, rewritten by every status write; at
+ * 1,000 nodes and 100 policies the first status writes alone took half of
+ * kube-apiserver's CPU for 3 s (a profile of bench/controlplane.ts), and a
+ * policy on 10,000 nodes would pass etcd's 1.5 MiB. Why 20: what `kubectl
+ * describe` can show, and enough to see every node of a small cluster.
+ */
+export const MAX_STATUS_NODES = 20;
+
 export const SniffPolicyStatusSchema = z
   .object({
     observedGeneration: GenerationSchema.optional().meta({ description: 'The metadata.generation this status describes.' }),
@@ -294,8 +304,13 @@ export const SniffPolicyStatusSchema = z
     completionTime: TimestampSchema.optional().meta({ description: 'When a limit was reached.' }),
     nodes: z
       .array(NodeStatusSchema)
+      .max(MAX_STATUS_NODES)
       .optional()
-      .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['node'], description: 'One entry per node with selected pods.' }),
+      .meta({
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['node'],
+        description: `Nodes with selected pods, at most ${MAX_STATUS_NODES}: those not Attached first. nodesTotal counts them all; every node's state is in its SniffNodeAssignment.`,
+      }),
   })
   .meta({ description: 'Written by the controller.' });
 export type SniffPolicyStatus = z.infer<typeof SniffPolicyStatusSchema>;

@@ -14,6 +14,7 @@
 import {
   ConditionReason,
   ConditionType,
+  MAX_STATUS_NODES,
   ReasonHints,
   setCondition,
   type Condition,
@@ -83,6 +84,9 @@ interface Classified {
 const FAILURE_ORDER: readonly ConditionReason[] = ['KernelUnsupported', 'VerifierRejected', 'CompileFailed', 'NodeSessionLimit', 'CollectorUnreachable', 'InterfaceNotFound', 'ForeignProgramFirst', 'PartiallyAttached', 'AgentNotReporting'];
 
 const MAX_LISTED = 5;
+
+/** Which nodes status.nodes lists first when there are more than MAX_STATUS_NODES. */
+const LIST_ORDER: Record<NodeClass, number> = { failed: 0, stale: 0, attaching: 1, stopped: 2, ready: 3 };
 
 function knownReason(r: string | undefined, fallback: ConditionReason): ConditionReason {
   return r !== undefined && Object.hasOwn(ReasonHints, r) ? (r as ConditionReason) : fallback;
@@ -163,7 +167,7 @@ export function aggregateStatus(input: StatusInput): StatusResult {
   let interfaces = 0;
   let pods = 0;
   const dropped: Partial<Record<DropReason, number>> = {};
-  const nodes: NodeStatus[] = [];
+  const entries: { cls: NodeClass; entry: NodeStatus }[] = [];
   let nextCheckMs: number | undefined;
   for (const c of classified) {
     const st = c.input.assignment?.status;
@@ -180,9 +184,16 @@ export function aggregateStatus(input: StatusInput): StatusResult {
     const message = c.cls === 'stale' ? c.message : st?.message;
     if (message) entry.message = message;
     if (st?.lastReportTime) entry.lastReportTime = st.lastReportTime;
-    nodes.push(entry);
+    entries.push({ cls: c.cls, entry });
     if (c.staleAt !== undefined && c.cls !== 'stale') nextCheckMs = Math.min(nextCheckMs ?? Infinity, c.staleAt);
   }
+
+  // The nodes listed: those that need a look first, then by name (MAX_STATUS_NODES).
+  const nodes = entries
+    .sort((a, b) => LIST_ORDER[a.cls] - LIST_ORDER[b.cls] || (a.entry.node < b.entry.node ? -1 : a.entry.node > b.entry.node ? 1 : 0))
+    .slice(0, MAX_STATUS_NODES)
+    .map((e) => e.entry)
+    .sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
 
   const ready = classified.filter((c) => c.cls === 'ready');
   const attaching = classified.filter((c) => c.cls === 'attaching');

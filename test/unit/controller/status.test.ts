@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { SniffAssignmentStatus, SniffPolicyStatus } from '../../../src/api/index.ts';
+import { MAX_STATUS_NODES, type SniffAssignmentStatus, type SniffPolicyStatus } from '../../../src/api/index.ts';
 import { aggregateStatus, collectorSummary, eventType, statusEqual, type NodeInput, type StatusInput } from '../../../src/controller/status.ts';
 
 const NOW = new Date('2025-01-01T00:10:00Z');
@@ -205,6 +205,24 @@ describe('aggregateStatus', () => {
       ['b', 'Attached', 10, 2],
     ]);
     expect(status.nodes![0]!.lastReportTime).toBe(ago(5));
+  });
+
+  it(`lists at most ${MAX_STATUS_NODES} nodes, those that need a look first; the counts cover them all`, () => {
+    const many = Array.from({ length: 25 }, (_, i) => `n${String(i).padStart(2, '0')}`);
+    const troubled = new Set(['n03', 'n17', 'n24']);
+    const { status } = aggregateStatus({
+      ...base,
+      ...sel(25),
+      nodes: many.map((n) => rep(n, troubled.has(n) ? 'Failed' : 'Attached', troubled.has(n) ? { reason: 'VerifierRejected', message: 'no' } : {})),
+    });
+    expect(status.nodesTotal).toBe(25);
+    expect(status.nodesReady).toBe(22);
+    expect(status.nodes).toHaveLength(MAX_STATUS_NODES);
+    const listed = status.nodes!.map((n) => n.node);
+    for (const n of troubled) expect(listed).toContain(n);
+    expect(listed).toEqual([...listed].sort());
+    // the ready ones listed are the first by name
+    expect(listed.filter((n) => !troubled.has(n))).toEqual(many.filter((n) => !troubled.has(n)).slice(0, MAX_STATUS_NODES - troubled.size));
   });
 
   it('keeps lastTransitionTime when a condition keeps its status', () => {
