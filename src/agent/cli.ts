@@ -16,15 +16,16 @@ import { uninstalling } from './uninstall.ts';
 const HELP = `Usage: podtap agent [options]
 
 Runs on every node (a DaemonSet with hostNetwork). Watches this node's
-SniffAssignments only, attaches podtap's eBPF programs to the host-side veths
-of the selected pods, sends their traffic to the collector, and reports state
-and counters on each assignment's status.
+SniffNodeAssignments only (an entry per policy), attaches podtap's eBPF
+programs to the host-side veths of the selected pods, sends their traffic to
+the collector, and reports state and counters per entry in the objects'
+status.
 
 Options:
   --node NAME             this node (default: $NODE_NAME, else the hostname)
   --kubeconfig FILE       kubeconfig (default: $KUBECONFIG, else in-cluster)
   --namespace NS          podtap's own namespace, the only one whose
-                          SniffAssignments the agent reads (default:
+                          SniffNodeAssignments the agent reads (default:
                           $POD_NAMESPACE, the service account's, else
                           ${DEFAULT_INSTALL_NAMESPACE})
   --metrics-addr ADDR     /metrics, /healthz, /readyz (default :9090; "" = off)

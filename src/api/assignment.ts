@@ -12,6 +12,7 @@
  * deletes a policy's assignments itself.
  */
 import { createHash } from 'node:crypto';
+import { canonicalJson } from '../util/json.ts';
 import { z } from 'zod';
 import { podNamespace } from '../k8s/index.ts';
 import { DNS_SUBDOMAIN } from '../k8s/names.ts';
@@ -280,9 +281,15 @@ export type SniffNodeAssignment = z.infer<typeof SniffNodeAssignmentSchema>;
  */
 export const MAX_NODE_OBJECT_BYTES = 256 * 1024;
 
-/** The id of a capture config (ConfigIdSchema). */
+/**
+ * The id of a capture config (ConfigIdSchema), from its canonical JSON: a
+ * config read back from the API server (keys sorted) has the id of the same
+ * config built here. (With JSON.stringify it did not, and every node the
+ * controller wrote again got a second copy of its config: 150–390 needless
+ * writes at 1,000 nodes.)
+ */
 export function configId(config: CaptureConfig): string {
-  return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16);
+  return createHash('sha256').update(canonicalJson(config)).digest('hex').slice(0, 16);
 }
 
 /**

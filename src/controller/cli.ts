@@ -1,5 +1,5 @@
 /**
- * `podtap controller`: reconcile SniffPolicies into per-node SniffAssignments
+ * `podtap controller`: reconcile SniffPolicies into per-node SniffNodeAssignments
  * until SIGTERM/SIGINT.
  */
 import { parseArgs } from 'node:util';
@@ -12,9 +12,10 @@ import { LEASE_NAME, startController, type ControllerOptions } from './controlle
 export const CONTROLLER_HELP = `Usage: podtap controller [options]
 
 Watches SniffPolicies, pods, nodes, namespaces, collector Services and their
-EndpointSlices, and writes one SniffAssignment per policy and node with
-selected pods (the node's agent acts on it). Aggregates the agents' reports
-into each policy's status (conditions, counters, per-node state) and records
+EndpointSlices, and writes each node's work in its SniffNodeAssignment: an
+entry per policy with selected pods on the node (the node's agent acts on
+them). Aggregates the agents' reports into each policy's status (conditions,
+counters, the nodes that need a look) and records
 Events when a policy's Ready condition changes. Runs as a Deployment; with
 several replicas one leads (a Lease) and the others stand by with warm caches.
 
@@ -24,7 +25,7 @@ Options:
   --metrics-addr ADDR         serve /metrics, /healthz and /readyz on ADDR
                               (default :8080; "0" disables)
   --leader-elect=true|false   elect a leader through a Lease (default true)
-  --namespace NS              podtap's own namespace: the SniffAssignments are
+  --namespace NS              podtap's own namespace: the SniffNodeAssignments are
                               written there (only there: tenants have no access
                               to it) and the Lease "${LEASE_NAME}" (default:
                               $POD_NAMESPACE, the service account's namespace,

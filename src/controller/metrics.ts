@@ -37,7 +37,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Controll
   });
   const writes = new Counter({
     name: 'podtap_controller_assignment_writes_total',
-    help: 'API writes of SniffAssignments and policy status, by operation (create, update, delete, status) and result (ok, error).',
+    help: 'API writes of SniffNodeAssignments and policy status, by operation (create, update, delete, status) and result (ok, error).',
     labelNames: ['operation', 'result'] as const,
     registers,
   });

@@ -234,7 +234,7 @@ export class NodeWriter {
     if (failures.length > 0) {
       throw new Error(`${failures.length} of ${writes.length} writes of node ${nodeName}'s assignments failed`, { cause: failures[0] });
     }
-    if (writes.length > 0) log.debug({ writes: writes.map((w) => `${w.op} ${w.name}`) }, 'node assignments written');
+    if (writes.length > 0) log.debug({ writes: writes.map((w) => `${w.op} ${w.name}`), changes: applied.map(([k, c]) => `${c === null ? '-' : '+'}${k}`) }, 'node assignments written');
     // Written: drop the changes that are still the ones applied (a newer one waits for the next sync).
     if (p) {
       for (const [k, change] of applied) if (p.changes.get(k) === change) p.changes.delete(k);

@@ -44,3 +44,14 @@ export function replacingMergePatch(prev: unknown, next: unknown): unknown {
   for (const k of Object.keys(prev)) if (!(k in out)) out[k] = null;
   return out;
 }
+
+/**
+ * JSON text with every object's keys sorted: the same value gives the same
+ * text whoever built it (the API server returns keys sorted, objects built
+ * here keep their insertion order).
+ */
+export function canonicalJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    x !== null && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : x,
+  );
+}

@@ -22,6 +22,7 @@ import {
   type SniffNodeAssignment,
 } from '../../../src/api/assignment.ts';
 import { SniffPolicySpecSchema } from '../../../src/api/sniffpolicy.ts';
+import { canonicalJson } from '../../../src/util/json.ts';
 
 const dns1123 = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const labelRe = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
@@ -365,6 +366,13 @@ describe('nodeAssignmentName', () => {
 });
 
 describe('configId', () => {
+  it('the same config with its keys in another order (as the API server returns it): the same id', () => {
+    const c = configTo('198.18.9.2');
+    const sorted = JSON.parse(canonicalJson(c)) as typeof c;
+    expect(Object.keys(sorted)).not.toEqual(Object.keys(c));
+    expect(configId(sorted)).toBe(configId(c));
+  });
+
   it.each([
     { description: 'the same config, built twice: the same id', input: [configTo('198.18.9.2'), configTo('198.18.9.2')], expected: true },
     { description: 'another collector: another id', input: [configTo('198.18.9.2'), configTo('198.18.9.3')], expected: false },
