@@ -243,7 +243,7 @@ async function convergence(api: 'real' | 'embedded'): Promise<{ api: string; ms:
   // expected assignments: one per (policy, node with a selected pod)
   const expected = new Set<string>();
   for (let i = 0; i < PODS; i += 3) expected.add(`${i % POLICIES}/${nodeOf(i)}`);
-  const ctl = execa(NODE_BIN, [PODTAP_MAIN, 'controller', '--kubeconfig', seeded.kubeconfig, '--metrics-addr', '127.0.0.1:18080', '--leader-elect=false', '--workers', '8', '--allowed-collector-cidr', LAB_COLLECTOR_NETWORKS.join(',')], {
+  const ctl = execa(NODE_BIN, [PODTAP_MAIN, 'controller', '--kubeconfig', seeded.kubeconfig, '--metrics-addr', '127.0.0.1:18080', '--leader-elect=false', '--allowed-collector-cidr', LAB_COLLECTOR_NETWORKS.join(',')], {
     reject: false, all: true, env: { ...process.env, PODTAP_LOG_LEVEL: 'warn', NODE_OPTIONS: CONTROLLER_NODE_OPTIONS },
   });
   try {

@@ -7,7 +7,7 @@ import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
 import { parseAllowList, type DestinationAllowList } from './destinations.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { DEFAULT_INSTALL_NAMESPACE } from '../api/index.ts';
-import { LEASE_NAME, startController, type ControllerOptions } from './controller.ts';
+import { DEFAULT_WORKERS, LEASE_NAME, startController, type ControllerOptions } from './controller.ts';
 
 export const CONTROLLER_HELP = `Usage: podtap controller [options]
 
@@ -44,7 +44,7 @@ Options:
                               on a node, and the rate of a policy that sets
                               none (default 0: no ceiling)
   --max-bytes-per-second N    the same for bytes (default 0: no ceiling)
-  --workers N                 policies reconciled in parallel (default 4)
+  --workers N                 policies reconciled in parallel (default ${DEFAULT_WORKERS})
   --report-stale-seconds N    a node whose agent has not reported for N seconds
                               is AgentNotReporting (default 30: three report
                               intervals)
@@ -124,7 +124,7 @@ export function parseControllerArgs(argv: string[]): { help: true } | { help: fa
         packetsPerSecond: nonNegativeInt('max-packets-per-second', values['max-packets-per-second']),
         bytesPerSecond: nonNegativeInt('max-bytes-per-second', values['max-bytes-per-second']),
       },
-      workers: positiveInt('workers', values.workers, 4),
+      workers: positiveInt('workers', values.workers, DEFAULT_WORKERS),
       reportStaleSeconds: positiveInt('report-stale-seconds', values['report-stale-seconds'], 30),
     },
   };

@@ -73,6 +73,14 @@ export interface RunningController {
   stop(): Promise<void>;
 }
 
+/**
+ * Policies reconciled at once. Why 16: a reconcile is mostly waiting for its
+ * status write, and while policies wait their turn the node writer holds the
+ * nodes back (nodes.ts); with 4, planning 100 policies took 2 s of a
+ * convergence at 1,000 nodes.
+ */
+export const DEFAULT_WORKERS = 16;
+
 function defaultIdentity(): string {
   return `${process.env.POD_NAME || hostname()}_${randomBytes(4).toString('hex')}`;
 }
@@ -122,7 +130,8 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
     api: apis.nodes,
     namespace,
     queue: nodeQueue,
-    policiesBusy: () => queue.pending > 0,
+    // (a reconcile in progress has handed in its changes already: only those waiting count)
+    policiesBusy: () => queue.waiting > 0,
   });
   informers.assignments.objects.on({ add: (o) => nodeWriter.observe(o), update: (_old, o) => nodeWriter.observe(o), delete: (o) => nodeWriter.observeDelete(o) });
   informers.assignments.onRelist(() => nodeWriter.clearWritten());
@@ -169,7 +178,7 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
     // Every policy and every owner of an assignment (orphans too), whatever the handlers queued before.
     for (const p of informers.policies.store.keys()) queue.add(p);
     for (const v of informers.assignments.store.indexValues('byPolicy')) queue.add(v);
-    const n = Math.max(1, opts.workers ?? 4);
+    const n = Math.max(1, opts.workers ?? DEFAULT_WORKERS);
     const nodeWorkers = runWorkers({
       queue: nodeQueue,
       workers: opts.maxConcurrentWrites ?? 32,

@@ -201,9 +201,9 @@ export class WorkQueue {
     this.waiters = [];
   }
 
-  /** Keys waiting in line or being processed (not those delayed). */
-  get pending(): number {
-    return this.queue.length + this.processing.size;
+  /** Keys waiting in line for a worker (not those being processed, nor those delayed). */
+  get waiting(): number {
+    return this.queue.length;
   }
 
   /** Resolves when no key is being processed (in-flight reconciles have finished). */
