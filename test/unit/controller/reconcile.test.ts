@@ -311,30 +311,34 @@ describe('planPolicy: status from agents', () => {
   });
 });
 
+/** A Reconciler over the fake API and its node writer; Events go to @events as "type reason". */
+function reconcilerOn(s: ReturnType<typeof setup>, events: string[], recent?: RecentPolicyWrites): Reconciler {
+  return new Reconciler({
+    world: recent ? withRecentWrites(s.world, recent) : s.world,
+    ...(recent ? { recent } : {}),
+    api: s.api,
+    assignments: s.api.nodes,
+    limiter: new Limiter(4),
+    staleMs: STALE,
+    assignmentNamespace: INSTALL_NS,
+    destinations: DESTINATIONS,
+    now: () => NOW,
+    events: (_p, type, reason) => events.push(`${type} ${reason}`),
+  });
+}
+
 describe('Reconciler', () => {
   function reconciler(objects: WorldObjects) {
     const s = setup(objects);
     const events: string[] = [];
-    const make = (name: string) =>
-      new Reconciler({
-        world: s.world,
-        api: s.api,
-        assignments: s.api.nodes,
-        limiter: new Limiter(4),
-        staleMs: STALE,
-        assignmentNamespace: INSTALL_NS,
-        destinations: DESTINATIONS,
-        now: () => NOW,
-        events: (_p, type, reason) => events.push(`${type} ${reason}:${name}`),
-      });
-    const r = make('web-debug');
+    const r = reconcilerOn(s, events);
     return { ...s, r, events, run: (name = 'web-debug') => r.reconcile(`${NS}/${name}`, silentLogger) };
   }
 
   it('hands its assignments to the nodes, writes the status, records an Event; a second run writes nothing', async () => {
     const t = reconciler({ ...baseObjects(), policies: [policy({})] });
     await expect(t.run()).resolves.toMatchObject({ result: 'success', writes: 3 });
-    expect(t.events).toEqual(['Normal Attaching:web-debug']);
+    expect(t.events).toEqual(['Normal Attaching']);
     expect(t.api.calls).toEqual(['status web-debug']);
     expect([...t.api.nodeQueue].sort()).toEqual(['node-a', 'node-b']);
     await t.api.flush();
@@ -392,7 +396,7 @@ describe('Reconciler', () => {
   it('an invalid spec is terminal, with a Warning event', async () => {
     const t = reconciler({ ...baseObjects(), policies: [policy({ direction: 'Sideways' })] });
     await expect(t.run()).resolves.toMatchObject({ result: 'terminal' });
-    expect(t.events).toEqual(['Warning InvalidSpec:web-debug']);
+    expect(t.events).toEqual(['Warning InvalidSpec']);
   });
 
   it('a limit deadline is a requeue', async () => {
@@ -413,18 +417,7 @@ describe('Reconciler with a lagging cache', () => {
     const s = setup({ ...baseObjects(), policies: [policy({})] });
     const recent: RecentPolicyWrites = { policies: new RecentWrites<PolicyObject>((k) => s.stores.policies.get(k)) };
     const events: string[] = [];
-    const r = new Reconciler({
-      world: withRecentWrites(s.world, recent),
-      recent,
-      api: s.api,
-      assignments: s.api.nodes,
-      limiter: new Limiter(4),
-      staleMs: STALE,
-      assignmentNamespace: INSTALL_NS,
-      destinations: DESTINATIONS,
-      now: () => NOW,
-      events: (_p, type, reason) => events.push(`${type} ${reason}`),
-    });
+    const r = reconcilerOn(s, events, recent);
     const run = async () => {
       const res = await r.reconcile(`${NS}/web-debug`, silentLogger);
       await s.api.flush();
