@@ -17,13 +17,11 @@ import type { World } from './world.ts';
 interface Entry<T> {
   /** undefined: deleted. */
   obj: T | undefined;
-  group: string;
   at: number;
 }
 
 export class RecentWrites<T extends KubeObject> {
   private readonly entries = new Map<string, Entry<T>>();
-  private readonly groups = new Map<string, Set<string>>();
   private readonly ttlMs: number;
   private readonly now: () => number;
   private readonly cached: (key: string) => KubeObject | undefined;
@@ -45,15 +43,12 @@ export class RecentWrites<T extends KubeObject> {
    * (undefined for a create). If the cache has moved since, the watch got
    * there first (or someone else wrote): nothing to remember.
    */
-  record(key: string, group: string, obj: T | undefined, readVersion: string | undefined): void {
+  record(key: string, obj: T | undefined, readVersion: string | undefined): void {
     const e = this.live(key);
     const current = e ? e.obj : this.cached(key);
     this.forget(key);
     if (current?.metadata.resourceVersion !== readVersion) return;
-    this.entries.set(key, { obj, group, at: this.now() });
-    let g = this.groups.get(group);
-    if (!g) this.groups.set(group, (g = new Set()));
-    g.add(key);
+    this.entries.set(key, { obj, at: this.now() });
   }
 
   /** The informer stored `obj`: a remembered write of this version is now in the cache. */
@@ -72,16 +67,10 @@ export class RecentWrites<T extends KubeObject> {
   /** After a relist the cache is as fresh as any write. */
   clear(): void {
     this.entries.clear();
-    this.groups.clear();
   }
 
   private forget(key: string): void {
-    const e = this.entries.get(key);
-    if (!e) return;
     this.entries.delete(key);
-    const g = this.groups.get(e.group);
-    g?.delete(key);
-    if (g?.size === 0) this.groups.delete(e.group);
   }
 
   private live(key: string): Entry<T> | undefined {
@@ -97,20 +86,6 @@ export class RecentWrites<T extends KubeObject> {
   get(key: string, cached: T | undefined): T | undefined {
     const e = this.live(key);
     return e ? e.obj : cached;
-  }
-
-  /** A group's objects (a policy's assignments): the cached list with the remembered writes applied. */
-  overlay(group: string, cached: readonly T[]): readonly T[] {
-    const keys = this.groups.get(group);
-    if (!keys || keys.size === 0) return cached;
-    const out = new Map(cached.map((o) => [objectKey(o), o]));
-    for (const k of [...keys]) {
-      const e = this.live(k);
-      if (!e) continue;
-      if (e.obj) out.set(k, e.obj);
-      else out.delete(k);
-    }
-    return [...out.values()];
   }
 }
 

@@ -380,7 +380,7 @@ export class Reconciler {
       if (!statusEqual(before, plan.status)) {
         try {
           const updated = await limiter.run(() => api.patchPolicyStatus(namespace, name, statusPatch(plan.policy!.status, plan.status!)));
-          recent?.policies.record(group, group, slimPolicy(updated), plan.policy.metadata.resourceVersion);
+          recent?.policies.record(group, slimPolicy(updated), plan.policy.metadata.resourceVersion);
           statusWritten = true;
         } catch (err) {
           if (!isNotFound(err)) failures.push(err); // a policy deleted meanwhile has no status to write
