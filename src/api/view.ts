@@ -9,8 +9,8 @@
  * gains it before the one that loses it (nodes.ts), and so the gaining
  * object's event comes first.
  */
-import { Informer, objectKey, Store, type IndexFunc, type InformerHandlers, type KubeClient, type KubeObject } from '../k8s/index.ts';
-import type { Logger } from '../util/log.ts';
+import { dispatch, Informer, objectKey, Store, type IndexFunc, type InformerHandlers, type KubeClient } from '../k8s/index.ts';
+import { silentLogger, type Logger } from '../util/log.ts';
 import { assignmentsOfNode, type SniffAssignment, type SniffNodeAssignment } from './assignment.ts';
 import { PodtapResources } from './resources.ts';
 
@@ -39,11 +39,11 @@ export class AssignmentView {
   private readonly handlers: InformerHandlers<SniffAssignment>[] = [];
   /** assignment key → key of the object it is in now */
   private readonly owner = new Map<string, string>();
-  private readonly log: Logger | undefined;
+  private readonly log: Logger;
 
   constructor(opts: AssignmentViewOptions) {
     this.opts = opts;
-    this.log = opts.logger;
+    this.log = opts.logger ?? silentLogger;
     this.store = new Store<SniffAssignment>(opts.indexers ?? {});
     this.objects = new Informer<SniffNodeAssignment>({
       client: opts.client,
@@ -123,14 +123,7 @@ export class AssignmentView {
   }
 
   private emit(kind: 'add' | 'update' | 'delete', old: SniffAssignment | undefined, a: SniffAssignment): void {
-    for (const h of this.handlers) {
-      try {
-        if (kind === 'add') h.add?.(a);
-        else if (kind === 'update') h.update?.(old!, a);
-        else h.delete?.(a);
-      } catch (err) {
-        this.log?.error({ err, key: objectKey(a as KubeObject), event: kind }, 'assignment handler failed');
-      }
-    }
+    dispatch(this.handlers, kind, old, a, this.log);
   }
+
 }

@@ -26,6 +26,7 @@
 import {
   API_VERSION,
   NODE_ASSIGNMENT_KIND,
+  assignmentsOfNode,
   foldNodeAssignments,
   nodeAssignmentLabels,
   nodeAssignmentName,
@@ -267,13 +268,11 @@ export function planNodeWrites(
   // entry → the object it is in now
   const home = new Map<string, string>();
   for (const [name, o] of objects) {
-    const configs = new Map((o.spec?.configs ?? []).map((c) => [c.id, c.config]));
-    for (const e of o.spec?.entries ?? []) {
-      const config = configs.get(e.config);
-      if (!config) continue; // unreadable: rewritten without it
-      const k = entryKey(e.policy);
+    // (an entry whose config is missing is not expanded: rewritten without it)
+    for (const a of assignmentsOfNode(o)) {
+      const k = entryKey(a.spec.policy);
       home.set(k, name);
-      entries.set(k, { spec: { nodeName, policy: e.policy, config, pods: e.pods, limits: e.limits, stopped: e.stopped }, since: e.since });
+      entries.set(k, { spec: a.spec, since: a.metadata.creationTimestamp ?? now });
     }
   }
   for (const [k, change] of changes) {

@@ -271,14 +271,19 @@ export class Informer<T extends KubeObject> {
   }
 
   private emit(kind: 'add' | 'update' | 'delete', old: T | undefined, obj: T): void {
-    for (const h of this.handlers) {
-      try {
-        if (kind === 'add') h.add?.(obj);
-        else if (kind === 'update') h.update?.(old!, obj);
-        else h.delete?.(obj);
-      } catch (err) {
-        this.log.error({ err, key: objectKey(obj), event: kind }, 'informer handler failed');
-      }
+    dispatch(this.handlers, kind, old, obj, this.log);
+  }
+}
+
+/** Tell @handlers of an event; a handler that throws is logged, the others still run. */
+export function dispatch<T extends KubeObject>(handlers: readonly InformerHandlers<T>[], kind: 'add' | 'update' | 'delete', old: T | undefined, obj: T, log: Logger): void {
+  for (const h of handlers) {
+    try {
+      if (kind === 'add') h.add?.(obj);
+      else if (kind === 'update') h.update?.(old!, obj);
+      else h.delete?.(obj);
+    } catch (err) {
+      log.error({ err, key: objectKey(obj), event: kind }, 'informer handler failed');
     }
   }
 }
