@@ -101,13 +101,35 @@ lane_rc_dir="$tmp/lanes"
 mkdir -p "$lane_rc_dir"
 # step LANE NAME CMD...: run CMD, print how long it took; a failure is the
 # lane's (recorded) but the lane goes on to its next step
+# Each step's output is also kept, so that the end of the run can repeat what
+# failed: CI shows only the tail of a 20-minute log, where a failure printed
+# 15 minutes earlier by the other lane is long gone.
 step() {
-  local lane=$1 name=$2 t0=$SECONDS rc=0
+  local lane=$1 name=$2 t0=$SECONDS rc=0 log
   shift 2
-  "$@" || rc=$?
+  log="$lane_rc_dir/$lane.$((++step_no)).log"
+  "$@" 2>&1 | tee "$log" || rc=$?
   echo "$(date +%H:%M:%S) test[$lane]: $name took $((SECONDS - t0)) s (rc $rc)" >&2
-  if [ "$rc" -ne 0 ]; then echo "$name" >>"$lane_rc_dir/$lane"; fi
+  if [ "$rc" -ne 0 ]; then
+    echo "$name" >>"$lane_rc_dir/$lane"
+    echo "$log" >>"$lane_rc_dir/$lane.logs"
+  fi
   return 0
+}
+step_no=0
+# failure_digest LOG: what a failed step said of its failures, in at most 120
+# lines: vitest's failed files and tests and the start of its "Failed Tests"
+# section (the assertion and where), or else the step's last 40 lines
+failure_digest() {
+  local plain lines
+  plain=$(sed 's/\x1b\[[0-9;]*m//g' "$1") # (vitest colours even into a pipe)
+  lines=$(grep -E '^ *(FAIL|×) ' <<<"$plain" | sort -u | head -40 || true)
+  if [ -n "$lines" ]; then
+    echo "$lines"
+    sed -n '/Failed Tests [0-9]/,$p' <<<"$plain" | grep -v '^ *$' | head -80
+  else
+    tail -40 <<<"$plain"
+  fi
 }
 host_lane() {
   step host "vitest --project kernel" vitest_in "podtap-test-$$" --project kernel
@@ -145,6 +167,14 @@ for lane in host other; do
     rc=1
     echo "test: FAILED in the $lane lane: $(paste -sd, "$lane_rc_dir/$lane" | sed 's/,/, /g') (its lines above start with [$lane])" >&2
   fi
+done
+# the failures again, last, where a truncated log still shows them
+for lane in host other; do
+  [ -s "$lane_rc_dir/$lane.logs" ] || continue
+  while read -r log; do
+    echo "test: what failed in the $lane lane ($(basename "$log")):" >&2
+    failure_digest "$log" | sed "s/^/[$lane] /" >&2
+  done <"$lane_rc_dir/$lane.logs"
 done
 echo "test: the suite took $((SECONDS - suite_t0)) s in all (rc $rc)" >&2
 exit "$rc"
