@@ -14,10 +14,16 @@
  *
  *   flock /run/lock/podtap-bench.lock npm exec -- node bench/controlplane.ts
  *       [--rounds 3] [--api real,embedded] [--nodes 1000 --pods 30000] [--only convergence]
+ *       [--profile SECONDS]
+ *
+ * Each convergence run also says who used the machine's CPU while it ran:
+ * kube-apiserver, etcd, the controller and this process (its watch of the
+ * assignments). --profile: a CPU profile of kube-apiserver for the first
+ * SECONDS after the apply of the first real round, saved beside the JSON.
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
@@ -26,7 +32,7 @@ import { createClusterState, createHandler, createHttpServer, defaultWriteOption
 import { KubeClient, loadKubeConfig, Resources, type KubeObject, type ResourceRef } from '../src/k8s/index.ts';
 import { AssignmentView, DEFAULT_INSTALL_NAMESPACE, PodtapResources, type SniffNodeAssignment } from '../src/api/index.ts';
 import { listAssignments } from '../test/helpers/assignments.ts';
-import { startApiServer as startRealApiServer } from '../test/helpers/apiserver.ts';
+import { kubeBin, startApiServer as startRealApiServer } from '../test/helpers/apiserver.ts';
 import { CRD_DIR, LAB_COLLECTOR_NETWORKS, Lab } from '../test/lab/cluster.ts';
 import { NODE_BIN, PODTAP_MAIN } from '../test/lab/netns.ts';
 import { silentLogger } from '../src/util/log.ts';
@@ -42,8 +48,14 @@ const { values: args } = parseArgs({
     nodes: { type: 'string', default: '1000' },
     pods: { type: 'string', default: '30000' },
     only: { type: 'string', default: '' },
+    profile: { type: 'string', default: '0' },
   },
 });
+/** seconds of kube-apiserver CPU profile in the first real round, or 0 */
+const PROFILE = Number(args.profile);
+if (!Number.isInteger(PROFILE) || PROFILE < 0) throw new Error(`--profile takes whole seconds, not ${args.profile}`);
+const STAMP = new Date().toISOString().replace(/[:.]/g, '-');
+const RESULTS = join(import.meta.dirname, 'results');
 const ROUNDS = Number(args.rounds);
 const NODES = Number(args.nodes);
 const PODS = Number(args.pods);
@@ -104,8 +116,10 @@ interface Seeded {
   applyPolicies(): Promise<void>;
   /** Once @want assignments are written (or after @timeoutMs): how many there are, and when (performance.now()) they were seen. */
   assignments(want: number, timeoutMs: number): Promise<{ n: number; at: number }>;
-  /** CPU time of the API server so far (s; 0 for the embedded one, which runs in this process). */
-  cpu(): Promise<number>;
+  /** CPU time of the API server's processes so far, by process (s; none for the embedded one, which runs in this process). */
+  cpu(): Promise<Record<string, number>>;
+  /** A CPU profile of the API server over the next @seconds into @file (real only). */
+  profile?(seconds: number, file: string): Promise<void>;
   /** RSS of the API's own processes (MB), for context. */
   serverRssMb(): Promise<Record<string, number>>;
   close(): Promise<void>;
@@ -146,7 +160,7 @@ async function seedEmbedded(dir: string): Promise<Seeded> {
       return { n, at: performance.now() };
     },
     serverRssMb: async () => ({}),
-    cpu: async () => 0,
+    cpu: async () => ({}),
     async close() {
       state.store.closeAll();
       server.closeAllConnections();
@@ -156,8 +170,9 @@ async function seedEmbedded(dir: string): Promise<Seeded> {
 }
 
 
-async function seedReal(): Promise<Seeded> {
-  const api = await startRealApiServer();
+async function seedReal(profiling: boolean): Promise<Seeded> {
+  // (the control plane's flags turn profiling off, as a hardened cluster's do)
+  const api = await startRealApiServer({ extraArgs: profiling ? ['--profiling=true'] : [] });
   try {
     await api.installCrds();
     const client = new KubeClient(loadKubeConfig(api.kubeconfig), { timeoutMs: 120_000 });
@@ -205,7 +220,11 @@ async function seedReal(): Promise<Seeded> {
         await view!.stop();
         return { n: await count(), at };
       },
-      cpu: () => cpuSeconds(api.pid()),
+      cpu: async () => ({ 'kube-apiserver': await cpuSeconds(api.pid()), etcd: await cpuSeconds(api.etcdPid()) }),
+      async profile(seconds, file) {
+        const r = await execa(join(await kubeBin(), 'kubectl'), [`--kubeconfig=${api.kubeconfig}`, 'get', '--raw', `/debug/pprof/profile?seconds=${seconds}`], { stdout: { file }, reject: false });
+        if (r.exitCode !== 0) throw new Error(`bench: kube-apiserver's profile failed (${r.exitCode}): ${r.stderr}`);
+      },
       serverRssMb: async () => {
         // and the server's mean latency of the controller's writes (apiserver_request_duration_seconds), in ms
         const text = (await api.kubectl(['get', '--raw', '/metrics'])).stdout;
@@ -237,9 +256,9 @@ async function seedReal(): Promise<Seeded> {
 }
 
 /** One convergence run: seed, start the controller, apply 100 policies, wait. */
-async function convergence(api: 'real' | 'embedded'): Promise<{ api: string; ms: number; assignments: number; rssMb: number; writes: Record<string, number>; server: Record<string, number> }> {
+async function convergence(api: 'real' | 'embedded', profile: string | undefined): Promise<{ api: string; ms: number; assignments: number; rssMb: number; writes: Record<string, number>; server: Record<string, number>; cpuSeconds: Record<string, number> }> {
   const dir = await mkdtemp(join(tmpdir(), 'podtap-bench-cp-'));
-  const seeded = api === 'real' ? await seedReal() : await seedEmbedded(dir);
+  const seeded = api === 'real' ? await seedReal(profile !== undefined) : await seedEmbedded(dir);
   // expected assignments: one per (policy, node with a selected pod)
   const expected = new Set<string>();
   for (let i = 0; i < PODS; i += 3) expected.add(`${i % POLICIES}/${nodeOf(i)}`);
@@ -254,14 +273,23 @@ async function convergence(api: 'real' | 'embedded'): Promise<{ api: string; ms:
       await new Promise((r) => setTimeout(r, 200));
     }
     console.error(`bench: the controller synced in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    const sum = (c: Record<string, number>) => Object.values(c).reduce((a, b) => a + b, 0);
     const c0 = await seeded.cpu();
     await new Promise((r) => setTimeout(r, 1000));
-    if (api === 'real') console.error(`bench: the idle server used ${((await seeded.cpu()) - c0).toFixed(2)} CPU s in the second before the policies`);
+    if (api === 'real') console.error(`bench: the idle server used ${(sum(await seeded.cpu()) - sum(c0)).toFixed(2)} CPU s in the second before the policies`);
+    // who uses the CPU from the apply until the end: the server's processes, the controller, this process
+    const cpuNow = async () => ({ ...(await seeded.cpu()), controller: await cpuSeconds(ctl.pid!), bench: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 });
+    const cpu0 = await cpuNow();
+    const profiled = profile !== undefined && seeded.profile ? seeded.profile(PROFILE, profile) : undefined;
     const t0 = performance.now();
     await seeded.applyPolicies();
     console.error(`bench: ${POLICIES} policies created in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const { n, at } = await seeded.assignments(expected.size, CONVERGENCE_TIMEOUT_MS);
     const ms = at - t0;
+    const cpu1 = await cpuNow();
+    const cpuUsed = Object.fromEntries(Object.entries(cpu1).map(([k, v]) => [k, Number((v - cpu0[k as keyof typeof cpu0]!).toFixed(2))]));
+    const cpuTotal = Number(sum(cpuUsed).toFixed(2));
+    await profiled;
     const rssMb = await rssPeakMb(ctl.pid!);
     // what the controller wrote to get there (podtap_controller_assignment_writes_total by operation)
     const metrics = await fetch('http://127.0.0.1:18080/metrics').then((r) => r.text(), () => '');
@@ -276,7 +304,7 @@ async function convergence(api: 'real' | 'embedded'): Promise<{ api: string; ms:
       const out = await ctl;
       throw new Error(`only ${n} of ${expected.size} assignments after ${CONVERGENCE_TIMEOUT_MS / 1000} s; the controller's last output:\n${String(out.all ?? '').slice(-4000)}`);
     }
-    return { api, ms, assignments: n, rssMb, writes, server: await seeded.serverRssMb() };
+    return { api, ms, assignments: n, rssMb, writes, server: await seeded.serverRssMb(), cpuSeconds: { ...cpuUsed, total: cpuTotal } };
   } finally {
     ctl.kill('SIGTERM');
     await ctl;
@@ -338,9 +366,12 @@ const conv: Awaited<ReturnType<typeof convergence>>[] = [];
 for (let i = 0; i < ROUNDS; i++) {
   for (const a of APIS) {
     console.error(`bench: convergence on the ${a} API, round ${i + 1}/${ROUNDS} (load: ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}) ...`);
-    const c = await convergence(a);
+    const profile = PROFILE > 0 && a === 'real' && i === 0 ? join(RESULTS, `controlplane-${STAMP}-real.pprof`) : undefined;
+    if (profile) await mkdir(RESULTS, { recursive: true });
+    const c = await convergence(a, profile);
     // each run as it ends: a long invocation that fails later keeps what it measured
-    console.error(`bench: ${a}: ${c.assignments} assignments in ${(c.ms / 1000).toFixed(1)} s, controller peak RSS ${Math.round(c.rssMb)} MB, writes ${JSON.stringify(c.writes)}, server ${JSON.stringify(c.server)}`);
+    console.error(`bench: ${a}: ${c.assignments} assignments in ${(c.ms / 1000).toFixed(1)} s, controller peak RSS ${Math.round(c.rssMb)} MB, writes ${JSON.stringify(c.writes)}, server ${JSON.stringify(c.server)}, CPU s ${JSON.stringify(c.cpuSeconds)} (of ${((c.ms / 1000) * os.availableParallelism()).toFixed(1)} the cores had)`);
+    if (profile) console.error(`bench: kube-apiserver's profile of the first ${PROFILE} s: ${profile} (go tool pprof -top -cum ${profile})`);
     conv.push(c);
   }
 }
@@ -363,6 +394,7 @@ console.table(Object.fromEntries(APIS.map((a) => [a, {
   'ms (runs)': byApi(a).map((c) => Math.round(c.ms)).join(' '),
   'controller peak RSS MB (runs)': byApi(a).map((c) => Math.round(c.rssMb)).join(' '),
   'API server RSS MB': byApi(a).map((c) => c.server['kube-apiserver'] ?? '-').join(' '),
+  'CPU s: server, etcd, controller, bench (runs)': byApi(a).map((c) => [c.cpuSeconds['kube-apiserver'] ?? '-', c.cpuSeconds.etcd ?? '-', c.cpuSeconds.controller, c.cpuSeconds.bench].join('/')).join(' '),
   'goal (ms / MB)': '5000 / 300',
 }])));
 console.log(`controller NODE_OPTIONS (chart): ${CONTROLLER_NODE_OPTIONS || '-'}`);
@@ -370,8 +402,7 @@ if (fp) {
   console.log('\nPolicy apply -> first mirrored packet at the collector (ms)');
   console.table({ cold: { median: fp && result.firstPacketMs!.medianCold, runs: result.firstPacketMs!.cold.join(' '), goal: 2000 }, warm: { median: result.firstPacketMs!.medianWarm, runs: result.firstPacketMs!.warm.join(' '), goal: 500 } });
 }
-const dir = join(import.meta.dirname, 'results');
-await mkdir(dir, { recursive: true });
-const file = join(dir, `controlplane-${result.date.replace(/[:.]/g, '-')}.json`);
+await mkdir(RESULTS, { recursive: true });
+const file = join(RESULTS, `controlplane-${STAMP}.json`);
 await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
 console.log(`\nsaved ${file}`);

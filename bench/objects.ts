@@ -12,7 +12,12 @@
  * flight, the objects built as the controller builds them
  * (foldNodeAssignments).
  *
- *   flock /run/lock/podtap-bench.lock npm exec -- node bench/objects.ts [--objects 1000] [--rounds 2]
+ *   flock /run/lock/podtap-bench.lock npm exec -- node bench/objects.ts [--objects 1000] [--rounds 2] [--profile SECONDS]
+ *
+ * --profile: a CPU profile of kube-apiserver for the first SECONDS of each
+ * shape's first round (its /debug/pprof), saved beside the JSON and its top
+ * functions printed with `go tool pprof -top`: where the server's time per
+ * object goes.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,18 +25,26 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { DEFAULT_INSTALL_NAMESPACE, PodtapResources, captureConfig, SniffPolicySpecSchema, type SniffAssignmentSpec, type SniffNodeAssignment } from '../src/api/index.ts';
 import { KubeClient, loadKubeConfig, Resources, type KubeObject } from '../src/k8s/index.ts';
-import { startApiServer } from '../test/helpers/apiserver.ts';
+import { kubeBin, startApiServer } from '../test/helpers/apiserver.ts';
 import { nodeAssignmentObjects } from '../test/helpers/assignments.ts';
 import { pool } from './pool.ts';
 import { enterPrivateNamespace } from './privatens.ts';
 
 if (!(await enterPrivateNamespace(import.meta.filename))) process.exit();
 
-const { values: args } = parseArgs({ options: { objects: { type: 'string', default: '1000' }, rounds: { type: 'string', default: '2' }, concurrency: { type: 'string', default: '64' } } });
+const { values: args } = parseArgs({ options: { objects: { type: 'string', default: '1000' }, rounds: { type: 'string', default: '2' }, concurrency: { type: 'string', default: '64' }, profile: { type: 'string' } } });
 /** Node objects per node shape (one per node). */
 const OBJECTS = Number(args.objects);
 const ROUNDS = Number(args.rounds);
 const CONCURRENCY = Number(args.concurrency);
+/** seconds of CPU profile per shape, or 0 for none */
+const PROFILE = Number(args.profile ?? 0);
+for (const [name, v] of [['--objects', OBJECTS], ['--rounds', ROUNDS], ['--concurrency', CONCURRENCY], ['--profile', PROFILE]] as const) {
+  if (!Number.isInteger(v) || v < (name === '--profile' ? 0 : 1)) throw new Error(`bench/objects: ${name} takes a whole number${name === '--profile' ? '' : ' from 1'}, not ${String(v)}`);
+}
+const stamp = new Date().toISOString();
+const dir = join(import.meta.dirname, 'results');
+const base = `objects-${stamp.replace(/[:.]/g, '-')}`;
 /** 1,000 nodes, 30,000 pods, 100 policies: 10 policies with 3 pods each on every node. */
 const ENTRIES = 10;
 const PODS = 3;
@@ -77,7 +90,18 @@ const SMALL: Shape = { name: 'small', entries: 1, pods: 1, configs: 1 };
 const SMALL_OBJECTS = Math.round((OBJECTS * bytesOf(NODE)) / bytesOf(SMALL));
 const PLAN: [Shape, number][] = [[NODE, OBJECTS], [NODE_CONFIGS, OBJECTS], [SMALL, SMALL_OBJECTS]];
 
-const api = await startApiServer();
+// (the control plane's flags turn profiling off, as a hardened cluster's do)
+const api = await startApiServer({ extraArgs: PROFILE > 0 ? ['--profiling=true'] : [] });
+const kubectl = join(await kubeBin(), 'kubectl');
+/** kube-apiserver's CPU profile over the next PROFILE seconds, into bench/results/@name */
+async function profileFor(name: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, name);
+  const r = await execa(kubectl, [`--kubeconfig=${api.kubeconfig}`, 'get', '--raw', `/debug/pprof/profile?seconds=${PROFILE}`], { stdout: { file }, reject: false });
+  if (r.exitCode !== 0) throw new Error(`bench/objects: kube-apiserver's profile failed (${r.exitCode}): ${r.stderr}`);
+  return file;
+}
+const profiles: { shape: string; file: string }[] = [];
 const runs: { shape: string; objects: number; entriesEach: number; podsEach: number; configsEach: number; bytesEach: number; seconds: number; perSecond: number; apiserverCpuSeconds: number; cpuMsPerObject: number }[] = [];
 try {
   await api.installCrds();
@@ -90,6 +114,7 @@ try {
   for (let r = 0; r < ROUNDS; r++) {
     for (const [shape, objects] of PLAN) {
       const tag = `${shape.name.replace(/\W+/g, '-')}-${r}`;
+      const profile = PROFILE > 0 && r === 0 ? profileFor(`${base}-${tag}.pprof`) : undefined;
       const c0 = await cpu();
       const t0 = performance.now();
       await pool(Array.from({ length: objects }, (_, i) => i), CONCURRENCY, async (i) => {
@@ -111,13 +136,14 @@ try {
       };
       console.error(`bench: ${JSON.stringify(run)}`);
       runs.push(run);
+      if (profile) profiles.push({ shape: shape.name, file: await profile });
     }
   }
   client.close();
 } finally {
   await api.stop();
 }
-const result = { date: new Date().toISOString(), cpus: (await execa('nproc')).stdout, uptime: (await execa('uptime')).stdout.trim(), concurrency: CONCURRENCY, runs };
+const result = { date: stamp, cpus: (await execa('nproc')).stdout, uptime: (await execa('uptime')).stdout.trim(), concurrency: CONCURRENCY, runs };
 console.log(`\nkube-apiserver creates of SniffNodeAssignments, ${CONCURRENCY} in flight; ${result.uptime}`);
 console.table(
   runs.map((r) => ({
@@ -133,8 +159,11 @@ console.table(
     'CPU ms/object': r.cpuMsPerObject,
   })),
 );
-const dir = join(import.meta.dirname, 'results');
+for (const p of profiles) {
+  const top = await execa('go', ['tool', 'pprof', '-top', '-nodecount=30', p.file], { reject: false });
+  console.log(`\nkube-apiserver's CPU while creating "${p.shape}" objects (${p.file}):\n${top.exitCode === 0 ? top.stdout : top.stderr}`);
+}
 await mkdir(dir, { recursive: true });
-const file = join(dir, `objects-${result.date.replace(/[:.]/g, '-')}.json`);
+const file = join(dir, `${base}.json`);
 await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
 console.log(`saved ${file}`);

@@ -57,6 +57,8 @@ export interface TestApiServer {
   restart(): Promise<void>;
   /** The kube-apiserver's pid (for a test that stops it itself). */
   pid(): number;
+  /** etcd's pid (for a bench that counts its CPU). */
+  etcdPid(): number;
   stop(): Promise<void>;
 }
 
@@ -185,6 +187,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<TestA
         await startApi();
       },
       pid: () => pids[1]!,
+      etcdPid: () => pids[0]!,
       async stop() {
         if (pids.some(alive)) await stop();
       },
