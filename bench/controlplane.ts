@@ -13,7 +13,7 @@
  *     a warm compile cache. Goal: < 2 s cold, < 0.5 s warm.
  *
  *   flock /run/lock/podtap-bench.lock npm exec -- node bench/controlplane.ts
- *       [--rounds 3] [--api real,embedded] [--nodes 1000 --pods 30000] [--only convergence]
+ *       [--rounds 3] [--api real,embedded] [--nodes 1000 --pods 30000] [--only convergence|first-packet]
  *       [--profile SECONDS]
  *
  * Each convergence run also says who used the machine's CPU while it ran:
@@ -57,6 +57,7 @@ if (!Number.isInteger(PROFILE) || PROFILE < 0) throw new Error(`--profile takes 
 const STAMP = new Date().toISOString().replace(/[:.]/g, '-');
 const RESULTS = join(import.meta.dirname, 'results');
 const ROUNDS = Number(args.rounds);
+if (!['', 'convergence', 'first-packet'].includes(args.only)) throw new Error(`--only takes convergence or first-packet, not ${args.only}`);
 const NODES = Number(args.nodes);
 const PODS = Number(args.pods);
 const POLICIES = 100;
@@ -363,7 +364,7 @@ async function firstPackets(): Promise<{ cold: number[]; warm: number[] }> {
 }
 
 const conv: Awaited<ReturnType<typeof convergence>>[] = [];
-for (let i = 0; i < ROUNDS; i++) {
+for (let i = 0; i < (args.only === 'first-packet' ? 0 : ROUNDS); i++) {
   for (const a of APIS) {
     console.error(`bench: convergence on the ${a} API, round ${i + 1}/${ROUNDS} (load: ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}) ...`);
     const profile = PROFILE > 0 && a === 'real' && i === 0 ? join(RESULTS, `controlplane-${STAMP}-real.pprof`) : undefined;
@@ -382,22 +383,24 @@ const result = {
   cpus: (await execa('nproc')).stdout,
   uptime: (await execa('uptime')).stdout.trim(),
   size: { nodes: NODES, pods: PODS, policies: POLICIES, assignments: conv[0]?.assignments },
-  convergence: {
+  convergence: conv.length > 0 && {
     nodeOptions: CONTROLLER_NODE_OPTIONS,
     runs: conv.map((c) => ({ ...c, ms: Math.round(c.ms), rssMb: Math.round(c.rssMb) })),
     ...Object.fromEntries(APIS.map((a) => [a, { medianMs: Math.round(median(byApi(a).map((c) => c.ms))), peakRssMb: Math.round(Math.max(...byApi(a).map((c) => c.rssMb))) }])),
   },
   firstPacketMs: fp && { cold: fp.cold.map(Math.round), warm: fp.warm.map(Math.round), medianCold: Math.round(median(fp.cold)), medianWarm: Math.round(median(fp.warm)) },
 };
-console.log(`\nController convergence (${NODES} nodes, ${PODS} pods, ${POLICIES} policies): apply -> all ${result.size.assignments} assignments written; ${result.uptime}`);
-console.table(Object.fromEntries(APIS.map((a) => [a, {
-  'ms (runs)': byApi(a).map((c) => Math.round(c.ms)).join(' '),
-  'controller peak RSS MB (runs)': byApi(a).map((c) => Math.round(c.rssMb)).join(' '),
-  'API server RSS MB': byApi(a).map((c) => c.server['kube-apiserver'] ?? '-').join(' '),
-  'CPU s: server, etcd, controller, bench (runs)': byApi(a).map((c) => [c.cpuSeconds['kube-apiserver'] ?? '-', c.cpuSeconds.etcd ?? '-', c.cpuSeconds.controller, c.cpuSeconds.bench].join('/')).join(' '),
-  'goal (ms / MB)': '5000 / 300',
-}])));
-console.log(`controller NODE_OPTIONS (chart): ${CONTROLLER_NODE_OPTIONS || '-'}`);
+if (conv.length > 0) {
+  console.log(`\nController convergence (${NODES} nodes, ${PODS} pods, ${POLICIES} policies): apply -> all ${result.size.assignments} assignments written; ${result.uptime}`);
+  console.table(Object.fromEntries(APIS.map((a) => [a, {
+    'ms (runs)': byApi(a).map((c) => Math.round(c.ms)).join(' '),
+    'controller peak RSS MB (runs)': byApi(a).map((c) => Math.round(c.rssMb)).join(' '),
+    'API server RSS MB': byApi(a).map((c) => c.server['kube-apiserver'] ?? '-').join(' '),
+    'CPU s: server, etcd, controller, bench (runs)': byApi(a).map((c) => [c.cpuSeconds['kube-apiserver'] ?? '-', c.cpuSeconds.etcd ?? '-', c.cpuSeconds.controller, c.cpuSeconds.bench].join('/')).join(' '),
+    'goal (ms / MB)': '5000 / 300',
+  }])));
+  console.log(`controller NODE_OPTIONS (chart): ${CONTROLLER_NODE_OPTIONS || '-'}`);
+}
 if (fp) {
   console.log('\nPolicy apply -> first mirrored packet at the collector (ms)');
   console.table({ cold: { median: fp && result.firstPacketMs!.medianCold, runs: result.firstPacketMs!.cold.join(' '), goal: 2000 }, warm: { median: result.firstPacketMs!.medianWarm, runs: result.firstPacketMs!.warm.join(' '), goal: 500 } });
