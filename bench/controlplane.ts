@@ -37,8 +37,10 @@ import { CRD_DIR, LAB_COLLECTOR_NETWORKS, Lab } from '../test/lab/cluster.ts';
 import { NODE_BIN, PODTAP_MAIN } from '../test/lab/netns.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { pool } from './pool.ts';
+import { helpFromHeader } from './help.ts';
 import { enterPrivateNamespace } from './privatens.ts';
 
+helpFromHeader(import.meta.filename);
 if (!(await enterPrivateNamespace(import.meta.filename))) process.exit();
 
 const { values: args } = parseArgs({

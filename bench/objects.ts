@@ -12,7 +12,7 @@
  * flight, the objects built as the controller builds them
  * (foldNodeAssignments).
  *
- *   flock /run/lock/podtap-bench.lock npm exec -- node bench/objects.ts [--objects 1000] [--rounds 2] [--profile SECONDS]
+ *   flock /run/lock/podtap-bench.lock npm exec -- node bench/objects.ts [--objects 1000] [--rounds 2] [--concurrency 64] [--profile SECONDS]
  *
  * --profile: a CPU profile of kube-apiserver for the first SECONDS of each
  * shape's first round (its /debug/pprof), saved beside the JSON and its top
@@ -28,8 +28,10 @@ import { KubeClient, loadKubeConfig, Resources, type KubeObject } from '../src/k
 import { kubeBin, startApiServer } from '../test/helpers/apiserver.ts';
 import { nodeAssignmentObjects } from '../test/helpers/assignments.ts';
 import { pool } from './pool.ts';
+import { helpFromHeader } from './help.ts';
 import { enterPrivateNamespace } from './privatens.ts';
 
+helpFromHeader(import.meta.filename);
 if (!(await enterPrivateNamespace(import.meta.filename))) process.exit();
 
 const { values: args } = parseArgs({ options: { objects: { type: 'string', default: '1000' }, rounds: { type: 'string', default: '2' }, concurrency: { type: 'string', default: '64' }, profile: { type: 'string' } } });
