@@ -284,6 +284,7 @@ async function convergence(api: 'real' | 'embedded', profile: string | undefined
     const cpuNow = async () => ({ ...(await seeded.cpu()), controller: await cpuSeconds(ctl.pid!), bench: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 });
     const cpu0 = await cpuNow();
     const profiled = profile !== undefined && seeded.profile ? seeded.profile(PROFILE, profile) : undefined;
+    profiled?.catch(() => undefined); // (awaited below: not an unhandled rejection that skips the finally)
     const t0 = performance.now();
     await seeded.applyPolicies();
     console.error(`bench: ${POLICIES} policies created in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

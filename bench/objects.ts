@@ -117,6 +117,9 @@ try {
     for (const [shape, objects] of PLAN) {
       const tag = `${shape.name.replace(/\W+/g, '-')}-${r}`;
       const profile = PROFILE > 0 && r === 0 ? profileFor(`${base}-${tag}.pprof`) : undefined;
+      // (awaited after the writes; until then a failure must not be an unhandled
+      // rejection, which ends the process past the finally that stops the server)
+      profile?.catch(() => undefined);
       const c0 = await cpu();
       const t0 = performance.now();
       await pool(Array.from({ length: objects }, (_, i) => i), CONCURRENCY, async (i) => {
