@@ -32,7 +32,7 @@ import { createClusterState, createHandler, createHttpServer, defaultWriteOption
 import { KubeClient, loadKubeConfig, Resources, type KubeObject, type ResourceRef } from '../src/k8s/index.ts';
 import { AssignmentView, DEFAULT_INSTALL_NAMESPACE, PodtapResources, type SniffNodeAssignment } from '../src/api/index.ts';
 import { listAssignments } from '../test/helpers/assignments.ts';
-import { kubeBin, startApiServer as startRealApiServer } from '../test/helpers/apiserver.ts';
+import { startApiServer as startRealApiServer } from '../test/helpers/apiserver.ts';
 import { CRD_DIR, LAB_COLLECTOR_NETWORKS, Lab } from '../test/lab/cluster.ts';
 import { NODE_BIN, PODTAP_MAIN } from '../test/lab/netns.ts';
 import { silentLogger } from '../src/util/log.ts';
@@ -174,8 +174,7 @@ async function seedEmbedded(dir: string): Promise<Seeded> {
 
 
 async function seedReal(profiling: boolean): Promise<Seeded> {
-  // (the control plane's flags turn profiling off, as a hardened cluster's do)
-  const api = await startRealApiServer({ extraArgs: profiling ? ['--profiling=true'] : [] });
+  const api = await startRealApiServer({ profiling });
   try {
     await api.installCrds();
     const client = new KubeClient(loadKubeConfig(api.kubeconfig), { timeoutMs: 120_000 });
@@ -224,10 +223,7 @@ async function seedReal(profiling: boolean): Promise<Seeded> {
         return { n: await count(), at };
       },
       cpu: async () => ({ 'kube-apiserver': await cpuSeconds(api.pid()), etcd: await cpuSeconds(api.etcdPid()) }),
-      async profile(seconds, file) {
-        const r = await execa(join(await kubeBin(), 'kubectl'), [`--kubeconfig=${api.kubeconfig}`, 'get', '--raw', `/debug/pprof/profile?seconds=${seconds}`], { stdout: { file }, reject: false });
-        if (r.exitCode !== 0) throw new Error(`bench: kube-apiserver's profile failed (${r.exitCode}): ${r.stderr}`);
-      },
+      profile: (seconds, file) => api.profile(seconds, file),
       serverRssMb: async () => {
         // and the server's mean latency of the controller's writes (apiserver_request_duration_seconds), in ms
         const text = (await api.kubectl(['get', '--raw', '/metrics'])).stdout;

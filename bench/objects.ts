@@ -25,7 +25,7 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { DEFAULT_INSTALL_NAMESPACE, PodtapResources, captureConfig, SniffPolicySpecSchema, type SniffAssignmentSpec, type SniffNodeAssignment } from '../src/api/index.ts';
 import { KubeClient, loadKubeConfig, Resources, type KubeObject } from '../src/k8s/index.ts';
-import { kubeBin, startApiServer } from '../test/helpers/apiserver.ts';
+import { startApiServer } from '../test/helpers/apiserver.ts';
 import { nodeAssignmentObjects } from '../test/helpers/assignments.ts';
 import { pool } from './pool.ts';
 import { helpFromHeader } from './help.ts';
@@ -92,15 +92,12 @@ const SMALL: Shape = { name: 'small', entries: 1, pods: 1, configs: 1 };
 const SMALL_OBJECTS = Math.round((OBJECTS * bytesOf(NODE)) / bytesOf(SMALL));
 const PLAN: [Shape, number][] = [[NODE, OBJECTS], [NODE_CONFIGS, OBJECTS], [SMALL, SMALL_OBJECTS]];
 
-// (the control plane's flags turn profiling off, as a hardened cluster's do)
-const api = await startApiServer({ extraArgs: PROFILE > 0 ? ['--profiling=true'] : [] });
-const kubectl = join(await kubeBin(), 'kubectl');
+const api = await startApiServer({ profiling: PROFILE > 0 });
 /** kube-apiserver's CPU profile over the next PROFILE seconds, into bench/results/@name */
 async function profileFor(name: string): Promise<string> {
   await mkdir(dir, { recursive: true });
   const file = join(dir, name);
-  const r = await execa(kubectl, [`--kubeconfig=${api.kubeconfig}`, 'get', '--raw', `/debug/pprof/profile?seconds=${PROFILE}`], { stdout: { file }, reject: false });
-  if (r.exitCode !== 0) throw new Error(`bench/objects: kube-apiserver's profile failed (${r.exitCode}): ${r.stderr}`);
+  await api.profile(PROFILE, file);
   return file;
 }
 const profiles: { shape: string; file: string }[] = [];

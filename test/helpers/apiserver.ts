@@ -59,6 +59,8 @@ export interface TestApiServer {
   pid(): number;
   /** etcd's pid (for a bench that counts its CPU). */
   etcdPid(): number;
+  /** A CPU profile of kube-apiserver over the next @seconds, written to @file (started with `profiling`). */
+  profile(seconds: number, file: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -67,6 +69,8 @@ export interface ApiServerOptions {
   address?: string;
   /** More kube-apiserver flags. */
   extraArgs?: string[];
+  /** Serve /debug/pprof (the control plane's flags turn profiling off, as a hardened cluster's do). */
+  profiling?: boolean;
 }
 
 /** The directory of kube-apiserver, etcd and kubectl; fails with what to run when they are not built. */
@@ -138,7 +142,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<TestA
       return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
     };
     const startApi = async () => {
-      const api = startDaemon({ name: 'kube-apiserver', cmd: join(bin, 'kube-apiserver'), args: apiserverArgs(files, addrs, opts.extraArgs), logFile: apiLog });
+      const api = startDaemon({ name: 'kube-apiserver', cmd: join(bin, 'kube-apiserver'), args: apiserverArgs(files, addrs, [...(opts.extraArgs ?? []), ...(opts.profiling ? ['--profiling=true'] : [])]), logFile: apiLog });
       pids[1] = api;
       await waitFor('kube-apiserver /readyz', async () => ((await kubectl(['get', '--raw=/readyz'])).exitCode === 0 ? true : undefined), { timeoutMs: 90_000, logFile: apiLog, pid: api });
     };
@@ -188,6 +192,10 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<TestA
       },
       pid: () => pids[1]!,
       etcdPid: () => pids[0]!,
+      async profile(seconds, file) {
+        const r = await execa(join(bin, 'kubectl'), [`--kubeconfig=${admin}`, 'get', '--raw', `/debug/pprof/profile?seconds=${seconds}`], { stdout: { file }, reject: false });
+        if (r.exitCode !== 0) throw new Error(`kube-apiserver's profile failed (${r.exitCode}): ${r.stderr}`);
+      },
       async stop() {
         if (pids.some(alive)) await stop();
       },
