@@ -37,6 +37,7 @@ import { CRD_DIR, LAB_COLLECTOR_NETWORKS, Lab } from '../test/lab/cluster.ts';
 import { NODE_BIN, PODTAP_MAIN } from '../test/lab/netns.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { pool } from './pool.ts';
+import { cpuSeconds, rssPeakMb } from './proc.ts';
 import { helpFromHeader } from './help.ts';
 import { enterPrivateNamespace } from './privatens.ts';
 
@@ -74,17 +75,6 @@ const CONTROLLER_NODE_OPTIONS = CHART_VALUES.controller.nodeOptions ?? '';
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
-
-/** A process's CPU time so far (utime + stime), in seconds. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
-async function rssPeakMb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
 }
 
 /** The objects of the convergence world, the same for both APIs. */
@@ -196,7 +186,6 @@ async function seedReal(profiling: boolean): Promise<Seeded> {
     // checked once by a consistent list: polling full lists of 1,000 objects
     // would load the server the run measures.
     const count = async () => (await listAssignments(client, DEFAULT_INSTALL_NAMESPACE)).length;
-    const rss = async (pid: number) => Number(/VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
     let view: AssignmentView | undefined;
     return {
       kubeconfig: api.kubeconfig,
@@ -241,7 +230,7 @@ async function seedReal(profiling: boolean): Promise<Seeded> {
         }
         for (const [k, e] of sums) if (e.count > 0 && !k.startsWith('WATCH')) lat[`${k} ms`] = Math.round((e.sum / e.count) * 1000);
         if (process.env.PODTAP_BENCH_ALL_REQUESTS !== undefined) for (const [k, e] of sums) if (e.count > 0) lat[`${k} n`] = e.count;
-        return { 'kube-apiserver': Math.round(await rss(api.pid())), ...lat };
+        return { 'kube-apiserver': Math.round(await rssPeakMb(api.pid())), ...lat };
       },
       async close() {
         client.close();

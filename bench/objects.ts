@@ -19,7 +19,7 @@
  * functions printed with `go tool pprof -top`: where the server's time per
  * object goes.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
@@ -28,6 +28,7 @@ import { KubeClient, loadKubeConfig, Resources, type KubeObject } from '../src/k
 import { startApiServer } from '../test/helpers/apiserver.ts';
 import { nodeAssignmentObjects } from '../test/helpers/assignments.ts';
 import { pool } from './pool.ts';
+import { cpuSeconds } from './proc.ts';
 import { helpFromHeader } from './help.ts';
 import { enterPrivateNamespace } from './privatens.ts';
 
@@ -106,10 +107,7 @@ try {
   await api.installCrds();
   const client = new KubeClient(loadKubeConfig(api.kubeconfig), { timeoutMs: 120_000 });
   await client.create(Resources.namespaces, { metadata: { name: DEFAULT_INSTALL_NAMESPACE } });
-  const cpu = async () => {
-    const f = (await readFile(`/proc/${api.pid()}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 1/100 s
-  };
+  const cpu = () => cpuSeconds(api.pid());
   for (let r = 0; r < ROUNDS; r++) {
     for (const [shape, objects] of PLAN) {
       const tag = `${shape.name.replace(/\W+/g, '-')}-${r}`;

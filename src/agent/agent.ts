@@ -44,6 +44,7 @@ import { describeForeign, foreignPrograms } from './foreign.ts';
 import { resolvePodInterface, type ResolveOptions } from './resolve.ts';
 import type { AgentMetrics } from './metrics.ts';
 import { StatusWriter, type ReportedStatus } from './status-writer.ts';
+import { byCodePoint } from '../util/compare.ts';
 
 export interface AgentOptions {
   client: KubeClient;
@@ -271,7 +272,7 @@ export class NodeAgent {
     return [...this.informer.store.list()]
       .filter((a) => a.metadata.namespace === this.opts.namespace && !a.metadata.deletionTimestamp && !a.spec.stopped && !this.claiming.has(objectKey(a)))
       .filter((a) => wantsSlot(this.tracked.get(objectKey(a)) ?? this.tracked.get(`orphan:${sessionIdForPolicy(a.spec.policy.uid)}`), a))
-      .sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0))
+      .sort((a, b) => byCodePoint(order(a), order(b)))
       .map((a) => objectKey(a));
   }
 

@@ -31,6 +31,7 @@ import {
   type SniffPolicySpec,
 } from './sniffpolicy.ts';
 import { TcHooks, tcHooksFor } from './vocabulary.ts';
+import { byCodePoint } from '../util/compare.ts';
 
 export const ASSIGNMENT_KIND = 'SniffAssignment';
 export const LABEL_NODE = 'podtap.io/node';
@@ -355,7 +356,7 @@ export const ANNOTATION_OBJECT = 'podtap.io/object';
  * its entries use. `since` gives each entry's assignment time.
  */
 export function foldNodeAssignments(nodeName: string, assignments: readonly { spec: SniffAssignmentSpec; since: string }[]): SniffNodeAssignmentSpec[] {
-  const sorted = [...assignments].sort((a, b) => cmp(a.spec.policy.namespace, b.spec.policy.namespace) || cmp(a.spec.policy.name, b.spec.policy.name));
+  const sorted = [...assignments].sort((a, b) => byCodePoint(a.spec.policy.namespace, b.spec.policy.namespace) || byCodePoint(a.spec.policy.name, b.spec.policy.name));
   const parts: SniffNodeAssignmentSpec[] = [];
   let cur: SniffNodeAssignmentSpec | undefined;
   let bytes = 0;
@@ -379,8 +380,6 @@ export function foldNodeAssignments(nodeName: string, assignments: readonly { sp
   }
   return parts;
 }
-
-const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 const MAX_NAME = 253;
 const HASH_LEN = 10;

@@ -125,5 +125,4 @@ export class AssignmentView {
   private emit(kind: 'add' | 'update' | 'delete', old: SniffAssignment | undefined, a: SniffAssignment): void {
     dispatch(this.handlers, kind, old, a, this.log);
   }
-
 }

@@ -19,6 +19,7 @@
  */
 import { defaultCollectorPort, parseIP, type SniffPolicySpec } from '../api/index.ts';
 import type { ServiceInfo, SliceInfo, SlicePort } from './objects.ts';
+import { byCodePoint } from '../util/compare.ts';
 
 export interface CollectorExclusions {
   /** Addresses of the collector: pods with one of these IPs are not captured. */
@@ -40,7 +41,7 @@ export interface CollectorLookup {
 export function compareAddresses(a: string, b: string): number {
   const pa = parseIP(a);
   const pb = parseIP(b);
-  if (!pa || !pb) return pa ? -1 : pb ? 1 : a < b ? -1 : a > b ? 1 : 0;
+  if (!pa || !pb) return pa ? -1 : pb ? 1 : byCodePoint(a, b);
   if (pa.length !== pb.length) return pa.length - pb.length;
   for (let i = 0; i < pa.length; i++) if (pa[i] !== pb[i]) return pa[i]! - pb[i]!;
   return 0;

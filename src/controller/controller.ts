@@ -130,7 +130,8 @@ export async function startController(opts: ControllerOptions = {}): Promise<Run
     api: apis.nodes,
     namespace,
     queue: nodeQueue,
-    // (a reconcile in progress has handed in its changes already: only those waiting count)
+    // only the policies still in line: a reconcile in progress spends most of
+    // its time on its status write, after it has handed in its changes
     policiesBusy: () => queue.waiting > 0,
   });
   informers.assignments.objects.on({ add: (o) => nodeWriter.observe(o), update: (_old, o) => nodeWriter.observe(o), delete: (o) => nodeWriter.observeDelete(o) });

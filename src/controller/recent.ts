@@ -46,7 +46,7 @@ export class RecentWrites<T extends KubeObject> {
   record(key: string, obj: T | undefined, readVersion: string | undefined): void {
     const e = this.live(key);
     const current = e ? e.obj : this.cached(key);
-    this.forget(key);
+    this.entries.delete(key);
     if (current?.metadata.resourceVersion !== readVersion) return;
     this.entries.set(key, { obj, at: this.now() });
   }
@@ -55,13 +55,13 @@ export class RecentWrites<T extends KubeObject> {
   observe(obj: KubeObject): void {
     const key = objectKey(obj);
     const e = this.entries.get(key);
-    if (e?.obj && e.obj.metadata.resourceVersion === obj.metadata.resourceVersion) this.forget(key);
+    if (e?.obj && e.obj.metadata.resourceVersion === obj.metadata.resourceVersion) this.entries.delete(key);
   }
 
   /** The informer saw `obj` deleted. */
   observeDelete(obj: KubeObject): void {
     const key = objectKey(obj);
-    if (this.entries.get(key)?.obj === undefined) this.forget(key);
+    if (this.entries.get(key)?.obj === undefined) this.entries.delete(key);
   }
 
   /** After a relist the cache is as fresh as any write. */
@@ -69,14 +69,10 @@ export class RecentWrites<T extends KubeObject> {
     this.entries.clear();
   }
 
-  private forget(key: string): void {
-    this.entries.delete(key);
-  }
-
   private live(key: string): Entry<T> | undefined {
     const e = this.entries.get(key);
     if (e && this.now() - e.at > this.ttlMs) {
-      this.forget(key);
+      this.entries.delete(key);
       return undefined;
     }
     return e;

@@ -43,6 +43,7 @@ import type { RecentPolicyWrites } from './recent.ts';
 import { selectPods, type Selection } from './selection.ts';
 import { aggregateStatus, collectorSummary, eventType, readyCondition, statusEqual, type NodeInput } from './status.ts';
 import type { World } from './world.ts';
+import { byCodePoint } from '../util/compare.ts';
 
 /** At most this many pods per assignment (the CRD's bound). */
 const MAX_PODS_PER_NODE = 1024;
@@ -234,7 +235,7 @@ function planAssignments(p: AssignmentPlanInput): Plan {
     const config = capRate(captureConfig(spec, { address: collector.address, port: collector.port }), p.rateCeiling);
     const created = policy.metadata.creationTimestamp;
     const policyRef = { namespace, name, uid: policy.metadata.uid ?? '', generation, ...(created ? { creationTimestamp: created } : {}) };
-    for (const [nodeName, pods] of [...selection.byNode].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    for (const [nodeName, pods] of [...selection.byNode].sort(([a], [b]) => byCodePoint(a, b))) {
       const aName = assignmentName(namespace, name, nodeName);
       const prior = existingByName.get(aName);
       const counters = prior?.status?.counters;

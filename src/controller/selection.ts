@@ -16,6 +16,7 @@ import type { AssignedPod, LabelSelector } from '../api/index.ts';
 import { matchesSelector } from '../k8s/index.ts';
 import type { CollectorExclusions } from './collector.ts';
 import type { NodeInfo, PodInfo } from './objects.ts';
+import { byCodePoint } from '../util/compare.ts';
 
 export const SkipReasons = ['terminating', 'notRunning', 'unscheduled', 'hostNetwork', 'noIP', 'collector', 'nodeNotFound', 'nodeNotMatched'] as const;
 export type SkipReason = (typeof SkipReasons)[number];
@@ -111,7 +112,7 @@ export function selectPods(input: SelectionInput): Selection {
     list.push({ name: pod.metadata.name, uid: pod.metadata.uid, ips: pod.status.ips.slice(0, 8) });
     selected++;
   }
-  for (const list of byNode.values()) list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const list of byNode.values()) list.sort((a, b) => byCodePoint(a.name, b.name));
   return { byNode, selected, matched, skipped, criteria: names ? 'spec.podSelector and spec.podNames' : 'spec.podSelector' };
 }
 

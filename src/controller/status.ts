@@ -28,6 +28,7 @@ import {
 } from '../api/index.ts';
 import { jsonEqual } from '../util/json.ts';
 import { describeSkipped, type Selection } from './selection.ts';
+import { byCodePoint } from '../util/compare.ts';
 
 export interface NodeInput {
   node: string;
@@ -157,7 +158,7 @@ function add(a: number | undefined, b: number | undefined): number {
 
 export function aggregateStatus(input: StatusInput): StatusResult {
   const now = input.now.getTime();
-  const classified = input.nodes.map((n) => classify(n, now, input.staleMs)).sort((a, b) => (a.input.node < b.input.node ? -1 : a.input.node > b.input.node ? 1 : 0));
+  const classified = input.nodes.map((n) => classify(n, now, input.staleMs)).sort((a, b) => byCodePoint(a.input.node, b.input.node));
 
   // Sums and the per-node list.
   let packets = 0;
@@ -190,10 +191,10 @@ export function aggregateStatus(input: StatusInput): StatusResult {
 
   // The nodes listed: those that need a look first, then by name (MAX_STATUS_NODES).
   const nodes = entries
-    .sort((a, b) => LIST_ORDER[a.cls] - LIST_ORDER[b.cls] || (a.entry.node < b.entry.node ? -1 : a.entry.node > b.entry.node ? 1 : 0))
+    .sort((a, b) => LIST_ORDER[a.cls] - LIST_ORDER[b.cls] || byCodePoint(a.entry.node, b.entry.node))
     .slice(0, MAX_STATUS_NODES)
     .map((e) => e.entry)
-    .sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+    .sort((a, b) => byCodePoint(a.node, b.node));
 
   const ready = classified.filter((c) => c.cls === 'ready');
   const attaching = classified.filter((c) => c.cls === 'attaching');
@@ -300,7 +301,7 @@ export function readyCondition(status: SniffPolicyStatus | undefined): Condition
 
 function normalized(s: SniffPolicyStatus | undefined): unknown {
   if (!s) return {};
-  const byKey = <T>(list: T[] | undefined, key: (t: T) => string) => list && [...list].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  const byKey = <T>(list: T[] | undefined, key: (t: T) => string) => list && [...list].sort((a, b) => byCodePoint(key(a), key(b)));
   return { ...s, conditions: byKey(s.conditions, (c) => c.type), nodes: byKey(s.nodes, (n) => n.node) };
 }
 

@@ -1,4 +1,6 @@
 /** JSON values, once: structural equality and a replacing merge patch (the controller, the agent, the tests' fake API). */
+import { byCodePoint } from './compare.ts';
+
 /**
  * Structural equality of JSON values: key order does not matter, a key whose
  * value is undefined counts as absent (the server never sends one, the code
@@ -52,6 +54,6 @@ export function replacingMergePatch(prev: unknown, next: unknown): unknown {
  */
 export function canonicalJson(v: unknown): string {
   return JSON.stringify(v, (_k, x: unknown) =>
-    x !== null && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : x,
+    x !== null && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => byCodePoint(a, b))) : x,
   );
 }
