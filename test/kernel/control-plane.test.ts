@@ -196,9 +196,14 @@ describe('operator end to end', () => {
     await tc(`add dev ${dev} ingress pref 1 bpf direct-action object-pinned ${witness.prog}`);
     try {
       await create('foreign', { podSelector: { matchLabels: { app: 'db' } }, policyTypes: ['Ingress'], collector: { address: lab.topo.collector.ip4 } });
+      let seen: unknown;
       const c = await until('ForeignProgramFirst', async () => {
         const r = await condition('foreign', 'Ready');
+        seen = r;
         return r?.reason === 'ForeignProgramFirst' ? r : undefined;
+      }).catch((err: unknown) => {
+        // (this wait failed once in ~10 suite runs, 15 s against 2.5–4.4 s: say what the policy and the agent said)
+        throw new Error(`${String(err)}; last Ready condition ${JSON.stringify(seen)}; the agent's last output:\n${agent.output().slice(-3000)}`, { cause: err });
       });
       expect(c.value.status).toBe('False');
       expect(c.value.message).toContain(`${dev} (pod db-1) egress: BPF program witness at preference 1 runs before podtap's`);
