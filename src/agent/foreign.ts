@@ -1,11 +1,12 @@
 /**
  * The agent's part of `podtap doctor`, on the interfaces it taps: a program
- * of someone else (a CNI's tcx program, a tc filter at a lower preference)
- * that runs before podtap's on a hook podtap uses can redirect or drop a
- * packet before podtap sees it, and the capture would look Attached while
- * missing it. The agent reports that as Degraded with reason
- * ForeignProgramFirst, naming the program, the interface and the hook; the
- * controller carries it to the policy's conditions (docs/troubleshooting.md).
+ * of someone else (a CNI's tcx program, a tc filter at a lower preference or
+ * ahead of podtap's at its own) that runs before podtap's on a hook podtap
+ * uses can redirect or drop a packet before podtap sees it, and the capture
+ * would look Attached while missing it. The agent reports that as Degraded
+ * with reason ForeignProgramFirst, naming the program, the interface and the
+ * hook; the controller carries it to the policy's conditions
+ * (docs/troubleshooting.md).
  */
 import { inspectInterface, type Finding, type Hook, type Runner } from '../datapath/index.ts';
 

@@ -5,9 +5,9 @@
  *    probes the agent runs, src/datapath/features.ts);
  *  - for each pod veth, the programs other than podtap's that run before
  *    podtap's on the same hook: tcx links (which run before every tc filter)
- *    and tc filters at a lower preference. A CNI program there that redirects
- *    the packet (bpf_redirect_peer, a mirred redirect) takes it away before
- *    podtap's filter sees it.
+ *    and tc filters at a lower preference (or ahead of podtap's at its own).
+ *    A CNI program there that redirects the packet (bpf_redirect_peer, a
+ *    mirred redirect) takes it away before podtap's filter sees it.
  * Nothing here changes the node: no mount, no attach (the kernel probes are
  * loaded and unpinned at once, as the agent does).
  */
@@ -44,23 +44,36 @@ interface AnyFilter {
   actions: string[];
 }
 
+/**
+ * The filters on @dev's @hook in the order the kernel runs them: by
+ * preference, and within one preference in its classifier's list order,
+ * which is the order tc prints. A bpf classifier holds a list of programs
+ * (`tc filter add … pref P` of someone else at podtap's preference joins it,
+ * at its head: it runs before podtap's), so each bpf handle is one entry;
+ * another kind's rows (tc prints a head row per preference, u32 its hash
+ * tables) make one entry per preference.
+ */
 async function filters(runner: Runner, dev: string, hook: Hook): Promise<AnyFilter[]> {
   const r = await runner.run('tc', ['-j', 'filter', 'show', 'dev', dev, hook]);
   if (r.exitCode !== 0) return []; // no clsact qdisc: no filters
   const rows = JSON.parse(r.stdout || '[]') as { pref: number; kind: string; options?: TcBpfOptions & { actions?: { kind?: string; mirred_action?: string }[] } }[];
-  // tc prints a head row per preference and the filter rows below it; keep one per preference
-  const byPref = new Map<number, AnyFilter>();
+  const out: AnyFilter[] = [];
+  const classic = new Map<number, AnyFilter>();
   for (const f of rows) {
-    const have = byPref.get(f.pref);
-    const entry: AnyFilter = {
-      pref: f.pref,
-      kind: f.kind,
-      prog: filterProgName(f.options) ?? have?.prog,
-      actions: [...(have?.actions ?? []), ...(f.options?.actions ?? []).map((a) => [a.kind, a.mirred_action].filter(Boolean).join(' '))],
-    };
-    byPref.set(f.pref, entry);
+    if (f.kind === 'bpf') {
+      if (f.options?.handle) out.push({ pref: f.pref, kind: f.kind, prog: filterProgName(f.options), actions: [] });
+      continue;
+    }
+    let entry = classic.get(f.pref);
+    if (!entry) {
+      entry = { pref: f.pref, kind: f.kind, actions: [] };
+      classic.set(f.pref, entry);
+      out.push(entry);
+    }
+    entry.actions.push(...(f.options?.actions ?? []).map((a) => [a.kind, a.mirred_action].filter(Boolean).join(' ')));
   }
-  return [...byPref.values()].sort((a, b) => a.pref - b.pref);
+  // (tc prints preferences in ascending order; sorted again so that the order never rests on it, stable within one)
+  return out.sort((a, b) => a.pref - b.pref);
 }
 
 /** tcx programs on @dev (bpftool net: "tcx" entries), by hook. */
@@ -84,6 +97,8 @@ function describe(f: AnyFilter): string {
  * Programs that run before podtap's on @dev. podtap's filter is at its own
  * preference when attached; otherwise it would take the first free one from
  * PREF_BASE (tc.ts: choosePref), so a foreign filter below that runs first.
+ * A foreign filter that joined podtap's own preference runs first too when
+ * the kernel lists it ahead of podtap's.
  */
 export async function inspectInterface(runner: Runner, dev: string): Promise<Finding[]> {
   const findings: Finding[] = [];
@@ -99,11 +114,15 @@ export async function inspectInterface(runner: Runner, dev: string): Promise<Fin
   }
   for (const hook of ['ingress', 'egress'] as const) {
     const all = await filters(runner, dev, hook);
-    const ours = all.filter((f) => f.kind === 'bpf' && f.prog && isPodtapProgram(f.prog));
+    const isOurs = (f: AnyFilter) => f.kind === 'bpf' && f.prog !== undefined && isPodtapProgram(f.prog);
+    const first = all.findIndex(isOurs);
+    const ours = all.filter(isOurs);
     const used = new Set(all.map((f) => f.pref));
     let pref = ours[0]?.pref;
     if (pref === undefined) for (pref = PREF_BASE; used.has(pref); pref++);
-    const before = all.filter((f) => f.pref < pref! && !ours.includes(f));
+    // attached: what runs before podtap's first filter (at a lower preference, or ahead of it at the same one);
+    // not attached: what sits below the preference podtap would take
+    const before = first >= 0 ? all.slice(0, first) : all.filter((f) => f.pref < pref!);
     for (const f of before) {
       findings.push({
         check: `interface ${dev} ${hook}`,

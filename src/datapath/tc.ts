@@ -82,10 +82,17 @@ export async function replaceFilter(runner: Runner, dev: string, hook: Hook, pre
   ]);
 }
 
-export async function deleteFilter(runner: Runner, f: Pick<TcFilter, 'dev' | 'hook' | 'pref'>): Promise<void> {
-  const r = await runner.run('tc', ['filter', 'del', 'dev', f.dev, f.hook, 'pref', String(f.pref)]);
-  if (r.exitCode !== 0 && !/Cannot find device|No such device|Invalid handle|Filter with specified priority\/protocol not found|Cannot find specified filter chain/.test(r.stderr)) {
-    throw new Error(`tc filter del dev ${f.dev} ${f.hook} pref ${f.pref}: ${r.stderr.trim()}`);
+/**
+ * Delete exactly one filter: its preference, handle and kind. Not the whole
+ * preference: `tc filter add … pref P` of someone else at a preference podtap
+ * holds joins podtap's classifier there (cls_bpf keeps a list of programs per
+ * preference), and `tc filter del … pref P` would take theirs with ours
+ * (test/kernel/doctor.test.ts). The classifier goes when its last filter does.
+ */
+export async function deleteFilter(runner: Runner, f: Pick<TcFilter, 'dev' | 'hook' | 'pref' | 'handle'>): Promise<void> {
+  const r = await runner.run('tc', ['filter', 'del', 'dev', f.dev, f.hook, 'protocol', 'all', 'pref', String(f.pref), 'handle', f.handle, 'bpf']);
+  if (r.exitCode !== 0 && !/Cannot find device|No such device|Invalid handle|Filter with specified priority\/protocol not found|Cannot find specified filter chain|Specified filter handle not found|Parent Qdisc doesn't exist/.test(r.stderr)) {
+    throw new Error(`tc filter del dev ${f.dev} ${f.hook} pref ${f.pref} handle ${f.handle}: ${r.stderr.trim()}`);
   }
 }
 

@@ -12,7 +12,9 @@ import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_INSTALL_NAMESPACE, sniffPolicies, type SniffPolicy } from '../../src/api/index.ts';
 import { sessionIdForPolicy } from '../../src/agent/agent.ts';
+import { createRunner } from '../../src/datapath/exec.ts';
 import { PIN_ROOT } from '../../src/datapath/session.ts';
+import { listFilters } from '../../src/datapath/tc.ts';
 import { Lab, type LabProcess } from '../lab/cluster.ts';
 import { inNs } from '../lab/netns.ts';
 import { Resources } from '../../src/k8s/index.ts';
@@ -183,18 +185,26 @@ describe('operator end to end', () => {
     });
     expect(c.value.status).toBe('False');
     expect((agent.proc as unknown as { exitCode?: number | null }).exitCode ?? null).toBeNull(); // still running
-    await policies().delete('demo', 'nowhere');
+    // (kept: the next test deletes it after someone else's program joined its preference)
   });
 
   it('reports a program that runs before podtap on a tapped hook as ForeignProgramFirst, naming it, and clears it when it goes', async () => {
     const dev = hostIf('db-1');
     const tc = (args: string) => execa('nsenter', [`--net=/run/netns/${lab.topo.node}`, 'sh', '-ec', `tc qdisc replace dev ${dev} clsact; tc filter ${args}`]);
-    // someone else's program first on both hooks (one that lets packets on); policyTypes [Ingress] taps the egress hook only
+    // someone else's program first on both hooks (one that lets packets on); policyTypes [Ingress] taps the egress hook only.
+    // 'nowhere' (the previous test's) still taps db-1 at preference 1: `tc filter add … pref 1` joins its
+    // classifier, at the head. Its deletion then must take podtap's filter only: when it took the whole
+    // preference, the witness went with it, and 'foreign' found nothing first (a flake of ~1 suite run in 10,
+    // when the previous test deleted 'nowhere' without waiting and the detach came after this add).
     const pinRoot = testPinRoot();
     const witness = await loadWitness(pinRoot);
+    const runner = createRunner(lab.topo.node);
     await tc(`add dev ${dev} egress pref 1 bpf direct-action object-pinned ${witness.prog}`);
     await tc(`add dev ${dev} ingress pref 1 bpf direct-action object-pinned ${witness.prog}`);
     try {
+      expect((await listFilters(runner, dev, 'egress')).map((f) => [f.pref, f.progName])).toEqual([[1, 'witness'], [1, 'pt_tap_egress']]);
+      const nowhere = await policy('nowhere');
+      await policies().delete('demo', 'nowhere');
       await create('foreign', { podSelector: { matchLabels: { app: 'db' } }, policyTypes: ['Ingress'], collector: { address: lab.topo.collector.ip4 } });
       let seen: unknown;
       const c = await until('ForeignProgramFirst', async () => {
@@ -202,17 +212,21 @@ describe('operator end to end', () => {
         seen = r;
         return r?.reason === 'ForeignProgramFirst' ? r : undefined;
       }).catch((err: unknown) => {
-        // (this wait failed once in ~10 suite runs, 15 s against 2.5–4.4 s: say what the policy and the agent said)
+        // say what the policy and the agent said
         throw new Error(`${String(err)}; last Ready condition ${JSON.stringify(seen)}; the agent's last output:\n${agent.output().slice(-3000)}`, { cause: err });
       });
       expect(c.value.status).toBe('False');
       expect(c.value.message).toContain(`${dev} (pod db-1) egress: BPF program witness at preference 1 runs before podtap's`);
       expect(c.value.message).not.toContain(`${dev} (pod db-1) ingress`);
+      // 'nowhere' detached, and took its own filters only
+      await until('nowhere detached', async () => !existsSync(join(PIN_ROOT, sessionIdForPolicy(nowhere.metadata.uid as string))));
+      for (const hook of ['egress', 'ingress'] as const) expect((await listFilters(runner, dev, hook)).filter((f) => f.pref === 1).map((f) => f.progName)).toEqual(['witness']);
       // gone: the next apply (here a spec change; otherwise within a minute) clears it
       await tc(`del dev ${dev} egress pref 1`);
       await policies().patch('demo', 'foreign', { spec: { snapLength: 200 } });
       await until('Ready again', async () => (await condition('foreign', 'Ready'))?.status === 'True');
     } finally {
+      await policies().delete('demo', 'nowhere').catch(() => undefined);
       await policies().delete('demo', 'foreign').catch(() => undefined);
       await tc(`del dev ${dev} egress pref 1`).catch(() => undefined);
       await tc(`del dev ${dev} ingress pref 1`).catch(() => undefined);
