@@ -19,6 +19,16 @@ import type { TunnelKind } from '../wire/sizes.ts';
 
 export type { AnnouncedInterface };
 
+/**
+ * A socket error of one kind is a warning at most this often; its repeats in
+ * between are debug, counted in the next warning. A connected UDP socket
+ * reports the collector's ICMP port unreachable (ECONNREFUSED) on the send
+ * after it, so an unreachable collector would warn on every announcement (each
+ * interval, each report): the capture's status says CollectorUnreachable
+ * already, and the log stays readable.
+ */
+export const SOCKET_ERROR_WARN_MS = 60_000;
+
 export interface AnnouncerOptions {
   collector: { address: string; port: number };
   node: string;
@@ -42,6 +52,7 @@ export class Announcer {
   private socket: Socket | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
+  private lastError: { code: string; warnedAt: number; repeats: number } | undefined;
   sent = 0;
 
   constructor(opts: AnnouncerOptions) {
@@ -52,7 +63,7 @@ export class Announcer {
   async start(): Promise<void> {
     const { address, port } = this.opts.collector;
     const socket = createSocket(isIPv6(address) ? 'udp6' : 'udp4');
-    socket.on('error', (err) => this.log.warn({ err }, 'announcement socket error'));
+    socket.on('error', (err) => this.socketError(err));
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
       socket.connect(port, address, () => {
@@ -64,6 +75,19 @@ export class Announcer {
     await this.announceNow();
     this.timer = setInterval(() => void this.announceNow(), this.opts.intervalMs ?? 5000);
     this.timer.unref();
+  }
+
+  private socketError(err: Error): void {
+    const code = (err as NodeJS.ErrnoException).code ?? err.message;
+    const last = this.lastError;
+    const now = Date.now();
+    if (last && last.code === code && now - last.warnedAt < SOCKET_ERROR_WARN_MS) {
+      last.repeats++;
+      this.log.debug({ err }, 'announcement socket error (again)');
+      return;
+    }
+    this.log.warn({ err, ...(last?.repeats ? { repeatsOfPrevious: last.repeats } : {}) }, `announcement socket error (repeats are logged at debug for ${SOCKET_ERROR_WARN_MS / 1000} s)`);
+    this.lastError = { code, warnedAt: now, repeats: 0 };
   }
 
   /** The announcements for the current state (split to fit a datagram). */
