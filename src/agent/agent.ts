@@ -59,6 +59,8 @@ export interface AgentOptions {
   logger?: Logger;
   /** How often counters are written to each assignment's status. */
   reportIntervalMs?: number;
+  /** How often each capture's interfaces are checked in the kernel (default DEFAULT_CHECK_MS). */
+  checkIntervalMs?: number;
   /**
    * The data plane's lease: each capture stops mirroring by itself this long
    * after the agent last renewed it (renewed every third of it, without the
@@ -95,9 +97,9 @@ interface Tracked {
   reason: string | undefined;
   message: string | undefined;
   collectorReachable: boolean;
-  /** the hooks tapped, and when (epoch ms) they were last checked for programs running before podtap's */
+  /** the hooks tapped, and when (epoch ms) the kernel was last checked for them (podtap's filters there, nothing running first) */
   hooks: Hook[];
-  foreignCheckedAt: number;
+  checkedAt: number;
   /** detached (policy completed or assignment gone); final holds the last counters */
   stopped: boolean;
   /** The spec under which this node reached a limit and stopped: the same spec never resumes (a fresh budget). */
@@ -108,8 +110,15 @@ interface Tracked {
 /** The data plane's lease when the agent is not told otherwise (AgentOptions.leaseMs). */
 export const DEFAULT_LEASE_MS = 30_000;
 
-/** How often an attached capture's interfaces are checked again for programs running before podtap's. */
-export const FOREIGN_CHECK_MS = 60_000;
+/**
+ * How often each capture's tapped interfaces are checked in the kernel
+ * (AgentOptions.checkIntervalMs, `--check-interval`): podtap's filter still on
+ * every tapped hook (attached again if someone removed it), and no program of
+ * someone else running before it. One `tc filter show` per interface and
+ * hook: a minute keeps that cost small on a node of hundreds of pods; the
+ * gap a removed filter leaves is at most this long.
+ */
+export const DEFAULT_CHECK_MS = 60_000;
 
 /**
  * Whether the capture of @a wants a session slot: it has none (@t absent) or
@@ -242,7 +251,7 @@ export class NodeAgent {
 
   private newTracked(key: string, capture: CaptureService, policy: Tracked['policy']): Tracked {
     return {
-      key, capture, policy, applied: undefined, retryAt: undefined, interfaces: [], hooks: [], foreignCheckedAt: 0,
+      key, capture, policy, applied: undefined, retryAt: undefined, interfaces: [], hooks: [], checkedAt: 0,
       state: 'Attaching', reason: undefined, message: undefined, collectorReachable: true, stopped: false, final: undefined, limitStopped: undefined,
     };
   }
@@ -442,6 +451,7 @@ export class NodeAgent {
       tr.message = `${targets.length} interface(s) tapped`;
     }
     tr.hooks = hooksFor(cfg);
+    tr.checkedAt = Date.now();
     await this.checkForeign(tr, log);
     await this.reportOne(tr, a);
     return result;
@@ -451,12 +461,11 @@ export class NodeAgent {
    * podtap doctor's interface check on what this capture taps: a program that
    * runs first on a tapped hook turns an Attached capture Degraded
    * (ForeignProgramFirst), and back once it is gone. Checked on apply and
-   * then every FOREIGN_CHECK_MS: a CNI may attach after podtap did.
+   * then every check interval: a CNI may attach after podtap did.
    */
   private async checkForeign(tr: Tracked, log: Logger): Promise<void> {
     const foreignBefore = tr.reason === 'ForeignProgramFirst';
     if (tr.stopped || !(tr.state === 'Attached' || foreignBefore)) return;
-    tr.foreignCheckedAt = Date.now();
     let found;
     try {
       found = await foreignPrograms(this.runner, tr.interfaces.map((i) => ({ name: i.name, pod: i.pod })), tr.hooks);
@@ -511,7 +520,21 @@ export class NodeAgent {
       return { result: 'stopped' };
     }
     await tr.capture.reannounce();
-    if (Date.now() - tr.foreignCheckedAt >= FOREIGN_CHECK_MS) await this.checkForeign(tr, log);
+    if (Date.now() - tr.checkedAt >= (this.opts.checkIntervalMs ?? DEFAULT_CHECK_MS)) {
+      tr.checkedAt = Date.now();
+      // the kernel is the truth: a filter someone removed (a CNI that resets the
+      // veth's clsact, an admin's tc) is attached again, not reported Attached
+      const gone = await tr.capture.missingTaps().catch((err: unknown) => {
+        log.warn({ err: errorMessage(err) }, "checking podtap's filters failed");
+        return [];
+      });
+      if (gone.length) {
+        log.warn({ gone: gone.map((g) => `${g.dev} ${g.hook}`) }, "podtap's filter is gone from a tapped hook (someone removed it): attaching again");
+        this.opts.metrics?.reattached(gone.length);
+        return this.apply(tr, a, log);
+      }
+      await this.checkForeign(tr, log);
+    }
     await this.reportOne(tr, a, counters);
     return { result: 'reported' };
   }

@@ -8,7 +8,7 @@ import { ExitCode, UserError, errorMessage } from '../util/errors.ts';
 import { rootLogger, type Logger } from '../util/log.ts';
 import { installSecretKeySource } from '../wire/auth.ts';
 import { DEFAULT_INSTALL_NAMESPACE, installNamespace } from '../api/index.ts';
-import { DEFAULT_LEASE_MS, NodeAgent } from './agent.ts';
+import { DEFAULT_CHECK_MS, DEFAULT_LEASE_MS, NodeAgent } from './agent.ts';
 import { createAgentMetrics } from './metrics.ts';
 import { RESOLVE_METHODS, type ResolveMethod } from './resolve.ts';
 import { uninstalling } from './uninstall.ts';
@@ -30,6 +30,10 @@ Options:
                           ${DEFAULT_INSTALL_NAMESPACE})
   --metrics-addr ADDR     /metrics, /healthz, /readyz (default :9090; "" = off)
   --report-interval SEC   how often counters are written to status (default 5)
+  --check-interval SEC    how often each capture's interfaces are checked in
+                          the kernel: podtap's filter still on every tapped
+                          hook (attached again if someone removed it), no
+                          other program running before it (default ${DEFAULT_CHECK_MS / 1000})
   --lease-seconds SEC     the data plane stops mirroring by itself SEC seconds
                           after the agent last renewed it (every SEC/3, without
                           the API): a killed or hung agent's taps go quiet
@@ -71,6 +75,7 @@ export interface AgentArgs {
   namespace: string | undefined;
   metricsAddr: string;
   reportIntervalMs: number;
+  checkIntervalMs: number;
   leaseMs: number;
   tokenFile: string | undefined;
   resolve: ResolveMethod[] | undefined;
@@ -105,6 +110,7 @@ export function parseAgentArgs(argv: string[]): AgentArgs | null {
         namespace: { type: 'string' },
         'metrics-addr': { type: 'string', default: ':9090' },
         'report-interval': { type: 'string', default: '5' },
+        'check-interval': { type: 'string', default: String(DEFAULT_CHECK_MS / 1000) },
         'lease-seconds': { type: 'string', default: String(DEFAULT_LEASE_MS / 1000) },
         'token-file': { type: 'string' },
         resolve: { type: 'string' },
@@ -121,6 +127,8 @@ export function parseAgentArgs(argv: string[]): AgentArgs | null {
   if (values.help) return null;
   const interval = Number(values['report-interval']);
   if (!Number.isFinite(interval) || interval <= 0) throw new UserError('--report-interval must be a positive number of seconds', { exitCode: ExitCode.usage });
+  const check = Number(values['check-interval']);
+  if (!Number.isFinite(check) || check <= 0) throw new UserError(`--check-interval must be a positive number of seconds (got "${values['check-interval']}")`, { exitCode: ExitCode.usage });
   const lease = Number(values['lease-seconds']);
   if (!Number.isFinite(lease) || lease < 1) throw new UserError(`--lease-seconds must be a number of seconds, at least 1 (got "${values['lease-seconds']}")`, { exitCode: ExitCode.usage });
   const methods = values.resolve?.split(',').map((m) => m.trim());
@@ -134,6 +142,7 @@ export function parseAgentArgs(argv: string[]): AgentArgs | null {
     namespace: values.namespace,
     metricsAddr: values['metrics-addr'],
     reportIntervalMs: interval * 1000,
+    checkIntervalMs: check * 1000,
     leaseMs: lease * 1000,
     tokenFile: values['token-file'],
     resolve: methods as ResolveMethod[] | undefined,
@@ -165,7 +174,7 @@ export async function agentCommand(argv: string[], logger?: Logger): Promise<num
   const metrics = createAgentMetrics({ defaultMetrics: true });
   const namespace = args.namespace ?? installNamespace();
   const agent = new NodeAgent({
-    client, nodeName, namespace, logger: log, reportIntervalMs: args.reportIntervalMs, leaseMs: args.leaseMs, nodeKey, metrics,
+    client, nodeName, namespace, logger: log, reportIntervalMs: args.reportIntervalMs, checkIntervalMs: args.checkIntervalMs, leaseMs: args.leaseMs, nodeKey, metrics,
     nodeBudget: args.nodeBudget, maxSessions: args.maxSessions, ...(args.resolve ? { resolve: { methods: args.resolve } } : {}),
   });
   metrics.setSessionSource(() => agent.sessions);

@@ -49,6 +49,8 @@ export interface AgentMetrics {
   forget(policy: { namespace: string; name: string }): void;
   /** A status report reached the API server. */
   reported(): void;
+  /** @n tapped hooks were found without podtap's filter (removed by someone else) and attached again. */
+  reattached(n: number): void;
   /** Where the sessions gauge reads the number of active sessions at scrape time. */
   setSessionSource(source: () => number): void;
   /** Where the waiting gauge reads the number of policies refused a session slot (--max-sessions) at scrape time. */
@@ -76,6 +78,11 @@ export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): Age
   const lostBytes = new Counter({ name: `${AGENT_PREFIX}lost_bytes_total`, help: 'Bytes of matched packets that did not reach the collector whole, by reason.', labelNames: [...labelNames, 'reason'], registers });
   const lastReport = new Gauge({ name: `${AGENT_PREFIX}last_report_timestamp_seconds`, help: 'When a status report last reached the API server (Unix time); 0 before the first.', registers });
   lastReport.set(0);
+  const reattached = new Counter({
+    name: `${AGENT_PREFIX}taps_reattached_total`,
+    help: "Tapped hooks found without podtap's filter (someone removed it, or the interface's clsact qdisc) and attached again; each is a gap in the capture.",
+    registers,
+  });
   /** A gauge read from @source at scrape time; returns the setter of its source. */
   const sourced = (name: string, help: string) => {
     let source: (() => number) | undefined;
@@ -131,6 +138,9 @@ export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): Age
     },
     reported() {
       lastReport.set(Date.now() / 1000);
+    },
+    reattached(n) {
+      reattached.inc(n);
     },
     setSessionSource: setSessions,
     setWaitingSource: setWaiting,

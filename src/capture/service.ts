@@ -24,7 +24,7 @@
  */
 import { hostname } from 'node:os';
 import type { CaptureConfig } from '../api/index.ts';
-import { Session, type ApplyResult, type Counters, type NodeBudget, type Runner } from '../datapath/index.ts';
+import { Session, type ApplyResult, type Counters, type Hook, type NodeBudget, type Runner } from '../datapath/index.ts';
 import { errorMessage, UserError } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { nodeNameOf } from '../wire/announce.ts';
@@ -203,6 +203,11 @@ export class CaptureService {
   /** Push the data plane's lease forward (CaptureLimits.leaseMs); false when there is none. */
   renew(): Promise<boolean> {
     return this.session.renew();
+  }
+
+  /** The tapped hooks whose podtap filter someone removed (Session.missingTaps). */
+  missingTaps(): Promise<{ dev: string; hook: Hook }[]> {
+    return this.session.missingTaps();
   }
 
   /** Announce again (a restarted collector learns the names from the next one). */

@@ -359,6 +359,24 @@ export class Session {
     this.attachments.delete(dev);
   }
 
+  /**
+   * The tapped hooks whose podtap filter is gone: someone deleted it (or the
+   * interface's clsact qdisc, and every filter with it) behind the session's
+   * back. Interfaces that are gone themselves are not listed: a pod that
+   * went takes its veth along, and that is the assignment's business.
+   */
+  async missingTaps(): Promise<{ dev: string; hook: Hook }[]> {
+    const ids = this.ownIds(new Set());
+    const out: { dev: string; hook: Hook }[] = [];
+    for (const a of this.attachments.values()) {
+      for (const hook of a.hooks) {
+        if ((await listFilters(this.runner, a.dev, hook)).some((f) => ids.has(f.progId))) continue;
+        if (await getLink(this.runner, a.dev)) out.push({ dev: a.dev, hook });
+      }
+    }
+    return out;
+  }
+
   /** Counters since the session started (across object swaps in this process). */
   async counters(): Promise<Counters> {
     if (!this.object) return this.baseline;

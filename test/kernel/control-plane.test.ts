@@ -50,6 +50,8 @@ describe('operator end to end', () => {
   let collector: LabProcess;
   let controller: LabProcess;
   let agent: LabProcess;
+  /** the kernel checked every 2 s (the default is a minute): a removed tap comes back within the test's wait */
+  const AGENT_ARGS = ['--check-interval', '2'];
   const policies = () => sniffPolicies(lab.client);
   const policy = (name: string) => policies().get('demo', name);
   const hostIf = (pod: string) => lab.pods.find((p) => p.name === pod)!.hostIf;
@@ -95,7 +97,7 @@ describe('operator end to end', () => {
     out = await mkdtemp(join(tmpdir(), 'podtap-e2e-'));
     collector = lab.startCollector(out);
     controller = lab.startController();
-    agent = lab.startAgent();
+    agent = lab.startAgent(AGENT_ARGS);
   }, 180_000);
 
   afterAll(async () => {
@@ -154,7 +156,7 @@ describe('operator end to end', () => {
     agent.proc.kill('SIGKILL');
     await agent.proc;
     await new Promise((r) => setTimeout(r, 500));
-    agent = lab.startAgent();
+    agent = lab.startAgent(AGENT_ARGS);
     await until('agent reports again', async () => {
       const a = (await listAssignments(lab.client, DEFAULT_INSTALL_NAMESPACE))[0];
       return a?.status?.lastReportTime && Date.parse(a.status.lastReportTime) > Date.now() - 1500;
@@ -232,6 +234,20 @@ describe('operator end to end', () => {
       await tc(`del dev ${dev} ingress pref 1`).catch(() => undefined);
       await removePins(pinRoot);
     }
+  });
+
+  it('attaches again a tap that someone removed behind its back, once, and says so', async () => {
+    const dev = hostIf('web-1');
+    const before = agent.output().length;
+    expect(await tapped('web-1')).toBe(true);
+    // as a CNI that sets the veth up again does: the clsact qdisc goes, and every filter on it
+    await inNs(lab.topo.node, 'tc', ['qdisc', 'del', 'dev', dev, 'clsact']);
+    expect(await untapped('web-1')).toBe(true);
+    await until('web-1 tapped again', () => tapped('web-1'), 10_000);
+    const log = agent.output().slice(before);
+    expect(log).toContain("podtap's filter is gone from a tapped hook");
+    expect(log).toContain(`${dev} ingress`);
+    expect(log).toContain(`${dev} egress`);
   });
 
   it('completes and detaches when a limit is reached', async () => {
