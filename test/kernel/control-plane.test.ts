@@ -223,7 +223,7 @@ describe('operator end to end', () => {
       // 'nowhere' detached, and took its own filters only
       await until('nowhere detached', async () => !existsSync(join(PIN_ROOT, sessionIdForPolicy(nowhere.metadata.uid as string))));
       for (const hook of ['egress', 'ingress'] as const) expect((await listFilters(runner, dev, hook)).filter((f) => f.pref === 1).map((f) => f.progName)).toEqual(['witness']);
-      // gone: the next apply (here a spec change; otherwise within a minute) clears it
+      // gone: the next apply (here a spec change; otherwise the next check, every --check-interval) clears it
       await tc(`del dev ${dev} egress pref 1`);
       await policies().patch('demo', 'foreign', { spec: { snapLength: 200 } });
       await until('Ready again', async () => (await condition('foreign', 'Ready'))?.status === 'True');
