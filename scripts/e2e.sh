@@ -50,6 +50,12 @@ CLUSTER_OURS=false
 
 log() { printf '%s e2e[%s]: %s\n' "$(date +%H:%M:%S)" "${LAYOUT:-}" "$*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }
+# A command that fails outside a check (set -e ends the run) names itself
+# too: the diagnostics that follow are long, and CI shows the failure line
+# and the lines before it (scripts/test.sh), which would otherwise not say
+# what failed.
+set -o errtrace
+trap 'log "FAILED (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
 node_() { "$ROOT/node_modules/.bin/node" "$@"; }
 # Inside the node's network namespace, as the cluster admin, with kubectl and helm on PATH.
 X() { scripts/cluster.sh exec -- "$@"; }
@@ -216,15 +222,21 @@ EOF
   [ "${pol_lost:-0}" = 0 ] || fail "the policy counted ${pol_lost} lost packets"
 
   log "kubectl podtap capture client -o -: the live stream"
-  X env PATH="$ROOT/scripts:$PATH" timeout 120 kubectl podtap capture -n "$APP" client --for 30s -o - >"$WORK/live.pcapng" 2>"$WORK/live.log" &
+  # This layout's own files, made empty here, before the capture starts: the
+  # redirections below happen in the background job, after this shell may
+  # already have looked, and a file of the previous layout that says "ready"
+  # would start the pings before this capture is attached.
+  local live_log=$WORK/live-$LAYOUT.log live_pcap=$WORK/live-$LAYOUT.pcapng
+  : >"$live_log"
+  X env PATH="$ROOT/scripts:$PATH" timeout 120 kubectl podtap capture -n "$APP" client --for 30s -o - >"$live_pcap" 2>"$live_log" &
   live=$!
   # its policy is new: the agent compiles and attaches first (seconds, more on a busy machine)
-  for _ in $(seq 120); do grep -q 'ready: capturing' "$WORK/live.log" && break; sleep 0.5; done
-  grep -q 'ready: capturing' "$WORK/live.log" || fail "kubectl podtap capture never became ready: $(tail -5 "$WORK/live.log")"
+  for _ in $(seq 120); do grep -q 'ready: capturing' "$live_log" && break; sleep 0.5; done
+  grep -q 'ready: capturing' "$live_log" || fail "kubectl podtap capture never became ready: $(tail -5 "$live_log")"
   k -n "$APP" exec client -- ping -c 5 -i 0.2 "$SERVER4" >/dev/null
-  wait "$live" || fail "kubectl podtap capture failed: $(tail -5 "$WORK/live.log")"
-  n=$(tshark -r "$WORK/live.pcapng" -Y "icmp && ip.addr == $SERVER4" -T fields -e frame.number 2>/dev/null | wc -l)
-  [ "$n" -ge 10 ] || fail "the live stream has $n ICMP frames of the 10 sent and answered: $(tail -3 "$WORK/live.log")"
+  wait "$live" || fail "kubectl podtap capture failed: $(tail -5 "$live_log")"
+  n=$(tshark -r "$live_pcap" -Y "icmp && ip.addr == $SERVER4" -T fields -e frame.number 2>/dev/null | wc -l)
+  [ "$n" -ge 10 ] || fail "the live stream has $n ICMP frames of the 10 sent and answered: $(tail -3 "$live_log")"
 
   log "the policy's status: Ready, packets counted"
   packets=$(k -n "$APP" get sniffpolicy client -o jsonpath='{.status.packets}')
