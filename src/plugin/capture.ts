@@ -318,8 +318,9 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
       }
     });
     const ended = new Promise<string>((resolve) => {
-      res.once('end', () => resolve('the collector ended the stream'));
-      res.once('error', () => resolve('the collector connection broke'));
+      res.once('end', () => resolve(STREAM_ENDED));
+      res.once('error', () => resolve(STREAM_BROKE));
+      res.once('close', () => resolve(STREAM_BROKE));
     });
     const aborted = new Promise<string>((resolve) => {
       if (io.signal.aborted) resolve('interrupted');
@@ -376,5 +377,15 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
   if (counter) {
     say(`${reason}: ${counter.packets} packets, ${counter.bytes} bytes${output ? ` into ${output.describe}` : ''}${counter.streamDropped ? `; the collector dropped ${counter.streamDropped} for this stream (it did not keep up)` : ''}`);
   }
+  // The stream stopping before the user (Ctrl-C, --for, the reader gone) is
+  // a capture cut short: a script must not take it for the whole of what it
+  // asked for (the packets so far are written all the same).
+  if (reason === STREAM_ENDED || reason === STREAM_BROKE) {
+    say('the capture stopped before it was asked to: the collector restarted, or its port-forward or connection was cut');
+    return ExitCode.unreachable;
+  }
   return ExitCode.ok;
 }
+
+const STREAM_ENDED = 'the collector ended the stream';
+const STREAM_BROKE = 'the collector connection broke';

@@ -95,7 +95,8 @@ kubectl-podtap (npm installs it; from the krew archive, link it); kubectl
 then completes subcommands, options, pods, workloads, policies, namespaces.
 
 Exit codes: 0 done, 1 failure, 2 usage, 4 a missing tool (wireshark),
-5 bad input, 7 the cluster or collector unreachable.
+5 bad input, 7 the cluster or collector unreachable (capture: also when the
+live stream is cut before Ctrl-C or --for; what came is written).
 `;
 
 

@@ -225,6 +225,33 @@ describe('kubectl podtap capture', () => {
     expect((await readCapture(got)).length).toBe(2);
   });
 
+  it('a stream the collector cuts short (it restarts) ends the capture with exit 7, keeping what came and removing the policy', async () => {
+    // a collector of its own, reached straight (--collector-url), that this test stops
+    await mkdir(join(dir, 'captures-cut'), { recursive: true });
+    const cut = await startCollector({
+      logger: silentLogger, ingest: { host: '127.0.0.1', port: 0, workers: 1 }, store: { dir: join(dir, 'captures-cut') },
+      http: { host: '127.0.0.1', port: 0, tokenFile: join(dir, 'api-token') },
+    });
+    const file = join(dir, 'cut.pcapng');
+    const x = io();
+    const run = kubectlPodtap(['capture', '-n', NS, 'web-1', '-w', file, '--for', '2m', '--collector-url', `http://127.0.0.1:${cut.http!.port}`, '--token-file', join(dir, 'api-token'), ...KC()], x);
+    try {
+      await until(async () => (await policies()).length === 1, 'the policy');
+      const name = (await policies())[0]!.metadata.name!;
+      await sendAll(udp, cut.address.port, [announcement({ namespace: NS, name }, [{ ifindex: 61, pod: 'web-1', namespace: NS }])]);
+      await until(() => cut.router.interfaces().some((i) => i.policy?.name === name), 'the announcement');
+      await sendAll(udp, cut.address.port, new FrameSource().frames(3, { ifindex: 61, cpu: 0 }));
+      await until(() => cut.stats().livePackets >= 3, 'the packets to be streamed');
+    } finally {
+      await cut.close();
+    }
+    expect(await run).toBe(7);
+    expect(x.err()).toMatch(/the collector (ended the stream|connection broke): 3 packets/);
+    expect(x.err()).toMatch(/stopped before it was asked to/);
+    expect(await policies()).toEqual([]);
+    expect((await readCapture(file)).length).toBe(3);
+  });
+
   it.each([
     { description: 'no such pod', input: ['capture', '-n', NS, 'nope', '-w', '/dev/null'], expected: /reading pod shop\/nope: .*\(HTTP 404\)/ },
     { description: 'a pod and a selector', input: ['capture', '-n', NS, 'web-1', '-l', 'app=web', '-w', '/dev/null'], expected: /name one pod .*, or a label selector/ },
