@@ -119,16 +119,16 @@ step() {
 step_no=0
 # failure_digest LOG: what a failed step said of its failures, in at most 120
 # lines: vitest's failed files and tests and the start of its "Failed Tests"
-# section (the assertion and where); for a script that names its failure
-# (e2e.sh, cluster.sh: "FAILED ..."), the 25 lines that end with the last
-# such line; else the step's last 40 lines. Not simply the tail: e2e.sh
+# section (the assertion and where); for e2e.sh, the 25 lines that end with
+# its last "e2e[LAYOUT]: FAILED" line; else the step's last 40 lines (the
+# kernel matrix ends with its failures). Not simply the tail: e2e.sh
 # prints its diagnostics (kubelet and containerd logs) after the failure,
 # and CI shows only the end of the run, where they hid the failure itself.
 failure_digest() {
   local plain lines last
   plain=$(sed 's/\x1b\[[0-9;]*m//g' "$1") # (vitest colours even into a pipe)
   lines=$(grep -E '^ *(FAIL|×) ' <<<"$plain" | sort -u | head -40 || true)
-  last=$(grep -nE '[a-z\]]: FAILED' <<<"$plain" | tail -1 | cut -d: -f1 || true)
+  last=$(grep -nE ' e2e\[[a-z]*\]: FAILED' <<<"$plain" | tail -1 | cut -d: -f1 || true)
   if [ -n "$lines" ]; then
     echo "$lines"
     sed -n '/Failed Tests [0-9]/,$p' <<<"$plain" | grep -v '^ *$' | head -80
