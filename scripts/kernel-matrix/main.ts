@@ -12,7 +12,7 @@ import { execa } from 'execa';
 import { runHost } from './host.ts';
 import { buildInitramfs } from './initramfs.ts';
 import { DEBIAN_KERNELS, fetchKernels } from './kernels.ts';
-import { cells, failures, MATRIX_TESTS, renderTable, withTable, type FeaturesJson, type KernelRow, type MatrixRecord, type VitestJson } from './report.ts';
+import { cells, failures, MATRIX_TESTS, renderTable, v8Crash, withTable, type FeaturesJson, type KernelRow, type MatrixRecord, type VitestJson } from './report.ts';
 import { runGuest } from './vm.ts';
 
 const REPO = new URL('../../', import.meta.url).pathname.replace(/\/$/, '');
@@ -153,19 +153,34 @@ const images = specs.length ? await fetchKernels(specs, CACHE, { refresh: !!valu
 for (const k of images) {
   if (abort.signal.aborted) break;
   const initramfs = await buildInitramfs(k, CACHE);
-  log(`${k.spec.id}: booting ${k.release} (${k.pkg} ${k.version}) under qemu`);
-  const load = sampleLoad();
-  const r = await runGuest({
-    vmlinuz: k.vmlinuz, initramfs, kdir: k.root, repo: REPO, tests: [MATRIX_TESTS], share, run: join(runRel, k.spec.id), spool: join(runRel, 'spool'),
-    memoryMiB: 3072, cpus: 2, timeoutSeconds: Number(process.env.PODTAP_KERNEL_TIMEOUT ?? 1800), cancel: abort.signal,
-    log: values.verbose ? (l) => console.error(`[${k.spec.id}] ${l}`) : undefined,
-  });
-  const meanLoad = load.stop();
-  log(`${k.spec.id}: boot ${r.bootSeconds.toFixed(0)} s, tests ${r.testSeconds.toFixed(0)} s, qemu CPU ${r.cpuSeconds?.toFixed(0) ?? '?'} s, load ${meanLoad?.toFixed(1) ?? '?'}, exit ${r.exitCode ?? '-'}, host jobs: ${Object.entries(r.hostJobs).map(([t, n]) => `${n} ${t}`).join(', ') || 'none'}${r.failure ? `, ${r.failure}` : ''}`);
+  const boot = async (sub: string) => {
+    log(`${k.spec.id}: booting ${k.release} (${k.pkg} ${k.version}) under qemu`);
+    const load = sampleLoad();
+    const r = await runGuest({
+      vmlinuz: k.vmlinuz, initramfs, kdir: k.root, repo: REPO, tests: [MATRIX_TESTS], share, run: join(runRel, sub), spool: join(runRel, 'spool'),
+      memoryMiB: 3072, cpus: 2, timeoutSeconds: Number(process.env.PODTAP_KERNEL_TIMEOUT ?? 1800), cancel: abort.signal,
+      log: values.verbose ? (l) => console.error(`[${k.spec.id}] ${l}`) : undefined,
+    });
+    const meanLoad = load.stop();
+    log(`${k.spec.id}: boot ${r.bootSeconds.toFixed(0)} s, tests ${r.testSeconds.toFixed(0)} s, qemu CPU ${r.cpuSeconds?.toFixed(0) ?? '?'} s, load ${meanLoad?.toFixed(1) ?? '?'}, exit ${r.exitCode ?? '-'}, host jobs: ${Object.entries(r.hostJobs).map(([t, n]) => `${n} ${t}`).join(', ') || 'none'}${r.failure ? `, ${r.failure}` : ''}`);
+    return { r, meanLoad };
+  };
+  let { r, meanLoad } = await boot(k.spec.id);
+  // Node crashing inside V8 is V8's bug, not podtap's (report.ts, v8Crash):
+  // the kernel gets one more boot, said here and marked in the table. A
+  // second crash, or any other failure, fails the kernel as always.
+  const crash = r.exitCode !== 0 && !abort.signal.aborted ? v8Crash(await readFile(join(r.dir, 'console.log'), 'utf8').catch(() => '')) : undefined;
+  let retried: string | undefined;
+  if (crash) {
+    retried = `a Node process crashed inside V8 (${crash})`;
+    log(`${k.spec.id}: ${retried}, V8's bug, not podtap's: booting this kernel once more (the first boot's console: ${join(r.dir, 'console.log')})`);
+    ({ r, meanLoad } = await boot(`${k.spec.id}.2`));
+  }
   await record(k.spec.id, r.dir, {
     id: k.spec.id, release: k.release, source: `${k.pkg} ${k.version}`, seenOn: k.spec.seenOn, bootSeconds: r.bootSeconds, testSeconds: r.testSeconds,
     ...(meanLoad === undefined ? {} : { load: meanLoad }),
     ...(r.cpuSeconds === undefined ? {} : { cpuSeconds: r.cpuSeconds }),
+    ...(retried ? { retried } : {}),
   }, r.failure);
 }
 

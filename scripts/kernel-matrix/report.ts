@@ -60,6 +60,8 @@ export interface KernelRow {
   load?: number;
   /** CPU seconds qemu used for the kernel (boot and tests): its work, whatever the load. */
   cpuSeconds?: number;
+  /** Why the kernel was booted a second time (Node crashed inside V8 on the first); the row is the second boot's. */
+  retried?: string;
 }
 
 export interface MatrixRecord {
@@ -85,6 +87,22 @@ export function cells(results: VitestJson | undefined, features: FeaturesJson | 
     else out[col.key] = 'pass';
   }
   return out;
+}
+
+/**
+ * The check that failed when a Node process in the guest crashed inside V8
+ * itself (V8_Fatal: "# Fatal error in FILE, line N" then "# Check failed:
+ * ..." and a native stack through V8_Fatal), from the guest's console; else
+ * undefined. Such a crash is V8's (JavaScript cannot fail a V8 CHECK, and
+ * podtap loads no native addon), seen once in a TCG guest on 2026-12-06
+ * (ThreadIsolation::StartOfJitAllocationAt, during a GC of JIT code): the
+ * matrix boots that kernel once more rather than report a podtap failure.
+ */
+export function v8Crash(console: string): string | undefined {
+  const text = console.replace(/\x1b\[[0-9;]*m/g, '');
+  if (!/V8_Fatal\(/.test(text)) return undefined;
+  const m = /# Fatal error in [^\n]*\n#\s*([^\n]+)/.exec(text);
+  return (m?.[1] ?? 'V8_Fatal').trim();
 }
 
 /** Every failed or missing test of a run, by full name. */
@@ -119,7 +137,7 @@ export function renderTable(r: MatrixRecord): string {
     k.source,
     variantText(k.variant),
     ...COLUMNS.map((c) => MARK[k.cells[c.key] ?? 'not run']),
-    `${k.bootSeconds ? k.bootSeconds.toFixed(0) : '–'}, ${k.testSeconds.toFixed(0)}`,
+    `${k.bootSeconds ? k.bootSeconds.toFixed(0) : '–'}, ${k.testSeconds.toFixed(0)}${k.retried ? '⁴' : ''}`,
     k.cpuSeconds === undefined ? '–' : k.cpuSeconds.toFixed(0),
     k.load === undefined ? '–' : k.load.toFixed(1),
   ]);
@@ -133,6 +151,7 @@ export function renderTable(r: MatrixRecord): string {
     '¹ Refused as designed: without multi-buffer XDP (xdp.frags) veth takes XDP only while its peer\'s MTU fits a page, so `podtap sniff` exits 8 and the agent reports `KernelUnsupported`, naming the kernel and the feature; uplinks up to about 3,500 bytes work.',
     '³ This kernel is built without SCTP (its test proves that is the only reason), so nothing of podtap is at stake there.',
     '² The mean 1-minute load average of the machine running the matrix while that kernel ran: other work on its 2 cores slows TCG down about in proportion, while the CPU time qemu used is the work of the guest whatever the load.',
+    ...r.kernels.filter((k) => k.retried).map((k) => `⁴ ${k.id}: booted twice; on the first boot ${k.retried}. The row is the second boot's.`),
   ].join('\n');
 }
 

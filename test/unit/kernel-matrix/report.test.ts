@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { checkClangArgs, checkTsharkArgs } from '../../../scripts/kernel-matrix/host-tools.ts';
 import { parseShowDepends } from '../../../scripts/kernel-matrix/initramfs.ts';
 import { imagePackage } from '../../../scripts/kernel-matrix/kernels.ts';
-import { cells, COLUMNS, readmeTable, renderTable, withTable, type MatrixRecord, type VitestJson } from '../../../scripts/kernel-matrix/report.ts';
+import { cells, COLUMNS, readmeTable, renderTable, v8Crash, withTable, type KernelRow, type MatrixRecord, type VitestJson } from '../../../scripts/kernel-matrix/report.ts';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 
@@ -42,6 +42,39 @@ describe('the verdict of each column', () => {
     { description: 'a column whose test is missing did not run', input: { r: results(ALL.filter(([n]) => !n.startsWith('restart'))), f: frags(true) }, expected: { lifecycle: 'not run' } },
   ])('$description', ({ input, expected }) => {
     expect(cells(input.r, input.f)).toMatchObject(expected);
+  });
+});
+
+// the guest's console of 2026-12-06 (run 29294, 5.10), shortened: vitest colours it
+const V8_CRASH = [
+  ' \x1b[2m\x1b[90m↓\x1b[39m\x1b[22m kernel test/kernel/kernels.test.ts > Geneve over IPv4 > mirrors every frame',
+  '\x1b[31m\x1b[1mError\x1b[22m: process exited (undefined) before /podtap: tapping/: ',
+  '#', '# Fatal error in , line 0', '# Check failed: it->second.Size() > offset.', '#', '#', '#',
+  '#FailureMessage Object: 0x7ffed136a2e0', '----- Native stack trace -----',
+  ' 1: 0x9dde61  [/var/tmp/suite-n/node_modules/.bin/node]',
+  ' 2: 0x27b2103 V8_Fatal(char const*, ...) [/var/tmp/suite-n/node_modules/.bin/node]',
+  ' 3: 0xd6bbe2  [/var/tmp/suite-n/node_modules/.bin/node]',
+].join('\n');
+
+describe("a Node process crashing inside V8 (the matrix boots the kernel once more)", () => {
+  it.each([
+    { description: "V8's fatal-error report, through vitest's colours", input: V8_CRASH, expected: 'Check failed: it->second.Size() > offset.' },
+    { description: 'a test that failed on its own', input: 'FAIL test/kernel/kernels.test.ts > Geneve over IPv4\nAssertionError: expected 3 to be 4\npodtap-guest: done 1', expected: undefined },
+    { description: 'the words without V8_Fatal in a native stack (a test printing them)', input: 'expected "# Fatal error in , line 0\n# Check failed: x" to be ""', expected: undefined },
+    { description: 'a clean run', input: 'podtap-guest: done 0', expected: undefined },
+  ])('$description', ({ input, expected }) => {
+    expect(v8Crash(input)).toBe(expected);
+  });
+
+  it('marks the row booted twice and says why under the table', () => {
+    const row = (id: string, retried?: string): KernelRow => ({
+      id, release: `r-${id}`, source: 's', seenOn: 'x', variant: {}, cells: {}, bootSeconds: 5, testSeconds: 300, ...(retried ? { retried } : {}),
+    });
+    const table = renderTable({ date: 'd', how: 'h', kernels: [row('5.10', 'a Node process crashed inside V8 (Check failed: x.)'), row('6.1')] });
+    expect(table).toMatch(/\| 5, 300⁴ \|/);
+    expect(table.split('\n').find((l) => l.startsWith('| 6.1'))).not.toContain('⁴');
+    expect(table).toContain('⁴ 5.10: booted twice; on the first boot a Node process crashed inside V8 (Check failed: x.). The row is the second boot\'s.');
+    expect(renderTable({ date: 'd', how: 'h', kernels: [row('6.1')] })).not.toContain('⁴');
   });
 });
 
