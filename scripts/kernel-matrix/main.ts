@@ -12,7 +12,7 @@ import { execa } from 'execa';
 import { runHost } from './host.ts';
 import { buildInitramfs } from './initramfs.ts';
 import { DEBIAN_KERNELS, fetchKernels } from './kernels.ts';
-import { cells, failures, MATRIX_TESTS, renderTable, v8Crash, withTable, type FeaturesJson, type KernelRow, type MatrixRecord, type VitestJson } from './report.ts';
+import { cells, failures, MATRIX_TESTS, renderTable, guestCrash, withTable, type FeaturesJson, type KernelRow, type MatrixRecord, type VitestJson } from './report.ts';
 import { runGuest } from './vm.ts';
 
 const REPO = new URL('../../', import.meta.url).pathname.replace(/\/$/, '');
@@ -166,14 +166,14 @@ for (const k of images) {
     return { r, meanLoad };
   };
   let { r, meanLoad } = await boot(k.spec.id);
-  // Node crashing inside V8 is V8's bug, not podtap's (report.ts, v8Crash):
-  // the kernel gets one more boot, said here and marked in the table. A
-  // second crash, or any other failure, fails the kernel as always.
-  const crash = r.exitCode !== 0 && !abort.signal.aborted ? v8Crash(await readFile(join(r.dir, 'console.log'), 'utf8').catch(() => '')) : undefined;
+  // Node itself crashing is the runtime's bug, not podtap's (report.ts,
+  // guestCrash): the kernel gets one more boot, said here and marked in the
+  // table. A second crash, or any other failure, fails the kernel as always.
+  const crash = r.exitCode !== 0 && !abort.signal.aborted ? guestCrash(await readFile(join(r.dir, 'console.log'), 'utf8').catch(() => '')) : undefined;
   let retried: string | undefined;
   if (crash) {
-    retried = `a Node process crashed inside V8 (${crash})`;
-    log(`${k.spec.id}: ${retried}, V8's bug, not podtap's: booting this kernel once more (the first boot's console: ${join(r.dir, 'console.log')})`);
+    retried = crash;
+    log(`${k.spec.id}: ${crash}, not podtap's doing: booting this kernel once more (the first boot's console: ${join(r.dir, 'console.log')})`);
     ({ r, meanLoad } = await boot(`${k.spec.id}.2`));
   }
   await record(k.spec.id, r.dir, {

@@ -55,7 +55,8 @@ export function waitForLine(p: ResultPromise, re: RegExp, timeoutMs: number): Pr
     void p.then(
       (r) => {
         clearTimeout(t);
-        reject(new Error(`process exited (${r.exitCode}) before ${re}: ${seen.slice(-1000)}`));
+        // a signal names itself (exitCode is undefined then): SIGSEGV is not SIGKILL
+        reject(new Error(`process exited (${r.exitCode ?? r.signal}${r.signalDescription ? `: ${r.signalDescription}` : ''}) before ${re}: ${seen.slice(-1000)}`));
       },
       () => undefined,
     );

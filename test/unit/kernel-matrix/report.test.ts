@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { checkClangArgs, checkTsharkArgs } from '../../../scripts/kernel-matrix/host-tools.ts';
 import { parseShowDepends } from '../../../scripts/kernel-matrix/initramfs.ts';
 import { imagePackage } from '../../../scripts/kernel-matrix/kernels.ts';
-import { cells, COLUMNS, readmeTable, renderTable, v8Crash, withTable, type KernelRow, type MatrixRecord, type VitestJson } from '../../../scripts/kernel-matrix/report.ts';
+import { waitForLine } from '../../helpers/capture.ts';
+import { cells, COLUMNS, readmeTable, renderTable, guestCrash, withTable, type KernelRow, type MatrixRecord, type VitestJson } from '../../../scripts/kernel-matrix/report.ts';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 
@@ -56,14 +57,23 @@ const V8_CRASH = [
   ' 3: 0xd6bbe2  [/var/tmp/suite-n/node_modules/.bin/node]',
 ].join('\n');
 
-describe("a Node process crashing inside V8 (the matrix boots the kernel once more)", () => {
+describe('a Node process in the guest dying on its own (the matrix boots the kernel once more)', () => {
   it.each([
-    { description: "V8's fatal-error report, through vitest's colours", input: V8_CRASH, expected: 'Check failed: it->second.Size() > offset.' },
+    { description: "V8's fatal-error report, through vitest's colours", input: V8_CRASH, expected: 'a Node process crashed inside V8 (Check failed: it->second.Size() > offset.)' },
+    { description: 'a crash signal, as the test helper names it', input: 'Error: process exited (SIGSEGV: Segmentation fault) before /podtap: tapping/: ', expected: 'a Node process died of SIGSEGV' },
+    { description: 'SIGKILL: someone killed it, not a crash', input: 'Error: process exited (SIGKILL: Forced termination) before /podtap: tapping/: ', expected: undefined },
+    { description: 'an exit code', input: 'Error: process exited (1) before /podtap: tapping/: podtap: no such interface', expected: undefined },
     { description: 'a test that failed on its own', input: 'FAIL test/kernel/kernels.test.ts > Geneve over IPv4\nAssertionError: expected 3 to be 4\npodtap-guest: done 1', expected: undefined },
     { description: 'the words without V8_Fatal in a native stack (a test printing them)', input: 'expected "# Fatal error in , line 0\n# Check failed: x" to be ""', expected: undefined },
     { description: 'a clean run', input: 'podtap-guest: done 0', expected: undefined },
   ])('$description', ({ input, expected }) => {
-    expect(v8Crash(input)).toBe(expected);
+    expect(guestCrash(input)).toBe(expected);
+  });
+
+  it("reads the test helper's own words for a process that dies of a signal", async () => {
+    const p = execa('sh', ['-c', 'kill -SEGV $$'], { reject: false });
+    const err = await waitForLine(p, /never/, 10_000).then(() => undefined, (e: unknown) => e as Error);
+    expect(guestCrash(String(err?.message))).toBe('a Node process died of SIGSEGV');
   });
 
   it('marks the row booted twice and says why under the table', () => {
