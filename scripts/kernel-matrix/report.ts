@@ -60,7 +60,7 @@ export interface KernelRow {
   load?: number;
   /** CPU seconds qemu used for the kernel (boot and tests): its work, whatever the load. */
   cpuSeconds?: number;
-  /** Why the kernel was booted a second time (Node crashed inside V8 on the first); the row is the second boot's. */
+  /** Why the kernel was booted a second time (a Node process in the guest died on its own on the first: guestCrash); the row is the second boot's. */
   retried?: string;
 }
 
