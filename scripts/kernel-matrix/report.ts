@@ -99,9 +99,10 @@ export function cells(results: VitestJson | undefined, features: FeaturesJson | 
  * matrix boots that kernel once more rather than report it as podtap's.
  * Seen in 5.10's guest on 2026-12-06, in two suite runs in a row, at the same
  * step (the first `podtap sniff` of the boot, before it asked for its
- * object): once V8's check in ThreadIsolation::StartOfJitAllocationAt during
- * a GC of JIT code (the family of nodejs/node#64500), once a signal. Neither
- * came back in three runs of that kernel alone, quiet and under load.
+ * object): once V8's check in ThreadIsolation::StartOfJitAllocationAt, its
+ * callers in V8's heap code by the nearest exported symbols (the family of
+ * nodejs/node#64500), once a signal. Neither came back in four runs of that
+ * kernel alone: quiet, under load, and beside the host's kernel tests.
  * SIGKILL and SIGTERM are not crashes: someone sent them.
  */
 export function guestCrash(console: string): string | undefined {

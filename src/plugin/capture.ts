@@ -59,6 +59,10 @@ export interface PluginIO {
 
 export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'kubectl-podtap' };
 
+/** Why a live stream stopped when the collector's side stopped it: a capture cut short (exit 7). */
+const STREAM_ENDED = 'the collector ended the stream';
+const STREAM_BROKE = 'the collector connection broke';
+
 /** The SniffPolicy a capture creates (validated: a bad flag fails before anything is created). */
 export function capturePolicy(o: {
   name: string;
@@ -386,6 +390,3 @@ export async function capture(kube: Kube, o: CaptureOptions, io: PluginIO): Prom
   }
   return ExitCode.ok;
 }
-
-const STREAM_ENDED = 'the collector ended the stream';
-const STREAM_BROKE = 'the collector connection broke';
